@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and
+# install everything first (Java 17 must be on the machine; nothing else is needed).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo run test unit lint typecheck bench broker-up broker-down clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the project with its dev tools
+
+demo: $(STAMP) ## broker up, produce events with faults, run the pipelines until idle
+	$(BIN)/lakehouse demo
+
+run: $(STAMP) ## run the pipelines continuously (Ctrl-C stops cleanly)
+	$(BIN)/lakehouse run
+
+test: $(STAMP) ## lint, type-check, then every test (unit and end to end)
+	$(BIN)/ruff check .
+	$(BIN)/mypy lakehouse bronze pipelines
+	$(BIN)/pytest
+
+unit: $(STAMP) ## the fast tests only (no broker, no Spark)
+	$(BIN)/pytest tests/unit
+
+broker-up: $(STAMP)
+	$(BIN)/lakehouse broker up
+
+broker-down: $(STAMP)
+	$(BIN)/lakehouse broker down
+
+clean: ## stop the broker and delete the local warehouse
+	-$(BIN)/lakehouse broker down
+	rm -rf warehouse

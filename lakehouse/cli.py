@@ -1,0 +1,217 @@
+"""``lakehouse``: the command line of the streaming lakehouse.
+
+Subcommands: ``broker up|down|status``, ``topics``, ``produce``, ``run``, ``tables`` and
+``demo``. Every command reads the configuration once (``--conf`` > ``LAKEHOUSE_CONF`` >
+``conf/local.yaml``) and fails with a stable error code before starting anything if it
+is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from lakehouse.config import Config, load_config
+from lakehouse.errors import ErrorCode, LakehouseError
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def ensure_broker(config: Config) -> str:
+    """Start the embedded broker if the config wants one, else check the cluster answers."""
+    from lakehouse.io.kafka_admin import admin_client, list_topics
+    if config.kafka.embedded.enabled:
+        from lakehouse.broker import EmbeddedBroker
+        broker = EmbeddedBroker(config.kafka.bootstrap_servers, config.broker_data_dir,
+                                config.kafka.embedded.startup_timeout_seconds)
+        status = broker.up()
+        return status.describe()
+    list_topics(admin_client(config.kafka.bootstrap_servers, config.kafka.client_properties),
+                config.kafka.bootstrap_servers)
+    return f"using the Kafka cluster at {config.kafka.bootstrap_servers}"
+
+
+def cmd_broker(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.broker import EmbeddedBroker
+    if not config.kafka.embedded.enabled:
+        raise LakehouseError(
+            ErrorCode.BROKER_NOT_EMBEDDED,
+            f"the broker is external ({config.kafka.bootstrap_servers}); nothing to "
+            f"{args.action}", hint="unset LAKEHOUSE_KAFKA_BOOTSTRAP to use the embedded one")
+    broker = EmbeddedBroker(config.kafka.bootstrap_servers, config.broker_data_dir,
+                            config.kafka.embedded.startup_timeout_seconds)
+    if args.action == "up":
+        _say(f"broker {broker.up().describe()}")
+        _say(f"bootstrap servers: {broker.bootstrap}")
+    elif args.action == "down":
+        _say("broker stopped" if broker.down() else "broker was not running")
+    else:
+        status = broker.status()
+        _say(f"broker {status.describe()}")
+        return 0 if status.answering else 3
+    return 0
+
+
+def cmd_topics(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.io.kafka_admin import TopicSpec, admin_client, ensure_topics, list_topics
+    _say(ensure_broker(config))
+    specs = [TopicSpec(s.topic, s.partitions, s.replication_factor)
+             for s in config.sources.values()]
+    for name in ensure_topics(config.kafka.bootstrap_servers, specs,
+                              config.kafka.client_properties):
+        _say(f"created topic {name}")
+    topics = list_topics(admin_client(config.kafka.bootstrap_servers,
+                                      config.kafka.client_properties),
+                         config.kafka.bootstrap_servers)
+    for name, source in sorted(config.sources.items()):
+        _say(f"{name:<14} {source.topic:<24} {topics.get(source.topic, 0)} partitions")
+    return 0
+
+
+def cmd_produce(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.generator import generate
+    from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
+    from lakehouse.io.kafka_producer import produce
+    source = config.source(args.source)
+    _say(ensure_broker(config))
+    ensure_topics(config.kafka.bootstrap_servers,
+                  [TopicSpec(source.topic, source.partitions, source.replication_factor)],
+                  config.kafka.client_properties)
+    started = time.monotonic()
+    sent = produce(config.kafka.bootstrap_servers, source.topic,
+                   generate(args.source, args.count, args.seed, args.faults),
+                   config.kafka.client_properties,
+                   progress=lambda n: _say(f"  produced {n:,}/{args.count:,}"))
+    took = time.monotonic() - started
+    _say(f"produced {sent:,} {args.source} events to {source.topic} in {took:.1f}s "
+         f"(seed {args.seed}, faults {args.faults:.0%})")
+    return 0
+
+
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.runner import run
+    _say(ensure_broker(config))
+    summary = run(config, until_idle=args.until_idle, tables=args.table, printer=_say)
+    _say(f"done in {summary.seconds:.1f}s")
+    _print_tables(config)
+    return 0
+
+
+def cmd_tables(config: Config, args: argparse.Namespace) -> int:
+    _print_tables(config)
+    return 0
+
+
+def _print_tables(config: Config) -> None:
+    from lakehouse.catalog import table_stats
+    stats = table_stats(config)
+    if not stats:
+        _say(f"no tables yet under {config.warehouse.root}")
+        return
+    _say(f"{'table':<28} {'rows':>10} {'version':>8}  location")
+    for s in stats:
+        _say(f"{s.name:<28} {s.rows:>10,} {s.version:>8}  {s.uri}")
+
+
+def cmd_demo(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.generator import generate
+    from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
+    from lakehouse.io.kafka_producer import produce
+    from lakehouse.runner import run
+    started = time.monotonic()
+    _say(f"1/3 broker: {ensure_broker(config)}")
+    ensure_topics(config.kafka.bootstrap_servers,
+                  [TopicSpec(s.topic, s.partitions, s.replication_factor)
+                   for s in config.sources.values()], config.kafka.client_properties)
+    seed = int(time.time())
+    for name in sorted(config.sources):
+        source = config.sources[name]
+        n = produce(config.kafka.bootstrap_servers, source.topic,
+                    generate(name, args.count, seed, args.faults), config.kafka.client_properties)
+        _say(f"2/3 produced {n:,} {name} events (faults {args.faults:.0%}) to {source.topic}")
+    _say("3/3 running the pipelines until idle")
+    run(config, until_idle=True, printer=_say)
+    _say(f"demo finished in {time.monotonic() - started:.1f}s; tables:")
+    _print_tables(config)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="lakehouse",
+        description="Streaming lakehouse: Kafka events land exactly once in bronze Delta "
+                    "tables (then silver and gold).",
+        epilog="Config: --conf FILE, else $LAKEHOUSE_CONF, else conf/local.yaml. "
+               "$LAKEHOUSE_KAFKA_BOOTSTRAP points at a real cluster; $LAKEHOUSE_WAREHOUSE "
+               "moves the tables.")
+    parser.add_argument("--conf", help="configuration file (YAML)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("broker", help="start, stop or inspect the embedded Kafka broker",
+                       description="Control the embedded noida-db broker (Kafka protocol). "
+                                   "Not used when LAKEHOUSE_KAFKA_BOOTSTRAP is set.")
+    p.add_argument("action", choices=["up", "down", "status"],
+                   help="up: start and wait until it answers; down: stop gracefully; "
+                        "status: exit 0 if it answers, 3 if not")
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("topics", help="create the configured topics if missing and list them",
+                       description="Create every configured source topic that is missing, with "
+                                   "its configured partition count, and list them.")
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("produce", help="send synthetic events to a source's topic",
+                       description="Produce realistic synthetic events (deterministic per seed) "
+                                   "to the topic of SOURCE, optionally with faults mixed in.")
+    p.add_argument("source", help="a configured source, e.g. orders or clickstream")
+    p.add_argument("--count", type=int, default=1000, help="number of events (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--faults", type=float, nargs="?", const=0.1, default=0.0,
+                   help="share of bad events: duplicates, malformed JSON, missing fields, "
+                        "out-of-range values, wrong types, late events (0.1 if given alone)")
+    p.set_defaults(func=cmd_produce)
+
+    p = sub.add_parser("run", help="run the streaming pipelines",
+                       description="Run the pipelines. Without --until-idle they run until "
+                                   "Ctrl-C or SIGTERM and stop cleanly; restarting resumes from "
+                                   "the checkpoints, exactly once.")
+    p.add_argument("--until-idle", action="store_true",
+                   help="process everything available now, then exit")
+    p.add_argument("--table", action="append", metavar="NAME",
+                   help="only this table (repeatable), e.g. --table orders")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("tables", help="list the tables with row counts and versions")
+    p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("demo", help="broker up, produce events with faults, run until idle",
+                       description="The whole slice on the embedded defaults: start the broker, "
+                                   "produce events with faults to every source, run the "
+                                   "pipelines until idle and print the table counts.")
+    p.add_argument("--count", type=int, default=3000, help="events per source (default 3000)")
+    p.add_argument("--faults", type=float, default=0.1, help="share of bad events (default 0.1)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lakehouse`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.conf)
+        return int(args.func(config, args))
+    except LakehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""Typed configuration: `conf/*.yaml` parsed once into frozen dataclasses.
+
+Precedence, written down once: explicit argument > environment variable > YAML file >
+dataclass default. Environment overrides:
+
+- ``LAKEHOUSE_CONF``: which YAML file (default ``conf/local.yaml``);
+- ``LAKEHOUSE_KAFKA_BOOTSTRAP``: bootstrap servers of a real cluster (turns the embedded
+  broker off);
+- ``LAKEHOUSE_WAREHOUSE``: warehouse root (checkpoints follow it unless set explicitly).
+
+Unknown keys, missing required keys and wrongly typed values fail here, before Spark
+starts, with an error naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from lakehouse.errors import ErrorCode, LakehouseError
+
+DEFAULT_CONF = "conf/local.yaml"
+ENV_CONF = "LAKEHOUSE_CONF"
+ENV_BOOTSTRAP = "LAKEHOUSE_KAFKA_BOOTSTRAP"
+ENV_WAREHOUSE = "LAKEHOUSE_WAREHOUSE"
+
+
+@dataclass(frozen=True)
+class EmbeddedBrokerConfig:
+    """The noida-db broker the project starts itself for local work and tests."""
+
+    enabled: bool = True
+    data_dir: str = ""
+    """Where the broker keeps its log; default ``<warehouse>/_broker``."""
+    startup_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """How to reach Kafka. Only the Kafka protocol is used, so any cluster works."""
+
+    bootstrap_servers: str
+    embedded: EmbeddedBrokerConfig = field(default_factory=EmbeddedBrokerConfig)
+    client_properties: Mapping[str, str] = field(default_factory=dict)
+    """Extra librdkafka properties (security.protocol, sasl.*, ssl.*) for every client."""
+
+
+@dataclass(frozen=True)
+class WarehouseConfig:
+    """Where tables and streaming checkpoints live (local path or object-store URI)."""
+
+    root: str
+    checkpoints: str = ""
+    """Default ``<root>/_checkpoints``."""
+    storage_options: Mapping[str, str] = field(default_factory=dict)
+    """Passed to delta-rs (e.g. AWS_REGION, AWS_ENDPOINT_URL)."""
+
+    def table_uri(self, layer: str, name: str) -> str:
+        """The storage URI of table ``layer.name``."""
+        return _join(self.root, layer, name)
+
+    def checkpoint_uri(self, query_name: str) -> str:
+        """The Spark checkpoint location of one streaming query."""
+        return _join(self.checkpoints, query_name)
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """The SparkSession the jobs build (ignored where spark-submit already made one)."""
+
+    master: str = "local[2]"
+    app_name: str = "lakehouse"
+    shuffle_partitions: int = 2
+    conf: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    """Defaults shared by every streaming query."""
+
+    trigger_seconds: float = 2.0
+    max_offsets_per_trigger: int = 50_000
+    starting_offsets: str = "earliest"
+    fail_on_data_loss: bool = True
+    progress_group: str = ""
+    """If set, committed Kafka offsets are published under this consumer group (lag only)."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One Kafka topic that lands in a bronze table of the same name."""
+
+    topic: str
+    partitions: int = 6
+    replication_factor: int = 1
+    max_offsets_per_trigger: int = 0
+    """0 means the streaming default."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of a lakehouse deployment."""
+
+    project: str
+    kafka: KafkaConfig
+    warehouse: WarehouseConfig
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    sources: Mapping[str, SourceConfig] = field(default_factory=dict)
+    source_file: str = ""
+    """The YAML file this was read from (set by the loader, not by the file)."""
+
+    def source(self, name: str) -> SourceConfig:
+        """The named source, or an error listing the configured ones."""
+        if name not in self.sources:
+            raise LakehouseError(
+                ErrorCode.UNKNOWN_SOURCE,
+                f"unknown source {name!r} (configured: {', '.join(sorted(self.sources)) or 'none'})",
+                hint=f"add it under 'sources:' in {self.source_file}",
+                source=name,
+            )
+        return self.sources[name]
+
+    @property
+    def broker_data_dir(self) -> str:
+        """Where the embedded broker keeps its data."""
+        return self.kafka.embedded.data_dir or _join(self.warehouse.root, "_broker")
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    bootstrap_servers: str | None = None,
+    warehouse: str | None = None,
+) -> Config:
+    """Read, validate and freeze the configuration.
+
+    ``path`` beats ``LAKEHOUSE_CONF`` beats ``conf/local.yaml``; ``bootstrap_servers`` and
+    ``warehouse`` beat their environment variables, which beat the file.
+    """
+    env = os.environ if env is None else env
+    conf_path = Path(path or env.get(ENV_CONF) or DEFAULT_CONF)
+    if not conf_path.is_file():
+        raise LakehouseError(
+            ErrorCode.CONFIG_NOT_FOUND,
+            f"config file {conf_path} does not exist",
+            hint=f"pass --conf FILE or set {ENV_CONF}; conf/local.yaml is the embedded default",
+            file=str(conf_path),
+        )
+    try:
+        raw = yaml.safe_load(conf_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise LakehouseError(
+            ErrorCode.CONFIG_INVALID_YAML,
+            f"{conf_path} is not valid YAML: {exc}",
+            hint="fix the syntax at the line and column shown",
+            file=str(conf_path),
+        ) from exc
+    return parse_config(raw, source_file=str(conf_path), env=env,
+                        bootstrap_servers=bootstrap_servers, warehouse=warehouse)
+
+
+def parse_config(
+    raw: Any,
+    *,
+    source_file: str = "<memory>",
+    env: Mapping[str, str] | None = None,
+    bootstrap_servers: str | None = None,
+    warehouse: str | None = None,
+) -> Config:
+    """Validate an already-loaded YAML document and apply the overrides."""
+    env = {} if env is None else env
+    if not isinstance(raw, dict):
+        raise LakehouseError(
+            ErrorCode.CONFIG_BAD_VALUE,
+            f"{source_file}: the top level must be a mapping of keys, got {type(raw).__name__}",
+            file=source_file, key="",
+        )
+    config = _build(Config, {**raw, "source_file": source_file}, "", source_file)
+
+    bootstrap = bootstrap_servers or env.get(ENV_BOOTSTRAP)
+    if bootstrap:
+        # A cluster given from outside is used as it is: never start a broker for it.
+        config = dataclasses.replace(config, kafka=dataclasses.replace(
+            config.kafka, bootstrap_servers=bootstrap,
+            embedded=dataclasses.replace(config.kafka.embedded, enabled=False)))
+    root = warehouse or env.get(ENV_WAREHOUSE)
+    if root:
+        config = dataclasses.replace(
+            config, warehouse=dataclasses.replace(config.warehouse, root=root, checkpoints=""))
+    wh = config.warehouse
+    root_abs = _absolute(wh.root)
+    checkpoints = _absolute(wh.checkpoints) if wh.checkpoints else _join(root_abs, "_checkpoints")
+    config = dataclasses.replace(
+        config, warehouse=dataclasses.replace(wh, root=root_abs, checkpoints=checkpoints))
+    _check_values(config)
+    return config
+
+
+def _check_values(config: Config) -> None:
+    def bad(key: str, message: str) -> LakehouseError:
+        return LakehouseError(ErrorCode.CONFIG_BAD_VALUE, f"{config.source_file}: {key}: {message}",
+                              file=config.source_file, key=key)
+
+    if not config.kafka.bootstrap_servers.strip():
+        raise bad("kafka.bootstrap_servers", "must name at least one host:port")
+    for server in config.kafka.bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise bad("kafka.bootstrap_servers", f"{server!r} is not host:port")
+    if config.streaming.max_offsets_per_trigger <= 0:
+        raise bad("streaming.max_offsets_per_trigger", "must be a positive number of records")
+    if config.streaming.trigger_seconds < 0:
+        raise bad("streaming.trigger_seconds", "must be zero or positive")
+    start = config.streaming.starting_offsets
+    if start not in ("earliest", "latest") and not start.lstrip().startswith("{"):
+        raise bad("streaming.starting_offsets", "must be earliest, latest or a JSON offsets map")
+    if config.spark.shuffle_partitions <= 0:
+        raise bad("spark.shuffle_partitions", "must be positive")
+    for name, source in config.sources.items():
+        if source.partitions <= 0:
+            raise bad(f"sources.{name}.partitions", "must be positive")
+        if source.max_offsets_per_trigger < 0:
+            raise bad(f"sources.{name}.max_offsets_per_trigger", "must be 0 (default) or more")
+        if not source.topic.strip():
+            raise bad(f"sources.{name}.topic", "must not be empty")
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def _absolute(path: str) -> str:
+    return path if _is_uri(path) else str(Path(path).expanduser().resolve())
+
+
+def _join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: Any, prefix: str, source_file: str) -> T:
+    """Build dataclass ``cls`` from a YAML mapping, strictly."""
+    where = prefix.rstrip(".") or "the top level"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise LakehouseError(
+            ErrorCode.CONFIG_BAD_VALUE,
+            f"{source_file}: {where} must be a mapping, got {type(data).__name__}",
+            file=source_file, key=prefix.rstrip("."))
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in fields:
+            raise LakehouseError(
+                ErrorCode.CONFIG_UNKNOWN_KEY,
+                f"{source_file}: unknown key '{prefix}{key}'",
+                hint=f"allowed under {where}: {', '.join(sorted(k for k in fields if k != 'source_file'))}",
+                file=source_file, key=f"{prefix}{key}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise LakehouseError(
+                    ErrorCode.CONFIG_MISSING_KEY,
+                    f"{source_file}: required key '{key}' is missing",
+                    hint=f"add '{name}:' under {where}", file=source_file, key=key)
+            continue
+        values[name] = _coerce(hints[name], data[name], key, source_file)
+    return cls(**values)
+
+
+def _coerce(tp: Any, value: Any, key: str, source_file: str) -> Any:
+    def bad(expected: str) -> LakehouseError:
+        return LakehouseError(
+            ErrorCode.CONFIG_BAD_VALUE,
+            f"{source_file}: '{key}' must be {expected}, got {value!r}",
+            file=source_file, key=key)
+
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, f"{key}.", source_file)  # type: ignore[arg-type]
+    origin = typing.get_origin(tp)
+    if origin in (Mapping, dict) or tp is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise bad("a mapping")
+        args = typing.get_args(tp)
+        value_type = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(value_type, v, f"{key}.{k}", source_file) for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        return float(value)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise bad("a string")
+    raise TypeError(f"unsupported config type {tp!r} for {key}")

@@ -1,0 +1,55 @@
+"""One error hierarchy with stable codes.
+
+Every failure a user can cause or fix (bad config, missing broker, unknown topic, data
+loss in Kafka, ...) raises `LakehouseError` with a stable `ErrorCode`, parameters, and a
+hint that says what to do. Tests assert on the code, never on the wording.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """Stable identifiers of user-facing errors."""
+
+    CONFIG_NOT_FOUND = "LH-CONF-001"
+    CONFIG_INVALID_YAML = "LH-CONF-002"
+    CONFIG_UNKNOWN_KEY = "LH-CONF-003"
+    CONFIG_MISSING_KEY = "LH-CONF-004"
+    CONFIG_BAD_VALUE = "LH-CONF-005"
+    BROKER_UNREACHABLE = "LH-KAFKA-001"
+    TOPIC_NOT_FOUND = "LH-KAFKA-002"
+    KAFKA_DATA_LOSS = "LH-KAFKA-003"
+    KAFKA_READ_TIMEOUT = "LH-KAFKA-004"
+    KAFKA_BAD_OPTION = "LH-KAFKA-005"
+    KAFKA_PRODUCE_FAILED = "LH-KAFKA-006"
+    BROKER_START_FAILED = "LH-BROKER-001"
+    BROKER_NOT_EMBEDDED = "LH-BROKER-002"
+    UNKNOWN_SOURCE = "LH-DEF-001"
+    BAD_DEFINITION = "LH-DEF-002"
+    DELTA_WRITE_FAILED = "LH-DELTA-001"
+    STREAM_FAILED = "LH-STREAM-001"
+
+
+class LakehouseError(Exception):
+    """A failure with a stable code, the facts behind it, and what to do about it."""
+
+    def __init__(self, code: ErrorCode, message: str, *, hint: str = "", **params: Any) -> None:
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.params = params
+        text = f"[{code.value}] {message}"
+        if hint:
+            text += f"\n  hint: {hint}"
+        super().__init__(text)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (Spark Python workers); keep them picklable.
+        return (_rebuild, (self.code, self.message, self.hint, self.params))
+
+
+def _rebuild(code: ErrorCode, message: str, hint: str, params: dict[str, Any]) -> LakehouseError:
+    return LakehouseError(code, message, hint=hint, **params)

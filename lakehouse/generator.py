@@ -1,0 +1,180 @@
+"""Realistic synthetic events for the ``orders`` and ``clickstream`` sources (pure).
+
+``generate(source, count, seed, faults)`` returns Kafka records (key, value bytes,
+headers) deterministically for a seed. With ``faults`` a share of the records is one of:
+an exact redelivery of an earlier event, malformed JSON, a missing required field, an
+out-of-range value, a wrong type, or a late event (event time hours in the past).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from lakehouse.errors import ErrorCode, LakehouseError
+
+
+class Fault(StrEnum):
+    """Kinds of bad input the generator mixes in."""
+
+    DUPLICATE = "duplicate"
+    MALFORMED = "malformed"
+    MISSING_FIELD = "missing_field"
+    OUT_OF_RANGE = "out_of_range"
+    WRONG_TYPE = "wrong_type"
+    LATE = "late"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record to produce."""
+
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    fault: Fault | None = None
+
+
+CATEGORIES = ("electronics", "books", "garden", "toys", "grocery", "fashion", "sports",
+              "beauty", "café & küche", "文具")
+COUNTRIES = ("US", "GB", "DE", "FR", "NL", "ES", "IT", "SE", "JP", "BR", "IN", "CA")
+CURRENCIES = {"US": "USD", "GB": "GBP", "JP": "JPY", "BR": "BRL", "IN": "INR", "CA": "CAD",
+              "SE": "SEK"}
+ORDER_EVENTS = (("order_placed", 0.45), ("order_paid", 0.25), ("order_shipped", 0.18),
+                ("order_cancelled", 0.07), ("order_refunded", 0.05))
+CLICK_EVENTS = (("page_view", 0.55), ("click", 0.25), ("add_to_cart", 0.1), ("search", 0.07),
+                ("checkout", 0.03))
+PAGES = ("/", "/search", "/c/electronics", "/c/books", "/p/{id}", "/cart", "/checkout")
+DEVICES = ("desktop", "mobile", "tablet")
+
+
+def _weighted(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
+    return rng.choices([k for k, _ in table], weights=[w for _, w in table])[0]
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def order_event(rng: random.Random, now: datetime) -> dict[str, Any]:
+    """One valid order event."""
+    country = rng.choice(COUNTRIES)
+    return {
+        "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "event_type": _weighted(rng, ORDER_EVENTS),
+        "order_id": f"o-{rng.randrange(1, 10**7):07d}",
+        "customer_id": f"c-{rng.randrange(1, 10**6):06d}",
+        "event_time": _iso(now - timedelta(seconds=rng.uniform(0, 120))),
+        "amount": round(rng.lognormvariate(3.5, 1.0), 2),
+        "currency": CURRENCIES.get(country, "EUR"),
+        "quantity": rng.randint(1, 5),
+        "category": rng.choice(CATEGORIES),
+        "country": country,
+        "schema_version": 1,
+    }
+
+
+def click_event(rng: random.Random, now: datetime) -> dict[str, Any]:
+    """One valid clickstream event."""
+    user = rng.randrange(1, 50_000)
+    page = rng.choice(PAGES).format(id=rng.randrange(1, 5000))
+    return {
+        "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "event_type": _weighted(rng, CLICK_EVENTS),
+        "user_id": f"u-{user:05d}",
+        "session_id": f"s-{user:05d}-{rng.randrange(0, 8)}",
+        "url": f"https://shop.example.com{page}",
+        "referrer": rng.choice(["", "https://www.google.com/", "https://news.example.org/"]),
+        "device": rng.choice(DEVICES),
+        "country": rng.choice(COUNTRIES),
+        "event_time": _iso(now - timedelta(seconds=rng.uniform(0, 60))),
+        "schema_version": 1,
+    }
+
+
+@dataclass(frozen=True)
+class SourceShape:
+    """How to make one source's events and which fields the faults may break."""
+
+    make: Callable[[random.Random, datetime], dict[str, Any]]
+    key_field: str
+    required: tuple[str, ...]
+    range_breaks: tuple[tuple[str, Any], ...]
+    type_breaks: tuple[tuple[str, Any], ...]
+
+
+SHAPES: dict[str, SourceShape] = {
+    "orders": SourceShape(
+        order_event, "order_id",
+        ("event_id", "event_type", "order_id", "customer_id", "event_time", "amount",
+         "currency", "quantity", "category", "country"),
+        (("amount", -5.0), ("amount", 2_000_000.0), ("quantity", 0), ("quantity", 20_000),
+         ("currency", "usd"), ("country", "Germany")),
+        (("amount", "12.50"), ("quantity", 2.5), ("customer_id", 1234))),
+    "clickstream": SourceShape(
+        click_event, "user_id",
+        ("event_id", "event_type", "user_id", "session_id", "url", "event_time"),
+        (("event_type", "Page View"), ("url", "not a url")),
+        (("user_id", 42), ("event_time", 1700000000))),
+}
+
+
+def generate(source: str, count: int, seed: int = 0, faults: float = 0.0,
+             now: datetime | None = None) -> Iterator[Record]:
+    """``count`` records for ``source``; a ``faults`` share of them broken on purpose."""
+    if source not in SHAPES:
+        raise LakehouseError(ErrorCode.UNKNOWN_SOURCE,
+                             f"no generator for source {source!r} (have: {', '.join(SHAPES)})")
+    if not 0.0 <= faults <= 1.0:
+        raise LakehouseError(ErrorCode.CONFIG_BAD_VALUE, "--faults must be between 0 and 1")
+    shape = SHAPES[source]
+    rng = random.Random(seed)
+    now = now or datetime.now(UTC)
+    history: list[Record] = []
+    headers = (("content-type", b"application/json"), ("producer", b"lakehouse-generator"))
+    for _ in range(count):
+        if faults and rng.random() < faults:
+            fault = rng.choice(list(Fault))
+            if fault is Fault.DUPLICATE and history:
+                original = rng.choice(history[-500:])
+                yield Record(original.key, original.value, original.headers, Fault.DUPLICATE)
+                continue
+            if fault is Fault.DUPLICATE:
+                fault = Fault.MALFORMED
+            event = shape.make(rng, now)
+            yield _broken(rng, shape, event, fault, headers, now)
+            continue
+        event = shape.make(rng, now)
+        record = Record(str(event[shape.key_field]).encode(), _dump(event), headers)
+        history.append(record)
+        yield record
+
+
+def _broken(rng: random.Random, shape: SourceShape, event: dict[str, Any], fault: Fault,
+            headers: tuple[tuple[str, bytes], ...], now: datetime) -> Record:
+    key = str(event[shape.key_field]).encode()
+    if fault is Fault.MALFORMED:
+        text = _dump(event)
+        value = rng.choice([text[: len(text) // 2], b"not json at all", b"[1, 2, 3]", b""])
+        return Record(key, value, headers, fault)
+    if fault is Fault.MISSING_FIELD:
+        event.pop(rng.choice(shape.required))
+    elif fault is Fault.OUT_OF_RANGE:
+        field, value = rng.choice(shape.range_breaks)
+        event[field] = value
+    elif fault is Fault.WRONG_TYPE:
+        field, value = rng.choice(shape.type_breaks)
+        event[field] = value
+    elif fault is Fault.LATE:
+        event["event_time"] = _iso(now - timedelta(hours=rng.uniform(1, 30)))
+    return Record(key, _dump(event), headers, fault)
+
+
+def _dump(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,1 @@
+"""I/O at the edges: Kafka (source, admin, producer) and Delta (idempotent writes)."""

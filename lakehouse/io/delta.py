@@ -1,0 +1,111 @@
+"""Delta Lake I/O through delta-rs: idempotent micro-batch appends.
+
+Every streaming write carries the Delta transaction action
+``txn(appId=<stable id of the table's writer>, version=<batch id>)``. Before writing, the
+writer asks the table for the last version it committed under that app id; a micro-batch
+replayed after a crash (Delta commit done, Spark commit not) is therefore skipped rather
+than written twice. Commits also carry custom metadata (batch id, input ranges).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from lakehouse.errors import ErrorCode, LakehouseError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one idempotent append did."""
+
+    written: bool
+    rows: int
+    version: int | None
+    """The table version the batch is in (None for an empty batch that wrote nothing)."""
+
+
+def open_table(uri: str, storage_options: Mapping[str, str] | None = None,
+               version: int | None = None) -> DeltaTable | None:
+    """The Delta table at ``uri``, or None if there is none yet."""
+    try:
+        return DeltaTable(uri, version=version, storage_options=dict(storage_options or {}))
+    except TableNotFoundError:
+        return None
+
+
+def ensure_table(uri: str, schema: pa.Schema, partition_by: Sequence[str],
+                 storage_options: Mapping[str, str] | None = None,
+                 description: str | None = None) -> DeltaTable:
+    """Create an empty table with this schema unless one exists."""
+    table = open_table(uri, storage_options)
+    if table is not None:
+        return table
+    return DeltaTable.create(uri, schema=schema, mode="ignore", partition_by=list(partition_by),
+                             description=description,
+                             storage_options=dict(storage_options or {}))
+
+
+class IdempotentAppender:
+    """Appends micro-batches to one table, each at most once."""
+
+    def __init__(self, uri: str, app_id: str, partition_by: Sequence[str] = (),
+                 storage_options: Mapping[str, str] | None = None) -> None:
+        self.uri = uri
+        self.app_id = app_id
+        self.partition_by = list(partition_by)
+        self.storage_options = dict(storage_options or {})
+
+    def committed_version(self) -> int | None:
+        """The last batch id this writer committed to the table, if any."""
+        table = open_table(self.uri, self.storage_options)
+        return None if table is None else table.transaction_version(self.app_id)
+
+    def append(self, data: pa.Table, batch_id: int, metadata: Mapping[str, Any],
+               before_commit: Any = None) -> WriteResult:
+        """Append ``data`` as batch ``batch_id`` unless that batch is already in the table."""
+        table = open_table(self.uri, self.storage_options)
+        done = None if table is None else table.transaction_version(self.app_id)
+        if done is not None and done >= batch_id:
+            log.info("%s: batch %d already committed (txn %s=%d); skipping the replay",
+                     self.uri, batch_id, self.app_id, done)
+            return WriteResult(False, data.num_rows, None)
+        if data.num_rows == 0:
+            return WriteResult(False, 0, None)
+        if before_commit is not None:
+            before_commit()
+        if table is not None:
+            data = _conform(data, table.schema().to_arrow())
+        try:
+            write_deltalake(
+                table if table is not None else self.uri, data, mode="append",
+                partition_by=self.partition_by or None,
+                storage_options=self.storage_options or None,
+                commit_properties=CommitProperties(
+                    custom_metadata={"lakehouse.app_id": self.app_id,
+                                     "lakehouse.batch_id": batch_id, **metadata},
+                    app_transactions=[Transaction(app_id=self.app_id, version=batch_id)]))
+        except Exception as exc:
+            raise LakehouseError(ErrorCode.DELTA_WRITE_FAILED,
+                                 f"writing batch {batch_id} to {self.uri} failed: {exc}",
+                                 hint="the batch was not committed; restarting the job "
+                                      "retries it exactly once",
+                                 table=self.uri, batch_id=batch_id) from exc
+        version = DeltaTable(self.uri, storage_options=self.storage_options or None).version()
+        return WriteResult(True, data.num_rows, version)
+
+
+def _conform(data: pa.Table, target: Any) -> pa.Table:
+    """Cast a batch to the table's Arrow schema (column order and types, not names)."""
+    schema = pa.schema(target)
+    if data.schema.equals(schema, check_metadata=False):
+        return data
+    return data.select(schema.names).cast(schema)

@@ -1,0 +1,126 @@
+"""Kafka metadata and topic management over the plain Kafka protocol (confluent-kafka).
+
+Nothing here is broker-specific: the same calls work on the embedded noida-db broker
+and on any Kafka cluster given its bootstrap servers.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+
+from lakehouse.errors import ErrorCode, LakehouseError
+
+log = logging.getLogger(__name__)
+
+METADATA_TIMEOUT_S = 10.0
+
+
+def client_config(bootstrap_servers: str, properties: Mapping[str, str] | None = None) -> dict:
+    """librdkafka settings shared by every client the project makes."""
+    conf: dict = {"bootstrap.servers": bootstrap_servers, "log_level": 3}
+    conf.update(properties or {})
+    return conf
+
+
+def admin_client(bootstrap_servers: str, properties: Mapping[str, str] | None = None) -> AdminClient:
+    """An AdminClient for these servers."""
+    return AdminClient(client_config(bootstrap_servers, properties))
+
+
+def metadata_consumer(bootstrap_servers: str, properties: Mapping[str, str] | None = None) -> Consumer:
+    """A consumer used only for metadata and watermarks; it never joins a group."""
+    conf = client_config(bootstrap_servers, properties)
+    conf.update({
+        "group.id": f"lakehouse-metadata-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+    })
+    return Consumer(conf)
+
+
+def list_topics(admin: AdminClient | Consumer, bootstrap_servers: str,
+                timeout: float = METADATA_TIMEOUT_S) -> dict[str, int]:
+    """All topics and their partition counts; a clear error if no broker answers.
+
+    Asks for the full topic list on purpose: asking for one topic by name makes brokers
+    with auto-creation enabled create it.
+    """
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise LakehouseError(
+            ErrorCode.BROKER_UNREACHABLE,
+            f"no Kafka broker answered at {bootstrap_servers} within {timeout:.0f}s ({exc})",
+            hint="start the embedded one with `lakehouse broker up`, or set "
+                 "LAKEHOUSE_KAFKA_BOOTSTRAP to a reachable cluster",
+            bootstrap=bootstrap_servers) from exc
+    return {name: len(t.partitions) for name, t in md.topics.items() if t.error is None}
+
+
+def topic_partitions(admin: AdminClient | Consumer, bootstrap_servers: str, topic: str) -> list[int]:
+    """The partition ids of an existing topic, or TOPIC_NOT_FOUND."""
+    topics = list_topics(admin, bootstrap_servers)
+    if topic not in topics:
+        known = ", ".join(sorted(t for t in topics if not t.startswith("__"))) or "none"
+        raise LakehouseError(
+            ErrorCode.TOPIC_NOT_FOUND,
+            f"topic {topic!r} does not exist on {bootstrap_servers} (topics there: {known})",
+            hint="create it with `lakehouse topics create` (or `lakehouse produce`), "
+                 "or fix the topic name in the config",
+            topic=topic, bootstrap=bootstrap_servers)
+    return list(range(topics[topic]))
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the project needs."""
+
+    name: str
+    partitions: int
+    replication_factor: int = 1
+
+
+def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec],
+                  properties: Mapping[str, str] | None = None) -> list[str]:
+    """Create missing topics; grow existing ones to the configured partition count.
+
+    Returns the names of the topics it created. Never shrinks or deletes anything.
+    """
+    admin = admin_client(bootstrap_servers, properties)
+    existing = list_topics(admin, bootstrap_servers)
+    specs = list(specs)
+    created: list[str] = []
+    to_create = [NewTopic(s.name, s.partitions, s.replication_factor)
+                 for s in specs if s.name not in existing]
+    if to_create:
+        for name, future in admin.create_topics(to_create, operation_timeout=30).items():
+            try:
+                future.result()
+                created.append(name)
+                log.info("created topic %s", name)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+    to_grow = [NewPartitions(s.name, s.partitions) for s in specs
+               if s.name in existing and existing[s.name] < s.partitions]
+    if to_grow:
+        for name, future in admin.create_partitions(to_grow, operation_timeout=30).items():
+            future.result()
+            log.info("grew topic %s to its configured partition count", name)
+    return created
+
+
+def watermarks(consumer: Consumer, topic: str, partitions: Iterable[int],
+               timeout: float = METADATA_TIMEOUT_S) -> dict[int, tuple[int, int]]:
+    """(log start offset, high watermark) for each partition."""
+    out: dict[int, tuple[int, int]] = {}
+    for p in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+        out[p] = (int(low), int(high))
+    return out

@@ -1,0 +1,264 @@
+"""Builds and runs the streaming queries: Kafka -> bronze today, one query per table.
+
+Each bronze table gets its own query, checkpoint and Delta writer, so tables can be
+restarted and replayed independently. Writes go through ``foreachBatch`` into delta-rs
+with the batch id as the Delta transaction version (see ``lakehouse.io.delta``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+
+from lakehouse import faults
+from lakehouse.config import Config
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.delta import IdempotentAppender, ensure_table
+from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
+from lakehouse.io.kafka_offsets import ranges_in
+from lakehouse.io.kafka_source import FORMAT_NAME
+from lakehouse.registry import BronzeTable, discover_bronze
+
+log = logging.getLogger(__name__)
+
+Printer = Callable[[str], None]
+
+
+def kafka_options(config: Config, table: BronzeTable) -> dict[str, str]:
+    """Options of the ``kafka-py`` source for one bronze table."""
+    source = config.source(table.source)
+    streaming = config.streaming
+    opts = {
+        "kafka.bootstrap.servers": config.kafka.bootstrap_servers,
+        "subscribe": source.topic,
+        "startingOffsets": streaming.starting_offsets,
+        "maxOffsetsPerTrigger": str(source.max_offsets_per_trigger
+                                    or streaming.max_offsets_per_trigger),
+        "failOnDataLoss": str(streaming.fail_on_data_loss).lower(),
+        "dataLossLog": config.warehouse.checkpoint_uri(f"{table.qualified_name}/data_loss.jsonl"),
+    }
+    if streaming.progress_group:
+        opts["progressGroup"] = streaming.progress_group
+    opts.update({f"kafka.{k}": v for k, v in config.kafka.client_properties.items()})
+    return opts
+
+
+def ensure_source_topics(config: Config, tables: Sequence[BronzeTable]) -> list[str]:
+    """Create the topics of these tables' sources if missing (configured partition count)."""
+    specs = []
+    for t in tables:
+        s = config.source(t.source)
+        specs.append(TopicSpec(s.topic, s.partitions, s.replication_factor))
+    return ensure_topics(config.kafka.bootstrap_servers, specs, config.kafka.client_properties)
+
+
+@dataclass
+class BronzeWriter:
+    """The foreachBatch function of one bronze query: an idempotent Delta append."""
+
+    table: BronzeTable
+    appender: IdempotentAppender
+    query_name: str
+    printer: Printer
+    rows_written: int = 0
+    batches: int = 0
+    _app_ready: threading.Event = field(default_factory=threading.Event)
+
+    def bind(self, query_id: str) -> None:
+        """Tie the Delta transaction id to this checkpoint's query id (stable across
+        restarts, new if the checkpoint is deleted, so a fresh checkpoint never has its
+        batches mistaken for replays)."""
+        self.appender.app_id = f"{self.query_name}:{query_id}"
+        self._app_ready.set()
+
+    def __call__(self, df: DataFrame, batch_id: int) -> None:
+        self._app_ready.wait(timeout=60)
+        started = time.monotonic()
+        data = df.toArrow()
+        ranges = ranges_in(data)
+        metadata = {"lakehouse.query": self.query_name, "lakehouse.kafka_offsets": ranges}
+        faults.crash_point(self.query_name, "before_delta_commit", batch_id)
+        result = self.appender.append(data, batch_id, metadata)
+        faults.crash_point(self.query_name, "after_delta_commit", batch_id)
+        self.batches += 1
+        if result.written:
+            self.rows_written += result.rows
+            took = time.monotonic() - started
+            self.printer(f"[{self.query_name}] batch {batch_id}: {result.rows:,} rows -> "
+                         f"version {result.version} in {took:.2f}s "
+                         f"({_span(ranges)})")
+        elif result.rows:
+            self.printer(f"[{self.query_name}] batch {batch_id}: already in the table "
+                         f"(replay after a restart), skipped {result.rows:,} rows")
+
+
+def _span(ranges: list[dict[str, Any]]) -> str:
+    parts = [f"p{r['partition']}:{r['from']}-{r['to'] - 1}" for r in ranges]
+    return " ".join(parts[:6]) + (" ..." if len(parts) > 6 else "")
+
+
+def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
+                 printer: Printer = print) -> StreamingQuery:
+    """Start the streaming query that lands one source in its bronze table."""
+    raw = spark.readStream.format(FORMAT_NAME).options(**kafka_options(config, table)).load()
+    out = table.transform(raw)
+    uri = config.warehouse.table_uri("bronze", table.name)
+    ensure_table(uri, to_arrow_schema(out.schema), table.partition_by,
+                 config.warehouse.storage_options, description=table.description)
+    query_name = table.qualified_name
+    writer = BronzeWriter(
+        table, IdempotentAppender(uri, app_id=query_name, partition_by=table.partition_by,
+                                  storage_options=config.warehouse.storage_options),
+        query_name, printer)
+    query = (out.writeStream.queryName(query_name)
+             .foreachBatch(writer)
+             .option("checkpointLocation", config.warehouse.checkpoint_uri(query_name))
+             .trigger(processingTime=f"{config.streaming.trigger_seconds} seconds")
+             .start())
+    writer.bind(str(query.id))
+    return query
+
+
+def select_tables(tables: Sequence[BronzeTable], names: Sequence[str] | None) -> list[BronzeTable]:
+    """The tables named (``orders`` or ``bronze.orders``), or all of them."""
+    if not names:
+        return list(tables)
+    by_name = {t.name: t for t in tables}
+    chosen = []
+    for n in names:
+        key = n.removeprefix("bronze.")
+        if key not in by_name:
+            raise LakehouseError(ErrorCode.UNKNOWN_SOURCE,
+                                 f"no bronze table {n!r} (defined: {', '.join(sorted(by_name))})",
+                                 hint="definitions live in bronze/*.py")
+        chosen.append(by_name[key])
+    return chosen
+
+
+@dataclass
+class RunSummary:
+    """What a run did, per query."""
+
+    queries: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None,
+        spark: SparkSession | None = None, printer: Printer = print) -> RunSummary:
+    """Run the pipelines. ``until_idle``: process everything available, then stop;
+    otherwise run until Ctrl-C / SIGTERM, then stop cleanly between micro-batches."""
+    chosen = select_tables(discover_bronze(), tables)
+    for t in chosen:
+        config.source(t.source)  # unknown sources fail before Spark starts
+    created = ensure_source_topics(config, chosen)
+    for name in created:
+        printer(f"created topic {name}")
+    started = time.monotonic()
+    spark = spark or _session(config, printer)
+    listener = _ProgressListener(printer)
+    spark.streams.addListener(listener)
+    queries: list[StreamingQuery] = []
+    try:
+        for t in chosen:
+            queries.append(start_bronze(spark, config, t, printer))
+            printer(f"started {t.qualified_name} <- topic {config.source(t.source).topic}")
+        if until_idle:
+            for q in queries:
+                _await(q.processAllAvailable, q)
+        else:
+            _run_forever(queries, printer)
+    finally:
+        for q in queries:
+            if q.isActive:
+                q.stop()
+        spark.streams.removeListener(listener)
+    return RunSummary({q.name: listener.rows.get(q.name, 0) for q in queries},
+                      time.monotonic() - started)
+
+
+def _session(config: Config, printer: Printer) -> SparkSession:
+    from lakehouse.spark import build_session
+    printer(f"starting Spark ({config.spark.master}) ...")
+    return build_session(config)
+
+
+def _await(call: Callable[[], Any], query: StreamingQuery) -> None:
+    try:
+        call()
+    except StreamingQueryException as exc:
+        raise stream_error(query.name, exc) from None
+
+
+def stream_error(name: str, exc: BaseException) -> LakehouseError:
+    """Turn Spark's wrapped failure back into our error when one is inside."""
+    text = str(exc)
+    for code in ErrorCode:
+        marker = f"[{code.value}]"
+        if marker in text:
+            detail = text[text.index(marker) + len(marker):].strip().splitlines()
+            hint = next((ln.split("hint:", 1)[1].strip() for ln in detail if "hint:" in ln), "")
+            return LakehouseError(code, f"query {name} stopped: {detail[0] if detail else ''}",
+                                  hint=hint)
+    first = next((ln for ln in text.splitlines() if ln.strip()), text)
+    return LakehouseError(ErrorCode.STREAM_FAILED, f"query {name} failed: {first}",
+                          hint="see the Spark log above; restarting resumes from the checkpoint")
+
+
+def _run_forever(queries: list[StreamingQuery], printer: Printer) -> None:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        printer(f"received signal {signum}; stopping after the current micro-batch ...")
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    printer("running; press Ctrl-C to stop")
+    try:
+        while not stop.is_set():
+            for q in queries:
+                if not q.isActive:
+                    exc = q.exception()
+                    if exc is not None:
+                        raise stream_error(q.name, exc)
+                    return
+            stop.wait(1.0)
+    except KeyboardInterrupt:
+        printer("interrupted; stopping cleanly ...")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for q in queries:
+            q.stop()
+        printer("stopped; every committed batch is in the tables, the rest resumes next run")
+
+
+class _ProgressListener(StreamingQueryListener):
+    """Counts rows per query (progress lines come from the writers themselves)."""
+
+    def __init__(self, printer: Printer) -> None:
+        self.printer = printer
+        self.rows: dict[str, int] = {}
+
+    def onQueryStarted(self, event: Any) -> None:
+        pass
+
+    def onQueryProgress(self, event: Any) -> None:
+        p = event.progress
+        self.rows[p.name] = self.rows.get(p.name, 0) + int(p.numInputRows)
+
+    def onQueryIdle(self, event: Any) -> None:
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:
+        if event.exception:
+            print(f"query {event.id} terminated with an error", file=sys.stderr)

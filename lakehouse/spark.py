@@ -1,0 +1,51 @@
+"""The SparkSession every job uses, sized for this project's defaults."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from lakehouse.config import Config
+
+
+def build_session(config: Config) -> SparkSession:
+    """Create (or reuse, e.g. under spark-submit) the session and register our sources.
+
+    The master and app name from config apply only when no session exists yet; a job
+    submitted to a cluster keeps what spark-submit set.
+    """
+    # Python workers must run the interpreter that has this project installed.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.appName(config.spark.app_name)
+        .config("spark.sql.shuffle.partitions", str(config.spark.shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.streaming.noDataProgressEventInterval", "5000")
+        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
+    )
+    if not SparkSession.getActiveSession() and "spark.master" not in _submitted_conf():
+        builder = builder.master(config.spark.master)
+    for key, value in config.spark.conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    register_sources(spark)
+    return spark
+
+
+def register_sources(spark: SparkSession) -> None:
+    """Make the project's Python data sources available as formats."""
+    from lakehouse.io.kafka_source import KafkaDataSource
+    spark.dataSource.register(KafkaDataSource)
+
+
+def _submitted_conf() -> set[str]:
+    """Spark settings given by spark-submit (visible to the driver as an env variable)."""
+    args = os.environ.get("PYSPARK_SUBMIT_ARGS", "")
+    return {"spark.master"} if "--master" in args else set()
