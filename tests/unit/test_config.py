@@ -1,0 +1,126 @@
+"""Config parsing: valid files freeze, bad ones fail with the promised code and key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lakehouse.config import load_config, parse_config
+from lakehouse.errors import ErrorCode, LakehouseError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MINIMAL = {"project": "p", "kafka": {"bootstrap_servers": "h:9092"},
+           "warehouse": {"root": "/tmp/wh"}}
+
+
+def write(tmp_path: Path, doc: object) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return path
+
+
+def error_of(fn, *args, **kwargs) -> LakehouseError:  # type: ignore[no-untyped-def]
+    with pytest.raises(LakehouseError) as info:
+        fn(*args, **kwargs)
+    return info.value
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "cluster.example.yaml"])
+def test_shipped_configs_parse(name: str) -> None:
+    config = load_config(ROOT / "conf" / name, env={})
+    assert config.source("orders").topic == "shop.orders.v1"
+    assert dataclasses.is_dataclass(config)
+
+
+def test_local_defaults() -> None:
+    config = load_config(ROOT / "conf" / "local.yaml", env={})
+    assert config.kafka.embedded.enabled
+    assert config.source("orders").partitions == 6
+    assert config.warehouse.checkpoints == config.warehouse.root + "/_checkpoints"
+    assert config.warehouse.root.endswith("/warehouse")
+
+
+def test_frozen() -> None:
+    config = parse_config(MINIMAL)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.project = "x"  # type: ignore[misc]
+
+
+def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, {**MINIMAL, "kafka": {"bootstrap_servers": "h:1", "bootstrap": "x"}})
+    err = error_of(load_config, path, env={})
+    assert err.code is ErrorCode.CONFIG_UNKNOWN_KEY
+    assert err.params["key"] == "kafka.bootstrap"
+    assert str(path) in str(err)
+
+
+def test_missing_key(tmp_path: Path) -> None:
+    doc = {k: v for k, v in MINIMAL.items() if k != "warehouse"}
+    err = error_of(load_config, write(tmp_path, doc), env={})
+    assert err.code is ErrorCode.CONFIG_MISSING_KEY
+    assert err.params["key"] == "warehouse"
+
+
+def test_missing_nested_key(tmp_path: Path) -> None:
+    doc = {**MINIMAL, "sources": {"orders": {"partitions": 3}}}
+    err = error_of(load_config, write(tmp_path, doc), env={})
+    assert err.code is ErrorCode.CONFIG_MISSING_KEY
+    assert err.params["key"] == "sources.orders.topic"
+
+
+@pytest.mark.parametrize("patch,key", [
+    ({"streaming": {"max_offsets_per_trigger": "lots"}}, "streaming.max_offsets_per_trigger"),
+    ({"streaming": {"fail_on_data_loss": "yes"}}, "streaming.fail_on_data_loss"),
+    ({"streaming": {"max_offsets_per_trigger": 0}}, "streaming.max_offsets_per_trigger"),
+    ({"streaming": {"starting_offsets": "beginning"}}, "streaming.starting_offsets"),
+    ({"kafka": {"bootstrap_servers": "no-port"}}, "kafka.bootstrap_servers"),
+    ({"sources": {"orders": {"topic": "t", "partitions": 0}}}, "sources.orders.partitions"),
+    ({"spark": ["not", "a", "mapping"]}, "spark"),
+])
+def test_bad_values(tmp_path: Path, patch: dict, key: str) -> None:
+    err = error_of(load_config, write(tmp_path, {**MINIMAL, **patch}), env={})
+    assert err.code is ErrorCode.CONFIG_BAD_VALUE
+    assert err.params["key"] == key
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    err = error_of(load_config, tmp_path / "nope.yaml", env={})
+    assert err.code is ErrorCode.CONFIG_NOT_FOUND
+
+
+def test_invalid_yaml(tmp_path: Path) -> None:
+    err = error_of(load_config, write(tmp_path, "project: [unclosed"), env={})
+    assert err.code is ErrorCode.CONFIG_INVALID_YAML
+
+
+def test_env_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, {**MINIMAL, "kafka": {"bootstrap_servers": "h:1",
+                                                 "embedded": {"enabled": True}}})
+    config = load_config(env={"LAKEHOUSE_CONF": str(path),
+                              "LAKEHOUSE_KAFKA_BOOTSTRAP": "k1:9092,k2:9092",
+                              "LAKEHOUSE_WAREHOUSE": str(tmp_path / "elsewhere")})
+    assert config.kafka.bootstrap_servers == "k1:9092,k2:9092"
+    assert not config.kafka.embedded.enabled, "an external cluster never starts a broker"
+    assert config.warehouse.root == str(tmp_path / "elsewhere")
+    assert config.warehouse.checkpoints == str(tmp_path / "elsewhere" / "_checkpoints")
+
+
+def test_explicit_argument_beats_env(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL), env={"LAKEHOUSE_KAFKA_BOOTSTRAP": "env:1"},
+                         bootstrap_servers="arg:2")
+    assert config.kafka.bootstrap_servers == "arg:2"
+
+
+def test_object_store_paths_kept() -> None:
+    config = parse_config({**MINIMAL, "warehouse": {"root": "s3://b/wh"}})
+    assert config.warehouse.table_uri("bronze", "orders") == "s3://b/wh/bronze/orders"
+    assert config.warehouse.checkpoints == "s3://b/wh/_checkpoints"
+
+
+def test_unknown_source() -> None:
+    err = error_of(parse_config(MINIMAL).source, "payments")
+    assert err.code is ErrorCode.UNKNOWN_SOURCE
