@@ -1,0 +1,100 @@
+"""Exactly-once bronze: hard kills mid-batch, restart, every Kafka record exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from lakehouse.generator import Record
+from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
+from lakehouse.io.kafka_producer import produce
+from tests.conftest import ROOT, write_config
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "shop.orders.v1"
+
+
+def run_pipeline(config: Path, crash_at: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("LAKEHOUSE_CRASH_AT", None)
+    if crash_at:
+        env["LAKEHOUSE_CRASH_AT"] = crash_at
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", "--conf", str(config), "run", "--until-idle",
+         "--table", "orders"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        start_new_session=True)  # the crash kills the process group: Python and its JVM
+
+
+def bronze_rows(warehouse: Path) -> list[tuple[str, int, int]]:
+    table = DeltaTable(str(warehouse / "bronze" / "orders")).to_pyarrow_table(
+        columns=["topic", "partition", "offset"])
+    return list(zip(*(table.column(c).to_pylist() for c in ("topic", "partition", "offset")),
+                    strict=True))
+
+
+def make_setup(broker: str, tmp_path: Path, n: int) -> tuple[Path, Path]:
+    topic = f"orders.{tmp_path.name}"
+    warehouse = tmp_path / "warehouse"
+    config = write_config(tmp_path / "conf.yaml", broker, warehouse, max_offsets_per_trigger=250)
+    text = config.read_text().replace(TOPIC, topic)
+    config.write_text(text)
+    ensure_topics(broker, [TopicSpec(topic, 6)])
+    # Identical payloads on purpose: they are distinct Kafka records and all must land.
+    records = [Record(b"o-1", b'{"same":"payload"}', ()) if i % 10 == 0
+               else Record(f"o-{i}".encode(), f'{{"i":{i}}}'.encode(), (("h", b"v"),))
+               for i in range(n)]
+    assert produce(broker, topic, records) == n
+    return config, warehouse
+
+
+@pytest.mark.parametrize("point", ["after_delta_commit", "before_delta_commit"])
+def test_hard_kill_mid_batch_then_restart(broker: str, tmp_path: Path, point: str) -> None:
+    n = 1200
+    config, warehouse = make_setup(broker, tmp_path, n)
+
+    crashed = run_pipeline(config, crash_at=f"bronze.orders:{point}:1")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
+    assert "crashing on purpose" in crashed.stderr
+    history = DeltaTable(str(warehouse / "bronze" / "orders")).history()
+    written = [h for h in history if h.get("operation") == "WRITE"]
+    # Batch 0 always landed; batch 1 landed only when the kill came after its commit.
+    assert len(written) == (2 if point == "after_delta_commit" else 1)
+    assert len(bronze_rows(warehouse)) == 250 * len(written)
+
+    finished = run_pipeline(config)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    if point == "after_delta_commit":
+        assert "already in the table" in finished.stdout
+
+    rows = bronze_rows(warehouse)
+    assert len(rows) == n
+    assert len(set(rows)) == n, "each (topic, partition, offset) exactly once"
+
+    # A third run finds nothing new and writes nothing.
+    version = DeltaTable(str(warehouse / "bronze" / "orders")).version()
+    again = run_pipeline(config)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert DeltaTable(str(warehouse / "bronze" / "orders")).version() == version
+    assert len(bronze_rows(warehouse)) == n
+
+
+def test_commits_name_batch_and_offsets(broker: str, tmp_path: Path) -> None:
+    config, warehouse = make_setup(broker, tmp_path, 600)
+    assert run_pipeline(config).returncode == 0
+    table = DeltaTable(str(warehouse / "bronze" / "orders"))
+    writes = [h for h in reversed(table.history()) if h.get("operation") == "WRITE"]
+    assert [w["lakehouse.batch_id"] for w in writes] == [0, 1, 2]
+    covered = sum(r["records"] for w in writes for r in w["lakehouse.kafka_offsets"])
+    assert covered == 600
+    assert table.metadata().partition_columns == ["ingest_date"]
+    schema = {f.name: str(f.type) for f in table.schema().fields}
+    assert {"key", "value", "topic", "partition", "offset", "timestamp", "headers",
+            "ingested_at", "ingest_date"} <= set(schema)
