@@ -303,6 +303,7 @@ def read_range(r: OffsetRange, bootstrap: str, properties: Mapping[str, str],
                     raise LakehouseError(ErrorCode.STREAM_FAILED,
                                          f"reading {r.topic}[{r.partition}] failed: {err.str()}")
                 offset = msg.offset()
+                assert offset is not None  # data messages always have one
                 if offset >= r.end:
                     done = True
                     break

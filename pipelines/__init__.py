@@ -1,0 +1,1 @@
+"""Thin spark-submit entry points; each calls the same code as the ``lakehouse`` CLI."""

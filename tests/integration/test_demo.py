@@ -1,0 +1,61 @@
+"""`lakehouse demo` end to end on a fresh warehouse, with its own embedded broker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from tests.conftest import ROOT, free_port, write_config
+
+pytestmark = pytest.mark.integration
+
+
+def lakehouse(config: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lakehouse.cli", "--conf", str(config), *args],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_demo_on_fresh_warehouse(tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse"
+    config = write_config(tmp_path / "conf.yaml", f"127.0.0.1:{free_port()}", warehouse,
+                          embedded=True)
+    try:
+        result = lakehouse(config, "demo", "--count", "400")
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        assert "demo finished" in result.stdout
+        for name in ("orders", "clickstream"):
+            table = DeltaTable(str(warehouse / "bronze" / name))
+            assert table.to_pyarrow_table(columns=["offset"]).num_rows == 400
+            assert f"bronze.{name}" in result.stdout
+
+        status = lakehouse(config, "broker", "status")
+        assert status.returncode == 0 and "running" in status.stdout
+        assert lakehouse(config, "broker", "up").returncode == 0, "up twice is fine"
+    finally:
+        down = lakehouse(config, "broker", "down")
+    assert "stopped" in down.stdout
+    assert lakehouse(config, "broker", "status").returncode == 3
+
+
+def test_missing_broker_is_a_clear_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "conf.yaml", f"127.0.0.1:{free_port()}",
+                          tmp_path / "warehouse", embedded=False)
+    result = lakehouse(config, "run", "--until-idle")
+    assert result.returncode == 2
+    assert "LH-KAFKA-001" in result.stderr and "lakehouse broker up" in result.stderr
+
+
+def test_bad_config_fails_before_spark(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("project: x\nkafka: {bootstrap_servers: 'h:1'}\nwarehouse: {root: /tmp}\n"
+                   "streaming: {max_offset_per_trigger: 5}\n")
+    result = lakehouse(bad, "run", "--until-idle")
+    assert result.returncode == 2
+    assert "LH-CONF-003" in result.stderr and "streaming.max_offset_per_trigger" in result.stderr
+    assert "Spark" not in result.stdout
