@@ -7,6 +7,7 @@ with the batch id as the Delta transaction version (see ``lakehouse.io.delta``).
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -14,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pyspark.errors import StreamingQueryException
@@ -24,7 +26,7 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from lakehouse import faults
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import IdempotentAppender, ensure_table
+from lakehouse.io.delta import IdempotentAppender, ensure_table, max_kafka_offsets
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_offsets import ranges_in
 from lakehouse.io.kafka_source import FORMAT_NAME
@@ -108,10 +110,32 @@ def _span(ranges: list[dict[str, Any]]) -> str:
     return " ".join(parts[:6]) + (" ..." if len(parts) > 6 else "")
 
 
+def resume_offsets(config: Config, table: BronzeTable, printer: Printer) -> str | None:
+    """Starting offsets for a new checkpoint over a table that already holds records.
+
+    A deleted (or moved) checkpoint must not make the query read Kafka again from the
+    configured start and land every record twice: continue after what the table holds.
+    """
+    checkpoint = config.warehouse.checkpoint_uri(table.qualified_name)
+    if "://" in checkpoint or (Path(checkpoint) / "offsets").is_dir():
+        return None
+    held = max_kafka_offsets(config.warehouse.table_uri("bronze", table.name),
+                             config.warehouse.storage_options)
+    if not held:
+        return None
+    printer(f"[{table.qualified_name}] no checkpoint but the table holds records: "
+            f"continuing after them ({sum(len(p) for p in held.values())} partitions)")
+    return json.dumps(held)
+
+
 def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
                  printer: Printer = print) -> StreamingQuery:
     """Start the streaming query that lands one source in its bronze table."""
-    raw = spark.readStream.format(FORMAT_NAME).options(**kafka_options(config, table)).load()
+    options = kafka_options(config, table)
+    resume = resume_offsets(config, table, printer)
+    if resume:
+        options["startingOffsets"] = resume
+    raw = spark.readStream.format(FORMAT_NAME).options(**options).load()
     out = table.transform(raw)
     uri = config.warehouse.table_uri("bronze", table.name)
     ensure_table(uri, to_arrow_schema(out.schema), table.partition_by,
@@ -165,6 +189,7 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     for name in created:
         printer(f"created topic {name}")
     started = time.monotonic()
+    own_session = spark is None
     spark = spark or _session(config, printer)
     listener = _ProgressListener(printer)
     spark.streams.addListener(listener)
@@ -183,6 +208,8 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
             if q.isActive:
                 q.stop()
         spark.streams.removeListener(listener)
+        if own_session:
+            spark.stop()
     return RunSummary({q.name: listener.rows.get(q.name, 0) for q in queries},
                       time.monotonic() - started)
 

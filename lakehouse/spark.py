@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from lakehouse.config import Config
+
+LOG4J_CONF = Path(__file__).with_name("log4j2.properties")
 
 
 def build_session(config: Config) -> SparkSession:
@@ -27,7 +30,8 @@ def build_session(config: Config) -> SparkSession:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.streaming.noDataProgressEventInterval", "5000")
-        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
+        .config("spark.driver.extraJavaOptions",
+                f"-Dlog4j2.configurationFile=file:{LOG4J_CONF}")
     )
     if not SparkSession.getActiveSession() and "spark.master" not in _submitted_conf():
         builder = builder.master(config.spark.master)

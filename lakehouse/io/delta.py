@@ -54,6 +54,21 @@ def ensure_table(uri: str, schema: pa.Schema, partition_by: Sequence[str],
                              storage_options=dict(storage_options or {}))
 
 
+def max_kafka_offsets(uri: str, storage_options: Mapping[str, str] | None = None
+                      ) -> dict[str, dict[str, int]]:
+    """Next offset to read per topic partition, from what a bronze table already holds."""
+    table = open_table(uri, storage_options)
+    if table is None:
+        return {}
+    data = table.to_pyarrow_table(columns=["topic", "partition", "offset"])
+    if data.num_rows == 0:
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for row in data.group_by(["topic", "partition"]).aggregate([("offset", "max")]).to_pylist():
+        out.setdefault(row["topic"], {})[str(row["partition"])] = row["offset_max"] + 1
+    return out
+
+
 class IdempotentAppender:
     """Appends micro-batches to one table, each at most once."""
 
@@ -82,6 +97,7 @@ class IdempotentAppender:
             return WriteResult(False, 0, None)
         if before_commit is not None:
             before_commit()
+        data = rebuild_nested(data)
         if table is not None:
             data = _conform(data, table.schema().to_arrow())
         try:
@@ -109,3 +125,22 @@ def _conform(data: pa.Table, target: Any) -> pa.Table:
     if data.schema.equals(schema, check_metadata=False):
         return data
     return data.select(schema.names).cast(schema)
+
+
+def rebuild_nested(data: pa.Table) -> pa.Table:
+    """Rebuild list/struct columns into canonical Arrow buffers.
+
+    Spark's Arrow export can give an empty string/binary child array an offsets buffer of
+    zero bytes (the format asks for one entry). pyarrow tolerates it, arrow-rs (delta-rs)
+    reads past it and panics ("range start index ... out of range"), e.g. on a batch whose
+    records all have no Kafka headers. ``take`` writes fresh, well-formed buffers.
+    """
+    nested = [i for i, f in enumerate(data.schema)
+              if pa.types.is_nested(f.type) and data.num_rows]
+    if not nested:
+        return data
+    indices = pa.array(range(data.num_rows), pa.int64())
+    for i in nested:
+        column = data.column(i)
+        data = data.set_column(i, data.schema.field(i), column.take(indices))
+    return data

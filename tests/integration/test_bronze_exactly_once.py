@@ -98,3 +98,17 @@ def test_commits_name_batch_and_offsets(broker: str, tmp_path: Path) -> None:
     schema = {f.name: str(f.type) for f in table.schema().fields}
     assert {"key", "value", "topic", "partition", "offset", "timestamp", "headers",
             "ingested_at", "ingest_date"} <= set(schema)
+
+
+def test_deleted_checkpoint_does_not_land_records_twice(broker: str, tmp_path: Path) -> None:
+    import shutil
+    config, warehouse = make_setup(broker, tmp_path, 300)
+    assert run_pipeline(config).returncode == 0
+    shutil.rmtree(warehouse / "_checkpoints" / "bronze.orders")
+    topic = f"orders.{tmp_path.name}"
+    produce(broker, topic, [Record(b"k", f'{{"late":{i}}}'.encode(), ()) for i in range(50)])
+    result = run_pipeline(config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "continuing after them" in result.stdout
+    rows = bronze_rows(warehouse)
+    assert len(rows) == len(set(rows)) == 350
