@@ -20,7 +20,6 @@ from lakehouse.broker import EmbeddedBroker
 from lakehouse.config import parse_config
 from lakehouse.generator import generate
 from lakehouse.io.kafka_producer import produce
-from lakehouse.registry import discover_bronze
 from lakehouse.runner import ensure_source_topics, run
 
 
@@ -42,8 +41,7 @@ def main() -> None:
         broker = EmbeddedBroker(config.kafka.bootstrap_servers, config.broker_data_dir)
         broker.up()
         try:
-            orders = [t for t in discover_bronze() if t.name == "orders"]
-            ensure_source_topics(config, orders)
+            ensure_source_topics(config, ["orders"])
             t0 = time.monotonic()
             produce(config.kafka.bootstrap_servers, "bench.orders", generate("orders", args.count, 1))
             produced = time.monotonic() - t0

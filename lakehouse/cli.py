@@ -57,12 +57,10 @@ def cmd_broker(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_topics(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.io.kafka_admin import TopicSpec, admin_client, ensure_topics, list_topics
+    from lakehouse.io.kafka_admin import admin_client, list_topics
+    from lakehouse.runner import ensure_source_topics
     _say(ensure_broker(config))
-    specs = [TopicSpec(s.topic, s.partitions, s.replication_factor)
-             for s in config.sources.values()]
-    for name in ensure_topics(config.kafka.bootstrap_servers, specs,
-                              config.kafka.client_properties):
+    for name in ensure_source_topics(config, sorted(config.sources)):
         _say(f"created topic {name}")
     topics = list_topics(admin_client(config.kafka.bootstrap_servers,
                                       config.kafka.client_properties),
@@ -74,13 +72,11 @@ def cmd_topics(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_produce(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.generator import generate
-    from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
     from lakehouse.io.kafka_producer import produce
+    from lakehouse.runner import ensure_source_topics
     source = config.source(args.source)
     _say(ensure_broker(config))
-    ensure_topics(config.kafka.bootstrap_servers,
-                  [TopicSpec(source.topic, source.partitions, source.replication_factor)],
-                  config.kafka.client_properties)
+    ensure_source_topics(config, [args.source])
     started = time.monotonic()
     sent = produce(config.kafka.bootstrap_servers, source.topic,
                    generate(args.source, args.count, args.seed, args.faults),
@@ -119,14 +115,11 @@ def _print_tables(config: Config) -> None:
 
 def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.generator import generate
-    from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
     from lakehouse.io.kafka_producer import produce
-    from lakehouse.runner import run
+    from lakehouse.runner import ensure_source_topics, run
     started = time.monotonic()
     _say(f"1/3 broker: {ensure_broker(config)}")
-    ensure_topics(config.kafka.bootstrap_servers,
-                  [TopicSpec(s.topic, s.partitions, s.replication_factor)
-                   for s in config.sources.values()], config.kafka.client_properties)
+    ensure_source_topics(config, sorted(config.sources))
     seed = int(time.time())
     for name in sorted(config.sources):
         source = config.sources[name]

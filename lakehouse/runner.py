@@ -56,12 +56,10 @@ def kafka_options(config: Config, table: BronzeTable) -> dict[str, str]:
     return opts
 
 
-def ensure_source_topics(config: Config, tables: Sequence[BronzeTable]) -> list[str]:
-    """Create the topics of these tables' sources if missing (configured partition count)."""
-    specs = []
-    for t in tables:
-        s = config.source(t.source)
-        specs.append(TopicSpec(s.topic, s.partitions, s.replication_factor))
+def ensure_source_topics(config: Config, sources: Sequence[str]) -> list[str]:
+    """Create these sources' topics if missing, with their configured partition counts."""
+    specs = [TopicSpec(s.topic, s.partitions, s.replication_factor)
+             for s in map(config.source, sources)]
     return ensure_topics(config.kafka.bootstrap_servers, specs, config.kafka.client_properties)
 
 
@@ -185,7 +183,7 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     chosen = select_tables(discover_bronze(), tables)
     for t in chosen:
         config.source(t.source)  # unknown sources fail before Spark starts
-    created = ensure_source_topics(config, chosen)
+    created = ensure_source_topics(config, [t.source for t in chosen])
     for name in created:
         printer(f"created topic {name}")
     started = time.monotonic()

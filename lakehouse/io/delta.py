@@ -115,8 +115,11 @@ class IdempotentAppender:
                                  hint="the batch was not committed; restarting the job "
                                       "retries it exactly once",
                                  table=self.uri, batch_id=batch_id) from exc
-        version = DeltaTable(self.uri, storage_options=self.storage_options or None).version()
-        return WriteResult(True, data.num_rows, version)
+        if table is None:
+            table = DeltaTable(self.uri, storage_options=self.storage_options or None)
+        else:
+            table.update_incremental()
+        return WriteResult(True, data.num_rows, table.version())
 
 
 def _conform(data: pa.Table, target: Any) -> pa.Table:

@@ -151,6 +151,9 @@ class KafkaStreamReader(DataSourceStreamReader):
         # reader follows it from partitions()/commit(); Spark re-plans the last committed
         # batch through partitions() on restart, before asking for the latest offset.
         self._position: Offsets | None = None
+        # Watermarks fetched by latestOffset(), reused by the partitions() call that
+        # follows it, so each batch asks the brokers once.
+        self._fresh_bounds: dict[str, dict[int, tuple[int, int]]] | None = None
 
     # -- driver side -------------------------------------------------------------------
 
@@ -175,8 +178,9 @@ class KafkaStreamReader(DataSourceStreamReader):
 
     def latestOffset(self) -> dict:
         """The end of the next batch: the high watermarks, capped by maxOffsetsPerTrigger."""
-        bounds = self._bounds()
-        latest = {t: {str(p): high for p, (_, high) in parts.items()} for t, parts in bounds.items()}
+        bounds = self._fresh_bounds = self._bounds()
+        latest = {t: {str(p): high for p, (_, high) in parts.items()}
+                  for t, parts in bounds.items()}
         start = self._position if self._position is not None else self.initialOffset()
         return cap_offsets(start, latest, self.opts.max_offsets)
 
@@ -191,9 +195,10 @@ class KafkaStreamReader(DataSourceStreamReader):
                     self._data_loss(topic, int(p), begin, stop if stop is not None else begin,
                                     "the partition's offsets went backwards "
                                     "(topic deleted and recreated?)")
+        bounds, self._fresh_bounds = self._fresh_bounds, None
         if not ranges:
             return []
-        bounds = self._bounds()
+        bounds = bounds or self._bounds()
         checked = []
         for r in ranges:
             low = bounds.get(r.topic, {}).get(r.partition, (0, 0))[0]
