@@ -5,11 +5,6 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-BRONZE_COLUMNS = (
-    "key", "value", "topic", "partition", "offset", "timestamp", "timestamp_type", "headers",
-    "ingested_at", "ingest_date",
-)
-
 
 def land(raw: DataFrame) -> DataFrame:
     """Keep every Kafka field as it arrived (``value`` is never parsed here) and stamp

@@ -71,8 +71,6 @@ class BronzeWriter:
     appender: IdempotentAppender
     query_name: str
     printer: Printer
-    rows_written: int = 0
-    batches: int = 0
     _app_ready: threading.Event = field(default_factory=threading.Event)
 
     def bind(self, query_id: str) -> None:
@@ -91,9 +89,7 @@ class BronzeWriter:
         faults.crash_point(self.query_name, "before_delta_commit", batch_id)
         result = self.appender.append(data, batch_id, metadata)
         faults.crash_point(self.query_name, "after_delta_commit", batch_id)
-        self.batches += 1
         if result.written:
-            self.rows_written += result.rows
             took = time.monotonic() - started
             self.printer(f"[{self.query_name}] batch {batch_id}: {result.rows:,} rows -> "
                          f"version {result.version} in {took:.2f}s "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,8 +58,3 @@ def spark(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     session = build_session(config)
     yield session
     session.stop()
-
-
-@pytest.fixture
-def python() -> str:
-    return sys.executable
