@@ -45,8 +45,10 @@ def build_session(config: Config) -> SparkSession:
 
 def register_sources(spark: SparkSession) -> None:
     """Make the project's Python data sources available as formats."""
+    from lakehouse.io.delta_source import DeltaDataSource
     from lakehouse.io.kafka_source import KafkaDataSource
     spark.dataSource.register(KafkaDataSource)
+    spark.dataSource.register(DeltaDataSource)
 
 
 def _submitted_conf() -> set[str]:

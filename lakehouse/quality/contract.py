@@ -1,0 +1,261 @@
+"""Data contracts: the fields, JSON types and required-ness of one source's events.
+
+A contract is a small YAML file (``expectations/<name>.contract.yaml``), written once; the
+Spark schema of the silver table and the parsing of raw Kafka values are derived from
+it. Types are strict: a JSON string ``"12.50"`` where the contract says number is a
+violation, never coerced. Keys the contract does not name are kept, as one JSON string
+in the ``extras`` column.
+
+Parsing is a pure DataFrame transformation (``parse``): raw bytes in, typed columns plus
+``_failures`` (every contract rule the record broke, with a readable reason) out. It
+uses Spark's VARIANT type, so a record's JSON is parsed once, in the JVM.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakehouse.errors import ErrorCode, LakehouseError
+
+FAILURES = "_failures"
+"""Column of ``array<struct<rule string, reason string>>``: every rule a record failed."""
+FAILURE_TYPE = T.ArrayType(T.StructType([T.StructField("rule", T.StringType()),
+                                         T.StructField("reason", T.StringType())]))
+EXTRAS = "extras"
+
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+# ISO-8601 date-time with a zone: 2026-11-22T10:00:00Z, ...T10:00:00.123+02:00
+ISO_WITH_ZONE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$"
+_JSON_NUMBER = ("BIGINT", "DOUBLE", "DECIMAL")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of the contract."""
+
+    name: str
+    type: str
+    """string | integer | number | boolean | timestamp | decimal(p,s)"""
+    required: bool = False
+    default: Any = None
+    description: str = ""
+
+    @property
+    def spark_type(self) -> T.DataType:
+        """The silver column type."""
+        match = _DECIMAL.match(self.type)
+        if match:
+            return T.DecimalType(int(match.group(1)), int(match.group(2)))
+        return {"string": T.StringType(), "integer": T.LongType(), "number": T.DoubleType(),
+                "boolean": T.BooleanType(), "timestamp": T.TimestampType()}[self.type]
+
+    @property
+    def json_types(self) -> tuple[str, ...]:
+        """Variant type names (prefixes) a JSON value of this field may have."""
+        if self.type in ("string", "timestamp"):
+            return ("STRING",)
+        if self.type == "integer":
+            return ("BIGINT",)
+        if self.type == "boolean":
+            return ("BOOLEAN",)
+        return _JSON_NUMBER
+
+    @property
+    def json_type_name(self) -> str:
+        """How the reason text names the expected JSON type."""
+        return {"string": "string", "timestamp": "string (ISO-8601)", "integer": "integer",
+                "boolean": "boolean"}.get(self.type, "number")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The contract of one source's events."""
+
+    name: str
+    key: str
+    """The field that identifies an event (deduplication key)."""
+    event_time: str
+    """The timestamp field events are dated by (silver's ``event_date`` partition)."""
+    max_future_seconds: int
+    """How far after its processing time an event may claim to have happened."""
+    fields: tuple[Field, ...]
+    source_file: str = ""
+
+    def field(self, name: str) -> Field:
+        """The named field."""
+        return next(f for f in self.fields if f.name == name)
+
+    @property
+    def spark_schema(self) -> T.StructType:
+        """The typed fields of a valid record, in contract order."""
+        return T.StructType([T.StructField(f.name, f.spark_type, nullable=not f.required)
+                             for f in self.fields])
+
+
+def load_contract(path: str | Path) -> Contract:
+    """Read and check a contract file; any mistake is LH-CONTRACT-001 naming the file."""
+    path = Path(path)
+
+    def bad(message: str) -> LakehouseError:
+        return LakehouseError(ErrorCode.CONTRACT_INVALID, f"contract {path}: {message}",
+                              hint="see expectations/README.md for the contract format",
+                              file=str(path))
+
+    if not path.is_file():
+        raise bad("file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise bad(f"not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise bad("must be a mapping")
+    allowed = {"name", "description", "topic", "key", "event_time", "max_future_seconds",
+               "fields"}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise bad(f"unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+    if not isinstance(raw.get("fields"), dict) or not raw["fields"]:
+        raise bad("'fields' must map field names to their definitions")
+    fields = []
+    for name, spec in raw["fields"].items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise bad(f"field name {name!r} must match {_NAME.pattern}")
+        spec = spec or {}
+        if not isinstance(spec, dict) or set(spec) - {"type", "required", "default",
+                                                      "description"}:
+            raise bad(f"field {name}: allowed keys are type, required, default, description")
+        ftype = str(spec.get("type", ""))
+        if ftype not in ("string", "integer", "number", "boolean", "timestamp") \
+                and not _DECIMAL.match(ftype):
+            raise bad(f"field {name}: type {ftype!r} is not one of string, integer, number, "
+                      "boolean, timestamp, decimal(p,s)")
+        if not isinstance(spec.get("required", False), bool):
+            raise bad(f"field {name}: required must be true or false")
+        fields.append(Field(name, ftype, spec.get("required", False), spec.get("default"),
+                            str(spec.get("description", ""))))
+    names = {f.name for f in fields}
+    for key in ("key", "event_time"):
+        if raw.get(key) not in names:
+            raise bad(f"'{key}' must name one of the fields, got {raw.get(key)!r}")
+    if next(f.type for f in fields if f.name == raw["event_time"]) != "timestamp":
+        raise bad("the event_time field must have type timestamp")
+    if EXTRAS in names or any(n.startswith("_") for n in names):
+        raise bad(f"field names '{EXTRAS}' and names starting with '_' are reserved")
+    future = raw.get("max_future_seconds", 300)
+    if not isinstance(future, int) or future < 0:
+        raise bad("max_future_seconds must be a non-negative integer")
+    return Contract(str(raw.get("name") or path.name.split(".")[0]), raw["key"],
+                    raw["event_time"], future, tuple(fields), str(path))
+
+
+def _failure(rule: str, reason: Column) -> Column:
+    return F.struct(F.lit(rule).alias("rule"), reason.alias("reason"))
+
+
+def parse(df: DataFrame, contract: Contract, processed_at: Column) -> DataFrame:
+    """Parse ``df.value`` (raw bytes) against the contract.
+
+    Returns ``df``'s columns, then every contract field typed (null where broken or
+    absent), ``extras`` (unknown keys as a JSON object string, null if none) and
+    ``_failures``. A field's default applies when it is absent. ``processed_at`` is the
+    reference time of the future-event check (use a stable column, e.g. ingest time, so
+    a replayed batch is classified exactly as the first time).
+    """
+    parsed = df.withColumn(_VARIANT, F.expr("try_parse_json(cast(value as string))"))
+    v = F.col(_VARIANT)
+    kind = F.schema_of_variant(v)
+    is_object = kind.startswith("OBJECT")
+    failures: list[Column] = [
+        F.when(v.isNull(), _failure("contract.malformed_json",
+                                    F.lit("value is not valid JSON"))),
+        F.when(v.isNotNull() & ~is_object,
+               _failure("contract.not_an_object",
+                        F.concat(F.lit("value is JSON but not an object (got "),
+                                 F.lower(F.split(kind, "<")[0]), F.lit(")")))),
+    ]
+    typed = []
+    for fld in contract.fields:
+        column, checks = _field(fld, contract, is_object, processed_at)
+        failures += checks
+        typed.append(column.alias(fld.name))
+    known = F.array(*[F.lit(f.name) for f in contract.fields])
+    as_map = _get(fld_path="$", as_type="map<string,variant>")
+    extra = F.map_filter(as_map, lambda k, _: ~F.array_contains(known, k))
+    extras = F.when(F.size(extra) > 0, F.to_json(extra)).alias(EXTRAS)
+    found = F.filter(F.array(*failures), lambda x: x.isNotNull()).cast(FAILURE_TYPE)
+    return parsed.select(*df.columns, *typed, extras, found.alias(FAILURES))
+
+
+_VARIANT = "_json"
+
+
+def _get_sql(fld_path: str, as_type: str | None = None) -> str:
+    if as_type is None:
+        return f"variant_get({_VARIANT}, '{fld_path}')"
+    return f"try_variant_get({_VARIANT}, '{fld_path}', '{as_type}')"
+
+
+def _get(fld_path: str, as_type: str | None = None) -> Column:
+    return F.expr(_get_sql(fld_path, as_type))
+
+
+def _field(fld: Field, contract: Contract, is_object: Column,
+           processed_at: Column) -> tuple[Column, list[Column]]:
+    """One field's typed value and the failures it can add."""
+    path = f"$.{fld.name}"
+    raw = _get(path)
+    present = is_object & raw.isNotNull() & ~F.expr(f"is_variant_null({_get_sql(path)})")
+    jtype = F.schema_of_variant(raw)
+    type_ok = present & _any_prefix(jtype, fld.json_types)
+    shown = F.substring(F.to_json(raw), 1, 80)
+    checks = [F.when(present & ~type_ok, _failure(
+        f"contract.type:{fld.name}",
+        F.concat(F.lit(f"{fld.name} must be a JSON {fld.json_type_name}, got "),
+                 F.lower(F.split(jtype, "[<(]")[0]), F.lit(": "), shown)))]
+    if fld.required:
+        checks.append(F.when(is_object & ~present, _failure(
+            f"contract.required:{fld.name}", F.lit(f"{fld.name} is missing or null"))))
+    value = _get(path, fld.spark_type.simpleString())
+    good = type_ok
+    if fld.type == "timestamp":
+        text = _get(path, "string")
+        value = F.expr(f"try_cast({_get_sql(path, 'string')} as timestamp)")
+        good = type_ok & text.rlike(ISO_WITH_ZONE) & value.isNotNull()
+        checks.append(F.when(type_ok & ~good, _failure(
+            f"contract.timestamp:{fld.name}",
+            F.concat(F.lit(f"{fld.name} is not an ISO-8601 time with a zone offset or Z: "),
+                     shown))))
+        if fld.name == contract.event_time:
+            limit = processed_at + F.expr(f"INTERVAL {contract.max_future_seconds} SECONDS")
+            checks.append(F.when(good & (value > limit), _failure(
+                f"contract.future:{fld.name}",
+                F.concat(F.lit(f"{fld.name} "), text,
+                         F.lit(f" is more than {contract.max_future_seconds}s after its "
+                               "processing time "),
+                         F.date_format(processed_at, "yyyy-MM-dd'T'HH:mm:ss'Z'")))))
+    elif isinstance(fld.spark_type, T.DecimalType):
+        exact = _get(path, "decimal(38,18)")
+        good = type_ok & value.isNotNull() & (value.cast("decimal(38,18)") == exact)
+        checks.append(F.when(type_ok & ~good, _failure(
+            f"contract.decimal:{fld.name}",
+            F.concat(F.lit(f"{fld.name} does not fit {fld.type} exactly: "), shown))))
+    column = F.when(good, value)
+    if fld.default is not None:
+        column = F.when(is_object & ~present, F.lit(fld.default)).otherwise(column)
+    return column.cast(fld.spark_type), checks
+
+
+def _any_prefix(text: Column, prefixes: tuple[str, ...]) -> Column:
+    out = text.startswith(prefixes[0])
+    for p in prefixes[1:]:
+        out = out | text.startswith(p)
+    return out
