@@ -1,0 +1,122 @@
+"""Great Expectations 1.x: validates each micro-batch with a table's suite.
+
+One ephemeral GX context per process (created on first use; importing GX takes seconds,
+so it happens once, on the driver). Each batch is validated as a pandas DataFrame with
+``SUMMARY`` results: success, element count, unexpected count and percent per
+expectation, which silver stores in its ``_quality`` table.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from lakehouse.quality.rules import Suite
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """GX's verdict on one expectation for one batch."""
+
+    rule: str
+    expectation_type: str
+    column: str
+    critical: bool
+    success: bool
+    element_count: int
+    unexpected_count: int
+    unexpected_percent: float
+
+
+_context: Any = None
+
+
+def _gx() -> Any:
+    global _context
+    import great_expectations as gx
+    if _context is None:
+        logging.getLogger("great_expectations").setLevel(logging.ERROR)
+        _context = gx.get_context(mode="ephemeral")
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+        _context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return gx
+
+
+def gx_suite(suite: Suite) -> Any:
+    """The suite as a GX ``ExpectationSuite`` (GX checks each expectation's arguments)."""
+    _gx()
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import (
+        ExpectationConfiguration,
+    )
+    expectations = [
+        ExpectationConfiguration(type=r.type, kwargs=dict(r.kwargs),
+                                 meta={**r.meta, "name": r.name}).to_domain_obj()
+        for r in suite.rules]
+    return gx.ExpectationSuite(name=suite.name, expectations=expectations)
+
+
+class Validator:
+    """Validates pandas batches against one suite, reusing GX objects across batches."""
+
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        self._definition: Any = None
+
+    def _validation(self) -> Any:
+        if self._definition is None:
+            gx = _gx()
+            name = f"{self.suite.name}-{id(self)}"
+            source = _context.data_sources.add_pandas(name)
+            batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+            suite = gx_suite(self.suite)
+            suite.name = name
+            self._definition = _context.validation_definitions.add(gx.ValidationDefinition(
+                name=name, data=batch, suite=_context.suites.add(suite)))
+        return self._definition
+
+    def run(self, frame: pd.DataFrame, result_format: Any = "SUMMARY") -> Any:
+        """GX's raw validation result."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self._validation().run(batch_parameters={"dataframe": frame},
+                                          result_format=result_format)
+
+    def validate(self, frame: pd.DataFrame) -> list[RuleResult]:
+        """Per-expectation results for one batch, in suite order."""
+        if not self.suite.rules:
+            return []
+        by_rule = _by_rule(self.run(frame))
+        out = []
+        for rule in self.suite.rules:
+            res = by_rule[rule.name]
+            r = res.result or {}
+            out.append(RuleResult(rule.name, rule.type, rule.column, rule.critical,
+                                  bool(res.success), int(r.get("element_count") or 0),
+                                  int(r.get("unexpected_count") or 0),
+                                  float(r.get("unexpected_percent") or 0.0)))
+        return out
+
+    def unexpected_rows(self, frame: pd.DataFrame, index_column: str) -> dict[str, set[Any]]:
+        """Per rule, the ``index_column`` values of the rows GX reports as unexpected."""
+        result = self.run(frame, {"result_format": "COMPLETE",
+                                  "unexpected_index_column_names": [index_column]})
+        out: dict[str, set[Any]] = {}
+        for rule in self.suite.rules:
+            res = _by_rule(result)[rule.name]
+            if res.exception_info and res.exception_info.get("raised_exception"):
+                raise RuntimeError(f"GX failed on {rule.name}: {res.exception_info}")
+            rows = (res.result or {}).get("unexpected_index_list") or []
+            out[rule.name] = {row[index_column] for row in rows}
+        return out
+
+
+def _by_rule(result: Any) -> dict[str, Any]:
+    """GX does not keep suite order in its results: key them by rule name."""
+    return {res.expectation_config.meta["name"]: res for res in result.results}
