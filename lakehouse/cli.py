@@ -94,6 +94,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     summary = run(config, until_idle=args.until_idle, tables=args.table, printer=_say)
     _say(f"done in {summary.seconds:.1f}s")
     _print_tables(config)
+    _print_accounting(config)
     return 0
 
 
@@ -113,6 +114,17 @@ def _print_tables(config: Config) -> None:
         _say(f"{s.name:<28} {s.rows:>10,} {s.version:>8}  {s.uri}")
 
 
+def _print_accounting(config: Config) -> None:
+    """Per silver table: where every bronze record went, and the contract pass rate."""
+    from lakehouse.registry import discover_silver
+    from lakehouse.silver import accounting
+    for table in discover_silver():
+        acc = accounting(config, table)
+        if acc.bronze_rows:
+            rate = 1 - (acc.quarantined / acc.bronze_rows)
+            _say(f"{acc.describe()}; pass rate {rate:.1%}")
+
+
 def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.generator import generate
     from lakehouse.io.kafka_producer import produce
@@ -130,6 +142,7 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     run(config, until_idle=True, printer=_say)
     _say(f"demo finished in {time.monotonic() - started:.1f}s; tables:")
     _print_tables(config)
+    _print_accounting(config)
     return 0
 
 

@@ -94,6 +94,23 @@ class StreamingConfig:
 
 
 @dataclass(frozen=True)
+class SilverConfig:
+    """How silver reads bronze and enforces contracts and expectations."""
+
+    expectations_dir: str = ""
+    """Contracts and GX suites (``<table>.contract.yaml``, ``<table>.suite.json``);
+    default: the project's ``expectations/`` folder."""
+    max_rows_per_trigger: int = 100_000
+    """Bronze rows per silver micro-batch (whole bronze versions; at least one)."""
+    critical_max_unexpected_percent: float = 5.0
+    """A critical expectation failing on more than this share of a batch stops the query
+    (an expectation's ``meta.max_unexpected_percent`` overrides it)."""
+    gx_validation: bool = True
+    """Validate every batch with Great Expectations and store the results in
+    ``silver._quality`` (routing never depends on it)."""
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """One Kafka topic that lands in a bronze table of the same name."""
 
@@ -113,6 +130,7 @@ class Config:
     warehouse: WarehouseConfig
     spark: SparkConfig = field(default_factory=SparkConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    silver: SilverConfig = field(default_factory=SilverConfig)
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
     source_file: str = ""
     """The YAML file this was read from (set by the loader, not by the file)."""
@@ -127,6 +145,13 @@ class Config:
                 source=name,
             )
         return self.sources[name]
+
+    @property
+    def expectations_dir(self) -> Path:
+        """Where contracts and expectation suites live."""
+        if self.silver.expectations_dir:
+            return Path(self.silver.expectations_dir)
+        return Path(__file__).resolve().parents[1] / "expectations"
 
     @property
     def broker_data_dir(self) -> str:
@@ -223,6 +248,10 @@ def _check_values(config: Config) -> None:
     start = config.streaming.starting_offsets
     if start not in ("earliest", "latest") and not start.lstrip().startswith("{"):
         raise bad("streaming.starting_offsets", "must be earliest, latest or a JSON offsets map")
+    if config.silver.max_rows_per_trigger < 0:
+        raise bad("silver.max_rows_per_trigger", "must be 0 (no cap) or more")
+    if not 0 <= config.silver.critical_max_unexpected_percent <= 100:
+        raise bad("silver.critical_max_unexpected_percent", "must be between 0 and 100")
     if config.spark.shuffle_partitions <= 0:
         raise bad("spark.shuffle_partitions", "must be positive")
     for name, source in config.sources.items():

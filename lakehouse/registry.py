@@ -2,8 +2,11 @@
 
 A bronze table is a function ``raw Kafka DataFrame -> DataFrame`` in a module of the
 ``bronze`` package; its name defaults to the function name and it reads the source of
-the same name from config. Importing a definition module has no side effects: the
-decorator only attaches a frozen spec to the function, and ``discover`` collects them.
+the same name from config. A silver table is a function ``parsed DataFrame -> DataFrame``
+in the ``silver`` package, reading one bronze table through the contract and suite of
+the same name (``expectations/<name>.contract.yaml`` and ``.suite.json``). Importing a
+definition module has no side effects: the decorator only attaches a frozen spec to the
+function, and ``discover_*`` collects them.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pyspark.sql import DataFrame
 
@@ -45,27 +49,80 @@ def bronze_table(*, source: str | None = None, name: str | None = None,
         table = name or fn.__name__
         spec = BronzeTable(name=table, source=source or table, transform=fn,
                            partition_by=tuple(partition_by),
-                           description=(fn.__doc__ or "").strip().splitlines()[0]
-                           if fn.__doc__ else "")
+                           description=_first_line(fn.__doc__))
         setattr(fn, _SPEC_ATTR, spec)
         return fn
 
     return mark
 
 
-def discover_bronze(package: str = "bronze") -> list[BronzeTable]:
-    """Every bronze table defined in the modules of ``package``, sorted by name."""
-    found: dict[str, BronzeTable] = {}
+@dataclass(frozen=True)
+class SilverTable:
+    """A silver table: which bronze table it reads and which contract it enforces."""
+
+    name: str
+    bronze: str
+    contract: str
+    transform: Transform
+    description: str
+
+    @property
+    def qualified_name(self) -> str:
+        """``silver.<name>``."""
+        return f"silver.{self.name}"
+
+    @property
+    def quarantine_name(self) -> str:
+        """The table its rejected records go to."""
+        return f"{self.name}_quarantine"
+
+
+def silver_table(*, bronze: str | None = None, contract: str | None = None,
+                 name: str | None = None) -> Callable[[Transform], Transform]:
+    """Declare a silver table. ``bronze`` and ``contract`` default to the table name.
+
+    The function receives the bronze rows parsed against the contract (typed contract
+    fields, ``extras``) and may add derived columns; the suite then validates them.
+    """
+
+    def mark(fn: Transform) -> Transform:
+        table = name or fn.__name__
+        setattr(fn, _SPEC_ATTR, SilverTable(table, bronze or table, contract or table, fn,
+                                            _first_line(fn.__doc__)))
+        return fn
+
+    return mark
+
+
+def _first_line(doc: str | None) -> str:
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+Spec = TypeVar("Spec", BronzeTable, SilverTable)
+
+
+def _discover(package: str, kind: type[Spec]) -> list[Spec]:
+    found: dict[str, Spec] = {}
     pkg = importlib.import_module(package)
     for info in pkgutil.iter_modules(pkg.__path__):
         module = importlib.import_module(f"{package}.{info.name}")
         for value in vars(module).values():
             spec = getattr(value, _SPEC_ATTR, None)
-            if not isinstance(spec, BronzeTable) or value is not spec.transform:
+            if not isinstance(spec, kind) or value is not spec.transform:
                 continue
             if spec.name in found and found[spec.name].transform is not spec.transform:
                 raise LakehouseError(ErrorCode.BAD_DEFINITION,
-                                     f"bronze table {spec.name!r} is defined twice "
+                                     f"{package} table {spec.name!r} is defined twice "
                                      f"(second time in {module.__name__})")
             found[spec.name] = spec
     return [found[k] for k in sorted(found)]
+
+
+def discover_bronze(package: str = "bronze") -> list[BronzeTable]:
+    """Every bronze table defined in the modules of ``package``, sorted by name."""
+    return _discover(package, BronzeTable)
+
+
+def discover_silver(package: str = "silver") -> list[SilverTable]:
+    """Every silver table defined in the modules of ``package``, sorted by name."""
+    return _discover(package, SilverTable)

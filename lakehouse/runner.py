@@ -1,8 +1,9 @@
-"""Builds and runs the streaming queries: Kafka -> bronze today, one query per table.
+"""Builds and runs the streaming queries: Kafka -> bronze -> silver, one query per table.
 
-Each bronze table gets its own query, checkpoint and Delta writer, so tables can be
-restarted and replayed independently. Writes go through ``foreachBatch`` into delta-rs
-with the batch id as the Delta transaction version (see ``lakehouse.io.delta``).
+Each table gets its own query, checkpoint and Delta writer, so tables can be restarted
+and replayed independently; silver reads its bronze table as a stream (``delta-py``).
+Writes go through ``foreachBatch`` into delta-rs with the batch id as the Delta
+transaction version (see ``lakehouse.io.delta``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from lakehouse.io.delta import IdempotentAppender, ensure_table, max_kafka_offse
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_offsets import ranges_in
 from lakehouse.io.kafka_source import FORMAT_NAME
-from lakehouse.registry import BronzeTable, discover_bronze
+from lakehouse.registry import BronzeTable, SilverTable, discover_bronze, discover_silver
 
 log = logging.getLogger(__name__)
 
@@ -148,20 +149,23 @@ def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
     return query
 
 
-def select_tables(tables: Sequence[BronzeTable], names: Sequence[str] | None) -> list[BronzeTable]:
-    """The tables named (``orders`` or ``bronze.orders``), or all of them."""
+def select_tables(bronze: Sequence[BronzeTable], silver: Sequence[SilverTable],
+                  names: Sequence[str] | None) -> tuple[list[BronzeTable], list[SilverTable]]:
+    """The tables named, or all of them. ``bronze.orders`` and ``silver.orders`` name one
+    table; a bare ``orders`` names the table of that name in every layer."""
     if not names:
-        return list(tables)
-    by_name = {t.name: t for t in tables}
-    chosen = []
+        return list(bronze), list(silver)
+    known = {t.qualified_name: t for t in [*bronze, *silver]}
+    chosen: set[str] = set()
     for n in names:
-        key = n.removeprefix("bronze.")
-        if key not in by_name:
+        matches = [q for q in known if q == n or q.split(".", 1)[1] == n]
+        if not matches:
             raise LakehouseError(ErrorCode.UNKNOWN_SOURCE,
-                                 f"no bronze table {n!r} (defined: {', '.join(sorted(by_name))})",
-                                 hint="definitions live in bronze/*.py")
-        chosen.append(by_name[key])
-    return chosen
+                                 f"no table {n!r} (defined: {', '.join(sorted(known))})",
+                                 hint="definitions live in bronze/*.py and silver/*.py")
+        chosen.update(matches)
+    return ([t for t in bronze if t.qualified_name in chosen],
+            [t for t in silver if t.qualified_name in chosen])
 
 
 @dataclass
@@ -176,9 +180,12 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
         spark: SparkSession | None = None, printer: Printer = print) -> RunSummary:
     """Run the pipelines. ``until_idle``: process everything available, then stop;
     otherwise run until Ctrl-C / SIGTERM, then stop cleanly between micro-batches."""
-    chosen = select_tables(discover_bronze(), tables)
+    from lakehouse.silver import load_plan, start_silver
+    chosen, silver = select_tables(discover_bronze(), discover_silver(), tables)
     for t in chosen:
         config.source(t.source)  # unknown sources fail before Spark starts
+    for s in silver:
+        load_plan(config, s)  # so do bad contracts and suites
     created = ensure_source_topics(config, [t.source for t in chosen])
     for name in created:
         printer(f"created topic {name}")
@@ -192,6 +199,10 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
         for t in chosen:
             queries.append(start_bronze(spark, config, t, printer))
             printer(f"started {t.qualified_name} <- topic {config.source(t.source).topic}")
+        for s in silver:
+            queries.append(start_silver(spark, config, s, printer))
+            printer(f"started {s.qualified_name} <- bronze.{s.bronze} "
+                    f"(contract and suite {s.contract})")
         if until_idle:
             for q in queries:
                 _await(q.processAllAvailable, q)

@@ -9,6 +9,7 @@ expectation, which silver stores in its ``_quality`` table.
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,9 @@ class RuleResult:
 
 
 _context: Any = None
+# GX's context is not thread-safe and silver queries run their batches on separate
+# threads: creating and running validations is serialized (each run takes ~0.2s).
+_LOCK = threading.RLock()
 
 
 def _gx() -> Any:
@@ -83,7 +87,7 @@ class Validator:
 
     def run(self, frame: pd.DataFrame, result_format: Any = "SUMMARY") -> Any:
         """GX's raw validation result."""
-        with warnings.catch_warnings():
+        with _LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return self._validation().run(batch_parameters={"dataframe": frame},
                                           result_format=result_format)
