@@ -4,7 +4,7 @@ One streaming query per silver table reads its bronze table through the ``delta-
 source (offsets are bronze versions). Each micro-batch:
 
 1. ``classify`` (pure, one Spark projection): parse the raw value against the contract
-   and evaluate every compiled expectation; each record gets ``_failures``.
+   and evaluate every compiled expectation; each record gets ``_failed_rules`` and ``_reasons``.
 2. ``route`` (pure, Arrow): rejected records -> quarantine rows with every failed rule
    and reason; valid records are deduplicated on the contract key within the batch and
    against silver (looked up in the event dates the batch touches), so silver holds each
@@ -43,7 +43,7 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import IdempotentAppender, ensure_table, open_table
 from lakehouse.io.delta_source import FORMAT_NAME as DELTA_FORMAT
 from lakehouse.io.delta_source import VERSION_COLUMN
-from lakehouse.quality.contract import FAILURES, Contract, load_contract, parse
+from lakehouse.quality.contract import REASONS, RULES, Contract, failure_list, load_contract, parse
 from lakehouse.quality.gx import RuleResult, Validator
 from lakehouse.quality.rules import Suite, apply_rules, load_suite
 from lakehouse.registry import SilverTable
@@ -126,7 +126,7 @@ def load_plan(config: Config, table: SilverTable) -> SilverPlan:
 # -- pure: classification (Spark) and routing (Arrow) --------------------------------------
 
 def classify(bronze: DataFrame, plan: SilverPlan) -> DataFrame:
-    """Bronze rows -> bronze columns + typed fields + ``_failures`` + ``event_date``.
+    """Bronze rows -> bronze columns + typed fields + ``_failed_rules`` and ``_reasons`` + ``event_date``.
 
     The future-event check is against the record's bronze ingest time, so a batch
     replayed later is classified exactly as it was the first time.
@@ -138,7 +138,7 @@ def classify(bronze: DataFrame, plan: SilverPlan) -> DataFrame:
 
 def silver_columns(classified: DataFrame) -> list[str]:
     """The business columns of silver: contract fields, derived ones, extras, event_date."""
-    return [c for c in classified.columns if c not in BRONZE_COLUMNS and c != FAILURES]
+    return [c for c in classified.columns if c not in BRONZE_COLUMNS and c not in (RULES, REASONS)]
 
 
 def for_routing(classified: DataFrame) -> DataFrame:
@@ -147,8 +147,7 @@ def for_routing(classified: DataFrame) -> DataFrame:
     return classified.select(
         *silver_columns(classified), *lineage, "key", "value",
         F.col("timestamp").alias("_kafka_timestamp"),
-        F.transform(FAILURES, lambda f: f["rule"]).alias("failed_rules"),
-        F.transform(FAILURES, lambda f: f["reason"]).alias("reasons"))
+        failure_list(RULES).alias("failed_rules"), failure_list(REASONS).alias("reasons"))
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,12 @@ from pyspark.sql import types as T
 
 from lakehouse.errors import ErrorCode, LakehouseError
 
-FAILURES = "_failures"
-"""Column of ``array<struct<rule string, reason string>>``: every rule a record failed."""
-FAILURE_TYPE = T.ArrayType(T.StructType([T.StructField("rule", T.StringType()),
-                                         T.StructField("reason", T.StringType())]))
+RULES = "_failed_rules"
+REASONS = "_reasons"
+"""Every rule a record failed, and why: strings joined by ``SEP`` (null if none). Plain
+strings, not arrays of structs: Spark runs higher-order functions (filter, transform)
+interpreted, and they cost more than the JSON parse itself."""
+SEP = "\x1f"
 EXTRAS = "extras"
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -157,8 +159,30 @@ def load_contract(path: str | Path) -> Contract:
                     raw["event_time"], future, tuple(fields), str(path))
 
 
-def _failure(rule: str, reason: Column) -> Column:
-    return F.struct(F.lit(rule).alias("rule"), reason.alias("reason"))
+@dataclass(frozen=True)
+class Check:
+    """A rule a record can fail: its name, when it fails, and the reason shown."""
+
+    rule: str
+    fails: Column
+    reason: Column
+
+
+def add_failures(df: DataFrame, checks: list[Check]) -> DataFrame:
+    """Append the failed checks to ``_failed_rules`` and ``_reasons`` (creating them)."""
+    def joined(column: str, parts: list[Column]) -> Column:
+        previous = [F.col(column)] if column in df.columns else []
+        return F.nullif(F.concat_ws(SEP, *previous, *parts), F.lit("")).alias(column)
+
+    rules = joined(RULES, [F.when(c.fails, F.lit(c.rule)) for c in checks])
+    reasons = joined(REASONS, [F.when(c.fails, c.reason) for c in checks])
+    keep = [c for c in df.columns if c not in (RULES, REASONS)]
+    return df.select(*keep, rules, reasons)
+
+
+def failure_list(column: str) -> Column:
+    """``_failed_rules`` or ``_reasons`` as an array (empty when none)."""
+    return F.coalesce(F.split(F.col(column), SEP), F.array().cast("array<string>"))
 
 
 def parse(df: DataFrame, contract: Contract, processed_at: Column) -> DataFrame:
@@ -169,89 +193,103 @@ def parse(df: DataFrame, contract: Contract, processed_at: Column) -> DataFrame:
     ``_failures``. A field's default applies when it is absent. ``processed_at`` is the
     reference time of the future-event check (use a stable column, e.g. ingest time, so
     a replayed batch is classified exactly as the first time).
+
+    The work is staged (parse once, extract each field once, type it once): Spark does
+    not share sub-expressions inside conditional branches, so one flat projection would
+    re-parse the JSON for every check.
     """
-    parsed = df.withColumn(_VARIANT, F.expr("try_parse_json(cast(value as string))"))
-    v = F.col(_VARIANT)
-    kind = F.schema_of_variant(v)
-    is_object = kind.startswith("OBJECT")
-    failures: list[Column] = [
-        F.when(v.isNull(), _failure("contract.malformed_json",
-                                    F.lit("value is not valid JSON"))),
-        F.when(v.isNotNull() & ~is_object,
-               _failure("contract.not_an_object",
-                        F.concat(F.lit("value is JSON but not an object (got "),
-                                 F.lower(F.split(kind, "<")[0]), F.lit(")")))),
+    names = [f.name for f in contract.fields]
+    text = F.col("value").cast("string")
+    staged = df.select("*", F.expr("try_parse_json(cast(value as string))").alias(_VARIANT),
+                       text.rlike(r"^\s*\{").alias("_obj"))
+    obj = F.col("_obj") & F.col(_VARIANT).isNotNull()
+    staged = staged.select("*", *[F.when(obj, F.expr(f"variant_get({_VARIANT}, '$.{n}')"))
+                                  .alias(f"_r_{n}") for n in names])
+    staged = staged.select("*", *[
+        F.when(F.col(f"_r_{n}").isNotNull() & ~F.expr(f"is_variant_null(_r_{n})"),
+               F.schema_of_variant(f"_r_{n}")).alias(f"_t_{n}") for n in names])
+    typed, failures = [], [
+        Check("contract.malformed_json", F.col(_VARIANT).isNull(),
+              F.lit("value is not valid JSON")),
+        Check("contract.not_an_object", F.col(_VARIANT).isNotNull() & ~F.col("_obj"),
+              F.concat(F.lit("value is JSON but not an object (got "),
+                       F.lower(F.split(F.schema_of_variant(_VARIANT), "<")[0]), F.lit(")"))),
     ]
-    typed = []
+    checked = []
     for fld in contract.fields:
-        column, checks = _field(fld, contract, is_object, processed_at)
+        good, value, checks = _field(fld, contract, obj, processed_at)
+        checked += [good.alias(f"_ok_{fld.name}"), value.alias(f"_v_{fld.name}")]
         failures += checks
-        typed.append(column.alias(fld.name))
-    known = F.array(*[F.lit(f.name) for f in contract.fields])
-    as_map = _get(fld_path="$", as_type="map<string,variant>")
-    extra = F.map_filter(as_map, lambda k, _: ~F.array_contains(known, k))
-    extras = F.when(F.size(extra) > 0, F.to_json(extra)).alias(EXTRAS)
-    found = F.filter(F.array(*failures), lambda x: x.isNotNull()).cast(FAILURE_TYPE)
-    return parsed.select(*df.columns, *typed, extras, found.alias(FAILURES))
+        column = F.when(F.col(f"_ok_{fld.name}"), F.col(f"_v_{fld.name}"))
+        if fld.default is not None:
+            column = F.when(obj & F.col(f"_t_{fld.name}").isNull(),
+                            F.lit(fld.default)).otherwise(column)
+        typed.append(column.cast(fld.spark_type).alias(fld.name))
+    staged = staged.select("*", *checked)
+    known = F.array(*[F.lit(n) for n in names])
+    as_map = F.expr(f"try_variant_get({_VARIANT}, '$', 'map<string,variant>')")
+    # map_filter runs interpreted: only for the rows that have unknown keys.
+    unknown = F.array_except(F.json_object_keys(text), known)
+    extras = F.when(obj & (F.size(unknown) > 0), F.to_json(F.map_filter(
+        as_map, lambda k, _: ~F.array_contains(known, k)))).alias(EXTRAS)
+    return add_failures(staged.select(*df.columns, *typed, extras, *_staged_names(names)),
+                        failures).drop(*_staged_names(names))
+
+
+def _staged_names(names: list[str]) -> list[str]:
+    return [_VARIANT, "_obj", *(f"_{p}_{n}" for n in names for p in ("r", "t", "ok", "v"))]
 
 
 _VARIANT = "_json"
 
 
-def _get_sql(fld_path: str, as_type: str | None = None) -> str:
-    if as_type is None:
-        return f"variant_get({_VARIANT}, '{fld_path}')"
-    return f"try_variant_get({_VARIANT}, '{fld_path}', '{as_type}')"
-
-
-def _get(fld_path: str, as_type: str | None = None) -> Column:
-    return F.expr(_get_sql(fld_path, as_type))
-
-
-def _field(fld: Field, contract: Contract, is_object: Column,
-           processed_at: Column) -> tuple[Column, list[Column]]:
-    """One field's typed value and the failures it can add."""
-    path = f"$.{fld.name}"
-    raw = _get(path)
-    present = is_object & raw.isNotNull() & ~F.expr(f"is_variant_null({_get_sql(path)})")
-    jtype = F.schema_of_variant(raw)
+def _field(fld: Field, contract: Contract, obj: Column,
+           processed_at: Column) -> tuple[Column, Column, list[Check]]:
+    """One field: (value is valid, typed value, failures it can add), over the staged
+    ``_r_<name>`` (the JSON value) and ``_t_<name>`` (its JSON type; null if absent)."""
+    raw, jtype = F.col(f"_r_{fld.name}"), F.col(f"_t_{fld.name}")
+    ok, done = F.col(f"_ok_{fld.name}"), F.col(f"_v_{fld.name}")
+    present = jtype.isNotNull()
     type_ok = present & _any_prefix(jtype, fld.json_types)
     shown = F.substring(F.to_json(raw), 1, 80)
-    checks = [F.when(present & ~type_ok, _failure(
-        f"contract.type:{fld.name}",
+    checks = [Check(
+        f"contract.type:{fld.name}", present & ~_any_prefix(jtype, fld.json_types),
         F.concat(F.lit(f"{fld.name} must be a JSON {fld.json_type_name}, got "),
-                 F.lower(F.split(jtype, "[<(]")[0]), F.lit(": "), shown)))]
+                 F.lower(F.split(jtype, "[<(]")[0]), F.lit(": "), shown))]
     if fld.required:
-        checks.append(F.when(is_object & ~present, _failure(
-            f"contract.required:{fld.name}", F.lit(f"{fld.name} is missing or null"))))
-    value = _get(path, fld.spark_type.simpleString())
+        checks.append(Check(f"contract.required:{fld.name}", obj & ~present,
+                            F.lit(f"{fld.name} is missing or null")))
+    value = F.expr(f"try_variant_get(_r_{fld.name}, '$', '{fld.spark_type.simpleString()}')")
     good = type_ok
     if fld.type == "timestamp":
-        text = _get(path, "string")
-        value = F.expr(f"try_cast({_get_sql(path, 'string')} as timestamp)")
-        good = type_ok & text.rlike(ISO_WITH_ZONE) & value.isNotNull()
-        checks.append(F.when(type_ok & ~good, _failure(
-            f"contract.timestamp:{fld.name}",
+        as_text = F.expr(f"try_variant_get(_r_{fld.name}, '$', 'string')")
+        value = F.expr(f"try_cast(try_variant_get(_r_{fld.name}, '$', 'string') as timestamp)")
+        good = type_ok & as_text.rlike(ISO_WITH_ZONE) & value.isNotNull()
+        checks.append(Check(
+            f"contract.timestamp:{fld.name}", type_ok_col(fld) & ~ok,
             F.concat(F.lit(f"{fld.name} is not an ISO-8601 time with a zone offset or Z: "),
-                     shown))))
+                     shown)))
         if fld.name == contract.event_time:
             limit = processed_at + F.expr(f"INTERVAL {contract.max_future_seconds} SECONDS")
-            checks.append(F.when(good & (value > limit), _failure(
-                f"contract.future:{fld.name}",
-                F.concat(F.lit(f"{fld.name} "), text,
+            checks.append(Check(
+                f"contract.future:{fld.name}", ok & (done > limit),
+                F.concat(F.lit(f"{fld.name} "), shown,
                          F.lit(f" is more than {contract.max_future_seconds}s after its "
                                "processing time "),
-                         F.date_format(processed_at, "yyyy-MM-dd'T'HH:mm:ss'Z'")))))
+                         F.date_format(processed_at, "yyyy-MM-dd'T'HH:mm:ss'Z'"))))
     elif isinstance(fld.spark_type, T.DecimalType):
-        exact = _get(path, "decimal(38,18)")
+        exact = F.expr(f"try_variant_get(_r_{fld.name}, '$', 'decimal(38,18)')")
         good = type_ok & value.isNotNull() & (value.cast("decimal(38,18)") == exact)
-        checks.append(F.when(type_ok & ~good, _failure(
-            f"contract.decimal:{fld.name}",
-            F.concat(F.lit(f"{fld.name} does not fit {fld.type} exactly: "), shown))))
-    column = F.when(good, value)
-    if fld.default is not None:
-        column = F.when(is_object & ~present, F.lit(fld.default)).otherwise(column)
-    return column.cast(fld.spark_type), checks
+        checks.append(Check(
+            f"contract.decimal:{fld.name}", type_ok_col(fld) & ~ok,
+            F.concat(F.lit(f"{fld.name} does not fit {fld.type} exactly: "), shown)))
+    return good, value, checks
+
+
+def type_ok_col(fld: Field) -> Column:
+    """The field is present with an acceptable JSON type (over the staged columns)."""
+    jtype = F.col(f"_t_{fld.name}")
+    return jtype.isNotNull() & _any_prefix(jtype, fld.json_types)
 
 
 def _any_prefix(text: Column, prefixes: tuple[str, ...]) -> Column:

@@ -32,7 +32,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.quality.contract import FAILURE_TYPE, FAILURES
+from lakehouse.quality.contract import Check, add_failures
 
 
 @dataclass(frozen=True)
@@ -184,13 +184,7 @@ def rule_failure(rule: Rule) -> tuple[Column, Column]:
 
 
 def apply_rules(df: DataFrame, suite: Suite) -> DataFrame:
-    """Append each failed rule to ``_failures``: one projection for the whole suite."""
-    found = []
-    for rule in suite.rules:
-        fails, reason = rule_failure(rule)
-        found.append(F.when(fails, F.struct(F.lit(f"expect.{rule.name}").alias("rule"),
-                                            reason.alias("reason"))))
-    if not found:
-        return df
-    added = F.filter(F.array(*found), lambda x: x.isNotNull()).cast(FAILURE_TYPE)
-    return df.withColumn(FAILURES, F.concat(F.col(FAILURES), added))
+    """Add each failed rule (``expect.<name>``) to the record's failures: one projection
+    for the whole suite."""
+    checks = [Check(f"expect.{rule.name}", *rule_failure(rule)) for rule in suite.rules]
+    return add_failures(df, checks) if checks else df
