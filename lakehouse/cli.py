@@ -114,6 +114,66 @@ def _print_tables(config: Config) -> None:
         _say(f"{s.name:<28} {s.rows:>10,} {s.version:>8}  {s.uri}")
 
 
+def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse import quarantine as q
+    tables = [q.find_table(args.table)] if args.table else _silver_tables()
+    if args.action == "list":
+        for table in tables:
+            rows = q.read_quarantine(config, table)
+            open_rows = rows.filter(rows.column("resolution").is_null())
+            _say(f"silver.{table.quarantine_name}: {open_rows.num_rows:,} open, "
+                 f"{rows.num_rows - open_rows.num_rows:,} resolved by replays")
+            summary = q.rule_summary(rows)
+            if summary:
+                _say(f"  {'rule':<34} {'records':>8}  example")
+            for r in summary:
+                _say(f"  {r.rule:<34} {r.records:>8,}  {r.example[:90]}")
+        return 0
+    if len(tables) != 1:
+        raise LakehouseError(ErrorCode.UNKNOWN_SOURCE, f"say which table to {args.action}",
+                             hint="e.g. lakehouse quarantine " + args.action + " orders")
+    table = tables[0]
+    selection = q.Selection(tuple(args.rule or ()), tuple(args.batch or ()),
+                            tuple(_record(r) for r in args.record or ()), args.all)
+    if args.action == "show":
+        rows = q.select(q.read_quarantine(config, table),
+                        selection if not selection.empty else q.Selection(everything=True))
+        _say(f"silver.{table.quarantine_name}: {rows.num_rows:,} open records match"
+             + (f" (showing {args.limit})" if rows.num_rows > args.limit else ""))
+        for rec in rows.slice(0, args.limit).to_pylist():
+            value = (rec["value"] or b"").decode("utf-8", errors="replace")
+            _say(f"- {rec['_topic']}:{rec['_partition']}:{rec['_offset']} (bronze v"
+                 f"{rec['_bronze_version']}, batch {rec['batch_id']}, "
+                 f"{rec['quarantined_at']:%Y-%m-%d %H:%M:%S}Z) event_id={rec['event_id']}")
+            for rule, reason in zip(rec["failed_rules"], rec["reasons"], strict=False):
+                _say(f"    {rule}: {reason}")
+            _say(f"    value: {value[:200]}{'...' if len(value) > 200 else ''}")
+        return 0
+    from lakehouse.spark import build_session
+    spark = build_session(config)
+    try:
+        report = q.replay(config, table, selection, spark, printer=_say)
+    finally:
+        spark.stop()
+    _say(report.describe())
+    _print_accounting(config)
+    return 0
+
+
+def _silver_tables() -> list:  # type: ignore[type-arg]
+    from lakehouse.registry import discover_silver
+    return discover_silver()
+
+
+def _record(text: str) -> tuple[str, int, int]:
+    topic, _, rest = text.rpartition(":")
+    topic, _, partition = topic.rpartition(":")
+    if not topic or not partition.isdigit() or not rest.isdigit():
+        raise LakehouseError(ErrorCode.CONFIG_BAD_VALUE,
+                             f"--record {text!r} must be TOPIC:PARTITION:OFFSET")
+    return topic, int(partition), int(rest)
+
+
 def _print_accounting(config: Config) -> None:
     """Per silver table: where every bronze record went, and the contract pass rate."""
     from lakehouse.registry import discover_silver
@@ -191,6 +251,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", action="append", metavar="NAME",
                    help="only this table (repeatable), e.g. --table orders")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("quarantine", help="see rejected records and replay them once fixed",
+                       description="list: open quarantined records per failed rule. show: the "
+                                   "records with every reason and the raw value. replay: "
+                                   "re-check chosen records with the current contract and "
+                                   "suite; those that pass go to silver exactly once.")
+    p.add_argument("action", choices=["list", "show", "replay"])
+    p.add_argument("table", nargs="?", help="silver table, e.g. orders (list: all if omitted)")
+    p.add_argument("--rule", action="append", metavar="RULE",
+                   help="records that failed this rule (repeatable), e.g. amount_in_range "
+                        "or contract.type:amount")
+    p.add_argument("--batch", action="append", type=int, metavar="ID",
+                   help="records rejected by this silver batch (repeatable)")
+    p.add_argument("--record", action="append", metavar="TOPIC:PARTITION:OFFSET",
+                   help="one record by its Kafka coordinates (repeatable)")
+    p.add_argument("--all", action="store_true", help="replay: every open record")
+    p.add_argument("--limit", type=int, default=20, help="show: at most this many (20)")
+    p.set_defaults(func=cmd_quarantine)
 
     p = sub.add_parser("tables", help="list the tables with row counts and versions")
     p.set_defaults(func=cmd_tables)

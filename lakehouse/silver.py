@@ -193,7 +193,7 @@ def route(batch: pa.Table, existing: pa.Table, key: str, columns: Sequence[str])
 
     coords = list(COORDINATES)
     held = existing.select([key, *coords]).rename_columns([key, *(f"_held{c}" for c in coords)])
-    found = _lookup(unique.select([key, *coords]), held, [key])
+    found = lookup(unique.select([key, *coords]), held, [key])
     seen = pc.is_valid(found.column("_held_topic"))
     same = seen
     for c in coords:
@@ -205,7 +205,7 @@ def route(batch: pa.Table, existing: pa.Table, key: str, columns: Sequence[str])
     return Routed(new, quarantine, already, in_batch_dups, dup_silver)
 
 
-def _lookup(left: pa.Table, right: pa.Table, keys: list[str]) -> pa.Table:
+def lookup(left: pa.Table, right: pa.Table, keys: list[str]) -> pa.Table:
     """``left`` (flat columns) left-outer-joined to ``right``, one row per left row, in
     left order. Only flat columns take part: Arrow joins cannot carry list columns."""
     indexed = left.append_column("_li", pa.array(range(left.num_rows), pa.int64()))
@@ -269,7 +269,7 @@ def not_yet_quarantined(plan: SilverPlan, rows: pa.Table) -> pa.Table:
         columns=list(COORDINATES), filter=pc.field("_bronze_version").isin(versions))
     if held.num_rows == 0:
         return rows
-    marked = _lookup(rows.select(list(COORDINATES)),
+    marked = lookup(rows.select(list(COORDINATES)),
                      held.append_column("_held", pa.array([True] * held.num_rows)),
                      list(COORDINATES))
     return rows.filter(pc.is_null(marked.column("_held")))
