@@ -188,7 +188,7 @@ def route(batch: pa.Table, existing: pa.Table, key: str, columns: Sequence[str])
                            ("_partition", "ascending"), ("_offset", "ascending")])
     order = order.append_column("_i", pa.array(range(order.num_rows), pa.int64()))
     firsts = order.group_by(key).aggregate([("_i", "min")]).column("_i_min")
-    unique = order.take(pc.sort_indices(firsts))
+    unique = order.take(pc.take(firsts, pc.sort_indices(firsts)))  # bronze order
     in_batch_dups = valid.num_rows - unique.num_rows
 
     coords = list(COORDINATES)

@@ -1,0 +1,125 @@
+"""Silver routing on Arrow (pure): dedup within a batch and against silver, critical rules,
+quarantine selection."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.quarantine import Selection, rule_summary, select
+from lakehouse.quality.contract import load_contract
+from lakehouse.quality.rules import load_suite
+from lakehouse.registry import SilverTable
+from lakehouse.silver import SilverPlan, check_critical, route, rule_counts
+from tests.conftest import ROOT
+
+COLUMNS = ["event_id", "amount", "_topic", "_partition", "_offset", "_bronze_version"]
+
+
+def batch(rows: list[tuple[str, float, int, int, int, list[str]]]) -> pa.Table:
+    """(event_id, amount, partition, offset, bronze version, failed rules) per record."""
+    return pa.table({
+        "event_id": [r[0] for r in rows], "amount": [r[1] for r in rows],
+        "_topic": ["t"] * len(rows), "_partition": pa.array([r[2] for r in rows], pa.int32()),
+        "_offset": pa.array([r[3] for r in rows], pa.int64()),
+        "_bronze_version": pa.array([r[4] for r in rows], pa.int64()),
+        "failed_rules": pa.array([r[5] for r in rows], pa.list_(pa.string())),
+    })
+
+
+def held(rows: list[tuple[str, int, int]]) -> pa.Table:
+    return pa.table({"event_id": pa.array([r[0] for r in rows], pa.string()),
+                     "_topic": pa.array(["t"] * len(rows), pa.string()),
+                     "_partition": pa.array([r[1] for r in rows], pa.int32()),
+                     "_offset": pa.array([r[2] for r in rows], pa.int64())})
+
+
+def test_first_delivery_in_bronze_order_wins_within_a_batch() -> None:
+    data = batch([("b", 2.0, 0, 9, 2, []), ("a", 1.0, 1, 5, 1, []), ("a", 1.5, 0, 7, 1, []),
+                  ("b", 2.5, 0, 3, 2, []), ("c", 3.0, 0, 1, 1, ["expect.x"])])
+    out = route(data, held([]), "event_id", COLUMNS)
+    kept = {r["event_id"]: (r["_partition"], r["_offset"]) for r in out.silver.to_pylist()}
+    assert kept == {"a": (0, 7), "b": (0, 3)}
+    assert out.duplicates_in_batch == 2 and out.duplicates_in_silver == 0
+    assert out.quarantine.column("event_id").to_pylist() == ["c"]
+    assert data.num_rows == out.silver_rows + out.quarantine.num_rows + out.duplicates
+
+
+def test_an_event_silver_holds_is_a_duplicate_unless_it_is_the_same_record() -> None:
+    data = batch([("a", 1.0, 0, 1, 3, []), ("b", 1.0, 0, 2, 3, []), ("c", 1.0, 0, 3, 3, [])])
+    out = route(data, held([("a", 0, 1), ("b", 4, 40)]), "event_id", COLUMNS)
+    assert out.silver.column("event_id").to_pylist() == ["c"]
+    assert out.already_in_silver == 1  # "a": this very record, written before a crash
+    assert out.duplicates_in_silver == 1  # "b": another delivery of an event silver holds
+    assert out.silver_rows + out.duplicates == 3
+
+
+def test_rule_counts_count_records_per_failed_rule() -> None:
+    data = batch([("a", 1.0, 0, 1, 1, ["expect.x", "contract.y"]), ("b", 1.0, 0, 2, 1, ["expect.x"]),
+                  ("c", 1.0, 0, 3, 1, [])])
+    assert rule_counts(data) == {"expect.x": 2, "contract.y": 1}
+
+
+def orders_plan(limit: float = 5.0) -> SilverPlan:
+    contract = load_contract(ROOT / "expectations" / "orders.contract.yaml")
+    suite = load_suite(ROOT / "expectations" / "orders.suite.json",
+                       tuple(f.name for f in contract.fields))
+    table = SilverTable("orders", "orders", "orders", lambda df: df, "")
+    return SilverPlan(table, contract, suite, "u", "q", "ql", "l", "b", limit)
+
+
+def test_a_critical_rule_over_its_threshold_stops_the_batch() -> None:
+    plan = orders_plan()
+    rule = next(r for r in plan.suite.rules if r.critical)
+    limit = rule.max_unexpected_percent or plan.critical_max_unexpected_percent
+    under = int(limit)  # percent of 100 records
+    check_critical(plan, {f"expect.{rule.name}": under}, 100, 7)
+    with pytest.raises(LakehouseError) as err:
+        check_critical(plan, {f"expect.{rule.name}": under + 1}, 100, 7)
+    assert err.value.code is ErrorCode.CRITICAL_RULE_FAILED
+    assert err.value.params["rule"] == rule.name
+    # Non-critical rules never stop a batch, however often they fail.
+    other = next(r for r in plan.suite.rules if not r.critical)
+    check_critical(plan, {f"expect.{other.name}": 100}, 100, 7)
+
+
+def quarantined() -> pa.Table:
+    stamp = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    return pa.Table.from_pylist([
+        {"failed_rules": ["expect.amount_in_range"], "reasons": ["amount must be ..."],
+         "batch_id": 1, "_topic": "t", "_partition": 0, "_offset": 1, "resolution": None,
+         "resolved_at": None},
+        {"failed_rules": ["contract.malformed_json"], "reasons": ["not JSON"],
+         "batch_id": 2, "_topic": "t", "_partition": 0, "_offset": 2, "resolution": None,
+         "resolved_at": None},
+        {"failed_rules": ["expect.amount_in_range", "contract.type:quantity"],
+         "reasons": ["amount ...", "quantity ..."], "batch_id": 2, "_topic": "t",
+         "_partition": 1, "_offset": 3, "resolution": "replayed", "resolved_at": stamp},
+    ])
+
+
+def test_selection_picks_open_records_by_rule_batch_or_coordinates() -> None:
+    rows = quarantined()
+    assert select(rows, Selection(rules=("amount_in_range",))).column("_offset").to_pylist() == [1]
+    assert select(rows, Selection(batches=(2,))).column("_offset").to_pylist() == [2]
+    assert select(rows, Selection(coordinates=(("t", 0, 2),))).column("_offset").to_pylist() == [2]
+    assert select(rows, Selection(everything=True)).num_rows == 2  # resolved ones never again
+    assert Selection().empty
+
+
+def test_rule_summary_counts_open_records_only() -> None:
+    summary = rule_summary(quarantined())
+    assert [(r.rule, r.records) for r in summary] == [("contract.malformed_json", 1),
+                                                      ("expect.amount_in_range", 1)]
+
+
+def test_suite_and_contract_files_in_the_project_load(tmp_path: Path) -> None:
+    for name in ("orders", "clickstream"):
+        contract = load_contract(ROOT / "expectations" / f"{name}.contract.yaml")
+        suite = load_suite(ROOT / "expectations" / f"{name}.suite.json",
+                           tuple(f.name for f in contract.fields))
+        assert suite.rules and contract.key == "event_id"
