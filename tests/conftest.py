@@ -19,7 +19,8 @@ def free_port() -> int:
 
 
 def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool = False,
-                 broker_dir: Path | None = None, **streaming: object) -> Path:
+                 broker_dir: Path | None = None, silver: dict | None = None,
+                 **streaming: object) -> Path:
     """A config file for a test: its own warehouse, the given broker."""
     doc = {
         "project": "test",
@@ -29,6 +30,7 @@ def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool 
         "warehouse": {"root": str(warehouse)},
         "spark": {"master": "local[2]", "shuffle_partitions": 2},
         "streaming": {"trigger_seconds": 0.5, "max_offsets_per_trigger": 50000, **streaming},
+        "silver": silver or {},
         "sources": {"orders": {"topic": "shop.orders.v1", "partitions": 6},
                     "clickstream": {"topic": "web.clickstream.v1", "partitions": 3}},
     }

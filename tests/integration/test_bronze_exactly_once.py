@@ -28,7 +28,7 @@ def run_pipeline(config: Path, crash_at: str | None = None) -> subprocess.Comple
         env["LAKEHOUSE_CRASH_AT"] = crash_at
     return subprocess.run(
         [sys.executable, "-m", "lakehouse.cli", "--conf", str(config), "run", "--until-idle",
-         "--table", "orders"],
+         "--table", "bronze.orders"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
         start_new_session=True)  # the crash kills the process group: Python and its JVM
 
