@@ -28,11 +28,11 @@ from lakehouse.silver import (
     COORDINATES,
     LEDGER_SCHEMA,
     SilverPlan,
-    lookup,
     classify,
     existing_keys,
     for_routing,
     load_plan,
+    lookup,
     route_batch,
     valid_rows,
 )
@@ -167,8 +167,8 @@ def replay(config: Config, table: SilverTable, selection: Selection, spark: Spar
     routed = route_batch(plan, batch)
     writer = IdempotentAppender(plan.uri, f"{table.qualified_name}:quarantine-replay",
                                 ("event_date",), plan.storage_options)
-    batch_id = (writer.committed_version() if writer.committed_version() is not None
-                else -1) + 1
+    done = writer.committed_version()
+    batch_id = 0 if done is None else done + 1
     metadata = {"lakehouse.query": f"{table.qualified_name}:quarantine-replay",
                 "lakehouse.replayed_records": chosen.num_rows}
     written = writer.append(routed.silver, batch_id, metadata)

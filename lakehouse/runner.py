@@ -155,7 +155,7 @@ def select_tables(bronze: Sequence[BronzeTable], silver: Sequence[SilverTable],
     table; a bare ``orders`` names the table of that name in every layer."""
     if not names:
         return list(bronze), list(silver)
-    known = {t.qualified_name: t for t in [*bronze, *silver]}
+    known = [t.qualified_name for t in bronze] + [t.qualified_name for t in silver]
     chosen: set[str] = set()
     for n in names:
         matches = [q for q in known if q == n or q.split(".", 1)[1] == n]

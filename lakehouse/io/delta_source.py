@@ -112,13 +112,19 @@ def plan_versions(start: int, latest: int, commits: Mapping[int, Commit],
     return end
 
 
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and path of a local path or an object-store URI."""
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), uri
+
+
 class DeltaLog:
     """Reads a table's commit files through a pyarrow filesystem (local or object store)."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri.rstrip("/")
-        self.fs, self.root = pafs.FileSystem.from_uri(self.uri) if "://" in self.uri \
-            else (pafs.LocalFileSystem(), self.uri)
+        self.fs, self.root = filesystem(self.uri)
         self._cache: dict[int, Commit] = {}
 
     def latest_version(self) -> int:
@@ -281,8 +287,7 @@ def read_file(table_uri: str, file: AddedFile, schema: pa.Schema) -> Iterator[pa
     import pyarrow.parquet as pq
     table_uri = table_uri.rstrip("/")
     location = file.path if "://" in file.path else f"{table_uri}/{file.path}"
-    fs, path = pafs.FileSystem.from_uri(location) if "://" in location \
-        else (pafs.LocalFileSystem(), location)
+    fs, path = filesystem(location)
     try:
         data = pq.read_table(path, filesystem=fs)
     except FileNotFoundError:

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.quarantine import Selection, rule_summary, select
 from lakehouse.quality.contract import load_contract
 from lakehouse.quality.rules import load_suite
+from lakehouse.quarantine import Selection, rule_summary, select
 from lakehouse.registry import SilverTable
 from lakehouse.silver import SilverPlan, check_critical, route, rule_counts
 from tests.conftest import ROOT
