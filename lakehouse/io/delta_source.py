@@ -8,7 +8,8 @@ writes through delta-rs can feed the next layer as a stream.
   been processed. A new query starts after ``startingVersion - 1`` (default: from the
   first version, so the whole table is read).
 - **Partitions** are the data files added (``dataChange = true``) in the versions of a
-  micro-batch; each Spark task reads one file.
+  micro-batch; a file with more than ``rowsPerPartition`` rows (default 10,000) is read
+  by several tasks, each taking a slice, so one big commit still uses every core.
 - **Rate limit**: ``maxFilesPerTrigger`` / ``maxRowsPerTrigger`` admit whole versions
   until the cap is reached (at least one version per batch, like Delta's soft caps).
 - Commits that remove data (UPDATE, DELETE, MERGE rewriting files) are an error, since
@@ -19,7 +20,7 @@ writes through delta-rs can feed the next layer as a stream.
 Every row carries ``_commit_version``: the table version its file was added in.
 
 Options: ``path`` (required), ``startingVersion``, ``maxFilesPerTrigger``,
-``maxRowsPerTrigger``, ``skipChangeCommits``.
+``maxRowsPerTrigger``, ``rowsPerPartition``, ``skipChangeCommits``.
 """
 
 from __future__ import annotations
@@ -160,11 +161,22 @@ class DeltaLog:
 
 
 class DeltaFilePartition(InputPartition):
-    """One data file, read by one Spark task."""
+    """Rows ``[start, stop)`` of one data file (all of it when ``stop`` is None)."""
 
-    def __init__(self, file: AddedFile) -> None:
-        super().__init__(file.path)
+    def __init__(self, file: AddedFile, start: int = 0, stop: int | None = None) -> None:
+        super().__init__((file.path, start))
         self.file = file
+        self.start = start
+        self.stop = stop
+
+
+def split_file(file: AddedFile, rows_per_partition: int) -> list[DeltaFilePartition]:
+    """A file as slices of at most ``rows_per_partition`` rows (whole if its size is not
+    in the log)."""
+    if not file.rows or file.rows <= rows_per_partition:
+        return [DeltaFilePartition(file)]
+    return [DeltaFilePartition(file, start, min(start + rows_per_partition, file.rows))
+            for start in range(0, file.rows, rows_per_partition)]
 
 
 class DeltaStreamOptions:
@@ -178,6 +190,7 @@ class DeltaStreamOptions:
         self.starting_version = _int(opts, "startingversion", 0)
         self.max_files = _int(opts, "maxfilespertrigger", 0) or None
         self.max_rows = _int(opts, "maxrowspertrigger", 0) or None
+        self.rows_per_partition = _int(opts, "rowsperpartition", 10_000) or 10_000
         self.skip_change_commits = opts.get("skipchangecommits", "false").lower() == "true"
 
 
@@ -268,7 +281,8 @@ class DeltaStreamReader(DataSourceStreamReader):
                 log.warning("skipping change commit %d (%s) of %s", v, commit.operation,
                             self.opts.path)
                 continue
-            parts.extend(DeltaFilePartition(f) for f in commit.added)
+            for f in commit.added:
+                parts.extend(split_file(f, self.opts.rows_per_partition))
         return parts
 
     def commit(self, end: dict) -> None:
@@ -279,11 +293,13 @@ class DeltaStreamReader(DataSourceStreamReader):
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         """Read one data file, with its partition values and commit version as columns."""
         assert isinstance(partition, DeltaFilePartition)
-        yield from read_file(self.opts.path, partition.file, self.arrow_schema)
+        yield from read_file(self.opts.path, partition.file, self.arrow_schema,
+                             partition.start, partition.stop)
 
 
-def read_file(table_uri: str, file: AddedFile, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """The rows of one added file, conformed to ``schema``."""
+def read_file(table_uri: str, file: AddedFile, schema: pa.Schema, start: int = 0,
+              stop: int | None = None) -> Iterator[pa.RecordBatch]:
+    """Rows ``[start, stop)`` of one added file, conformed to ``schema``."""
     import pyarrow.parquet as pq
     table_uri = table_uri.rstrip("/")
     location = file.path if "://" in file.path else f"{table_uri}/{file.path}"
@@ -298,6 +314,8 @@ def read_file(table_uri: str, file: AddedFile, schema: pa.Schema) -> Iterator[pa
             hint="the stream needs versions that were vacuumed; restart it from a later "
                  "version (startingVersion) with a new checkpoint, or replay from Kafka",
             table=table_uri, version=file.version) from None
+    if start or stop is not None:
+        data = data.slice(start, (stop if stop is not None else data.num_rows) - start)
     n = data.num_rows
     values = dict(file.partition_values)
     columns = []
