@@ -10,7 +10,11 @@ from lakehouse.errors import LakehouseError
 from lakehouse.registry import discover_bronze, discover_silver
 from lakehouse.runner import run
 
-LAYERS = {"bronze": discover_bronze, "silver": discover_silver}
+
+def layer_tables(layer: str) -> list[str]:
+    """Qualified names of every table of ``layer``."""
+    specs = discover_bronze() if layer == "bronze" else discover_silver()
+    return [t.qualified_name for t in specs]
 
 
 def main(layer: str, doc: str, argv: list[str] | None = None) -> int:
@@ -25,7 +29,7 @@ def main(layer: str, doc: str, argv: list[str] | None = None) -> int:
                         help=f"only this {layer} table (repeatable)")
     args = parser.parse_args(argv)
     tables = [f"{layer}.{t.removeprefix(layer + '.')}" for t in args.table] if args.table \
-        else [t.qualified_name for t in LAYERS[layer]()]
+        else layer_tables(layer)
     try:
         config = load_config(args.conf)
         run(config, until_idle=args.until_idle, tables=tables)
