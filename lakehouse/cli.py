@@ -12,9 +12,13 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, load_config
 from lakehouse.errors import ErrorCode, LakehouseError
+
+if TYPE_CHECKING:
+    from lakehouse.registry import SilverTable
 
 
 def _say(text: str) -> None:
@@ -160,7 +164,7 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _silver_tables() -> list:  # type: ignore[type-arg]
+def _silver_tables() -> list[SilverTable]:
     from lakehouse.registry import discover_silver
     return discover_silver()
 

@@ -27,6 +27,7 @@ from lakehouse.registry import SilverTable, discover_silver
 from lakehouse.silver import (
     COORDINATES,
     LEDGER_SCHEMA,
+    QUARANTINE_SCHEMA,
     SilverPlan,
     classify,
     existing_keys,
@@ -91,7 +92,6 @@ def read_quarantine(config: Config, table: SilverTable) -> pa.Table:
     plan = load_plan(config, table)
     dt = open_table(plan.quarantine_uri, plan.storage_options)
     if dt is None:
-        from lakehouse.silver import QUARANTINE_SCHEMA
         return QUARANTINE_SCHEMA.empty_table()
     return dt.to_pyarrow_table()
 

@@ -7,8 +7,8 @@ violation, never coerced. Keys the contract does not name are kept, as one JSON 
 in the ``extras`` column.
 
 Parsing is a pure DataFrame transformation (``parse``): raw bytes in, typed columns plus
-``_failures`` (every contract rule the record broke, with a readable reason) out. It
-uses Spark's VARIANT type, so a record's JSON is parsed once, in the JVM.
+``_failed_rules`` / ``_reasons`` (every contract rule the record broke, with a readable
+reason) out. It uses Spark's VARIANT type, so a record's JSON is parsed once, in the JVM.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ strings, not arrays of structs: Spark runs higher-order functions (filter, trans
 interpreted, and they cost more than the JSON parse itself."""
 SEP = "\x1f"
 EXTRAS = "extras"
+_VARIANT = "_json"
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
@@ -91,10 +92,6 @@ class Contract:
     """How far after its processing time an event may claim to have happened."""
     fields: tuple[Field, ...]
     source_file: str = ""
-
-    def field(self, name: str) -> Field:
-        """The named field."""
-        return next(f for f in self.fields if f.name == name)
 
     @property
     def spark_schema(self) -> T.StructType:
@@ -240,17 +237,15 @@ def _staged_names(names: list[str]) -> list[str]:
     return [_VARIANT, "_obj", *(f"_{p}_{n}" for n in names for p in ("r", "t", "ok", "v"))]
 
 
-_VARIANT = "_json"
-
 
 def _field(fld: Field, contract: Contract, obj: Column,
            processed_at: Column) -> tuple[Column, Column, list[Check]]:
     """One field: (value is valid, typed value, failures it can add), over the staged
     ``_r_<name>`` (the JSON value) and ``_t_<name>`` (its JSON type; null if absent)."""
     raw, jtype = F.col(f"_r_{fld.name}"), F.col(f"_t_{fld.name}")
-    ok, done = F.col(f"_ok_{fld.name}"), F.col(f"_v_{fld.name}")
+    ok, parsed = F.col(f"_ok_{fld.name}"), F.col(f"_v_{fld.name}")
     present = jtype.isNotNull()
-    type_ok = present & _any_prefix(jtype, fld.json_types)
+    type_ok = _type_ok(fld)
     shown = F.substring(F.to_json(raw), 1, 80)
     checks = [Check(
         f"contract.type:{fld.name}", present & ~_any_prefix(jtype, fld.json_types),
@@ -266,13 +261,13 @@ def _field(fld: Field, contract: Contract, obj: Column,
         value = F.expr(f"try_cast(try_variant_get(_r_{fld.name}, '$', 'string') as timestamp)")
         good = type_ok & as_text.rlike(ISO_WITH_ZONE) & value.isNotNull()
         checks.append(Check(
-            f"contract.timestamp:{fld.name}", type_ok_col(fld) & ~ok,
+            f"contract.timestamp:{fld.name}", _type_ok(fld) & ~ok,
             F.concat(F.lit(f"{fld.name} is not an ISO-8601 time with a zone offset or Z: "),
                      shown)))
         if fld.name == contract.event_time:
             limit = processed_at + F.expr(f"INTERVAL {contract.max_future_seconds} SECONDS")
             checks.append(Check(
-                f"contract.future:{fld.name}", ok & (done > limit),
+                f"contract.future:{fld.name}", ok & (parsed > limit),
                 F.concat(F.lit(f"{fld.name} "), shown,
                          F.lit(f" is more than {contract.max_future_seconds}s after its "
                                "processing time "),
@@ -281,12 +276,12 @@ def _field(fld: Field, contract: Contract, obj: Column,
         exact = F.expr(f"try_variant_get(_r_{fld.name}, '$', 'decimal(38,18)')")
         good = type_ok & value.isNotNull() & (value.cast("decimal(38,18)") == exact)
         checks.append(Check(
-            f"contract.decimal:{fld.name}", type_ok_col(fld) & ~ok,
+            f"contract.decimal:{fld.name}", _type_ok(fld) & ~ok,
             F.concat(F.lit(f"{fld.name} does not fit {fld.type} exactly: "), shown)))
     return good, value, checks
 
 
-def type_ok_col(fld: Field) -> Column:
+def _type_ok(fld: Field) -> Column:
     """The field is present with an acceptable JSON type (over the staged columns)."""
     jtype = F.col(f"_t_{fld.name}")
     return jtype.isNotNull() & _any_prefix(jtype, fld.json_types)
