@@ -42,8 +42,5 @@ def table_stats(config: Config) -> list[TableStats]:
         dt = open_table(uri, config.warehouse.storage_options)
         if dt is None:
             continue
-        actions = dt.get_add_actions(flatten=True)
-        rows = sum(n or 0 for n in actions.column("num_records").to_pylist()) \
-            if actions.num_rows else 0
-        out.append(TableStats(name, uri, int(rows), dt.version()))
+        out.append(TableStats(name, uri, int(dt.count()), dt.version()))
     return out

@@ -9,6 +9,7 @@ is wrong.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -301,5 +302,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``lakehouse`` console script: ``main``, then a hard exit.
+
+    Everything is committed and the Spark session stopped by the time ``main`` returns.
+    Exiting without running C++ static destructors avoids a known abort at interpreter
+    shutdown ("terminate called without an active exception", apache/arrow#34314,
+    delta-io/delta-rs#2184) when native thread pools are torn down in the wrong order,
+    which would turn a successful run into exit code -6.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
