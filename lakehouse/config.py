@@ -70,6 +70,12 @@ class WarehouseConfig:
         """The Spark checkpoint location of one streaming query."""
         return _join(self.checkpoints, query_name)
 
+    def is_fresh_checkpoint(self, query_name: str) -> bool:
+        """True if the query has no local checkpoint yet (or it was deleted); remote
+        checkpoints are trusted to exist."""
+        uri = self.checkpoint_uri(query_name)
+        return not _is_uri(uri) and not (Path(uri) / "offsets").is_dir()
+
 
 @dataclass(frozen=True)
 class SparkConfig:

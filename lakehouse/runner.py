@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pyspark.errors import StreamingQueryException
@@ -111,8 +110,7 @@ def resume_offsets(config: Config, table: BronzeTable, printer: Printer) -> str 
     A deleted (or moved) checkpoint must not make the query read Kafka again from the
     configured start and land every record twice: continue after what the table holds.
     """
-    checkpoint = config.warehouse.checkpoint_uri(table.qualified_name)
-    if "://" in checkpoint or (Path(checkpoint) / "offsets").is_dir():
+    if not config.warehouse.is_fresh_checkpoint(table.qualified_name):
         return None
     held = max_kafka_offsets(config.warehouse.table_uri("bronze", table.name),
                              config.warehouse.storage_options)

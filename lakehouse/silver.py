@@ -457,10 +457,10 @@ class SilverWriter:
                      f"GX {report.validation_seconds:.2f}s)")
 
 
-def resume_version(plan: SilverPlan, checkpoint: str) -> int | None:
+def resume_version(plan: SilverPlan, config: Config) -> int | None:
     """For a new checkpoint over a silver table with history: the first bronze version its
     ledger does not cover (nothing is processed, and counted, twice)."""
-    if "://" in checkpoint or (Path(checkpoint) / "offsets").is_dir():
+    if not config.warehouse.is_fresh_checkpoint(plan.table.qualified_name):
         return None
     done = _rows(plan.ledger_uri, plan.storage_options,
                  (pc.field("table") == plan.table.qualified_name) & (pc.field("kind") == "stream"),
@@ -478,7 +478,7 @@ def start_silver(spark: SparkSession, config: Config, table: SilverTable,
     checkpoint = config.warehouse.checkpoint_uri(query_name)
     reader = (spark.readStream.format(DELTA_FORMAT).option("path", plan.bronze_uri)
               .option("maxRowsPerTrigger", str(config.silver.max_rows_per_trigger)))
-    start = resume_version(plan, checkpoint)
+    start = resume_version(plan, config)
     if start is not None:
         printer(f"[{query_name}] no checkpoint but the ledger covers bronze up to version "
                 f"{start - 1}: continuing from version {start}")
