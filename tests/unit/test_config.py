@@ -124,3 +124,22 @@ def test_object_store_paths_kept() -> None:
 def test_unknown_source() -> None:
     err = error_of(parse_config(MINIMAL).source, "payments")
     assert err.code is ErrorCode.UNKNOWN_SOURCE
+
+
+def test_fresh_checkpoint_detection(tmp_path: Path) -> None:
+    config = parse_config({"project": "p", "kafka": {"bootstrap_servers": "h:1"},
+                           "warehouse": {"root": str(tmp_path)}})
+    assert config.warehouse.is_fresh_checkpoint("silver.orders")
+    (Path(config.warehouse.checkpoint_uri("silver.orders")) / "offsets").mkdir(parents=True)
+    assert not config.warehouse.is_fresh_checkpoint("silver.orders")
+    assert config.expectations_dir.name == "expectations"
+    assert (config.expectations_dir / "orders.suite.json").is_file()
+
+
+def test_silver_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(LakehouseError) as err:
+        parse_config({"project": "p", "kafka": {"bootstrap_servers": "h:1"},
+                      "warehouse": {"root": str(tmp_path)},
+                      "silver": {"critical_max_unexpected_percent": 150}})
+    assert err.value.code is ErrorCode.CONFIG_BAD_VALUE
+    assert err.value.params["key"] == "silver.critical_max_unexpected_percent"
