@@ -1,0 +1,79 @@
+"""Each contract rule on real Spark: which payloads break it, and what silver keeps."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakehouse.quality.contract import REASONS, RULES, failure_list, load_contract, parse
+from tests.conftest import ROOT
+
+PROCESSED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+GOOD = {"event_id": "e1", "event_type": "order_placed", "order_id": "o1", "customer_id": "c1",
+        "event_time": "2026-11-22T11:59:00.000Z", "amount": 12.5, "currency": "EUR",
+        "quantity": 2, "category": "café", "country": "DE"}
+
+
+def with_(**changes: Any) -> bytes:
+    event = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in event.items() if v is not ...}).encode()
+
+
+CASES: list[tuple[bytes, set[str]]] = [
+    (with_(), set()),
+    (with_(event_time="2026-11-22T13:59:00+02:00"), set()),  # offsets are fine
+    (with_(event_time="2026-11-22T12:04:59Z"), set()),  # within 5 minutes ahead
+    (with_(amount=1000000), set()),  # integers are numbers
+    (b"{nope", {"contract.malformed_json"}),
+    (b"", {"contract.malformed_json"}),
+    (b'"just a string"', {"contract.not_an_object"}),
+    (b"[1]", {"contract.not_an_object"}),
+    (with_(amount=...), {"contract.required:amount"}),
+    (with_(customer_id=None), {"contract.required:customer_id"}),
+    (with_(amount="12.50"), {"contract.type:amount"}),
+    (with_(quantity=2.0), {"contract.type:quantity"}),
+    (with_(quantity="2"), {"contract.type:quantity"}),
+    (with_(order_id=7), {"contract.type:order_id"}),
+    (with_(event_time=1700000000), {"contract.type:event_time"}),
+    (with_(event_time="2026-11-22T11:59:00"), {"contract.timestamp:event_time"}),
+    (with_(event_time="yesterday"), {"contract.timestamp:event_time"}),
+    (with_(event_time="2026-11-22T12:05:01Z"), {"contract.future:event_time"}),
+    (with_(amount=12.345), {"contract.decimal:amount"}),
+    (with_(amount=1e300), {"contract.decimal:amount"}),
+    (with_(amount="x", quantity=None), {"contract.type:amount", "contract.required:quantity"}),
+]
+
+
+@pytest.fixture(scope="module")
+def parsed(spark):  # type: ignore[no-untyped-def]
+    contract = load_contract(ROOT / "expectations" / "orders.contract.yaml")
+    df = spark.createDataFrame([(i, v) for i, (v, _) in enumerate(CASES)], "i int, value binary")
+    df = df.withColumn("ingested_at", F.lit(PROCESSED))
+    out = parse(df, contract, F.col("ingested_at")).select(
+        "*", failure_list(RULES).alias("rules"), failure_list(REASONS).alias("why"))
+    return {r["i"]: r for r in out.collect()}
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_each_payload_fails_exactly_its_rules(parsed, case: int) -> None:  # type: ignore[no-untyped-def]
+    row = parsed[case]
+    assert set(row["rules"]) == CASES[case][1]
+    assert len(row["why"]) == len(row["rules"]) and all(row["why"])
+
+
+def test_valid_records_are_typed_and_keep_extras(spark) -> None:  # type: ignore[no-untyped-def]
+    contract = load_contract(ROOT / "expectations" / "orders.contract.yaml")
+    value = with_(coupon="X", nested={"a": [1]})
+    df = spark.createDataFrame([(value,)], "value binary").withColumn(
+        "ingested_at", F.lit(PROCESSED))
+    row = parse(df, contract, F.col("ingested_at")).collect()[0]
+    assert row["amount"] == Decimal("12.50") and row["quantity"] == 2
+    assert row["schema_version"] == 1  # the contract's default
+    assert row["category"] == "café"
+    assert json.loads(row["extras"]) == {"coupon": "X", "nested": {"a": [1]}}
+    assert row[RULES] is None
