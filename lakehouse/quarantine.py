@@ -33,7 +33,7 @@ from lakehouse.silver import (
     existing_keys,
     for_routing,
     load_plan,
-    lookup,
+    match_held,
     route_batch,
     valid_rows,
 )
@@ -186,13 +186,7 @@ def replay(config: Config, table: SilverTable, selection: Selection, spark: Spar
 def _resolutions(plan: SilverPlan, passed: pa.Table) -> pa.Table:
     """For records that now pass: ``replayed`` if silver holds this very record (same
     coordinates), else ``duplicate`` (silver holds the event from another delivery)."""
-    held = existing_keys(plan, passed).rename_columns(
-        [plan.key, *(f"_held{c}" for c in COORDINATES)])
-    found = lookup(passed.select([plan.key, *COORDINATES]), held, [plan.key])
-    same = pc.is_valid(found.column("_held_topic"))
-    for c in COORDINATES:
-        same = pc.and_(same, pc.fill_null(pc.equal(found.column(c), found.column(f"_held{c}")),
-                                          False))
+    _, same = match_held(passed, existing_keys(plan, passed), plan.key)
     resolution = pc.if_else(same, "replayed", "duplicate")
     return passed.select(list(COORDINATES)).append_column("resolution", resolution)
 

@@ -191,18 +191,26 @@ def route(batch: pa.Table, existing: pa.Table, key: str, columns: Sequence[str])
     unique = order.take(pc.take(firsts, pc.sort_indices(firsts)))  # bronze order
     in_batch_dups = valid.num_rows - unique.num_rows
 
+    seen, same = match_held(unique, existing, key)
+    new = unique.filter(pc.invert(seen)).select(list(columns))
+    already = pc.sum(pc.cast(same, pa.int64())).as_py() or 0
+    dup_silver = (pc.sum(pc.cast(seen, pa.int64())).as_py() or 0) - already
+    return Routed(new, quarantine, already, in_batch_dups, dup_silver)
+
+
+def match_held(records: pa.Table, existing: pa.Table, key: str
+               ) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """Per record, in order: does ``existing`` (silver) hold its key, and is what it
+    holds this very record (same Kafka coordinates)?"""
     coords = list(COORDINATES)
     held = existing.select([key, *coords]).rename_columns([key, *(f"_held{c}" for c in coords)])
-    found = lookup(unique.select([key, *coords]), held, [key])
+    found = lookup(records.select([key, *coords]), held, [key])
     seen = pc.is_valid(found.column("_held_topic"))
     same = seen
     for c in coords:
         same = pc.and_(same, pc.fill_null(pc.equal(found.column(c), found.column(f"_held{c}")),
                                           False))
-    new = unique.filter(pc.invert(seen)).select(list(columns))
-    already = pc.sum(pc.cast(same, pa.int64())).as_py() or 0
-    dup_silver = (pc.sum(pc.cast(seen, pa.int64())).as_py() or 0) - already
-    return Routed(new, quarantine, already, in_batch_dups, dup_silver)
+    return seen, same
 
 
 def lookup(left: pa.Table, right: pa.Table, keys: list[str]) -> pa.Table:
