@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import socket
-import tempfile
 import time
-from pathlib import Path
 
-from lakehouse.broker import EmbeddedBroker
-from lakehouse.config import parse_config
+from _setup import bench_environment  # benchmarks/ is on sys.path when run as a script
+
 from lakehouse.generator import generate
 from lakehouse.io.kafka_producer import produce
-from lakehouse.runner import ensure_source_topics, run
+from lakehouse.runner import run
 
 
 def main() -> None:
@@ -28,34 +25,19 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200_000)
     parser.add_argument("--max-per-batch", type=int, default=50_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        config = parse_config({
-            "project": "bench",
-            "kafka": {"bootstrap_servers": f"127.0.0.1:{port}"},
-            "warehouse": {"root": str(Path(tmp) / "warehouse")},
-            "streaming": {"trigger_seconds": 0, "max_offsets_per_trigger": args.max_per_batch},
-            "sources": {"orders": {"topic": "bench.orders", "partitions": 6}}})
-        broker = EmbeddedBroker(config.kafka.bootstrap_servers, config.broker_data_dir)
-        broker.up()
-        try:
-            ensure_source_topics(config, ["orders"])
-            t0 = time.monotonic()
-            produce(config.kafka.bootstrap_servers, "bench.orders", generate("orders", args.count, 1))
-            produced = time.monotonic() - t0
-            lines: list[str] = []
+    with bench_environment(args.max_per_batch) as config:
+        t0 = time.monotonic()
+        produce(config.kafka.bootstrap_servers, "bench.orders", generate("orders", args.count, 1))
+        produced = time.monotonic() - t0
+        lines: list[str] = []
 
-            def capture(line: str) -> None:
-                lines.append(line)
-                print(line, flush=True)
+        def capture(line: str) -> None:
+            lines.append(line)
+            print(line, flush=True)
 
-            t1 = time.monotonic()
-            run(config, until_idle=True, tables=["orders"], printer=capture)
-            total = time.monotonic() - t1
-        finally:
-            broker.down()
+        t1 = time.monotonic()
+        run(config, until_idle=True, tables=["bronze.orders"], printer=capture)
+        total = time.monotonic() - t1
     batch_secs = [float(m.group(1)) for ln in lines if (m := re.search(r" in ([0-9.]+)s", ln))]
     print("\n== bronze benchmark ==")
     print(f"events:                     {args.count:,} (max {args.max_per_batch:,} per batch)")

@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import re
-import socket
-import tempfile
 import time
-from pathlib import Path
 
-from lakehouse.broker import EmbeddedBroker
-from lakehouse.config import parse_config
+from _setup import bench_environment  # benchmarks/ is on sys.path when run as a script
+
 from lakehouse.generator import generate
 from lakehouse.io.kafka_producer import produce
 from lakehouse.registry import discover_silver
-from lakehouse.runner import ensure_source_topics, run
+from lakehouse.runner import run
 from lakehouse.silver import accounting
 from lakehouse.spark import build_session
 
@@ -36,28 +33,15 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200_000)
     parser.add_argument("--max-per-batch", type=int, default=50_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        config = parse_config({
-            "project": "bench",
-            "kafka": {"bootstrap_servers": f"127.0.0.1:{port}"},
-            "warehouse": {"root": str(Path(tmp) / "warehouse")},
-            "streaming": {"trigger_seconds": 0, "max_offsets_per_trigger": args.max_per_batch},
-            "silver": {"max_rows_per_trigger": args.max_per_batch},
-            "sources": {"orders": {"topic": "bench.orders", "partitions": 6}}})
-        broker = EmbeddedBroker(config.kafka.bootstrap_servers, config.broker_data_dir)
-        broker.up()
+    lines: list[str] = []
+
+    def capture(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
+    with bench_environment(args.max_per_batch) as config:
         spark = build_session(config)
-        lines: list[str] = []
-
-        def capture(line: str) -> None:
-            lines.append(line)
-            print(line, flush=True)
-
         try:
-            ensure_source_topics(config, ["orders"])
             produce(config.kafka.bootstrap_servers, "bench.orders",
                     generate("orders", args.count, 1, faults=0.1))
             run(config, until_idle=True, tables=["bronze.orders"], spark=spark, printer=print)
@@ -67,7 +51,6 @@ def main() -> None:
             acc = accounting(config, next(t for t in discover_silver() if t.name == "orders"))
         finally:
             spark.stop()
-            broker.down()
     batches = [(int(m.group(2).replace(",", "")), float(m.group(3)), float(m.group(4)),
                 float(m.group(5))) for ln in lines if (m := LINE.search(ln))]
     steady = batches[1:] or batches
