@@ -121,10 +121,11 @@ def _print_tables(config: Config) -> None:
 
 def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     from lakehouse import quarantine as q
+    from lakehouse.silver import load_plan
     tables = [q.find_table(args.table)] if args.table else _silver_tables()
     if args.action == "list":
         for table in tables:
-            rows = q.read_quarantine(config, table)
+            rows = q.read_quarantine(load_plan(config, table))
             open_rows = rows.filter(rows.column("resolution").is_null())
             _say(f"silver.{table.quarantine_name}: {open_rows.num_rows:,} open, "
                  f"{rows.num_rows - open_rows.num_rows:,} resolved by replays")
@@ -141,7 +142,7 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     selection = q.Selection(tuple(args.rule or ()), tuple(args.batch or ()),
                             tuple(_record(r) for r in args.record or ()), args.all)
     if args.action == "show":
-        rows = q.select(q.read_quarantine(config, table),
+        rows = q.select(q.read_quarantine(load_plan(config, table)),
                         selection if not selection.empty else q.Selection(everything=True))
         _say(f"silver.{table.quarantine_name}: {rows.num_rows:,} open records match"
              + (f" (showing {args.limit})" if rows.num_rows > args.limit else ""))

@@ -87,9 +87,8 @@ def select(rows: pa.Table, selection: Selection) -> pa.Table:
     return rows.filter(mask)
 
 
-def read_quarantine(config: Config, table: SilverTable) -> pa.Table:
+def read_quarantine(plan: SilverPlan) -> pa.Table:
     """Every record of the table's quarantine (empty if it has none yet)."""
-    plan = load_plan(config, table)
     dt = open_table(plan.quarantine_uri, plan.storage_options)
     if dt is None:
         return QUARANTINE_SCHEMA.empty_table()
@@ -156,7 +155,7 @@ def replay(config: Config, table: SilverTable, selection: Selection, spark: Spar
                              "say which records to replay: --rule, --batch, --record or --all")
     started = time.monotonic()
     plan = load_plan(config, table)
-    chosen = select(read_quarantine(config, table), selection)
+    chosen = select(read_quarantine(plan), selection)
     if chosen.num_rows == 0:
         raise LakehouseError(ErrorCode.QUARANTINE_NO_MATCH,
                              f"no open quarantined record of {table.qualified_name} matches",

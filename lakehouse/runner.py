@@ -26,7 +26,7 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from lakehouse import faults
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import IdempotentAppender, ensure_table, max_kafka_offsets
+from lakehouse.io.delta import AppIdBinding, IdempotentAppender, ensure_table, max_kafka_offsets
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_offsets import ranges_in
 from lakehouse.io.kafka_source import FORMAT_NAME
@@ -71,17 +71,12 @@ class BronzeWriter:
     appender: IdempotentAppender
     query_name: str
     printer: Printer
-    _app_ready: threading.Event = field(default_factory=threading.Event)
 
-    def bind(self, query_id: str) -> None:
-        """Tie the Delta transaction id to this checkpoint's query id (stable across
-        restarts, new if the checkpoint is deleted, so a fresh checkpoint never has its
-        batches mistaken for replays)."""
-        self.appender.app_id = f"{self.query_name}:{query_id}"
-        self._app_ready.set()
+    def __post_init__(self) -> None:
+        self.binding = AppIdBinding(self.appender)
 
     def __call__(self, df: DataFrame, batch_id: int) -> None:
-        self._app_ready.wait(timeout=60)
+        self.binding.wait()
         started = time.monotonic()
         data = df.toArrow()
         ranges = ranges_in(data)
@@ -143,7 +138,7 @@ def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
              .option("checkpointLocation", config.warehouse.checkpoint_uri(query_name))
              .trigger(processingTime=f"{config.streaming.trigger_seconds} seconds")
              .start())
-    writer.bind(str(query.id))
+    writer.binding.bind(f"{query_name}:{query.id}")
     return query
 
 

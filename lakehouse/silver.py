@@ -23,7 +23,6 @@ after a crash, a new checkpoint, or a quarantine replay keep the accounting iden
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from pyspark.sql.streaming import StreamingQuery
 from lakehouse import faults
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import IdempotentAppender, ensure_table, open_table
+from lakehouse.io.delta import AppIdBinding, IdempotentAppender, ensure_table, open_table
 from lakehouse.io.delta_source import FORMAT_NAME as DELTA_FORMAT
 from lakehouse.io.delta_source import VERSION_COLUMN
 from lakehouse.quality.contract import REASONS, RULES, Contract, failure_list, load_contract, parse
@@ -322,18 +321,9 @@ class Tables:
     quarantine: IdempotentAppender
     quality: IdempotentAppender
     ledger: IdempotentAppender
-    _bound: threading.Event = field(default_factory=threading.Event)
 
-    def bind(self, app_id: str) -> None:
-        """Use this transaction app id (derived from the checkpoint's query id) for every
-        write; batches wait for it, since Spark may start one before ``start()`` returns."""
-        for w in (self.silver, self.quarantine, self.quality, self.ledger):
-            w.app_id = app_id
-        self._bound.set()
-
-    def wait_bound(self) -> None:
-        """Block until ``bind`` ran."""
-        self._bound.wait(timeout=60)
+    def __post_init__(self) -> None:
+        self.binding = AppIdBinding(self.silver, self.quarantine, self.quality, self.ledger)
 
 
 def ensure_tables(plan: SilverPlan, silver_schema: pa.Schema, app_id: str) -> Tables:
@@ -404,7 +394,10 @@ def process_batch(plan: SilverPlan, tables: Tables, batch: pa.Table, batch_id: i
                                               ).to_pandas()) if validator else []
     validation_seconds = time.monotonic() - validation_started
 
-    metadata = {"lakehouse.query": query_name, "lakehouse.bronze_versions": _versions(batch)}
+    versions = batch.column("_bronze_version")
+    first, last = pc.min(versions).as_py(), pc.max(versions).as_py()
+    metadata = {"lakehouse.query": query_name,
+                "lakehouse.bronze_versions": json.dumps({"from": first, "to": last})}
     rejected = not_yet_quarantined(plan, routed.quarantine)
     tables.quarantine.append(quarantine_rows(rejected, batch_id, now), batch_id, metadata)
     faults.crash_point(query_name, "after_quarantine_commit", batch_id)
@@ -413,14 +406,13 @@ def process_batch(plan: SilverPlan, tables: Tables, batch: pa.Table, batch_id: i
     if results:
         tables.quality.append(quality_rows(plan, tables.quality.app_id, batch_id, results,
                                            validation_seconds, now), batch_id, metadata)
-    versions = batch.column("_bronze_version")
     report = BatchReport(batch.num_rows, routed.silver_rows, routed.quarantine.num_rows,
                          routed.duplicates_in_batch, routed.duplicates_in_silver,
                          written.version, time.monotonic() - started, validation_seconds)
     ledger = pa.Table.from_pylist([{
         "table": plan.table.qualified_name, "kind": "stream", "app_id": tables.ledger.app_id,
-        "batch_id": batch_id, "bronze_from_version": pc.min(versions).as_py(),
-        "bronze_to_version": pc.max(versions).as_py(), "bronze_rows": report.bronze_rows,
+        "batch_id": batch_id, "bronze_from_version": first,
+        "bronze_to_version": last, "bronze_rows": report.bronze_rows,
         "silver_rows": report.silver_rows, "quarantined_rows": report.quarantined,
         "duplicates_in_batch": report.duplicates_in_batch,
         "duplicates_in_silver": report.duplicates_in_silver,
@@ -428,13 +420,6 @@ def process_batch(plan: SilverPlan, tables: Tables, batch: pa.Table, batch_id: i
         "seconds": report.seconds, "validation_seconds": validation_seconds}], LEDGER_SCHEMA)
     tables.ledger.append(ledger, batch_id, metadata)
     return report
-
-
-def _versions(batch: pa.Table) -> str:
-    versions = batch.column("_bronze_version")
-    if len(versions) == 0:
-        return ""
-    return json.dumps({"from": pc.min(versions).as_py(), "to": pc.max(versions).as_py()})
 
 
 # -- the streaming query -------------------------------------------------------------------
@@ -450,7 +435,7 @@ class SilverWriter:
     query_name: str
 
     def __call__(self, df: DataFrame, batch_id: int) -> None:
-        self.tables.wait_bound()
+        self.tables.binding.wait()
         started = time.monotonic()
         batch = for_routing(classify(df, self.plan)).toArrow()
         if batch.num_rows == 0:
@@ -502,7 +487,7 @@ def start_silver(spark: SparkSession, config: Config, table: SilverTable,
              .option("checkpointLocation", checkpoint)
              .trigger(processingTime=f"{config.streaming.trigger_seconds} seconds")
              .start())
-    tables.bind(f"{query_name}:{query.id}")
+    tables.binding.bind(f"{query_name}:{query.id}")
     return query
 
 

@@ -10,6 +10,7 @@ than written twice. Commits also carry custom metadata (batch id, input ranges).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -120,6 +121,30 @@ class IdempotentAppender:
         else:
             table.update_incremental()
         return WriteResult(True, data.num_rows, table.version())
+
+
+class AppIdBinding:
+    """Gives some appenders the Delta transaction app id of a streaming query.
+
+    The id includes the checkpoint's query id (stable across restarts, new if the
+    checkpoint is deleted, so a fresh checkpoint never has its batches mistaken for
+    replays). It is known only once ``start()`` returns, and Spark may run a first batch
+    before that: batches ``wait()`` for ``bind``.
+    """
+
+    def __init__(self, *appenders: IdempotentAppender) -> None:
+        self.appenders = appenders
+        self._ready = threading.Event()
+
+    def bind(self, app_id: str) -> None:
+        """Use ``app_id`` for every write from now on."""
+        for appender in self.appenders:
+            appender.app_id = app_id
+        self._ready.set()
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Block until ``bind`` ran."""
+        self._ready.wait(timeout)
 
 
 def _conform(data: pa.Table, target: Any) -> pa.Table:

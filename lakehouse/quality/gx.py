@@ -111,9 +111,10 @@ class Validator:
         """Per rule, the ``index_column`` values of the rows GX reports as unexpected."""
         result = self.run(frame, {"result_format": "COMPLETE",
                                   "unexpected_index_column_names": [index_column]})
+        by_rule = _by_rule(result)
         out: dict[str, set[Any]] = {}
         for rule in self.suite.rules:
-            res = _by_rule(result)[rule.name]
+            res = by_rule[rule.name]
             if res.exception_info and res.exception_info.get("raised_exception"):
                 raise RuntimeError(f"GX failed on {rule.name}: {res.exception_info}")
             rows = (res.result or {}).get("unexpected_index_list") or []
