@@ -117,6 +117,14 @@ class SilverConfig:
 
 
 @dataclass(frozen=True)
+class GoldConfig:
+    """How gold reads silver."""
+
+    max_rows_per_trigger: int = 200_000
+    """Silver rows per gold micro-batch (whole silver versions; at least one)."""
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """One Kafka topic that lands in a bronze table of the same name."""
 
@@ -137,6 +145,7 @@ class Config:
     spark: SparkConfig = field(default_factory=SparkConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     silver: SilverConfig = field(default_factory=SilverConfig)
+    gold: GoldConfig = field(default_factory=GoldConfig)
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
     source_file: str = ""
     """The YAML file this was read from (set by the loader, not by the file)."""
@@ -256,6 +265,8 @@ def _check_values(config: Config) -> None:
         raise bad("streaming.starting_offsets", "must be earliest, latest or a JSON offsets map")
     if config.silver.max_rows_per_trigger < 0:
         raise bad("silver.max_rows_per_trigger", "must be 0 (no cap) or more")
+    if config.gold.max_rows_per_trigger < 0:
+        raise bad("gold.max_rows_per_trigger", "must be 0 (no cap) or more")
     if not 0 <= config.silver.critical_max_unexpected_percent <= 100:
         raise bad("silver.critical_max_unexpected_percent", "must be between 0 and 100")
     if config.spark.shuffle_partitions <= 0:

@@ -4,7 +4,8 @@ A bronze table is a function ``raw Kafka DataFrame -> DataFrame`` in a module of
 ``bronze`` package; its name defaults to the function name and it reads the source of
 the same name from config. A silver table is a function ``parsed DataFrame -> DataFrame``
 in the ``silver`` package, reading one bronze table through the contract and suite of
-the same name (``expectations/<name>.contract.yaml`` and ``.suite.json``). Importing a
+the same name (``expectations/<name>.contract.yaml`` and ``.suite.json``). A gold table
+is a function in the ``gold`` package returning the ``Aggregate`` it keeps. Importing a
 definition module has no side effects: the decorator only attaches a frozen spec to the
 function, and ``discover_*`` collects them.
 """
@@ -15,11 +16,14 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pyspark.sql import DataFrame
 
 from lakehouse.errors import ErrorCode, LakehouseError
+
+if TYPE_CHECKING:
+    from lakehouse.aggregates import Aggregate
 
 Transform = Callable[[DataFrame], DataFrame]
 _SPEC_ATTR = "__lakehouse_table__"
@@ -94,11 +98,48 @@ def silver_table(*, bronze: str | None = None, contract: str | None = None,
     return mark
 
 
+@dataclass(frozen=True)
+class GoldTable:
+    """A gold table: the silver table it aggregates and how (an ``Aggregate``)."""
+
+    name: str
+    silver: str
+    definition: Callable[[], Aggregate]
+    description: str
+
+    @property
+    def qualified_name(self) -> str:
+        """``gold.<name>``."""
+        return f"gold.{self.name}"
+
+    @property
+    def state_name(self) -> str:
+        """The internal table holding a two-stage aggregate's state rows."""
+        return f"_{self.name}_state"
+
+    def build(self) -> Aggregate:
+        """The definition (Spark column expressions need a running session)."""
+        return self.definition()
+
+
+def gold_table(*, silver: str, name: str | None = None
+               ) -> Callable[[Callable[[], Aggregate]], Callable[[], Aggregate]]:
+    """Declare a gold table: a function returning the ``Aggregate`` of ``silver.<silver>``
+    rows the table holds. Its first docstring line describes the table."""
+
+    def mark(fn: Callable[[], Aggregate]) -> Callable[[], Aggregate]:
+        setattr(fn, _SPEC_ATTR, GoldTable(name or fn.__name__, silver, fn,
+                                          _first_line(fn.__doc__)))
+        return fn
+
+    return mark
+
+
 def _first_line(doc: str | None) -> str:
     return doc.strip().splitlines()[0] if doc and doc.strip() else ""
 
 
-Spec = TypeVar("Spec", BronzeTable, SilverTable)
+Spec = TypeVar("Spec", BronzeTable, SilverTable, GoldTable)
 
 
 def _discover(package: str, kind: type[Spec]) -> list[Spec]:
@@ -108,14 +149,18 @@ def _discover(package: str, kind: type[Spec]) -> list[Spec]:
         module = importlib.import_module(f"{package}.{info.name}")
         for value in vars(module).values():
             spec = getattr(value, _SPEC_ATTR, None)
-            if not isinstance(spec, kind) or value is not spec.transform:
+            if not isinstance(spec, kind) or value is not _function(spec):
                 continue
-            if spec.name in found and found[spec.name].transform is not spec.transform:
+            if spec.name in found and _function(found[spec.name]) is not _function(spec):
                 raise LakehouseError(ErrorCode.BAD_DEFINITION,
                                      f"{package} table {spec.name!r} is defined twice "
                                      f"(second time in {module.__name__})")
             found[spec.name] = spec
     return [found[k] for k in sorted(found)]
+
+
+def _function(spec: BronzeTable | SilverTable | GoldTable) -> Callable[..., object]:
+    return spec.definition if isinstance(spec, GoldTable) else spec.transform
 
 
 def discover_bronze(package: str = "bronze") -> list[BronzeTable]:
@@ -126,3 +171,8 @@ def discover_bronze(package: str = "bronze") -> list[BronzeTable]:
 def discover_silver(package: str = "silver") -> list[SilverTable]:
     """Every silver table defined in the modules of ``package``, sorted by name."""
     return _discover(package, SilverTable)
+
+
+def discover_gold(package: str = "gold") -> list[GoldTable]:
+    """Every gold table defined in the modules of ``package``, sorted by name."""
+    return _discover(package, GoldTable)

@@ -1,7 +1,9 @@
-"""Builds and runs the streaming queries: Kafka -> bronze -> silver, one query per table.
+"""Builds and runs the streaming queries: Kafka -> bronze -> silver -> gold, one query per
+table.
 
 Each table gets its own query, checkpoint and Delta writer, so tables can be restarted
-and replayed independently; silver reads its bronze table as a stream (``delta-py``).
+and replayed independently; silver reads its bronze table and gold its silver table as
+streams (``delta-py``).
 Writes go through ``foreachBatch`` into delta-rs with the batch id as the Delta
 transaction version (see ``lakehouse.io.delta``).
 """
@@ -30,7 +32,14 @@ from lakehouse.io.delta import AppIdBinding, IdempotentAppender, ensure_table, m
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_offsets import ranges_in
 from lakehouse.io.kafka_source import FORMAT_NAME
-from lakehouse.registry import BronzeTable, SilverTable, discover_bronze, discover_silver
+from lakehouse.registry import (
+    BronzeTable,
+    GoldTable,
+    SilverTable,
+    discover_bronze,
+    discover_gold,
+    discover_silver,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,23 +151,33 @@ def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
     return query
 
 
+@dataclass(frozen=True)
+class Selection:
+    """The tables a run builds, per layer."""
+
+    bronze: list[BronzeTable]
+    silver: list[SilverTable]
+    gold: list[GoldTable]
+
+
 def select_tables(bronze: Sequence[BronzeTable], silver: Sequence[SilverTable],
-                  names: Sequence[str] | None) -> tuple[list[BronzeTable], list[SilverTable]]:
-    """The tables named, or all of them. ``bronze.orders`` and ``silver.orders`` name one
-    table; a bare ``orders`` names the table of that name in every layer."""
+                  gold: Sequence[GoldTable], names: Sequence[str] | None) -> Selection:
+    """The tables named, or all of them. ``bronze.orders`` names one table; a bare name
+    (``orders``) names the table of that name in every layer."""
     if not names:
-        return list(bronze), list(silver)
-    known = [t.qualified_name for t in bronze] + [t.qualified_name for t in silver]
+        return Selection(list(bronze), list(silver), list(gold))
+    known = [t.qualified_name for t in (*bronze, *silver, *gold)]
     chosen: set[str] = set()
     for n in names:
         matches = [q for q in known if q == n or q.split(".", 1)[1] == n]
         if not matches:
             raise LakehouseError(ErrorCode.UNKNOWN_SOURCE,
                                  f"no table {n!r} (defined: {', '.join(sorted(known))})",
-                                 hint="definitions live in bronze/*.py and silver/*.py")
+                                 hint="definitions live in bronze/, silver/ and gold/")
         chosen.update(matches)
-    return ([t for t in bronze if t.qualified_name in chosen],
-            [t for t in silver if t.qualified_name in chosen])
+    return Selection([t for t in bronze if t.qualified_name in chosen],
+                     [t for t in silver if t.qualified_name in chosen],
+                     [t for t in gold if t.qualified_name in chosen])
 
 
 @dataclass
@@ -173,8 +192,10 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
         spark: SparkSession | None = None, printer: Printer = print) -> RunSummary:
     """Run the pipelines. ``until_idle``: process everything available, then stop;
     otherwise run until Ctrl-C / SIGTERM, then stop cleanly between micro-batches."""
+    from lakehouse.gold import start_gold
     from lakehouse.silver import load_plan, start_silver
-    chosen, silver = select_tables(discover_bronze(), discover_silver(), tables)
+    selection = select_tables(discover_bronze(), discover_silver(), discover_gold(), tables)
+    chosen, silver = selection.bronze, selection.silver
     for t in chosen:
         config.source(t.source)  # unknown sources fail before Spark starts
     for s in silver:
@@ -196,6 +217,9 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
             queries.append(start_silver(spark, config, s, printer))
             printer(f"started {s.qualified_name} <- bronze.{s.bronze} "
                     f"(contract and suite {s.contract})")
+        for g in selection.gold:
+            queries.append(start_gold(spark, config, g, printer))
+            printer(f"started {g.qualified_name} <- silver.{g.silver}")
         if until_idle:
             for q in queries:
                 _await(q.processAllAvailable, q)

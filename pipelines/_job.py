@@ -7,14 +7,14 @@ import sys
 
 from lakehouse.config import load_config
 from lakehouse.errors import LakehouseError
-from lakehouse.registry import discover_bronze, discover_silver
+from lakehouse.registry import discover_bronze, discover_gold, discover_silver
 from lakehouse.runner import run
 
 
 def layer_tables(layer: str) -> list[str]:
     """Qualified names of every table of ``layer``."""
-    specs = discover_bronze() if layer == "bronze" else discover_silver()
-    return [t.qualified_name for t in specs]
+    discover = {"bronze": discover_bronze, "silver": discover_silver, "gold": discover_gold}
+    return [t.qualified_name for t in discover[layer]()]
 
 
 def main(layer: str, doc: str, argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Delta Lake I/O through delta-rs: idempotent micro-batch appends.
+"""Delta Lake I/O through delta-rs: idempotent micro-batch appends and merges.
 
 Every streaming write carries the Delta transaction action
 ``txn(appId=<stable id of the table's writer>, version=<batch id>)``. Before writing, the
@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -123,6 +123,72 @@ class IdempotentAppender:
         return WriteResult(True, data.num_rows, table.version())
 
 
+class IdempotentMerger:
+    """Upserts and deletes rows of one table by its keys (Delta MERGE), each batch at most
+    once: the MERGE commit carries the batch's transaction action, like an append."""
+
+    def __init__(self, uri: str, app_id: str, keys: Sequence[str],
+                 storage_options: Mapping[str, str] | None = None) -> None:
+        self.uri = uri
+        self.app_id = app_id
+        self.keys = list(keys)
+        self.storage_options = dict(storage_options or {})
+
+    def merge(self, upserts: pa.Table, batch_id: int, metadata: Mapping[str, Any],
+              deletes: pa.Table | None = None) -> WriteResult:
+        """Insert or replace ``upserts`` and delete the rows whose keys are in ``deletes``
+        as batch ``batch_id``, unless that batch is already in the table."""
+        table = open_table(self.uri, self.storage_options)
+        if table is None:
+            raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND, f"no Delta table at {self.uri}")
+        done = table.transaction_version(self.app_id)
+        if done is not None and done >= batch_id:
+            log.info("%s: batch %d already merged (txn %s=%d); skipping the replay",
+                     self.uri, batch_id, self.app_id, done)
+            return WriteResult(False, upserts.num_rows, None)
+        removed = 0 if deletes is None else deletes.num_rows
+        if upserts.num_rows == 0 and removed == 0:
+            return WriteResult(False, 0, None)
+        schema = pa.schema(table.schema().to_arrow())
+        source = _conform(upserts, schema).append_column(
+            _DELETE, pa.array([False] * upserts.num_rows))
+        if deletes is not None and removed:
+            gone = pa.table({f.name: deletes.column(f.name).cast(f.type) if f.name in self.keys
+                             else pa.nulls(removed, f.type) for f in schema})
+            source = pa.concat_tables([source, gone.append_column(
+                _DELETE, pa.array([True] * removed))])
+        on = " AND ".join(f"(t.{k} IS NOT DISTINCT FROM s.{k})" for k in self.keys)
+        values = {f.name: f"s.{f.name}" for f in schema}
+        try:
+            (table.merge(rebuild_nested(source), on, source_alias="s", target_alias="t",
+                         commit_properties=CommitProperties(
+                             custom_metadata={"lakehouse.app_id": self.app_id,
+                                              "lakehouse.batch_id": batch_id, **metadata},
+                             app_transactions=[Transaction(app_id=self.app_id,
+                                                           version=batch_id)]))
+             .when_matched_delete(f"s.{_DELETE}")
+             .when_matched_update(values, f"NOT s.{_DELETE}")
+             .when_not_matched_insert(values, f"NOT s.{_DELETE}")
+             .execute())
+        except Exception as exc:
+            raise LakehouseError(ErrorCode.DELTA_WRITE_FAILED,
+                                 f"merging batch {batch_id} into {self.uri} failed: {exc}",
+                                 hint="the batch was not committed; restarting the job "
+                                      "retries it exactly once",
+                                 table=self.uri, batch_id=batch_id) from exc
+        table.update_incremental()
+        return WriteResult(True, source.num_rows, table.version())
+
+
+_DELETE = "_lakehouse_delete"
+
+
+class Writer(Protocol):
+    """Anything that commits under a Delta transaction app id."""
+
+    app_id: str
+
+
 class AppIdBinding:
     """Gives some appenders the Delta transaction app id of a streaming query.
 
@@ -132,7 +198,7 @@ class AppIdBinding:
     before that: batches ``wait()`` for ``bind``.
     """
 
-    def __init__(self, *appenders: IdempotentAppender) -> None:
+    def __init__(self, *appenders: Writer) -> None:
         self.appenders = appenders
         self._ready = threading.Event()
 

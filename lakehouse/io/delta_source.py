@@ -21,6 +21,10 @@ Every row carries ``_commit_version``: the table version its file was added in.
 
 Options: ``path`` (required), ``startingVersion``, ``maxFilesPerTrigger``,
 ``maxRowsPerTrigger``, ``rowsPerPartition``, ``skipChangeCommits``.
+
+Batch reads (``spark.read.format("delta-py")``) read the table as of ``versionAsOf``
+(default: the latest version), one partition per data file of that snapshot; a
+snapshot does not say which version added a file, so ``_commit_version`` is null there.
 """
 
 from __future__ import annotations
@@ -33,7 +37,12 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.sql.datasource import (
+    DataSource,
+    DataSourceReader,
+    DataSourceStreamReader,
+    InputPartition,
+)
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import StructType
 
@@ -51,7 +60,8 @@ class AddedFile:
 
     path: str
     """Relative to the table root (decoded), or an absolute URI."""
-    version: int
+    version: int | None
+    """The version that added it (None when read from a snapshot)."""
     partition_values: tuple[tuple[str, str | None], ...]
     rows: int | None
 
@@ -192,6 +202,8 @@ class DeltaStreamOptions:
         self.max_rows = _int(opts, "maxrowspertrigger", 0) or None
         self.rows_per_partition = _int(opts, "rowsperpartition", 10_000) or 10_000
         self.skip_change_commits = opts.get("skipchangecommits", "false").lower() == "true"
+        as_of = _int(opts, "versionasof", -1) if opts.get("versionasof", "") else -1
+        self.version_as_of = as_of if as_of >= 0 else None
 
 
 def _int(opts: Mapping[str, str], key: str, default: int) -> int:
@@ -204,10 +216,10 @@ def _int(opts: Mapping[str, str], key: str, default: int) -> int:
     return int(raw)
 
 
-def table_arrow_schema(uri: str) -> pa.Schema:
-    """The table's current schema plus ``_commit_version``."""
+def table_arrow_schema(uri: str, version: int | None = None) -> pa.Schema:
+    """The table's schema (current, or at ``version``) plus ``_commit_version``."""
     from lakehouse.io.delta import open_table
-    table = open_table(uri)
+    table = open_table(uri, version=version)
     if table is None:
         raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND, f"no Delta table at {uri}",
                              hint="start the upstream pipeline first; it creates the table")
@@ -224,11 +236,49 @@ class DeltaDataSource(DataSource):
 
     def schema(self) -> StructType:
         """The table's columns, plus ``_commit_version``."""
-        return from_arrow_schema(table_arrow_schema(DeltaStreamOptions(self.options).path))
+        opts = DeltaStreamOptions(self.options)
+        return from_arrow_schema(table_arrow_schema(opts.path, opts.version_as_of))
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
         """The micro-batch reader."""
         return DeltaStreamReader(self.options)
+
+    def reader(self, schema: StructType) -> DataSourceReader:
+        """The batch reader: one snapshot of the table."""
+        return DeltaBatchReader(self.options)
+
+
+def snapshot_files(uri: str, version: int | None) -> list[AddedFile]:
+    """The data files of the table as of ``version`` (latest if None)."""
+    from lakehouse.io.delta import open_table
+    table = open_table(uri, version=version)
+    if table is None:
+        raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND, f"no Delta table at {uri}")
+    adds = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    return [AddedFile(unquote(a["path"]), None,
+                      tuple(sorted((k.removeprefix("partition."), None if v is None else str(v))
+                                   for k, v in a.items() if k.startswith("partition."))),
+                      a.get("num_records"))
+            for a in adds]
+
+
+class DeltaBatchReader(DataSourceReader):
+    """Reads one snapshot: a partition per data file (or slice of a big one)."""
+
+    def __init__(self, options: Mapping[str, str]) -> None:
+        self.opts = DeltaStreamOptions(options)
+        self.arrow_schema = table_arrow_schema(self.opts.path, self.opts.version_as_of)
+
+    def partitions(self) -> list[InputPartition]:
+        """The snapshot's files, planned on the driver."""
+        return [p for f in snapshot_files(self.opts.path, self.opts.version_as_of)
+                for p in split_file(f, self.opts.rows_per_partition)]
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        """Read one file (slice)."""
+        assert isinstance(partition, DeltaFilePartition)
+        yield from read_file(self.opts.path, partition.file, self.arrow_schema,
+                             partition.start, partition.stop)
 
 
 class DeltaStreamReader(DataSourceStreamReader):
@@ -321,7 +371,7 @@ def read_file(table_uri: str, file: AddedFile, schema: pa.Schema, start: int = 0
     columns = []
     for fld in schema:
         if fld.name == VERSION_COLUMN:
-            columns.append(pa.array([file.version] * n, pa.int64()))
+            columns.append(pa.array([file.version] * n, pa.int64()))  # null in snapshots
         elif fld.name in values:
             raw = values[fld.name]
             columns.append(pa.array([raw] * n, pa.string()).cast(fld.type))
