@@ -1,7 +1,7 @@
 """``lakehouse``: the command line of the streaming lakehouse.
 
-Subcommands: ``broker up|down|status``, ``topics``, ``produce``, ``run``, ``tables`` and
-``demo``. Every command reads the configuration once (``--conf`` > ``LAKEHOUSE_CONF`` >
+Subcommands: ``broker up|down|status``, ``topics``, ``produce``, ``run``, ``quarantine``,
+``query``, ``verify gold``, ``tables`` and ``demo``. Every command reads the configuration once (``--conf`` > ``LAKEHOUSE_CONF`` >
 ``conf/local.yaml``) and fails with a stable error code before starting anything if it
 is wrong.
 """
@@ -166,6 +166,42 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.query import run_query, write_result
+    started = time.monotonic()
+    result = run_query(config, args.sql)
+    written = write_result(result, args.format, args.output)
+    if written:
+        _say(f"{result.num_rows:,} rows -> {written} ({args.format}) in "
+             f"{time.monotonic() - started:.2f}s")
+    elif args.timing:
+        print(f"({time.monotonic() - started:.3f}s)", file=sys.stderr)
+    return 0
+
+
+def cmd_verify(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.gold import verify
+    from lakehouse.registry import discover_gold
+    from lakehouse.runner import select_tables
+    from lakehouse.spark import build_session
+    tables = select_tables([], [], discover_gold(), args.table).gold if args.table \
+        else discover_gold()
+    spark = build_session(config)
+    try:
+        checks = [verify(spark, config, t) for t in tables]
+    finally:
+        spark.stop()
+    for check in checks:
+        _say(check.describe())
+    bad = [c.table for c in checks if not c.equal]
+    if bad:
+        raise LakehouseError(ErrorCode.GOLD_MISMATCH,
+                             f"{', '.join(bad)} differ from the recomputation from silver",
+                             hint="report it with the lines above; `lakehouse replay` (next "
+                                  "release) rebuilds a table from silver")
+    return 0
+
+
 def _silver_tables() -> list[SilverTable]:
     from lakehouse.registry import discover_silver
     return discover_silver()
@@ -217,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lakehouse",
         description="Streaming lakehouse: Kafka events land exactly once in bronze Delta "
-                    "tables (then silver and gold).",
+                    "tables, silver enforces contracts, gold keeps exact aggregates.",
         epilog="Config: --conf FILE, else $LAKEHOUSE_CONF, else conf/local.yaml. "
                "$LAKEHOUSE_KAFKA_BOOTSTRAP points at a real cluster; $LAKEHOUSE_WAREHOUSE "
                "moves the tables.")
@@ -275,6 +311,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="replay: every open record")
     p.add_argument("--limit", type=int, default=20, help="show: at most this many (20)")
     p.set_defaults(func=cmd_quarantine)
+
+    p = sub.add_parser("query", help="run SQL over the tables (no JVM), print or save it",
+                       description="Run one SQL statement (DuckDB dialect) over the warehouse. "
+                                   "Tables are named layer.table: bronze.orders, "
+                                   "silver.orders_quarantine, gold.revenue_by_category_5m, ...",
+                       epilog='e.g. lakehouse query "SELECT category, sum(net_revenue) FROM '
+                              'gold.revenue_by_category_5m GROUP BY 1 ORDER BY 2 DESC"')
+    p.add_argument("sql", help="the query")
+    p.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table",
+                   help="table (aligned, default), csv, json (an array of objects) or parquet")
+    p.add_argument("--output", metavar="FILE", help="write to FILE instead of the terminal")
+    p.add_argument("--timing", action="store_true", help="print the time taken to stderr")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("verify", help="check gold against a batch recomputation from silver",
+                       description="Recompute each gold table from silver (as of the silver "
+                                   "version it has read) with one batch query and report every "
+                                   "row that differs from the streamed table. Exit 2 if any.")
+    p.add_argument("layer", choices=["gold"])
+    p.add_argument("--table", action="append", metavar="NAME",
+                   help="only this gold table (repeatable)")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("tables", help="list the tables with row counts and versions")
     p.set_defaults(func=cmd_tables)

@@ -82,18 +82,18 @@ def order_event(rng: random.Random, now: datetime) -> dict[str, Any]:
 
 def click_event(rng: random.Random, now: datetime) -> dict[str, Any]:
     """One valid clickstream event."""
-    user = rng.randrange(1, 50_000)
+    user = rng.randrange(1, 600)
     page = rng.choice(PAGES).format(id=rng.randrange(1, 5000))
     return {
         "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "event_type": _weighted(rng, CLICK_EVENTS),
         "user_id": f"u-{user:05d}",
-        "session_id": f"s-{user:05d}-{rng.randrange(0, 8)}",
+        "session_id": f"s-{user:05d}-{rng.randrange(0, 3)}",
         "url": f"https://shop.example.com{page}",
         "referrer": rng.choice(["", "https://www.google.com/", "https://news.example.org/"]),
         "device": rng.choice(DEVICES),
         "country": rng.choice(COUNTRIES),
-        "event_time": _iso(now - timedelta(seconds=rng.uniform(0, 60))),
+        "event_time": _iso(now - timedelta(seconds=rng.uniform(0, 600))),
         "schema_version": 1,
     }
 
