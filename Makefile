@@ -23,7 +23,7 @@ run: $(STAMP) ## run the pipelines continuously (Ctrl-C stops cleanly)
 
 test: $(STAMP) ## lint, type-check, then every test (unit and end to end)
 	$(BIN)/ruff check .
-	$(BIN)/mypy lakehouse bronze silver pipelines
+	$(BIN)/mypy lakehouse bronze silver gold pipelines
 	$(BIN)/pytest
 
 unit: $(STAMP) ## the fast tests only (no broker, no Spark)

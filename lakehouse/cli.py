@@ -1,9 +1,9 @@
 """``lakehouse``: the command line of the streaming lakehouse.
 
 Subcommands: ``broker up|down|status``, ``topics``, ``produce``, ``run``, ``quarantine``,
-``query``, ``verify gold``, ``tables`` and ``demo``. Every command reads the configuration once (``--conf`` > ``LAKEHOUSE_CONF`` >
-``conf/local.yaml``) and fails with a stable error code before starting anything if it
-is wrong.
+``query``, ``verify gold``, ``tables`` and ``demo``. Every command reads the configuration
+once (``--conf`` > ``LAKEHOUSE_CONF`` > ``conf/local.yaml``) and fails with a stable error
+code before starting anything if it is wrong.
 """
 
 from __future__ import annotations

@@ -144,12 +144,13 @@ def stored_rows(uri: str, storage_options: dict[str, str], column: str,
     table = open_table(uri, storage_options)
     if table is None or len(values) == 0:
         return schema.empty_table()
-    distinct = pc.unique(values)
+    distinct = pc.unique(values).cast(schema.field(column).type)  # e.g. string_view -> string
     filt = pc.field(column).isin(distinct.drop_null())
     if distinct.null_count:
         filt = filt | pc.field(column).is_null()
-    found = table.to_pyarrow_dataset().to_table(columns=schema.names, filter=filt)
-    return found.cast(schema)
+    # Filtered after reading: files written by delta-rs' MERGE store strings as
+    # string_view, and pyarrow cannot yet push string filters into those statistics.
+    return table.to_pyarrow_table(columns=schema.names).filter(filt).cast(schema)
 
 
 def frame(spark: SparkSession, data: pa.Table, schema: StructType) -> DataFrame:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from lakehouse.catalog import LAYERS, table_names
 from lakehouse.config import Config
@@ -60,9 +61,7 @@ def run_query(config: Config, sql: str) -> pa.Table:
             dt = open_table(config.warehouse.table_uri(layer, table),
                             config.warehouse.storage_options)
             assert dt is not None
-            alias = f"__{layer}__{table}"
-            con.register(alias, dt.to_pyarrow_dataset())
-            con.execute(f'CREATE VIEW {layer}."{table}" AS SELECT * FROM "{alias}"')
+            con.execute(f'CREATE VIEW {layer}."{table}" AS {scan_sql(con, dt, name)}')
         try:
             return con.sql(sql).to_arrow_table()
         except AttributeError:  # a statement without a result (e.g. SET)
@@ -75,6 +74,26 @@ def run_query(config: Config, sql: str) -> pa.Table:
                      "DuckDB's") from None
     finally:
         con.close()
+
+
+def scan_sql(con: Any, dt: DeltaTable, name: str) -> str:
+    """A SELECT over one Delta snapshot, in the table's column order.
+
+    Local tables: DuckDB's own Parquet reader over the snapshot's files (row groups
+    pruned by their statistics, partition values from the hive-style paths). Others:
+    the Arrow dataset delta-rs gives, registered with DuckDB.
+    """
+    schema = pa.schema(dt.schema().to_arrow())
+    columns = ", ".join(f'"{c}"' for c in schema.names)
+    files = dt.file_uris()
+    if files and all("://" not in f for f in files):
+        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        partitioned = "true" if dt.metadata().partition_columns else "false"
+        return (f"SELECT {columns} FROM read_parquet([{listing}], "
+                f"hive_partitioning={partitioned}, union_by_name=true)")
+    alias = "__" + name.replace(".", "__")
+    con.register(alias, dt.to_pyarrow_dataset() if files else schema.empty_table())
+    return f'SELECT {columns} FROM "{alias}"'
 
 
 # -- output (pure, except for the final write) ------------------------------------------

@@ -166,7 +166,8 @@ def select_tables(bronze: Sequence[BronzeTable], silver: Sequence[SilverTable],
     (``orders``) names the table of that name in every layer."""
     if not names:
         return Selection(list(bronze), list(silver), list(gold))
-    known = [t.qualified_name for t in (*bronze, *silver, *gold)]
+    known = [t.qualified_name for t in bronze] + [t.qualified_name for t in silver] \
+        + [t.qualified_name for t in gold]
     chosen: set[str] = set()
     for n in names:
         matches = [q for q in known if q == n or q.split(".", 1)[1] == n]

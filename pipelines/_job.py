@@ -13,8 +13,11 @@ from lakehouse.runner import run
 
 def layer_tables(layer: str) -> list[str]:
     """Qualified names of every table of ``layer``."""
-    discover = {"bronze": discover_bronze, "silver": discover_silver, "gold": discover_gold}
-    return [t.qualified_name for t in discover[layer]()]
+    if layer == "bronze":
+        return [t.qualified_name for t in discover_bronze()]
+    if layer == "silver":
+        return [t.qualified_name for t in discover_silver()]
+    return [t.qualified_name for t in discover_gold()]
 
 
 def main(layer: str, doc: str, argv: list[str] | None = None) -> int:
