@@ -3,7 +3,8 @@
 ``LAKEHOUSE_CRASH_AT=<query>:<point>:<batch id>`` (e.g.
 ``bronze.orders:after_delta_commit:1``) makes the process SIGKILL itself, and its whole
 process group when it leads one (the Spark JVM included), when that query reaches that
-point in that micro-batch. Points: ``before_delta_commit``, ``after_delta_commit``.
+point in that micro-batch. Points: ``before_delta_commit``, ``after_delta_commit``;
+silver also ``after_quarantine_commit``, two-stage gold ``after_output_commit``.
 Unset in normal operation; costs one dictionary lookup per batch.
 """
 

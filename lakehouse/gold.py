@@ -42,6 +42,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import DataType, StructType
 
+from lakehouse import faults
 from lakehouse.aggregates import (
     UPDATED_AT,
     Aggregate,
@@ -248,7 +249,9 @@ class GoldWriter:
         merged = merge_states(self.spark, agg, sch.types, part, stored_df)
         if agg.rollup is None:
             out = stamped(finish(agg, merged).toArrow(), now)
+            faults.crash_point(self.query_name, "before_delta_commit", batch_id)
             written = self.output.merge(out, batch_id, metadata)
+            faults.crash_point(self.query_name, "after_delta_commit", batch_id)
             return GoldReport(silver_rows, part_rows.num_rows, out.num_rows, 0,
                               written.version, time.monotonic() - started)
 
@@ -266,7 +269,9 @@ class GoldWriter:
         out = stamped(output.toArrow(), now)
         deletes = gone.toArrow()
         written = self.output.merge(out, batch_id, metadata, deletes=deletes)
+        faults.crash_point(self.query_name, "after_output_commit", batch_id)
         self.state.merge(stamped(state_rows, now), batch_id, metadata)
+        faults.crash_point(self.query_name, "after_delta_commit", batch_id)
         return GoldReport(silver_rows, part_rows.num_rows, out.num_rows, deletes.num_rows,
                           written.version, time.monotonic() - started)
 
