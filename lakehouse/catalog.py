@@ -3,7 +3,6 @@ from pandas and Spark."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -104,7 +103,7 @@ def register_views(spark: SparkSession, config: Config | None = None,
 def spark_sql(spark: SparkSession, sql: str, config: Config | None = None) -> DataFrame:
     """Run SQL naming tables as ``gold.revenue_by_category_5m`` (as ``lakehouse query``
     does) on Spark: the tables it names are registered as views first."""
-    from lakehouse.query import referenced_tables
+    from lakehouse.query import referenced_tables, replace_tables
     config = config or load_config()
     names = referenced_tables(sql)
     available = table_names(config)
@@ -113,8 +112,4 @@ def spark_sql(spark: SparkSession, sql: str, config: Config | None = None) -> Da
             raise LakehouseError(ErrorCode.QUERY_UNKNOWN_TABLE, f"no table {name} in the warehouse",
                                  hint=f"tables: {', '.join(available) or 'none yet'}")
     register_views(spark, config, names)
-    for name in sorted(names, key=len, reverse=True):
-        layer, table = name.split(".", 1)
-        sql = re.sub(rf'(?<![\w."]){layer}\s*\.\s*"?{table}"?(?!\w)', view_name(name), sql,
-                     flags=re.IGNORECASE)
-    return spark.sql(sql)
+    return spark.sql(replace_tables(sql, view_name))

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, load_config
@@ -232,20 +233,43 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.io.kafka_producer import produce
     from lakehouse.runner import ensure_source_topics, run
     started = time.monotonic()
-    _say(f"1/3 broker: {ensure_broker(config)}")
+    _say(f"1/4 broker: {ensure_broker(config)}")
     ensure_source_topics(config, sorted(config.sources))
     seed = int(time.time())
-    for name in sorted(config.sources):
-        source = config.sources[name]
-        n = produce(config.kafka.bootstrap_servers, source.topic,
-                    generate(name, args.count, seed, args.faults), config.kafka.client_properties)
-        _say(f"2/3 produced {n:,} {name} events (faults {args.faults:.0%}) to {source.topic}")
-    _say("3/3 running the pipelines until idle")
-    run(config, until_idle=True, printer=_say)
+
+    def send(count: int, seed: int, step: str) -> None:
+        for name in sorted(config.sources):
+            source = config.sources[name]
+            n = produce(config.kafka.bootstrap_servers, source.topic,
+                        generate(name, count, seed, args.faults),
+                        config.kafka.client_properties)
+            _say(f"{step} produced {n:,} {name} events (faults {args.faults:.0%}) to "
+                 f"{source.topic}")
+
+    send(args.count, seed, "2/4")
+    live: list[datetime] = []
+
+    def produce_live() -> None:
+        _say("4/4 live: the pipelines keep running; producing more events to measure "
+             "produce -> gold freshness")
+        live.append(datetime.now(UTC))
+        send(args.live_count, seed + 1, "4/4")
+
+    _say("3/4 running the pipelines until idle")
+    run(config, until_idle=True, printer=_say, then=produce_live if args.live_count else None)
     _say(f"demo finished in {time.monotonic() - started:.1f}s; tables:")
     _print_tables(config)
     _print_accounting(config)
+    if live:
+        _print_freshness(config, live[0])
     return 0
+
+
+def _print_freshness(config: Config, since: datetime) -> None:
+    from lakehouse.freshness import freshness
+    from lakehouse.registry import discover_gold
+    for table in discover_gold():
+        _say(freshness(config, table, since).describe())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -340,9 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="broker up, produce events with faults, run until idle",
                        description="The whole slice on the embedded defaults: start the broker, "
                                    "produce events with faults to every source, run the "
-                                   "pipelines until idle and print the table counts.")
+                                   "pipelines until idle, produce a live batch while they run, "
+                                   "and print the table counts, the accounting and the "
+                                   "produce -> gold freshness.")
     p.add_argument("--count", type=int, default=3000, help="events per source (default 3000)")
     p.add_argument("--faults", type=float, default=0.1, help="share of bad events (default 0.1)")
+    p.add_argument("--live-count", type=int, default=300,
+                   help="events per source produced once the pipelines have caught up, to "
+                        "measure produce -> gold freshness (default 300; 0 skips it)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -14,7 +14,7 @@ import re
 import sys
 import unicodedata
 from base64 import b64encode
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -29,16 +29,29 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import open_table
 
 FORMATS = ("table", "csv", "json", "parquet")
-_REF = re.compile(r'(?<![\w."])(' + "|".join(LAYERS) + r')\s*\.\s*("?)([A-Za-z_]\w*)\2',
+_REF = re.compile(r'(?<![\w.])("?)(' + "|".join(LAYERS) + r')\1\s*\.\s*("?)([A-Za-z_]\w*)\3',
                   re.IGNORECASE)
+_STRING = re.compile(r"'(?:[^']|'')*'")
 
 
 def referenced_tables(sql: str) -> list[str]:
     """``layer.name`` of every warehouse table the SQL names, in order, once each (pure)."""
     seen: dict[str, None] = {}
-    for m in _REF.finditer(sql):
-        seen[f"{m.group(1).lower()}.{m.group(3)}"] = None
+    replace_tables(sql, lambda name: seen.setdefault(name) or name)
     return list(seen)
+
+
+def replace_tables(sql: str, rename: Callable[[str], str]) -> str:
+    """The SQL with every ``layer.name`` reference replaced by ``rename(name)``; string
+    literals are left alone (pure)."""
+    def sub(text: str) -> str:
+        return _REF.sub(lambda m: rename(f"{m.group(2).lower()}.{m.group(4)}"), text)
+
+    out, last = [], 0
+    for literal in _STRING.finditer(sql):
+        out += [sub(sql[last:literal.start()]), literal.group(0)]
+        last = literal.end()
+    return "".join([*out, sub(sql[last:])])
 
 
 def run_query(config: Config, sql: str) -> pa.Table:

@@ -190,9 +190,12 @@ class RunSummary:
 
 
 def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None,
-        spark: SparkSession | None = None, printer: Printer = print) -> RunSummary:
+        spark: SparkSession | None = None, printer: Printer = print,
+        then: Callable[[], None] | None = None) -> RunSummary:
     """Run the pipelines. ``until_idle``: process everything available, then stop;
-    otherwise run until Ctrl-C / SIGTERM, then stop cleanly between micro-batches."""
+    otherwise run until Ctrl-C / SIGTERM, then stop cleanly between micro-batches.
+    ``then`` (with ``until_idle``) runs once everything is processed, with the queries
+    still running; what it produces is processed too before the run stops."""
     from lakehouse.gold import start_gold
     from lakehouse.silver import load_plan, start_silver
     selection = select_tables(discover_bronze(), discover_silver(), discover_gold(), tables)
@@ -224,6 +227,10 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
         if until_idle:
             for q in queries:
                 _await(q.processAllAvailable, q)
+            if then is not None:
+                then()  # more input while the queries keep running
+                for q in queries:
+                    _await(q.processAllAvailable, q)
         else:
             _run_forever(queries, printer)
     finally:

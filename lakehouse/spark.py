@@ -30,6 +30,10 @@ def build_session(config: Config) -> SparkSession:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.streaming.noDataProgressEventInterval", "5000")
+        # Every Python source and foreachBatch query starts Python processes on the
+        # driver; on a busy 2-core machine they can take longer than the 15 s default
+        # to connect back, which fails the query.
+        .config("spark.python.authenticate.socketTimeout", "120s")
         .config("spark.driver.extraJavaOptions",
                 f"-Dlog4j2.configurationFile=file:{LOG4J_CONF}")
     )

@@ -149,7 +149,8 @@ class IdempotentMerger:
         removed = 0 if deletes is None else deletes.num_rows
         if upserts.num_rows == 0 and removed == 0:
             return WriteResult(False, 0, None)
-        schema = pa.schema(table.schema().to_arrow())
+        # Nullable throughout: delete markers carry nulls outside the key columns.
+        schema = pa.schema([f.with_nullable(True) for f in pa.schema(table.schema().to_arrow())])
         source = _conform(upserts, schema).append_column(
             _DELETE, pa.array([False] * upserts.num_rows))
         if deletes is not None and removed:

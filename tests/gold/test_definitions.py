@@ -171,8 +171,10 @@ def test_incremental_merge_equals_recomputation(spark: SparkSession, tmp_path: P
     make = random_orders if is_orders else random_clicks
     # Out of order and late: every batch spans 30 hours of event time.
     batches = [make(rng, 60, 100 * b) for b in range(4)]
-    if not is_orders:  # a late event that moves a session to an earlier day (and back)
+    if not is_orders:  # late events that move sessions to an earlier day
         batches[2].append(click(999, "u1", "u1-s1", -3600 * 40))
+        batches[0].append(click(997, "solo", "solo-1", -3600 * 100))  # alone on its day
+        batches[3].append(click(998, "solo", "solo-1", -3600 * 125))  # that day empties
     writer = writer_for(spark, table, schema, tmp_path)
     agg = writer.plan.agg
     seen: list[tuple[Any, ...]] = []
