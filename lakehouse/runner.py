@@ -215,14 +215,14 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     queries: list[StreamingQuery] = []
     try:
         for t in chosen:
-            queries.append(start_bronze(spark, config, t, printer))
+            queries.append(_initialized(start_bronze(spark, config, t, printer)))
             printer(f"started {t.qualified_name} <- topic {config.source(t.source).topic}")
         for s in silver:
-            queries.append(start_silver(spark, config, s, printer))
+            queries.append(_initialized(start_silver(spark, config, s, printer)))
             printer(f"started {s.qualified_name} <- bronze.{s.bronze} "
                     f"(contract and suite {s.contract})")
         for g in selection.gold:
-            queries.append(start_gold(spark, config, g, printer))
+            queries.append(_initialized(start_gold(spark, config, g, printer)))
             printer(f"started {g.qualified_name} <- silver.{g.silver}")
         if until_idle:
             for q in queries:
@@ -248,6 +248,22 @@ def _session(config: Config, printer: Printer) -> SparkSession:
     from lakehouse.spark import build_session
     printer(f"starting Spark ({config.spark.master}) ...")
     return build_session(config)
+
+
+def _initialized(query: StreamingQuery, timeout: float = 120.0) -> StreamingQuery:
+    """Wait until the query's sources are initialized before the next query starts.
+
+    Every Python source starts a Python process that must connect back to the JVM within
+    Spark's fixed 10 s; several queries starting at once on a small machine can miss it
+    ("Python worker failed to connect back"). Starting them one by one avoids that.
+    """
+    deadline = time.monotonic() + timeout
+    while query.isActive and query.status["message"] == "Initializing sources" \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not query.isActive and query.exception() is not None:
+        raise stream_error(query.name or "", query.exception())  # type: ignore[arg-type]
+    return query
 
 
 def _await(call: Callable[[], Any], query: StreamingQuery) -> None:
