@@ -26,13 +26,19 @@ def test_demo_on_fresh_warehouse(tmp_path: Path) -> None:
     config = write_config(tmp_path / "conf.yaml", f"127.0.0.1:{free_port()}", warehouse,
                           embedded=True)
     try:
-        result = lakehouse(config, "demo", "--count", "400")
+        result = lakehouse(config, "demo", "--count", "400", "--live-count", "50")
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         assert "demo finished" in result.stdout
         for name in ("orders", "clickstream"):
             table = DeltaTable(str(warehouse / "bronze" / name))
-            assert table.to_pyarrow_table(columns=["offset"]).num_rows == 400
+            assert table.to_pyarrow_table(columns=["offset"]).num_rows == 450
             assert f"bronze.{name}" in result.stdout
+        for name in ("revenue_by_category_5m", "revenue_by_country_daily", "active_users_1m",
+                     "sessions_daily"):
+            assert DeltaTable(str(warehouse / "gold" / name)).version() >= 1
+            fresh = next(ln for ln in result.stdout.splitlines()
+                         if ln.startswith(f"gold.{name}: produce -> visible in gold"))
+            assert "over " in fresh  # the live events reached gold and were measured
 
         status = lakehouse(config, "broker", "status")
         assert status.returncode == 0 and "running" in status.stdout
