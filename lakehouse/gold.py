@@ -103,8 +103,8 @@ def matching(left: DataFrame, right: DataFrame, keys: Sequence[str], how: str) -
     return left.join(renamed, on, f"left_{how}")
 
 
-def merge_states(spark: SparkSession, agg: Aggregate, types: dict[str, DataType],
-                 part: DataFrame, stored: DataFrame) -> DataFrame:
+def merge_states(agg: Aggregate, types: dict[str, DataType], part: DataFrame,
+                 stored: DataFrame) -> DataFrame:
     """The batch's partials merged with the stored rows of the same keys."""
     columns = [*agg.keys, *agg.measures]
     held = matching(stored.select(*columns), part, agg.keys, "semi")
@@ -170,11 +170,11 @@ class Schemas:
     output: StructType
     """Without updated_at."""
 
-    def arrow(self, which: StructType, stamped: bool = True) -> pa.Schema:
+    def arrow(self, which: StructType, with_updated_at: bool = True) -> pa.Schema:
         """An Arrow schema (with updated_at unless told otherwise)."""
         schema = to_arrow_schema(which)
         return schema.append(pa.field(UPDATED_AT, pa.timestamp("us", tz="UTC"))) \
-            if stamped else schema
+            if with_updated_at else schema
 
 
 def schemas(spark: SparkSession, agg: Aggregate, silver: StructType) -> Schemas:
@@ -249,11 +249,11 @@ class GoldWriter:
         part = frame(self.spark, part_rows, sch.partial)
         first = agg.keys[0]
         stored_uri = plan.state_uri or plan.uri
-        stored_schema = sch.arrow(sch.state, stamped=False)
+        stored_schema = sch.arrow(sch.state, with_updated_at=False)
         stored = stored_rows(stored_uri, plan.storage_options, first,
                              part_rows.column(first), stored_schema)
         stored_df = frame(self.spark, stored, sch.state)
-        merged = merge_states(self.spark, agg, sch.types, part, stored_df)
+        merged = merge_states(agg, sch.types, part, stored_df)
         if agg.rollup is None:
             out = stamped(finish(agg, merged).toArrow(), now)
             faults.crash_point(self.query_name, "before_delta_commit", batch_id)
