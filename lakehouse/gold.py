@@ -111,23 +111,29 @@ def merge_states(agg: Aggregate, types: dict[str, DataType], part: DataFrame,
     return combine(agg, held.unionByName(part.select(*columns)), types)
 
 
+EMPTY = "_group_empty"
+
+
 def regroup(agg: Aggregate, merged: DataFrame, stored: DataFrame, group_rows: DataFrame
-            ) -> tuple[DataFrame, DataFrame]:
-    """Two-stage step: (output rows of every touched group, keys of touched groups that
-    are now empty). ``merged``: new state rows (with rollup keys); ``stored``: state rows
-    before the merge for the same keys; ``group_rows``: stored state rows of (a superset
-    of) the touched groups."""
+            ) -> DataFrame:
+    """Two-stage step: one row per output group the batch touched (before or after the
+    merge): its recomputed output row, or only its keys and ``_group_empty`` when no
+    state row is left in it. ``merged``: new state rows (with rollup keys); ``stored``:
+    state rows before the merge for the same keys; ``group_rows``: stored state rows of
+    (a superset of) the touched groups."""
     assert agg.rollup is not None
-    rks = rollup_key_columns(agg)
+    rks, keys = rollup_key_columns(agg), agg.rollup.keys
     touched = (matching(stored, merged, agg.keys, "semi").select(*rks)
                .unionByName(merged.select(*rks)).distinct())
-    rows = (matching(group_rows, merged, agg.keys, "anti").unionByName(merged))
-    complete = matching(rows, touched, rks, "semi")
-    output = roll(agg.rollup, complete)
-    gone = matching(touched.select(*[F.col(r).alias(k) for r, k in zip(rks, agg.rollup.keys,
-                                                                        strict=True)]),
-                    output, agg.rollup.keys, "anti")
-    return output, gone
+    rows = matching(group_rows, merged, agg.keys, "anti").unionByName(merged)
+    output = roll(agg.rollup, matching(rows, touched, rks, "semi"))
+    groups = touched.select(*[F.col(r).alias(f"_g_{k}") for r, k in zip(rks, keys, strict=True)])
+    found = output.withColumn("_found", F.lit(True))
+    on: Column = reduce(lambda a, b: a & b,
+                        [groups[f"_g_{k}"].eqNullSafe(found[k]) for k in keys])
+    return groups.join(found, on, "left").select(
+        *[F.col(f"_g_{k}").alias(k) for k in keys],
+        *[c for c in output.columns if c not in keys], F.col("_found").isNull().alias(EMPTY))
 
 
 def stamped(data: pa.Table, now: datetime) -> pa.Table:
@@ -271,10 +277,11 @@ class GoldWriter:
                                           stored_schema.field(rk).type)
         group_rows = stored_rows(plan.state_uri, plan.storage_options, rk, touched_values,
                                  stored_schema)
-        output, gone = regroup(agg, state_df, stored_df, frame(self.spark, group_rows,
-                                                               sch.state))
-        out = stamped(output.toArrow(), now)
-        deletes = gone.toArrow()
+        groups = regroup(agg, state_df, stored_df,
+                         frame(self.spark, group_rows, sch.state)).toArrow()
+        empty = groups.column(EMPTY)
+        out = stamped(groups.filter(pc.invert(empty)).drop_columns([EMPTY]), now)
+        deletes = groups.filter(empty).select(agg.output_keys)
         written = self.output.merge(out, batch_id, metadata, deletes=deletes)
         faults.crash_point(self.query_name, "after_output_commit", batch_id)
         self.state.merge(stamped(state_rows, now), batch_id, metadata)
