@@ -60,6 +60,7 @@ from lakehouse.io.delta import AppIdBinding, IdempotentMerger, ensure_table, ope
 from lakehouse.io.delta_source import FORMAT_NAME as DELTA_FORMAT
 from lakehouse.io.delta_source import VERSION_COLUMN
 from lakehouse.registry import GoldTable
+from lakehouse.spark import start_batches
 
 Printer = Callable[[str], None]
 SILVER_VERSIONS = "lakehouse.silver_versions"
@@ -337,12 +338,7 @@ def start_gold(spark: SparkSession, config: Config, table: GoldTable,
     sch = schemas(spark, plan.agg, silver.schema)
     output, state = ensure_gold_tables(plan, sch)
     writer = GoldWriter(spark, plan, sch, output, state, printer, query_name)
-    query = (silver.writeStream.queryName(query_name).foreachBatch(writer)
-             .option("checkpointLocation", config.warehouse.checkpoint_uri(query_name))
-             .trigger(processingTime=f"{config.streaming.trigger_seconds} seconds")
-             .start())
-    writer.binding.bind(f"{query_name}:{query.id}")
-    return query
+    return start_batches(silver, config, query_name, writer, writer.binding)
 
 
 # -- verification: streamed gold == batch recomputation ----------------------------------

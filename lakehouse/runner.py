@@ -40,6 +40,7 @@ from lakehouse.registry import (
     discover_gold,
     discover_silver,
 )
+from lakehouse.spark import start_batches
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +143,7 @@ def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
         table, IdempotentAppender(uri, app_id=query_name, partition_by=table.partition_by,
                                   storage_options=config.warehouse.storage_options),
         query_name, printer)
-    query = (out.writeStream.queryName(query_name)
-             .foreachBatch(writer)
-             .option("checkpointLocation", config.warehouse.checkpoint_uri(query_name))
-             .trigger(processingTime=f"{config.streaming.trigger_seconds} seconds")
-             .start())
-    writer.binding.bind(f"{query_name}:{query.id}")
-    return query
+    return start_batches(out, config, query_name, writer, writer.binding)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from lakehouse.quality.contract import REASONS, RULES, Contract, failure_list, l
 from lakehouse.quality.gx import RuleResult, Validator
 from lakehouse.quality.rules import Suite, apply_rules, load_suite
 from lakehouse.registry import SilverTable
+from lakehouse.spark import start_batches
 
 Printer = Callable[[str], None]
 
@@ -468,7 +469,6 @@ def start_silver(spark: SparkSession, config: Config, table: SilverTable,
     """Start the streaming query that builds one silver table from its bronze table."""
     plan = load_plan(config, table)
     query_name = table.qualified_name
-    checkpoint = config.warehouse.checkpoint_uri(query_name)
     reader = (spark.readStream.format(DELTA_FORMAT).option("path", plan.bronze_uri)
               .option("maxRowsPerTrigger", str(config.silver.max_rows_per_trigger)))
     start = resume_version(plan, config)
@@ -483,12 +483,7 @@ def start_silver(spark: SparkSession, config: Config, table: SilverTable,
     tables = ensure_tables(plan, silver_schema, query_name)
     validator = Validator(plan.suite) if config.silver.gx_validation else None
     writer = SilverWriter(plan, tables, validator, printer, query_name)
-    query = (bronze.writeStream.queryName(query_name).foreachBatch(writer)
-             .option("checkpointLocation", checkpoint)
-             .trigger(processingTime=f"{config.streaming.trigger_seconds} seconds")
-             .start())
-    tables.binding.bind(f"{query_name}:{query.id}")
-    return query
+    return start_batches(bronze, config, query_name, writer, tables.binding)
 
 
 @dataclass(frozen=True)

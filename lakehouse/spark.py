@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.config import Config
+from lakehouse.io.delta import AppIdBinding
 
 LOG4J_CONF = Path(__file__).with_name("log4j2.properties")
 
@@ -59,3 +62,17 @@ def _submitted_conf() -> set[str]:
     """Spark settings given by spark-submit (visible to the driver as an env variable)."""
     args = os.environ.get("PYSPARK_SUBMIT_ARGS", "")
     return {"spark.master"} if "--master" in args else set()
+
+
+def start_batches(df: DataFrame, config: Config, name: str,
+                  writer: Callable[[DataFrame, int], None],
+                  binding: AppIdBinding) -> StreamingQuery:
+    """Start ``df`` as the streaming query ``name``: every micro-batch goes to ``writer``
+    (foreachBatch), checkpointed under the query's name, on the configured trigger. The
+    writers in ``binding`` then commit under ``<name>:<checkpoint's query id>``."""
+    query = (df.writeStream.queryName(name).foreachBatch(writer)
+             .option("checkpointLocation", config.warehouse.checkpoint_uri(name))
+             .trigger(processingTime=f"{config.streaming.trigger_seconds} seconds")
+             .start())
+    binding.bind(f"{name}:{query.id}")
+    return query

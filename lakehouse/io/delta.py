@@ -70,6 +70,22 @@ def max_kafka_offsets(uri: str, storage_options: Mapping[str, str] | None = None
     return out
 
 
+def batch_commit(app_id: str, batch_id: int, metadata: Mapping[str, Any]) -> CommitProperties:
+    """A micro-batch's commit: its transaction action and custom metadata."""
+    return CommitProperties(
+        custom_metadata={"lakehouse.app_id": app_id, "lakehouse.batch_id": batch_id,
+                         **metadata},
+        app_transactions=[Transaction(app_id=app_id, version=batch_id)])
+
+
+def write_failed(doing: str, uri: str, batch_id: int, exc: Exception) -> LakehouseError:
+    """The error of a micro-batch commit that failed (nothing was committed)."""
+    return LakehouseError(ErrorCode.DELTA_WRITE_FAILED,
+                          f"{doing} batch {batch_id} into {uri} failed: {exc}",
+                          hint="the batch was not committed; restarting the job retries it "
+                               "exactly once", table=uri, batch_id=batch_id)
+
+
 class IdempotentAppender:
     """Appends micro-batches to one table, each at most once."""
 
@@ -106,16 +122,9 @@ class IdempotentAppender:
                 table if table is not None else self.uri, data, mode="append",
                 partition_by=self.partition_by or None,
                 storage_options=self.storage_options or None,
-                commit_properties=CommitProperties(
-                    custom_metadata={"lakehouse.app_id": self.app_id,
-                                     "lakehouse.batch_id": batch_id, **metadata},
-                    app_transactions=[Transaction(app_id=self.app_id, version=batch_id)]))
+                commit_properties=batch_commit(self.app_id, batch_id, metadata))
         except Exception as exc:
-            raise LakehouseError(ErrorCode.DELTA_WRITE_FAILED,
-                                 f"writing batch {batch_id} to {self.uri} failed: {exc}",
-                                 hint="the batch was not committed; restarting the job "
-                                      "retries it exactly once",
-                                 table=self.uri, batch_id=batch_id) from exc
+            raise write_failed("writing", self.uri, batch_id, exc) from exc
         if table is None:
             table = DeltaTable(self.uri, storage_options=self.storage_options or None)
         else:
@@ -162,21 +171,13 @@ class IdempotentMerger:
         values = {f.name: f"s.{f.name}" for f in schema}
         try:
             (table.merge(rebuild_nested(source), on, source_alias="s", target_alias="t",
-                         commit_properties=CommitProperties(
-                             custom_metadata={"lakehouse.app_id": self.app_id,
-                                              "lakehouse.batch_id": batch_id, **metadata},
-                             app_transactions=[Transaction(app_id=self.app_id,
-                                                           version=batch_id)]))
+                         commit_properties=batch_commit(self.app_id, batch_id, metadata))
              .when_matched_delete(f"s.{_DELETE}")
              .when_matched_update(values, f"NOT s.{_DELETE}")
              .when_not_matched_insert(values, f"NOT s.{_DELETE}")
              .execute())
         except Exception as exc:
-            raise LakehouseError(ErrorCode.DELTA_WRITE_FAILED,
-                                 f"merging batch {batch_id} into {self.uri} failed: {exc}",
-                                 hint="the batch was not committed; restarting the job "
-                                      "retries it exactly once",
-                                 table=self.uri, batch_id=batch_id) from exc
+            raise write_failed("merging", self.uri, batch_id, exc) from exc
         table.update_incremental()
         return WriteResult(True, source.num_rows, table.version())
 
