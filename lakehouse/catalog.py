@@ -63,17 +63,29 @@ def split_name(name: str) -> tuple[str, str]:
     return layer, table
 
 
+def require_tables(config: Config, names: list[str]) -> list[str]:
+    """Check every named table exists; an error listing the tables if one does not.
+    Returns the warehouse's tables."""
+    available = table_names(config)
+    for name in names:
+        if name not in available:
+            raise LakehouseError(
+                ErrorCode.QUERY_UNKNOWN_TABLE,
+                f"no table {name} in the warehouse {config.warehouse.root}",
+                hint=f"tables: {', '.join(available) or 'none yet (run the demo)'}", table=name)
+    return available
+
+
 def read_pandas(name: str, config: Config | None = None, columns: list[str] | None = None,
                 version: int | None = None) -> pd.DataFrame:
     """One table (as of ``version``) as a pandas DataFrame, e.g.
     ``read_pandas("gold.revenue_by_category_5m")``. Config defaults as in the CLI."""
     config = config or load_config()
     layer, table = split_name(name)
+    require_tables(config, [name])
     dt = open_table(config.warehouse.table_uri(layer, table), config.warehouse.storage_options,
                     version=version)
-    if dt is None:
-        raise LakehouseError(ErrorCode.QUERY_UNKNOWN_TABLE, f"no table {name} in the warehouse",
-                             hint=f"tables: {', '.join(table_names(config)) or 'none yet'}")
+    assert dt is not None
     return dt.to_pandas(columns=columns)
 
 
@@ -106,10 +118,6 @@ def spark_sql(spark: SparkSession, sql: str, config: Config | None = None) -> Da
     from lakehouse.query import referenced_tables, replace_tables
     config = config or load_config()
     names = referenced_tables(sql)
-    available = table_names(config)
-    for name in names:
-        if name not in available:
-            raise LakehouseError(ErrorCode.QUERY_UNKNOWN_TABLE, f"no table {name} in the warehouse",
-                                 hint=f"tables: {', '.join(available) or 'none yet'}")
+    require_tables(config, names)
     register_views(spark, config, names)
     return spark.sql(replace_tables(sql, view_name))

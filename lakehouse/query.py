@@ -23,7 +23,7 @@ from typing import IO, Any
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from lakehouse.catalog import LAYERS, table_names
+from lakehouse.catalog import LAYERS, require_tables
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import open_table
@@ -57,14 +57,8 @@ def replace_tables(sql: str, rename: Callable[[str], str]) -> str:
 def run_query(config: Config, sql: str) -> pa.Table:
     """Run one SQL statement over the warehouse; the result as an Arrow table."""
     import duckdb
-    available = table_names(config)
     wanted = referenced_tables(sql)
-    unknown = [t for t in wanted if t not in available]
-    if unknown:
-        raise LakehouseError(ErrorCode.QUERY_UNKNOWN_TABLE,
-                             f"no table {unknown[0]} in the warehouse {config.warehouse.root}",
-                             hint=f"tables: {', '.join(available) or 'none yet (run the demo)'}",
-                             table=unknown[0])
+    available = require_tables(config, wanted)
     con = duckdb.connect()
     try:
         for layer in LAYERS:
