@@ -6,7 +6,8 @@ dataclass default. Environment overrides:
 - ``LAKEHOUSE_CONF``: which YAML file (default ``conf/local.yaml``);
 - ``LAKEHOUSE_KAFKA_BOOTSTRAP``: bootstrap servers of a real cluster (turns the embedded
   broker off);
-- ``LAKEHOUSE_WAREHOUSE``: warehouse root (checkpoints follow it unless set explicitly).
+- ``LAKEHOUSE_WAREHOUSE``: warehouse root (checkpoints follow it unless set explicitly);
+- ``LAKEHOUSE_LINEAGE_DISABLED=true``: emit no OpenLineage events (the kill switch).
 
 Unknown keys, missing required keys and wrongly typed values fail here, before Spark
 starts, with an error naming the key and the file.
@@ -30,6 +31,7 @@ DEFAULT_CONF = "conf/local.yaml"
 ENV_CONF = "LAKEHOUSE_CONF"
 ENV_BOOTSTRAP = "LAKEHOUSE_KAFKA_BOOTSTRAP"
 ENV_WAREHOUSE = "LAKEHOUSE_WAREHOUSE"
+ENV_LINEAGE_DISABLED = "LAKEHOUSE_LINEAGE_DISABLED"
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,29 @@ class GoldConfig:
 
 
 @dataclass(frozen=True)
+class LineageConfig:
+    """Where the OpenLineage events of every run and micro-batch go.
+
+    Transports: a JSON-lines file (on by default), HTTP to a lineage server speaking the
+    OpenLineage API such as Marquez (when ``http_url`` is set), the console (debugging).
+    Emission runs off the batch's path; a transport that fails is logged, never raised.
+    """
+
+    enabled: bool = True
+    namespace: str = ""
+    """The jobs' namespace; default: the project name."""
+    file: bool = True
+    file_path: str = ""
+    """Default ``<warehouse>/_lineage/events.jsonl`` (a local path)."""
+    http_url: str = ""
+    """e.g. ``http://marquez:5000``; events are POSTed to ``<http_url>/<http_endpoint>``."""
+    http_endpoint: str = "api/v1/lineage"
+    http_api_key: str = ""
+    http_timeout_seconds: float = 5.0
+    console: bool = False
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """One Kafka topic that lands in a bronze table of the same name."""
 
@@ -146,6 +171,7 @@ class Config:
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     silver: SilverConfig = field(default_factory=SilverConfig)
     gold: GoldConfig = field(default_factory=GoldConfig)
+    lineage: LineageConfig = field(default_factory=LineageConfig)
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
     source_file: str = ""
     """The YAML file this was read from (set by the loader, not by the file)."""
@@ -167,6 +193,16 @@ class Config:
         if self.silver.expectations_dir:
             return Path(self.silver.expectations_dir)
         return Path(__file__).resolve().parents[1] / "expectations"
+
+    @property
+    def lineage_namespace(self) -> str:
+        """The OpenLineage namespace of this deployment's jobs."""
+        return self.lineage.namespace or self.project
+
+    @property
+    def lineage_file(self) -> str:
+        """Where the file transport writes (JSON lines)."""
+        return self.lineage.file_path or _join(self.warehouse.root, "_lineage", "events.jsonl")
 
     @property
     def broker_data_dir(self) -> str:
@@ -236,6 +272,9 @@ def parse_config(
     if root:
         config = dataclasses.replace(
             config, warehouse=dataclasses.replace(config.warehouse, root=root, checkpoints=""))
+    if env.get(ENV_LINEAGE_DISABLED, "").strip().lower() in ("1", "true", "yes"):
+        config = dataclasses.replace(
+            config, lineage=dataclasses.replace(config.lineage, enabled=False))
     wh = config.warehouse
     root_abs = _absolute(wh.root)
     checkpoints = _absolute(wh.checkpoints) if wh.checkpoints else _join(root_abs, "_checkpoints")
@@ -269,6 +308,10 @@ def _check_values(config: Config) -> None:
         raise bad("gold.max_rows_per_trigger", "must be 0 (no cap) or more")
     if not 0 <= config.silver.critical_max_unexpected_percent <= 100:
         raise bad("silver.critical_max_unexpected_percent", "must be between 0 and 100")
+    if config.lineage.http_url and "://" not in config.lineage.http_url:
+        raise bad("lineage.http_url", "must be a URL such as http://marquez:5000")
+    if config.lineage.http_timeout_seconds <= 0:
+        raise bad("lineage.http_timeout_seconds", "must be positive")
     if config.spark.shuffle_partitions <= 0:
         raise bad("spark.shuffle_partitions", "must be positive")
     for name, source in config.sources.items():

@@ -20,8 +20,7 @@ from lakehouse.config import Config
 from lakehouse.gold import SILVER_VERSIONS
 from lakehouse.io.delta import open_table
 from lakehouse.registry import GoldTable
-
-BRONZE_VERSIONS = "lakehouse.bronze_versions"
+from lakehouse.silver import BRONZE_VERSIONS
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import AppIdBinding, IdempotentMerger, ensure_table, open_table
 from lakehouse.io.delta_source import FORMAT_NAME as DELTA_FORMAT
 from lakehouse.io.delta_source import VERSION_COLUMN
+from lakehouse.lineage.datasets import BatchIO, BatchRun, QuerySpec, Read, Written, storage_dataset
+from lakehouse.lineage.tracking import Lineage
 from lakehouse.registry import GoldTable
 from lakehouse.spark import start_batches
 
@@ -205,6 +207,7 @@ class GoldReport:
     deleted: int
     version: int | None
     seconds: float
+    writes: list[Written] = field(default_factory=list)
 
 
 @dataclass
@@ -222,19 +225,19 @@ class GoldWriter:
     def __post_init__(self) -> None:
         self.binding = AppIdBinding(*[w for w in (self.output, self.state) if w is not None])
 
-    def __call__(self, df: DataFrame, batch_id: int) -> None:
-        self.binding.wait()
+    def __call__(self, df: DataFrame, batch_id: int, run: BatchRun) -> BatchIO:
         started = time.monotonic()
         # One read of the batch through the source; the rest runs on this local copy,
         # which is far cheaper for Spark than planning the Python source again per job.
         batch = df.toArrow()
+        silver = storage_dataset(self.plan.silver_uri)
         if batch.num_rows == 0:
-            return
+            return BatchIO([Read(silver, 0)])
         versions = batch.column(VERSION_COLUMN)
+        span = (pc.min(versions).as_py(), pc.max(versions).as_py())
         metadata = {"lakehouse.query": self.query_name,
-                    SILVER_VERSIONS: json.dumps({"from": pc.min(versions).as_py(),
-                                                 "to": pc.max(versions).as_py()}),
-                    "lakehouse.silver_rows": batch.num_rows}
+                    SILVER_VERSIONS: json.dumps({"from": span[0], "to": span[1]}),
+                    "lakehouse.silver_rows": batch.num_rows, **run.commit_metadata()}
         read = time.monotonic() - started
         rows = self.spark.createDataFrame(batch, schema=df.schema)
         part = partial(self.plan.agg, rows).toArrow()
@@ -247,6 +250,7 @@ class GoldWriter:
                      + (f", {report.deleted:,} deleted" if report.deleted else "")
                      + f" -> {version} in {report.seconds:.2f}s (read {read:.2f}s, aggregate "
                        f"{aggregated:.2f}s, merge+write {report.seconds - read - aggregated:.2f}s)")
+        return BatchIO([Read(silver, batch.num_rows, span)], report.writes)
 
     def process(self, part_rows: pa.Table, batch_id: int, metadata: dict[str, Any],
                 silver_rows: int, started: float) -> GoldReport:
@@ -267,7 +271,8 @@ class GoldWriter:
             written = self.output.merge(out, batch_id, metadata)
             faults.crash_point(self.query_name, "after_delta_commit", batch_id)
             return GoldReport(silver_rows, part_rows.num_rows, out.num_rows, 0,
-                              written.version, time.monotonic() - started)
+                              written.version, time.monotonic() - started,
+                              [Written(plan.uri, written.version, out.num_rows)])
 
         assert self.state is not None and plan.state_uri is not None
         state_rows = with_rollup_keys(agg, merged).toArrow()
@@ -285,10 +290,12 @@ class GoldWriter:
         deletes = groups.filter(empty).select(agg.output_keys)
         written = self.output.merge(out, batch_id, metadata, deletes=deletes)
         faults.crash_point(self.query_name, "after_output_commit", batch_id)
-        self.state.merge(stamped(state_rows, now), batch_id, metadata)
+        kept = self.state.merge(stamped(state_rows, now), batch_id, metadata)
         faults.crash_point(self.query_name, "after_delta_commit", batch_id)
         return GoldReport(silver_rows, part_rows.num_rows, out.num_rows, deletes.num_rows,
-                          written.version, time.monotonic() - started)
+                          written.version, time.monotonic() - started,
+                          [Written(plan.uri, written.version, out.num_rows + deletes.num_rows),
+                           Written(plan.state_uri, kept.version, state_rows.num_rows)])
 
 
 def read_progress(uri: str, storage_options: dict[str, str]) -> int | None:
@@ -317,7 +324,7 @@ def ensure_gold_tables(plan: GoldPlan, sch: Schemas) -> tuple[IdempotentMerger,
 
 
 def start_gold(spark: SparkSession, config: Config, table: GoldTable,
-               printer: Printer) -> StreamingQuery:
+               printer: Printer, lineage: Lineage | None = None) -> StreamingQuery:
     """Start the streaming query that keeps one gold table up to date from silver."""
     plan = load_gold_plan(config, table)
     query_name = table.qualified_name
@@ -338,7 +345,11 @@ def start_gold(spark: SparkSession, config: Config, table: GoldTable,
     sch = schemas(spark, plan.agg, silver.schema)
     output, state = ensure_gold_tables(plan, sch)
     writer = GoldWriter(spark, plan, sch, output, state, printer, query_name)
-    return start_batches(silver, config, query_name, writer, writer.binding)
+    outputs = [plan.uri] + ([plan.state_uri] if plan.state_uri else [])
+    spec = QuerySpec(query_name, storage_dataset(plan.silver_uri), plan.silver_uri, outputs,
+                     {plan.uri: recompute(plan.agg, silver)})
+    tracker = (lineage or Lineage.off(config)).query(spec, spark.version)
+    return start_batches(silver, config, query_name, writer, writer.binding, tracker)
 
 
 # -- verification: streamed gold == batch recomputation ----------------------------------

@@ -32,6 +32,16 @@ from lakehouse.io.delta import AppIdBinding, IdempotentAppender, ensure_table, m
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_offsets import ranges_in
 from lakehouse.io.kafka_source import FORMAT_NAME
+from lakehouse.lineage.datasets import (
+    BatchIO,
+    BatchRun,
+    DatasetName,
+    QuerySpec,
+    Read,
+    Written,
+    kafka_dataset,
+)
+from lakehouse.lineage.tracking import Lineage
 from lakehouse.registry import (
     BronzeTable,
     GoldTable,
@@ -45,6 +55,8 @@ from lakehouse.spark import start_batches
 log = logging.getLogger(__name__)
 
 Printer = Callable[[str], None]
+KAFKA_OFFSETS = "lakehouse.kafka_offsets"
+"""Commit metadata: the Kafka offset ranges a bronze commit holds."""
 
 
 def kafka_options(config: Config, table: BronzeTable) -> dict[str, str]:
@@ -82,15 +94,17 @@ class BronzeWriter:
     query_name: str
     printer: Printer
 
+    source: DatasetName
+
     def __post_init__(self) -> None:
         self.binding = AppIdBinding(self.appender)
 
-    def __call__(self, df: DataFrame, batch_id: int) -> None:
-        self.binding.wait()
+    def __call__(self, df: DataFrame, batch_id: int, run: BatchRun) -> BatchIO:
         started = time.monotonic()
         data = df.toArrow()
         ranges = ranges_in(data)
-        metadata = {"lakehouse.query": self.query_name, "lakehouse.kafka_offsets": ranges}
+        metadata = {"lakehouse.query": self.query_name, KAFKA_OFFSETS: ranges,
+                    **run.commit_metadata()}
         faults.crash_point(self.query_name, "before_delta_commit", batch_id)
         result = self.appender.append(data, batch_id, metadata)
         faults.crash_point(self.query_name, "after_delta_commit", batch_id)
@@ -102,6 +116,8 @@ class BronzeWriter:
         elif result.rows:
             self.printer(f"[{self.query_name}] batch {batch_id}: already in the table "
                          f"(replay after a restart), skipped {result.rows:,} rows")
+        return BatchIO([Read(self.source, data.num_rows, offsets=ranges)],
+                       [Written(self.appender.uri, result.version, data.num_rows)])
 
 
 def _span(ranges: list[dict[str, Any]]) -> str:
@@ -127,7 +143,7 @@ def resume_offsets(config: Config, table: BronzeTable, printer: Printer) -> str 
 
 
 def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
-                 printer: Printer = print) -> StreamingQuery:
+                 printer: Printer = print, lineage: Lineage | None = None) -> StreamingQuery:
     """Start the streaming query that lands one source in its bronze table."""
     options = kafka_options(config, table)
     resume = resume_offsets(config, table, printer)
@@ -139,11 +155,14 @@ def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
     ensure_table(uri, to_arrow_schema(out.schema), table.partition_by,
                  config.warehouse.storage_options, description=table.description)
     query_name = table.qualified_name
+    topic = kafka_dataset(config.kafka.bootstrap_servers, config.source(table.source).topic)
     writer = BronzeWriter(
         table, IdempotentAppender(uri, app_id=query_name, partition_by=table.partition_by,
                                   storage_options=config.warehouse.storage_options),
-        query_name, printer)
-    return start_batches(out, config, query_name, writer, writer.binding)
+        query_name, printer, topic)
+    spec = QuerySpec(query_name, topic, None, [uri], {uri: out})
+    tracker = (lineage or Lineage.off(config)).query(spec, spark.version)
+    return start_batches(out, config, query_name, writer, writer.binding, tracker)
 
 
 @dataclass(frozen=True)
@@ -207,17 +226,18 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     spark = spark or _session(config, printer)
     listener = _ProgressListener(printer)
     spark.streams.addListener(listener)
+    lineage = Lineage.from_config(config)
     queries: list[StreamingQuery] = []
     try:
         for t in chosen:
-            queries.append(_initialized(start_bronze(spark, config, t, printer)))
+            queries.append(_initialized(start_bronze(spark, config, t, printer, lineage)))
             printer(f"started {t.qualified_name} <- topic {config.source(t.source).topic}")
         for s in silver:
-            queries.append(_initialized(start_silver(spark, config, s, printer)))
+            queries.append(_initialized(start_silver(spark, config, s, printer, lineage)))
             printer(f"started {s.qualified_name} <- bronze.{s.bronze} "
                     f"(contract and suite {s.contract})")
         for g in selection.gold:
-            queries.append(_initialized(start_gold(spark, config, g, printer)))
+            queries.append(_initialized(start_gold(spark, config, g, printer, lineage)))
             printer(f"started {g.qualified_name} <- silver.{g.silver}")
         if until_idle:
             for q in queries:
@@ -232,6 +252,8 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
         for q in queries:
             if q.isActive:
                 q.stop()
+            lineage.finish(q.name, q.exception())
+        lineage.close()
         spark.streams.removeListener(listener)
         if own_session:
             spark.stop()

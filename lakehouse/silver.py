@@ -42,6 +42,16 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import AppIdBinding, IdempotentAppender, ensure_table, open_table
 from lakehouse.io.delta_source import FORMAT_NAME as DELTA_FORMAT
 from lakehouse.io.delta_source import VERSION_COLUMN
+from lakehouse.lineage.datasets import (
+    Assertion,
+    BatchIO,
+    BatchRun,
+    QuerySpec,
+    Read,
+    Written,
+    storage_dataset,
+)
+from lakehouse.lineage.tracking import Lineage
 from lakehouse.quality.contract import REASONS, RULES, Contract, failure_list, load_contract, parse
 from lakehouse.quality.gx import RuleResult, Validator
 from lakehouse.quality.rules import Suite, apply_rules, load_suite
@@ -54,6 +64,8 @@ Printer = Callable[[str], None]
 LINEAGE = (("topic", "_topic"), ("partition", "_partition"), ("offset", "_offset"),
            (VERSION_COLUMN, "_bronze_version"), ("ingested_at", "_ingested_at"))
 COORDINATES = ("_topic", "_partition", "_offset")
+BRONZE_VERSIONS = "lakehouse.bronze_versions"
+"""Commit metadata: the bronze versions a silver commit was built from."""
 # Columns of a collected batch that describe the raw record, not the silver row.
 RECORD_ONLY = frozenset({"key", "value", "_kafka_timestamp", "failed_rules", "reasons"})
 BRONZE_COLUMNS = frozenset({"key", "value", "topic", "partition", "offset", "timestamp",
@@ -382,13 +394,30 @@ def route_batch(plan: SilverPlan, batch: pa.Table) -> Routed:
     return route(batch, existing_keys(plan, valid_rows(batch)), plan.key, columns)
 
 
+def assertions(plan: SilverPlan, counts: dict[str, int], results: Sequence[RuleResult]
+               ) -> list[Assertion]:
+    """The batch's data-quality assertions: the contract, then each suite expectation (as
+    Great Expectations judged it when it ran, else as routing counted it)."""
+    contract_failures = sum(n for rule, n in counts.items() if not rule.startswith("expect."))
+    out = [Assertion(f"contract:{plan.contract.name}", contract_failures == 0, None, "error")]
+    judged = {r.rule: r.success for r in results}
+    for rule in plan.suite.rules:
+        success = judged.get(rule.name, counts.get(f"expect.{rule.name}", 0) == 0)
+        out.append(Assertion(rule.name, success, rule.column,
+                             "error" if rule.critical else "warning"))
+    return out
+
+
 def process_batch(plan: SilverPlan, tables: Tables, batch: pa.Table, batch_id: int,
-                  validator: Validator | None, query_name: str) -> BatchReport:
-    """Route, validate and write one collected batch (rows of ``for_routing``)."""
+                  validator: Validator | None, query_name: str,
+                  run: BatchRun | None = None) -> tuple[BatchReport, BatchIO]:
+    """Route, validate and write one collected batch (rows of ``for_routing``); what it
+    did, and what it read and wrote (for lineage)."""
     started = time.monotonic()
     now = datetime.now(UTC)
     routed = route_batch(plan, batch)
-    check_critical(plan, rule_counts(batch), batch.num_rows, batch_id)
+    counts = rule_counts(batch)
+    check_critical(plan, counts, batch.num_rows, batch_id)
 
     validation_started = time.monotonic()
     results = validator.validate(batch.select([r.column for r in plan.suite.rules]
@@ -398,15 +427,21 @@ def process_batch(plan: SilverPlan, tables: Tables, batch: pa.Table, batch_id: i
     versions = batch.column("_bronze_version")
     first, last = pc.min(versions).as_py(), pc.max(versions).as_py()
     metadata = {"lakehouse.query": query_name,
-                "lakehouse.bronze_versions": json.dumps({"from": first, "to": last})}
+                BRONZE_VERSIONS: json.dumps({"from": first, "to": last}),
+                **(run.commit_metadata() if run else {})}
     rejected = not_yet_quarantined(plan, routed.quarantine)
-    tables.quarantine.append(quarantine_rows(rejected, batch_id, now), batch_id, metadata)
+    quarantined = tables.quarantine.append(quarantine_rows(rejected, batch_id, now), batch_id,
+                                           metadata)
     faults.crash_point(query_name, "after_quarantine_commit", batch_id)
     written = tables.silver.append(routed.silver, batch_id, metadata)
     faults.crash_point(query_name, "after_delta_commit", batch_id)
+    writes = [Written(plan.uri, written.version, written.rows),
+              Written(plan.quarantine_uri, quarantined.version, quarantined.rows)]
     if results:
-        tables.quality.append(quality_rows(plan, tables.quality.app_id, batch_id, results,
-                                           validation_seconds, now), batch_id, metadata)
+        quality = tables.quality.append(quality_rows(plan, tables.quality.app_id, batch_id,
+                                                     results, validation_seconds, now),
+                                        batch_id, metadata)
+        writes.append(Written(plan.quality_uri, quality.version, quality.rows))
     report = BatchReport(batch.num_rows, routed.silver_rows, routed.quarantine.num_rows,
                          routed.duplicates_in_batch, routed.duplicates_in_silver,
                          written.version, time.monotonic() - started, validation_seconds)
@@ -419,8 +454,11 @@ def process_batch(plan: SilverPlan, tables: Tables, batch: pa.Table, batch_id: i
         "duplicates_in_silver": report.duplicates_in_silver,
         "silver_version": report.silver_version, "finished_at": datetime.now(UTC),
         "seconds": report.seconds, "validation_seconds": validation_seconds}], LEDGER_SCHEMA)
-    tables.ledger.append(ledger, batch_id, metadata)
-    return report
+    line = tables.ledger.append(ledger, batch_id, metadata)
+    writes.append(Written(plan.ledger_uri, line.version, line.rows))
+    read = Read(storage_dataset(plan.bronze_uri), batch.num_rows, (first, last),
+                assertions=assertions(plan, counts, results))
+    return report, BatchIO([read], writes)
 
 
 # -- the streaming query -------------------------------------------------------------------
@@ -435,20 +473,20 @@ class SilverWriter:
     printer: Printer
     query_name: str
 
-    def __call__(self, df: DataFrame, batch_id: int) -> None:
-        self.tables.binding.wait()
+    def __call__(self, df: DataFrame, batch_id: int, run: BatchRun) -> BatchIO:
         started = time.monotonic()
         batch = for_routing(classify(df, self.plan)).toArrow()
         if batch.num_rows == 0:
-            return
+            return BatchIO([Read(storage_dataset(self.plan.bronze_uri), 0)])
         collected = time.monotonic() - started
-        report = process_batch(self.plan, self.tables, batch, batch_id, self.validator,
-                               self.query_name)
+        report, io = process_batch(self.plan, self.tables, batch, batch_id, self.validator,
+                                   self.query_name, run)
         version = f"version {report.silver_version}" if report.silver_version is not None \
             else "no new silver rows"
         self.printer(f"[{self.query_name}] batch {batch_id}: {report.describe()} -> {version} "
                      f"in {time.monotonic() - started:.2f}s (parse+rules {collected:.2f}s, "
                      f"GX {report.validation_seconds:.2f}s)")
+        return io
 
 
 def resume_version(plan: SilverPlan, config: Config) -> int | None:
@@ -465,7 +503,7 @@ def resume_version(plan: SilverPlan, config: Config) -> int | None:
 
 
 def start_silver(spark: SparkSession, config: Config, table: SilverTable,
-                 printer: Printer) -> StreamingQuery:
+                 printer: Printer, lineage: Lineage | None = None) -> StreamingQuery:
     """Start the streaming query that builds one silver table from its bronze table."""
     plan = load_plan(config, table)
     query_name = table.qualified_name
@@ -478,12 +516,16 @@ def start_silver(spark: SparkSession, config: Config, table: SilverTable,
         reader = reader.option("startingVersion", str(start))
     bronze = reader.load()
     classified = classify(bronze, plan)
-    silver_schema = to_arrow_schema(classified.select(
-        *silver_columns(classified), *[F.col(s).alias(d) for s, d in LINEAGE]).schema)
-    tables = ensure_tables(plan, silver_schema, query_name)
+    rows = classified.select(*silver_columns(classified),
+                             *[F.col(s).alias(d) for s, d in LINEAGE])
+    tables = ensure_tables(plan, to_arrow_schema(rows.schema), query_name)
     validator = Validator(plan.suite) if config.silver.gx_validation else None
     writer = SilverWriter(plan, tables, validator, printer, query_name)
-    return start_batches(bronze, config, query_name, writer, tables.binding)
+    spec = QuerySpec(query_name, storage_dataset(plan.bronze_uri), plan.bronze_uri,
+                     [plan.uri, plan.quarantine_uri, plan.quality_uri, plan.ledger_uri],
+                     {plan.uri: rows})
+    tracker = (lineage or Lineage.off(config)).query(spec, spark.version)
+    return start_batches(bronze, config, query_name, writer, tables.binding, tracker)
 
 
 @dataclass(frozen=True)

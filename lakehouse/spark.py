@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.config import Config
 from lakehouse.io.delta import AppIdBinding
+from lakehouse.lineage.datasets import BatchIO, BatchRun
+from lakehouse.lineage.tracking import QueryLineage
 
 LOG4J_CONF = Path(__file__).with_name("log4j2.properties")
 
@@ -64,15 +66,37 @@ def _submitted_conf() -> set[str]:
     return {"spark.master"} if "--master" in args else set()
 
 
-def start_batches(df: DataFrame, config: Config, name: str,
-                  writer: Callable[[DataFrame, int], None],
-                  binding: AppIdBinding) -> StreamingQuery:
+class BatchWriter(Protocol):
+    """The work of one micro-batch: commit it, and say what it read and wrote."""
+
+    def __call__(self, df: DataFrame, batch_id: int, run: BatchRun) -> BatchIO: ...
+
+
+def start_batches(df: DataFrame, config: Config, name: str, writer: BatchWriter,
+                  binding: AppIdBinding, lineage: QueryLineage) -> StreamingQuery:
     """Start ``df`` as the streaming query ``name``: every micro-batch goes to ``writer``
     (foreachBatch), checkpointed under the query's name, on the configured trigger. The
-    writers in ``binding`` then commit under ``<name>:<checkpoint's query id>``."""
-    query = (df.writeStream.queryName(name).foreachBatch(writer)
+    writers in ``binding`` then commit under ``<name>:<checkpoint's query id>``.
+
+    Each micro-batch is a lineage run whose parent is the query's run: START before the
+    writer runs, then COMPLETE with what it read and wrote, or FAIL with its error. The
+    batch's run ids go into its commits (``BatchRun.commit_metadata``).
+    """
+    def each(batch: DataFrame, batch_id: int) -> None:
+        binding.wait()
+        run = lineage.batch_started(batch_id)
+        try:
+            io = writer(batch, batch_id, run)
+        except BaseException as exc:
+            lineage.batch_failed(run, exc)
+            raise
+        lineage.batch_completed(run, io)
+
+    query = (df.writeStream.queryName(name).foreachBatch(each)
              .option("checkpointLocation", config.warehouse.checkpoint_uri(name))
              .trigger(processingTime=f"{config.streaming.trigger_seconds} seconds")
              .start())
-    binding.bind(f"{name}:{query.id}")
+    app_id = f"{name}:{query.id}"
+    lineage.started(str(query.runId), app_id)
+    binding.bind(app_id)
     return query

@@ -9,6 +9,7 @@ than written twice. Commits also carry custom metadata (batch id, input ranges).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -68,6 +69,22 @@ def max_kafka_offsets(uri: str, storage_options: Mapping[str, str] | None = None
     for row in data.group_by(["topic", "partition"]).aggregate([("offset", "max")]).to_pylist():
         out.setdefault(row["topic"], {})[str(row["partition"])] = row["offset_max"] + 1
     return out
+
+
+def commit_size(table: DeltaTable, version: int) -> tuple[int, int] | None:
+    """(bytes, files) the commit ``version`` of ``table`` added, from its log entry; None
+    if the entry cannot be read (e.g. already cleaned up)."""
+    import pyarrow.fs as pafs
+    entry = f"{table.table_uri.rstrip('/')}/_delta_log/{version:020d}.json"
+    try:
+        fs, path = pafs.FileSystem.from_uri(entry if "://" in entry else f"file://{entry}")
+        with fs.open_input_stream(path) as stream:
+            lines = stream.read().decode("utf-8").splitlines()
+    except (OSError, ValueError) as exc:
+        log.debug("no log entry %s: %s", entry, exc)
+        return None
+    added = [json.loads(line)["add"] for line in lines if line.startswith('{"add"')]
+    return sum(int(a.get("size", 0)) for a in added), len(added)
 
 
 def batch_commit(app_id: str, batch_id: int, metadata: Mapping[str, Any]) -> CommitProperties:

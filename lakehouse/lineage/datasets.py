@@ -1,0 +1,131 @@
+"""What a run reads and writes, named the OpenLineage way (pure).
+
+Dataset naming follows the OpenLineage naming spec: a Kafka topic is
+(``kafka://<first bootstrap host:port>``, ``<topic>``); a Delta table is named by its
+storage URI: (``file``, ``/abs/path``) on local disk, (``s3://bucket``, ``key/path``)
+on an object store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from lakehouse.lineage.columns import ColumnLineage
+
+RUN_ID = "lakehouse.run_id"
+QUERY_RUN_ID = "lakehouse.query_run_id"
+
+
+@dataclass(frozen=True, order=True)
+class DatasetName:
+    """An OpenLineage dataset identity."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        sep = "" if self.namespace.endswith("/") else "/" if "://" in self.namespace else ":"
+        return f"{self.namespace}{sep}{self.name}"
+
+
+def kafka_dataset(bootstrap_servers: str, topic: str) -> DatasetName:
+    """A Kafka topic: namespace ``kafka://host:port`` (the first bootstrap server)."""
+    first = bootstrap_servers.split(",")[0].strip()
+    return DatasetName(f"kafka://{first}", topic)
+
+
+def storage_dataset(uri: str) -> DatasetName:
+    """A table by its storage location."""
+    if "://" not in uri:
+        return DatasetName("file", uri)
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return DatasetName("file", parts.path)
+    return DatasetName(f"{parts.scheme}://{parts.netloc}", parts.path.lstrip("/"))
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """The ids of one micro-batch run, recorded in every commit it makes."""
+
+    run_id: str
+    query_run_id: str
+    batch_id: int
+
+    def commit_metadata(self) -> dict[str, str]:
+        """What each Delta commit of this batch carries (with its input ranges)."""
+        return {RUN_ID: self.run_id, QUERY_RUN_ID: self.query_run_id}
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """One data-quality check on a batch (a silver suite expectation)."""
+
+    rule: str
+    success: bool
+    column: str | None
+    severity: str
+
+
+@dataclass(frozen=True)
+class Read:
+    """A dataset one micro-batch read, and exactly what of it."""
+
+    dataset: DatasetName
+    rows: int
+    versions: tuple[int, int] | None = None
+    """Delta versions read (first, last)."""
+    offsets: Sequence[Mapping[str, Any]] = ()
+    """Kafka offset ranges read: ``{topic, partition, from, to}`` (``to`` exclusive)."""
+    assertions: Sequence[Assertion] = ()
+
+
+@dataclass(frozen=True)
+class Written:
+    """A Delta table one micro-batch committed to."""
+
+    uri: str
+    version: int | None
+    """None when the batch wrote nothing (empty, or a replay already committed)."""
+    rows: int
+
+
+@dataclass(frozen=True)
+class BatchIO:
+    """Everything one micro-batch read and wrote."""
+
+    reads: Sequence[Read]
+    writes: Sequence[Written] = ()
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """The static shape of one streaming query: the dataset it reads, the tables it
+    writes, and the DataFrames whose plans give each output's column lineage."""
+
+    name: str
+    input: DatasetName
+    input_uri: str | None
+    """The input's Delta table URI (None for a Kafka topic)."""
+    outputs: Sequence[str]
+    """Output table URIs."""
+    derivations: Mapping[str, Any] = field(default_factory=dict)
+    """Output URI -> DataFrame whose logical plan computes that output from the input."""
+
+
+Derived = dict[str, list[tuple[str, str, str]]]
+
+
+def column_lineage_fields(lineage: ColumnLineage) -> tuple[Derived, list[tuple[str, str]]]:
+    """(output column -> [(input column, DIRECT|INDIRECT, subtype)], dataset-wide
+    [(input column, INDIRECT subtype)]) for one input dataset. Output columns that take
+    no input column directly (e.g. ``count(*)``) depend on the dataset-wide ones only.
+    Every input column belongs to the query's one input dataset."""
+    fields = {out: [(column, "DIRECT", subtype) for column, subtype in sorted(src.items())]
+              for out, src in lineage.fields.items() if src}
+    dataset = [(column, subtype) for column, subtypes in sorted(lineage.indirect.items())
+               for subtype in sorted(subtypes)]
+    return fields, dataset

@@ -1,0 +1,224 @@
+"""Provenance: from a table version back to the Kafka offsets it was built from.
+
+Every pipeline commit records its exact input range in its commit metadata: Kafka offset
+ranges for bronze (``lakehouse.kafka_offsets``), bronze versions for silver
+(``lakehouse.bronze_versions``), silver versions for gold (``lakehouse.silver_versions``).
+``explain`` follows them down, layer by layer, and gives two answers:
+
+- what **this commit** added: the input versions its batch read, down to Kafka offsets;
+- what **the table as of this version** was built from: every input version up to the
+  highest one any commit so far covered (gold and silver are cumulative), down to the
+  Kafka offsets. Re-reading those records reproduces the table at that version.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lakehouse.catalog import require_tables, split_name
+from lakehouse.config import Config
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.delta import open_table
+from lakehouse.lineage.datasets import QUERY_RUN_ID, RUN_ID, kafka_dataset
+
+KAFKA_OFFSETS = "lakehouse.kafka_offsets"
+BRONZE_VERSIONS = "lakehouse.bronze_versions"
+SILVER_VERSIONS = "lakehouse.silver_versions"
+INPUT_KEY = {"bronze": KAFKA_OFFSETS, "silver": BRONZE_VERSIONS, "gold": SILVER_VERSIONS}
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One version of a table, as its Delta log tells it."""
+
+    version: int
+    operation: str
+    timestamp_ms: int
+    metadata: dict[str, Any]
+
+    @property
+    def at(self) -> datetime:
+        """When it was committed."""
+        return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One table on the way down and the versions of it that matter."""
+
+    table: str
+    commit_versions: tuple[int, int] | None
+    """The versions this commit's batch covers (None at the top, where it is one)."""
+    upto: int
+    """The table as of the version asked about covers this table's versions <= upto."""
+
+
+@dataclass(frozen=True)
+class OffsetRange:
+    """Offsets ``start`` (included) to ``end`` (excluded) of one topic partition."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+    records: int
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Where one table version came from."""
+
+    table: str
+    version: int
+    operation: str
+    committed_at: str
+    run_id: str | None
+    query_run_id: str | None
+    batch_id: int | None
+    query: str | None
+    hops: list[Hop]
+    kafka_namespace: str
+    commit_offsets: list[OffsetRange]
+    version_offsets: list[OffsetRange]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """The walk for a terminal."""
+        lines = [f"{self.table} version {self.version}: {self.operation} at {self.committed_at}"
+                 + (f", batch {self.batch_id} of {self.query}" if self.query else ""),
+                 f"  run {self.run_id or '-'} (query run {self.query_run_id or '-'})"]
+        for i, hop in enumerate(self.hops[1:], 1):
+            this = "" if hop.commit_versions is None else \
+                f"this commit read versions {hop.commit_versions[0]}..{hop.commit_versions[1]}; "
+            lines.append(f"  {'  ' * i}<- {hop.table}: {this}the table version covers "
+                         f"versions up to {hop.upto}")
+        lines.append(f"  {'  ' * len(self.hops)}<- Kafka {self.kafka_namespace}")
+        for title, ranges in (("Kafka offsets this commit added", self.commit_offsets),
+                              ("Kafka offsets the whole version was built from",
+                               self.version_offsets)):
+            total = sum(r.records for r in ranges)
+            lines.append(f"{title} (end exclusive): {total:,} records")
+            lines += [f"  {r.topic} partition {r.partition}: {r.start}..{r.end} "
+                      f"({r.records:,} records)" for r in ranges]
+        return "\n".join(lines)
+
+
+def history(uri: str, storage_options: dict[str, str]) -> dict[int, Commit]:
+    """Every version of a table still in its log."""
+    table = open_table(uri, storage_options)
+    if table is None:
+        return {}
+    return {int(c["version"]): Commit(int(c["version"]), str(c.get("operation", "")),
+                                      int(c.get("timestamp", 0)), c) for c in table.history()}
+
+
+def span(commit: Commit, key: str) -> Any:
+    """The input range a commit recorded under ``key`` (JSON text or a value)."""
+    value = commit.metadata.get(key)
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def input_table(config: Config, layer: str, query: str) -> str | None:
+    """The table a query of ``layer`` reads (None for bronze: it reads Kafka)."""
+    from lakehouse.registry import discover_gold, discover_silver
+    name = query.split(":", 1)[0].split(".", 1)[-1]
+    if layer == "silver":
+        for s in discover_silver():
+            if s.name == name:
+                return f"bronze.{s.bronze}"
+    if layer == "gold":
+        for g in discover_gold():
+            if g.name == name:
+                return f"silver.{g.silver}"
+    return None
+
+
+def version_range(commits: dict[int, Commit], key: str, first: int, last: int
+                  ) -> tuple[int, int] | None:
+    """The input versions covered by the commits ``first..last`` (pure)."""
+    spans = [span(c, key) for v, c in commits.items() if first <= v <= last and key in c.metadata]
+    if not spans:
+        return None
+    return min(int(s["from"]) for s in spans), max(int(s["to"]) for s in spans)
+
+
+def covered_upto(commits: dict[int, Commit], key: str, version: int) -> int | None:
+    """The highest input version any commit up to ``version`` covers (pure)."""
+    tops = [int(span(c, key)["to"]) for v, c in commits.items()
+            if v <= version and key in c.metadata]
+    return max(tops, default=None)
+
+
+def offset_ranges(commits: dict[int, Commit], first: int, last: int) -> list[OffsetRange]:
+    """Per topic partition, the offsets bronze commits ``first..last`` hold (pure)."""
+    acc: dict[tuple[str, int], list[int]] = {}
+    for v, c in commits.items():
+        if not first <= v <= last or KAFKA_OFFSETS not in c.metadata:
+            continue
+        for r in span(c, KAFKA_OFFSETS):
+            k = (str(r["topic"]), int(r["partition"]))
+            start, end = int(r["from"]), int(r["to"])
+            n = int(r.get("records", end - start))
+            if k in acc:
+                acc[k] = [min(acc[k][0], start), max(acc[k][1], end), acc[k][2] + n]
+            else:
+                acc[k] = [start, end, n]
+    return [OffsetRange(t, p, s, e, n) for (t, p), (s, e, n) in sorted(acc.items())]
+
+
+def explain(config: Config, table: str, version: int) -> Explanation:
+    """Walk ``table`` at ``version`` back to Kafka offsets."""
+    layer, _ = split_name(table)
+    require_tables(config, [table])
+    opts = dict(config.warehouse.storage_options)
+    commits = history(config.warehouse.table_uri(*split_name(table)), opts)
+    if version not in commits:
+        raise LakehouseError(
+            ErrorCode.LINEAGE_NO_VERSION, f"{table} has no version {version} in its log",
+            hint=f"versions kept: {min(commits)}..{max(commits)}" if commits else "",
+            table=table, version=version)
+    top = commits[version]
+    key = INPUT_KEY[layer]
+    if key not in top.metadata:
+        with_inputs = [v for v, c in sorted(commits.items()) if key in c.metadata]
+        raise LakehouseError(
+            ErrorCode.LINEAGE_NOT_A_BATCH,
+            f"{table} version {version} ({top.operation}) was not written by a pipeline "
+            "batch, so it records no input range",
+            hint="versions with input ranges: "
+                 + (", ".join(map(str, with_inputs[-10:])) or "none yet"),
+            table=table, version=version)
+    query = top.metadata.get("lakehouse.query")
+    hops = [Hop(table, None, version)]
+    current, current_layer, commits_now = table, layer, commits
+    window: tuple[int, int] | None = (version, version)
+    upto: int | None = version
+    while current_layer != "bronze":
+        below = input_table(config, current_layer, str(query or current))
+        if below is None:
+            raise LakehouseError(ErrorCode.LINEAGE_NOT_A_BATCH,
+                                 f"cannot tell which table {current} reads",
+                                 hint="is its definition still in silver/ or gold/?")
+        key = INPUT_KEY[current_layer]
+        window = None if window is None else version_range(commits_now, key, *window)
+        upto = None if upto is None else covered_upto(commits_now, key, upto)
+        if upto is None:
+            upto = -1
+        hops.append(Hop(below, window, upto))
+        current, current_layer = below, split_name(below)[0]
+        commits_now = history(config.warehouse.table_uri(*split_name(current)), opts)
+        query = current
+    commit_offsets = offset_ranges(commits_now, *window) if window else []
+    version_offsets = offset_ranges(commits_now, 0, upto if upto is not None else -1)
+    return Explanation(
+        table, version, top.operation, top.at.isoformat().replace("+00:00", "Z"),
+        top.metadata.get(RUN_ID), top.metadata.get(QUERY_RUN_ID),
+        top.metadata.get("lakehouse.batch_id"), top.metadata.get("lakehouse.query"), hops,
+        kafka_dataset(config.kafka.bootstrap_servers, "").namespace,
+        commit_offsets, version_offsets)

@@ -1,0 +1,256 @@
+"""The lineage graph of jobs and datasets, built from emitted OpenLineage events (pure),
+drawn as a text tree, Graphviz DOT, or a self-contained HTML page with an SVG picture.
+
+Micro-batch runs are folded into their query's job (through their ``parent`` facet), so
+the graph has one node per streaming query: Kafka topic -> bronze job -> bronze table ->
+silver job -> silver tables -> gold jobs -> gold tables.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lakehouse.lineage.datasets import DatasetName
+from lakehouse.lineage.events import BATCH_SUFFIX
+
+
+@dataclass
+class JobNode:
+    """A streaming query, with what its runs did."""
+
+    namespace: str
+    name: str
+    runs: int = 0
+    """Query runs started."""
+    state: str = ""
+    """The latest query run's last state (START = running or killed)."""
+    batches: int = 0
+    failed_batches: int = 0
+    last_event: str = ""
+
+
+@dataclass
+class DatasetNode:
+    """A dataset, with the newest version a batch reported writing (or reading)."""
+
+    id: DatasetName
+    version: int | None = None
+    label: str = ""
+
+
+@dataclass
+class Graph:
+    """Jobs, datasets and the edges dataset -> job (read) and job -> dataset (write)."""
+
+    jobs: dict[str, JobNode] = field(default_factory=dict)
+    datasets: dict[DatasetName, DatasetNode] = field(default_factory=dict)
+    reads: set[tuple[DatasetName, str]] = field(default_factory=set)
+    writes: set[tuple[str, DatasetName]] = field(default_factory=set)
+
+    def readers(self, dataset: DatasetName) -> list[str]:
+        """Jobs that read ``dataset``, by name."""
+        return sorted(j for d, j in self.reads if d == dataset)
+
+    def outputs(self, job: str) -> list[DatasetName]:
+        """Datasets ``job`` writes."""
+        return sorted(d for j, d in self.writes if j == job)
+
+    def sources(self) -> list[DatasetName]:
+        """Datasets no job writes (the Kafka topics)."""
+        written = {d for _, d in self.writes}
+        return sorted(d for d in self.datasets if d not in written)
+
+
+def read_events(path: str | Path) -> list[dict[str, Any]]:
+    """The events of a JSON-lines file (a torn last line, from a killed job, is skipped)."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def build(events: Iterable[Mapping[str, Any]], labels: Mapping[str, str] | None = None
+          ) -> Graph:
+    """The graph the events describe. ``labels``: storage path -> table name to show."""
+    labels = labels or {}
+    g = Graph()
+    for e in events:
+        job_name = str(e["job"]["name"])
+        parent = (e.get("run", {}).get("facets") or {}).get("parent")
+        is_batch = parent is not None and job_name.endswith(BATCH_SUFFIX)
+        name = str(parent["job"]["name"]) if is_batch and parent else job_name
+        job = g.jobs.setdefault(name, JobNode(str(e["job"]["namespace"]), name))
+        job.last_event = max(job.last_event, str(e.get("eventTime", "")))
+        state = str(e.get("eventType", ""))
+        if is_batch:
+            job.batches += state == "COMPLETE"
+            job.failed_batches += state == "FAIL"
+        else:
+            job.runs += state == "START"
+            job.state = state
+        for kind, datasets in (("in", e.get("inputs") or []), ("out", e.get("outputs") or [])):
+            for d in datasets:
+                ident = DatasetName(str(d["namespace"]), str(d["name"]))
+                node = g.datasets.setdefault(ident, DatasetNode(ident, None,
+                                                                labels.get(ident.name, "")))
+                version = ((d.get("facets") or {}).get("version") or {}).get("datasetVersion")
+                if version is not None and version.isdigit():
+                    node.version = max(node.version or 0, int(version))
+                if kind == "in":
+                    g.reads.add((ident, name))
+                else:
+                    g.writes.add((name, ident))
+    return g
+
+
+def _dataset_label(node: DatasetNode) -> str:
+    name = node.label or str(node.id)
+    if not node.label and node.id.namespace.startswith("kafka://"):
+        name = f"topic {node.id.name} ({node.id.namespace})"
+    return name + (f"  v{node.version}" if node.version is not None else "")
+
+
+def _job_label(job: JobNode) -> str:
+    state = {"START": "running or stopped without a final event", "COMPLETE": "completed",
+             "FAIL": "FAILED"}.get(job.state, job.state or "no query event")
+    failed = f", {job.failed_batches} failed" if job.failed_batches else ""
+    return (f"job {job.name}  ({job.runs} run{'s' if job.runs != 1 else ''}, last {state}; "
+            f"{job.batches} batches{failed})")
+
+
+def text_tree(g: Graph) -> str:
+    """An indented tree from each source dataset down to the gold tables."""
+    lines: list[str] = []
+    shown: set[str] = set()
+
+    def dataset(d: DatasetName, prefix: str, last: bool, top: bool) -> None:
+        node = g.datasets[d]
+        lines.append(("" if top else prefix + ("└── " if last else "├── ")) + _dataset_label(node))
+        below = prefix if top else prefix + ("    " if last else "│   ")
+        readers = g.readers(d)
+        for i, j in enumerate(readers):
+            job(j, below, i == len(readers) - 1)
+
+    def job(name: str, prefix: str, last: bool) -> None:
+        lines.append(prefix + ("└── " if last else "├── ") + _job_label(g.jobs[name]))
+        below = prefix + ("    " if last else "│   ")
+        if name in shown:
+            lines.append(below + "└── (outputs shown above)")
+            return
+        shown.add(name)
+        outs = g.outputs(name)
+        for i, d in enumerate(outs):
+            dataset(d, below, i == len(outs) - 1, False)
+
+    for source in g.sources():
+        dataset(source, "", True, True)
+    return "\n".join(lines)
+
+
+def _id(prefix: str, key: str) -> str:
+    return prefix + "".join(c if c.isalnum() else "_" for c in key)
+
+
+def dot(g: Graph) -> str:
+    """Graphviz DOT (``dot -Tsvg``): jobs as boxes, datasets as cylinders."""
+    out = ["digraph lineage {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
+    for d, node in sorted(g.datasets.items()):
+        out.append(f'  {_id("d_", str(d))} [shape=cylinder, label={_q(_dataset_label(node))}, '
+                   f'tooltip={_q(str(d))}];')
+    for name, job in sorted(g.jobs.items()):
+        color = ', color="red"' if job.state == "FAIL" or job.failed_batches else ""
+        out.append(f'  {_id("j_", name)} [shape=box, style=rounded, '
+                   f'label={_q(name + chr(10) + f"{job.batches} batches")}{color}];')
+    for d, j in sorted(g.reads):
+        out.append(f'  {_id("d_", str(d))} -> {_id("j_", j)};')
+    for j, d in sorted(g.writes):
+        out.append(f'  {_id("j_", j)} -> {_id("d_", str(d))};')
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _q(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _layers(g: Graph) -> dict[str, int]:
+    """Column of every node (longest path from a source); keys ``d:<id>`` / ``j:<name>``."""
+    depth: dict[str, int] = {f"d:{d}": 0 for d in g.sources()}
+    edges = [(f"d:{d}", f"j:{j}") for d, j in g.reads] + [(f"j:{j}", f"d:{d}") for j, d in g.writes]
+    nodes = {f"d:{d}" for d in g.datasets} | {f"j:{j}" for j in g.jobs}
+    for n in nodes:
+        depth.setdefault(n, 0)
+    for _ in range(len(nodes)):
+        changed = False
+        for a, b in edges:
+            if depth[b] < depth[a] + 1:
+                depth[b] = depth[a] + 1
+                changed = True
+        if not changed:
+            break
+    return depth
+
+
+def html_page(g: Graph, title: str = "Lineage") -> str:
+    """A self-contained HTML page: the graph as an inline SVG, columns left to right."""
+    depth = _layers(g)
+    columns: dict[int, list[str]] = {}
+    for node in sorted(depth, key=lambda n: (depth[n], n)):
+        columns.setdefault(depth[node], []).append(node)
+    width, height, gap_x, gap_y = 220, 46, 70, 22
+    pos = {n: (20 + c * (width + gap_x), 20 + r * (height + gap_y))
+           for c, ns in columns.items() for r, n in enumerate(ns)}
+    svg_w = 40 + len(columns) * (width + gap_x)
+    svg_h = 40 + max((len(ns) for ns in columns.values()), default=1) * (height + gap_y)
+    parts = []
+    edges = [(f"d:{d}", f"j:{j}") for d, j in g.reads] + [(f"j:{j}", f"d:{d}") for j, d in g.writes]
+    for a, b in sorted(edges):
+        (x1, y1), (x2, y2) = pos[a], pos[b]
+        x1, y1, y2 = x1 + width, y1 + height / 2, y2 + height / 2
+        mid = (x1 + x2) / 2
+        parts.append(f'<path d="M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}" '
+                     f'class="edge" marker-end="url(#arrow)"/>')
+    for n, (x, y) in sorted(pos.items()):
+        kind, key = n.split(":", 1)
+        if kind == "j":
+            job = g.jobs[key]
+            failed = job.state == "FAIL" or job.failed_batches > 0
+            label, sub, tip = key, f"{job.batches} batches · {job.state.lower()}", _job_label(job)
+            css = "job failed" if failed else "job"
+        else:
+            node = next(v for k, v in g.datasets.items() if str(k) == key)
+            label = node.label or node.id.name.rsplit("/", 1)[-1]
+            sub = f"version {node.version}" if node.version is not None else node.id.namespace
+            tip, css = str(node.id), "dataset"
+        parts.append(f'<g class="{css}"><title>{html.escape(tip)}</title>'
+                     f'<rect x="{x}" y="{y}" width="{width}" height="{height}" rx="8"/>'
+                     f'<text x="{x + 10}" y="{y + 19}" class="name">{html.escape(label)}</text>'
+                     f'<text x="{x + 10}" y="{y + 36}" class="sub">{html.escape(sub)}</text></g>')
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: Helvetica, Arial, sans-serif; margin: 24px; color: #222; }}
+.edge {{ fill: none; stroke: #8895a7; stroke-width: 1.5; }}
+.job rect {{ fill: #fff4d6; stroke: #c9a227; }}
+.job.failed rect {{ fill: #fde2e1; stroke: #c0392b; }}
+.dataset rect {{ fill: #e3efff; stroke: #4a78c2; }}
+.name {{ font-size: 12px; font-weight: bold; }} .sub {{ font-size: 11px; fill: #555; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Datasets (blue) and streaming jobs (yellow); hover for the full dataset name.</p>
+<svg xmlns="http://www.w3.org/2000/svg" width="{svg_w}" height="{svg_h}">
+<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7"
+markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#8895a7"/></marker></defs>
+{chr(10).join(parts)}
+</svg>
+<pre>{html.escape(text_tree(g))}</pre>
+</body></html>
+"""
