@@ -9,12 +9,14 @@ code before starting anything if it is wrong.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Config, load_config
 from lakehouse.errors import ErrorCode, LakehouseError
@@ -262,6 +264,56 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     _print_accounting(config)
     if live:
         _print_freshness(config, live[0])
+    if config.lineage.enabled and config.lineage.file:
+        from lakehouse.lineage.graph import text_tree
+        _say(f"lineage (OpenLineage events in {config.lineage_file}; "
+             "lakehouse lineage --format html --output lineage.html draws it):")
+        print(text_tree(_lineage_graph(config, None)))
+    return 0
+
+
+def cmd_lineage(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.lineage.graph import dot, html_page, text_tree
+    graph = _lineage_graph(config, args.events)
+    if args.format == "dot":
+        text = dot(graph)
+    elif args.format == "html":
+        text = html_page(graph, f"Lineage of {config.project} ({config.lineage_namespace})")
+    else:
+        text = text_tree(graph) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        _say(f"{len(graph.jobs)} jobs, {len(graph.datasets)} datasets -> {args.output} "
+             f"({args.format})")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _lineage_graph(config: Config, events: str | None) -> Any:
+    from lakehouse.catalog import split_name, table_names
+    from lakehouse.lineage.datasets import storage_dataset
+    from lakehouse.lineage.graph import build, read_events
+    path = Path(events or config.lineage_file)
+    if not path.is_file():
+        where = f"the file transport is off; events go to {config.lineage.http_url}" \
+            if not config.lineage.file and config.lineage.http_url else \
+            "run the pipelines first (lakehouse demo or lakehouse run)"
+        raise LakehouseError(ErrorCode.LINEAGE_NO_EVENTS, f"no lineage events at {path}",
+                             hint=f"{where}; LAKEHOUSE_LINEAGE_DISABLED=true turns emission off",
+                             file=str(path))
+    labels = {storage_dataset(config.warehouse.table_uri(*split_name(n))).name: n
+              for n in table_names(config)}
+    return build(read_events(path), labels)
+
+
+def cmd_explain(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.lineage.explain import explain
+    result = explain(config, args.table, args.version)
+    if args.format == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.describe())
     return 0
 
 
@@ -357,6 +409,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", action="append", metavar="NAME",
                    help="only this gold table (repeatable)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("lineage", help="draw the graph of jobs and datasets from the lineage",
+                       description="Read the OpenLineage events the pipelines emitted (the "
+                                   "file transport) and draw the graph: Kafka topics, the "
+                                   "streaming jobs, the tables with their latest versions.")
+    p.add_argument("--format", choices=["text", "dot", "html"], default="text",
+                   help="text (a tree, default), dot (Graphviz) or html (a page with an SVG)")
+    p.add_argument("--output", metavar="FILE", help="write to FILE instead of the terminal")
+    p.add_argument("--events", metavar="FILE",
+                   help="the events file (default: lineage.file_path, "
+                        "<warehouse>/_lineage/events.jsonl)")
+    p.set_defaults(func=cmd_lineage)
+
+    p = sub.add_parser("explain", help="walk a table version back to its Kafka offsets",
+                       description="From one version of a table, follow the input ranges its "
+                                   "commits recorded (silver versions, bronze versions, Kafka "
+                                   "offsets) and print what this commit added and what the "
+                                   "whole table version was built from.",
+                       epilog="e.g. lakehouse explain gold.revenue_by_category_5m --version 3")
+    p.add_argument("table", help="layer.table, e.g. gold.revenue_by_category_5m")
+    p.add_argument("--version", type=int, required=True, help="the table version")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("tables", help="list the tables with row counts and versions")
     p.set_defaults(func=cmd_tables)

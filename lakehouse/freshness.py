@@ -17,10 +17,9 @@ from datetime import datetime
 import pyarrow.compute as pc
 
 from lakehouse.config import Config
-from lakehouse.gold import SILVER_VERSIONS
 from lakehouse.io.delta import open_table
+from lakehouse.lineage.datasets import BRONZE_VERSIONS, SILVER_VERSIONS
 from lakehouse.registry import GoldTable
-from lakehouse.silver import BRONZE_VERSIONS
 
 
 @dataclass(frozen=True)

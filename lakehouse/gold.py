@@ -59,13 +59,20 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import AppIdBinding, IdempotentMerger, ensure_table, open_table
 from lakehouse.io.delta_source import FORMAT_NAME as DELTA_FORMAT
 from lakehouse.io.delta_source import VERSION_COLUMN
-from lakehouse.lineage.datasets import BatchIO, BatchRun, QuerySpec, Read, Written, storage_dataset
+from lakehouse.lineage.datasets import (
+    SILVER_VERSIONS,
+    BatchIO,
+    BatchRun,
+    QuerySpec,
+    Read,
+    Written,
+    storage_dataset,
+)
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.registry import GoldTable
 from lakehouse.spark import start_batches
 
 Printer = Callable[[str], None]
-SILVER_VERSIONS = "lakehouse.silver_versions"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ exactly once (idempotent by Kafka coordinates), and are marked ``replayed`` (or
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,14 +18,17 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from openlineage.client.uuid import generate_new_uuid
 from pyspark.sql import SparkSession
 
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import IdempotentAppender, open_table
 from lakehouse.io.delta_source import VERSION_COLUMN
+from lakehouse.lineage.datasets import RUN_ID
 from lakehouse.registry import SilverTable, discover_silver
 from lakehouse.silver import (
+    BRONZE_VERSIONS,
     COORDINATES,
     LEDGER_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -168,8 +172,12 @@ def replay(config: Config, table: SilverTable, selection: Selection, spark: Spar
                                 ("event_date",), plan.storage_options)
     done = writer.committed_version()
     batch_id = 0 if done is None else done + 1
+    versions = chosen.column("_bronze_version")
     metadata = {"lakehouse.query": f"{table.qualified_name}:quarantine-replay",
-                "lakehouse.replayed_records": chosen.num_rows}
+                "lakehouse.replayed_records": chosen.num_rows,
+                RUN_ID: str(generate_new_uuid()),
+                BRONZE_VERSIONS: json.dumps({"from": pc.min(versions).as_py(),
+                                             "to": pc.max(versions).as_py()})}
     written = writer.append(routed.silver, batch_id, metadata)
     passed = valid_rows(batch)
     outcome = _resolutions(plan, passed)

@@ -33,6 +33,7 @@ from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_offsets import ranges_in
 from lakehouse.io.kafka_source import FORMAT_NAME
 from lakehouse.lineage.datasets import (
+    KAFKA_OFFSETS,
     BatchIO,
     BatchRun,
     DatasetName,
@@ -55,8 +56,6 @@ from lakehouse.spark import start_batches
 log = logging.getLogger(__name__)
 
 Printer = Callable[[str], None]
-KAFKA_OFFSETS = "lakehouse.kafka_offsets"
-"""Commit metadata: the Kafka offset ranges a bronze commit holds."""
 
 
 def kafka_options(config: Config, table: BronzeTable) -> dict[str, str]:

@@ -43,6 +43,7 @@ from lakehouse.io.delta import AppIdBinding, IdempotentAppender, ensure_table, o
 from lakehouse.io.delta_source import FORMAT_NAME as DELTA_FORMAT
 from lakehouse.io.delta_source import VERSION_COLUMN
 from lakehouse.lineage.datasets import (
+    BRONZE_VERSIONS,
     Assertion,
     BatchIO,
     BatchRun,
@@ -64,8 +65,6 @@ Printer = Callable[[str], None]
 LINEAGE = (("topic", "_topic"), ("partition", "_partition"), ("offset", "_offset"),
            (VERSION_COLUMN, "_bronze_version"), ("ingested_at", "_ingested_at"))
 COORDINATES = ("_topic", "_partition", "_offset")
-BRONZE_VERSIONS = "lakehouse.bronze_versions"
-"""Commit metadata: the bronze versions a silver commit was built from."""
 # Columns of a collected batch that describe the raw record, not the silver row.
 RECORD_ONLY = frozenset({"key", "value", "_kafka_timestamp", "failed_rules", "reasons"})
 BRONZE_COLUMNS = frozenset({"key", "value", "topic", "partition", "offset", "timestamp",

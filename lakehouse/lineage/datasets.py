@@ -15,8 +15,15 @@ from urllib.parse import urlsplit
 
 from lakehouse.lineage.columns import ColumnLineage
 
+# Commit metadata keys: who wrote a commit and exactly what it was built from.
 RUN_ID = "lakehouse.run_id"
 QUERY_RUN_ID = "lakehouse.query_run_id"
+KAFKA_OFFSETS = "lakehouse.kafka_offsets"
+"""Bronze: the Kafka offset ranges a commit holds."""
+BRONZE_VERSIONS = "lakehouse.bronze_versions"
+"""Silver: the bronze versions a commit was built from."""
+SILVER_VERSIONS = "lakehouse.silver_versions"
+"""Gold: the silver versions a commit was built from."""
 
 
 @dataclass(frozen=True, order=True)

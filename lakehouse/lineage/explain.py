@@ -22,11 +22,15 @@ from lakehouse.catalog import require_tables, split_name
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import open_table
-from lakehouse.lineage.datasets import QUERY_RUN_ID, RUN_ID, kafka_dataset
+from lakehouse.lineage.datasets import (
+    BRONZE_VERSIONS,
+    KAFKA_OFFSETS,
+    QUERY_RUN_ID,
+    RUN_ID,
+    SILVER_VERSIONS,
+    kafka_dataset,
+)
 
-KAFKA_OFFSETS = "lakehouse.kafka_offsets"
-BRONZE_VERSIONS = "lakehouse.bronze_versions"
-SILVER_VERSIONS = "lakehouse.silver_versions"
 INPUT_KEY = {"bronze": KAFKA_OFFSETS, "silver": BRONZE_VERSIONS, "gold": SILVER_VERSIONS}
 
 

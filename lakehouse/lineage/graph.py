@@ -213,9 +213,9 @@ def html_page(g: Graph, title: str = "Lineage") -> str:
     parts = []
     edges = [(f"d:{d}", f"j:{j}") for d, j in g.reads] + [(f"j:{j}", f"d:{d}") for j, d in g.writes]
     for a, b in sorted(edges):
-        (x1, y1), (x2, y2) = pos[a], pos[b]
-        x1, y1, y2 = x1 + width, y1 + height / 2, y2 + height / 2
-        mid = (x1 + x2) / 2
+        (ax, ay), (bx, by) = pos[a], pos[b]
+        x1, y1, x2, y2 = ax + width, ay + height // 2, bx, by + height // 2
+        mid = (x1 + x2) // 2
         parts.append(f'<path d="M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}" '
                      f'class="edge" marker-end="url(#arrow)"/>')
     for n, (x, y) in sorted(pos.items()):
@@ -226,10 +226,10 @@ def html_page(g: Graph, title: str = "Lineage") -> str:
             label, sub, tip = key, f"{job.batches} batches · {job.state.lower()}", _job_label(job)
             css = "job failed" if failed else "job"
         else:
-            node = next(v for k, v in g.datasets.items() if str(k) == key)
-            label = node.label or node.id.name.rsplit("/", 1)[-1]
-            sub = f"version {node.version}" if node.version is not None else node.id.namespace
-            tip, css = str(node.id), "dataset"
+            data = next(v for k, v in g.datasets.items() if str(k) == key)
+            label = data.label or data.id.name.rsplit("/", 1)[-1]
+            sub = f"version {data.version}" if data.version is not None else data.id.namespace
+            tip, css = str(data.id), "dataset"
         parts.append(f'<g class="{css}"><title>{html.escape(tip)}</title>'
                      f'<rect x="{x}" y="{y}" width="{width}" height="{height}" rx="8"/>'
                      f'<text x="{x + 10}" y="{y + 19}" class="name">{html.escape(label)}</text>'
