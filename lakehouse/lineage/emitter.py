@@ -1,9 +1,10 @@
 """Sends OpenLineage events through the configured transports, off the batch's path.
 
-Events are built and sent by one background thread, in the order they were submitted:
-reading a table's schema or a commit's size for an event never slows a micro-batch,
-and a lineage server that is down delays nothing. Every failure is logged and counted,
-never raised into the pipeline; a full queue drops the event with a warning.
+Events are built by one background thread, in the order they were submitted, and sent
+by one thread per transport: reading a table's schema or a commit's size never slows a
+micro-batch, and a lineage server that is down delays neither the pipeline nor the file.
+Every failure is logged and counted, never raised into the pipeline; a full queue or a
+transport resting after repeated failures drops events with a warning.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,18 +56,78 @@ def transports(config: Config) -> list[tuple[str, Any]]:
     return out
 
 
+class Sink:
+    """One transport with its own queue and thread, so a slow or dead lineage server
+    never holds up the file. After ``trip`` failures in a row it rests for ``rest``
+    seconds, dropping (and counting) events instead of waiting on every one."""
+
+    def __init__(self, label: str, transport: Any, capacity: int = 10_000, trip: int = 3,
+                 rest: float = 30.0) -> None:
+        self.label = label
+        self.transport = transport
+        self.sent = 0
+        self.failed = 0
+        self.dropped = 0
+        self._trip, self._rest = trip, rest
+        self._failures_in_row = 0
+        self._resting_until = 0.0
+        self._queue: queue.Queue[Any] = queue.Queue(capacity)
+        self._thread = threading.Thread(target=self._work, name=f"lineage-{label}", daemon=True)
+        self._thread.start()
+
+    def put(self, event: Any) -> None:
+        """Queue an event for this transport."""
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.dropped += 1
+
+    def close(self, timeout: float) -> None:
+        """Send what is queued within ``timeout`` seconds."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("lineage: %s: %d events not sent within %.0fs", self.label,
+                        self._queue.qsize(), timeout)
+        if self.failed or self.dropped:
+            log.warning("lineage: %s: %d events sent, %d failed, %d dropped", self.label,
+                        self.sent, self.failed, self.dropped)
+
+    def _work(self) -> None:
+        while (event := self._queue.get()) is not None:
+            if time.monotonic() < self._resting_until:
+                self.dropped += 1
+                continue
+            try:
+                self.transport.emit(event)
+            except Exception as exc:
+                self.failed += 1
+                self._failures_in_row += 1
+                log.warning("lineage: sending to %s failed (the pipeline goes on): %s",
+                            self.label, exc)
+                if self._failures_in_row >= self._trip:
+                    self._resting_until = time.monotonic() + self._rest
+                    self._failures_in_row = 0
+                    log.warning("lineage: %s failed %d times in a row; dropping its events "
+                                "for %.0fs", self.label, self._trip, self._rest)
+            else:
+                self.sent += 1
+                self._failures_in_row = 0
+
+
 class Emitter:
-    """A queue of events and the thread that sends them."""
+    """Builds events on one background thread, in submission order, and hands each to
+    every sink."""
 
     def __init__(self, sinks: list[tuple[str, Any]], capacity: int = 10_000) -> None:
-        self.sinks = sinks
-        self.sent = 0
+        self.sinks = [Sink(label, transport, capacity) for label, transport in sinks]
+        self.built = 0
         self.failed = 0
         self.dropped = 0
         self._queue: queue.Queue[Build | None] = queue.Queue(capacity)
         self._thread: threading.Thread | None = None
-        if sinks:
-            self._thread = threading.Thread(target=self._work, name="lineage-emitter",
+        if self.sinks:
+            self._thread = threading.Thread(target=self._work, name="lineage-builder",
                                             daemon=True)
             self._thread.start()
 
@@ -86,21 +148,20 @@ class Emitter:
                         self._queue.maxsize)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Send what is queued (waiting at most ``timeout`` seconds), then stop."""
+        """Build and send what is queued (at most ``timeout`` seconds per stage), then stop."""
         if self._thread is None:
             return
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.warning("lineage: %d events still queued after %.0fs; not waiting longer",
+            log.warning("lineage: %d events still to build after %.0fs; not waiting longer",
                         self._queue.qsize(), timeout)
         self._thread = None
+        for sink in self.sinks:
+            sink.close(timeout)
 
     def _work(self) -> None:
-        while True:
-            build = self._queue.get()
-            if build is None:
-                return
+        while (build := self._queue.get()) is not None:
             try:
                 event = build()
             except Exception as exc:
@@ -108,18 +169,6 @@ class Emitter:
                 log.warning("lineage: could not build an event: %s", exc, exc_info=True)
                 continue
             if event is not None:
-                self._send(event)
-
-    def _send(self, event: Any) -> None:
-        ok = True
-        for label, transport in self.sinks:
-            try:
-                transport.emit(event)
-            except Exception as exc:
-                ok = False
-                log.warning("lineage: sending to %s failed (the pipeline goes on): %s",
-                            label, exc)
-        if ok:
-            self.sent += 1
-        else:
-            self.failed += 1
+                self.built += 1
+                for sink in self.sinks:
+                    sink.put(event)
