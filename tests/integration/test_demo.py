@@ -39,6 +39,13 @@ def test_demo_on_fresh_warehouse(tmp_path: Path) -> None:
             fresh = next(ln for ln in result.stdout.splitlines()
                          if ln.startswith(f"gold.{name}: produce -> visible in gold"))
             assert "over " in fresh  # the live events reached gold and were measured
+        # The demo wrote lineage and drew it: topic -> bronze -> silver -> gold.
+        assert (warehouse / "_lineage" / "events.jsonl").stat().st_size > 0
+        tree = result.stdout[result.stdout.index("lineage (OpenLineage events"):]
+        for line in ("topic shop.orders.v1", "job bronze.orders", "bronze.orders  v",
+                     "job silver.orders", "silver.orders_quarantine  v",
+                     "job gold.revenue_by_category_5m", "gold.sessions_daily  v"):
+            assert line in tree, tree
 
         status = lakehouse(config, "broker", "status")
         assert status.returncode == 0 and "running" in status.stdout

@@ -5,98 +5,24 @@ and (b) the engine's own batch recomputation from silver (``verify``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from lakehouse.config import load_config
-from lakehouse.generator import Record
 from lakehouse.gold import verify
-from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
-from lakehouse.io.kafka_producer import produce
 from lakehouse.registry import discover_gold
-from tests.conftest import ROOT, write_config
+from tests.conftest import ROOT
+from tests.integration.gold_world import BASE, DAY0, NOW, World, click, order
 
 pytestmark = pytest.mark.integration
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-BASE = NOW - timedelta(minutes=20)
-DAY0 = datetime.combine((NOW - timedelta(days=3)).date(), datetime.min.time(), UTC)
-KINDS = ("order_placed", "order_placed", "order_refunded", "order_paid")
-CATEGORIES = ("books", "文具", "café & küche")
-
-
-def iso(ts: datetime) -> str:
-    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def order(n: int, at: datetime, kind: str | None = None, amount: str | None = None
-          ) -> dict[str, Any]:
-    return {"event_id": f"o-{n}", "event_type": kind or KINDS[n % 4], "order_id": f"ord-{n}",
-            "customer_id": f"c-{n % 5}", "event_time": iso(at),
-            "amount": float(amount or f"{5 + n * 1.37:.2f}"), "currency": "EUR",
-            "quantity": 1, "category": CATEGORIES[n % 3], "country": ("DE", "FR", "JP")[n % 3]}
-
-
-def click(n: int, user: str, session: str, at: datetime) -> dict[str, Any]:
-    return {"event_id": f"k-{n}", "event_type": "page_view", "user_id": user,
-            "session_id": session, "url": "https://shop.example.com/", "event_time": iso(at)}
-
-
-class World:
-    """The broker topics, config and warehouse of this module, and what was produced."""
-
-    def __init__(self, broker: str, root: Path) -> None:
-        self.broker = broker
-        self.warehouse = root / "warehouse"
-        self.config = write_config(root / "conf.yaml", broker, self.warehouse)
-        suffix = root.name
-        text = self.config.read_text()
-        self.config.write_text(text.replace("shop.orders.v1", f"orders.{suffix}")
-                               .replace("web.clickstream.v1", f"clicks.{suffix}"))
-        ensure_topics(broker, [TopicSpec(f"orders.{suffix}", 3), TopicSpec(f"clicks.{suffix}", 2)])
-        self.topics = {"orders": f"orders.{suffix}", "clickstream": f"clicks.{suffix}"}
-        self.orders: dict[str, dict[str, Any]] = {}
-        self.clicks: dict[str, dict[str, Any]] = {}
-
-    def send(self, orders: list[Any], clicks: list[Any]) -> None:
-        for source, events, valid in (("orders", orders, self.orders),
-                                      ("clickstream", clicks, self.clicks)):
-            records = [Record(b"k", e if isinstance(e, bytes) else json.dumps(e).encode(), ())
-                       for e in events]
-            assert produce(self.broker, self.topics[source], records) == len(records)
-            for e in events:
-                if isinstance(e, dict):
-                    valid.setdefault(e["event_id"], e)
-
-    def run(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        env.pop("LAKEHOUSE_CRASH_AT", None)
-        if crash_at:
-            env["LAKEHOUSE_CRASH_AT"] = crash_at
-        return subprocess.run([sys.executable, "-m", "lakehouse.cli", "--conf", str(self.config),
-                                *(args or ("run", "--until-idle"))], cwd=ROOT, env=env,
-                               capture_output=True, text=True, timeout=600,
-                               start_new_session=True)
-
-    def gold(self, name: str) -> list[dict[str, Any]]:
-        return DeltaTable(str(self.warehouse / "gold" / name)).to_pyarrow_table().to_pylist()
-
-    def next_batch(self, query: str) -> int:
-        commits = self.warehouse / "_checkpoints" / query / "commits"
-        return max(int(p.name) for p in commits.iterdir() if p.name.isdigit()) + 1
 
 
 # -- the oracle: plain Python over the events produced ----------------------------------
@@ -161,38 +87,6 @@ def assert_gold_exact(world: World, spark: SparkSession) -> None:
     for table in discover_gold():
         check = verify(spark, config, table)
         assert check.equal, check.describe()
-
-
-@pytest.fixture(scope="module")
-def world(broker: str, tmp_path_factory: pytest.TempPathFactory) -> World:
-    """Two runs: the second brings out-of-order events, events hours late into windows
-    gold already holds, a session growing longer, and a redelivery."""
-    w = World(broker, tmp_path_factory.mktemp("gold"))
-    orders1 = [order(n, BASE - timedelta(minutes=n * 3 % 40)) for n in range(30)]
-    late1 = [order(100 + n, NOW - timedelta(hours=5, minutes=n), "order_placed")
-             for n in range(3)]
-    clicks1 = [click(n, f"u{n % 7}", f"s{n % 9}", BASE + timedelta(seconds=20 * n))
-               for n in range(40)]
-    alone = [click(900, "z", "z1", DAY0 + timedelta(minutes=10)),
-             click(901, "z", "z1", DAY0 + timedelta(minutes=20))]
-    w.send(orders1 + late1 + [b"{broken", orders1[4]], clicks1 + alone + [clicks1[0]])
-    done = w.run()
-    assert done.returncode == 0, done.stderr[-3000:]
-    w.first_run_stdout = done.stdout  # type: ignore[attr-defined]
-    w.late_window_before = {  # type: ignore[attr-defined]
-        (r["window_start"], r["category"]): r for r in w.gold("revenue_by_category_5m")
-        if r["window_start"] <= NOW - timedelta(hours=4)}
-
-    orders2 = [order(200 + n, BASE - timedelta(minutes=n * 7 % 40)) for n in range(12)]
-    late2 = [{**order(300 + n, NOW - timedelta(hours=5, minutes=n), kind),
-              "category": late1[n]["category"]}  # into the rows run 1 created
-             for n, kind in enumerate(("order_placed", "order_refunded", "order_placed"))]
-    clicks2 = [click(200 + n, f"u{n % 11}", f"s{n % 13}", BASE - timedelta(seconds=30 * n))
-               for n in range(30)]
-    w.send(orders2 + late2 + [orders1[0]], clicks2)
-    done = w.run()
-    assert done.returncode == 0, done.stderr[-3000:]
-    return w
 
 
 def test_gold_is_exact_with_late_and_out_of_order_events(world: World,

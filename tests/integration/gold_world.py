@@ -1,0 +1,91 @@
+"""The warehouse the gold and lineage end-to-end tests share: a real broker, topics of its
+own, and the events produced so far (the oracle of the gold tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from deltalake import DeltaTable
+
+from lakehouse.generator import Record
+from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
+from lakehouse.io.kafka_producer import produce
+from tests.conftest import ROOT, free_port, write_config
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+BASE = NOW - timedelta(minutes=20)
+DAY0 = datetime.combine((NOW - timedelta(days=3)).date(), datetime.min.time(), UTC)
+KINDS = ("order_placed", "order_placed", "order_refunded", "order_paid")
+CATEGORIES = ("books", "文具", "café & küche")
+
+
+def iso(ts: datetime) -> str:
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def order(n: int, at: datetime, kind: str | None = None, amount: str | None = None
+          ) -> dict[str, Any]:
+    return {"event_id": f"o-{n}", "event_type": kind or KINDS[n % 4], "order_id": f"ord-{n}",
+            "customer_id": f"c-{n % 5}", "event_time": iso(at),
+            "amount": float(amount or f"{5 + n * 1.37:.2f}"), "currency": "EUR",
+            "quantity": 1, "category": CATEGORIES[n % 3], "country": ("DE", "FR", "JP")[n % 3]}
+
+
+def click(n: int, user: str, session: str, at: datetime) -> dict[str, Any]:
+    return {"event_id": f"k-{n}", "event_type": "page_view", "user_id": user,
+            "session_id": session, "url": "https://shop.example.com/", "event_time": iso(at)}
+
+
+class World:
+    """The broker topics, config and warehouse of this module, and what was produced."""
+
+    def __init__(self, broker: str, root: Path) -> None:
+        self.broker = broker
+        self.warehouse = root / "warehouse"
+        self.config = write_config(root / "conf.yaml", broker, self.warehouse)
+        suffix = root.name
+        doc = yaml.safe_load(self.config.read_text().replace("shop.orders.v1", f"orders.{suffix}")
+                             .replace("web.clickstream.v1", f"clicks.{suffix}"))
+        # Lineage goes to the file and to a lineage server that is down: the pipelines
+        # must not notice.
+        doc["lineage"] = {"http_url": f"http://127.0.0.1:{free_port()}",
+                          "http_timeout_seconds": 1}
+        self.config.write_text(yaml.safe_dump(doc))
+        ensure_topics(broker, [TopicSpec(f"orders.{suffix}", 3), TopicSpec(f"clicks.{suffix}", 2)])
+        self.topics = {"orders": f"orders.{suffix}", "clickstream": f"clicks.{suffix}"}
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.clicks: dict[str, dict[str, Any]] = {}
+
+    def send(self, orders: list[Any], clicks: list[Any]) -> None:
+        for source, events, valid in (("orders", orders, self.orders),
+                                      ("clickstream", clicks, self.clicks)):
+            records = [Record(b"k", e if isinstance(e, bytes) else json.dumps(e).encode(), ())
+                       for e in events]
+            assert produce(self.broker, self.topics[source], records) == len(records)
+            for e in events:
+                if isinstance(e, dict):
+                    valid.setdefault(e["event_id"], e)
+
+    def run(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("LAKEHOUSE_CRASH_AT", None)
+        if crash_at:
+            env["LAKEHOUSE_CRASH_AT"] = crash_at
+        return subprocess.run([sys.executable, "-m", "lakehouse.cli", "--conf", str(self.config),
+                                *(args or ("run", "--until-idle"))], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=600,
+                               start_new_session=True)
+
+    def gold(self, name: str) -> list[dict[str, Any]]:
+        return DeltaTable(str(self.warehouse / "gold" / name)).to_pyarrow_table().to_pylist()
+
+    def next_batch(self, query: str) -> int:
+        commits = self.warehouse / "_checkpoints" / query / "commits"
+        return max(int(p.name) for p in commits.iterdir() if p.name.isdigit()) + 1
