@@ -22,6 +22,7 @@ from lakehouse.catalog import require_tables, split_name
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import open_table
+from lakehouse.io.kafka_offsets import OffsetRange
 from lakehouse.lineage.datasets import (
     BRONZE_VERSIONS,
     KAFKA_OFFSETS,
@@ -61,13 +62,11 @@ class Hop:
 
 
 @dataclass(frozen=True)
-class OffsetRange:
-    """Offsets ``start`` (included) to ``end`` (excluded) of one topic partition."""
+class KafkaRecords:
+    """The records of one topic partition a table version holds: offsets ``[start, end)``
+    (``records`` can be fewer than the offsets, e.g. across transaction markers)."""
 
-    topic: str
-    partition: int
-    start: int
-    end: int
+    range: OffsetRange
     records: int
 
 
@@ -85,8 +84,8 @@ class Explanation:
     query: str | None
     hops: list[Hop]
     kafka_namespace: str
-    commit_offsets: list[OffsetRange]
-    version_offsets: list[OffsetRange]
+    commit_offsets: list[KafkaRecords]
+    version_offsets: list[KafkaRecords]
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -108,8 +107,8 @@ class Explanation:
                                self.version_offsets)):
             total = sum(r.records for r in ranges)
             lines.append(f"{title} (end exclusive): {total:,} records")
-            lines += [f"  {r.topic} partition {r.partition}: {r.start}..{r.end} "
-                      f"({r.records:,} records)" for r in ranges]
+            lines += [f"  {r.range.topic} partition {r.range.partition}: {r.range.start}.."
+                      f"{r.range.end} ({r.records:,} records)" for r in ranges]
         return "\n".join(lines)
 
 
@@ -159,7 +158,7 @@ def covered_upto(commits: dict[int, Commit], key: str, version: int) -> int | No
     return max(tops, default=None)
 
 
-def offset_ranges(commits: dict[int, Commit], first: int, last: int) -> list[OffsetRange]:
+def offset_ranges(commits: dict[int, Commit], first: int, last: int) -> list[KafkaRecords]:
     """Per topic partition, the offsets bronze commits ``first..last`` hold (pure)."""
     acc: dict[tuple[str, int], list[int]] = {}
     for v, c in commits.items():
@@ -173,7 +172,7 @@ def offset_ranges(commits: dict[int, Commit], first: int, last: int) -> list[Off
                 acc[k] = [min(acc[k][0], start), max(acc[k][1], end), acc[k][2] + n]
             else:
                 acc[k] = [start, end, n]
-    return [OffsetRange(t, p, s, e, n) for (t, p), (s, e, n) in sorted(acc.items())]
+    return [KafkaRecords(OffsetRange(t, p, s, e), n) for (t, p), (s, e, n) in sorted(acc.items())]
 
 
 def explain(config: Config, table: str, version: int) -> Explanation:

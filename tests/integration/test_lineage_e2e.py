@@ -143,13 +143,13 @@ def test_explain_rebuilds_an_earlier_gold_version_from_kafka_offsets(world: Worl
     result = explain(config, f"gold.{name}", version)
     assert [h.table for h in result.hops] == [f"gold.{name}", "silver.orders", "bronze.orders"]
     ranges = result.version_offsets
-    assert {r.topic for r in ranges} == {world.topics["orders"]}
+    assert {r.range.topic for r in ranges} == {world.topics["orders"]}
 
     # Re-read exactly those records from bronze ...
     bronze = DeltaTable(config.warehouse.table_uri("bronze", "orders")).to_pyarrow_table(
         columns=["topic", "partition", "offset"])
     inside = pa.array([False] * bronze.num_rows)
-    for r in ranges:
+    for r in (k.range for k in ranges):
         inside = pc.or_(inside, pc.and_(pc.equal(bronze["partition"], r.partition),
                                         pc.and_(pc.greater_equal(bronze["offset"], r.start),
                                                 pc.less(bronze["offset"], r.end))))
@@ -169,8 +169,8 @@ def test_explain_rebuilds_an_earlier_gold_version_from_kafka_offsets(world: Worl
     assert check.equal, check.describe()
 
     # And the batch that made the version: its own ranges are within the whole version's.
-    for r in result.commit_offsets:
-        whole = next(w for w in ranges if w.partition == r.partition)
+    for r in (k.range for k in result.commit_offsets):
+        whole = next(w.range for w in ranges if w.range.partition == r.partition)
         assert whole.start <= r.start <= r.end <= whole.end
 
 
@@ -187,6 +187,7 @@ def test_lineage_and_explain_commands(world: World) -> None:
     done = world.run("explain", "gold.revenue_by_category_5m", "--version", str(version),
                      "--format", "json")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout)["version_offsets"]
+    offsets = json.loads(done.stdout)["version_offsets"]
+    assert offsets and {"topic", "partition", "start", "end"} <= set(offsets[0]["range"])
     done = world.run("explain", "gold.revenue_by_category_5m", "--version", "0")
     assert done.returncode == 2 and "LH-LINEAGE-003" in done.stderr

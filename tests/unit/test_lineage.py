@@ -179,5 +179,7 @@ def test_explain_arithmetic() -> None:
               2: commit(2, **{KAFKA_OFFSETS: [
                   {"topic": "t", "partition": 0, "from": 5, "to": 9, "records": 4}]})}
     ranges = offset_ranges(bronze, 0, 2)
-    assert [(r.partition, r.start, r.end, r.records) for r in ranges] == [(0, 0, 9, 9), (1, 0, 2, 2)]
-    assert [(r.partition, r.start, r.end) for r in offset_ranges(bronze, 2, 2)] == [(0, 5, 9)]
+    assert [(r.range.partition, r.range.start, r.range.end, r.records) for r in ranges] == \
+        [(0, 0, 9, 9), (1, 0, 2, 2)]
+    assert [(r.range.partition, r.range.start, r.range.end)
+            for r in offset_ranges(bronze, 2, 2)] == [(0, 5, 9)]
