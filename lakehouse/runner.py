@@ -251,7 +251,7 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
         for q in queries:
             if q.isActive:
                 q.stop()
-            lineage.finish(q.name, q.exception())
+            lineage.finish(q.name, _failure(q))
         lineage.close()
         spark.streams.removeListener(listener)
         if own_session:
@@ -280,6 +280,16 @@ def _initialized(query: StreamingQuery, timeout: float = 120.0) -> StreamingQuer
     if not query.isActive and query.exception() is not None:
         raise stream_error(query.name or "", query.exception())  # type: ignore[arg-type]
     return query
+
+
+def _failure(query: StreamingQuery) -> LakehouseError | None:
+    """Why a stopped query failed (our error, caused by Spark's), or None."""
+    exc = query.exception()
+    if exc is None:
+        return None
+    error = stream_error(query.name, exc)
+    error.__cause__ = exc
+    return error
 
 
 def _await(call: Callable[[], Any], query: StreamingQuery) -> None:

@@ -221,3 +221,11 @@ def test_a_critical_rule_breach_stops_before_writing(broker: str, tmp_path: Path
     warehouse = tmp_path / "warehouse"
     assert table(warehouse, "orders").num_rows == 0
     assert table(warehouse, "orders_quarantine").num_rows == 0
+    # Lineage: the batch run and the query run both FAILed, with the error.
+    from lakehouse.lineage.graph import read_events
+    failed = {e["job"]["name"]: e for e in read_events(warehouse / "_lineage" / "events.jsonl")
+              if e["eventType"] == "FAIL"}
+    assert {"silver.orders", "silver.orders.batch"} <= set(failed)
+    for e in (failed["silver.orders"], failed["silver.orders.batch"]):
+        error = e["run"]["facets"]["errorMessage"]
+        assert "LH-QUALITY-001" in error["message"] + error.get("stackTrace", "")
