@@ -354,7 +354,7 @@ def start_gold(spark: SparkSession, config: Config, table: GoldTable,
     writer = GoldWriter(spark, plan, sch, output, state, printer, query_name)
     outputs = [plan.uri] + ([plan.state_uri] if plan.state_uri else [])
     spec = QuerySpec(query_name, storage_dataset(plan.silver_uri), plan.silver_uri, outputs,
-                     {plan.uri: recompute(plan.agg, silver)})
+                     {plan.uri: lambda: recompute(plan.agg, silver)})
     tracker = (lineage or Lineage.off(config)).query(spec, spark.version)
     return start_batches(silver, config, query_name, writer, writer.binding, tracker)
 

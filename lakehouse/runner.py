@@ -159,7 +159,7 @@ def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
         table, IdempotentAppender(uri, app_id=query_name, partition_by=table.partition_by,
                                   storage_options=config.warehouse.storage_options),
         query_name, printer, topic)
-    spec = QuerySpec(query_name, topic, None, [uri], {uri: out})
+    spec = QuerySpec(query_name, topic, None, [uri], {uri: lambda: out})
     tracker = (lineage or Lineage.off(config)).query(spec, spark.version)
     return start_batches(out, config, query_name, writer, writer.binding, tracker)
 

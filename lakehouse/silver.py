@@ -522,7 +522,7 @@ def start_silver(spark: SparkSession, config: Config, table: SilverTable,
     writer = SilverWriter(plan, tables, validator, printer, query_name)
     spec = QuerySpec(query_name, storage_dataset(plan.bronze_uri), plan.bronze_uri,
                      [plan.uri, plan.quarantine_uri, plan.quality_uri, plan.ledger_uri],
-                     {plan.uri: rows})
+                     {plan.uri: lambda: rows})
     tracker = (lineage or Lineage.off(config)).query(spec, spark.version)
     return start_batches(bronze, config, query_name, writer, tables.binding, tracker)
 

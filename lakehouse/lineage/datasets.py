@@ -8,7 +8,7 @@ on an object store.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -119,8 +119,9 @@ class QuerySpec:
     """The input's Delta table URI (None for a Kafka topic)."""
     outputs: Sequence[str]
     """Output table URIs."""
-    derivations: Mapping[str, Any] = field(default_factory=dict)
-    """Output URI -> DataFrame whose logical plan computes that output from the input."""
+    derivations: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
+    """Output URI -> a function returning the DataFrame whose logical plan computes that
+    output from the input (called once, off the query's start-up path)."""
 
 
 Derived = dict[str, list[tuple[str, str, str]]]

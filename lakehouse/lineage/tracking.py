@@ -169,9 +169,9 @@ class QueryLineage:
                 if facts is not None and facts.schema is not None:
                     known = set(facts.schema.names)
             self._columns = {}
-            for uri, df in self.spec.derivations.items():
+            for uri, derive in self.spec.derivations.items():
                 try:
-                    lineage = trace(plan_nodes(df))
+                    lineage = trace(plan_nodes(derive()))
                 except Exception as exc:  # lineage never stops a pipeline
                     log.warning("lineage: no column lineage for %s: %s", uri, exc)
                     continue
