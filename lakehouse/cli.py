@@ -171,14 +171,67 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_query(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.query import run_query, write_result
+    from lakehouse.timetravel import parse_as_of
     started = time.monotonic()
-    result = run_query(config, args.sql)
+    result = run_query(config, args.sql, parse_as_of(args.as_of) if args.as_of else None)
     written = write_result(result, args.format, args.output)
     if written:
         _say(f"{result.num_rows:,} rows -> {written} ({args.format}) in "
              f"{time.monotonic() - started:.2f}s")
     elif args.timing:
         print(f"({time.monotonic() - started:.3f}s)", file=sys.stderr)
+    return 0
+
+
+def cmd_history(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.query import write_result
+    from lakehouse.timetravel import history
+    rows = history(config, args.table)
+    write_result(rows.slice(0, args.limit) if args.limit else rows, args.format, None)
+    return 0
+
+
+def cmd_diff(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.query import aligned, to_json
+    from lakehouse.timetravel import diff, parse_as_of
+    result, old, new = diff(config, args.table, parse_as_of(args.old), parse_as_of(args.new))
+    parts = (("added", result.added), ("removed", result.removed), ("changed", result.changed))
+    if args.format == "json":
+        print(json.dumps({"table": args.table, "from": old, "to": new, "keys": result.keys,
+                          **{k: json.loads(to_json(v)) for k, v in parts}},
+                         ensure_ascii=False, indent=1))
+        return 0
+    print(result.describe(args.table, old, new))
+    for title, rows in parts:
+        if rows.num_rows:
+            print(f"\n{title}:\n{aligned(rows, max_rows=args.limit)}")
+    return 0
+
+
+def cmd_restore(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.catalog import split_name
+    from lakehouse.timetravel import open_as_of, parse_as_of, resolve, restore, versions
+    target = parse_as_of(args.to)
+    current = open_as_of(config, args.table, None)
+    version = resolve(versions(current), target, args.table)
+    question = (f"restore {args.table} to the contents of version {version}? It is at "
+                f"version {current.version()}; the restore adds version "
+                f"{current.version() + 1} and time travel keeps every earlier one.")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise LakehouseError(ErrorCode.TIME_NOT_CONFIRMED, f"not confirmed: {question}",
+                                 hint="run it in a terminal to answer, or pass --yes")
+        if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+            _say("nothing restored")
+            return 1
+    done = restore(config, args.table, version, args.reason)
+    _say(f"{done.table}: version {done.version} restores the contents of version "
+         f"{done.target} (was version {done.previous}); see it with "
+         f"lakehouse history {done.table}")
+    if split_name(args.table)[0] != "bronze":
+        _say("note: the streaming query's progress is unchanged (its checkpoint and the "
+             "transaction ids in the log), so new batches apply on top of the restored "
+             "contents")
     return 0
 
 
@@ -399,7 +452,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="table (aligned, default), csv, json (an array of objects) or parquet")
     p.add_argument("--output", metavar="FILE", help="write to FILE instead of the terminal")
     p.add_argument("--timing", action="store_true", help="print the time taken to stderr")
+    p.add_argument("--as-of", metavar="VERSION|TIME",
+                   help="read every table as it was at this version, or at this instant "
+                        "(ISO-8601; naive means UTC), e.g. 2026-11-20T18:00:00Z")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("history", help="a table's versions: time, operation, rows, run ids",
+                       description="Every version still in a table's Delta log, newest "
+                                   "first: when, which operation, rows added / updated / "
+                                   "removed, and the batch, run id, query and input range "
+                                   "its commit recorded.")
+    p.add_argument("table", help="layer.table")
+    p.add_argument("--limit", type=int, default=0, help="only the newest N versions")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("diff", help="rows added, removed and changed between two versions",
+                       description="Compare two versions (or instants) of a table by its key: "
+                                   "Kafka coordinates in bronze and quarantine, the contract "
+                                   "key in silver, the merge keys in gold.")
+    p.add_argument("table", help="layer.table")
+    p.add_argument("--from", dest="old", required=True, metavar="VERSION|TIME")
+    p.add_argument("--to", dest="new", required=True, metavar="VERSION|TIME")
+    p.add_argument("--limit", type=int, default=20, help="rows shown per kind (default 20)")
+    p.add_argument("--format", choices=["table", "json"], default="table",
+                   help="table (summary and rows, default) or json (every row)")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("restore", help="make an earlier version the current one (asks first)",
+                       description="Commit a new version with the contents of an earlier "
+                                   "version (or instant). Recorded in the history with what "
+                                   "it restored, from which version and why.")
+    p.add_argument("table", help="layer.table")
+    p.add_argument("--to", required=True, metavar="VERSION|TIME")
+    p.add_argument("--reason", default="", help="why (kept in the commit metadata)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("verify", help="check gold against a batch recomputation from silver",
                        description="Recompute each gold table from silver (as of the silver "

@@ -26,7 +26,7 @@ from deltalake import DeltaTable
 from lakehouse.catalog import LAYERS, require_tables
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import open_table
+from lakehouse.timetravel import AsOf, open_as_of
 
 FORMATS = ("table", "csv", "json", "parquet")
 _REF = re.compile(r'(?<![\w.])("?)(' + "|".join(LAYERS) + r')\1\s*\.\s*("?)([A-Za-z_]\w*)\3',
@@ -54,8 +54,9 @@ def replace_tables(sql: str, rename: Callable[[str], str]) -> str:
     return "".join([*out, sub(sql[last:])])
 
 
-def run_query(config: Config, sql: str) -> pa.Table:
-    """Run one SQL statement over the warehouse; the result as an Arrow table."""
+def run_query(config: Config, sql: str, as_of: AsOf | None = None) -> pa.Table:
+    """Run one SQL statement over the warehouse; the result as an Arrow table. With
+    ``as_of`` (a version or an instant) every table is read as it was then."""
     import duckdb
     wanted = referenced_tables(sql)
     available = require_tables(config, wanted)
@@ -65,9 +66,7 @@ def run_query(config: Config, sql: str) -> pa.Table:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
         for name in wanted:
             layer, table = name.split(".", 1)
-            dt = open_table(config.warehouse.table_uri(layer, table),
-                            config.warehouse.storage_options)
-            assert dt is not None
+            dt = open_as_of(config, name, as_of)
             con.execute(f'CREATE VIEW {layer}."{table}" AS {scan_sql(con, dt, name)}')
         try:
             return con.sql(sql).to_arrow_table()

@@ -186,6 +186,7 @@ class IdempotentMerger:
                 _DELETE, pa.array([True] * removed))])
         on = " AND ".join(f"(t.{k} IS NOT DISTINCT FROM s.{k})" for k in self.keys)
         values = {f.name: f"s.{f.name}" for f in schema}
+        metadata = {**metadata, MERGE_KEYS: json.dumps(self.keys)}
         try:
             (table.merge(rebuild_nested(source), on, source_alias="s", target_alias="t",
                          commit_properties=batch_commit(self.app_id, batch_id, metadata))
@@ -200,6 +201,8 @@ class IdempotentMerger:
 
 
 _DELETE = "_lakehouse_delete"
+MERGE_KEYS = "lakehouse.keys"
+"""Commit metadata of every MERGE: the key columns, so tools can compare versions by key."""
 
 
 class Writer(Protocol):

@@ -1,0 +1,94 @@
+"""Time travel over the warehouse the gold tests built: gold as analysts saw it after the
+first run (later runs changed it), its history, a diff by key, and a restore round trip."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from deltalake import DeltaTable
+
+from lakehouse.config import load_config
+from lakehouse.gold import compare
+from lakehouse.query import run_query
+from lakehouse.timetravel import diff, open_as_of, versions
+from tests.integration.gold_world import NOW, World
+
+pytestmark = pytest.mark.integration
+
+TABLE = "gold.revenue_by_category_5m"
+KEYS = ["window_start", "window_end", "category"]
+
+
+def test_queries_as_of_a_version_or_an_instant_see_the_earlier_gold(world: World) -> None:
+    config = load_config(world.config)
+    version = world.revenue_version_after_run1  # type: ignore[attr-defined]
+    uri = config.warehouse.table_uri("gold", "revenue_by_category_5m")
+    then = DeltaTable(uri, version=version).to_pyarrow_table()
+    sql = f"SELECT * FROM {TABLE}"
+    now = run_query(config, sql)
+    assert not compare(now, then, KEYS, TABLE, None).equal  # later batches changed gold
+    old = run_query(config, sql, version)
+    check = compare(old, then, KEYS, TABLE, version)
+    assert check.equal and check.rows == then.num_rows, check.describe()
+    # The same through an instant: just before the next commit, given as naive UTC text.
+    log = versions(open_as_of(config, TABLE, None))
+    following = next(v for v in log if v.version == version + 1)
+    instant = (following.at - timedelta(milliseconds=1)).replace(tzinfo=None).isoformat()
+    done = world.run("query", "--as-of", instant, "--format", "json",
+                     f"SELECT count(*) AS n, sum(orders) AS o FROM {TABLE}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == [{"n": then.num_rows,
+                                        "o": sum(then.column("orders").to_pylist())}]
+    # Before the table existed: a clear error, not an empty answer.
+    done = world.run("query", "--as-of", "2000-01-01T00:00:00Z", f"SELECT 1 FROM {TABLE}")
+    assert done.returncode == 2 and "LH-TIME-002" in done.stderr
+
+
+def test_history_lists_versions_with_run_ids(world: World) -> None:
+    done = world.run("history", TABLE, "--format", "json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(done.stdout)
+    commits = {c["version"]: c for c in DeltaTable(
+        str(world.warehouse / "gold" / "revenue_by_category_5m")).history()}
+    assert [r["version"] for r in rows] == sorted(commits, reverse=True)
+    merges = [r for r in rows if r["operation"] == "MERGE"]
+    assert merges and all(r["run_id"] == commits[r["version"]]["lakehouse.run_id"]
+                          and r["input"].startswith("silver v") for r in merges)
+    assert sum(r["rows_added"] for r in merges) >= 1
+
+
+def test_diff_and_restore_round_trip(world: World) -> None:
+    config = load_config(world.config)
+    old = world.revenue_version_after_run1  # type: ignore[attr-defined]
+    uri = config.warehouse.table_uri("gold", "revenue_by_category_5m")
+    latest = DeltaTable(uri).version()
+    result, _, _ = diff(config, TABLE, old, latest)
+    assert result.keys == KEYS
+    # The late events of run 2 went into windows run 1 had created: changed, not added.
+    late = {(r["window_start"], r["category"])
+            for r in world.late_window_before.values()}  # type: ignore[attr-defined]
+    changed = {(r["window_start"], r["category"]) for r in result.changed.to_pylist()}
+    assert late <= changed
+    assert all(r["window_start"] > NOW - timedelta(hours=4) or
+               (r["window_start"], r["category"]) in late for r in result.added.to_pylist())
+
+    done = world.run("restore", TABLE, "--to", str(old), "--reason", "audit check")
+    assert done.returncode == 2 and "LH-TIME-003" in done.stderr  # no terminal, no --yes
+    done = world.run("restore", TABLE, "--to", str(old), "--yes", "--reason", "audit check")
+    assert done.returncode == 0, done.stderr[-2000:]
+    restored = DeltaTable(uri)
+    assert restored.version() == latest + 1
+    back, _, _ = diff(config, TABLE, old, latest + 1)
+    assert back.added.num_rows == back.removed.num_rows == back.changed.num_rows == 0
+    done = world.run("restore", TABLE, "--to", str(latest), "--yes")
+    assert done.returncode == 0, done.stderr[-2000:]
+    again, _, _ = diff(config, TABLE, latest, latest + 2)
+    assert again.added.num_rows == again.removed.num_rows == again.changed.num_rows == 0
+    history = json.loads(world.run("history", TABLE, "--limit", "2", "--format", "json").stdout)
+    assert [h["operation"] for h in history] == ["RESTORE", "RESTORE"]
+    assert [h["input"] for h in history] == [f"restored to v{latest}", f"restored to v{old}"]
+    commit = next(c for c in DeltaTable(uri).history() if c["version"] == latest + 1)
+    assert commit["lakehouse.reason"] == "audit check"
+    assert commit["lakehouse.restored_from"] == latest
