@@ -235,6 +235,23 @@ def cmd_restore(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.catalog import require_tables, table_names
+    from lakehouse.timetravel import vacuum
+    tables = args.table or table_names(config)
+    require_tables(config, tables)
+    for table in tables:
+        done = vacuum(config, table, args.retention_hours, force=args.force,
+                      dry_run=args.dry_run)
+        verb = "would remove" if done.dry_run else "removed"
+        kept = f"; kept the files of versions {done.kept_versions[0]}..{done.kept_versions[-1]}" \
+               f" (not yet read by a streaming query)" if done.kept_versions else ""
+        _say(f"{table}: {verb} {len(done.files):,} files{kept}")
+        for f in done.files[:args.list]:
+            _say(f"  {f}")
+    return 0
+
+
 def cmd_verify(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.gold import verify
     from lakehouse.registry import discover_gold
@@ -488,6 +505,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="", help="why (kept in the commit metadata)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("vacuum", help="delete data files old versions no longer need",
+                       description="Delete the data files that no version younger than the "
+                                   "retention needs. The default retention is the audit "
+                                   "window (retention.audit_window_hours, 168 h): a shorter "
+                                   "one is refused unless --force. Files of versions a "
+                                   "streaming query has not read yet are always kept.")
+    p.add_argument("table", nargs="*", help="layer.table (default: every table)")
+    p.add_argument("--retention-hours", type=float, metavar="H",
+                   help="keep what versions younger than H hours need (default: the audit "
+                        "window)")
+    p.add_argument("--force", action="store_true",
+                   help="allow a retention shorter than the audit window")
+    p.add_argument("--dry-run", action="store_true", help="list the files, delete nothing")
+    p.add_argument("--list", type=int, default=0, metavar="N", help="print the first N files")
+    p.set_defaults(func=cmd_vacuum)
 
     p = sub.add_parser("verify", help="check gold against a batch recomputation from silver",
                        description="Recompute each gold table from silver (as of the silver "

@@ -150,6 +150,15 @@ class LineageConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """How long old table versions stay readable."""
+
+    audit_window_hours: float = 168.0
+    """``lakehouse vacuum`` keeps every version younger than this unless forced (and is
+    its default retention): auditors can read the tables as they were this far back."""
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """One Kafka topic that lands in a bronze table of the same name."""
 
@@ -172,6 +181,7 @@ class Config:
     silver: SilverConfig = field(default_factory=SilverConfig)
     gold: GoldConfig = field(default_factory=GoldConfig)
     lineage: LineageConfig = field(default_factory=LineageConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
     source_file: str = ""
     """The YAML file this was read from (set by the loader, not by the file)."""
@@ -312,6 +322,8 @@ def _check_values(config: Config) -> None:
         raise bad("lineage.http_url", "must be a URL such as http://marquez:5000")
     if config.lineage.http_timeout_seconds <= 0:
         raise bad("lineage.http_timeout_seconds", "must be positive")
+    if config.retention.audit_window_hours < 0:
+        raise bad("retention.audit_window_hours", "must be zero or positive")
     if config.spark.shuffle_partitions <= 0:
         raise bad("spark.shuffle_partitions", "must be positive")
     for name, source in config.sources.items():

@@ -51,6 +51,8 @@ class ErrorCode(StrEnum):
     TIME_BAD_AS_OF = "LH-TIME-001"
     TIME_NO_VERSION = "LH-TIME-002"
     TIME_NOT_CONFIRMED = "LH-TIME-003"
+    TIME_INSIDE_AUDIT_WINDOW = "LH-TIME-004"
+    TIME_VACUUMED = "LH-TIME-005"
 
 
 class LakehouseError(Exception):

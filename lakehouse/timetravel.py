@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -93,10 +94,20 @@ def open_as_of(config: Config, table: str, as_of: AsOf | None) -> DeltaTable:
         raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND, f"no Delta table at {uri}")
     if as_of is None:
         return dt
-    version = resolve(versions(dt), as_of, table)
+    log = versions(dt)
+    version = resolve(log, as_of, table)
     if version != dt.version():
         dt = DeltaTable(uri, version=version,
                         storage_options=dict(config.warehouse.storage_options) or None)
+    missing = [f for f in dt.file_uris() if "://" not in f and not Path(f).exists()]
+    if missing:
+        raise LakehouseError(
+            ErrorCode.TIME_VACUUMED,
+            f"{table} version {version} can no longer be read: {len(missing)} of its "
+            f"{len(dt.file_uris())} data files were removed by VACUUM",
+            hint=f"versions younger than the audit window "
+                 f"({config.retention.audit_window_hours:g} h) are kept by lakehouse vacuum; "
+                 f"the latest version is {log[-1].version}", table=table, version=version)
     return dt
 
 
@@ -294,3 +305,61 @@ def restore(config: Config, table: str, target: AsOf, reason: str = "") -> Resto
         "lakehouse.reason": reason, RUN_ID: str(generate_new_uuid())}))
     dt.update_incremental()
     return Restored(table, version, previous, dt.version())
+
+
+# -- vacuum --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Vacuumed:
+    """What vacuuming one table did (or would do, in a dry run)."""
+
+    table: str
+    files: list[str]
+    kept_versions: list[int]
+    """Versions whose files were kept because a streaming reader has not read them yet."""
+    dry_run: bool
+
+
+def unread_versions(config: Config, table: str, log: Sequence[Version]) -> list[int]:
+    """Versions of ``table`` a downstream streaming query has not processed yet (silver
+    reads bronze, gold reads silver), per the input ranges their commits record."""
+    from lakehouse.freshness import coverings
+    from lakehouse.registry import discover_gold, discover_silver
+    layer, name = split_name(table)
+    wh, opts = config.warehouse, dict(config.warehouse.storage_options)
+    if layer == "bronze":
+        readers = [(wh.table_uri("silver", t.name), BRONZE_VERSIONS)
+                   for t in discover_silver() if t.bronze == name]
+    elif layer == "silver":
+        readers = [(wh.table_uri("gold", t.state_name), SILVER_VERSIONS)
+                   for t in discover_gold() if t.silver == name] + \
+                  [(wh.table_uri("gold", t.name), SILVER_VERSIONS)
+                   for t in discover_gold() if t.silver == name]
+    else:
+        return []
+    done = [max((c.last for c in coverings(uri, key, opts)), default=-1) for uri, key in readers
+            if open_table(uri, opts) is not None]
+    if not done:
+        return []
+    return [v.version for v in log if v.version > min(done)]
+
+
+def vacuum(config: Config, table: str, retention_hours: float | None, *, force: bool = False,
+           dry_run: bool = False) -> Vacuumed:
+    """Delete the data files no version younger than the retention still needs, keeping
+    versions inside the audit window unless ``force``, and versions a streaming reader
+    has not read yet always."""
+    window = config.retention.audit_window_hours
+    hours = window if retention_hours is None else retention_hours
+    if hours < window and not force:
+        raise LakehouseError(
+            ErrorCode.TIME_INSIDE_AUDIT_WINDOW,
+            f"a retention of {hours:g} h would remove versions younger than the audit window "
+            f"({window:g} h, retention.audit_window_hours in {config.source_file})",
+            hint="auditors could no longer read those versions; pass --force if that is "
+                 "really meant", table=table)
+    dt = open_as_of(config, table, None)
+    keep = unread_versions(config, table, versions(dt))
+    files = dt.vacuum(retention_hours=max(0, round(hours)), dry_run=dry_run,
+                      enforce_retention_duration=False, keep_versions=keep or None)
+    return Vacuumed(table, sorted(files), keep, dry_run)
