@@ -217,13 +217,7 @@ def cmd_restore(config: Config, args: argparse.Namespace) -> int:
     question = (f"restore {args.table} to the contents of version {version}? It is at "
                 f"version {current.version()}; the restore adds version "
                 f"{current.version() + 1} and time travel keeps every earlier one.")
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise LakehouseError(ErrorCode.TIME_NOT_CONFIRMED, f"not confirmed: {question}",
-                                 hint="run it in a terminal to answer, or pass --yes")
-        if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
-            _say("nothing restored")
-            return 1
+    _confirm(question, args.yes)
     done = restore(config, args.table, version, args.reason)
     _say(f"{done.table}: version {done.version} restores the contents of version "
          f"{done.target} (was version {done.previous}); see it with "
@@ -233,6 +227,63 @@ def cmd_restore(config: Config, args: argparse.Namespace) -> int:
              "transaction ids in the log), so new batches apply on top of the restored "
              "contents")
     return 0
+
+
+def cmd_replay(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.catalog import split_name
+    from lakehouse.registry import discover_gold, discover_silver
+    from lakehouse.replay import first_version_at, replay_gold, replay_silver
+    from lakehouse.spark import build_session
+    from lakehouse.timetravel import parse_as_of
+    layer, name = split_name(args.table)
+    silver = {t.name: t for t in discover_silver()}
+    gold = {t.name: t for t in discover_gold()}
+    known = set(silver) if layer == "silver" else set(gold) if layer == "gold" else set()
+    if name not in known:
+        raise LakehouseError(ErrorCode.REPLAY_NOTHING, f"{args.table} is not a silver or gold "
+                             "table defined here",
+                             hint="silver: " + ", ".join(f"silver.{n}" for n in silver)
+                                  + "; gold: " + ", ".join(f"gold.{n}" for n in gold))
+    if not args.into:
+        _confirm(f"replay {args.table} in place (stop its streaming query first)?", args.yes)
+    spark = build_session(config)
+    try:
+        if layer == "silver":
+            first = args.from_bronze_version
+            if args.from_time:
+                at = parse_as_of(args.from_time)
+                if isinstance(at, int):
+                    raise LakehouseError(ErrorCode.TIME_BAD_AS_OF,
+                                         "--from-time takes a time; use --from-bronze-version "
+                                         "for a version")
+                first = first_version_at(config.warehouse.table_uri("bronze",
+                                                                    silver[name].bronze),
+                                         at, dict(config.warehouse.storage_options))
+            report = replay_silver(spark, config, silver[name], first, args.into, _say)
+            _say(report.describe())
+            readers = [f"gold.{t.name}" for t in gold.values() if t.silver == name]
+            if readers and not args.into:
+                _say(f"next: gold tables read silver.{name} and must be replayed too: "
+                     + ", ".join(f"lakehouse replay {r}" for r in readers))
+        else:
+            if args.from_bronze_version is not None or args.from_time:
+                _say("gold is recomputed whole from silver (exact either way); "
+                     "--from-bronze-version / --from-time do not narrow it")
+            _say(replay_gold(spark, config, gold[name], args.into, _say).describe())
+    finally:
+        spark.stop()
+    return 0
+
+
+def _confirm(question: str, yes: bool) -> None:
+    """Ask in a terminal; without one, ``--yes`` is required."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise LakehouseError(ErrorCode.TIME_NOT_CONFIRMED, f"not confirmed: {question}",
+                             hint="run it in a terminal to answer, or pass --yes")
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise LakehouseError(ErrorCode.TIME_NOT_CONFIRMED, "not confirmed; nothing changed")
 
 
 def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
@@ -505,6 +556,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="", help="why (kept in the commit metadata)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("replay", help="rebuild a silver or gold table from its inputs",
+                       description="Rebuild a silver table from bronze with the current "
+                                   "contract and suite (silver and quarantine), or a gold "
+                                   "table from silver with the current definition, as a new "
+                                   "version of the same table (time travel keeps the old "
+                                   "one) or into a side table. Exactly once; stop the "
+                                   "table's streaming query first.")
+    p.add_argument("table", help="silver.<name> or gold.<name>")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--from-bronze-version", type=int, metavar="V",
+                       help="silver: re-route the records of bronze versions V.. only")
+    start.add_argument("--from-time", metavar="T",
+                       help="silver: from the first bronze version committed at or after T")
+    p.add_argument("--into", metavar="NAME",
+                   help="write the rebuilt table to <layer>.NAME (and NAME_quarantine) instead")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("vacuum", help="delete data files old versions no longer need",
                        description="Delete the data files that no version younger than the "

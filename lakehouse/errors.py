@@ -53,6 +53,7 @@ class ErrorCode(StrEnum):
     TIME_NOT_CONFIRMED = "LH-TIME-003"
     TIME_INSIDE_AUDIT_WINDOW = "LH-TIME-004"
     TIME_VACUUMED = "LH-TIME-005"
+    REPLAY_NOTHING = "LH-REPLAY-001"
 
 
 class LakehouseError(Exception):

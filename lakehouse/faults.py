@@ -4,7 +4,8 @@
 ``bronze.orders:after_delta_commit:1``) makes the process SIGKILL itself, and its whole
 process group when it leads one (the Spark JVM included), when that query reaches that
 point in that micro-batch. Points: ``before_delta_commit``, ``after_delta_commit``;
-silver also ``after_quarantine_commit``, two-stage gold ``after_output_commit``.
+silver also ``after_quarantine_commit``, two-stage gold ``after_output_commit``; a silver
+replay (query ``silver.<t>:replay``) ``after_delta_commit``.
 Unset in normal operation; costs one dictionary lookup per batch.
 """
 

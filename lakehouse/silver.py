@@ -67,6 +67,8 @@ LINEAGE = (("topic", "_topic"), ("partition", "_partition"), ("offset", "_offset
 COORDINATES = ("_topic", "_partition", "_offset")
 # Columns of a collected batch that describe the raw record, not the silver row.
 RECORD_ONLY = frozenset({"key", "value", "_kafka_timestamp", "failed_rules", "reasons"})
+REBUILD = "rebuild"
+"""Ledger kind of a ``lakehouse replay`` of a silver table."""
 BRONZE_COLUMNS = frozenset({"key", "value", "topic", "partition", "offset", "timestamp",
                             "timestamp_type", "headers", "ingested_at", "ingest_date",
                             VERSION_COLUMN})
@@ -260,8 +262,10 @@ def check_critical(plan: SilverPlan, counts: dict[str, int], rows: int, batch_id
 
 # -- I/O: lookups and writes ---------------------------------------------------------------
 
-def existing_keys(plan: SilverPlan, valid: pa.Table) -> pa.Table:
-    """Silver's rows holding any of the batch's keys, read only in the batch's event dates."""
+def existing_keys(plan: SilverPlan, valid: pa.Table, before_version: int | None = None
+                  ) -> pa.Table:
+    """Silver's rows holding any of the batch's keys, read only in the batch's event dates
+    (and only those from bronze versions before ``before_version``, if given)."""
     empty = pa.table({plan.key: pa.array([], pa.string()),
                       **{c: pa.array([], t) for c, t in
                          (("_topic", pa.string()), ("_partition", pa.int32()),
@@ -272,9 +276,10 @@ def existing_keys(plan: SilverPlan, valid: pa.Table) -> pa.Table:
     dates = pc.unique(valid.column("event_date").drop_null())
     keys = pc.unique(valid.column(plan.key).drop_null())
     dataset = table.to_pyarrow_dataset()
-    found = dataset.to_table(columns=[plan.key, *COORDINATES],
-                             filter=pc.field("event_date").isin(dates)
-                             & pc.field(plan.key).isin(keys))
+    where = pc.field("event_date").isin(dates) & pc.field(plan.key).isin(keys)
+    if before_version is not None:
+        where = where & (pc.field("_bronze_version") < before_version)
+    found = dataset.to_table(columns=[plan.key, *COORDINATES], filter=where)
     return found.cast(empty.schema) if found.num_rows else empty
 
 
@@ -577,8 +582,11 @@ def accounting(config: Config, table: SilverTable) -> Accounting:
     """The accounting identity of one silver table, from its tables and ledger."""
     plan = load_plan(config, table)
     opts = plan.storage_options
+    # Stream lines count each bronze record once; rebuild lines (lakehouse replay) hold
+    # the change a rebuild made to the duplicates of the range it re-routed.
     ledger = _rows(plan.ledger_uri, opts,
-                   (pc.field("table") == table.qualified_name) & (pc.field("kind") == "stream"),
+                   (pc.field("table") == table.qualified_name)
+                   & pc.field("kind").isin(["stream", REBUILD]),
                    ["bronze_rows", "duplicates_in_batch", "duplicates_in_silver"])
 
     def total(name: str) -> int:

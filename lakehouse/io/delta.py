@@ -149,6 +149,33 @@ class IdempotentAppender:
         return WriteResult(True, data.num_rows, table.version())
 
 
+def replace_rows(uri: str, data: pa.Table, app_id: str, batch_id: int,
+                 metadata: Mapping[str, Any], predicate: str | None = None,
+                 partition_by: Sequence[str] = (),
+                 storage_options: Mapping[str, str] | None = None) -> WriteResult:
+    """Replace the rows matching ``predicate`` (all rows if None) with ``data``, in one
+    commit carrying ``txn(app_id, batch_id)``; skipped if that batch is in the table. A
+    table that does not exist yet is created with ``data``."""
+    opts = dict(storage_options or {})
+    table = open_table(uri, opts)
+    done = None if table is None else table.transaction_version(app_id)
+    if done is not None and done >= batch_id:
+        log.info("%s: %s batch %d already committed; skipping", uri, app_id, batch_id)
+        return WriteResult(False, data.num_rows, None)
+    data = rebuild_nested(data)
+    if table is not None:
+        data = _conform(data, table.schema().to_arrow())
+    try:
+        write_deltalake(table if table is not None else uri, data, mode="overwrite",
+                        predicate=predicate, partition_by=list(partition_by) or None,
+                        storage_options=opts or None,
+                        commit_properties=batch_commit(app_id, batch_id, metadata))
+    except Exception as exc:
+        raise write_failed("replacing rows of", uri, batch_id, exc) from exc
+    table = DeltaTable(uri, storage_options=opts or None)
+    return WriteResult(True, data.num_rows, table.version())
+
+
 class IdempotentMerger:
     """Upserts and deletes rows of one table by its keys (Delta MERGE), each batch at most
     once: the MERGE commit carries the batch's transaction action, like an append."""

@@ -1,0 +1,94 @@
+"""Replay end to end on a real broker: after the suite changes, a silver replay moves
+exactly the right records between silver and quarantine (into a side table first, then
+in place, surviving a kill half way), the accounting identity still holds, and a gold
+replay recomputes gold, after which the stream carries on from there."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID
+from tests.conftest import ROOT
+from tests.integration.test_silver_e2e import order, orders_accounting, record, run, setup
+
+pytestmark = pytest.mark.integration
+
+TABLES = ("run", "--until-idle", "--table", "orders", "--table", "gold.revenue_by_category_5m")
+
+
+def event_ids(warehouse: Path, name: str) -> list[str]:
+    return DeltaTable(str(warehouse / "silver" / name)).to_pyarrow_table(
+        columns=["event_id"]).column("event_id").to_pylist()
+
+
+def test_replay_after_changing_the_suite(broker: str, tmp_path: Path) -> None:
+    from lakehouse.io.kafka_producer import produce
+    suite_dir = tmp_path / "expectations"
+    shutil.copytree(ROOT / "expectations", suite_dir)
+    config, topic = setup(broker, tmp_path, silver={"expectations_dir": str(suite_dir)})
+    warehouse = tmp_path / "warehouse"
+    lower = [order(100 + n, currency="eur") for n in range(10)]   # quarantined today
+    nine = [order(200 + n, quantity=9) for n in range(5)]         # valid today
+    events = [order(n) for n in range(60)] + lower + nine + [order(5)]  # one redelivery
+    produce(broker, topic, [record(e) for e in events] + [record(b"{x")])
+    done = run(config, *TABLES)
+    assert done.returncode == 0, done.stderr[-3000:]
+    before = orders_accounting(config)
+    assert before.holds and before.quarantined == 11 and before.duplicates == 1
+
+    # The contract owner accepts lower-case currencies and caps the quantity at 5.
+    suite = suite_dir / "orders.suite.json"
+    suite.write_text(suite.read_text().replace('"^[A-Z]{3}$"', '"^[A-Za-z]{3}$"')
+                     .replace('"max_value": 10000', '"max_value": 5'))
+
+    side = run(config, "replay", "silver.orders", "--into", "orders_v2")
+    assert side.returncode == 0, side.stderr[-3000:]
+    assert "10 moved quarantine -> silver, 5 silver -> quarantine" in side.stdout
+    assert sorted(event_ids(warehouse, "orders_v2")) == sorted(
+        {e["event_id"] for e in events} - {e["event_id"] for e in nine})
+    assert sorted(i for i in event_ids(warehouse, "orders_v2_quarantine") if i) == \
+        sorted(e["event_id"] for e in nine)
+    assert orders_accounting(config) == before  # the table itself is untouched
+
+    refused = run(config, "replay", "silver.orders")
+    assert refused.returncode == 2 and "LH-TIME-003" in refused.stderr  # not confirmed
+    killed = run(config, "replay", "silver.orders", "--yes",
+                 crash_at="silver.orders:replay:after_delta_commit:0")
+    assert killed.returncode != 0 and "crashing on purpose" in killed.stderr
+    done = run(config, "replay", "silver.orders", "--yes")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming it" in done.stdout and "lakehouse replay gold.revenue_by_category_5m" \
+        in done.stdout
+
+    silver = event_ids(warehouse, "orders")
+    assert len(silver) == len(set(silver)) == 60 + 10
+    assert {e["event_id"] for e in lower} <= set(silver)
+    quarantined = DeltaTable(str(warehouse / "silver" / "orders_quarantine")).to_pyarrow_table()
+    assert sorted(r["event_id"] for r in quarantined.to_pylist() if r["event_id"]) == \
+        sorted(e["event_id"] for e in nine)
+    after = orders_accounting(config)
+    assert after.holds, after.describe()
+    assert (after.silver_rows, after.quarantined, after.duplicates) == (70, 6, 1)
+    commit = DeltaTable(str(warehouse / "silver" / "orders")).history(1)[0]
+    assert json.loads(commit[BRONZE_VERSIONS])["from"] == 0 and commit[RUN_ID]
+
+    # Gold from the replayed silver, then the stream carries on from there.
+    done = run(config, "replay", "gold.revenue_by_category_5m", "--yes")
+    assert done.returncode == 0, done.stderr[-3000:]
+    produce(broker, topic, [record(order(n)) for n in range(300, 305)])
+    done = run(config, *TABLES)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "continuing from version" in done.stdout
+    check = run(config, "verify", "gold", "--table", "revenue_by_category_5m")
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+    gold = DeltaTable(str(warehouse / "gold" / "revenue_by_category_5m")).to_pyarrow_table()
+    placed = Counter(e["event_type"] for e in events if e["event_id"] not in
+                     {x["event_id"] for x in nine})
+    assert sum(gold.column("orders").to_pylist()) == placed["order_placed"] - 1 + 5  # -dup
+    assert orders_accounting(config).holds
