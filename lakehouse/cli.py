@@ -231,19 +231,38 @@ def cmd_restore(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_replay(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.catalog import split_name
-    from lakehouse.registry import discover_gold, discover_silver
-    from lakehouse.replay import first_version_at, replay_gold, replay_silver
+    from lakehouse.registry import discover_bronze, discover_gold, discover_silver
+    from lakehouse.replay import first_version_at, replay_bronze, replay_gold, replay_silver
     from lakehouse.spark import build_session
     from lakehouse.timetravel import parse_as_of
     layer, name = split_name(args.table)
+    bronze = {t.name: t for t in discover_bronze()}
     silver = {t.name: t for t in discover_silver()}
     gold = {t.name: t for t in discover_gold()}
-    known = set(silver) if layer == "silver" else set(gold) if layer == "gold" else set()
+    known = {"bronze": set(bronze), "silver": set(silver), "gold": set(gold)}.get(layer, set())
     if name not in known:
-        raise LakehouseError(ErrorCode.REPLAY_NOTHING, f"{args.table} is not a silver or gold "
-                             "table defined here",
-                             hint="silver: " + ", ".join(f"silver.{n}" for n in silver)
-                                  + "; gold: " + ", ".join(f"gold.{n}" for n in gold))
+        raise LakehouseError(ErrorCode.REPLAY_NOTHING, f"{args.table} is not a table defined "
+                             "here", hint="tables: " + ", ".join(
+                                 [f"bronze.{n}" for n in bronze] + [f"silver.{n}" for n in silver]
+                                 + [f"gold.{n}" for n in gold]))
+    if layer == "bronze":
+        if args.from_offsets is None and args.from_time is None:
+            raise LakehouseError(ErrorCode.REPLAY_NOTHING, "a bronze replay re-reads Kafka: "
+                                 "give --from-offsets or --from-time")
+        _confirm(f"reset {args.table} to earlier Kafka offsets (stop its streaming query "
+                 "first)?", args.yes)
+        start: dict[int, int] | datetime
+        if args.from_time:
+            at = parse_as_of(args.from_time)
+            if isinstance(at, int):
+                raise LakehouseError(ErrorCode.TIME_BAD_AS_OF, "--from-time takes a time")
+            start = at
+        else:
+            start = _partition_offsets(args.from_offsets)
+        _say(replay_bronze(config, bronze[name], start, _say).describe())
+        return 0
+    if args.from_offsets is not None:
+        raise LakehouseError(ErrorCode.REPLAY_NOTHING, "--from-offsets is for bronze tables")
     if not args.into:
         _confirm(f"replay {args.table} in place (stop its streaming query first)?", args.yes)
     spark = build_session(config)
@@ -273,6 +292,19 @@ def cmd_replay(config: Config, args: argparse.Namespace) -> int:
     finally:
         spark.stop()
     return 0
+
+
+def _partition_offsets(text: str) -> dict[int, int]:
+    """``{"0": 120, "1": 0}`` (or ``{"<topic>": {...}}``) -> partition -> offset."""
+    try:
+        value = json.loads(text)
+        if len(value) == 1 and isinstance(next(iter(value.values())), dict):
+            value = next(iter(value.values()))
+        return {int(p): int(o) for p, o in value.items()}
+    except (ValueError, TypeError, AttributeError):
+        raise LakehouseError(ErrorCode.REPLAY_NOTHING, f"--from-offsets {text!r} is not a JSON "
+                             "map of partition to offset", hint='e.g. \'{"0": 120, "1": 0}\'') \
+            from None
 
 
 def _confirm(question: str, yes: bool) -> None:
@@ -558,18 +590,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("replay", help="rebuild a silver or gold table from its inputs",
-                       description="Rebuild a silver table from bronze with the current "
+                       description="Reset a bronze table to earlier Kafka offsets (landing "
+                                   "only what it does not hold), rebuild a silver table from "
+                                   "bronze with the current "
                                    "contract and suite (silver and quarantine), or a gold "
                                    "table from silver with the current definition, as a new "
                                    "version of the same table (time travel keeps the old "
                                    "one) or into a side table. Exactly once; stop the "
                                    "table's streaming query first.")
-    p.add_argument("table", help="silver.<name> or gold.<name>")
+    p.add_argument("table", help="bronze.<name>, silver.<name> or gold.<name>")
     start = p.add_mutually_exclusive_group()
+    start.add_argument("--from-offsets", metavar="JSON",
+                       help='bronze: re-read Kafka from these offsets, e.g. \'{"0": 120}\' '
+                            "(partitions not named start at their end)")
     start.add_argument("--from-bronze-version", type=int, metavar="V",
                        help="silver: re-route the records of bronze versions V.. only")
     start.add_argument("--from-time", metavar="T",
-                       help="silver: from the first bronze version committed at or after T")
+                       help="bronze: re-read Kafka from the first record at or after T; "
+                            "silver: from the first bronze version committed at or after T")
     p.add_argument("--into", metavar="NAME",
                    help="write the rebuilt table to <layer>.NAME (and NAME_quarantine) instead")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")

@@ -54,6 +54,7 @@ class ErrorCode(StrEnum):
     TIME_INSIDE_AUDIT_WINDOW = "LH-TIME-004"
     TIME_VACUUMED = "LH-TIME-005"
     REPLAY_NOTHING = "LH-REPLAY-001"
+    REPLAY_NOT_RETAINED = "LH-REPLAY-002"
 
 
 class LakehouseError(Exception):

@@ -42,7 +42,7 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import MERGE_KEYS, IdempotentAppender, open_table, replace_rows
 from lakehouse.io.delta_source import DeltaLog, read_file, table_arrow_schema
 from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS
-from lakehouse.registry import GoldTable, SilverTable
+from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 from lakehouse.silver import (
     COORDINATES,
     LEDGER_SCHEMA,
@@ -310,3 +310,82 @@ def replay_gold(spark: SparkSession, config: Config, table: GoldTable,
                     f"after silver version {version}")
     return GoldReplay(table.qualified_name, f"gold.{into}" if into else table.qualified_name,
                       version, rows_before, output.num_rows, time.monotonic() - started)
+
+
+@dataclass(frozen=True)
+class BronzeReplay:
+    """What a bronze reset did."""
+
+    table: str
+    start: dict[int, int]
+    rows_before: int
+    rows_after: int
+    seconds: float
+
+    def describe(self) -> str:
+        """The outcome in one line."""
+        starts = " ".join(f"p{p}:{o}" for p, o in sorted(self.start.items()))
+        return (f"{self.table}: re-read Kafka from {starts}; {self.rows_after - self.rows_before:,} "
+                f"missing records landed ({self.rows_before:,} -> {self.rows_after:,} rows) "
+                f"in {self.seconds:.1f}s; records the table held were skipped")
+
+
+def kafka_start(config: Config, topic: str, start: dict[int, int] | datetime
+                ) -> dict[int, int]:
+    """Per partition, the offset to re-read from: as given, or the first record at or
+    after an instant; an error if Kafka no longer retains it."""
+    from confluent_kafka import TopicPartition
+
+    from lakehouse.io.kafka_admin import metadata_consumer, topic_partitions, watermarks
+    consumer = metadata_consumer(config.kafka.bootstrap_servers, config.kafka.client_properties)
+    try:
+        partitions = topic_partitions(consumer, config.kafka.bootstrap_servers, topic)
+        marks = watermarks(consumer, topic, partitions)
+        if isinstance(start, datetime):
+            ms = int(start.timestamp() * 1000)
+            found = consumer.offsets_for_times([TopicPartition(topic, p, ms) for p in partitions],
+                                               timeout=30)
+            offsets = {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1]
+                       for tp in found}
+        else:
+            offsets = {p: start.get(p, marks[p][1]) for p in partitions}
+    finally:
+        consumer.close()
+    gone = {p: marks[p][0] for p, o in offsets.items() if o < marks[p][0]}
+    if gone:
+        raise LakehouseError(
+            ErrorCode.REPLAY_NOT_RETAINED,
+            f"Kafka no longer retains the offsets asked for in {topic}: "
+            + ", ".join(f"partition {p} starts at {low} now" for p, low in sorted(gone.items())),
+            hint="replay from offsets Kafka still holds (or from silver/gold, which keep "
+                 "what bronze landed)", topic=topic)
+    return offsets
+
+
+def replay_bronze(config: Config, table: BronzeTable, start: dict[int, int] | datetime,
+                  printer: Printer = print) -> BronzeReplay:
+    """Reset a bronze table's query to earlier Kafka offsets and run it until idle,
+    landing only the records the table does not hold; its old checkpoint is kept aside."""
+    from lakehouse.runner import run
+    started = time.monotonic()
+    topic = config.source(table.source).topic
+    offsets = kafka_start(config, topic, start)
+    opts = dict(config.warehouse.storage_options)
+    uri = config.warehouse.table_uri("bronze", table.name)
+    current = open_table(uri, opts)
+    before = 0 if current is None else int(current.count())
+    checkpoint = Path(config.warehouse.checkpoint_uri(table.qualified_name))
+    if "://" in str(checkpoint):
+        raise LakehouseError(ErrorCode.REPLAY_NOTHING, "bronze resets need a local checkpoint",
+                             hint=f"move {checkpoint} aside by hand, then run with "
+                                  "streaming.starting_offsets set")
+    if checkpoint.is_dir():
+        aside = checkpoint.with_name(f"{checkpoint.name}.before-reset-{int(time.time())}")
+        checkpoint.rename(aside)
+        printer(f"[{table.qualified_name}] old checkpoint kept at {aside}")
+    reset = json.dumps({topic: {str(p): o for p, o in offsets.items()}})
+    run(config, until_idle=True, tables=[table.qualified_name], printer=printer,
+        bronze_reset={table.qualified_name: reset})
+    after = open_table(uri, opts)
+    return BronzeReplay(table.qualified_name, offsets, before,
+                        0 if after is None else int(after.count()), time.monotonic() - started)

@@ -16,10 +16,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import to_arrow_schema
@@ -28,7 +30,13 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from lakehouse import faults
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import AppIdBinding, IdempotentAppender, ensure_table, max_kafka_offsets
+from lakehouse.io.delta import (
+    AppIdBinding,
+    IdempotentAppender,
+    ensure_table,
+    max_kafka_offsets,
+    open_table,
+)
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_offsets import ranges_in
 from lakehouse.io.kafka_source import FORMAT_NAME
@@ -94,6 +102,9 @@ class BronzeWriter:
     printer: Printer
 
     source: DatasetName
+    skip_held: bool = False
+    """Drop records the table already holds (same partition and offset): a reset to
+    earlier offsets lands only what is missing."""
 
     def __post_init__(self) -> None:
         self.binding = AppIdBinding(self.appender)
@@ -101,6 +112,13 @@ class BronzeWriter:
     def __call__(self, df: DataFrame, batch_id: int, run: BatchRun) -> BatchIO:
         started = time.monotonic()
         data = df.toArrow()
+        read = data.num_rows
+        if self.skip_held:
+            data = not_held(data, held_coordinates(self.appender.uri, data,
+                                                   self.appender.storage_options))
+            if data.num_rows < read:
+                self.printer(f"[{self.query_name}] batch {batch_id}: {read - data.num_rows:,} "
+                             f"of {read:,} records are in the table already; skipped")
         ranges = ranges_in(data)
         metadata = {"lakehouse.query": self.query_name, KAFKA_OFFSETS: ranges,
                     **run.commit_metadata()}
@@ -115,8 +133,35 @@ class BronzeWriter:
         elif result.rows:
             self.printer(f"[{self.query_name}] batch {batch_id}: already in the table "
                          f"(replay after a restart), skipped {result.rows:,} rows")
-        return BatchIO([Read(self.source, data.num_rows, offsets=ranges)],
+        return BatchIO([Read(self.source, read, offsets=ranges)],
                        [Written(self.appender.uri, result.version, data.num_rows)])
+
+
+def _coordinate_keys(partitions: pa.ChunkedArray | pa.Array, offsets: pa.ChunkedArray | pa.Array
+                     ) -> pa.Array:
+    """One int64 per (partition, offset): partition in the top 23 bits (pure)."""
+    return pc.add(pc.shift_left(pc.cast(partitions, pa.int64()), 40),
+                  pc.cast(offsets, pa.int64()))
+
+
+def held_coordinates(uri: str, batch: pa.Table, storage_options: dict[str, str]) -> pa.Table:
+    """The (partition, offset) pairs the table holds within the batch's offset span."""
+    table = open_table(uri, storage_options)
+    if table is None or batch.num_rows == 0:
+        return pa.table({"partition": pa.array([], pa.int32()), "offset": pa.array([], pa.int64())})
+    where = (pc.field("partition").isin(pc.unique(batch.column("partition")))
+             & (pc.field("offset") >= pc.min(batch.column("offset")))
+             & (pc.field("offset") <= pc.max(batch.column("offset"))))
+    return table.to_pyarrow_dataset().to_table(columns=["partition", "offset"], filter=where)
+
+
+def not_held(batch: pa.Table, held: pa.Table) -> pa.Table:
+    """The batch's records whose (partition, offset) is not in ``held`` (pure)."""
+    if held.num_rows == 0:
+        return batch
+    seen = _coordinate_keys(held.column("partition"), held.column("offset"))
+    mine = _coordinate_keys(batch.column("partition"), batch.column("offset"))
+    return batch.filter(pc.invert(pc.is_in(mine, value_set=seen)))
 
 
 def _span(ranges: list[dict[str, Any]]) -> str:
@@ -142,10 +187,13 @@ def resume_offsets(config: Config, table: BronzeTable, printer: Printer) -> str 
 
 
 def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
-                 printer: Printer = print, lineage: Lineage | None = None) -> StreamingQuery:
-    """Start the streaming query that lands one source in its bronze table."""
+                 printer: Printer = print, lineage: Lineage | None = None,
+                 reset_to: str | None = None) -> StreamingQuery:
+    """Start the streaming query that lands one source in its bronze table; with
+    ``reset_to`` (JSON offsets, on a new checkpoint) from those offsets, landing only the
+    records the table does not hold yet."""
     options = kafka_options(config, table)
-    resume = resume_offsets(config, table, printer)
+    resume = reset_to or resume_offsets(config, table, printer)
     if resume:
         options["startingOffsets"] = resume
     raw = spark.readStream.format(FORMAT_NAME).options(**options).load()
@@ -158,7 +206,7 @@ def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
     writer = BronzeWriter(
         table, IdempotentAppender(uri, app_id=query_name, partition_by=table.partition_by,
                                   storage_options=config.warehouse.storage_options),
-        query_name, printer, topic)
+        query_name, printer, topic, skip_held=reset_to is not None)
     spec = QuerySpec(query_name, topic, None, [uri], {uri: lambda: out})
     tracker = (lineage or Lineage.off(config)).query(spec, spark.version)
     return start_batches(out, config, query_name, writer, writer.binding, tracker)
@@ -204,11 +252,13 @@ class RunSummary:
 
 def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None,
         spark: SparkSession | None = None, printer: Printer = print,
-        then: Callable[[], None] | None = None) -> RunSummary:
+        then: Callable[[], None] | None = None,
+        bronze_reset: Mapping[str, str] | None = None) -> RunSummary:
     """Run the pipelines. ``until_idle``: process everything available, then stop;
     otherwise run until Ctrl-C / SIGTERM, then stop cleanly between micro-batches.
     ``then`` (with ``until_idle``) runs once everything is processed, with the queries
-    still running; what it produces is processed too before the run stops."""
+    still running; what it produces is processed too before the run stops.
+    ``bronze_reset``: bronze table -> JSON offsets to start it from (see start_bronze)."""
     from lakehouse.gold import start_gold
     from lakehouse.silver import load_plan, start_silver
     selection = select_tables(discover_bronze(), discover_silver(), discover_gold(), tables)
@@ -229,7 +279,9 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     queries: list[StreamingQuery] = []
     try:
         for t in chosen:
-            queries.append(_initialized(start_bronze(spark, config, t, printer, lineage)))
+            queries.append(_initialized(start_bronze(
+                spark, config, t, printer, lineage,
+                (bronze_reset or {}).get(t.qualified_name))))
             printer(f"started {t.qualified_name} <- topic {config.source(t.source).topic}")
         for s in silver:
             queries.append(_initialized(start_silver(spark, config, s, printer, lineage)))

@@ -78,3 +78,13 @@ def test_diff_by_key_ignores_bookkeeping_columns() -> None:
     assert same.added.num_rows == same.removed.num_rows == same.changed.num_rows == 0
     whole = diff_tables(old, new, [])
     assert (whole.added.num_rows, whole.removed.num_rows, whole.changed.num_rows) == (3, 3, 0)
+
+
+def test_not_held_drops_exactly_the_coordinates_bronze_has() -> None:
+    from lakehouse.runner import not_held
+    batch = pa.table({"partition": pa.array([0, 0, 1, 2], pa.int32()),
+                      "offset": pa.array([5, 6, 5, 7], pa.int64()), "v": ["a", "b", "c", "d"]})
+    held = pa.table({"partition": pa.array([0, 1], pa.int32()),
+                     "offset": pa.array([6, 6], pa.int64())})
+    assert not_held(batch, held).column("v").to_pylist() == ["a", "c", "d"]
+    assert not_held(batch, held.slice(0, 0)).num_rows == 4
