@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from lakehouse.catalog import require_tables, split_name
@@ -31,23 +30,10 @@ from lakehouse.lineage.datasets import (
     SILVER_VERSIONS,
     kafka_dataset,
 )
+from lakehouse.timetravel import Version as Commit
+from lakehouse.timetravel import versions
 
 INPUT_KEY = {"bronze": KAFKA_OFFSETS, "silver": BRONZE_VERSIONS, "gold": SILVER_VERSIONS}
-
-
-@dataclass(frozen=True)
-class Commit:
-    """One version of a table, as its Delta log tells it."""
-
-    version: int
-    operation: str
-    timestamp_ms: int
-    metadata: dict[str, Any]
-
-    @property
-    def at(self) -> datetime:
-        """When it was committed."""
-        return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
 
 
 @dataclass(frozen=True)
@@ -115,10 +101,7 @@ class Explanation:
 def history(uri: str, storage_options: dict[str, str]) -> dict[int, Commit]:
     """Every version of a table still in its log."""
     table = open_table(uri, storage_options)
-    if table is None:
-        return {}
-    return {int(c["version"]): Commit(int(c["version"]), str(c.get("operation", "")),
-                                      int(c.get("timestamp", 0)), c) for c in table.history()}
+    return {} if table is None else {v.version: v for v in versions(table)}
 
 
 def span(commit: Commit, key: str) -> Any:

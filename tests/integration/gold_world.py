@@ -89,3 +89,22 @@ class World:
     def next_batch(self, query: str) -> int:
         commits = self.warehouse / "_checkpoints" / query / "commits"
         return max(int(p.name) for p in commits.iterdir() if p.name.isdigit()) + 1
+
+    def notebook(self, name: str) -> tuple[list[dict[str, Any]], str]:
+        """Execute ``notebooks/<name>`` against this warehouse (as the analyst or auditor
+        would, from the project root); its outputs, and their text. Fails on any error."""
+        import nbformat
+        from nbclient import NotebookClient
+        notebook = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+        os.environ["LAKEHOUSE_CONF"] = str(self.config)
+        try:
+            NotebookClient(notebook, timeout=300, kernel_name="python3",
+                           resources={"metadata": {"path": str(ROOT)}}).execute()
+        finally:
+            os.environ.pop("LAKEHOUSE_CONF")
+        outputs = [o for cell in notebook.cells if cell.cell_type == "code"
+                   for o in cell.get("outputs", [])]
+        assert not [o for o in outputs if o.get("output_type") == "error"]
+        text = "".join(str(o.get("data", {}).get("text/plain", "")) + o.get("text", "")
+                       for o in outputs)
+        return outputs, text

@@ -5,7 +5,6 @@ and (b) the engine's own batch recomputation from silver (``verify``)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 from collections import defaultdict
@@ -19,7 +18,6 @@ from pyspark.sql import SparkSession
 from lakehouse.config import load_config
 from lakehouse.gold import verify
 from lakehouse.registry import discover_gold
-from tests.conftest import ROOT
 from tests.integration.gold_world import BASE, DAY0, NOW, World, click, order
 
 pytestmark = pytest.mark.integration
@@ -133,20 +131,7 @@ def test_gold_stays_exact_after_a_kill_and_a_lost_checkpoint(world: World,
 
 
 def test_analyst_notebook_executes(world: World) -> None:
-    import nbformat
-    from nbclient import NotebookClient
-    notebook = nbformat.read(ROOT / "notebooks" / "analyst_revenue.ipynb", as_version=4)
-    os.environ["LAKEHOUSE_CONF"] = str(world.config)
-    try:
-        NotebookClient(notebook, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(ROOT)}}).execute()
-    finally:
-        os.environ.pop("LAKEHOUSE_CONF")
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code"
-               for o in cell.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
+    outputs, text = world.notebook("analyst_revenue.ipynb")
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 2  # revenue over time, revenue by country
-    text = "".join(str(o.get("data", {}).get("text/plain", "")) + o.get("text", "")
-                   for o in outputs)
     assert "books" in text and "文具" in text

@@ -95,26 +95,9 @@ def test_diff_and_restore_round_trip(world: World) -> None:
 
 
 def test_auditor_notebook_executes(world: World) -> None:
-    import os
-
-    import nbformat
-    from nbclient import NotebookClient
-
-    from tests.conftest import ROOT
     uri = str(world.warehouse / "gold" / "revenue_by_category_5m")
     before = DeltaTable(uri).to_pyarrow_table()
-    notebook = nbformat.read(ROOT / "notebooks" / "auditor_time_travel.ipynb", as_version=4)
-    os.environ["LAKEHOUSE_CONF"] = str(world.config)
-    try:
-        NotebookClient(notebook, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(ROOT)}}).execute()
-    finally:
-        os.environ.pop("LAKEHOUSE_CONF")
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code"
-               for o in cell.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    text = "".join(str(o.get("data", {}).get("text/plain", "")) + o.get("text", "")
-                   for o in outputs)
+    _, text = world.notebook("auditor_time_travel.ipynb")
     assert "by window_start, window_end, category" in text  # the diff by key
     assert "Kafka offsets the whole version was built from" in text
     assert "RESTORE" in text

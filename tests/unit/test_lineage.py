@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -162,7 +163,8 @@ def test_graph_from_events_in_every_format(tmp_path: Path) -> None:
 
 
 def commit(version: int, **metadata: object) -> Commit:
-    return Commit(version, "WRITE", 0, {k.replace("__", "."): v for k, v in metadata.items()})
+    return Commit(version, datetime.now(UTC), "WRITE",
+                  {k.replace("__", "."): v for k, v in metadata.items()})
 
 
 def test_explain_arithmetic() -> None:
