@@ -120,11 +120,6 @@ def read_bronze(uri: str, first: int, last: int) -> pa.Table:
     return pa.Table.from_batches(batches, schema)
 
 
-def _count(uri: str, opts: dict[str, str], where: pc.Expression) -> int:
-    table = open_table(uri, opts)
-    return 0 if table is None else int(table.to_pyarrow_dataset().count_rows(filter=where))
-
-
 def _coords(data: pa.Table) -> set[tuple[str, int, int]]:
     return set(zip(*(data.column(c).to_pylist() for c in COORDINATES), strict=True))
 
