@@ -1,9 +1,12 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and
-# install everything first (Java 17 must be on the machine; nothing else is needed).
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv, install
+# the Python packages and fetch the pinned JVM jars with Maven first (Java 17 and Maven
+# must be on the machine; nothing else is needed).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+JARS   := jvm/target/.fetched
+MVN    ?= mvn -q -B
 
 .PHONY: setup demo run test unit lint typecheck bench broker-up broker-down clean
 
@@ -13,15 +16,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install the project with its dev tools
+$(JARS): jvm/spark/pom.xml jvm/broker/pom.xml
+	$(MVN) -f jvm/spark/pom.xml dependency:copy-dependencies
+	$(MVN) -f jvm/broker/pom.xml dependency:copy-dependencies
+	touch $(JARS)
 
-demo: $(STAMP) ## broker up, produce events with faults, run the pipelines until idle
+setup: $(STAMP) $(JARS) ## create .venv, install the project with its dev tools, fetch the jars
+
+demo: $(STAMP) $(JARS) ## broker up, produce events with faults, run the pipelines until idle
 	$(BIN)/lakehouse demo
 
-run: $(STAMP) ## run the pipelines continuously (Ctrl-C stops cleanly)
+run: $(STAMP) $(JARS) ## run the pipelines continuously (Ctrl-C stops cleanly)
 	$(BIN)/lakehouse run
 
-test: $(STAMP) ## lint, type-check, then every test (unit and end to end)
+test: $(STAMP) $(JARS) ## lint, type-check, then every test (unit and end to end)
 	$(BIN)/ruff check .
 	$(BIN)/mypy lakehouse bronze silver gold pipelines
 	$(BIN)/pytest
@@ -29,7 +37,7 @@ test: $(STAMP) ## lint, type-check, then every test (unit and end to end)
 unit: $(STAMP) ## the fast tests only (no broker, no Spark)
 	$(BIN)/pytest tests/unit
 
-broker-up: $(STAMP)
+broker-up: $(STAMP) $(JARS)
 	$(BIN)/lakehouse broker up
 
 broker-down: $(STAMP)

@@ -26,7 +26,7 @@ def bench_environment(max_per_batch: int) -> Iterator[Config]:
             "kafka": {"bootstrap_servers": f"127.0.0.1:{port}"},
             "warehouse": {"root": str(Path(tmp) / "warehouse")},
             "streaming": {"trigger_seconds": 0, "max_offsets_per_trigger": max_per_batch},
-            "silver": {"max_rows_per_trigger": max_per_batch},
+            "silver": {"max_bytes_per_trigger": "16m"},
             "sources": {"orders": {"topic": "bench.orders", "partitions": 6}}})
         broker = EmbeddedBroker(config.kafka.bootstrap_servers, config.broker_data_dir)
         broker.up()

@@ -1,24 +1,59 @@
-"""The embedded Kafka-protocol broker (noida-db) for the local default and the tests.
+"""The embedded Apache Kafka broker for the local default and the tests.
 
-``up`` starts ``noida-db start --only kafka`` as a detached process, waits until it
-answers a metadata request and records its pid; ``down`` stops it gracefully (SIGTERM,
-then SIGKILL after a grace period); ``status`` says whether it runs. ``up`` twice is fine.
-Nothing here is used when the configuration points at a real cluster.
+One warehouse, one broker: a single-node Apache Kafka in KRaft mode (broker and
+controller in one JVM) run from the jars ``make setup`` fetched (``lakehouse.jvm``), with
+its data, settings and log file under the warehouse's ``_broker`` folder. ``up`` formats
+the storage once, starts ``kafka.Kafka``, records pid and ports in ``broker.json`` and
+returns once a metadata request answers; it refuses a port held by anything else (another
+warehouse's broker included). ``down`` stops the recorded broker gracefully (SIGTERM,
+then SIGKILL after a grace period); ``status`` says whether it runs. ``up`` twice is
+fine. Nothing here is used when the configuration points at a real cluster.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
+import socket
 import subprocess
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.jvm import JarSet, jars
 
-PID_FILE = "lakehouse-broker.pid"
-LOG_FILE = "lakehouse-broker.log"
+STATE_FILE = "broker.json"
+LOG_FILE = "broker.log"
+PROPERTIES_FILE = "server.properties"
+LOG4J_FILE = "log4j2.properties"
+STORAGE_DIR = "kraft"
+JVM_OPTIONS = ("-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError",
+               "-Djava.awt.headless=true")
+"""A laptop-sized heap; the serial collector starts as fast as G1 and spares a core."""
+
+LOG4J = """\
+# Kafka logs its own shutdown: keep log4j2's shutdown hook from stopping logging first.
+shutdownHook = disable
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.append = true
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+# Every start dumps each configuration and replays the metadata log: keep those out.
+logger.config.name = org.apache.kafka.common.config.AbstractConfig
+logger.config.level = WARN
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
 
 
 @dataclass(frozen=True)
@@ -30,6 +65,8 @@ class BrokerStatus:
     pid: int | None
     bootstrap: str
     data_dir: str
+    port_taken: bool = False
+    """Not running, and something else holds its port."""
 
     def describe(self) -> str:
         """One line for humans."""
@@ -37,132 +74,276 @@ class BrokerStatus:
             return f"running (pid {self.pid}) at {self.bootstrap}, data in {self.data_dir}"
         if self.running:
             return f"started (pid {self.pid}) but not answering at {self.bootstrap} yet"
-        if self.answering:
-            return f"a broker not started by lakehouse answers at {self.bootstrap}"
+        if self.port_taken:
+            return (f"not running; {self.bootstrap} is held by another process "
+                    f"(another warehouse's broker?)")
         return f"not running (would listen on {self.bootstrap}, data in {self.data_dir})"
 
 
-def noida_binary() -> Path:
-    """The noida-db executable shipped inside the pinned ``noida-db`` wheel."""
-    import noida_db
-    binary = Path(noida_db.__file__).parent / "noida-db"
-    if not binary.exists():
-        raise LakehouseError(ErrorCode.BROKER_START_FAILED,
-                             f"noida-db binary not found at {binary}",
-                             hint="reinstall the project: make setup")
-    return binary
+@dataclass(frozen=True)
+class _Record:
+    """What ``broker.json`` keeps about the warehouse's broker."""
+
+    host: str
+    port: int
+    controller_port: int
+    cluster_id: str
+    pid: int | None
 
 
 class EmbeddedBroker:
-    """Controls one noida-db process, identified by its data directory."""
+    """Controls the one Kafka process of a data directory (a warehouse's ``_broker``)."""
 
     def __init__(self, bootstrap: str, data_dir: str, startup_timeout: float = 30.0) -> None:
-        host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
-        if "," in bootstrap or not port.isdigit():
+        host, _, port = bootstrap.strip().rpartition(":")
+        if "," in bootstrap or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise LakehouseError(
                 ErrorCode.BROKER_NOT_EMBEDDED,
                 f"the embedded broker needs a single host:port, not {bootstrap!r}",
                 hint="set kafka.bootstrap_servers to e.g. 127.0.0.1:19092")
         self.host, self.port = host, int(port)
         self.bootstrap = f"{host}:{port}"
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).resolve()
         self.startup_timeout = startup_timeout
 
     @property
-    def pid_file(self) -> Path:
-        return self.data_dir / PID_FILE
-
-    @property
     def log_file(self) -> Path:
+        """The broker's log (Kafka's own lines and anything the JVM prints)."""
         return self.data_dir / LOG_FILE
 
-    def _pid(self) -> int | None:
+    def answering(self, timeout: float = 2.0) -> bool:
+        """Whether a Kafka broker answers a metadata request at the address."""
+        return not _port_free(self.host, self.port) and _answers(self.bootstrap, timeout)
+
+    def status(self) -> BrokerStatus:
+        """Is the warehouse's broker running, and does it answer?"""
+        record = self._record()
+        pid = self._running_pid(record)
+        if record is not None and pid is not None:
+            bootstrap = f"{record.host}:{record.port}"
+            return BrokerStatus(True, _answers(bootstrap, 2.0), pid, bootstrap,
+                                str(self.data_dir))
+        return BrokerStatus(False, False, None, self.bootstrap, str(self.data_dir),
+                            port_taken=not _port_free(self.host, self.port))
+
+    def up(self) -> BrokerStatus:
+        """Start the broker unless it already runs; return once it answers."""
+        record = self._record()
+        if record is not None and self._running_pid(record) is not None:
+            if (record.host, record.port) != (self.host, self.port):
+                raise LakehouseError(
+                    ErrorCode.BROKER_RUNNING_ELSEWHERE,
+                    f"this warehouse's broker already runs at {record.host}:{record.port}, "
+                    f"not at {self.bootstrap}",
+                    hint=f"stop it first (lakehouse broker down) or use --port {record.port}",
+                    bootstrap=self.bootstrap, data_dir=str(self.data_dir))
+            return self._await_answer(record)
+        if not _port_free(self.host, self.port):
+            other = ("a Kafka broker this warehouse did not start"
+                     if self.answering(timeout=1.0) else "another process")
+            raise LakehouseError(
+                ErrorCode.BROKER_PORT_TAKEN,
+                f"port {self.port} is held by {other}; the broker of {self.data_dir} "
+                f"cannot listen at {self.bootstrap}",
+                hint="stop the other broker (`lakehouse broker down` with its config) or "
+                     "start this one on another port: lakehouse broker up --port N",
+                bootstrap=self.bootstrap, data_dir=str(self.data_dir))
+        classpath = os.pathsep.join(str(jar) for jar in jars(JarSet.BROKER))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        record = self._prepare(record)
+        if not (self.data_dir / STORAGE_DIR / "meta.properties").exists():
+            self._format(classpath, record.cluster_id)
+        proc = self._java(classpath, "kafka.Kafka", str(self.data_dir / PROPERTIES_FILE))
+        record = _Record(record.host, record.port, record.controller_port, record.cluster_id,
+                         proc.pid)
+        self._write_record(record)
+        return self._await_answer(record)
+
+    def down(self, grace: float = 20.0) -> bool:
+        """Stop the warehouse's broker gracefully; True if one was running."""
+        record = self._record()
+        pid = self._running_pid(record)
+        if record is None or pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and self._running_pid(record) is not None:
+            time.sleep(0.1)
+        if self._running_pid(record) is not None:
+            os.kill(pid, signal.SIGKILL)
+            while self._running_pid(record) is not None:
+                time.sleep(0.05)
+        self._write_record(_Record(record.host, record.port, record.controller_port,
+                                   record.cluster_id, None))
+        return True
+
+    def _prepare(self, record: _Record | None) -> _Record:
+        """The ports and cluster id of this start, with its properties and log4j files."""
+        cluster_id = _formatted_cluster_id(self.data_dir / STORAGE_DIR) or (
+            record.cluster_id if record else _new_cluster_id())
+        controller_port = record.controller_port if record else self.port + 1
+        if controller_port == self.port or not _port_free(self.host, controller_port):
+            controller_port = self.port + 1
+            if not _port_free(self.host, controller_port):
+                controller_port = _free_port(self.host)
+        host, port = self.host, self.port
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"{host}:{controller_port}",
+            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.data_dir / STORAGE_DIR),
+            "num.partitions": "1",
+            "auto.create.topics.enable": "true",
+            "log.retention.hours": "-1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "6",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "6",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        (self.data_dir / PROPERTIES_FILE).write_text(
+            "".join(f"{key}={value}\n" for key, value in properties.items()))
+        (self.data_dir / LOG4J_FILE).write_text(LOG4J.format(log=self.log_file))
+        return _Record(host, port, controller_port, cluster_id, None)
+
+    def _format(self, classpath: str, cluster_id: str) -> None:
+        """Format the empty storage as a standalone KRaft quorum (once per warehouse)."""
+        proc = self._java(classpath, "kafka.tools.StorageTool", "format", "--standalone",
+                          "-t", cluster_id, "-c", str(self.data_dir / PROPERTIES_FILE))
         try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
+            failed = proc.wait(timeout=self.startup_timeout) != 0
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            failed = True
+        if failed:
+            raise LakehouseError(
+                ErrorCode.BROKER_START_FAILED,
+                f"formatting the Kafka storage in {self.data_dir / STORAGE_DIR} failed",
+                hint=f"last lines of {self.log_file}:\n{self._log_tail()}",
+                bootstrap=self.bootstrap, data_dir=str(self.data_dir))
+
+    def _java(self, classpath: str, main: str, *args: str) -> subprocess.Popen[bytes]:
+        """A detached JVM running ``main`` in the data directory (how ``_running_pid``
+        knows it), its output appended to the broker log."""
+        java = Path(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") \
+            else Path("java")
+        command = [str(java), *JVM_OPTIONS,
+                   f"-Dlog4j2.configurationFile={self.data_dir / LOG4J_FILE}",
+                   "-cp", classpath, main, *args]
+        try:
+            with self.log_file.open("ab") as log:
+                return subprocess.Popen(command, cwd=self.data_dir, stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        except FileNotFoundError as exc:
+            raise LakehouseError(ErrorCode.BROKER_START_FAILED, f"no Java at {java}",
+                                 hint="install a JDK 17 or set JAVA_HOME") from exc
+
+    def _await_answer(self, record: _Record) -> BrokerStatus:
+        """The status once the recorded broker answers; a clear error if it exits or stalls."""
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline and self._running_pid(record) is not None:
+            if self.answering(timeout=1.0):
+                return self.status()
+            time.sleep(0.2)
+        exited = self._running_pid(record) is None
+        self.down(grace=5.0)
+        reason = "exited" if exited else f"did not answer within {self.startup_timeout:.0f}s"
+        raise LakehouseError(
+            ErrorCode.BROKER_START_FAILED,
+            f"Apache Kafka at {self.bootstrap} {reason}",
+            hint=f"last lines of {self.log_file}:\n{self._log_tail()}",
+            bootstrap=self.bootstrap, data_dir=str(self.data_dir))
+
+    def _record(self) -> _Record | None:
+        try:
+            return _Record(**json.loads((self.data_dir / STATE_FILE).read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def _write_record(self, record: _Record) -> None:
+        (self.data_dir / STATE_FILE).write_text(json.dumps(asdict(record), indent=2) + "\n")
+
+    def _running_pid(self, record: _Record | None) -> int | None:
+        """The recorded pid if that process still is this data directory's broker: a JVM
+        working in it (Linux ``/proc``), so a recycled pid is not taken for the broker."""
+        if record is None or record.pid is None:
             return None
         try:
             # Reap it if it is our own exited child (tests start and stop it in-process).
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            if os.waitpid(record.pid, os.WNOHANG)[0] == record.pid:
                 return None
         except ChildProcessError:
             pass
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            cwd = os.readlink(f"/proc/{record.pid}/cwd")
+            name = Path(f"/proc/{record.pid}/comm").read_text().strip()
+        except OSError:
             return None
-        except PermissionError:
-            return pid
-        return pid
+        return record.pid if (cwd, name) == (str(self.data_dir), "java") else None
 
-    def answering(self, timeout: float = 2.0) -> bool:
-        """Whether a Kafka broker answers a metadata request at the address."""
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0,
-                             "socket.connection.setup.timeout.ms": 1000})
-        try:
-            admin.list_topics(timeout=timeout)
-            return True
-        except KafkaException:
-            return False
-
-    def status(self) -> BrokerStatus:
-        """Is it running, and does it answer?"""
-        pid = self._pid()
-        return BrokerStatus(pid is not None, self.answering(), pid, self.bootstrap,
-                            str(self.data_dir))
-
-    def up(self) -> BrokerStatus:
-        """Start the broker unless it already runs; return once it answers."""
-        pid = self._pid()
-        if pid is not None and self.answering():
-            return self.status()
-        if pid is None and self.answering(timeout=1.0):
-            # Something already serves Kafka here (a previous broker or a real one): use it.
-            return self.status()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if pid is None:
-            with self.log_file.open("ab") as log:
-                proc = subprocess.Popen(
-                    [str(noida_binary()), "start", "--only", "kafka", "--host", self.host,
-                     "--kafka-port", str(self.port), "--data-dir", str(self.data_dir)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True)
-            self.pid_file.write_text(str(proc.pid))
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._pid() is None:
-                break
-            if self.answering(timeout=1.0):
-                return self.status()
-            time.sleep(0.2)
-        tail = self._log_tail()
-        self.down()
-        raise LakehouseError(
-            ErrorCode.BROKER_START_FAILED,
-            f"noida-db did not answer at {self.bootstrap} within {self.startup_timeout:.0f}s",
-            hint=f"is port {self.port} taken? last lines of {self.log_file}:\n{tail}",
-            bootstrap=self.bootstrap)
-
-    def down(self, grace: float = 15.0) -> bool:
-        """Stop the broker gracefully; True if one was running."""
-        pid = self._pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and self._pid() is not None:
-            time.sleep(0.1)
-        if self._pid() is not None:
-            os.kill(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        return True
-
-    def _log_tail(self, lines: int = 10) -> str:
+    def _log_tail(self, lines: int = 12) -> str:
         try:
             text = self.log_file.read_text(errors="replace").splitlines()
         except FileNotFoundError:
             return "(no log)"
-        return "\n".join(line for line in text[-lines:] if "GLIBC" not in line)
+        # Stack frames and configuration dumps are indented; the messages are not.
+        kept = [line[:300] for line in text if line.strip() and not line[0].isspace()]
+        return "\n".join(kept[-lines:]) or "(empty log)"
+
+
+def _answers(bootstrap: str, timeout: float) -> bool:
+    """Whether a Kafka broker answers a metadata request at ``bootstrap``."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
+                         "socket.connection.setup.timeout.ms": 1000})
+    try:
+        admin.list_topics(timeout=timeout)
+        return True
+    except KafkaException:
+        return False
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether nothing listens on host:port (a port left in TIME_WAIT counts as free)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _formatted_cluster_id(storage: Path) -> str | None:
+    """The cluster id the storage was formatted with, None if it is not formatted."""
+    try:
+        lines = (storage / "meta.properties").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    return next((line.partition("=")[2].strip() for line in lines
+                 if line.startswith("cluster.id=")), "")
+
+
+def _new_cluster_id() -> str:
+    """A random cluster id as Kafka writes them (URL-safe base64 of a UUID, no '-' first)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text

@@ -1,8 +1,15 @@
-"""What tables the warehouse holds (``layer.name`` -> Delta table), and how to read them
-from pandas and Spark."""
+"""What tables the warehouse holds (``layer.name`` -> Delta table), how SQL names them,
+and how to read them from pandas and Spark.
+
+The one module the readers share for naming and finding tables: ``lakehouse.query``
+(DuckDB), ``lakehouse.timetravel`` and ``lakehouse.lineage.explain`` import it, and it
+imports none of them.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,6 +22,9 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 LAYERS = ("bronze", "silver", "gold")
+_REF = re.compile(r'(?<![\w.])("?)(' + "|".join(LAYERS) + r')\1\s*\.\s*("?)([A-Za-z_]\w*)\3',
+                  re.IGNORECASE)
+_STRING = re.compile(r"'(?:[^']|'')*'")
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,31 @@ def split_name(name: str) -> tuple[str, str]:
     return layer, table
 
 
+def table_uri(config: Config, name: str) -> str:
+    """Where the table ``layer.table`` lives."""
+    return config.warehouse.table_uri(*split_name(name))
+
+
+def referenced_tables(sql: str) -> list[str]:
+    """``layer.name`` of every warehouse table the SQL names, in order, once each (pure)."""
+    seen: dict[str, None] = {}
+    replace_tables(sql, lambda name: seen.setdefault(name) or name)
+    return list(seen)
+
+
+def replace_tables(sql: str, rename: Callable[[str], str]) -> str:
+    """The SQL with every ``layer.name`` reference replaced by ``rename(name)``; string
+    literals are left alone (pure)."""
+    def sub(text: str) -> str:
+        return _REF.sub(lambda m: rename(f"{m.group(2).lower()}.{m.group(4)}"), text)
+
+    out, last = [], 0
+    for literal in _STRING.finditer(sql):
+        out += [sub(sql[last:literal.start()]), literal.group(0)]
+        last = literal.end()
+    return "".join([*out, sub(sql[last:])])
+
+
 def require_tables(config: Config, names: list[str]) -> list[str]:
     """Check every named table exists; an error listing the tables if one does not.
     Returns the warehouse's tables."""
@@ -81,10 +116,8 @@ def read_pandas(name: str, config: Config | None = None, columns: list[str] | No
     """One table (as of ``version``) as a pandas DataFrame, e.g.
     ``read_pandas("gold.revenue_by_category_5m")``. Config defaults as in the CLI."""
     config = config or load_config()
-    layer, table = split_name(name)
     require_tables(config, [name])
-    dt = open_table(config.warehouse.table_uri(layer, table), config.warehouse.storage_options,
-                    version=version)
+    dt = open_table(table_uri(config, name), config.warehouse.storage_options, version=version)
     assert dt is not None
     return dt.to_pandas(columns=columns)
 
@@ -97,17 +130,14 @@ def view_name(name: str) -> str:
 
 def register_views(spark: SparkSession, config: Config | None = None,
                    names: list[str] | None = None) -> list[str]:
-    """Register tables (default: all) as temporary views of ``spark``, read through the
-    ``delta-py`` source; returns the view names (``gold_revenue_by_category_5m``, ...)."""
-    from lakehouse.io.delta_source import FORMAT_NAME, VERSION_COLUMN
-    from lakehouse.spark import register_sources
+    """Register tables (default: all) as temporary views of ``spark``, read by delta-spark
+    (the session needs Delta on it: ``lakehouse.spark.build_session``); returns the view
+    names (``gold_revenue_by_category_5m``, ...)."""
     config = config or load_config()
-    register_sources(spark)
     views = []
     for name in names or table_names(config):
-        layer, table = split_name(name)
-        (spark.read.format(FORMAT_NAME).option("path", config.warehouse.table_uri(layer, table))
-         .load().drop(VERSION_COLUMN).createOrReplaceTempView(view_name(name)))
+        spark.read.format("delta").load(table_uri(config, name)) \
+            .createOrReplaceTempView(view_name(name))
         views.append(view_name(name))
     return views
 
@@ -115,7 +145,6 @@ def register_views(spark: SparkSession, config: Config | None = None,
 def spark_sql(spark: SparkSession, sql: str, config: Config | None = None) -> DataFrame:
     """Run SQL naming tables as ``gold.revenue_by_category_5m`` (as ``lakehouse query``
     does) on Spark: the tables it names are registered as views first."""
-    from lakehouse.query import referenced_tables, replace_tables
     config = config or load_config()
     names = referenced_tables(sql)
     require_tables(config, names)

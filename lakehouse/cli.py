@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lakehouse import graph
 from lakehouse.config import Config, load_config
 from lakehouse.errors import ErrorCode, LakehouseError
 
 if TYPE_CHECKING:
+    from lakehouse.broker import EmbeddedBroker
     from lakehouse.registry import SilverTable
 
 
@@ -29,29 +31,33 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def _embedded_broker(config: Config, port: int | None = None) -> EmbeddedBroker:
+    """The warehouse's embedded broker, on ``port`` instead of the configured one if given."""
+    from lakehouse.broker import EmbeddedBroker
+    bootstrap = config.kafka.bootstrap_servers
+    if port is not None:
+        bootstrap = f"{bootstrap.rpartition(':')[0]}:{port}"
+    return EmbeddedBroker(bootstrap, config.broker_data_dir,
+                          config.kafka.embedded.startup_timeout_seconds)
+
+
 def ensure_broker(config: Config) -> str:
-    """Start the embedded broker if the config wants one, else check the cluster answers."""
+    """Start the warehouse's broker if the config wants one, else check the cluster answers."""
     from lakehouse.io.kafka_admin import admin_client, list_topics
     if config.kafka.embedded.enabled:
-        from lakehouse.broker import EmbeddedBroker
-        broker = EmbeddedBroker(config.kafka.bootstrap_servers, config.broker_data_dir,
-                                config.kafka.embedded.startup_timeout_seconds)
-        status = broker.up()
-        return status.describe()
+        return _embedded_broker(config).up().describe()
     list_topics(admin_client(config.kafka.bootstrap_servers, config.kafka.client_properties),
                 config.kafka.bootstrap_servers)
     return f"using the Kafka cluster at {config.kafka.bootstrap_servers}"
 
 
 def cmd_broker(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.broker import EmbeddedBroker
     if not config.kafka.embedded.enabled:
         raise LakehouseError(
             ErrorCode.BROKER_NOT_EMBEDDED,
             f"the broker is external ({config.kafka.bootstrap_servers}); nothing to "
             f"{args.action}", hint="unset LAKEHOUSE_KAFKA_BOOTSTRAP to use the embedded one")
-    broker = EmbeddedBroker(config.kafka.bootstrap_servers, config.broker_data_dir,
-                            config.kafka.embedded.startup_timeout_seconds)
+    broker = _embedded_broker(config, args.port)
     if args.action == "up":
         _say(f"broker {broker.up().describe()}")
         _say(f"bootstrap servers: {broker.bootstrap}")
@@ -139,7 +145,7 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
                 _say(f"  {r.rule:<34} {r.records:>8,}  {r.example[:90]}")
         return 0
     if len(tables) != 1:
-        raise LakehouseError(ErrorCode.UNKNOWN_SOURCE, f"say which table to {args.action}",
+        raise LakehouseError(ErrorCode.BAD_ARGUMENTS, f"say which table to {args.action}",
                              hint="e.g. lakehouse quarantine " + args.action + " orders")
     table = tables[0]
     selection = q.Selection(tuple(args.rule or ()), tuple(args.batch or ()),
@@ -241,13 +247,13 @@ def cmd_replay(config: Config, args: argparse.Namespace) -> int:
     gold = {t.name: t for t in discover_gold()}
     known = {"bronze": set(bronze), "silver": set(silver), "gold": set(gold)}.get(layer, set())
     if name not in known:
-        raise LakehouseError(ErrorCode.REPLAY_NOTHING, f"{args.table} is not a table defined "
+        raise LakehouseError(ErrorCode.UNKNOWN_TABLE, f"{args.table} is not a table defined "
                              "here", hint="tables: " + ", ".join(
                                  [f"bronze.{n}" for n in bronze] + [f"silver.{n}" for n in silver]
                                  + [f"gold.{n}" for n in gold]))
     if layer == "bronze":
         if args.from_offsets is None and args.from_time is None:
-            raise LakehouseError(ErrorCode.REPLAY_NOTHING, "a bronze replay re-reads Kafka: "
+            raise LakehouseError(ErrorCode.BAD_ARGUMENTS, "a bronze replay re-reads Kafka: "
                                  "give --from-offsets or --from-time")
         _confirm(f"reset {args.table} to earlier Kafka offsets (stop its streaming query "
                  "first)?", args.yes)
@@ -262,7 +268,7 @@ def cmd_replay(config: Config, args: argparse.Namespace) -> int:
         _say(replay_bronze(config, bronze[name], start, _say).describe())
         return 0
     if args.from_offsets is not None:
-        raise LakehouseError(ErrorCode.REPLAY_NOTHING, "--from-offsets is for bronze tables")
+        raise LakehouseError(ErrorCode.BAD_ARGUMENTS, "--from-offsets is for bronze tables")
     if not args.into:
         _confirm(f"replay {args.table} in place (stop its streaming query first)?", args.yes)
     spark = build_session(config)
@@ -302,7 +308,7 @@ def _partition_offsets(text: str) -> dict[int, int]:
             value = next(iter(value.values()))
         return {int(p): int(o) for p, o in value.items()}
     except (ValueError, TypeError, AttributeError):
-        raise LakehouseError(ErrorCode.REPLAY_NOTHING, f"--from-offsets {text!r} is not a JSON "
+        raise LakehouseError(ErrorCode.BAD_ARGUMENTS, f"--from-offsets {text!r} is not a JSON "
                              "map of partition to offset", hint='e.g. \'{"0": 120, "1": 0}\'') \
             from None
 
@@ -312,10 +318,10 @@ def _confirm(question: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise LakehouseError(ErrorCode.TIME_NOT_CONFIRMED, f"not confirmed: {question}",
+        raise LakehouseError(ErrorCode.NOT_CONFIRMED, f"not confirmed: {question}",
                              hint="run it in a terminal to answer, or pass --yes")
     if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
-        raise LakehouseError(ErrorCode.TIME_NOT_CONFIRMED, "not confirmed; nothing changed")
+        raise LakehouseError(ErrorCode.NOT_CONFIRMED, "not confirmed; nothing changed")
 
 
 def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
@@ -337,11 +343,11 @@ def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_verify(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.gold import verify
-    from lakehouse.registry import discover_gold
-    from lakehouse.runner import select_tables
+    from lakehouse.registry import GoldTable
     from lakehouse.spark import build_session
-    tables = select_tables([], [], discover_gold(), args.table).gold if args.table \
-        else discover_gold()
+    pipeline = graph.build(config)
+    chosen = pipeline.select(args.table) if args.table else pipeline.layer(graph.Layer.GOLD)
+    tables = [q.definition for q in chosen if isinstance(q.definition, GoldTable)]
     spark = build_session(config)
     try:
         checks = [verify(spark, config, t) for t in tables]
@@ -472,9 +478,10 @@ def cmd_explain(config: Config, args: argparse.Namespace) -> int:
 
 def _print_freshness(config: Config, since: datetime) -> None:
     from lakehouse.freshness import freshness
-    from lakehouse.registry import discover_gold
-    for table in discover_gold():
-        _say(freshness(config, table, since).describe())
+    from lakehouse.registry import GoldTable
+    for q in graph.build(config).layer(graph.Layer.GOLD):
+        assert isinstance(q.definition, GoldTable)
+        _say(freshness(config, q.definition, since).describe())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -489,12 +496,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--conf", help="configuration file (YAML)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("broker", help="start, stop or inspect the embedded Kafka broker",
-                       description="Control the embedded noida-db broker (Kafka protocol). "
-                                   "Not used when LAKEHOUSE_KAFKA_BOOTSTRAP is set.")
+    p = sub.add_parser("broker", help="start, stop or inspect the warehouse's Kafka broker",
+                       description="Control the warehouse's embedded broker: a single-node "
+                                   "Apache Kafka (KRaft), data and log under "
+                                   "<warehouse>/_broker. Not used when "
+                                   "LAKEHOUSE_KAFKA_BOOTSTRAP is set.")
     p.add_argument("action", choices=["up", "down", "status"],
-                   help="up: start and wait until it answers; down: stop gracefully; "
-                        "status: exit 0 if it answers, 3 if not")
+                   help="up: start and wait until it answers (refused if another process "
+                        "holds the port); down: stop gracefully; status: exit 0 if it "
+                        "answers, 3 if not")
+    p.add_argument("--port", type=int,
+                   help="listen on this port instead of the one in kafka.bootstrap_servers")
     p.set_defaults(func=cmd_broker)
 
     p = sub.add_parser("topics", help="create the configured topics if missing and list them",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 import yaml
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.storage import join
 
 DEFAULT_CONF = "conf/local.yaml"
 ENV_CONF = "LAKEHOUSE_CONF"
@@ -36,7 +38,7 @@ ENV_LINEAGE_DISABLED = "LAKEHOUSE_LINEAGE_DISABLED"
 
 @dataclass(frozen=True)
 class EmbeddedBrokerConfig:
-    """The noida-db broker the project starts itself for local work and tests."""
+    """The Apache Kafka broker (KRaft) the project starts itself for local work and tests."""
 
     enabled: bool = True
     data_dir: str = ""
@@ -66,17 +68,12 @@ class WarehouseConfig:
 
     def table_uri(self, layer: str, name: str) -> str:
         """The storage URI of table ``layer.name``."""
-        return _join(self.root, layer, name)
+        return join(self.root, layer, name)
 
     def checkpoint_uri(self, query_name: str) -> str:
         """The Spark checkpoint location of one streaming query."""
-        return _join(self.checkpoints, query_name)
+        return join(self.checkpoints, query_name)
 
-    def is_fresh_checkpoint(self, query_name: str) -> bool:
-        """True if the query has no local checkpoint yet (or it was deleted); remote
-        checkpoints are trusted to exist."""
-        uri = self.checkpoint_uri(query_name)
-        return not _is_uri(uri) and not (Path(uri) / "offsets").is_dir()
 
 
 @dataclass(frozen=True)
@@ -97,8 +94,9 @@ class StreamingConfig:
     max_offsets_per_trigger: int = 50_000
     starting_offsets: str = "earliest"
     fail_on_data_loss: bool = True
-    progress_group: str = ""
-    """If set, committed Kafka offsets are published under this consumer group (lag only)."""
+    min_partitions: int = 0
+    """Spark's ``minPartitions``: split Kafka partitions into at least this many tasks
+    (0: one task per Kafka partition)."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +106,9 @@ class SilverConfig:
     expectations_dir: str = ""
     """Contracts and GX suites (``<table>.contract.yaml``, ``<table>.suite.json``);
     default: the project's ``expectations/`` folder."""
-    max_rows_per_trigger: int = 100_000
-    """Bronze rows per silver micro-batch (whole bronze versions; at least one)."""
+    max_bytes_per_trigger: str = "64m"
+    """Bronze data per silver micro-batch (Delta's ``maxBytesPerTrigger``: a soft cap,
+    at least one file)."""
     critical_max_unexpected_percent: float = 5.0
     """A critical expectation failing on more than this share of a batch stops the query
     (an expectation's ``meta.max_unexpected_percent`` overrides it)."""
@@ -122,8 +121,9 @@ class SilverConfig:
 class GoldConfig:
     """How gold reads silver."""
 
-    max_rows_per_trigger: int = 200_000
-    """Silver rows per gold micro-batch (whole silver versions; at least one)."""
+    max_bytes_per_trigger: str = "64m"
+    """Silver data per gold micro-batch (Delta's ``maxBytesPerTrigger``: a soft cap, at
+    least one file)."""
 
 
 @dataclass(frozen=True)
@@ -212,12 +212,12 @@ class Config:
     @property
     def lineage_file(self) -> str:
         """Where the file transport writes (JSON lines)."""
-        return self.lineage.file_path or _join(self.warehouse.root, "_lineage", "events.jsonl")
+        return self.lineage.file_path or join(self.warehouse.root, "_lineage", "events.jsonl")
 
     @property
     def broker_data_dir(self) -> str:
         """Where the embedded broker keeps its data."""
-        return self.kafka.embedded.data_dir or _join(self.warehouse.root, "_broker")
+        return self.kafka.embedded.data_dir or join(self.warehouse.root, "_broker")
 
 
 def load_config(
@@ -287,7 +287,7 @@ def parse_config(
             config, lineage=dataclasses.replace(config.lineage, enabled=False))
     wh = config.warehouse
     root_abs = _absolute(wh.root)
-    checkpoints = _absolute(wh.checkpoints) if wh.checkpoints else _join(root_abs, "_checkpoints")
+    checkpoints = _absolute(wh.checkpoints) if wh.checkpoints else join(root_abs, "_checkpoints")
     config = dataclasses.replace(
         config, warehouse=dataclasses.replace(wh, root=root_abs, checkpoints=checkpoints))
     _check_values(config)
@@ -312,10 +312,10 @@ def _check_values(config: Config) -> None:
     start = config.streaming.starting_offsets
     if start not in ("earliest", "latest") and not start.lstrip().startswith("{"):
         raise bad("streaming.starting_offsets", "must be earliest, latest or a JSON offsets map")
-    if config.silver.max_rows_per_trigger < 0:
-        raise bad("silver.max_rows_per_trigger", "must be 0 (no cap) or more")
-    if config.gold.max_rows_per_trigger < 0:
-        raise bad("gold.max_rows_per_trigger", "must be 0 (no cap) or more")
+    for key, size in (("silver.max_bytes_per_trigger", config.silver.max_bytes_per_trigger),
+                      ("gold.max_bytes_per_trigger", config.gold.max_bytes_per_trigger)):
+        if not re.fullmatch(r"[1-9][0-9]*[kmg]?", size.strip().lower()):
+            raise bad(key, f"must be a size such as 64m, 512k or 1g, not {size!r}")
     if not 0 <= config.silver.critical_max_unexpected_percent <= 100:
         raise bad("silver.critical_max_unexpected_percent", "must be between 0 and 100")
     if config.lineage.http_url and "://" not in config.lineage.http_url:
@@ -341,10 +341,6 @@ def _is_uri(path: str) -> bool:
 
 def _absolute(path: str) -> str:
     return path if _is_uri(path) else str(Path(path).expanduser().resolve())
-
-
-def _join(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), *parts])
 
 
 T = TypeVar("T")

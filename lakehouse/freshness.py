@@ -17,7 +17,7 @@ from datetime import datetime
 import pyarrow.compute as pc
 
 from lakehouse.config import Config
-from lakehouse.io.delta import open_table
+from lakehouse.io.delta import history, open_table
 from lakehouse.lineage.datasets import BRONZE_VERSIONS, SILVER_VERSIONS
 from lakehouse.registry import GoldTable
 
@@ -33,14 +33,15 @@ class Covering:
 
 
 def coverings(uri: str, key: str, storage_options: dict[str, str]) -> list[Covering]:
-    """Commits of a table that record an input range under ``key``, oldest first."""
+    """Commits of a table that record an input range under ``key`` (in their commit
+    metadata: ``lakehouse.io.delta.history``), oldest first."""
     table = open_table(uri, storage_options)
     if table is None:
         return []
     out = []
-    for c in table.history():
-        if key in c:
-            span = json.loads(c[key])
+    for c in history(table):
+        if c.get(key) is not None:
+            span = json.loads(c[key]) if isinstance(c[key], str) else c[key]
             out.append(Covering(int(c["version"]), int(c["timestamp"]), int(span["from"]),
                                 int(span["to"])))
     return sorted(out, key=lambda c: c.version)

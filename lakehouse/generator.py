@@ -129,7 +129,7 @@ def generate(source: str, count: int, seed: int = 0, faults: float = 0.0,
              now: datetime | None = None) -> Iterator[Record]:
     """``count`` records for ``source``; a ``faults`` share of them broken on purpose."""
     if source not in SHAPES:
-        raise LakehouseError(ErrorCode.UNKNOWN_SOURCE,
+        raise LakehouseError(ErrorCode.NO_GENERATOR,
                              f"no generator for source {source!r} (have: {', '.join(SHAPES)})")
     if not 0.0 <= faults <= 1.0:
         raise LakehouseError(ErrorCode.CONFIG_BAD_VALUE, "--faults must be between 0 and 1")

@@ -1,7 +1,7 @@
 """Gold: silver -> exact aggregates, merged by key every micro-batch, late data included.
 
-One streaming query per gold table reads its silver table through ``delta-py``
-(offsets are silver versions). Each micro-batch:
+One streaming query per gold table reads its silver table's change feed (each row with
+its silver version). Each micro-batch, all of it Spark jobs on the executors:
 
 1. ``partial``: the batch's rows aggregated per key (Spark; measures merge exactly).
 2. The stored rows with those keys are read (pruned on the first key) and merged with
@@ -13,7 +13,8 @@ One streaming query per gold table reads its silver table through ``delta-py``
    by the ``Rollup`` and upserted, groups left empty are deleted, then the state is
    upserted.
 
-Every MERGE carries the Delta transaction ``(query app id, batch id)``, so a batch
+Every MERGE (``DeltaTable.merge``) carries the Delta transaction ``(query app id, batch
+id)``, so a batch
 replayed after a crash is skipped where it was committed. The output is written before
 the state it is derived from: a crash between the two leaves the state as it was, and
 the replay recomputes the same output. Commits record the silver versions they cover
@@ -29,18 +30,15 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from functools import reduce
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.streaming import StreamingQuery
-from pyspark.sql.types import DataType, StructType
+from pyspark.sql.types import DataType, StructField, StructType, TimestampType
 
 from lakehouse import faults
 from lakehouse.aggregates import (
@@ -56,9 +54,19 @@ from lakehouse.aggregates import (
 )
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import AppIdBinding, IdempotentMerger, ensure_table, open_table
-from lakehouse.io.delta_source import FORMAT_NAME as DELTA_FORMAT
-from lakehouse.io.delta_source import VERSION_COLUMN
+from lakehouse.io.delta import (
+    CHANGE_COLUMNS,
+    VERSION_COLUMN,
+    BatchCommit,
+    WriteResult,
+    appended_rows,
+    ensure_table,
+    history,
+    merge,
+    open_table,
+    read_changes,
+)
+from lakehouse.io.storage import has_checkpoint
 from lakehouse.lineage.datasets import (
     SILVER_VERSIONS,
     BatchIO,
@@ -146,38 +154,20 @@ def regroup(agg: Aggregate, merged: DataFrame, stored: DataFrame, group_rows: Da
         *[c for c in output.columns if c not in keys], F.col("_found").isNull().alias(EMPTY))
 
 
-def stamped(data: pa.Table, now: datetime) -> pa.Table:
-    """Rows with ``updated_at`` set to ``now``."""
-    return data.append_column(UPDATED_AT, pa.array([now] * data.num_rows,
-                                                   pa.timestamp("us", tz="UTC")))
+def stamped(data: DataFrame) -> DataFrame:
+    """Rows with ``updated_at`` set to the batch's time."""
+    return data.withColumn(UPDATED_AT, F.current_timestamp())
 
 
-# -- I/O --------------------------------------------------------------------------------
-
-def stored_rows(uri: str, storage_options: dict[str, str], column: str,
-                values: pa.ChunkedArray | pa.Array, schema: pa.Schema) -> pa.Table:
-    """Rows of a table whose ``column`` is among ``values`` (nulls included): the stored
-    candidates for a batch's keys, read with file pruning on that one column."""
-    table = open_table(uri, storage_options)
-    if table is None or len(values) == 0:
-        return schema.empty_table()
-    distinct = pc.unique(values).cast(schema.field(column).type)  # e.g. string_view -> string
-    filt = pc.field(column).isin(distinct.drop_null())
-    if distinct.null_count:
-        filt = filt | pc.field(column).is_null()
-    # Filtered after reading: files written by delta-rs' MERGE store strings as
-    # string_view, and pyarrow cannot yet push string filters into those statistics.
-    return table.to_pyarrow_table(columns=schema.names).filter(filt).cast(schema)
-
-
-def frame(spark: SparkSession, data: pa.Table, schema: StructType) -> DataFrame:
-    """A small Arrow table as a DataFrame with a fixed schema."""
-    return spark.createDataFrame(data.select(schema.fieldNames()), schema=schema)
+def key_match(keys: Sequence[str]) -> str:
+    """A MERGE condition matching target ``t`` and source ``s`` rows on ``keys`` (nulls
+    match nulls)."""
+    return " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
 
 
 @dataclass(frozen=True)
 class Schemas:
-    """The Spark and Arrow schemas of a gold table's partials, state and output."""
+    """The Spark schemas of a gold table's partials, state and output."""
 
     partial: StructType
     types: dict[str, DataType]
@@ -186,11 +176,10 @@ class Schemas:
     output: StructType
     """Without updated_at."""
 
-    def arrow(self, which: StructType, with_updated_at: bool = True) -> pa.Schema:
-        """An Arrow schema (with updated_at unless told otherwise)."""
-        schema = to_arrow_schema(which)
-        return schema.append(pa.field(UPDATED_AT, pa.timestamp("us", tz="UTC"))) \
-            if with_updated_at else schema
+
+def with_updated_at(schema: StructType) -> StructType:
+    """A stored table's schema: the rows plus ``updated_at``."""
+    return StructType([*schema.fields, StructField(UPDATED_AT, TimestampType(), True)])
 
 
 def schemas(spark: SparkSession, agg: Aggregate, silver: StructType) -> Schemas:
@@ -217,92 +206,111 @@ class GoldReport:
     writes: list[Written] = field(default_factory=list)
 
 
+def upsert(rows: DataFrame, uri: str, keys: Sequence[str], commit: BatchCommit,
+           deletes: DataFrame | None = None) -> WriteResult:
+    """Insert or replace ``rows`` by ``keys`` and delete the rows whose keys are in
+    ``deletes``, in one MERGE."""
+    source = rows.withColumn(DELETE, F.lit(False))
+    if deletes is not None:
+        gone = deletes.select(*[F.col(f.name) if f.name in keys
+                                else F.lit(None).cast(f.dataType).alias(f.name)
+                                for f in rows.schema.fields], F.lit(True).alias(DELETE))
+        source = source.unionByName(gone)
+    values = {f"`{c}`": f"s.`{c}`" for c in rows.columns}
+    return merge(source, uri, key_match(keys),
+                 lambda m: (m.whenMatchedDelete(f"s.{DELETE}")
+                            .whenMatchedUpdate(f"NOT s.{DELETE}", values)
+                            .whenNotMatchedInsert(f"NOT s.{DELETE}", values)),
+                 commit, keys)
+
+
+DELETE = "_lakehouse_delete"
+
+
 @dataclass
 class GoldWriter:
     """The foreachBatch function of one gold query."""
 
-    spark: SparkSession
     plan: GoldPlan
     schemas: Schemas
-    output: IdempotentMerger
-    state: IdempotentMerger | None
     printer: Printer
     query_name: str
 
-    def __post_init__(self) -> None:
-        self.binding = AppIdBinding(*[w for w in (self.output, self.state) if w is not None])
-
-    def __call__(self, df: DataFrame, batch_id: int, run: BatchRun) -> BatchIO:
+    def __call__(self, df: DataFrame, run: BatchRun) -> BatchIO:
         started = time.monotonic()
-        # One read of the batch through the source; the rest runs on this local copy,
-        # which is far cheaper for Spark than planning the Python source again per job.
-        batch = df.toArrow()
         silver = storage_dataset(self.plan.silver_uri)
-        if batch.num_rows == 0:
-            return BatchIO([Read(silver, 0)])
-        versions = batch.column(VERSION_COLUMN)
-        span = (pc.min(versions).as_py(), pc.max(versions).as_py())
-        metadata = {"lakehouse.query": self.query_name,
-                    SILVER_VERSIONS: json.dumps({"from": span[0], "to": span[1]}),
-                    "lakehouse.silver_rows": batch.num_rows, **run.commit_metadata()}
-        read = time.monotonic() - started
-        rows = self.spark.createDataFrame(batch, schema=df.schema)
-        part = partial(self.plan.agg, rows).toArrow()
-        aggregated = time.monotonic() - started - read
-        report = self.process(part, batch_id, metadata, batch.num_rows, started)
+        rows = appended_rows(df).persist()
+        try:
+            totals = rows.agg(F.count(F.lit(1)).alias("n"), F.min(VERSION_COLUMN).alias("first"),
+                              F.max(VERSION_COLUMN).alias("last")).first()
+            assert totals is not None
+            if not totals["n"]:
+                return BatchIO([Read(silver, 0)])
+            span = (int(totals["first"]), int(totals["last"]))
+            commit = run.commit(**{"lakehouse.query": self.query_name,
+                                   SILVER_VERSIONS: json.dumps({"from": span[0], "to": span[1]}),
+                                   "lakehouse.silver_rows": int(totals["n"])})
+            report = self.process(partial(self.plan.agg, rows), commit, int(totals["n"]),
+                                  started)
+        finally:
+            rows.unpersist()
         version = f"version {report.version}" if report.version is not None \
             else "already merged (replay)"
-        self.printer(f"[{self.query_name}] batch {batch_id}: {report.silver_rows:,} silver rows "
-                     f"-> {report.groups:,} groups, {report.upserted:,} rows upserted"
+        self.printer(f"[{self.query_name}] batch {run.batch_id}: {report.silver_rows:,} silver "
+                     f"rows -> {report.groups:,} groups, {report.upserted:,} rows upserted"
                      + (f", {report.deleted:,} deleted" if report.deleted else "")
-                     + f" -> {version} in {report.seconds:.2f}s (read {read:.2f}s, aggregate "
-                       f"{aggregated:.2f}s, merge+write {report.seconds - read - aggregated:.2f}s)")
-        return BatchIO([Read(silver, batch.num_rows, span)], report.writes)
+                     + f" -> {version} in {report.seconds:.2f}s")
+        return BatchIO([Read(silver, report.silver_rows, span)], report.writes)
 
-    def process(self, part_rows: pa.Table, batch_id: int, metadata: dict[str, Any],
-                silver_rows: int, started: float) -> GoldReport:
+    def process(self, part: DataFrame, commit: BatchCommit, silver_rows: int,
+                started: float) -> GoldReport:
         """Merge one batch's partial aggregates into the table (and its state)."""
         plan, sch, agg = self.plan, self.schemas, self.plan.agg
-        now = datetime.now(UTC)
-        part = frame(self.spark, part_rows, sch.partial)
-        first = agg.keys[0]
-        stored_uri = plan.state_uri or plan.uri
-        stored_schema = sch.arrow(sch.state, with_updated_at=False)
-        stored = stored_rows(stored_uri, plan.storage_options, first,
-                             part_rows.column(first), stored_schema)
-        stored_df = frame(self.spark, stored, sch.state)
-        merged = merge_states(agg, sch.types, part, stored_df)
+        spark = part.sparkSession
+        batch_id = commit.batch_id
+        stored = (spark.read.format("delta").load(plan.state_uri or plan.uri)
+                  .select(*sch.state.fieldNames()))
+        merged = merge_states(agg, sch.types, part.persist(), stored)
         if agg.rollup is None:
-            out = stamped(finish(agg, merged).toArrow(), now)
-            faults.crash_point(self.query_name, "before_delta_commit", batch_id)
-            written = self.output.merge(out, batch_id, metadata)
-            faults.crash_point(self.query_name, "after_delta_commit", batch_id)
-            return GoldReport(silver_rows, part_rows.num_rows, out.num_rows, 0,
-                              written.version, time.monotonic() - started,
-                              [Written(plan.uri, written.version, out.num_rows)])
+            out = stamped(finish(agg, merged)).persist()
+            try:
+                upserted = out.count()
+                faults.crash_point(self.query_name, "before_delta_commit", batch_id)
+                written = upsert(out, plan.uri, agg.output_keys, commit)
+                faults.crash_point(self.query_name, "after_delta_commit", batch_id)
+            finally:
+                out.unpersist()
+                part.unpersist()
+            return GoldReport(silver_rows, upserted, upserted, 0, written.version,
+                              time.monotonic() - started,
+                              [Written(plan.uri, written.version, written.rows)])
 
-        assert self.state is not None and plan.state_uri is not None
-        state_rows = with_rollup_keys(agg, merged).toArrow()
-        state_df = frame(self.spark, state_rows, sch.state)
-        rk = rollup_key_columns(agg)[0]
-        touched_values = pa.chunked_array([*stored.column(rk).chunks,
-                                           *state_rows.column(rk).chunks],
-                                          stored_schema.field(rk).type)
-        group_rows = stored_rows(plan.state_uri, plan.storage_options, rk, touched_values,
-                                 stored_schema)
-        groups = regroup(agg, state_df, stored_df,
-                         frame(self.spark, group_rows, sch.state)).toArrow()
-        empty = groups.column(EMPTY)
-        out = stamped(groups.filter(pc.invert(empty)).drop_columns([EMPTY]), now)
-        deletes = groups.filter(empty).select(agg.output_keys)
-        written = self.output.merge(out, batch_id, metadata, deletes=deletes)
-        faults.crash_point(self.query_name, "after_output_commit", batch_id)
-        kept = self.state.merge(stamped(state_rows, now), batch_id, metadata)
-        faults.crash_point(self.query_name, "after_delta_commit", batch_id)
-        return GoldReport(silver_rows, part_rows.num_rows, out.num_rows, deletes.num_rows,
+        assert plan.state_uri is not None and agg.rollup is not None
+        state_rows = with_rollup_keys(agg, merged).persist()
+        rks = rollup_key_columns(agg)
+        held = matching(stored, state_rows, agg.keys, "semi").select(*rks)
+        touched = held.unionByName(state_rows.select(*rks)).distinct()
+        group_rows = matching(stored, touched, rks, "semi")
+        groups = regroup(agg, state_rows, stored, group_rows).persist()
+        try:
+            counts = groups.agg(F.count(F.when(~F.col(EMPTY), 1)).alias("out"),
+                                F.count(F.when(F.col(EMPTY), 1)).alias("gone")).first()
+            assert counts is not None
+            state_count = state_rows.count()
+            out = stamped(groups.filter(~F.col(EMPTY)).drop(EMPTY))
+            deletes = groups.filter(F.col(EMPTY)).select(*agg.output_keys)
+            written = upsert(out, plan.uri, agg.output_keys, commit, deletes)
+            faults.crash_point(self.query_name, "after_output_commit", batch_id)
+            kept = upsert(stamped(state_rows), plan.state_uri, agg.keys, commit)
+            faults.crash_point(self.query_name, "after_delta_commit", batch_id)
+        finally:
+            groups.unpersist()
+            state_rows.unpersist()
+            part.unpersist()
+        return GoldReport(silver_rows, state_count, int(counts["out"]), int(counts["gone"]),
                           written.version, time.monotonic() - started,
-                          [Written(plan.uri, written.version, out.num_rows + deletes.num_rows),
-                           Written(plan.state_uri, kept.version, state_rows.num_rows)])
+                          [Written(plan.uri, written.version, written.rows),
+                           Written(plan.state_uri, kept.version, kept.rows)])
 
 
 def read_progress(uri: str, storage_options: dict[str, str]) -> int | None:
@@ -310,24 +318,18 @@ def read_progress(uri: str, storage_options: dict[str, str]) -> int | None:
     table = open_table(uri, storage_options)
     if table is None:
         return None
-    covered = [json.loads(c[SILVER_VERSIONS])["to"] for c in table.history()
+    covered = [json.loads(c[SILVER_VERSIONS])["to"] for c in history(table)
                if SILVER_VERSIONS in c]
     return max(covered, default=None)
 
 
-def ensure_gold_tables(plan: GoldPlan, sch: Schemas) -> tuple[IdempotentMerger,
-                                                              IdempotentMerger | None]:
-    """Create the output (and state) tables if missing; their mergers."""
-    opts = plan.storage_options
-    agg = plan.agg
-    ensure_table(plan.uri, sch.arrow(sch.output), (), opts, description=plan.table.description)
-    output = IdempotentMerger(plan.uri, plan.table.qualified_name, agg.output_keys, opts)
-    if plan.state_uri is None:
-        return output, None
-    ensure_table(plan.state_uri, sch.arrow(sch.state), (), opts,
-                 description=f"state rows of {plan.table.qualified_name} (one per "
-                             f"{', '.join(agg.keys)})")
-    return output, IdempotentMerger(plan.state_uri, plan.table.qualified_name, agg.keys, opts)
+def ensure_gold_tables(spark: SparkSession, plan: GoldPlan, sch: Schemas) -> None:
+    """Create the output (and state) tables if missing."""
+    ensure_table(spark, plan.uri, with_updated_at(sch.output), (), plan.table.description)
+    if plan.state_uri is not None:
+        ensure_table(spark, plan.state_uri, with_updated_at(sch.state), (),
+                     f"state rows of {plan.table.qualified_name} (one per "
+                     f"{', '.join(plan.agg.keys)})")
 
 
 def start_gold(spark: SparkSession, config: Config, table: GoldTable,
@@ -340,23 +342,23 @@ def start_gold(spark: SparkSession, config: Config, table: GoldTable,
                              f"{query_name} reads silver.{table.silver}, which does not exist",
                              hint=f"run silver.{table.silver} first (lakehouse run runs all "
                                   "layers in order)")
-    reader = (spark.readStream.format(DELTA_FORMAT).option("path", plan.silver_uri)
-              .option("maxRowsPerTrigger", str(config.gold.max_rows_per_trigger)))
-    if config.warehouse.is_fresh_checkpoint(query_name):
+    start = None
+    if not has_checkpoint(config.warehouse.checkpoint_uri(query_name)):
         done = read_progress(plan.progress_uri, plan.storage_options)
         if done is not None:
             printer(f"[{query_name}] no checkpoint but the table covers silver up to "
                     f"version {done}: continuing from version {done + 1}")
-            reader = reader.option("startingVersion", str(done + 1))
-    silver = reader.load()
+            start = done + 1
+    changes = read_changes(spark, plan.silver_uri, config.gold.max_bytes_per_trigger, start)
+    silver = changes.drop(*CHANGE_COLUMNS)
     sch = schemas(spark, plan.agg, silver.schema)
-    output, state = ensure_gold_tables(plan, sch)
-    writer = GoldWriter(spark, plan, sch, output, state, printer, query_name)
+    ensure_gold_tables(spark, plan, sch)
+    writer = GoldWriter(plan, sch, printer, query_name)
     outputs = [plan.uri] + ([plan.state_uri] if plan.state_uri else [])
     spec = QuerySpec(query_name, storage_dataset(plan.silver_uri), plan.silver_uri, outputs,
                      {plan.uri: lambda: recompute(plan.agg, silver)})
     tracker = (lineage or Lineage.off(config)).query(spec, spark.version)
-    return start_batches(silver, config, query_name, writer, writer.binding, tracker)
+    return start_batches(changes, config, query_name, writer, tracker)
 
 
 # -- verification: streamed gold == batch recomputation ----------------------------------
@@ -432,7 +434,7 @@ def verify(spark: SparkSession, config: Config, table: GoldTable) -> GoldCheck:
     if version is None:
         expected = current.schema.empty_table().drop_columns([UPDATED_AT])
     else:
-        silver = (spark.read.format(DELTA_FORMAT).option("path", plan.silver_uri)
-                  .option("versionAsOf", str(version)).load())
+        silver = (spark.read.format("delta").option("versionAsOf", str(version))
+                  .load(plan.silver_uri))
         expected = recompute(plan.agg, silver).toArrow()
     return compare(current, expected, plan.agg.output_keys, table.qualified_name, version)

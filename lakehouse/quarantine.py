@@ -2,10 +2,14 @@
 
 ``silver.<table>_quarantine`` holds every rejected record: its raw key and value, its
 bronze and Kafka coordinates, every rule it failed with a readable reason, the batch
-that rejected it. ``replay`` runs chosen open records through the current contract and
-suite (after either was fixed): the ones that now pass go to silver, deduplicated and
-exactly once (idempotent by Kafka coordinates), and are marked ``replayed`` (or
-``duplicate`` when silver already holds their event); the rest stay open.
+that rejected it. ``list`` and ``show`` read it with delta-rs (no JVM). ``replay`` runs
+chosen open records through the one silver batch path (``lakehouse.silver.route``: the
+current contract and suite, dedup, Great Expectations, the critical-rule stop) as a
+Spark batch read from the quarantine table: the ones that now pass go to silver with an
+insert-only MERGE on the key, exactly once (Delta transaction ``<table>:quarantine-replay``
+and idempotent by Kafka coordinates), and are marked ``replayed`` (or ``duplicate`` when
+silver holds their event from another delivery) by a MERGE into the quarantine table;
+the rest stay open. Only counts reach the driver.
 """
 
 from __future__ import annotations
@@ -14,32 +18,42 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import reduce
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from openlineage.client.uuid import generate_new_uuid
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import IdempotentAppender, open_table
-from lakehouse.io.delta_source import VERSION_COLUMN
-from lakehouse.lineage.datasets import RUN_ID
+from lakehouse.io.delta import (
+    VERSION_COLUMN,
+    BatchCommit,
+    WriteResult,
+    append,
+    latest_version,
+    merge,
+    open_table,
+)
+from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID
+from lakehouse.quality.gx import Validator
 from lakehouse.registry import SilverTable, discover_silver
 from lakehouse.silver import (
-    BRONZE_VERSIONS,
     COORDINATES,
-    LEDGER_SCHEMA,
     QUARANTINE_SCHEMA,
+    BatchReport,
+    Routed,
     SilverPlan,
-    classify,
-    existing_keys,
-    for_routing,
+    held_keys,
+    insert_new,
+    ledger_frame,
     load_plan,
-    match_held,
-    route_batch,
-    valid_rows,
+    mark_held,
+    quality_frame,
+    route,
 )
 
 Printer = Callable[[str], None]
@@ -75,13 +89,14 @@ def find_table(name: str) -> SilverTable:
 
 
 def select(rows: pa.Table, selection: Selection) -> pa.Table:
-    """The open records matching the selection (pure)."""
+    """The open records matching the selection (pure, on Arrow; ``matches`` is the same
+    selection as a Spark condition)."""
     mask = pc.is_null(rows.column("resolution"))
     if selection.batches:
         mask = pc.and_(mask, pc.is_in(rows.column("batch_id"),
                                       pa.array(selection.batches, pa.int64())))
     if selection.rules:
-        wanted = {r if "." in r else f"expect.{r}" for r in selection.rules}
+        wanted = _wanted_rules(selection)
         hits = [bool(wanted & set(rules)) for rules in rows.column("failed_rules").to_pylist()]
         mask = pc.and_(mask, pa.array(hits, pa.bool_()))
     if selection.coordinates:
@@ -91,11 +106,31 @@ def select(rows: pa.Table, selection: Selection) -> pa.Table:
     return rows.filter(mask)
 
 
+def _wanted_rules(selection: Selection) -> set[str]:
+    return {r if "." in r else f"expect.{r}" for r in selection.rules}
+
+
+def matches(selection: Selection) -> Column:
+    """The open records matching the selection, as a condition on quarantine rows."""
+    conditions: list[Column] = [F.col("resolution").isNull()]
+    if selection.batches:
+        conditions.append(F.col("batch_id").isin([int(b) for b in selection.batches]))
+    if selection.rules:
+        wanted = F.array(*[F.lit(r) for r in sorted(_wanted_rules(selection))])
+        conditions.append(F.coalesce(F.arrays_overlap("failed_rules", wanted), F.lit(False)))
+    if selection.coordinates:
+        conditions.append(reduce(lambda a, b: a | b, [
+            (F.col("_topic") == t) & (F.col("_partition") == int(p)) & (F.col("_offset") == int(o))
+            for t, p, o in selection.coordinates]))
+    return reduce(lambda a, b: a & b, conditions)
+
+
 def read_quarantine(plan: SilverPlan) -> pa.Table:
-    """Every record of the table's quarantine (empty if it has none yet)."""
+    """Every record of the table's quarantine (empty if it has none yet), read by
+    delta-rs for the CLI's ``list`` and ``show``."""
     dt = open_table(plan.quarantine_uri, plan.storage_options)
     if dt is None:
-        return QUARANTINE_SCHEMA.empty_table()
+        return to_arrow_schema(QUARANTINE_SCHEMA).empty_table()
     return dt.to_pyarrow_table()
 
 
@@ -140,15 +175,22 @@ class ReplayReport:
                 f"{self.still_failing:,} still failing (left in quarantine)")
 
 
-def as_bronze(rows: pa.Table) -> pa.Table:
-    """Quarantined records back in the shape of bronze rows (for ``classify``)."""
-    return pa.table({
-        "key": rows.column("key"), "value": rows.column("value"),
-        "topic": rows.column("_topic"), "partition": rows.column("_partition"),
-        "offset": rows.column("_offset"), "timestamp": rows.column("_kafka_timestamp"),
-        "ingested_at": rows.column("_ingested_at"),
-        VERSION_COLUMN: rows.column("_bronze_version"),
-    })
+def as_bronze(rows: DataFrame) -> DataFrame:
+    """Quarantined records back in the shape of bronze rows (for ``route``), with the
+    bronze version each came from as ``_commit_version``."""
+    return rows.select(
+        "key", "value", F.col("_topic").alias("topic"), F.col("_partition").alias("partition"),
+        F.col("_offset").alias("offset"), F.col("_kafka_timestamp").alias("timestamp"),
+        F.col("_ingested_at").alias("ingested_at"),
+        F.col("_bronze_version").alias(VERSION_COLUMN))
+
+
+def _next_batch(plan: SilverPlan, app: str) -> int:
+    """The replay's batch id: one past the last any table got from ``app``."""
+    done = [open_table(uri, plan.storage_options) for uri in
+            (plan.uri, plan.quarantine_uri, plan.quality_uri, plan.ledger_uri)]
+    versions = [t.transaction_version(app) for t in done if t is not None]
+    return max((int(v) for v in versions if v is not None), default=-1) + 1
 
 
 def replay(config: Config, table: SilverTable, selection: Selection, spark: SparkSession,
@@ -159,65 +201,81 @@ def replay(config: Config, table: SilverTable, selection: Selection, spark: Spar
                              "say which records to replay: --rule, --batch, --record or --all")
     started = time.monotonic()
     plan = load_plan(config, table)
-    chosen = select(read_quarantine(plan), selection)
-    if chosen.num_rows == 0:
-        raise LakehouseError(ErrorCode.QUARANTINE_NO_MATCH,
+    version = latest_version(plan.quarantine_uri)
+    nothing = LakehouseError(ErrorCode.QUARANTINE_NO_MATCH,
                              f"no open quarantined record of {table.qualified_name} matches",
                              hint=f"see them with: lakehouse quarantine list {table.name}")
-    printer(f"re-checking {chosen.num_rows:,} quarantined records of {table.qualified_name} "
+    if version is None or open_table(plan.uri, plan.storage_options) is None:
+        raise nothing
+    # One snapshot of the quarantine: the selection stays the same however often Spark
+    # evaluates it, whatever the stream appends meanwhile.
+    chosen = (spark.read.format("delta").option("versionAsOf", str(version))
+              .load(plan.quarantine_uri).filter(matches(selection)))
+    selected = chosen.count()
+    if selected == 0:
+        raise nothing
+    printer(f"re-checking {selected:,} quarantined records of {table.qualified_name} "
             f"against {plan.contract.source_file} and {plan.suite.source_file} ...")
-    batch = for_routing(classify(spark.createDataFrame(as_bronze(chosen)), plan)).toArrow()
-    routed = route_batch(plan, batch)
-    writer = IdempotentAppender(plan.uri, f"{table.qualified_name}:quarantine-replay",
-                                ("event_date",), plan.storage_options)
-    done = writer.committed_version()
-    batch_id = 0 if done is None else done + 1
-    versions = chosen.column("_bronze_version")
-    metadata = {"lakehouse.query": f"{table.qualified_name}:quarantine-replay",
-                "lakehouse.replayed_records": chosen.num_rows,
-                RUN_ID: str(generate_new_uuid()),
-                BRONZE_VERSIONS: json.dumps({"from": pc.min(versions).as_py(),
-                                             "to": pc.max(versions).as_py()})}
-    written = writer.append(routed.silver, batch_id, metadata)
-    passed = valid_rows(batch)
-    outcome = _resolutions(plan, passed)
-    _mark_resolved(plan, outcome)
-    replayed = int(pc.sum(pc.equal(outcome.column("resolution"), "replayed")).as_py() or 0)
-    report = ReplayReport(chosen.num_rows, replayed, outcome.num_rows - replayed,
-                          chosen.num_rows - passed.num_rows, written.version,
-                          time.monotonic() - started)
-    _ledger_line(plan, writer.app_id, batch_id, report)
+    app = f"{table.qualified_name}:quarantine-replay"
+    batch_id = _next_batch(plan, app)
+    validator = Validator(plan.suite) if config.silver.gx_validation else None
+    routed = route(plan, as_bronze(chosen), batch_id, validator)
+    outcome: DataFrame | None = None
+    try:
+        first, last = routed.versions
+        commit = BatchCommit(app, batch_id, {
+            "lakehouse.query": app, "lakehouse.replayed_records": routed.rows,
+            RUN_ID: str(generate_new_uuid()),
+            BRONZE_VERSIONS: json.dumps({"from": first, "to": last})})
+        written = insert_new(plan, routed.silver, routed.dates, commit) \
+            if routed.new_rows else WriteResult(None, 0)
+        outcome = _resolutions(plan, routed).persist()
+        counts = {r["resolution"]: int(r["n"]) for r in outcome.groupBy("resolution")
+                  .agg(F.count(F.lit(1)).alias("n")).collect()}
+        replayed, duplicates = counts.get("replayed", 0), counts.get("duplicate", 0)
+        if replayed + duplicates:
+            _mark_resolved(plan, outcome, commit)
+        if routed.results:
+            append(quality_frame(spark, plan, app, batch_id, routed.results,
+                                 routed.validation_seconds), plan.quality_uri, commit)
+        report = ReplayReport(routed.rows, replayed, duplicates, routed.quarantined,
+                              written.version, time.monotonic() - started)
+        _ledger_line(spark, plan, routed, commit, report)
+    finally:
+        if outcome is not None:
+            outcome.unpersist()
+        routed.release()
     return report
 
 
-def _resolutions(plan: SilverPlan, passed: pa.Table) -> pa.Table:
-    """For records that now pass: ``replayed`` if silver holds this very record (same
-    coordinates), else ``duplicate`` (silver holds the event from another delivery)."""
-    _, same = match_held(passed, existing_keys(plan, passed), plan.key)
-    resolution = pc.if_else(same, "replayed", "duplicate")
-    return passed.select(list(COORDINATES)).append_column("resolution", resolution)
+def _resolutions(plan: SilverPlan, routed: Routed) -> DataFrame:
+    """Coordinates and resolution of the records that now pass: ``replayed`` if silver
+    holds this very record (same coordinates), else ``duplicate`` (silver holds the
+    event from another delivery). Read after the insert."""
+    passed = routed.records.filter(F.size("failed_rules") == 0).select(plan.key, *COORDINATES)
+    marked = mark_held(passed, held_keys(plan, passed.sparkSession, routed.dates), plan.key)
+    return marked.select(*COORDINATES, F.when(F.col("_same"), F.lit("replayed"))
+                         .otherwise(F.lit("duplicate")).alias("resolution"))
 
 
-def _mark_resolved(plan: SilverPlan, outcome: pa.Table) -> None:
-    if outcome.num_rows == 0:
-        return
-    dt = open_table(plan.quarantine_uri, plan.storage_options)
-    assert dt is not None  # records were selected from it
-    now = pa.array([datetime.now(UTC)] * outcome.num_rows, pa.timestamp("us", tz="UTC"))
-    source = outcome.append_column("resolved_at", now)
-    (dt.merge(source, " AND ".join(f"t.{c} = s.{c}" for c in COORDINATES),
-              source_alias="s", target_alias="t")
-     .when_matched_update({"resolution": "s.resolution", "resolved_at": "s.resolved_at"})
-     .execute())
+def _mark_resolved(plan: SilverPlan, outcome: DataFrame, commit: BatchCommit) -> WriteResult:
+    """Set ``resolution`` and ``resolved_at`` of the replayed records in the quarantine
+    table (a MERGE on the Kafka coordinates; open records only)."""
+    source = outcome.withColumn("resolved_at", F.current_timestamp())
+    return merge(source, plan.quarantine_uri,
+                 " AND ".join(f"t.{c} = s.{c}" for c in COORDINATES),
+                 lambda m: m.whenMatchedUpdate(
+                     "t.resolution IS NULL",
+                     {"resolution": "s.resolution", "resolved_at": "s.resolved_at"}),
+                 commit)
 
 
-def _ledger_line(plan: SilverPlan, app_id: str, batch_id: int, report: ReplayReport) -> None:
-    line = pa.Table.from_pylist([{
-        "table": plan.table.qualified_name, "kind": "replay", "app_id": app_id,
-        "batch_id": batch_id, "bronze_rows": 0, "silver_rows": report.to_silver,
-        "quarantined_rows": -(report.to_silver + report.duplicates),
-        "duplicates_in_batch": 0, "duplicates_in_silver": report.duplicates,
-        "silver_version": report.silver_version, "finished_at": datetime.now(UTC),
-        "seconds": report.seconds, "validation_seconds": 0.0}], LEDGER_SCHEMA)
-    IdempotentAppender(plan.ledger_uri, app_id, (), plan.storage_options).append(
-        line, batch_id, {"lakehouse.query": app_id})
+def _ledger_line(spark: SparkSession, plan: SilverPlan, routed: Routed, commit: BatchCommit,
+                 report: ReplayReport) -> None:
+    """The replay's ``replay`` line: records moved from quarantine to silver (or found
+    duplicate); no bronze rows of its own."""
+    line = BatchReport(0, report.to_silver, -(report.to_silver + report.duplicates), 0,
+                       report.duplicates, report.silver_version, report.seconds,
+                       routed.validation_seconds)
+    append(ledger_frame(spark, plan, "replay", commit.app_id, commit.batch_id,
+                        routed.versions, line), plan.ledger_uri, commit)

@@ -10,11 +10,10 @@ tables a query names are opened.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import unicodedata
 from base64 import b64encode
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -23,35 +22,13 @@ from typing import IO, Any
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from lakehouse.catalog import LAYERS, require_tables
+from lakehouse.catalog import LAYERS, referenced_tables, require_tables
+from lakehouse.catalog import replace_tables as replace_tables  # re-exported
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.timetravel import AsOf, open_as_of
 
 FORMATS = ("table", "csv", "json", "parquet")
-_REF = re.compile(r'(?<![\w.])("?)(' + "|".join(LAYERS) + r')\1\s*\.\s*("?)([A-Za-z_]\w*)\3',
-                  re.IGNORECASE)
-_STRING = re.compile(r"'(?:[^']|'')*'")
-
-
-def referenced_tables(sql: str) -> list[str]:
-    """``layer.name`` of every warehouse table the SQL names, in order, once each (pure)."""
-    seen: dict[str, None] = {}
-    replace_tables(sql, lambda name: seen.setdefault(name) or name)
-    return list(seen)
-
-
-def replace_tables(sql: str, rename: Callable[[str], str]) -> str:
-    """The SQL with every ``layer.name`` reference replaced by ``rename(name)``; string
-    literals are left alone (pure)."""
-    def sub(text: str) -> str:
-        return _REF.sub(lambda m: rename(f"{m.group(2).lower()}.{m.group(4)}"), text)
-
-    out, last = [], 0
-    for literal in _STRING.finditer(sql):
-        out += [sub(sql[last:literal.start()]), literal.group(0)]
-        last = literal.end()
-    return "".join([*out, sub(sql[last:])])
 
 
 def run_query(config: Config, sql: str, as_of: AsOf | None = None) -> pa.Table:
@@ -62,6 +39,7 @@ def run_query(config: Config, sql: str, as_of: AsOf | None = None) -> pa.Table:
     available = require_tables(config, wanted)
     con = duckdb.connect()
     try:
+        con.execute("SET TimeZone = 'UTC'")  # as the pipelines' Spark sessions
         for layer in LAYERS:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
         for name in wanted:
@@ -86,20 +64,30 @@ def scan_sql(con: Any, dt: DeltaTable, name: str) -> str:
     """A SELECT over one Delta snapshot, in the table's column order.
 
     Local tables: DuckDB's own Parquet reader over the snapshot's files (row groups
-    pruned by their statistics, partition values from the hive-style paths). Others:
-    the Arrow dataset delta-rs gives, registered with DuckDB.
+    pruned by their statistics, partition values from the hive-style paths), timestamps
+    cast to the table's types (Spark writes them as INT96, which DuckDB reads without a
+    time zone). Others: the Arrow dataset delta-rs gives, registered with DuckDB.
     """
     schema = pa.schema(dt.schema().to_arrow())
-    columns = ", ".join(f'"{c}"' for c in schema.names)
     files = dt.file_uris()
     if files and all("://" not in f for f in files):
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         partitioned = "true" if dt.metadata().partition_columns else "false"
+        columns = ", ".join(_column(f) for f in schema)
         return (f"SELECT {columns} FROM read_parquet([{listing}], "
                 f"hive_partitioning={partitioned}, union_by_name=true)")
+    columns = ", ".join(f'"{c}"' for c in schema.names)
     alias = "__" + name.replace(".", "__")
     con.register(alias, dt.to_pyarrow_dataset() if files else schema.empty_table())
     return f'SELECT {columns} FROM "{alias}"'
+
+
+def _column(field: pa.Field) -> str:
+    """One column of a Parquet scan, as the Delta schema types it (pure)."""
+    name = '"' + field.name.replace('"', '""') + '"'
+    if pa.types.is_timestamp(field.type):
+        return f"CAST({name} AS {'TIMESTAMPTZ' if field.type.tz else 'TIMESTAMP'}) AS {name}"
+    return name
 
 
 # -- output (pure, except for the final write) ------------------------------------------

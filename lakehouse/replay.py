@@ -1,20 +1,25 @@
 """Replay: rebuild a silver or gold table from its inputs as they are now, e.g. after a
 contract, a suite or a gold definition was fixed.
 
-Silver: the bronze records of versions ``first..last`` are classified and routed again
-with the current contract and suite (deduplicated against the silver rows from earlier
-bronze versions, first delivery in bronze order winning, as the stream does). In the
-same table, the rows those versions produced are replaced, in silver and in quarantine,
-each by one overwrite-where commit; ``--into NAME`` writes the rebuilt table (and its
-quarantine) beside it instead, for comparison first. Gold: the table (and its state) is
-recomputed whole from silver as of its latest version and replaced in one commit each.
+Silver: the bronze records of versions ``first..last`` (read as a batch from bronze's
+change data feed, exactly the rows the stream sees) go through the one silver batch path,
+``lakehouse.silver.route``, with the current contract and suite: classified, deduplicated
+within the range (first delivery in bronze order) and against the silver rows from
+earlier bronze versions, validated by Great Expectations, and stopped with
+LH-QUALITY-001 before anything is written when a critical expectation fails. In the same
+table, the rows those versions produced are replaced, in silver and in quarantine, each
+by one overwrite-where commit (delta-spark, from the executors); ``--into NAME`` writes
+the rebuilt table (and its quarantine) beside it instead, for comparison first. Gold: the
+table (and its state) is recomputed whole from silver as of its latest version (Spark)
+and replaced in one commit each.
 
 Exactly once: a replay is batch ``n`` of writer ``<table>:replay``. In the same table its
 ledger line is written first, with the range and the adjustment it makes to the
 accounting; then every table commit carries ``txn(<table>:replay, n)``. A replay that
 died half way is resumed (same range, same result) by running it again; each table it
-had already committed is skipped. Commits record the input range (bronze or silver
-versions) and a run id, so ``explain`` and ``history`` see replays like stream batches.
+had already committed is skipped by Delta. Commits record the input range (bronze or
+silver versions) and a run id, so ``explain`` and ``history`` see replays like stream
+batches. Only counts reach the driver.
 
 The table's own streaming query must be stopped while it is replayed. A gold replay
 removes that query's checkpoint: the next run continues after the silver version the
@@ -28,34 +33,42 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import replace as with_fields
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-import pyarrow as pa
 import pyarrow.compute as pc
 from openlineage.client.uuid import generate_new_uuid
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from lakehouse import faults
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import MERGE_KEYS, IdempotentAppender, open_table, replace_rows
-from lakehouse.io.delta_source import DeltaLog, read_file, table_arrow_schema
+from lakehouse.io.delta import (
+    MERGE_KEYS,
+    BatchCommit,
+    append,
+    appended_rows,
+    latest_version,
+    open_table,
+    replace,
+)
 from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS
+from lakehouse.quality.gx import Validator
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 from lakehouse.silver import (
     COORDINATES,
-    LEDGER_SCHEMA,
     REBUILD,
-    RECORD_ONLY,
+    BatchReport,
+    Routed,
     SilverPlan,
-    classify,
-    existing_keys,
-    for_routing,
+    ledger_frame,
     load_plan,
+    quality_frame,
     quarantine_rows,
     route,
-    valid_rows,
 )
 
 Printer = Callable[[str], None]
@@ -103,25 +116,59 @@ def first_version_at(uri: str, at: datetime, storage_options: dict[str, str]) ->
     return later[0]
 
 
-def read_bronze(uri: str, first: int, last: int) -> pa.Table:
-    """Bronze records of versions ``first..last`` with the version that added each."""
-    log = DeltaLog(uri)
-    schema = table_arrow_schema(uri)
-    batches: list[pa.RecordBatch] = []
-    for v in range(first, last + 1):
-        commit = log.commit(v)
-        if commit.removes_data:
-            raise LakehouseError(
-                ErrorCode.REPLAY_NOTHING,
-                f"bronze version {v} of {uri} ({commit.operation}) rewrites data; bronze "
-                "replays need append-only versions", hint="replay from a later version")
-        for f in commit.added:
-            batches.extend(read_file(uri, f, schema))
-    return pa.Table.from_batches(batches, schema)
+def read_bronze(spark: SparkSession, uri: str, first: int, last: int) -> DataFrame:
+    """Bronze records of versions ``first..last`` with the version that added each
+    (``_commit_version``): the change data feed of that range, appending commits only,
+    exactly what the silver stream reads."""
+    changes = (spark.read.format("delta").option("readChangeFeed", "true")
+               .option("startingVersion", str(first)).option("endingVersion", str(last))
+               .load(uri))
+    return appended_rows(changes)
 
 
-def _coords(data: pa.Table) -> set[tuple[str, int, int]]:
-    return set(zip(*(data.column(c).to_pylist() for c in COORDINATES), strict=True))
+def _in_range(first: int, last: int) -> str:
+    return f"_bronze_version >= {first} AND _bronze_version <= {last}"
+
+
+def _txn(uri: str, app: str, storage_options: dict[str, str]) -> int | None:
+    """The last batch id ``app`` committed to the table (its Delta transaction version)."""
+    table = open_table(uri, storage_options)
+    if table is None:
+        return None
+    done = table.transaction_version(app)
+    return None if done is None else int(done)
+
+
+@dataclass(frozen=True)
+class _Before:
+    """The range's rows in silver and quarantine before a replay (counts only)."""
+
+    silver: int
+    open_quarantined: int
+    resolved_duplicates: int
+    """Quarantined records of the range a quarantine replay found to be duplicates."""
+    to_silver: int
+    to_quarantine: int
+
+
+def _before(spark: SparkSession, plan: SilverPlan, routed: Routed, first: int, last: int
+            ) -> _Before:
+    """What the range holds now, and how many records the rebuilt rows move between
+    silver and quarantine (Spark jobs; counts reach the driver)."""
+    where = F.expr(_in_range(first, last))
+    coords = list(COORDINATES)
+    silver_old = spark.read.format("delta").load(plan.uri).filter(where).select(*coords)
+    quarantine_old = (spark.read.format("delta").load(plan.quarantine_uri).filter(where)
+                      .select(*coords, "resolution"))
+    open_old = quarantine_old.filter(F.col("resolution").isNull()).select(*coords)
+    marks = quarantine_old.agg(
+        F.count(F.when(F.col("resolution").isNull(), 1)).alias("open"),
+        F.count(F.when(F.col("resolution") == "duplicate", 1)).alias("dups")).first()
+    assert marks is not None
+    return _Before(
+        silver_old.count(), int(marks["open"]), int(marks["dups"]),
+        open_old.join(routed.silver.select(*coords), coords, "left_semi").count(),
+        silver_old.join(routed.quarantine.select(*coords), coords, "left_semi").count())
 
 
 def replay_silver(spark: SparkSession, config: Config, table: SilverTable,
@@ -133,111 +180,117 @@ def replay_silver(spark: SparkSession, config: Config, table: SilverTable,
     plan = load_plan(config, table)
     opts = plan.storage_options
     app = f"{table.qualified_name}:replay"
-    ledger = IdempotentAppender(plan.ledger_uri, app, (), opts)
+    if open_table(plan.uri, opts) is None or open_table(plan.quarantine_uri, opts) is None:
+        raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND,
+                             f"{table.qualified_name} does not exist yet",
+                             hint="run the pipelines first (lakehouse run --until-idle)")
+    side = _side_uris(plan, into) if into else None
     pending = None if into else _pending(plan, app)
     if pending is not None:
         n, first, last = pending
         printer(f"[{table.qualified_name}] replay {n} stopped half way: resuming it "
                 f"(bronze versions {first}..{last})")
     else:
-        done = ledger.committed_version()
+        done = _txn(plan.ledger_uri, app, opts)
         n = 0 if done is None else done + 1
-        last = DeltaLog(plan.bronze_uri).latest_version()
+        newest = latest_version(plan.bronze_uri)
+        if newest is None:
+            raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND,
+                                 f"bronze.{table.bronze} does not exist yet",
+                                 hint="run the pipelines first (lakehouse run --until-idle)")
+        last = newest
         first = 0 if first is None else first
     if first > last:
         raise LakehouseError(ErrorCode.REPLAY_NOTHING,
                              f"bronze has no version {first} (latest {last})")
-    bronze = read_bronze(plan.bronze_uri, first, last)
-    printer(f"[{table.qualified_name}] re-checking {bronze.num_rows:,} bronze records of "
-            f"versions {first}..{last} against {plan.contract.source_file} and "
+    printer(f"[{table.qualified_name}] re-checking the bronze records of versions "
+            f"{first}..{last} against {plan.contract.source_file} and "
             f"{plan.suite.source_file} ...")
-    batch = for_routing(classify(spark.createDataFrame(bronze), plan)).toArrow()
-    columns = [c for c in batch.column_names if c not in RECORD_ONLY]
-    routed = route(batch, existing_keys(plan, valid_rows(batch), before_version=first),
-                   plan.key, columns)
-    now = datetime.now(UTC)
-    quarantined = quarantine_rows(routed.quarantine, n, now)
-    in_range = (pc.field("_bronze_version") >= first) & (pc.field("_bronze_version") <= last)
-    old_silver = open_table(plan.uri, opts)
-    old_quarantine = open_table(plan.quarantine_uri, opts)
-    silver_old = old_silver.to_pyarrow_dataset().to_table(
-        columns=list(COORDINATES), filter=in_range) if old_silver else routed.silver.slice(0, 0)
-    quarantine_old = old_quarantine.to_pyarrow_dataset().to_table(
-        columns=[*COORDINATES, "resolution"], filter=in_range) \
-        if old_quarantine else quarantined.slice(0, 0)
-    open_old = quarantine_old.filter(pc.is_null(quarantine_old.column("resolution")))
-    dup_resolved = quarantine_old.num_rows - open_old.num_rows \
-        - int(pc.sum(pc.equal(quarantine_old.column("resolution"), "replayed")).as_py() or 0)
-    new_silver = _coords(routed.silver)
-    metadata = {"lakehouse.query": app, BRONZE_VERSIONS: json.dumps({"from": first, "to": last}),
-                RUN_ID: str(generate_new_uuid()), "lakehouse.replay": n}
-    report = SilverReplay(
-        table.qualified_name, f"silver.{into}" if into else table.qualified_name, first, last,
-        bronze.num_rows, silver_old.num_rows, routed.silver.num_rows, open_old.num_rows,
-        quarantined.num_rows, len(_coords(open_old) & new_silver),
-        len(_coords(silver_old) & _coords(quarantined)), 0.0, pending is not None)
-
-    if into:
-        _write_side_tables(plan, into, routed.silver, quarantined, first, metadata)
-    else:
-        if pending is None:
-            adjustment = (silver_old.num_rows - routed.silver.num_rows) \
-                + (open_old.num_rows - quarantined.num_rows) + dup_resolved
-            ledger.append(pa.Table.from_pylist([{
-                "table": table.qualified_name, "kind": REBUILD, "app_id": app, "batch_id": n,
-                "bronze_from_version": first, "bronze_to_version": last, "bronze_rows": 0,
-                "silver_rows": routed.silver.num_rows - silver_old.num_rows,
-                "quarantined_rows": quarantined.num_rows - open_old.num_rows,
-                "duplicates_in_batch": 0, "duplicates_in_silver": adjustment,
-                "silver_version": None, "finished_at": now,
-                "seconds": time.monotonic() - started, "validation_seconds": 0.0}],
-                LEDGER_SCHEMA), n, metadata)
-        where = f"_bronze_version >= {first} AND _bronze_version <= {last}"
-        replace_rows(plan.uri, routed.silver, app, n, metadata, where, ("event_date",), opts)
-        faults.crash_point(app, "after_delta_commit", n)
-        replace_rows(plan.quarantine_uri, quarantined, app, n, metadata, where, (), opts)
-    return _with_seconds(report, time.monotonic() - started)
+    validator = Validator(plan.suite) if config.silver.gx_validation else None
+    routed = route(plan, read_bronze(spark, plan.bronze_uri, first, last), n, validator,
+                   before_version=first)
+    try:
+        before = _before(spark, plan, routed, first, last)
+        quarantined = quarantine_rows(routed.quarantine, n)
+        commit = BatchCommit(app, n, {
+            "lakehouse.query": app, BRONZE_VERSIONS: json.dumps({"from": first, "to": last}),
+            RUN_ID: str(generate_new_uuid()), "lakehouse.replay": n})
+        report = SilverReplay(
+            table.qualified_name, f"silver.{into}" if into else table.qualified_name, first,
+            last, routed.rows, before.silver, routed.new_rows, before.open_quarantined,
+            routed.quarantined, before.to_silver, before.to_quarantine, 0.0, pending is not None)
+        if side is not None:
+            _write_side_tables(spark, plan, side, routed, quarantined, first, commit)
+        else:
+            if pending is None:
+                _ledger_line(spark, plan, routed, before, commit, first, last, started)
+            if routed.results:
+                append(quality_frame(spark, plan, app, n, routed.results,
+                                     routed.validation_seconds), plan.quality_uri, commit)
+            where = _in_range(first, last)
+            replace(routed.silver, plan.uri, commit, where, ("event_date",))
+            faults.crash_point(app, "after_delta_commit", n)
+            replace(quarantined, plan.quarantine_uri, commit, where)
+    finally:
+        routed.release()
+    return with_fields(report, seconds=time.monotonic() - started)
 
 
-def _with_seconds(report: SilverReplay, seconds: float) -> SilverReplay:
-    from dataclasses import replace
-    return replace(report, seconds=seconds)
+def _ledger_line(spark: SparkSession, plan: SilverPlan, routed: Routed, before: _Before,
+                 commit: BatchCommit, first: int, last: int, started: float) -> None:
+    """The replay's ``rebuild`` line: no bronze rows of its own, and the change it makes
+    to silver, open quarantine and (as ``duplicates_in_silver``) the duplicates, so the
+    accounting identity holds once the tables are replaced."""
+    adjustment = (before.silver - routed.new_rows) \
+        + (before.open_quarantined - routed.quarantined) + before.resolved_duplicates
+    line = BatchReport(0, routed.new_rows - before.silver,
+                       routed.quarantined - before.open_quarantined, 0, adjustment, None,
+                       time.monotonic() - started, routed.validation_seconds)
+    append(ledger_frame(spark, plan, REBUILD, commit.app_id, commit.batch_id, (first, last),
+                        line), plan.ledger_uri, commit)
 
 
 def _pending(plan: SilverPlan, app: str) -> tuple[int, int, int] | None:
     """(n, first, last) of a replay whose ledger line is written but whose silver or
     quarantine commit is not."""
-    ledger = open_table(plan.ledger_uri, plan.storage_options)
-    if ledger is None or ledger.transaction_version(app) is None:
+    opts = plan.storage_options
+    n = _txn(plan.ledger_uri, app, opts)
+    if n is None:
         return None
-    n = int(ledger.transaction_version(app))  # type: ignore[arg-type]
-    done = [open_table(uri, plan.storage_options) for uri in (plan.uri, plan.quarantine_uri)]
-    if all(t is not None and (t.transaction_version(app) or -1) >= n for t in done):
+    done = [_txn(uri, app, opts) for uri in (plan.uri, plan.quarantine_uri)]
+    if all(d is not None and d >= n for d in done):
         return None
+    ledger = open_table(plan.ledger_uri, opts)
+    assert ledger is not None
     line = ledger.to_pyarrow_dataset().to_table(
+        columns=["bronze_from_version", "bronze_to_version"],
         filter=(pc.field("app_id") == app) & (pc.field("batch_id") == n)).to_pylist()[0]
     return n, int(line["bronze_from_version"]), int(line["bronze_to_version"])
 
 
-def _write_side_tables(plan: SilverPlan, into: str, silver: pa.Table, quarantined: pa.Table,
-                       first: int, metadata: dict[str, object]) -> None:
-    """``silver.<into>`` and its quarantine: the rows before ``first`` as they are, plus
-    the rebuilt ones."""
-    opts, wh_root = plan.storage_options, plan.uri.rsplit("/", 1)[0]
-    earlier = pc.field("_bronze_version") < first
-    for source, rebuilt, name, parts in ((plan.uri, silver, into, ("event_date",)),
-                                         (plan.quarantine_uri, quarantined,
-                                          f"{into}_quarantine", ())):
-        current = open_table(source, opts)
-        kept = current.to_pyarrow_dataset().to_table(filter=earlier) if current else None
-        rows = rebuilt if kept is None or kept.num_rows == 0 else \
-            pa.concat_tables([kept.cast(rebuilt.schema), rebuilt])
-        target = f"{wh_root}/{name}"
-        if open_table(target, opts) is not None:
-            raise LakehouseError(ErrorCode.REPLAY_NOTHING, f"silver.{name} exists already",
+def _side_uris(plan: SilverPlan, into: str) -> tuple[str, str]:
+    """``silver.<into>`` and ``silver.<into>_quarantine``; an error if either exists."""
+    root = plan.uri.rsplit("/", 1)[0]
+    uris = (f"{root}/{into}", f"{root}/{into}_quarantine")
+    for uri in uris:
+        if open_table(uri, plan.storage_options) is not None:
+            raise LakehouseError(ErrorCode.REPLAY_NOTHING,
+                                 f"silver.{uri.rsplit('/', 1)[1]} exists already",
                                  hint="pick another --into name, or drop that table first")
-        replace_rows(target, rows, str(metadata["lakehouse.query"]), 0, metadata, None,
-                     parts, opts)
+    return uris
+
+
+def _write_side_tables(spark: SparkSession, plan: SilverPlan, side: tuple[str, str],
+                       routed: Routed, quarantined: DataFrame, first: int,
+                       commit: BatchCommit) -> None:
+    """``silver.<into>`` and its quarantine: the rows before ``first`` as they are, plus
+    the rebuilt ones (batch 0 of the replay writer in each new table)."""
+    earlier: Column = F.col("_bronze_version") < first
+    side_commit = BatchCommit(commit.app_id, 0, commit.metadata)
+    for source, rebuilt, target, parts in ((plan.uri, routed.silver, side[0], ("event_date",)),
+                                           (plan.quarantine_uri, quarantined, side[1], ())):
+        kept = spark.read.format("delta").load(source).filter(earlier)
+        replace(kept.unionByName(rebuilt), target, side_commit, None, parts)
 
 
 @dataclass(frozen=True)
@@ -272,39 +325,39 @@ def replay_gold(spark: SparkSession, config: Config, table: GoldTable,
                              f"{table.qualified_name} reads silver.{table.silver}, which does "
                              "not exist yet", hint="run the pipelines first")
     version = silver_table.version()
-    silver = (spark.read.format("delta-py").option("path", plan.silver_uri)
-              .option("versionAsOf", str(version)).load())
-    sch = schemas(spark, agg, silver.schema)
-    ensure_gold_tables(plan, sch)
-    now = datetime.now(UTC)
-    printer(f"[{table.qualified_name}] recomputing from silver.{table.silver} version "
-            f"{version} ...")
-    output = stamped(recompute(agg, silver).toArrow(), now)
-    app = f"{table.qualified_name}:replay"
     target_uri = plan.uri if not into else f"{plan.uri.rsplit('/', 1)[0]}/{into}"
     if into and open_table(target_uri, opts) is not None:
         raise LakehouseError(ErrorCode.REPLAY_NOTHING, f"gold.{into} exists already",
                              hint="pick another --into name")
+    silver = (spark.read.format("delta").option("versionAsOf", str(version))
+              .load(plan.silver_uri))
+    ensure_gold_tables(spark, plan, schemas(spark, agg, silver.schema))
+    printer(f"[{table.qualified_name}] recomputing from silver.{table.silver} version "
+            f"{version} ...")
+    app = f"{table.qualified_name}:replay"
     before = open_table(target_uri, opts)
     done = None if before is None else before.transaction_version(app)
-    n = 0 if done is None else done + 1
-    metadata = {"lakehouse.query": app, RUN_ID: str(generate_new_uuid()),
-                SILVER_VERSIONS: json.dumps({"from": 0, "to": version}),
-                MERGE_KEYS: json.dumps(agg.output_keys), "lakehouse.replay": n}
+    n = 0 if done is None else int(done) + 1
+    metadata: dict[str, Any] = {
+        "lakehouse.query": app, RUN_ID: str(generate_new_uuid()),
+        SILVER_VERSIONS: json.dumps({"from": 0, "to": version}),
+        MERGE_KEYS: json.dumps(agg.output_keys), "lakehouse.replay": n}
     rows_before = 0 if before is None else int(before.count())
-    replace_rows(target_uri, output, app, n, metadata, storage_options=opts)
+    output = stamped(recompute(agg, silver))
+    written = replace(output, target_uri, BatchCommit(app, n, metadata))
     if plan.state_uri is not None and not into:
-        state = stamped(with_rollup_keys(agg, partial(agg, silver)).toArrow(), now)
-        replace_rows(plan.state_uri, state, app, n,
-                     {**metadata, MERGE_KEYS: json.dumps(agg.keys)}, storage_options=opts)
+        state = stamped(with_rollup_keys(agg, partial(agg, silver)))
+        replace(state, plan.state_uri,
+                BatchCommit(app, n, {**metadata, MERGE_KEYS: json.dumps(agg.keys)}))
     if not into:
         checkpoint = Path(config.warehouse.checkpoint_uri(table.qualified_name))
         if "://" not in str(checkpoint) and checkpoint.is_dir():
             shutil.rmtree(checkpoint)
             printer(f"[{table.qualified_name}] removed its checkpoint: the next run continues "
                     f"after silver version {version}")
+    rows_after = written.rows if written.written else output.count()
     return GoldReplay(table.qualified_name, f"gold.{into}" if into else table.qualified_name,
-                      version, rows_before, output.num_rows, time.monotonic() - started)
+                      version, rows_before, rows_after, time.monotonic() - started)
 
 
 @dataclass(frozen=True)
@@ -360,7 +413,9 @@ def kafka_start(config: Config, topic: str, start: dict[int, int] | datetime
 def replay_bronze(config: Config, table: BronzeTable, start: dict[int, int] | datetime,
                   printer: Printer = print) -> BronzeReplay:
     """Reset a bronze table's query to earlier Kafka offsets and run it until idle,
-    landing only the records the table does not hold; its old checkpoint is kept aside."""
+    landing only the records the table does not hold; its old checkpoint is kept aside.
+    The query starts from Spark's ``startingOffsets`` JSON with every partition's offset
+    (``runner.start_bronze(..., reset_to=...)``)."""
     from lakehouse.runner import run
     started = time.monotonic()
     topic = config.source(table.source).topic

@@ -2,10 +2,10 @@
 table.
 
 Each table gets its own query, checkpoint and Delta writer, so tables can be restarted
-and replayed independently; silver reads its bronze table and gold its silver table as
-streams (``delta-py``).
-Writes go through ``foreachBatch`` into delta-rs with the batch id as the Delta
-transaction version (see ``lakehouse.io.delta``).
+and replayed independently. Bronze reads Kafka with Spark's Kafka connector; silver reads
+its bronze table and gold its silver table as Delta streams (the change data feed, for
+each row's commit version). Writes go through ``foreachBatch`` into delta-spark with the
+batch id as the Delta transaction version (see ``lakehouse.io.delta``).
 """
 
 from __future__ import annotations
@@ -20,26 +20,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
-from lakehouse import faults
+from lakehouse import faults, graph
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import (
-    AppIdBinding,
-    IdempotentAppender,
-    ensure_table,
-    max_kafka_offsets,
-    open_table,
-)
-from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
-from lakehouse.io.kafka_offsets import ranges_in
-from lakehouse.io.kafka_source import FORMAT_NAME
+from lakehouse.io.delta import append, ensure_table, max_kafka_offsets
+from lakehouse.io.kafka_admin import TopicSpec, admin_client, ensure_topics, topic_partitions
+from lakehouse.io.kafka_security import jvm_properties
+from lakehouse.io.storage import has_checkpoint
 from lakehouse.lineage.datasets import (
     KAFKA_OFFSETS,
     BatchIO,
@@ -51,23 +43,20 @@ from lakehouse.lineage.datasets import (
     kafka_dataset,
 )
 from lakehouse.lineage.tracking import Lineage
-from lakehouse.registry import (
-    BronzeTable,
-    GoldTable,
-    SilverTable,
-    discover_bronze,
-    discover_gold,
-    discover_silver,
-)
+from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 from lakehouse.spark import start_batches
 
 log = logging.getLogger(__name__)
 
 Printer = Callable[[str], None]
 
+EARLIEST = -2
+"""Spark's ``startingOffsets`` JSON for 'the earliest offset Kafka holds'."""
+
 
 def kafka_options(config: Config, table: BronzeTable) -> dict[str, str]:
-    """Options of the ``kafka-py`` source for one bronze table."""
+    """Options of Spark's Kafka source for one bronze table (``kafka.*`` client settings,
+    e.g. SASL or SSL, pass through to the connector's consumers)."""
     source = config.source(table.source)
     streaming = config.streaming
     opts = {
@@ -77,11 +66,12 @@ def kafka_options(config: Config, table: BronzeTable) -> dict[str, str]:
         "maxOffsetsPerTrigger": str(source.max_offsets_per_trigger
                                     or streaming.max_offsets_per_trigger),
         "failOnDataLoss": str(streaming.fail_on_data_loss).lower(),
-        "dataLossLog": config.warehouse.checkpoint_uri(f"{table.qualified_name}/data_loss.jsonl"),
+        "includeHeaders": "true",
     }
-    if streaming.progress_group:
-        opts["progressGroup"] = streaming.progress_group
-    opts.update({f"kafka.{k}": v for k, v in config.kafka.client_properties.items()})
+    if streaming.min_partitions:
+        opts["minPartitions"] = str(streaming.min_partitions)
+    client = jvm_properties(config.kafka.client_properties)
+    opts.update({f"kafka.{k}": v for k, v in client.items()})
     return opts
 
 
@@ -92,76 +82,69 @@ def ensure_source_topics(config: Config, sources: Sequence[str]) -> list[str]:
     return ensure_topics(config.kafka.bootstrap_servers, specs, config.kafka.client_properties)
 
 
+def offset_ranges(batch: DataFrame) -> list[dict[str, Any]]:
+    """The Kafka coordinates a batch holds: per topic partition, first offset, end offset
+    (exclusive) and record count. A handful of rows reach the driver, never the batch."""
+    rows = (batch.groupBy("topic", "partition")
+            .agg(F.min("offset").alias("from"), F.max("offset").alias("last"),
+                 F.count(F.lit(1)).alias("records"))
+            .collect())
+    return sorted(({"topic": r["topic"], "partition": r["partition"], "from": r["from"],
+                    "to": r["last"] + 1, "records": r["records"]} for r in rows),
+                  key=lambda r: (r["topic"], r["partition"]))
+
+
+def not_held(batch: DataFrame, bronze: DataFrame) -> DataFrame:
+    """The batch's records whose Kafka coordinates the bronze table does not hold yet."""
+    held = bronze.select("topic", "partition", "offset")
+    return batch.join(held, ["topic", "partition", "offset"], "left_anti")
+
+
 @dataclass
 class BronzeWriter:
     """The foreachBatch function of one bronze query: an idempotent Delta append."""
 
     table: BronzeTable
-    appender: IdempotentAppender
+    uri: str
     query_name: str
     printer: Printer
-
     source: DatasetName
     skip_held: bool = False
     """Drop records the table already holds (same partition and offset): a reset to
     earlier offsets lands only what is missing."""
 
-    def __post_init__(self) -> None:
-        self.binding = AppIdBinding(self.appender)
-
-    def __call__(self, df: DataFrame, batch_id: int, run: BatchRun) -> BatchIO:
+    def __call__(self, df: DataFrame, run: BatchRun) -> BatchIO:
         started = time.monotonic()
-        data = df.toArrow()
-        read = data.num_rows
-        if self.skip_held:
-            data = not_held(data, held_coordinates(self.appender.uri, data,
-                                                   self.appender.storage_options))
-            if data.num_rows < read:
-                self.printer(f"[{self.query_name}] batch {batch_id}: {read - data.num_rows:,} "
-                             f"of {read:,} records are in the table already; skipped")
-        ranges = ranges_in(data)
-        metadata = {"lakehouse.query": self.query_name, KAFKA_OFFSETS: ranges,
-                    **run.commit_metadata()}
-        faults.crash_point(self.query_name, "before_delta_commit", batch_id)
-        result = self.appender.append(data, batch_id, metadata)
-        faults.crash_point(self.query_name, "after_delta_commit", batch_id)
+        batch_id = run.batch_id
+        batch = df.persist()  # read from Kafka once: for the offset ranges and the write
+        try:
+            ranges = offset_ranges(batch)
+            read = sum(r["records"] for r in ranges)
+            if self.skip_held and read:
+                batch = not_held(batch, batch.sparkSession.read.format("delta").load(self.uri))
+                landing = offset_ranges(batch)
+                kept = sum(r["records"] for r in landing)
+                if kept < read:
+                    self.printer(f"[{self.query_name}] batch {batch_id}: {read - kept:,} of "
+                                 f"{read:,} records are in the table already; skipped")
+                ranges = landing
+            if not ranges:
+                return BatchIO([Read(self.source, read)])
+            commit = run.commit(**{"lakehouse.query": self.query_name, KAFKA_OFFSETS: ranges})
+            faults.crash_point(self.query_name, "before_delta_commit", batch_id)
+            result = append(batch, self.uri, commit, self.table.partition_by)
+            faults.crash_point(self.query_name, "after_delta_commit", batch_id)
+        finally:
+            df.unpersist()
         if result.written:
-            took = time.monotonic() - started
             self.printer(f"[{self.query_name}] batch {batch_id}: {result.rows:,} rows -> "
-                         f"version {result.version} in {took:.2f}s "
+                         f"version {result.version} in {time.monotonic() - started:.2f}s "
                          f"({_span(ranges)})")
-        elif result.rows:
+        else:
             self.printer(f"[{self.query_name}] batch {batch_id}: already in the table "
-                         f"(replay after a restart), skipped {result.rows:,} rows")
+                         f"(replay after a restart), skipped {read:,} records")
         return BatchIO([Read(self.source, read, offsets=ranges)],
-                       [Written(self.appender.uri, result.version, data.num_rows)])
-
-
-def _coordinate_keys(partitions: pa.ChunkedArray | pa.Array, offsets: pa.ChunkedArray | pa.Array
-                     ) -> pa.Array:
-    """One int64 per (partition, offset): partition in the top 23 bits (pure)."""
-    return pc.add(pc.shift_left(pc.cast(partitions, pa.int64()), 40),
-                  pc.cast(offsets, pa.int64()))
-
-
-def held_coordinates(uri: str, batch: pa.Table, storage_options: dict[str, str]) -> pa.Table:
-    """The (partition, offset) pairs the table holds within the batch's offset span."""
-    table = open_table(uri, storage_options)
-    if table is None or batch.num_rows == 0:
-        return pa.table({"partition": pa.array([], pa.int32()), "offset": pa.array([], pa.int64())})
-    where = (pc.field("partition").isin(pc.unique(batch.column("partition")))
-             & (pc.field("offset") >= pc.min(batch.column("offset")))
-             & (pc.field("offset") <= pc.max(batch.column("offset"))))
-    return table.to_pyarrow_dataset().to_table(columns=["partition", "offset"], filter=where)
-
-
-def not_held(batch: pa.Table, held: pa.Table) -> pa.Table:
-    """The batch's records whose (partition, offset) is not in ``held`` (pure)."""
-    if held.num_rows == 0:
-        return batch
-    seen = _coordinate_keys(held.column("partition"), held.column("offset"))
-    mine = _coordinate_keys(batch.column("partition"), batch.column("offset"))
-    return batch.filter(pc.invert(pc.is_in(mine, value_set=seen)))
+                       [Written(self.uri, result.version, result.rows)])
 
 
 def _span(ranges: list[dict[str, Any]]) -> str:
@@ -173,73 +156,48 @@ def resume_offsets(config: Config, table: BronzeTable, printer: Printer) -> str 
     """Starting offsets for a new checkpoint over a table that already holds records.
 
     A deleted (or moved) checkpoint must not make the query read Kafka again from the
-    configured start and land every record twice: continue after what the table holds.
+    configured start and land every record twice: continue after what the table holds,
+    and from the earliest offset in partitions it holds nothing of (Spark's connector
+    wants every partition named).
     """
-    if not config.warehouse.is_fresh_checkpoint(table.qualified_name):
+    if has_checkpoint(config.warehouse.checkpoint_uri(table.qualified_name)):
         return None
     held = max_kafka_offsets(config.warehouse.table_uri("bronze", table.name),
                              config.warehouse.storage_options)
     if not held:
         return None
+    topic = config.source(table.source).topic
+    admin = admin_client(config.kafka.bootstrap_servers, config.kafka.client_properties)
+    partitions = topic_partitions(admin, config.kafka.bootstrap_servers, topic)
+    start = {topic: {str(p): held.get(topic, {}).get(str(p), EARLIEST) for p in partitions}}
     printer(f"[{table.qualified_name}] no checkpoint but the table holds records: "
-            f"continuing after them ({sum(len(p) for p in held.values())} partitions)")
-    return json.dumps(held)
+            f"continuing after them ({len(held.get(topic, {}))} of {len(partitions)} "
+            "partitions)")
+    return json.dumps(start)
 
 
 def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
                  printer: Printer = print, lineage: Lineage | None = None,
                  reset_to: str | None = None) -> StreamingQuery:
     """Start the streaming query that lands one source in its bronze table; with
-    ``reset_to`` (JSON offsets, on a new checkpoint) from those offsets, landing only the
-    records the table does not hold yet."""
+    ``reset_to`` (Spark's ``startingOffsets`` JSON, on a new checkpoint) from those
+    offsets, landing only the records the table does not hold yet."""
     options = kafka_options(config, table)
     resume = reset_to or resume_offsets(config, table, printer)
     if resume:
         options["startingOffsets"] = resume
-    raw = spark.readStream.format(FORMAT_NAME).options(**options).load()
+    raw = spark.readStream.format("kafka").options(**options).load()
     out = table.transform(raw)
     uri = config.warehouse.table_uri("bronze", table.name)
-    ensure_table(uri, to_arrow_schema(out.schema), table.partition_by,
-                 config.warehouse.storage_options, description=table.description)
+    ensure_table(spark, uri, out.schema, table.partition_by, table.description,
+                 change_feed=True)
     query_name = table.qualified_name
     topic = kafka_dataset(config.kafka.bootstrap_servers, config.source(table.source).topic)
-    writer = BronzeWriter(
-        table, IdempotentAppender(uri, app_id=query_name, partition_by=table.partition_by,
-                                  storage_options=config.warehouse.storage_options),
-        query_name, printer, topic, skip_held=reset_to is not None)
+    writer = BronzeWriter(table, uri, query_name, printer, topic,
+                          skip_held=reset_to is not None)
     spec = QuerySpec(query_name, topic, None, [uri], {uri: lambda: out})
     tracker = (lineage or Lineage.off(config)).query(spec, spark.version)
-    return start_batches(out, config, query_name, writer, writer.binding, tracker)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The tables a run builds, per layer."""
-
-    bronze: list[BronzeTable]
-    silver: list[SilverTable]
-    gold: list[GoldTable]
-
-
-def select_tables(bronze: Sequence[BronzeTable], silver: Sequence[SilverTable],
-                  gold: Sequence[GoldTable], names: Sequence[str] | None) -> Selection:
-    """The tables named, or all of them. ``bronze.orders`` names one table; a bare name
-    (``orders``) names the table of that name in every layer."""
-    if not names:
-        return Selection(list(bronze), list(silver), list(gold))
-    known = [t.qualified_name for t in bronze] + [t.qualified_name for t in silver] \
-        + [t.qualified_name for t in gold]
-    chosen: set[str] = set()
-    for n in names:
-        matches = [q for q in known if q == n or q.split(".", 1)[1] == n]
-        if not matches:
-            raise LakehouseError(ErrorCode.UNKNOWN_SOURCE,
-                                 f"no table {n!r} (defined: {', '.join(sorted(known))})",
-                                 hint="definitions live in bronze/, silver/ and gold/")
-        chosen.update(matches)
-    return Selection([t for t in bronze if t.qualified_name in chosen],
-                     [t for t in silver if t.qualified_name in chosen],
-                     [t for t in gold if t.qualified_name in chosen])
+    return start_batches(out, config, query_name, writer, tracker)
 
 
 @dataclass
@@ -261,12 +219,13 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     ``bronze_reset``: bronze table -> JSON offsets to start it from (see start_bronze)."""
     from lakehouse.gold import start_gold
     from lakehouse.silver import load_plan, start_silver
-    selection = select_tables(discover_bronze(), discover_silver(), discover_gold(), tables)
-    chosen, silver = selection.bronze, selection.silver
-    for t in chosen:
-        config.source(t.source)  # unknown sources fail before Spark starts
+    # Unknown tables and sources, bad contracts and suites fail before Spark starts.
+    selected = graph.build(config).select(tables)
+    chosen = [q.definition for q in selected if isinstance(q.definition, BronzeTable)]
+    silver = [q.definition for q in selected if isinstance(q.definition, SilverTable)]
+    gold = [q.definition for q in selected if isinstance(q.definition, GoldTable)]
     for s in silver:
-        load_plan(config, s)  # so do bad contracts and suites
+        load_plan(config, s)
     created = ensure_source_topics(config, [t.source for t in chosen])
     for name in created:
         printer(f"created topic {name}")
@@ -287,7 +246,7 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
             queries.append(_initialized(start_silver(spark, config, s, printer, lineage)))
             printer(f"started {s.qualified_name} <- bronze.{s.bronze} "
                     f"(contract and suite {s.contract})")
-        for g in selection.gold:
+        for g in gold:
             queries.append(_initialized(start_gold(spark, config, g, printer, lineage)))
             printer(f"started {g.qualified_name} <- silver.{g.silver}")
         if until_idle:

@@ -1,47 +1,60 @@
 """Silver: bronze -> (contract, expectations, dedup) -> silver | quarantine, nothing lost.
 
-One streaming query per silver table reads its bronze table through the ``delta-py``
-source (offsets are bronze versions). Each micro-batch:
+One streaming query per silver table reads its bronze table's change feed (each row with
+its bronze version). Each micro-batch, every step a Spark job on the executors:
 
-1. ``classify`` (pure, one Spark projection): parse the raw value against the contract
-   and evaluate every compiled expectation; each record gets ``_failed_rules`` and ``_reasons``.
-2. ``route`` (pure, Arrow): rejected records -> quarantine rows with every failed rule
-   and reason; valid records are deduplicated on the contract key within the batch and
-   against silver (looked up in the event dates the batch touches), so silver holds each
-   event once however late the redelivery.
-3. GX validates the batch with the same suite; its results go to ``silver._quality``. A
-   critical expectation over its threshold stops the query before anything is written.
-4. Writes, each an idempotent Delta append (transaction id = batch id): quarantine,
-   silver, quality, then the batch's line in the ``silver._batches`` ledger.
+1. ``classify`` (pure, one projection): parse the raw value against the contract and
+   evaluate every compiled expectation; each record gets ``failed_rules`` and ``reasons``.
+2. ``route``: rejected records become quarantine rows with every failed rule and reason;
+   valid records are deduplicated on the contract key within the batch (first delivery
+   in bronze order wins) and checked against silver in the event dates the batch
+   touches, so silver holds each event once however late the redelivery.
+3. GX validates the batch (a Spark DataFrame) with the same suite; its results go to
+   ``silver._quality``. A critical expectation over its threshold stops the query before
+   anything is written.
+4. Writes, each idempotent per batch (Delta transaction id = batch id): quarantine
+   (append), silver (an insert-only MERGE on the key, pruned by event date), quality,
+   then the batch's line in the ``silver._batches`` ledger.
 
-Every write is also idempotent by Kafka coordinates: a record already in silver (or
-quarantine) at the same topic/partition/offset is never written again, so a replay
-after a crash, a new checkpoint, or a quarantine replay keep the accounting identity
+Only counts reach the driver. Writes are also idempotent by Kafka coordinates: a record
+silver or quarantine already holds is never written again, so a replay after a crash, a
+new checkpoint, or a quarantine replay keep the accounting identity
 ``bronze rows = silver rows + quarantined + duplicates`` per batch and in total.
+``route`` and ``write_batch`` are the one silver batch path: the stream, ``lakehouse
+replay`` and ``quarantine replay`` all go through them.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse import faults
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import AppIdBinding, IdempotentAppender, ensure_table, open_table
-from lakehouse.io.delta_source import FORMAT_NAME as DELTA_FORMAT
-from lakehouse.io.delta_source import VERSION_COLUMN
+from lakehouse.io.delta import (
+    CHANGE_COLUMNS,
+    VERSION_COLUMN,
+    BatchCommit,
+    WriteResult,
+    append,
+    appended_rows,
+    ensure_table,
+    merge,
+    open_table,
+    read_changes,
+)
+from lakehouse.io.storage import has_checkpoint
 from lakehouse.lineage.datasets import (
     BRONZE_VERSIONS,
     Assertion,
@@ -65,7 +78,7 @@ Printer = Callable[[str], None]
 LINEAGE = (("topic", "_topic"), ("partition", "_partition"), ("offset", "_offset"),
            (VERSION_COLUMN, "_bronze_version"), ("ingested_at", "_ingested_at"))
 COORDINATES = ("_topic", "_partition", "_offset")
-# Columns of a collected batch that describe the raw record, not the silver row.
+# Columns of a routed batch that describe the raw record, not the silver row.
 RECORD_ONLY = frozenset({"key", "value", "_kafka_timestamp", "failed_rules", "reasons"})
 REBUILD = "rebuild"
 """Ledger kind of a ``lakehouse replay`` of a silver table."""
@@ -73,31 +86,29 @@ BRONZE_COLUMNS = frozenset({"key", "value", "topic", "partition", "offset", "tim
                             "timestamp_type", "headers", "ingested_at", "ingest_date",
                             VERSION_COLUMN})
 
-QUARANTINE_SCHEMA = pa.schema([
-    ("event_id", pa.string()), ("failed_rules", pa.list_(pa.string())),
-    ("reasons", pa.list_(pa.string())), ("key", pa.binary()), ("value", pa.binary()),
-    ("_topic", pa.string()), ("_partition", pa.int32()), ("_offset", pa.int64()),
-    ("_bronze_version", pa.int64()), ("_kafka_timestamp", pa.timestamp("us", tz="UTC")),
-    ("_ingested_at", pa.timestamp("us", tz="UTC")), ("batch_id", pa.int64()),
-    ("quarantined_at", pa.timestamp("us", tz="UTC")),
-    ("resolved_at", pa.timestamp("us", tz="UTC")), ("resolution", pa.string()),
-])
-QUALITY_SCHEMA = pa.schema([
-    ("table", pa.string()), ("app_id", pa.string()), ("batch_id", pa.int64()),
-    ("validated_at", pa.timestamp("us", tz="UTC")), ("rule", pa.string()),
-    ("expectation_type", pa.string()), ("column", pa.string()), ("critical", pa.bool_()),
-    ("success", pa.bool_()), ("element_count", pa.int64()), ("unexpected_count", pa.int64()),
-    ("unexpected_percent", pa.float64()), ("validation_seconds", pa.float64()),
-])
-LEDGER_SCHEMA = pa.schema([
-    ("table", pa.string()), ("kind", pa.string()), ("app_id", pa.string()),
-    ("batch_id", pa.int64()), ("bronze_from_version", pa.int64()),
-    ("bronze_to_version", pa.int64()), ("bronze_rows", pa.int64()), ("silver_rows", pa.int64()),
-    ("quarantined_rows", pa.int64()), ("duplicates_in_batch", pa.int64()),
-    ("duplicates_in_silver", pa.int64()), ("silver_version", pa.int64()),
-    ("finished_at", pa.timestamp("us", tz="UTC")), ("seconds", pa.float64()),
-    ("validation_seconds", pa.float64()),
-])
+
+def _schema(*fields: tuple[str, T.DataType]) -> T.StructType:
+    return T.StructType([T.StructField(n, t, True) for n, t in fields])
+
+
+_TS, _STR, _LONG = T.TimestampType(), T.StringType(), T.LongType()
+QUARANTINE_SCHEMA = _schema(
+    ("event_id", _STR), ("failed_rules", T.ArrayType(_STR)), ("reasons", T.ArrayType(_STR)),
+    ("key", T.BinaryType()), ("value", T.BinaryType()), ("_topic", _STR),
+    ("_partition", T.IntegerType()), ("_offset", _LONG), ("_bronze_version", _LONG),
+    ("_kafka_timestamp", _TS), ("_ingested_at", _TS), ("batch_id", _LONG),
+    ("quarantined_at", _TS), ("resolved_at", _TS), ("resolution", _STR))
+QUALITY_SCHEMA = _schema(
+    ("table", _STR), ("app_id", _STR), ("batch_id", _LONG), ("validated_at", _TS),
+    ("rule", _STR), ("expectation_type", _STR), ("column", _STR), ("critical", T.BooleanType()),
+    ("success", T.BooleanType()), ("element_count", _LONG), ("unexpected_count", _LONG),
+    ("unexpected_percent", T.DoubleType()), ("validation_seconds", T.DoubleType()))
+LEDGER_SCHEMA = _schema(
+    ("table", _STR), ("kind", _STR), ("app_id", _STR), ("batch_id", _LONG),
+    ("bronze_from_version", _LONG), ("bronze_to_version", _LONG), ("bronze_rows", _LONG),
+    ("silver_rows", _LONG), ("quarantined_rows", _LONG), ("duplicates_in_batch", _LONG),
+    ("duplicates_in_silver", _LONG), ("silver_version", _LONG), ("finished_at", _TS),
+    ("seconds", T.DoubleType()), ("validation_seconds", T.DoubleType()))
 
 
 @dataclass(frozen=True)
@@ -136,7 +147,7 @@ def load_plan(config: Config, table: SilverTable) -> SilverPlan:
                       dict(wh.storage_options))
 
 
-# -- pure: classification (Spark) and routing (Arrow) --------------------------------------
+# -- pure: classification and routing (Spark) ---------------------------------------------
 
 def classify(bronze: DataFrame, plan: SilverPlan) -> DataFrame:
     """Bronze rows -> bronze columns + typed fields + ``_failed_rules`` and ``_reasons`` + ``event_date``.
@@ -155,7 +166,7 @@ def silver_columns(classified: DataFrame) -> list[str]:
 
 
 def for_routing(classified: DataFrame) -> DataFrame:
-    """The one projection collected per batch: silver columns, lineage, raw record, failures."""
+    """One row per record: silver columns, lineage, raw record, failures."""
     lineage = [F.col(src).alias(dst) for src, dst in LINEAGE]
     return classified.select(
         *silver_columns(classified), *lineage, "key", "value",
@@ -163,83 +174,42 @@ def for_routing(classified: DataFrame) -> DataFrame:
         failure_list(RULES).alias("failed_rules"), failure_list(REASONS).alias("reasons"))
 
 
-@dataclass(frozen=True)
-class Routed:
-    """Where each record of a batch goes."""
-
-    silver: pa.Table
-    """New silver rows (not yet in silver)."""
-    quarantine: pa.Table
-    """Rejected records (rows of ``for_routing``)."""
-    already_in_silver: int
-    """Valid records silver already holds at the same coordinates (a replayed batch)."""
-    duplicates_in_batch: int
-    duplicates_in_silver: int
-
-    @property
-    def silver_rows(self) -> int:
-        """Records of this batch that are in silver (new or already there)."""
-        return self.silver.num_rows + self.already_in_silver
-
-    @property
-    def duplicates(self) -> int:
-        """Records dropped as duplicates of an event silver holds."""
-        return self.duplicates_in_batch + self.duplicates_in_silver
+def silver_row_columns(routed: DataFrame) -> list[str]:
+    """The columns of a silver row among a routed batch's."""
+    return [c for c in routed.columns if c not in RECORD_ONLY]
 
 
-def route(batch: pa.Table, existing: pa.Table, key: str, columns: Sequence[str]) -> Routed:
-    """Split a collected batch into silver, quarantine and duplicates (pure).
-
-    ``existing``: silver's rows with this batch's keys (``key`` plus coordinates). The
-    first delivery of a key in bronze order wins within the batch; a key silver already
-    holds is a duplicate unless silver holds this very record (same coordinates).
-    """
-    failed = pc.greater(pc.list_value_length(batch.column("failed_rules")), 0)
-    quarantine = batch.filter(failed)
-    valid = batch.filter(pc.invert(failed))
-    order = valid.sort_by([("_bronze_version", "ascending"), ("_topic", "ascending"),
-                           ("_partition", "ascending"), ("_offset", "ascending")])
-    order = order.append_column("_i", pa.array(range(order.num_rows), pa.int64()))
-    firsts = order.group_by(key).aggregate([("_i", "min")]).column("_i_min")
-    unique = order.take(pc.take(firsts, pc.sort_indices(firsts)))  # bronze order
-    in_batch_dups = valid.num_rows - unique.num_rows
-
-    seen, same = match_held(unique, existing, key)
-    new = unique.filter(pc.invert(seen)).select(list(columns))
-    already = pc.sum(pc.cast(same, pa.int64())).as_py() or 0
-    dup_silver = (pc.sum(pc.cast(seen, pa.int64())).as_py() or 0) - already
-    return Routed(new, quarantine, already, in_batch_dups, dup_silver)
+def firsts(valid: DataFrame, key: str) -> DataFrame:
+    """One record per key: the first delivery in bronze order (version, then Kafka
+    coordinates)."""
+    order = Window.partitionBy(key).orderBy(F.col("_bronze_version"), *COORDINATES)
+    return (valid.withColumn("_n", F.row_number().over(order)).filter(F.col("_n") == 1)
+            .drop("_n"))
 
 
-def match_held(records: pa.Table, existing: pa.Table, key: str
-               ) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
-    """Per record, in order: does ``existing`` (silver) hold its key, and is what it
-    holds this very record (same Kafka coordinates)?"""
-    coords = list(COORDINATES)
-    held = existing.select([key, *coords]).rename_columns([key, *(f"_held{c}" for c in coords)])
-    found = lookup(records.select([key, *coords]), held, [key])
-    seen = pc.is_valid(found.column("_held_topic"))
-    same = seen
-    for c in coords:
-        same = pc.and_(same, pc.fill_null(pc.equal(found.column(c), found.column(f"_held{c}")),
-                                          False))
-    return seen, same
+def mark_held(records: DataFrame, held: DataFrame, key: str) -> DataFrame:
+    """``records`` with ``_held`` (silver holds the key) and ``_same`` (what it holds is
+    this very record: same Kafka coordinates). ``held``: silver's key and coordinates."""
+    renamed = held.select(F.col(key).alias("_h_key"),
+                          *[F.col(c).alias(f"_h{c}") for c in COORDINATES])
+    joined = records.join(renamed, records[key] == renamed["_h_key"], "left")
+    same: Column = F.lit(True)
+    for c in COORDINATES:
+        same = same & F.coalesce(joined[c] == joined[f"_h{c}"], F.lit(False))
+    return joined.select(*[records[c] for c in records.columns],
+                         renamed["_h_key"].isNotNull().alias("_held"), same.alias("_same"))
 
 
-def lookup(left: pa.Table, right: pa.Table, keys: list[str]) -> pa.Table:
-    """``left`` (flat columns) left-outer-joined to ``right``, one row per left row, in
-    left order. Only flat columns take part: Arrow joins cannot carry list columns."""
-    indexed = left.append_column("_li", pa.array(range(left.num_rows), pa.int64()))
-    return indexed.join(right, keys, join_type="left outer").sort_by("_li")
-
-
-def rule_counts(batch: pa.Table) -> dict[str, int]:
-    """How many records of the batch failed each rule."""
-    flat = pc.list_flatten(batch.column("failed_rules"))
-    if len(flat) == 0:
-        return {}
-    counts = pc.value_counts(flat)
-    return {v["values"].as_py(): v["counts"].as_py() for v in counts}
+def quarantine_rows(rejected: DataFrame, batch_id: int) -> DataFrame:
+    """Rejected records in the quarantine table's shape."""
+    event_id = F.col("event_id") if "event_id" in rejected.columns else F.lit(None)
+    return rejected.select(
+        event_id.cast("string").alias("event_id"), "failed_rules", "reasons", "key", "value",
+        *COORDINATES, "_bronze_version", "_kafka_timestamp", "_ingested_at",
+        F.lit(batch_id).cast("long").alias("batch_id"),
+        F.current_timestamp().alias("quarantined_at"),
+        F.lit(None).cast("timestamp").alias("resolved_at"),
+        F.lit(None).cast("string").alias("resolution"))
 
 
 def check_critical(plan: SilverPlan, counts: dict[str, int], rows: int, batch_id: int) -> None:
@@ -260,105 +230,114 @@ def check_critical(plan: SilverPlan, counts: dict[str, int], rows: int, batch_id
                 table=plan.table.qualified_name, rule=rule.name, batch_id=batch_id)
 
 
-# -- I/O: lookups and writes ---------------------------------------------------------------
-
-def existing_keys(plan: SilverPlan, valid: pa.Table, before_version: int | None = None
-                  ) -> pa.Table:
-    """Silver's rows holding any of the batch's keys, read only in the batch's event dates
-    (and only those from bronze versions before ``before_version``, if given)."""
-    empty = pa.table({plan.key: pa.array([], pa.string()),
-                      **{c: pa.array([], t) for c, t in
-                         (("_topic", pa.string()), ("_partition", pa.int32()),
-                          ("_offset", pa.int64()))}})
-    table = open_table(plan.uri, plan.storage_options)
-    if table is None or valid.num_rows == 0:
-        return empty
-    dates = pc.unique(valid.column("event_date").drop_null())
-    keys = pc.unique(valid.column(plan.key).drop_null())
-    dataset = table.to_pyarrow_dataset()
-    where = pc.field("event_date").isin(dates) & pc.field(plan.key).isin(keys)
-    if before_version is not None:
-        where = where & (pc.field("_bronze_version") < before_version)
-    found = dataset.to_table(columns=[plan.key, *COORDINATES], filter=where)
-    return found.cast(empty.schema) if found.num_rows else empty
+def assertions(plan: SilverPlan, counts: dict[str, int], results: Sequence[RuleResult]
+               ) -> list[Assertion]:
+    """The batch's data-quality assertions: the contract, then each suite expectation (as
+    Great Expectations judged it when it ran, else as routing counted it)."""
+    contract_failures = sum(n for rule, n in counts.items() if not rule.startswith("expect."))
+    out = [Assertion(f"contract:{plan.contract.name}", contract_failures == 0, None, "error")]
+    judged = {r.rule: r.success for r in results}
+    for rule in plan.suite.rules:
+        success = judged.get(rule.name, counts.get(f"expect.{rule.name}", 0) == 0)
+        out.append(Assertion(rule.name, success, rule.column,
+                             "error" if rule.critical else "warning"))
+    return out
 
 
-def not_yet_quarantined(plan: SilverPlan, rows: pa.Table) -> pa.Table:
-    """Drop rejected records quarantine already holds (same coordinates)."""
-    table = open_table(plan.quarantine_uri, plan.storage_options)
-    if table is None or rows.num_rows == 0:
-        return rows
-    versions = pc.unique(rows.column("_bronze_version"))
-    held = table.to_pyarrow_dataset().to_table(
-        columns=list(COORDINATES), filter=pc.field("_bronze_version").isin(versions))
-    if held.num_rows == 0:
-        return rows
-    marked = lookup(rows.select(list(COORDINATES)),
-                     held.append_column("_held", pa.array([True] * held.num_rows)),
-                     list(COORDINATES))
-    return rows.filter(pc.is_null(marked.column("_held")))
-
-
-def quarantine_rows(rejected: pa.Table, batch_id: int, now: datetime) -> pa.Table:
-    """Rejected records in the quarantine table's shape."""
-    n = rejected.num_rows
-    stamp = pa.array([now] * n, pa.timestamp("us", tz="UTC"))
-    cols = {
-        "event_id": rejected.column("event_id") if "event_id" in rejected.column_names
-        else pa.nulls(n, pa.string()),
-        "failed_rules": rejected.column("failed_rules"), "reasons": rejected.column("reasons"),
-        "key": rejected.column("key"), "value": rejected.column("value"),
-        **{c: rejected.column(c) for c in ("_topic", "_partition", "_offset",
-                                           "_bronze_version", "_kafka_timestamp",
-                                           "_ingested_at")},
-        "batch_id": pa.array([batch_id] * n, pa.int64()), "quarantined_at": stamp,
-        "resolved_at": pa.nulls(n, pa.timestamp("us", tz="UTC")),
-        "resolution": pa.nulls(n, pa.string()),
-    }
-    return pa.table(cols).cast(QUARANTINE_SCHEMA)
-
-
-def quality_rows(plan: SilverPlan, app_id: str, batch_id: int, results: list[RuleResult],
-                 seconds: float, now: datetime) -> pa.Table:
-    """GX's per-expectation results of one batch, as rows of ``silver._quality``."""
-    return pa.Table.from_pylist([
-        {"table": plan.table.qualified_name, "app_id": app_id, "batch_id": batch_id,
-         "validated_at": now, "rule": r.rule, "expectation_type": r.expectation_type,
-         "column": r.column, "critical": r.critical, "success": r.success,
-         "element_count": r.element_count, "unexpected_count": r.unexpected_count,
-         "unexpected_percent": r.unexpected_percent, "validation_seconds": seconds}
-        for r in results], QUALITY_SCHEMA)
-
+# -- one batch: route, validate, write ----------------------------------------------------
 
 @dataclass
-class Tables:
-    """The four idempotent writers of one silver table."""
+class Routed:
+    """Where each record of a batch goes, as DataFrames over the cached batch, with the
+    counts (the only figures that reach the driver)."""
 
-    silver: IdempotentAppender
-    quarantine: IdempotentAppender
-    quality: IdempotentAppender
-    ledger: IdempotentAppender
+    records: DataFrame
+    """The routed batch (rows of ``for_routing``), cached until ``release``."""
+    candidates: DataFrame
+    """First deliveries of valid keys, with ``_held``/``_same`` against silver (cached)."""
+    rows: int
+    rule_counts: dict[str, int]
+    versions: tuple[int, int]
+    dates: list[date]
+    """Event dates of the batch's valid records (silver's partitions it may touch)."""
+    new_rows: int
+    """Rows silver does not hold yet."""
+    duplicates_in_batch: int
+    duplicates_in_silver: int
+    already_in_silver: int
+    quarantined: int
+    results: list[RuleResult] = field(default_factory=list)
+    validation_seconds: float = 0.0
 
-    def __post_init__(self) -> None:
-        self.binding = AppIdBinding(self.silver, self.quarantine, self.quality, self.ledger)
+    @property
+    def quarantine(self) -> DataFrame:
+        """Rejected records (rows of ``for_routing``)."""
+        return self.records.filter(F.size("failed_rules") > 0)
+
+    @property
+    def silver(self) -> DataFrame:
+        """New silver rows: first deliveries of keys silver does not hold yet."""
+        return (self.candidates.filter(~F.col("_held"))
+                .select(*silver_row_columns(self.records)))
+
+    @property
+    def silver_rows(self) -> int:
+        """Records of this batch that are in silver (new or already there)."""
+        return self.rows - self.quarantined - self.duplicates_in_batch - self.duplicates_in_silver
+
+    def release(self) -> None:
+        """Drop the cached batch."""
+        self.candidates.unpersist()
+        self.records.unpersist()
 
 
-def ensure_tables(plan: SilverPlan, silver_schema: pa.Schema, app_id: str) -> Tables:
-    """Create silver, its quarantine, ``_quality`` and ``_batches`` if missing."""
-    opts = plan.storage_options
-    ensure_table(plan.uri, silver_schema, ("event_date",), opts,
-                 description=plan.table.description)
-    ensure_table(plan.quarantine_uri, QUARANTINE_SCHEMA, (), opts,
-                 description=f"records rejected by {plan.table.qualified_name}'s contract "
-                             "or suite, with every rule they failed")
-    ensure_table(plan.quality_uri, QUALITY_SCHEMA, (), opts,
-                 description="Great Expectations results per silver micro-batch")
-    ensure_table(plan.ledger_uri, LEDGER_SCHEMA, (), opts,
-                 description="per-batch accounting: bronze = silver + quarantined + duplicates")
-    return Tables(IdempotentAppender(plan.uri, app_id, ("event_date",), opts),
-                  IdempotentAppender(plan.quarantine_uri, app_id, (), opts),
-                  IdempotentAppender(plan.quality_uri, app_id, (), opts),
-                  IdempotentAppender(plan.ledger_uri, app_id, (), opts))
+def held_keys(plan: SilverPlan, spark: SparkSession, dates: Sequence[date],
+              before_version: int | None = None) -> DataFrame:
+    """Silver's keys and coordinates in the given event dates (partition pruned), only
+    those from bronze versions before ``before_version`` if given."""
+    silver = spark.read.format("delta").load(plan.uri)
+    where = F.col("event_date").isin(list(dates)) if dates else F.lit(False)
+    if before_version is not None:
+        where = where & (F.col("_bronze_version") < before_version)
+    return silver.filter(where).select(plan.key, *COORDINATES)
+
+
+def route(plan: SilverPlan, bronze: DataFrame, batch_id: int, validator: Validator | None,
+          before_version: int | None = None) -> Routed:
+    """Classify, deduplicate and count one batch of bronze rows (with ``_commit_version``),
+    validate it with GX, and stop on a critical rule before anything is written."""
+    records = for_routing(classify(bronze, plan)).persist()
+    totals = records.agg(F.count(F.lit(1)).alias("rows"),
+                         F.count(F.when(F.size("failed_rules") > 0, 1)).alias("rejected"),
+                         F.min("_bronze_version").alias("first"),
+                         F.max("_bronze_version").alias("last"),
+                         F.collect_set(F.when(F.size("failed_rules") == 0, F.col("event_date")))
+                         .alias("dates")).first()
+    assert totals is not None
+    counts = {r["rule"]: r["n"] for r in records.select(F.explode("failed_rules").alias("rule"))
+              .groupBy("rule").agg(F.count(F.lit(1)).alias("n")).collect()}
+    rows = int(totals["rows"])
+    check_critical(plan, counts, rows, batch_id)
+    validation_started = time.monotonic()
+    results = validator.validate(records.select(*{r.column for r in plan.suite.rules})) \
+        if validator and rows else []
+    validation_seconds = time.monotonic() - validation_started
+
+    valid = records.filter(F.size("failed_rules") == 0)
+    candidates = mark_held(firsts(valid, plan.key),
+                           held_keys(plan, records.sparkSession, totals["dates"],
+                                     before_version), plan.key).persist()
+    marks = candidates.agg(F.count(F.lit(1)).alias("firsts"),
+                           F.count(F.when(F.col("_held") & ~F.col("_same"), 1)).alias("dups"),
+                           F.count(F.when(F.col("_same"), 1)).alias("same")).first()
+    assert marks is not None
+    valid_rows = rows - int(totals["rejected"])
+    held = int(marks["dups"]) + int(marks["same"])
+    return Routed(records, candidates, rows, counts,
+                  (totals["first"], totals["last"]) if rows else (0, -1),
+                  sorted(totals["dates"]), int(marks["firsts"]) - held,
+                  valid_rows - int(marks["firsts"]), int(marks["dups"]), int(marks["same"]),
+                  int(totals["rejected"]), results, validation_seconds)
 
 
 @dataclass(frozen=True)
@@ -387,82 +366,73 @@ class BatchReport:
                 f"(pass rate {self.pass_rate:.1%})")
 
 
-def valid_rows(batch: pa.Table) -> pa.Table:
-    """The records of a collected batch that failed no rule."""
-    return batch.filter(pc.equal(pc.list_value_length(batch.column("failed_rules")), 0))
+def not_yet_quarantined(plan: SilverPlan, rejected: DataFrame, versions: tuple[int, int]
+                        ) -> DataFrame:
+    """Drop rejected records quarantine already holds (same coordinates)."""
+    held = (rejected.sparkSession.read.format("delta").load(plan.quarantine_uri)
+            .filter(F.col("_bronze_version").between(*versions)).select(*COORDINATES))
+    return rejected.join(held, list(COORDINATES), "left_anti")
 
 
-def route_batch(plan: SilverPlan, batch: pa.Table) -> Routed:
-    """``route`` with silver's current holdings of the batch's keys."""
-    columns = [c for c in batch.column_names if c not in RECORD_ONLY]
-    return route(batch, existing_keys(plan, valid_rows(batch)), plan.key, columns)
+def insert_new(plan: SilverPlan, rows: DataFrame, dates: Sequence[date],
+               commit: BatchCommit) -> WriteResult:
+    """Insert-only MERGE of new silver rows on the key, pruned to the batch's event
+    dates: a key silver already holds is never inserted twice, even by a concurrent
+    writer (quarantine replay)."""
+    pruned = f"t.event_date IN ({', '.join(repr(d.isoformat()) for d in dates)})" \
+        if dates else "FALSE"
+    return merge(rows, plan.uri, f"t.{plan.key} = s.{plan.key} AND {pruned}",
+                 lambda m: m.whenNotMatchedInsertAll(), commit)
 
 
-def assertions(plan: SilverPlan, counts: dict[str, int], results: Sequence[RuleResult]
-               ) -> list[Assertion]:
-    """The batch's data-quality assertions: the contract, then each suite expectation (as
-    Great Expectations judged it when it ran, else as routing counted it)."""
-    contract_failures = sum(n for rule, n in counts.items() if not rule.startswith("expect."))
-    out = [Assertion(f"contract:{plan.contract.name}", contract_failures == 0, None, "error")]
-    judged = {r.rule: r.success for r in results}
-    for rule in plan.suite.rules:
-        success = judged.get(rule.name, counts.get(f"expect.{rule.name}", 0) == 0)
-        out.append(Assertion(rule.name, success, rule.column,
-                             "error" if rule.critical else "warning"))
-    return out
-
-
-def process_batch(plan: SilverPlan, tables: Tables, batch: pa.Table, batch_id: int,
-                  validator: Validator | None, query_name: str,
-                  run: BatchRun | None = None) -> tuple[BatchReport, BatchIO]:
-    """Route, validate and write one collected batch (rows of ``for_routing``); what it
-    did, and what it read and wrote (for lineage)."""
-    started = time.monotonic()
+def quality_frame(spark: SparkSession, plan: SilverPlan, app_id: str, batch_id: int,
+                  results: list[RuleResult], seconds: float) -> DataFrame:
+    """GX's per-expectation results of one batch, as rows of ``silver._quality``."""
     now = datetime.now(UTC)
-    routed = route_batch(plan, batch)
-    counts = rule_counts(batch)
-    check_critical(plan, counts, batch.num_rows, batch_id)
+    return spark.createDataFrame([
+        (plan.table.qualified_name, app_id, batch_id, now, r.rule, r.expectation_type,
+         r.column, r.critical, r.success, r.element_count, r.unexpected_count,
+         r.unexpected_percent, seconds) for r in results], QUALITY_SCHEMA)
 
-    validation_started = time.monotonic()
-    results = validator.validate(batch.select([r.column for r in plan.suite.rules]
-                                              ).to_pandas()) if validator else []
-    validation_seconds = time.monotonic() - validation_started
 
-    versions = batch.column("_bronze_version")
-    first, last = pc.min(versions).as_py(), pc.max(versions).as_py()
-    metadata = {"lakehouse.query": query_name,
-                BRONZE_VERSIONS: json.dumps({"from": first, "to": last}),
-                **(run.commit_metadata() if run else {})}
-    rejected = not_yet_quarantined(plan, routed.quarantine)
-    quarantined = tables.quarantine.append(quarantine_rows(rejected, batch_id, now), batch_id,
-                                           metadata)
+def ledger_frame(spark: SparkSession, plan: SilverPlan, kind: str, app_id: str,
+                 batch_id: int, versions: tuple[int, int], report: BatchReport) -> DataFrame:
+    """One line of ``silver._batches``: where every record of a batch went."""
+    return spark.createDataFrame([(
+        plan.table.qualified_name, kind, app_id, batch_id, versions[0], versions[1],
+        report.bronze_rows, report.silver_rows, report.quarantined, report.duplicates_in_batch,
+        report.duplicates_in_silver, report.silver_version, datetime.now(UTC), report.seconds,
+        report.validation_seconds)], LEDGER_SCHEMA)
+
+
+def write_batch(plan: SilverPlan, routed: Routed, commit: BatchCommit, query_name: str,
+                started: float) -> tuple[BatchReport, list[Written]]:
+    """Commit a routed batch: quarantine, silver, quality, then its ledger line."""
+    spark = routed.records.sparkSession
+    batch_id = commit.batch_id
+    first, last = routed.versions
+    commit = commit.with_metadata(**{"lakehouse.query": query_name,
+                                     BRONZE_VERSIONS: f'{{"from": {first}, "to": {last}}}'})
+    quarantined = append(quarantine_rows(not_yet_quarantined(plan, routed.quarantine,
+                                                             routed.versions), batch_id),
+                         plan.quarantine_uri, commit) if routed.quarantined else WriteResult(None, 0)
     faults.crash_point(query_name, "after_quarantine_commit", batch_id)
-    written = tables.silver.append(routed.silver, batch_id, metadata)
+    written = insert_new(plan, routed.silver, routed.dates, commit) \
+        if routed.new_rows else WriteResult(None, 0)
     faults.crash_point(query_name, "after_delta_commit", batch_id)
     writes = [Written(plan.uri, written.version, written.rows),
               Written(plan.quarantine_uri, quarantined.version, quarantined.rows)]
-    if results:
-        quality = tables.quality.append(quality_rows(plan, tables.quality.app_id, batch_id,
-                                                     results, validation_seconds, now),
-                                        batch_id, metadata)
+    if routed.results:
+        quality = append(quality_frame(spark, plan, commit.app_id, batch_id, routed.results,
+                                       routed.validation_seconds), plan.quality_uri, commit)
         writes.append(Written(plan.quality_uri, quality.version, quality.rows))
-    report = BatchReport(batch.num_rows, routed.silver_rows, routed.quarantine.num_rows,
+    report = BatchReport(routed.rows, routed.silver_rows, routed.quarantined,
                          routed.duplicates_in_batch, routed.duplicates_in_silver,
-                         written.version, time.monotonic() - started, validation_seconds)
-    ledger = pa.Table.from_pylist([{
-        "table": plan.table.qualified_name, "kind": "stream", "app_id": tables.ledger.app_id,
-        "batch_id": batch_id, "bronze_from_version": first,
-        "bronze_to_version": last, "bronze_rows": report.bronze_rows,
-        "silver_rows": report.silver_rows, "quarantined_rows": report.quarantined,
-        "duplicates_in_batch": report.duplicates_in_batch,
-        "duplicates_in_silver": report.duplicates_in_silver,
-        "silver_version": report.silver_version, "finished_at": datetime.now(UTC),
-        "seconds": report.seconds, "validation_seconds": validation_seconds}], LEDGER_SCHEMA)
-    line = tables.ledger.append(ledger, batch_id, metadata)
+                         written.version, time.monotonic() - started, routed.validation_seconds)
+    line = append(ledger_frame(spark, plan, "stream", commit.app_id, batch_id, routed.versions,
+                               report), plan.ledger_uri, commit)
     writes.append(Written(plan.ledger_uri, line.version, line.rows))
-    read = Read(storage_dataset(plan.bronze_uri), batch.num_rows, (first, last),
-                assertions=assertions(plan, counts, results))
-    return report, BatchIO([read], writes)
+    return report, writes
 
 
 # -- the streaming query -------------------------------------------------------------------
@@ -472,31 +442,36 @@ class SilverWriter:
     """The foreachBatch function of one silver query."""
 
     plan: SilverPlan
-    tables: Tables
     validator: Validator | None
     printer: Printer
     query_name: str
 
-    def __call__(self, df: DataFrame, batch_id: int, run: BatchRun) -> BatchIO:
+    def __call__(self, df: DataFrame, run: BatchRun) -> BatchIO:
         started = time.monotonic()
-        batch = for_routing(classify(df, self.plan)).toArrow()
-        if batch.num_rows == 0:
-            return BatchIO([Read(storage_dataset(self.plan.bronze_uri), 0)])
-        collected = time.monotonic() - started
-        report, io = process_batch(self.plan, self.tables, batch, batch_id, self.validator,
-                                   self.query_name, run)
+        bronze = storage_dataset(self.plan.bronze_uri)
+        routed = route(self.plan, appended_rows(df), run.batch_id, self.validator)
+        try:
+            if routed.rows == 0:
+                return BatchIO([Read(bronze, 0)])
+            routing = time.monotonic() - started - routed.validation_seconds
+            report, writes = write_batch(self.plan, routed, run.commit(), self.query_name,
+                                         started)
+        finally:
+            routed.release()
         version = f"version {report.silver_version}" if report.silver_version is not None \
             else "no new silver rows"
-        self.printer(f"[{self.query_name}] batch {batch_id}: {report.describe()} -> {version} "
-                     f"in {time.monotonic() - started:.2f}s (parse+rules {collected:.2f}s, "
-                     f"GX {report.validation_seconds:.2f}s)")
-        return io
+        self.printer(f"[{self.query_name}] batch {run.batch_id}: {report.describe()} -> "
+                     f"{version} in {time.monotonic() - started:.2f}s (parse+rules+dedup "
+                     f"{routing:.2f}s, GX {report.validation_seconds:.2f}s)")
+        read = Read(bronze, routed.rows, routed.versions,
+                    assertions=assertions(self.plan, routed.rule_counts, routed.results))
+        return BatchIO([read], writes)
 
 
 def resume_version(plan: SilverPlan, config: Config) -> int | None:
     """For a new checkpoint over a silver table with history: the first bronze version its
     ledger does not cover (nothing is processed, and counted, twice)."""
-    if not config.warehouse.is_fresh_checkpoint(plan.table.qualified_name):
+    if has_checkpoint(config.warehouse.checkpoint_uri(plan.table.qualified_name)):
         return None
     done = _rows(plan.ledger_uri, plan.storage_options,
                  (pc.field("table") == plan.table.qualified_name) & (pc.field("kind") == "stream"),
@@ -506,30 +481,40 @@ def resume_version(plan: SilverPlan, config: Config) -> int | None:
     return int(pc.max(done.column("bronze_to_version")).as_py()) + 1
 
 
+def ensure_tables(spark: SparkSession, plan: SilverPlan, silver_schema: T.StructType) -> None:
+    """Create silver, its quarantine, ``_quality`` and ``_batches`` if missing."""
+    ensure_table(spark, plan.uri, silver_schema, ("event_date",), plan.table.description,
+                 change_feed=True)
+    ensure_table(spark, plan.quarantine_uri, QUARANTINE_SCHEMA, (),
+                 f"records rejected by {plan.table.qualified_name}'s contract or suite, with "
+                 "every rule they failed")
+    ensure_table(spark, plan.quality_uri, QUALITY_SCHEMA, (),
+                 "Great Expectations results per silver micro-batch")
+    ensure_table(spark, plan.ledger_uri, LEDGER_SCHEMA, (),
+                 "per-batch accounting: bronze = silver + quarantined + duplicates")
+
+
 def start_silver(spark: SparkSession, config: Config, table: SilverTable,
                  printer: Printer, lineage: Lineage | None = None) -> StreamingQuery:
     """Start the streaming query that builds one silver table from its bronze table."""
     plan = load_plan(config, table)
     query_name = table.qualified_name
-    reader = (spark.readStream.format(DELTA_FORMAT).option("path", plan.bronze_uri)
-              .option("maxRowsPerTrigger", str(config.silver.max_rows_per_trigger)))
     start = resume_version(plan, config)
     if start is not None:
         printer(f"[{query_name}] no checkpoint but the ledger covers bronze up to version "
                 f"{start - 1}: continuing from version {start}")
-        reader = reader.option("startingVersion", str(start))
-    bronze = reader.load()
-    classified = classify(bronze, plan)
+    bronze = read_changes(spark, plan.bronze_uri, config.silver.max_bytes_per_trigger, start)
+    classified = classify(bronze.drop(*CHANGE_COLUMNS), plan)
     rows = classified.select(*silver_columns(classified),
                              *[F.col(s).alias(d) for s, d in LINEAGE])
-    tables = ensure_tables(plan, to_arrow_schema(rows.schema), query_name)
+    ensure_tables(spark, plan, rows.schema)
     validator = Validator(plan.suite) if config.silver.gx_validation else None
-    writer = SilverWriter(plan, tables, validator, printer, query_name)
+    writer = SilverWriter(plan, validator, printer, query_name)
     spec = QuerySpec(query_name, storage_dataset(plan.bronze_uri), plan.bronze_uri,
                      [plan.uri, plan.quarantine_uri, plan.quality_uri, plan.ledger_uri],
                      {plan.uri: lambda: rows})
     tracker = (lineage or Lineage.off(config)).query(spec, spark.version)
-    return start_batches(bronze, config, query_name, writer, tables.binding, tracker)
+    return start_batches(bronze, config, query_name, writer, tracker)
 
 
 @dataclass(frozen=True)

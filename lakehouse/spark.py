@@ -1,4 +1,5 @@
-"""The SparkSession every job uses, sized for this project's defaults."""
+"""The SparkSession every job uses: Delta Lake and Spark's Kafka connector on the class
+path (the jars ``make setup`` fetched), sized for this project's defaults."""
 
 from __future__ import annotations
 
@@ -11,18 +12,29 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.config import Config
-from lakehouse.io.delta import AppIdBinding
+from lakehouse.jvm import JarSet, jars
 from lakehouse.lineage.datasets import BatchIO, BatchRun
 from lakehouse.lineage.tracking import QueryLineage
 
 LOG4J_CONF = Path(__file__).with_name("log4j2.properties")
 
 
-def build_session(config: Config) -> SparkSession:
-    """Create (or reuse, e.g. under spark-submit) the session and register our sources.
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # Every table the pipelines create stays readable by delta-rs and DuckDB (the JVM-free
+    # readers of `lakehouse query`, history, diff and explain): no deletion vectors.
+    "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+    # Timestamps as Parquet INT64 microseconds (not legacy INT96), as those readers expect.
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+}
 
-    The master and app name from config apply only when no session exists yet; a job
-    submitted to a cluster keeps what spark-submit set.
+
+def build_session(config: Config) -> SparkSession:
+    """Create (or reuse, e.g. under spark-submit) the session.
+
+    The master, app name and jars from config apply only when no session exists yet; a
+    job submitted to a cluster keeps what spark-submit set (``--packages`` there).
     """
     # Python workers must run the interpreter that has this project installed.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -42,51 +54,50 @@ def build_session(config: Config) -> SparkSession:
         .config("spark.driver.extraJavaOptions",
                 f"-Dlog4j2.configurationFile=file:{LOG4J_CONF}")
     )
-    if not SparkSession.getActiveSession() and "spark.master" not in _submitted_conf():
-        builder = builder.master(config.spark.master)
+    for key, value in DELTA_CONF.items():
+        builder = builder.config(key, value)
+    # Delta rebuilds a table's state with 50 tasks by default: far too many on 2 cores.
+    builder = builder.config("spark.databricks.delta.snapshotPartitions",
+                             str(config.spark.shuffle_partitions))
+    if not SparkSession.getActiveSession() and not _submitted():
+        builder = (builder.master(config.spark.master)
+                   .config("spark.jars", ",".join(str(j) for j in jars(JarSet.SPARK))))
     for key, value in config.spark.conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    register_sources(spark)
     return spark
 
 
-def register_sources(spark: SparkSession) -> None:
-    """Make the project's Python data sources available as formats."""
-    from lakehouse.io.delta_source import DeltaDataSource
-    from lakehouse.io.kafka_source import KafkaDataSource
-    spark.dataSource.register(KafkaDataSource)
-    spark.dataSource.register(DeltaDataSource)
-
-
-def _submitted_conf() -> set[str]:
-    """Spark settings given by spark-submit (visible to the driver as an env variable)."""
-    args = os.environ.get("PYSPARK_SUBMIT_ARGS", "")
-    return {"spark.master"} if "--master" in args else set()
+def _submitted() -> bool:
+    """Whether spark-submit started this driver (it then owns the master and the jars):
+    it launches the JVM first and hands pyspark the gateway's port."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ or "--master" in os.environ.get(
+        "PYSPARK_SUBMIT_ARGS", "")
 
 
 class BatchWriter(Protocol):
     """The work of one micro-batch: commit it, and say what it read and wrote."""
 
-    def __call__(self, df: DataFrame, batch_id: int, run: BatchRun) -> BatchIO: ...
+    def __call__(self, df: DataFrame, run: BatchRun) -> BatchIO: ...
 
 
 def start_batches(df: DataFrame, config: Config, name: str, writer: BatchWriter,
-                  binding: AppIdBinding, lineage: QueryLineage) -> StreamingQuery:
+                  lineage: QueryLineage) -> StreamingQuery:
     """Start ``df`` as the streaming query ``name``: every micro-batch goes to ``writer``
-    (foreachBatch), checkpointed under the query's name, on the configured trigger. The
-    writers in ``binding`` then commit under ``<name>:<checkpoint's query id>``.
+    (foreachBatch), checkpointed under the query's name, on the configured trigger. Its
+    writes commit under the Delta transaction app id ``<name>:<checkpoint's query id>``:
+    stable across restarts, new when the checkpoint is deleted, so a fresh checkpoint's
+    batches are never mistaken for replays.
 
     Each micro-batch is a lineage run whose parent is the query's run: START before the
     writer runs, then COMPLETE with what it read and wrote, or FAIL with its error. The
-    batch's run ids go into its commits (``BatchRun.commit_metadata``).
+    batch's run ids go into its commits (``BatchRun.commit``).
     """
     def each(batch: DataFrame, batch_id: int) -> None:
-        binding.wait()
         run = lineage.batch_started(batch_id)
         try:
-            io = writer(batch, batch_id, run)
+            io = writer(batch, run)
         except BaseException as exc:
             lineage.batch_failed(run, exc)
             raise
@@ -96,7 +107,5 @@ def start_batches(df: DataFrame, config: Config, name: str, writer: BatchWriter,
              .option("checkpointLocation", config.warehouse.checkpoint_uri(name))
              .trigger(processingTime=f"{config.streaming.trigger_seconds} seconds")
              .start())
-    app_id = f"{name}:{query.id}"
-    lineage.started(str(query.runId), app_id)
-    binding.bind(app_id)
+    lineage.started(str(query.runId), f"{name}:{query.id}")
     return query

@@ -1,26 +1,33 @@
 """Time travel for auditors: a table's history, any table as of a version or an instant,
-the difference between two versions by key, and restoring an earlier version.
+the difference between two versions by key, restoring an earlier version, and vacuum.
 
-Everything reads the Delta log through delta-rs; ``restore`` is the only write, and it
-is itself a new version (time travel keeps the one it replaced).
+The reads (history, ``--as-of``, diff) go through delta-rs, with no JVM; commit metadata
+is read with ``lakehouse.io.delta.history`` (the project's keys live in each commit's
+``userMetadata``). The writes use delta-spark, as every other write: ``restore`` (itself
+a new version: time travel keeps the one it replaced) and ``vacuum``. Both take a
+``SparkSession``, or build the project's one (``lakehouse.spark.build_session``) if none
+is given.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable
+from deltalake import DeltaTable
 
-from lakehouse.catalog import require_tables, split_name
+from lakehouse.catalog import require_tables, split_name, table_uri
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import MERGE_KEYS, open_table
+from lakehouse.io.delta import MERGE_KEYS, commit_metadata, latest_version, log_entry, open_table
+from lakehouse.io.delta import history as commit_history
 from lakehouse.lineage.datasets import (
     BRONZE_VERSIONS,
     KAFKA_OFFSETS,
@@ -28,6 +35,9 @@ from lakehouse.lineage.datasets import (
     RUN_ID,
     SILVER_VERSIONS,
 )
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 AsOf = int | datetime
 """A table version, or an instant (aware, UTC)."""
@@ -59,9 +69,10 @@ class Version:
 
 
 def versions(dt: DeltaTable) -> list[Version]:
-    """The versions still in a table's log, oldest first."""
+    """The versions still in a table's log, oldest first, each with its commit metadata
+    (``commitInfo`` and the project's keys from its ``userMetadata``)."""
     out = [Version(int(c["version"]), datetime.fromtimestamp(int(c["timestamp"]) / 1000, UTC),
-                   str(c.get("operation", "")), c) for c in dt.history()]
+                   str(c.get("operation", "")), c) for c in commit_history(dt)]
     return sorted(out, key=lambda v: v.version)
 
 
@@ -87,18 +98,28 @@ def resolve(log: Sequence[Version], as_of: AsOf, table: str) -> int:
 
 def open_as_of(config: Config, table: str, as_of: AsOf | None) -> DeltaTable:
     """``layer.name`` as it was at ``as_of`` (latest if None)."""
-    uri = config.warehouse.table_uri(*split_name(table))
+    dt = _open_latest(config, table)
+    if as_of is None:
+        return dt
+    log = versions(dt)
+    return _open_version(config, table, dt, resolve(log, as_of, table), log)
+
+
+def _open_latest(config: Config, table: str) -> DeltaTable:
+    uri = table_uri(config, table)
     dt = open_table(uri, config.warehouse.storage_options)
     if dt is None:
         require_tables(config, [table])
         raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND, f"no Delta table at {uri}")
-    if as_of is None:
-        return dt
-    log = versions(dt)
-    version = resolve(log, as_of, table)
-    if version != dt.version():
-        dt = DeltaTable(uri, version=version,
-                        storage_options=dict(config.warehouse.storage_options) or None)
+    return dt
+
+
+def _open_version(config: Config, table: str, latest: DeltaTable, version: int,
+                  log: Sequence[Version]) -> DeltaTable:
+    """The table at ``version`` (in ``log``), or TIME_VACUUMED if its files are gone."""
+    dt = latest if version == latest.version() else open_table(
+        table_uri(config, table), config.warehouse.storage_options, version=version)
+    assert dt is not None
     missing = [f for f in dt.file_uris() if "://" not in f and not Path(f).exists()]
     if missing:
         raise LakehouseError(
@@ -127,17 +148,25 @@ HISTORY_SCHEMA = pa.schema([
 
 def row_counts(operation: str, metrics: Mapping[str, Any]) -> tuple[int | None, int | None,
                                                                      int | None]:
-    """(added, updated, removed) rows of one commit from its operation metrics (pure)."""
+    """(added, updated, removed) rows of one commit from its operation metrics (pure).
+
+    Reads delta-spark's metrics (``numTargetRowsInserted``, ``numOutputRows``, ...) and
+    those of commits delta-rs wrote before (``num_target_rows_inserted``, ...)."""
     def get(*keys: str) -> int | None:
-        values = [metrics[k] for k in keys if k in metrics]
-        return sum(int(v) for v in values) if values else None
+        for key in keys:  # the first name the commit has: one engine's metric
+            if key in metrics and metrics[key] is not None:
+                return int(metrics[key])
+        return None
 
     if operation == "MERGE":
-        return (get("num_target_rows_inserted"), get("num_target_rows_updated"),
-                get("num_target_rows_deleted"))
+        return (get("numTargetRowsInserted", "num_target_rows_inserted"),
+                get("numTargetRowsUpdated", "num_target_rows_updated"),
+                get("numTargetRowsDeleted", "num_target_rows_deleted"))
     if operation in ("DELETE", "UPDATE"):
-        return None, get("num_updated_rows"), get("num_deleted_rows")
-    return get("num_added_rows"), None, get("num_removed_rows")
+        return (None, get("numUpdatedRows", "num_updated_rows"),
+                get("numDeletedRows", "num_deleted_rows"))
+    return (get("numOutputRows", "num_added_rows"), None,
+            get("numDeletedRows", "num_removed_rows"))
 
 
 def input_range(metadata: Mapping[str, Any]) -> str | None:
@@ -269,14 +298,53 @@ def diff(config: Config, table: str, old: AsOf, new: AsOf) -> tuple[TableDiff, i
     latest = open_as_of(config, table, None)
     log = versions(latest)
     first, second = resolve(log, old, table), resolve(log, new, table)
-    uri = config.warehouse.table_uri(*split_name(table))
-    opts = dict(config.warehouse.storage_options) or None
-    before = DeltaTable(uri, version=first, storage_options=opts).to_pyarrow_table()
-    after = DeltaTable(uri, version=second, storage_options=opts).to_pyarrow_table()
+    before = _open_version(config, table, latest, first, log).to_pyarrow_table()
+    after = _open_version(config, table, latest, second, log).to_pyarrow_table()
     return diff_tables(before, after, table_keys(config, table, log)), first, second
 
 
+# -- writes (delta-spark) ------------------------------------------------------------------
+
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+"""The session conf delta-spark takes a commit's ``userMetadata`` from."""
+RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
+"""Delta's own refusal of a vacuum retention below the table's (168 h by default)."""
+LISTING_PARALLELISM_CONF = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+"""Tasks of vacuum's file listing jobs: 10,000 by default, which takes Spark ~40 s per
+table on a small machine for a handful of files."""
+
+
+def _session(config: Config, spark: SparkSession | None) -> SparkSession:
+    """``spark``, else the project's session (created on first use, reused after)."""
+    if spark is not None:
+        return spark
+    from lakehouse.spark import build_session
+    return build_session(config)
+
+
+@contextmanager
+def session_conf(spark: SparkSession, confs: Mapping[str, str]) -> Iterator[None]:
+    """Set session confs around one call; afterwards each is back as it was (unset if it
+    was not set)."""
+    before = {key: spark.conf.get(key, None) for key in confs}
+    for key, value in confs.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, old in before.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
+
+
 # -- restore -------------------------------------------------------------------------------
+
+RESTORED_TO = "lakehouse.restored_to"
+RESTORED_FROM = "lakehouse.restored_from"
+REASON = "lakehouse.reason"
+
 
 @dataclass(frozen=True)
 class Restored:
@@ -289,25 +357,58 @@ class Restored:
     """The new version: the target's contents, committed on top."""
 
 
-def restore(config: Config, table: str, target: AsOf, reason: str = "") -> Restored:
-    """Make ``target``'s contents the table's current version (a new RESTORE commit that
-    records what it restored, from which version, and why)."""
-    dt = open_as_of(config, table, None)
+def restore(config: Config, table: str, target: AsOf, reason: str = "",
+            spark: SparkSession | None = None) -> Restored:
+    """Make ``target``'s contents the table's current version: a RESTORE commit by
+    delta-spark whose ``userMetadata`` records what it restored, from which version, why,
+    and the run id. ``spark``: the session to run it on (default: the project's)."""
+    from delta.tables import DeltaTable as SparkDeltaTable
+    from openlineage.client.uuid import generate_new_uuid
+    dt = _open_latest(config, table)
     previous = dt.version()
-    version = resolve(versions(dt), target, table)
+    log = versions(dt)
+    version = resolve(log, target, table)
     if version == previous:
         raise LakehouseError(ErrorCode.TIME_NO_VERSION,
                              f"{table} is at version {version} already; nothing to restore",
                              table=table, version=version)
-    from openlineage.client.uuid import generate_new_uuid
-    dt.restore(version, commit_properties=CommitProperties(custom_metadata={
-        "lakehouse.restored_to": version, "lakehouse.restored_from": previous,
-        "lakehouse.reason": reason, RUN_ID: str(generate_new_uuid())}))
-    dt.update_incremental()
-    return Restored(table, version, previous, dt.version())
+    _open_version(config, table, dt, version, log)  # its files must still be there
+    run_id = str(generate_new_uuid())
+    metadata = {RESTORED_TO: version, RESTORED_FROM: previous, REASON: reason, RUN_ID: run_id}
+    uri = table_uri(config, table)
+    session = _session(config, spark)
+    try:
+        with session_conf(session, {USER_METADATA_CONF: json.dumps(metadata, sort_keys=True)}):
+            SparkDeltaTable.forPath(session, uri).restoreToVersion(version)
+    except Exception as exc:
+        raise LakehouseError(
+            ErrorCode.DELTA_WRITE_FAILED,
+            f"restoring {table} to version {version} failed: {_first_line(exc)}",
+            hint=f"the table is unchanged unless lakehouse history {table} shows a RESTORE",
+            table=table, version=version) from exc
+    return Restored(table, version, previous, _version_of_run(uri, run_id, previous))
+
+
+def _version_of_run(uri: str, run_id: str, after: int) -> int:
+    """The version newer than ``after`` whose commit records ``run_id`` (the newest
+    version if none does)."""
+    last = latest_version(uri)
+    if last is None:
+        return after + 1
+    for version in range(last, after, -1):
+        info: dict[str, Any] = next((a["commitInfo"] for a in log_entry(uri, version)
+                                     if "commitInfo" in a), {})
+        if commit_metadata(info).get(RUN_ID) == run_id:
+            return version
+    return last
 
 
 # -- vacuum --------------------------------------------------------------------------------
+
+CLOCK_MARGIN_SECONDS = 60.0
+"""Kept on top of the age of the last version the streaming readers have read: Delta's
+vacuum reads its clock a little after ours, and commit times come from the writers'."""
+
 
 @dataclass(frozen=True)
 class Vacuumed:
@@ -315,6 +416,7 @@ class Vacuumed:
 
     table: str
     files: list[str]
+    """The files removed (or that would be), relative to the table's location."""
     kept_versions: list[int]
     """Versions whose files were kept because a streaming reader has not read them yet."""
     dry_run: bool
@@ -344,11 +446,35 @@ def unread_versions(config: Config, table: str, log: Sequence[Version]) -> list[
     return [v.version for v in log if v.version > min(done)]
 
 
+def effective_retention(hours: float, log: Sequence[Version], unread: Sequence[int],
+                        now: datetime) -> int | None:
+    """The retention, in whole hours, to vacuum with: ``hours``, made longer if a
+    streaming reader has versions left to read (pure).
+
+    A reader of the change feed of an unread version needs the files that version wrote
+    and removed, and those were written or removed after the last version the readers
+    have read was committed: the retention reaches back to that commit (and
+    ``CLOCK_MARGIN_SECONDS`` more). Delta counts a vacuum's retention in whole hours (it
+    rounds what it is given): rounded up here, so at least that much is kept. None: the
+    readers have read none of the versions in the log, so every file is kept."""
+    wanted = max(0.0, hours)
+    if unread:
+        read = [v for v in log if v.version < min(unread)]
+        if not read:
+            return None
+        age = (now - read[-1].at).total_seconds() + CLOCK_MARGIN_SECONDS
+        wanted = max(wanted, age / 3600)
+    return math.ceil(wanted)
+
+
 def vacuum(config: Config, table: str, retention_hours: float | None, *, force: bool = False,
-           dry_run: bool = False) -> Vacuumed:
-    """Delete the data files no version younger than the retention still needs, keeping
-    versions inside the audit window unless ``force``, and versions a streaming reader
-    has not read yet always."""
+           dry_run: bool = False, spark: SparkSession | None = None) -> Vacuumed:
+    """Delete, with delta-spark, the data files no version younger than the retention
+    still needs, keeping versions inside the audit window unless ``force``, and the files
+    of versions a streaming reader has not read yet always. ``dry_run``: list them only.
+    The retention is counted in whole hours, rounded up (Delta's unit).
+    ``spark``: the session to run it on (default: the project's)."""
+    from delta.tables import DeltaTable as SparkDeltaTable
     window = config.retention.audit_window_hours
     hours = window if retention_hours is None else retention_hours
     if hours < window and not force:
@@ -358,8 +484,53 @@ def vacuum(config: Config, table: str, retention_hours: float | None, *, force: 
             f"({window:g} h, retention.audit_window_hours in {config.source_file})",
             hint="auditors could no longer read those versions; pass --force if that is "
                  "really meant", table=table)
-    dt = open_as_of(config, table, None)
-    keep = unread_versions(config, table, versions(dt))
-    files = dt.vacuum(retention_hours=max(0, round(hours)), dry_run=dry_run,
-                      enforce_retention_duration=False, keep_versions=keep or None)
+    log = versions(_open_latest(config, table))
+    keep = unread_versions(config, table, log)
+    if effective_retention(hours, log, keep, datetime.now(UTC)) is None:
+        return Vacuumed(table, [], keep, dry_run)
+
+    def retention() -> int:  # from the clock just before each call
+        return effective_retention(hours, log, keep, datetime.now(UTC)) or 0
+
+    uri = table_uri(config, table)
+    session = _session(config, spark)
+    # The audit window (checked above) replaces Delta's own minimum retention.
+    confs = {RETENTION_CHECK_CONF: "false",
+             LISTING_PARALLELISM_CONF: str(max(2, session.sparkContext.defaultParallelism))}
+    with session_conf(session, confs):
+        try:
+            files = _vacuum_candidates(session, uri, retention())
+            if files and not dry_run:
+                SparkDeltaTable.forPath(session, uri).vacuum(float(retention()))
+        except Exception as exc:
+            raise LakehouseError(ErrorCode.DELTA_WRITE_FAILED,
+                                 f"vacuuming {table} failed: {_first_line(exc)}",
+                                 table=table) from exc
+    if files and not dry_run and "://" not in uri:  # what is gone (the clock moved on)
+        files = [f for f in files if not (Path(uri) / f).exists()]
     return Vacuumed(table, sorted(files), keep, dry_run)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _vacuum_candidates(spark: SparkSession, uri: str, hours: int) -> list[str]:
+    """The files ``VACUUM ... RETAIN hours HOURS`` would delete (its DRY RUN), relative to
+    the table's location."""
+    path = uri.replace("`", "``")
+    rows = spark.sql(f"VACUUM delta.`{path}` RETAIN {hours} HOURS DRY RUN").collect()
+    return [relative_path(str(r["path"]), uri) for r in rows]
+
+
+def relative_path(path: str, uri: str) -> str:
+    """``path`` relative to the table at ``uri`` (as given if outside it) (pure)."""
+    def bare(text: str) -> str:
+        if text.startswith("file:"):
+            text = "/" + text[len("file:"):].lstrip("/")
+        return text.rstrip("/")
+
+    root = bare(uri) + "/"
+    full = bare(path)
+    return full[len(root):] if full.startswith(root) else path

@@ -1,4 +1,4 @@
-"""Shared fixtures: one real noida-db broker and one local[2] SparkSession per session."""
+"""Shared fixtures: one real Apache Kafka broker and one local[2] SparkSession per session."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool 
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Kafka-protocol broker process (noida-db) on a free port."""
+    """A real Apache Kafka broker process (KRaft, single node) on a free port."""
     from lakehouse.broker import EmbeddedBroker
     b = EmbeddedBroker(f"127.0.0.1:{free_port()}", str(tmp_path_factory.mktemp("broker")))
     b.up()

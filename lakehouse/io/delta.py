@@ -1,59 +1,165 @@
-"""Delta Lake I/O through delta-rs: idempotent micro-batch appends and merges.
+"""Delta Lake I/O: every write by delta-spark from the executors; light reads by delta-rs.
 
-Every streaming write carries the Delta transaction action
-``txn(appId=<stable id of the table's writer>, version=<batch id>)``. Before writing, the
-writer asks the table for the last version it committed under that app id; a micro-batch
-replayed after a crash (Delta commit done, Spark commit not) is therefore skipped rather
-than written twice. Commits also carry custom metadata (batch id, input ranges).
+Writes (``append``, ``merge``, ``replace``) run as Spark jobs through delta-spark, so a
+micro-batch's rows never pass through the driver. Each carries the Delta transaction
+action ``txn(appId, version=<batch id>)``: a batch replayed after a crash (Delta commit
+done, Spark's not) is skipped by Delta itself, never written twice. Appends and
+overwrites set it with the writer options ``txnAppId``/``txnVersion``; MERGE reads the
+session confs ``spark.databricks.delta.write.txnAppId``/``txnVersion``, set on the
+micro-batch's own session (each streaming query runs on a clone) around the one call.
+Every commit carries the batch's provenance as JSON in ``userMetadata``
+(``commit_metadata`` reads it back).
+
+Reads that need no JVM (commit metadata, versions, what a bronze table holds) use
+delta-rs; every table is created without deletion vectors so delta-rs and DuckDB read it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
 
-import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+import pyarrow.fs as pafs
+from deltalake import DeltaTable as RsTable
 from deltalake.exceptions import TableNotFoundError
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.storage import filesystem, join
 
 log = logging.getLogger(__name__)
+
+MERGE_KEYS = "lakehouse.keys"
+"""Commit metadata of every MERGE: the key columns, so tools can compare versions by key."""
+APP_ID = "lakehouse.app_id"
+BATCH_ID = "lakehouse.batch_id"
+
+
+@dataclass(frozen=True)
+class BatchCommit:
+    """Who commits (the Delta transaction app id and the batch id) and what the commit
+    records about itself."""
+
+    app_id: str
+    batch_id: int
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def user_metadata(self) -> str:
+        """The commit's ``userMetadata``: app id, batch id and the given metadata, JSON."""
+        return json.dumps({APP_ID: self.app_id, BATCH_ID: self.batch_id, **self.metadata},
+                          sort_keys=True, default=str)
+
+    def with_metadata(self, **more: Any) -> BatchCommit:
+        """The same commit identity with more metadata."""
+        return BatchCommit(self.app_id, self.batch_id, {**self.metadata, **more})
 
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What one idempotent append did."""
+    """What one idempotent write did."""
 
-    written: bool
-    rows: int
     version: int | None
-    """The table version the batch is in (None for an empty batch that wrote nothing)."""
+    """The version it committed; None if it committed nothing (already in the table)."""
+    rows: int
+    """Rows the commit wrote (its ``numOutputRows`` / inserted + updated + deleted)."""
+    metrics: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def written(self) -> bool:
+        """Whether this call committed a new version."""
+        return self.version is not None
+
+
+# -- reading the log without a JVM ---------------------------------------------------------
 
 def open_table(uri: str, storage_options: Mapping[str, str] | None = None,
-               version: int | None = None) -> DeltaTable | None:
-    """The Delta table at ``uri``, or None if there is none yet."""
+               version: int | None = None) -> RsTable | None:
+    """The Delta table at ``uri`` read by delta-rs, or None if there is none yet."""
     try:
-        return DeltaTable(uri, version=version, storage_options=dict(storage_options or {}))
+        return RsTable(uri, version=version, storage_options=dict(storage_options or {}))
     except TableNotFoundError:
         return None
 
 
-def ensure_table(uri: str, schema: pa.Schema, partition_by: Sequence[str],
-                 storage_options: Mapping[str, str] | None = None,
-                 description: str | None = None) -> DeltaTable:
-    """Create an empty table with this schema unless one exists."""
-    table = open_table(uri, storage_options)
-    if table is not None:
-        return table
-    return DeltaTable.create(uri, schema=schema, mode="ignore", partition_by=list(partition_by),
-                             description=description,
-                             storage_options=dict(storage_options or {}))
+def commit_metadata(commit: Mapping[str, Any]) -> dict[str, Any]:
+    """A commit's ``commitInfo`` with the project's keys from its ``userMetadata`` merged
+    in (``lakehouse.batch_id``, the input ranges, run ids, ...)."""
+    out = dict(commit)
+    raw = commit.get("userMetadata")
+    if isinstance(raw, str) and raw.startswith("{"):
+        with suppress(json.JSONDecodeError):
+            out.update(json.loads(raw))
+    return out
+
+
+def history(table: RsTable) -> list[dict[str, Any]]:
+    """Every commit of the table, newest first, with ``commit_metadata`` applied."""
+    return [commit_metadata(c) for c in table.history()]
+
+
+def _log_dir(uri: str) -> tuple[pafs.FileSystem, str]:
+    return filesystem(join(uri, "_delta_log"))
+
+
+def latest_version(uri: str) -> int | None:
+    """The newest version in the table's log (a listing, no log replay); None if none."""
+    fs, path = _log_dir(uri)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    except OSError:
+        return None
+    versions = [int(i.base_name[:20]) for i in infos
+                if i.base_name.endswith(".json") and i.base_name[:20].isdigit()]
+    return max(versions, default=None)
+
+
+def log_entry(uri: str, version: int) -> list[dict[str, Any]]:
+    """The actions of one commit, from its log file (empty if it was cleaned up)."""
+    fs, path = _log_dir(uri)
+    try:
+        with fs.open_input_stream(f"{path}/{version:020d}.json") as stream:
+            lines = stream.read().decode("utf-8").splitlines()
+    except (OSError, FileNotFoundError):
+        return []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def commit_size(uri: str, version: int) -> tuple[int, int] | None:
+    """(bytes, files) the commit ``version`` added, from its log entry; None if the
+    entry cannot be read (e.g. already cleaned up)."""
+    actions = log_entry(uri, version)
+    if not actions:
+        return None
+    added = [a["add"] for a in actions if "add" in a]
+    return sum(int(a.get("size", 0)) for a in added), len(added)
+
+
+def _find_commit(uri: str, commit: BatchCommit, after: int | None) -> WriteResult:
+    """The commit carrying ``txn(commit.app_id, commit.batch_id)`` newer than ``after``."""
+    last = latest_version(uri)
+    if last is None or (after is not None and last <= after):
+        return WriteResult(None, 0)
+    for version in range(last, -1 if after is None else after, -1):
+        actions = log_entry(uri, version)
+        if any(a.get("txn", {}).get("appId") == commit.app_id
+               and a["txn"].get("version") == commit.batch_id for a in actions):
+            info: dict[str, Any] = next((a["commitInfo"] for a in actions
+                                         if "commitInfo" in a), {})
+            metrics = {k: str(v) for k, v in (info.get("operationMetrics") or {}).items()}
+            return WriteResult(version, _rows_written(metrics), metrics)
+    return WriteResult(None, 0)
+
+
+def _rows_written(metrics: Mapping[str, str]) -> int:
+    if "numOutputRows" in metrics and "numTargetRowsInserted" not in metrics:
+        return int(metrics["numOutputRows"])
+    return sum(int(metrics.get(k, 0)) for k in ("numTargetRowsInserted",
+                                                "numTargetRowsUpdated", "numTargetRowsDeleted"))
 
 
 def max_kafka_offsets(uri: str, storage_options: Mapping[str, str] | None = None
@@ -71,28 +177,22 @@ def max_kafka_offsets(uri: str, storage_options: Mapping[str, str] | None = None
     return out
 
 
-def commit_size(table: DeltaTable, version: int) -> tuple[int, int] | None:
-    """(bytes, files) the commit ``version`` of ``table`` added, from its log entry; None
-    if the entry cannot be read (e.g. already cleaned up)."""
-    import pyarrow.fs as pafs
-    entry = f"{table.table_uri.rstrip('/')}/_delta_log/{version:020d}.json"
-    try:
-        fs, path = pafs.FileSystem.from_uri(entry if "://" in entry else f"file://{entry}")
-        with fs.open_input_stream(path) as stream:
-            lines = stream.read().decode("utf-8").splitlines()
-    except (OSError, ValueError) as exc:
-        log.debug("no log entry %s: %s", entry, exc)
-        return None
-    added = [json.loads(line)["add"] for line in lines if line.startswith('{"add"')]
-    return sum(int(a.get("size", 0)) for a in added), len(added)
+# -- writing with delta-spark --------------------------------------------------------------
 
-
-def batch_commit(app_id: str, batch_id: int, metadata: Mapping[str, Any]) -> CommitProperties:
-    """A micro-batch's commit: its transaction action and custom metadata."""
-    return CommitProperties(
-        custom_metadata={"lakehouse.app_id": app_id, "lakehouse.batch_id": batch_id,
-                         **metadata},
-        app_transactions=[Transaction(app_id=app_id, version=batch_id)])
+def ensure_table(spark: SparkSession, uri: str, schema: StructType,
+                 partition_by: Sequence[str] = (), description: str = "",
+                 change_feed: bool = False) -> None:
+    """Create an empty Delta table with this schema unless one exists. ``change_feed``:
+    record the change data feed, which downstream streams read to know each row's commit
+    version."""
+    from delta.tables import DeltaTable
+    builder = (DeltaTable.createIfNotExists(spark).location(uri).addColumns(schema)
+               .partitionedBy(*partition_by))
+    if description:
+        builder = builder.comment(description)
+    if change_feed:
+        builder = builder.property("delta.enableChangeDataFeed", "true")
+    builder.execute()
 
 
 def write_failed(doing: str, uri: str, batch_id: int, exc: Exception) -> LakehouseError:
@@ -103,187 +203,108 @@ def write_failed(doing: str, uri: str, batch_id: int, exc: Exception) -> Lakehou
                                "exactly once", table=uri, batch_id=batch_id)
 
 
-class IdempotentAppender:
-    """Appends micro-batches to one table, each at most once."""
-
-    def __init__(self, uri: str, app_id: str, partition_by: Sequence[str] = (),
-                 storage_options: Mapping[str, str] | None = None) -> None:
-        self.uri = uri
-        self.app_id = app_id
-        self.partition_by = list(partition_by)
-        self.storage_options = dict(storage_options or {})
-
-    def committed_version(self) -> int | None:
-        """The last batch id this writer committed to the table, if any."""
-        table = open_table(self.uri, self.storage_options)
-        return None if table is None else table.transaction_version(self.app_id)
-
-    def append(self, data: pa.Table, batch_id: int, metadata: Mapping[str, Any],
-               before_commit: Any = None) -> WriteResult:
-        """Append ``data`` as batch ``batch_id`` unless that batch is already in the table."""
-        table = open_table(self.uri, self.storage_options)
-        done = None if table is None else table.transaction_version(self.app_id)
-        if done is not None and done >= batch_id:
-            log.info("%s: batch %d already committed (txn %s=%d); skipping the replay",
-                     self.uri, batch_id, self.app_id, done)
-            return WriteResult(False, data.num_rows, None)
-        if data.num_rows == 0:
-            return WriteResult(False, 0, None)
-        if before_commit is not None:
-            before_commit()
-        data = rebuild_nested(data)
-        if table is not None:
-            data = _conform(data, table.schema().to_arrow())
-        try:
-            write_deltalake(
-                table if table is not None else self.uri, data, mode="append",
-                partition_by=self.partition_by or None,
-                storage_options=self.storage_options or None,
-                commit_properties=batch_commit(self.app_id, batch_id, metadata))
-        except Exception as exc:
-            raise write_failed("writing", self.uri, batch_id, exc) from exc
-        if table is None:
-            table = DeltaTable(self.uri, storage_options=self.storage_options or None)
-        else:
-            table.update_incremental()
-        return WriteResult(True, data.num_rows, table.version())
+def append(df: DataFrame, uri: str, commit: BatchCommit,
+           partition_by: Sequence[str] = ()) -> WriteResult:
+    """Append ``df`` as batch ``commit.batch_id`` unless that batch is in the table."""
+    return _write(df, uri, commit, "append", partition_by)
 
 
-def replace_rows(uri: str, data: pa.Table, app_id: str, batch_id: int,
-                 metadata: Mapping[str, Any], predicate: str | None = None,
-                 partition_by: Sequence[str] = (),
-                 storage_options: Mapping[str, str] | None = None) -> WriteResult:
-    """Replace the rows matching ``predicate`` (all rows if None) with ``data``, in one
-    commit carrying ``txn(app_id, batch_id)``; skipped if that batch is in the table. A
-    table that does not exist yet is created with ``data``."""
-    opts = dict(storage_options or {})
-    table = open_table(uri, opts)
-    done = None if table is None else table.transaction_version(app_id)
-    if done is not None and done >= batch_id:
-        log.info("%s: %s batch %d already committed; skipping", uri, app_id, batch_id)
-        return WriteResult(False, data.num_rows, None)
-    data = rebuild_nested(data)
-    if table is not None:
-        data = _conform(data, table.schema().to_arrow())
+def replace(df: DataFrame, uri: str, commit: BatchCommit, where: str | None = None,
+            partition_by: Sequence[str] = ()) -> WriteResult:
+    """Replace the rows matching ``where`` (every row if None) with ``df``, in one commit,
+    unless that batch is in the table."""
+    return _write(df, uri, commit, "overwrite", partition_by, where)
+
+
+def _write(df: DataFrame, uri: str, commit: BatchCommit, mode: str,
+           partition_by: Sequence[str], where: str | None = None) -> WriteResult:
+    before = latest_version(uri)
+    writer = (df.write.format("delta").mode(mode).option("txnAppId", commit.app_id)
+              .option("txnVersion", commit.batch_id)
+              .option("userMetadata", commit.user_metadata()))
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    if where is not None:
+        writer = writer.option("replaceWhere", where)
     try:
-        write_deltalake(table if table is not None else uri, data, mode="overwrite",
-                        predicate=predicate, partition_by=list(partition_by) or None,
-                        storage_options=opts or None,
-                        commit_properties=batch_commit(app_id, batch_id, metadata))
+        writer.save(uri)
     except Exception as exc:
-        raise write_failed("replacing rows of", uri, batch_id, exc) from exc
-    table = DeltaTable(uri, storage_options=opts or None)
-    return WriteResult(True, data.num_rows, table.version())
+        raise write_failed(f"{mode} of", uri, commit.batch_id, exc) from exc
+    return _find_commit(uri, commit, before)
 
 
-class IdempotentMerger:
-    """Upserts and deletes rows of one table by its keys (Delta MERGE), each batch at most
-    once: the MERGE commit carries the batch's transaction action, like an append."""
-
-    def __init__(self, uri: str, app_id: str, keys: Sequence[str],
-                 storage_options: Mapping[str, str] | None = None) -> None:
-        self.uri = uri
-        self.app_id = app_id
-        self.keys = list(keys)
-        self.storage_options = dict(storage_options or {})
-
-    def merge(self, upserts: pa.Table, batch_id: int, metadata: Mapping[str, Any],
-              deletes: pa.Table | None = None) -> WriteResult:
-        """Insert or replace ``upserts`` and delete the rows whose keys are in ``deletes``
-        as batch ``batch_id``, unless that batch is already in the table."""
-        table = open_table(self.uri, self.storage_options)
-        if table is None:
-            raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND, f"no Delta table at {self.uri}")
-        done = table.transaction_version(self.app_id)
-        if done is not None and done >= batch_id:
-            log.info("%s: batch %d already merged (txn %s=%d); skipping the replay",
-                     self.uri, batch_id, self.app_id, done)
-            return WriteResult(False, upserts.num_rows, None)
-        removed = 0 if deletes is None else deletes.num_rows
-        if upserts.num_rows == 0 and removed == 0:
-            return WriteResult(False, 0, None)
-        # Nullable throughout: delete markers carry nulls outside the key columns.
-        schema = pa.schema([f.with_nullable(True) for f in pa.schema(table.schema().to_arrow())])
-        source = _conform(upserts, schema).append_column(
-            _DELETE, pa.array([False] * upserts.num_rows))
-        if deletes is not None and removed:
-            gone = pa.table({f.name: deletes.column(f.name).cast(f.type) if f.name in self.keys
-                             else pa.nulls(removed, f.type) for f in schema})
-            source = pa.concat_tables([source, gone.append_column(
-                _DELETE, pa.array([True] * removed))])
-        on = " AND ".join(f"(t.{k} IS NOT DISTINCT FROM s.{k})" for k in self.keys)
-        values = {f.name: f"s.{f.name}" for f in schema}
-        metadata = {**metadata, MERGE_KEYS: json.dumps(self.keys)}
-        try:
-            (table.merge(rebuild_nested(source), on, source_alias="s", target_alias="t",
-                         commit_properties=batch_commit(self.app_id, batch_id, metadata))
-             .when_matched_delete(f"s.{_DELETE}")
-             .when_matched_update(values, f"NOT s.{_DELETE}")
-             .when_not_matched_insert(values, f"NOT s.{_DELETE}")
-             .execute())
-        except Exception as exc:
-            raise write_failed("merging", self.uri, batch_id, exc) from exc
-        table.update_incremental()
-        return WriteResult(True, source.num_rows, table.version())
+@contextmanager
+def _txn_conf(spark: SparkSession, commit: BatchCommit) -> Iterator[None]:
+    """The session confs MERGE takes its transaction and user metadata from, set for one
+    call on the micro-batch's own session."""
+    confs = {"spark.databricks.delta.write.txnAppId": commit.app_id,
+             "spark.databricks.delta.write.txnVersion": str(commit.batch_id),
+             "spark.databricks.delta.commitInfo.userMetadata": commit.user_metadata()}
+    for key, value in confs.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key in confs:
+            spark.conf.unset(key)
 
 
-_DELETE = "_lakehouse_delete"
-MERGE_KEYS = "lakehouse.keys"
-"""Commit metadata of every MERGE: the key columns, so tools can compare versions by key."""
+MergeSpec = Callable[[Any], Any]
+"""Adds the WHEN clauses to a ``DeltaMergeBuilder`` and returns it."""
 
 
-class Writer(Protocol):
-    """Anything that commits under a Delta transaction app id."""
-
-    app_id: str
-
-
-class AppIdBinding:
-    """Gives some appenders the Delta transaction app id of a streaming query.
-
-    The id includes the checkpoint's query id (stable across restarts, new if the
-    checkpoint is deleted, so a fresh checkpoint never has its batches mistaken for
-    replays). It is known only once ``start()`` returns, and Spark may run a first batch
-    before that: batches ``wait()`` for ``bind``.
-    """
-
-    def __init__(self, *appenders: Writer) -> None:
-        self.appenders = appenders
-        self._ready = threading.Event()
-
-    def bind(self, app_id: str) -> None:
-        """Use ``app_id`` for every write from now on."""
-        for appender in self.appenders:
-            appender.app_id = app_id
-        self._ready.set()
-
-    def wait(self, timeout: float = 60.0) -> None:
-        """Block until ``bind`` ran."""
-        self._ready.wait(timeout)
+def merge(source: DataFrame, uri: str, on: str, clauses: MergeSpec, commit: BatchCommit,
+          keys: Sequence[str] = ()) -> WriteResult:
+    """MERGE ``source`` (alias ``s``) into the table at ``uri`` (alias ``t``) on ``on``
+    with the given WHEN clauses, as batch ``commit.batch_id`` unless that batch is in the
+    table. ``keys`` are recorded in the commit (``lakehouse.keys``)."""
+    from delta.tables import DeltaTable
+    spark = source.sparkSession
+    if keys:
+        commit = commit.with_metadata(**{MERGE_KEYS: json.dumps(list(keys))})
+    before = latest_version(uri)
+    try:
+        with _txn_conf(spark, commit):
+            clauses(DeltaTable.forPath(spark, uri).alias("t")
+                    .merge(source.alias("s"), on)).execute()
+    except Exception as exc:
+        raise write_failed("merging", uri, commit.batch_id, exc) from exc
+    return _find_commit(uri, commit, before)
 
 
-def _conform(data: pa.Table, target: Any) -> pa.Table:
-    """Cast a batch to the table's Arrow schema (column order and types, not names)."""
-    schema = pa.schema(target)
-    if data.schema.equals(schema, check_metadata=False):
-        return data
-    return data.select(schema.names).cast(schema)
+# -- streaming reads -----------------------------------------------------------------------
+
+VERSION_COLUMN = "_commit_version"
+"""The commit version each row of a change stream came from."""
+CHANGE_COLUMNS = ("_change_type", "_commit_timestamp")
+"""The change feed's other columns, which ``appended_rows`` drops."""
 
 
-def rebuild_nested(data: pa.Table) -> pa.Table:
-    """Rebuild list/struct columns into canonical Arrow buffers.
+def read_changes(spark: SparkSession, uri: str, max_bytes_per_trigger: str,
+                 starting_version: int | None = None) -> DataFrame:
+    """A Delta table as a stream of its change data feed from ``starting_version`` (the
+    first, if None): every row added (and removed), with the version that committed it
+    (``_commit_version``); each micro-batch takes commits up to about
+    ``max_bytes_per_trigger``."""
+    reader = (spark.readStream.format("delta").option("readChangeFeed", "true")
+              .option("maxBytesPerTrigger", max_bytes_per_trigger))
+    # Always from an explicit version: without one, Delta reads the table's current
+    # snapshot first and stamps all of it with the snapshot's version.
+    if not starting_version:
+        return reader.option("startingVersion", "0").load(uri)
+    # Delta refuses a starting version past the table's latest one (a consumer caught up
+    # with its input, resuming on a new checkpoint): start at the version before, which
+    # exists, and drop its rows.
+    from pyspark.sql import functions as F
+    return (reader.option("startingVersion", str(starting_version - 1)).load(uri)
+            .filter(F.col(VERSION_COLUMN) >= starting_version))
 
-    Spark's Arrow export can give an empty string/binary child array an offsets buffer of
-    zero bytes (the format asks for one entry). pyarrow tolerates it, arrow-rs (delta-rs)
-    reads past it and panics ("range start index ... out of range"), e.g. on a batch whose
-    records all have no Kafka headers. ``take`` writes fresh, well-formed buffers.
-    """
-    nested = [i for i, f in enumerate(data.schema)
-              if pa.types.is_nested(f.type) and data.num_rows]
-    if not nested:
-        return data
-    indices = pa.array(range(data.num_rows), pa.int64())
-    for i in nested:
-        column = data.column(i)
-        data = data.set_column(i, data.schema.field(i), column.take(indices))
-    return data
+
+def appended_rows(changes: DataFrame) -> DataFrame:
+    """The rows that appending commits added to the table. Commits that rewrote rows (a
+    replay's overwrite, a restore) are left out whole, as ``skipChangeCommits`` does:
+    what they change downstream is rebuilt by a replay of that table."""
+    from pyspark.sql import functions as F
+    rewritten = (changes.filter(F.col("_change_type") != "insert")
+                 .select(VERSION_COLUMN).distinct())
+    return changes.join(rewritten, VERSION_COLUMN, "left_anti").drop(*CHANGE_COLUMNS)

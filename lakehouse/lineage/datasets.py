@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from lakehouse.io.delta import BatchCommit
 from lakehouse.lineage.columns import ColumnLineage
 
 # Commit metadata keys: who wrote a commit and exactly what it was built from.
@@ -61,10 +62,16 @@ class BatchRun:
     run_id: str
     query_run_id: str
     batch_id: int
+    app_id: str
+    """The Delta transaction app id of the query's writes (``<query>:<query id>``)."""
 
     def commit_metadata(self) -> dict[str, str]:
         """What each Delta commit of this batch carries (with its input ranges)."""
         return {RUN_ID: self.run_id, QUERY_RUN_ID: self.query_run_id}
+
+    def commit(self, **metadata: Any) -> BatchCommit:
+        """This batch's Delta commit identity, recording ``metadata`` and the run ids."""
+        return BatchCommit(self.app_id, self.batch_id, {**metadata, **self.commit_metadata()})
 
 
 @dataclass(frozen=True)

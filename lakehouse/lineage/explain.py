@@ -1,7 +1,8 @@
 """Provenance: from a table version back to the Kafka offsets it was built from.
 
-Every pipeline commit records its exact input range in its commit metadata: Kafka offset
-ranges for bronze (``lakehouse.kafka_offsets``), bronze versions for silver
+Every pipeline commit records its exact input range in its commit metadata (the JSON in
+its ``userMetadata``, read back by ``lakehouse.io.delta.history``): Kafka offset ranges
+for bronze (``lakehouse.kafka_offsets``), bronze versions for silver
 (``lakehouse.bronze_versions``), silver versions for gold (``lakehouse.silver_versions``).
 ``explain`` follows them down, layer by layer, and gives two answers:
 
@@ -17,7 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lakehouse.catalog import require_tables, split_name
+from lakehouse.catalog import require_tables, split_name, table_uri
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import open_table
@@ -98,8 +99,8 @@ class Explanation:
         return "\n".join(lines)
 
 
-def history(uri: str, storage_options: dict[str, str]) -> dict[int, Commit]:
-    """Every version of a table still in its log."""
+def table_commits(uri: str, storage_options: dict[str, str]) -> dict[int, Commit]:
+    """Every version of a table still in its log, with its commit metadata."""
     table = open_table(uri, storage_options)
     return {} if table is None else {v.version: v for v in versions(table)}
 
@@ -163,7 +164,7 @@ def explain(config: Config, table: str, version: int) -> Explanation:
     layer, _ = split_name(table)
     require_tables(config, [table])
     opts = dict(config.warehouse.storage_options)
-    commits = history(config.warehouse.table_uri(*split_name(table)), opts)
+    commits = table_commits(table_uri(config, table), opts)
     if version not in commits:
         raise LakehouseError(
             ErrorCode.LINEAGE_NO_VERSION, f"{table} has no version {version} in its log",
@@ -198,7 +199,7 @@ def explain(config: Config, table: str, version: int) -> Explanation:
             upto = -1
         hops.append(Hop(below, window, upto))
         current, current_layer = below, split_name(below)[0]
-        commits_now = history(config.warehouse.table_uri(*split_name(current)), opts)
+        commits_now = table_commits(table_uri(config, current), opts)
         query = current
     commit_offsets = offset_ranges(commits_now, *window) if window else []
     version_offsets = offset_ranges(commits_now, 0, upto if upto is not None else -1)

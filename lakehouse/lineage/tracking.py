@@ -10,6 +10,7 @@ every Delta commit) even when emission is switched off.
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Mapping
 from typing import Any
@@ -77,17 +78,19 @@ class QueryLineage:
         self.engine_version = engine_version
         self.storage_options = storage_options
         self.run_id = str(generate_new_uuid())
-        self.app_id: str | None = None
+        self.app_id = ""
+        self._ready = threading.Event()
         self._columns: dict[str, ColumnLineage] | None = None
         self._done = False
 
     # -- the query's run -----------------------------------------------------------------
 
-    def started(self, run_id: str | None = None, app_id: str | None = None) -> None:
-        """The query started; ``run_id`` is Spark's run id of the query, if known."""
-        if run_id:
-            self.run_id = run_id
+    def started(self, run_id: str, app_id: str) -> None:
+        """The query started: ``run_id`` is Spark's run id of the query, ``app_id`` the
+        Delta transaction app id of its writes. Batches wait for this."""
+        self.run_id = run_id
         self.app_id = app_id
+        self._ready.set()
         self.emitter.submit(lambda: self._query_event(RunState.START))
 
     def finished(self, error: BaseException | None) -> None:
@@ -103,9 +106,11 @@ class QueryLineage:
 
     # -- micro-batch runs ----------------------------------------------------------------
 
-    def batch_started(self, batch_id: int) -> BatchRun:
-        """A micro-batch begins: its run (START is emitted)."""
-        run = BatchRun(str(generate_new_uuid()), self.run_id, batch_id)
+    def batch_started(self, batch_id: int, timeout: float = 120.0) -> BatchRun:
+        """A micro-batch begins: its run (START is emitted). Spark may run the first batch
+        before ``start()`` returned the query's ids: it waits for ``started``."""
+        self._ready.wait(timeout)
+        run = BatchRun(str(generate_new_uuid()), self.run_id, batch_id, self.app_id)
         self.emitter.submit(lambda: self._batch_event(run, RunState.START, None))
         return run
 
@@ -185,7 +190,7 @@ class QueryLineage:
         table = open_table(uri, self.storage_options, version)
         if table is None:
             return None
-        size = commit_size(table, version) if version is not None and rows is not None else None
+        size = commit_size(uri, version) if version is not None and rows is not None else None
         return events.TableFacts(pa.schema(table.schema().to_arrow()), table.version(),
                                  rows, size[0] if size else None, size[1] if size else None)
 

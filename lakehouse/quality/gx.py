@@ -1,7 +1,8 @@
 """Great Expectations 1.x: validates each micro-batch with a table's suite.
 
 One ephemeral GX context per process (created on first use; importing GX takes seconds,
-so it happens once, on the driver). Each batch is validated as a pandas DataFrame with
+so it happens once, on the driver). Each batch is validated as a Spark DataFrame (GX
+runs its metrics as Spark jobs; the rows stay on the executors) with
 ``SUMMARY`` results: success, element count, unexpected count and percent per
 expectation, which silver stores in its ``_quality`` table.
 """
@@ -14,7 +15,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
+from pyspark.sql import DataFrame
 
 from lakehouse.quality.rules import Suite
 
@@ -67,7 +68,8 @@ def gx_suite(suite: Suite) -> Any:
 
 
 class Validator:
-    """Validates pandas batches against one suite, reusing GX objects across batches."""
+    """Validates Spark DataFrames (a micro-batch, on the executors) against one suite,
+    reusing GX objects across batches."""
 
     def __init__(self, suite: Suite) -> None:
         self.suite = suite
@@ -77,7 +79,7 @@ class Validator:
         if self._definition is None:
             gx = _gx()
             name = f"{self.suite.name}-{id(self)}"
-            source = _context.data_sources.add_pandas(name)
+            source = _context.data_sources.add_spark(name)
             batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
             suite = gx_suite(self.suite)
             suite.name = name
@@ -85,14 +87,14 @@ class Validator:
                 name=name, data=batch, suite=_context.suites.add(suite)))
         return self._definition
 
-    def run(self, frame: pd.DataFrame, result_format: Any = "SUMMARY") -> Any:
+    def run(self, frame: DataFrame, result_format: Any = "SUMMARY") -> Any:
         """GX's raw validation result."""
         with _LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return self._validation().run(batch_parameters={"dataframe": frame},
                                           result_format=result_format)
 
-    def validate(self, frame: pd.DataFrame) -> list[RuleResult]:
+    def validate(self, frame: DataFrame) -> list[RuleResult]:
         """Per-expectation results for one batch, in suite order."""
         if not self.suite.rules:
             return []
@@ -107,7 +109,7 @@ class Validator:
                                   float(r.get("unexpected_percent") or 0.0)))
         return out
 
-    def unexpected_rows(self, frame: pd.DataFrame, index_column: str) -> dict[str, set[Any]]:
+    def unexpected_rows(self, frame: DataFrame, index_column: str) -> dict[str, set[Any]]:
         """Per rule, the ``index_column`` values of the rows GX reports as unexpected."""
         result = self.run(frame, {"result_format": "COMPLETE",
                                   "unexpected_index_column_names": [index_column]})

@@ -29,6 +29,7 @@ from pyspark.sql.types import (
 from lakehouse.aggregates import partial, recompute
 from lakehouse.config import parse_config
 from lakehouse.gold import GoldWriter, compare, ensure_gold_tables, load_gold_plan, schemas
+from lakehouse.io.delta import BatchCommit
 from lakehouse.registry import GoldTable, discover_gold
 
 T0 = datetime(2026, 11, 20, 17, 58, 0, tzinfo=UTC)
@@ -156,8 +157,8 @@ def writer_for(spark: SparkSession, table: GoldTable, silver: StructType,
                            "warehouse": {"root": str(warehouse)}})
     plan = load_gold_plan(config, table)
     sch = schemas(spark, plan.agg, silver)
-    output, state = ensure_gold_tables(plan, sch)
-    return GoldWriter(spark, plan, sch, output, state, lambda _: None, table.qualified_name)
+    ensure_gold_tables(spark, plan, sch)
+    return GoldWriter(plan, sch, lambda _: None, table.qualified_name)
 
 
 @pytest.mark.parametrize("name", ["revenue_by_category_5m", "revenue_by_country_daily",
@@ -180,10 +181,11 @@ def test_incremental_merge_equals_recomputation(spark: SparkSession, tmp_path: P
     seen: list[tuple[Any, ...]] = []
     for batch_id, batch in enumerate(batches):
         frame = spark.createDataFrame(batch, schema)
-        part = partial(agg, frame).toArrow()
-        writer.process(part, batch_id, {}, len(batch), time.monotonic())
+        part = partial(agg, frame)
+        commit = BatchCommit(table.qualified_name, batch_id)
+        writer.process(part, commit, len(batch), time.monotonic())
         if batch_id == 1:  # a replay of a committed batch changes nothing
-            writer.process(part, batch_id, {}, len(batch), time.monotonic())
+            writer.process(part, commit, len(batch), time.monotonic())
         seen += batch
         expected = recompute(agg, spark.createDataFrame(seen, schema)).toArrow()
         streamed = DeltaTable(writer.plan.uri).to_pyarrow_table()

@@ -23,6 +23,7 @@ from pyspark.sql import SparkSession
 from lakehouse.aggregates import recompute
 from lakehouse.config import load_config
 from lakehouse.gold import compare, load_gold_plan
+from lakehouse.io.delta import history as delta_history
 from lakehouse.lineage.datasets import (
     BRONZE_VERSIONS,
     RUN_ID,
@@ -98,7 +99,7 @@ def test_graph_is_kafka_bronze_silver_gold_with_versions_from_the_delta_log(worl
             version = out["facets"].get("version", {}).get("datasetVersion")
             if version is None:
                 continue
-            commit = next(c for c in DeltaTable(out["name"]).history()
+            commit = next(c for c in delta_history(DeltaTable(out["name"]))
                           if c["version"] == int(version))
             assert commit[RUN_ID] == e["run"]["runId"]
             key = SILVER_VERSIONS if "/gold/" in out["name"] else BRONZE_VERSIONS

@@ -1,5 +1,6 @@
-"""``lakehouse query`` on a real warehouse (Delta tables written by delta-rs, appends and
-MERGE), every output format, clear errors; and the same tables from pandas and Spark."""
+"""``lakehouse query`` on a real warehouse (Delta tables written by delta-spark, appends
+and MERGE, as the pipelines write them), every output format, clear errors; and the same
+tables from pandas and Spark."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import SparkSession
 
 from lakehouse.catalog import read_pandas, register_views, spark_sql
@@ -37,20 +37,23 @@ REVENUE = pa.table({
 
 
 @pytest.fixture(scope="module")
-def conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def conf(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> Path:
+    from delta.tables import DeltaTable
     root = tmp_path_factory.mktemp("query")
     warehouse = root / "warehouse"
     gold = str(warehouse / "gold" / "revenue_by_category_5m")
-    DeltaTable.create(gold, schema=REVENUE.schema)
-    write_deltalake(gold, REVENUE.slice(0, 2), mode="append")
-    # The last row arrives by MERGE, as the gold engine writes (string_view Parquet files).
-    (DeltaTable(gold).merge(REVENUE.slice(2), "t.window_start = s.window_start AND "
-                            "t.category = s.category", source_alias="s", target_alias="t")
-     .when_not_matched_insert_all().execute())
-    silver = pa.table({"event_id": ["e1", "e2", "e3"], "country": ["DE", "FR", "DE"],
-                       "event_date": pa.array([date(2026, 11, 20), date(2026, 11, 21),
-                                               date(2026, 11, 21)], pa.date32())})
-    write_deltalake(str(warehouse / "silver" / "orders"), silver, partition_by=["event_date"])
+    schema = "window_start timestamp, category string, orders long, net_revenue decimal(23,2)"
+    rows = [tuple(r.values()) for r in REVENUE.to_pylist()]
+    spark.createDataFrame(rows[:2], schema).write.format("delta").save(gold)
+    # The last row arrives by MERGE, as the gold engine writes.
+    (DeltaTable.forPath(spark, gold).alias("t")
+     .merge(spark.createDataFrame(rows[2:], schema).alias("s"),
+            "t.window_start = s.window_start AND t.category = s.category")
+     .whenNotMatchedInsertAll().execute())
+    silver = spark.createDataFrame(
+        [("e1", "DE", date(2026, 11, 20)), ("e2", "FR", date(2026, 11, 21)),
+         ("e3", "DE", date(2026, 11, 21))], "event_id string, country string, event_date date")
+    silver.write.format("delta").partitionBy("event_date").save(str(warehouse / "silver" / "orders"))
     return write_config(root / "conf.yaml", "127.0.0.1:1", warehouse)
 
 
@@ -97,6 +100,9 @@ def test_csv_json_and_parquet_outputs(conf: Path, tmp_path: Path) -> None:
     back = pq.read_table(out)
     assert back.num_rows == 3 and back.column("category").to_pylist() == ["books", "文具", "books"]
     assert back.column("net_revenue").to_pylist()[1] == Decimal("-3.25")
+    # Spark writes timestamps as INT96; they come back as the table's UTC timestamps.
+    assert back.schema.field("window_start").type == pa.timestamp("us", tz="UTC")
+    assert back.column("window_start").to_pylist()[0] == datetime(2026, 11, 20, 18, tzinfo=UTC)
 
 
 def test_partitioned_silver_reads_partition_values(conf: Path) -> None:

@@ -1,7 +1,9 @@
 """Replay end to end on a real broker: after the suite changes, a silver replay moves
 exactly the right records between silver and quarantine (into a side table first, then
 in place, surviving a kill half way), the accounting identity still holds, and a gold
-replay recomputes gold, after which the stream carries on from there."""
+replay recomputes gold, after which the stream carries on from there. Replays take the
+stream's silver batch path: a critical expectation stops them before anything is
+written, and their Great Expectations results land in ``silver._quality``."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+from lakehouse.io.delta import history
 from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID
 from tests.conftest import ROOT
 from tests.integration.test_silver_e2e import order, orders_accounting, record, run, setup
@@ -42,9 +45,21 @@ def test_replay_after_changing_the_suite(broker: str, tmp_path: Path) -> None:
     before = orders_accounting(config)
     assert before.holds and before.quarantined == 11 and before.duplicates == 1
 
-    # The contract owner accepts lower-case currencies and caps the quantity at 5.
+    # A suite whose critical rule rejects nearly every record stops the replay, as it
+    # stops the stream: nothing is written, not even the ledger line.
     suite = suite_dir / "orders.suite.json"
-    suite.write_text(suite.read_text().replace('"^[A-Z]{3}$"', '"^[A-Za-z]{3}$"')
+    original = suite.read_text()
+    suite.write_text(original.replace('"order_placed", ', ""))
+    silver_version = DeltaTable(str(warehouse / "silver" / "orders")).version()
+    ledger_version = DeltaTable(str(warehouse / "silver" / "_batches")).version()
+    stopped = run(config, "replay", "silver.orders", "--yes")
+    assert stopped.returncode == 2 and "LH-QUALITY-001" in stopped.stderr, stopped.stderr[-2000:]
+    assert "event_type_known" in stopped.stderr
+    assert DeltaTable(str(warehouse / "silver" / "orders")).version() == silver_version
+    assert DeltaTable(str(warehouse / "silver" / "_batches")).version() == ledger_version
+
+    # The contract owner accepts lower-case currencies and caps the quantity at 5.
+    suite.write_text(original.replace('"^[A-Z]{3}$"', '"^[A-Za-z]{3}$"')
                      .replace('"max_value": 10000', '"max_value": 5'))
 
     side = run(config, "replay", "silver.orders", "--into", "orders_v2")
@@ -57,7 +72,7 @@ def test_replay_after_changing_the_suite(broker: str, tmp_path: Path) -> None:
     assert orders_accounting(config) == before  # the table itself is untouched
 
     refused = run(config, "replay", "silver.orders")
-    assert refused.returncode == 2 and "LH-TIME-003" in refused.stderr  # not confirmed
+    assert refused.returncode == 2 and "LH-CLI-002" in refused.stderr  # not confirmed
     killed = run(config, "replay", "silver.orders", "--yes",
                  crash_at="silver.orders:replay:after_delta_commit:0")
     assert killed.returncode != 0 and "crashing on purpose" in killed.stderr
@@ -75,8 +90,17 @@ def test_replay_after_changing_the_suite(broker: str, tmp_path: Path) -> None:
     after = orders_accounting(config)
     assert after.holds, after.describe()
     assert (after.silver_rows, after.quarantined, after.duplicates) == (70, 6, 1)
-    commit = DeltaTable(str(warehouse / "silver" / "orders")).history(1)[0]
+    commit = history(DeltaTable(str(warehouse / "silver" / "orders")))[0]
+    assert commit["operation"] == "WRITE" and commit["lakehouse.app_id"] == "silver.orders:replay"
     assert json.loads(commit[BRONZE_VERSIONS])["from"] == 0 and commit[RUN_ID]
+    ledger = DeltaTable(str(warehouse / "silver" / "_batches")).to_pyarrow_table().to_pylist()
+    rebuilds = [line for line in ledger if line["kind"] == "rebuild"]
+    assert [(line["app_id"], line["batch_id"]) for line in rebuilds] == \
+        [("silver.orders:replay", 0)]  # written once, though the replay ran twice
+    quality = DeltaTable(str(warehouse / "silver" / "_quality")).to_pyarrow_table().to_pylist()
+    quantity = [r for r in quality if r["app_id"] == "silver.orders:replay"
+                and r["rule"] == "quantity_in_range"]
+    assert [(r["batch_id"], r["unexpected_count"]) for r in quantity] == [(0, 5)]  # GX saw them
 
     # Gold from the replayed silver, then the stream carries on from there.
     done = run(config, "replay", "gold.revenue_by_category_5m", "--yes")
@@ -100,12 +124,15 @@ def test_bronze_reset_lands_only_what_is_missing(broker: str, tmp_path: Path) ->
     from lakehouse.io.kafka_producer import produce
     topic = f"orders.{tmp_path.name}"
     from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
-    ensure_topics(broker, [TopicSpec(topic, 3)])
+    # As many partitions as the test config gives the source (a run grows the topic to
+    # that): Spark's Kafka source needs an offset for every partition in startingOffsets.
+    partitions = range(6)
+    ensure_topics(broker, [TopicSpec(topic, len(partitions))])
     events = [order(n) for n in range(60)]
     produce(broker, topic, [Record(f"k{n}".encode(), json.dumps(e).encode(), ())
                             for n, e in enumerate(events)])
     consumer = metadata_consumer(broker)
-    marks = watermarks(consumer, topic, [0, 1, 2])
+    marks = watermarks(consumer, topic, partitions)
     consumer.close()
     half = {str(p): high // 2 for p, (_, high) in marks.items()}
     # A bronze table that started late: it holds only the second half of each partition.
@@ -117,8 +144,8 @@ def test_bronze_reset_lands_only_what_is_missing(broker: str, tmp_path: Path) ->
     held = DeltaTable(str(bronze)).to_pyarrow_table().num_rows
     assert held == 60 - sum(int(o) for o in half.values())
 
-    done = run(config, "replay", "bronze.orders", "--from-offsets", '{"0": 0, "1": 0, "2": 0}',
-               "--yes")
+    done = run(config, "replay", "bronze.orders", "--from-offsets",
+               json.dumps({str(p): 0 for p in partitions}), "--yes")
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"{60 - held} missing records landed" in done.stdout
     rows = DeltaTable(str(bronze)).to_pyarrow_table(columns=["partition", "offset"]).to_pylist()

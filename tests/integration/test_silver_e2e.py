@@ -182,7 +182,7 @@ def test_silver_holds_unique_valid_events_and_quarantine_the_rest(broker: str,
 
 def test_identity_holds_after_hard_kills_mid_batch(broker: str, tmp_path: Path) -> None:
     config, topic = setup(broker, tmp_path, max_offsets_per_trigger=100,
-                          silver={"max_rows_per_trigger": 120})
+                          silver={"max_bytes_per_trigger": "24k"})
     records = list(generate("orders", 700, seed=7, faults=0.25))
     produce(broker, topic, records)
     faults = Counter(r.fault for r in records)

@@ -126,12 +126,11 @@ def test_unknown_source() -> None:
     assert err.code is ErrorCode.UNKNOWN_SOURCE
 
 
-def test_fresh_checkpoint_detection(tmp_path: Path) -> None:
+def test_locations_follow_the_warehouse(tmp_path: Path) -> None:
     config = parse_config({"project": "p", "kafka": {"bootstrap_servers": "h:1"},
                            "warehouse": {"root": str(tmp_path)}})
-    assert config.warehouse.is_fresh_checkpoint("silver.orders")
-    (Path(config.warehouse.checkpoint_uri("silver.orders")) / "offsets").mkdir(parents=True)
-    assert not config.warehouse.is_fresh_checkpoint("silver.orders")
+    assert config.warehouse.checkpoint_uri("silver.orders") == \
+        str(tmp_path / "_checkpoints" / "silver.orders")
     assert config.expectations_dir.name == "expectations"
     assert (config.expectations_dir / "orders.suite.json").is_file()
 

@@ -56,6 +56,6 @@ def test_faults_mixed_in() -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(LakehouseError) as info:
         list(generate("payments", 1))
-    assert info.value.code is ErrorCode.UNKNOWN_SOURCE
+    assert info.value.code is ErrorCode.NO_GENERATOR
     with pytest.raises(LakehouseError):
         list(generate("orders", 1, faults=2.0))

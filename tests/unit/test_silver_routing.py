@@ -1,5 +1,4 @@
-"""Silver routing on Arrow (pure): dedup within a batch and against silver, critical rules,
-quarantine selection."""
+"""Silver's pure decisions without Spark: critical rules, quarantine selection."""
 
 from __future__ import annotations
 
@@ -14,54 +13,8 @@ from lakehouse.quality.contract import load_contract
 from lakehouse.quality.rules import load_suite
 from lakehouse.quarantine import Selection, rule_summary, select
 from lakehouse.registry import SilverTable
-from lakehouse.silver import SilverPlan, check_critical, route, rule_counts
+from lakehouse.silver import SilverPlan, check_critical
 from tests.conftest import ROOT
-
-COLUMNS = ["event_id", "amount", "_topic", "_partition", "_offset", "_bronze_version"]
-
-
-def batch(rows: list[tuple[str, float, int, int, int, list[str]]]) -> pa.Table:
-    """(event_id, amount, partition, offset, bronze version, failed rules) per record."""
-    return pa.table({
-        "event_id": [r[0] for r in rows], "amount": [r[1] for r in rows],
-        "_topic": ["t"] * len(rows), "_partition": pa.array([r[2] for r in rows], pa.int32()),
-        "_offset": pa.array([r[3] for r in rows], pa.int64()),
-        "_bronze_version": pa.array([r[4] for r in rows], pa.int64()),
-        "failed_rules": pa.array([r[5] for r in rows], pa.list_(pa.string())),
-    })
-
-
-def held(rows: list[tuple[str, int, int]]) -> pa.Table:
-    return pa.table({"event_id": pa.array([r[0] for r in rows], pa.string()),
-                     "_topic": pa.array(["t"] * len(rows), pa.string()),
-                     "_partition": pa.array([r[1] for r in rows], pa.int32()),
-                     "_offset": pa.array([r[2] for r in rows], pa.int64())})
-
-
-def test_first_delivery_in_bronze_order_wins_within_a_batch() -> None:
-    data = batch([("b", 2.0, 0, 9, 2, []), ("a", 1.0, 1, 5, 1, []), ("a", 1.5, 0, 7, 1, []),
-                  ("b", 2.5, 0, 3, 2, []), ("c", 3.0, 0, 1, 1, ["expect.x"])])
-    out = route(data, held([]), "event_id", COLUMNS)
-    kept = {r["event_id"]: (r["_partition"], r["_offset"]) for r in out.silver.to_pylist()}
-    assert kept == {"a": (0, 7), "b": (0, 3)}
-    assert out.duplicates_in_batch == 2 and out.duplicates_in_silver == 0
-    assert out.quarantine.column("event_id").to_pylist() == ["c"]
-    assert data.num_rows == out.silver_rows + out.quarantine.num_rows + out.duplicates
-
-
-def test_an_event_silver_holds_is_a_duplicate_unless_it_is_the_same_record() -> None:
-    data = batch([("a", 1.0, 0, 1, 3, []), ("b", 1.0, 0, 2, 3, []), ("c", 1.0, 0, 3, 3, [])])
-    out = route(data, held([("a", 0, 1), ("b", 4, 40)]), "event_id", COLUMNS)
-    assert out.silver.column("event_id").to_pylist() == ["c"]
-    assert out.already_in_silver == 1  # "a": this very record, written before a crash
-    assert out.duplicates_in_silver == 1  # "b": another delivery of an event silver holds
-    assert out.silver_rows + out.duplicates == 3
-
-
-def test_rule_counts_count_records_per_failed_rule() -> None:
-    data = batch([("a", 1.0, 0, 1, 1, ["expect.x", "contract.y"]), ("b", 1.0, 0, 2, 1, ["expect.x"]),
-                  ("c", 1.0, 0, 3, 1, [])])
-    assert rule_counts(data) == {"expect.x": 2, "contract.y": 1}
 
 
 def orders_plan(limit: float = 5.0) -> SilverPlan:

@@ -1,20 +1,27 @@
-"""Time-travel arithmetic without Spark: parsing --as-of, resolving versions, history rows,
-and diffs by key."""
+"""Time-travel arithmetic: parsing --as-of, resolving versions, history rows (from the
+commit metadata delta-spark writes), diffs by key, and vacuum's retention."""
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
+from pyspark.sql import SparkSession
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.delta import commit_metadata
 from lakehouse.timetravel import (
+    CLOCK_MARGIN_SECONDS,
     Version,
     diff_tables,
+    effective_retention,
     history_table,
     input_range,
     parse_as_of,
+    relative_path,
     resolve,
     row_counts,
 )
@@ -67,6 +74,55 @@ def test_history_rows_from_commit_metadata() -> None:
     assert rows[0]["input"] == "restored to v0"
 
 
+def test_history_rows_from_a_delta_spark_commit() -> None:
+    """delta-spark's metric names (strings), the project's keys in ``userMetadata``."""
+    assert row_counts("MERGE", {"numTargetRowsInserted": "3", "numTargetRowsUpdated": "2",
+                                "numTargetRowsDeleted": "0", "numOutputRows": "5"}) == (3, 2, 0)
+    assert row_counts("WRITE", {"numFiles": "6", "numOutputRows": "3000"}) == (3000, None, None)
+    assert row_counts("DELETE", {"numDeletedRows": "4", "numCopiedRows": "9"}) == (None, None, 4)
+    assert row_counts("RESTORE", {"numRestoredFiles": "1", "numRemovedFiles": "2"}) == \
+        (None, None, None)
+    commit = commit_metadata({
+        "timestamp": 1795524100205, "operation": "MERGE", "version": 1,
+        "operationMetrics": {"numTargetRowsInserted": "27", "numTargetRowsUpdated": "0",
+                             "numTargetRowsDeleted": "0"},
+        "userMetadata": json.dumps({
+            "lakehouse.app_id": "gold.t:q", "lakehouse.batch_id": 1, "lakehouse.query": "gold.t",
+            "lakehouse.run_id": "r-2", "lakehouse.silver_versions": '{"from": 1, "to": 3}'})})
+    row = history_table([Version(1, T0, "MERGE", commit)]).to_pylist()[0]
+    assert (row["rows_added"], row["rows_updated"], row["rows_removed"]) == (27, 0, 0)
+    assert (row["batch_id"], row["run_id"], row["query"], row["input"]) == \
+        (1, "r-2", "gold.t", "silver v1..3")
+    bronze = commit_metadata({"userMetadata": json.dumps({"lakehouse.kafka_offsets": [
+        {"topic": "t", "partition": 0, "from": 0, "to": 499, "records": 499}]})})
+    assert input_range(bronze) == "kafka 499 offsets in 1 partitions"
+
+
+def test_vacuum_retention_keeps_what_unread_versions_need() -> None:
+    log = [Version(v, T0 + timedelta(hours=v), "WRITE", {}) for v in range(4)]
+    now = T0 + timedelta(hours=10, minutes=30)
+    assert effective_retention(2, log, [], now) == 2
+    assert effective_retention(-1, log, [], now) == 0
+    assert effective_retention(0.2, log, [], now) == 1  # whole hours, rounded up
+    # The readers read up to version 1 (committed 9.5 h ago): its files stay, and after it.
+    assert effective_retention(2, log, [2, 3], now) == 10
+    assert effective_retention(24, log, [2, 3], now) == 24
+    # The margin for the clocks: a commit exactly 10 h old keeps 11 h.
+    assert effective_retention(0, log, [2, 3], T0 + timedelta(hours=11)) == \
+        10 + math.ceil(CLOCK_MARGIN_SECONDS / 3600)
+    # Nothing in the log was read yet: keep every file.
+    assert effective_retention(2, log, [0, 1, 2, 3], now) is None
+    assert effective_retention(2, log[2:], [2, 3], now) is None
+
+
+def test_vacuumed_files_are_named_relative_to_the_table() -> None:
+    uri = "/wh/bronze/orders"
+    assert relative_path("file:/wh/bronze/orders/d=1/part-0.parquet", uri) == "d=1/part-0.parquet"
+    assert relative_path("file:///wh/bronze/orders/part-0.parquet", uri + "/") == "part-0.parquet"
+    assert relative_path("s3://b/wh/t/part-0.parquet", "s3://b/wh/t") == "part-0.parquet"
+    assert relative_path("file:/elsewhere/x.parquet", uri) == "file:/elsewhere/x.parquet"
+
+
 def test_diff_by_key_ignores_bookkeeping_columns() -> None:
     old = pa.table({"k": ["a", "b", "c"], "n": [1, 2, 3], "updated_at": [0, 0, 0]})
     new = pa.table({"k": ["a", "b", "d"], "n": [1, 5, 4], "updated_at": [9, 9, 9]})
@@ -80,11 +136,12 @@ def test_diff_by_key_ignores_bookkeeping_columns() -> None:
     assert (whole.added.num_rows, whole.removed.num_rows, whole.changed.num_rows) == (3, 3, 0)
 
 
-def test_not_held_drops_exactly_the_coordinates_bronze_has() -> None:
+def test_not_held_drops_exactly_the_coordinates_bronze_has(spark: SparkSession) -> None:
     from lakehouse.runner import not_held
-    batch = pa.table({"partition": pa.array([0, 0, 1, 2], pa.int32()),
-                      "offset": pa.array([5, 6, 5, 7], pa.int64()), "v": ["a", "b", "c", "d"]})
-    held = pa.table({"partition": pa.array([0, 1], pa.int32()),
-                     "offset": pa.array([6, 6], pa.int64())})
-    assert not_held(batch, held).column("v").to_pylist() == ["a", "c", "d"]
-    assert not_held(batch, held.slice(0, 0)).num_rows == 4
+    batch = spark.createDataFrame(
+        [("t", 0, 5, "a"), ("t", 0, 6, "b"), ("t", 1, 5, "c"), ("t", 2, 7, "d"), ("u", 0, 6, "e")],
+        "topic string, partition int, offset long, v string")
+    bronze = spark.createDataFrame([("t", 0, 6, b"x"), ("t", 1, 6, b"y"), ("u", 1, 6, b"z")],
+                                   "topic string, partition int, offset long, value binary")
+    assert sorted(r.v for r in not_held(batch, bronze).collect()) == ["a", "c", "d", "e"]
+    assert not_held(batch, bronze.limit(0)).count() == 5

@@ -1,6 +1,6 @@
 """spark-submit entry point: build the silver tables from bronze, streaming.
 
-    spark-submit --py-files dist/lakehouse.zip pipelines/silver.py \\
+    spark-submit --py-files dist/lakehouse.zip pipelines/silver_job.py \\
         --conf conf/cluster.yaml [--until-idle] [--table orders]
 
 Runs the silver queries of ``lakehouse run`` (contracts, expectations, dedup, quarantine)

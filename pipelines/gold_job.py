@@ -1,6 +1,6 @@
 """spark-submit entry point: keep the gold tables up to date from silver, streaming.
 
-    spark-submit --py-files dist/lakehouse.zip pipelines/gold.py \\
+    spark-submit --py-files dist/lakehouse.zip pipelines/gold_job.py \\
         --conf conf/cluster.yaml [--until-idle] [--table revenue_by_category_5m]
 
 Runs the gold queries of ``lakehouse run`` (incremental aggregates merged by key) as

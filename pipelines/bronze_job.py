@@ -1,6 +1,6 @@
 """spark-submit entry point: land Kafka sources in their bronze Delta tables.
 
-    spark-submit --py-files dist/lakehouse.zip pipelines/bronze.py \\
+    spark-submit --py-files dist/lakehouse.zip pipelines/bronze_job.py \\
         --conf conf/cluster.yaml [--until-idle] [--table orders]
 
 Runs the bronze queries of ``lakehouse run``; the master and resources come from

@@ -1,0 +1,59 @@
+"""The one filesystem layer: local paths and object-store URIs alike (pyarrow.fs).
+
+Warehouse roots, tables and checkpoints are strings that may be local paths
+(``./warehouse``) or URIs (``s3a://bucket/shop``, ``file:///...``). Spark's Hadoop
+filesystems call S3 ``s3a``; pyarrow calls it ``s3``: both name the same objects.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow.fs as pafs
+
+_SCHEMES = {"s3a": "s3", "s3n": "s3"}
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem holding ``uri`` and the path inside it."""
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), os.path.abspath(uri)
+    scheme, rest = uri.split("://", 1)
+    return pafs.FileSystem.from_uri(f"{_SCHEMES.get(scheme, scheme)}://{rest}")
+
+
+def join(root: str, *parts: str) -> str:
+    """``root/part/...`` for a path or a URI."""
+    return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def is_dir(uri: str) -> bool:
+    """Whether ``uri`` is a directory (on an object store: a non-empty prefix)."""
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def sub_dirs(uri: str) -> list[str]:
+    """The names of the directories directly under ``uri``, sorted (none if it is absent)."""
+    fs, path = filesystem(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
+def remove_tree(uri: str) -> None:
+    """Delete ``uri`` and everything under it, if it exists."""
+    fs, path = filesystem(uri)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)
+
+
+def move(source: str, target: str) -> None:
+    """Rename ``source`` to ``target`` (same filesystem)."""
+    fs, src = filesystem(source)
+    _, dst = filesystem(target)
+    fs.move(src, dst)
+
+
+def has_checkpoint(uri: str) -> bool:
+    """Whether a streaming checkpoint with progress exists at ``uri``."""
+    return is_dir(join(uri, "offsets"))

@@ -1,0 +1,101 @@
+"""Delta I/O on real Spark and real Delta tables: idempotent appends, overwrites and
+merges written by delta-spark, read back without a JVM by delta-rs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deltalake import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from lakehouse.io.delta import (
+    BatchCommit,
+    append,
+    appended_rows,
+    commit_metadata,
+    ensure_table,
+    history,
+    latest_version,
+    max_kafka_offsets,
+    merge,
+    replace,
+)
+
+SCHEMA = T.StructType([T.StructField("k", T.StringType()), T.StructField("n", T.LongType())])
+
+
+def test_commit_metadata_merges_user_metadata() -> None:
+    commit = BatchCommit("q:1", 7, {"lakehouse.query": "bronze.x", "lakehouse.kafka_offsets": [
+        {"topic": "t", "partition": 0, "from": 0, "to": 3, "records": 3}]})
+    info = commit_metadata({"operation": "WRITE", "userMetadata": commit.user_metadata()})
+    assert info["operation"] == "WRITE"
+    assert info["lakehouse.app_id"] == "q:1" and info["lakehouse.batch_id"] == 7
+    assert info["lakehouse.kafka_offsets"][0]["to"] == 3
+    assert commit_metadata({"userMetadata": "not json"}) == {"userMetadata": "not json"}
+
+
+def test_append_commits_each_batch_once(spark: SparkSession, tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    ensure_table(spark, uri, SCHEMA, change_feed=True)
+    rows = spark.createDataFrame([("a", 1), ("b", 2)], SCHEMA)
+    first = append(rows, uri, BatchCommit("writer-1", 0, {"lakehouse.query": "q"}))
+    assert first.written and first.rows == 2 and first.version == latest_version(uri)
+    again = append(rows, uri, BatchCommit("writer-1", 0))
+    assert not again.written  # the replay of batch 0 after a crash: skipped by Delta
+    assert spark.read.format("delta").load(uri).count() == 2
+    other = append(rows, uri, BatchCommit("writer-2", 0))  # another writer's batch 0
+    assert other.written and spark.read.format("delta").load(uri).count() == 4
+
+    commits = history(DeltaTable(uri))
+    assert commits[-2]["lakehouse.query"] == "q" and commits[-2]["lakehouse.batch_id"] == 0
+    assert commits[0]["engineInfo"].startswith("Apache-Spark/4.") \
+        and "Delta-Lake/4." in commits[0]["engineInfo"]
+
+
+def test_merge_and_replace_are_idempotent(spark: SparkSession, tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    ensure_table(spark, uri, SCHEMA)
+    append(spark.createDataFrame([("a", 1), ("b", 2)], SCHEMA), uri, BatchCommit("w", 0))
+    upserts = spark.createDataFrame([("b", 20), ("c", 3)], SCHEMA)
+
+    def clauses(m):  # type: ignore[no-untyped-def]
+        return m.whenMatchedUpdateAll().whenNotMatchedInsertAll()
+
+    done = merge(upserts, uri, "t.k = s.k", clauses, BatchCommit("w", 1), keys=["k"])
+    assert done.written and done.rows == 2
+    assert not merge(upserts.selectExpr("k", "n * 10 AS n"), uri, "t.k = s.k", clauses,
+                     BatchCommit("w", 1)).written
+    data = {r["k"]: r["n"] for r in spark.read.format("delta").load(uri).collect()}
+    assert data == {"a": 1, "b": 20, "c": 3}
+    assert json.loads(history(DeltaTable(uri))[0]["lakehouse.keys"]) == ["k"]
+
+    swapped = replace(spark.createDataFrame([("a", 100)], SCHEMA), uri,
+                      BatchCommit("w", 2), where="k = 'a'")
+    assert swapped.written
+    assert not replace(spark.createDataFrame([("a", 5)], SCHEMA), uri, BatchCommit("w", 2),
+                       where="k = 'a'").written
+    data = {r["k"]: r["n"] for r in spark.read.format("delta").load(uri).collect()}
+    assert data == {"a": 100, "b": 20, "c": 3}
+
+
+def test_appended_rows_leave_out_rewriting_commits(spark: SparkSession, tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    ensure_table(spark, uri, SCHEMA, change_feed=True)
+    append(spark.createDataFrame([("a", 1), ("b", 2)], SCHEMA), uri, BatchCommit("w", 0))
+    replace(spark.createDataFrame([("a", 10)], SCHEMA), uri, BatchCommit("w", 1), where="k = 'a'")
+    append(spark.createDataFrame([("c", 3)], SCHEMA), uri, BatchCommit("w", 2))
+    changes = (spark.read.format("delta").option("readChangeFeed", "true")
+               .option("startingVersion", 0).load(uri))
+    rows = {(r["k"], r["_commit_version"]) for r in appended_rows(changes).collect()}
+    assert rows == {("a", 1), ("b", 1), ("c", 3)}  # version 2 (the overwrite) is left out
+
+
+def test_max_kafka_offsets_read_without_a_jvm(spark: SparkSession, tmp_path: Path) -> None:
+    uri = str(tmp_path / "bronze")
+    rows = spark.createDataFrame([("t", 0, 5), ("t", 0, 7), ("t", 1, 2)],
+                                 "topic string, partition int, offset long")
+    append(rows, uri, BatchCommit("b", 0))
+    assert max_kafka_offsets(uri) == {"t": {"0": 8, "1": 3}}
+    assert max_kafka_offsets(str(tmp_path / "none")) == {}

@@ -1,0 +1,24 @@
+"""librdkafka client settings translated for Spark's Java Kafka client (pure)."""
+
+from __future__ import annotations
+
+from lakehouse.io.kafka_security import jvm_properties
+
+
+def test_sasl_credentials_become_one_jaas_line() -> None:
+    out = jvm_properties({"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                          "sasl.username": "lake", "sasl.password": 'p"w\\d',
+                          "ssl.ca.location": "/etc/ca.pem"})
+    assert out == {
+        "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.jaas.config": 'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                            'username="lake" password="p\\"w\\\\d";',
+        "ssl.truststore.type": "PEM", "ssl.truststore.location": "/etc/ca.pem"}
+
+
+def test_plain_is_the_default_mechanism_and_explicit_java_settings_win() -> None:
+    plain = jvm_properties({"sasl.username": "u", "sasl.password": "p"})
+    assert plain["sasl.mechanism"] == "PLAIN" and "PlainLoginModule" in plain["sasl.jaas.config"]
+    given = {"sasl.jaas.config": "x required;", "sasl.username": "u", "sasl.password": "p"}
+    assert jvm_properties(given) == {"sasl.jaas.config": "x required;"}
+    assert jvm_properties({"client.id": "c"}) == {"client.id": "c"}
