@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from lakehouse.config import Config, load_config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import open_table
+from lakehouse.io.storage import is_dir, join, sub_dirs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,15 +39,11 @@ class TableStats:
 
 
 def table_names(config: Config) -> list[str]:
-    """``layer.name`` of every Delta table under the warehouse root (local warehouses)."""
-    from pathlib import Path
-    root = Path(config.warehouse.root)
+    """``layer.name`` of every Delta table under the warehouse root (a path or a URI)."""
     names = []
     for layer in LAYERS:
-        base = root / layer
-        if base.is_dir():
-            names += [f"{layer}.{d.name}" for d in sorted(base.iterdir())
-                      if (d / "_delta_log").is_dir()]
+        base = join(config.warehouse.root, layer)
+        names += [f"{layer}.{d}" for d in sub_dirs(base) if is_dir(join(base, d, "_delta_log"))]
     return names
 
 

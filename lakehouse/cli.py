@@ -131,7 +131,7 @@ def _print_tables(config: Config) -> None:
 def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     from lakehouse import quarantine as q
     from lakehouse.silver import load_plan
-    tables = [q.find_table(args.table)] if args.table else _silver_tables()
+    tables = [q.find_table(config, args.table)] if args.table else _silver_tables(config)
     if args.action == "list":
         for table in tables:
             rows = q.read_quarantine(load_plan(config, table))
@@ -236,22 +236,14 @@ def cmd_restore(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_replay(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.catalog import split_name
-    from lakehouse.registry import discover_bronze, discover_gold, discover_silver
+    from lakehouse.registry import BronzeTable, GoldTable, SilverTable
     from lakehouse.replay import first_version_at, replay_bronze, replay_gold, replay_silver
     from lakehouse.spark import build_session
     from lakehouse.timetravel import parse_as_of
-    layer, name = split_name(args.table)
-    bronze = {t.name: t for t in discover_bronze()}
-    silver = {t.name: t for t in discover_silver()}
-    gold = {t.name: t for t in discover_gold()}
-    known = {"bronze": set(bronze), "silver": set(silver), "gold": set(gold)}.get(layer, set())
-    if name not in known:
-        raise LakehouseError(ErrorCode.UNKNOWN_TABLE, f"{args.table} is not a table defined "
-                             "here", hint="tables: " + ", ".join(
-                                 [f"bronze.{n}" for n in bronze] + [f"silver.{n}" for n in silver]
-                                 + [f"gold.{n}" for n in gold]))
-    if layer == "bronze":
+    pipeline = graph.build(config)
+    query = pipeline.query(args.table)
+    definition = query.definition
+    if isinstance(definition, BronzeTable):
         if args.from_offsets is None and args.from_time is None:
             raise LakehouseError(ErrorCode.BAD_ARGUMENTS, "a bronze replay re-reads Kafka: "
                                  "give --from-offsets or --from-time")
@@ -265,7 +257,7 @@ def cmd_replay(config: Config, args: argparse.Namespace) -> int:
             start = at
         else:
             start = _partition_offsets(args.from_offsets)
-        _say(replay_bronze(config, bronze[name], start, _say).describe())
+        _say(replay_bronze(config, definition, start, _say).describe())
         return 0
     if args.from_offsets is not None:
         raise LakehouseError(ErrorCode.BAD_ARGUMENTS, "--from-offsets is for bronze tables")
@@ -273,7 +265,7 @@ def cmd_replay(config: Config, args: argparse.Namespace) -> int:
         _confirm(f"replay {args.table} in place (stop its streaming query first)?", args.yes)
     spark = build_session(config)
     try:
-        if layer == "silver":
+        if isinstance(definition, SilverTable):
             first = args.from_bronze_version
             if args.from_time:
                 at = parse_as_of(args.from_time)
@@ -281,20 +273,20 @@ def cmd_replay(config: Config, args: argparse.Namespace) -> int:
                     raise LakehouseError(ErrorCode.TIME_BAD_AS_OF,
                                          "--from-time takes a time; use --from-bronze-version "
                                          "for a version")
-                first = first_version_at(config.warehouse.table_uri("bronze",
-                                                                    silver[name].bronze),
-                                         at, dict(config.warehouse.storage_options))
-            report = replay_silver(spark, config, silver[name], first, args.into, _say)
+                first = first_version_at(pipeline.node(query.input).uri, at,
+                                         dict(config.warehouse.storage_options))
+            report = replay_silver(spark, config, definition, first, args.into, _say)
             _say(report.describe())
-            readers = [f"gold.{t.name}" for t in gold.values() if t.silver == name]
+            readers = [q.name for q in pipeline.downstream(query.name)]
             if readers and not args.into:
-                _say(f"next: gold tables read silver.{name} and must be replayed too: "
+                _say(f"next: gold tables read {query.name} and must be replayed too: "
                      + ", ".join(f"lakehouse replay {r}" for r in readers))
         else:
+            assert isinstance(definition, GoldTable)
             if args.from_bronze_version is not None or args.from_time:
                 _say("gold is recomputed whole from silver (exact either way); "
                      "--from-bronze-version / --from-time do not narrow it")
-            _say(replay_gold(spark, config, gold[name], args.into, _say).describe())
+            _say(replay_gold(spark, config, definition, args.into, _say).describe())
     finally:
         spark.stop()
     return 0
@@ -364,9 +356,10 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _silver_tables() -> list[SilverTable]:
-    from lakehouse.registry import discover_silver
-    return discover_silver()
+def _silver_tables(config: Config) -> list[SilverTable]:
+    from lakehouse.registry import SilverTable
+    return [q.definition for q in graph.build(config).layer(graph.Layer.SILVER)
+            if isinstance(q.definition, SilverTable)]
 
 
 def _record(text: str) -> tuple[str, int, int]:
@@ -380,9 +373,8 @@ def _record(text: str) -> tuple[str, int, int]:
 
 def _print_accounting(config: Config) -> None:
     """Per silver table: where every bronze record went, and the contract pass rate."""
-    from lakehouse.registry import discover_silver
     from lakehouse.silver import accounting
-    for table in discover_silver():
+    for table in _silver_tables(config):
         acc = accounting(config, table)
         if acc.bronze_rows:
             rate = 1 - (acc.quarantined / acc.bronze_rows)

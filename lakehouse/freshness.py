@@ -16,6 +16,7 @@ from datetime import datetime
 
 import pyarrow.compute as pc
 
+from lakehouse import graph
 from lakehouse.config import Config
 from lakehouse.io.delta import history, open_table
 from lakehouse.lineage.datasets import BRONZE_VERSIONS, SILVER_VERSIONS
@@ -79,7 +80,7 @@ def freshness(config: Config, gold: GoldTable, since: datetime) -> Freshness:
     """Delays of the events produced at or after ``since`` that reached this gold table."""
     wh, opts = config.warehouse, dict(config.warehouse.storage_options)
     silver = open_table(wh.table_uri("silver", gold.silver), opts)
-    bronze_name = _bronze_of(gold.silver)
+    bronze_name = _bronze_of(config, gold.silver)
     bronze = open_table(wh.table_uri("bronze", bronze_name), opts)
     if silver is None or bronze is None:
         return Freshness(gold.qualified_name, [])
@@ -101,6 +102,5 @@ def freshness(config: Config, gold: GoldTable, since: datetime) -> Freshness:
     return Freshness(gold.qualified_name, delays)
 
 
-def _bronze_of(silver_name: str) -> str:
-    from lakehouse.registry import discover_silver
-    return next((t.bronze for t in discover_silver() if t.name == silver_name), silver_name)
+def _bronze_of(config: Config, silver_name: str) -> str:
+    return graph.build(config).bronze(f"silver.{silver_name}").name.split(".", 1)[1]

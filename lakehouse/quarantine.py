@@ -27,6 +27,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
+from lakehouse import graph
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import (
@@ -40,7 +41,7 @@ from lakehouse.io.delta import (
 )
 from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID
 from lakehouse.quality.gx import Validator
-from lakehouse.registry import SilverTable, discover_silver
+from lakehouse.registry import SilverTable
 from lakehouse.silver import (
     COORDINATES,
     QUARANTINE_SCHEMA,
@@ -77,15 +78,12 @@ class Selection:
         return not (self.rules or self.batches or self.coordinates or self.everything)
 
 
-def find_table(name: str) -> SilverTable:
+def find_table(config: Config, name: str) -> SilverTable:
     """``orders``, ``silver.orders`` or ``silver.orders_quarantine`` -> the silver table."""
-    key = name.removeprefix("silver.").removesuffix("_quarantine")
-    tables = {t.name: t for t in discover_silver()}
-    if key not in tables:
-        raise LakehouseError(ErrorCode.UNKNOWN_SOURCE,
-                             f"no silver table {name!r} (defined: {', '.join(sorted(tables))})",
-                             hint="silver tables are defined in silver/*.py")
-    return tables[key]
+    query = graph.build(config).query(
+        "silver." + name.removeprefix("silver.").removesuffix("_quarantine"))
+    assert isinstance(query.definition, SilverTable)
+    return query.definition
 
 
 def select(rows: pa.Table, selection: Selection) -> pa.Table:

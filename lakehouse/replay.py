@@ -29,13 +29,11 @@ replay covered (from the commit metadata), so nothing is counted twice.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import replace as with_fields
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
@@ -55,6 +53,7 @@ from lakehouse.io.delta import (
     open_table,
     replace,
 )
+from lakehouse.io.storage import is_dir, move, remove_tree
 from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS
 from lakehouse.quality.gx import Validator
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
@@ -274,7 +273,7 @@ def _side_uris(plan: SilverPlan, into: str) -> tuple[str, str]:
     uris = (f"{root}/{into}", f"{root}/{into}_quarantine")
     for uri in uris:
         if open_table(uri, plan.storage_options) is not None:
-            raise LakehouseError(ErrorCode.REPLAY_NOTHING,
+            raise LakehouseError(ErrorCode.REPLAY_TARGET_EXISTS,
                                  f"silver.{uri.rsplit('/', 1)[1]} exists already",
                                  hint="pick another --into name, or drop that table first")
     return uris
@@ -327,7 +326,7 @@ def replay_gold(spark: SparkSession, config: Config, table: GoldTable,
     version = silver_table.version()
     target_uri = plan.uri if not into else f"{plan.uri.rsplit('/', 1)[0]}/{into}"
     if into and open_table(target_uri, opts) is not None:
-        raise LakehouseError(ErrorCode.REPLAY_NOTHING, f"gold.{into} exists already",
+        raise LakehouseError(ErrorCode.REPLAY_TARGET_EXISTS, f"gold.{into} exists already",
                              hint="pick another --into name")
     silver = (spark.read.format("delta").option("versionAsOf", str(version))
               .load(plan.silver_uri))
@@ -350,9 +349,9 @@ def replay_gold(spark: SparkSession, config: Config, table: GoldTable,
         replace(state, plan.state_uri,
                 BatchCommit(app, n, {**metadata, MERGE_KEYS: json.dumps(agg.keys)}))
     if not into:
-        checkpoint = Path(config.warehouse.checkpoint_uri(table.qualified_name))
-        if "://" not in str(checkpoint) and checkpoint.is_dir():
-            shutil.rmtree(checkpoint)
+        checkpoint = config.warehouse.checkpoint_uri(table.qualified_name)
+        if is_dir(checkpoint):
+            remove_tree(checkpoint)
             printer(f"[{table.qualified_name}] removed its checkpoint: the next run continues "
                     f"after silver version {version}")
     rows_after = written.rows if written.written else output.count()
@@ -424,14 +423,10 @@ def replay_bronze(config: Config, table: BronzeTable, start: dict[int, int] | da
     uri = config.warehouse.table_uri("bronze", table.name)
     current = open_table(uri, opts)
     before = 0 if current is None else int(current.count())
-    checkpoint = Path(config.warehouse.checkpoint_uri(table.qualified_name))
-    if "://" in str(checkpoint):
-        raise LakehouseError(ErrorCode.REPLAY_NOTHING, "bronze resets need a local checkpoint",
-                             hint=f"move {checkpoint} aside by hand, then run with "
-                                  "streaming.starting_offsets set")
-    if checkpoint.is_dir():
-        aside = checkpoint.with_name(f"{checkpoint.name}.before-reset-{int(time.time())}")
-        checkpoint.rename(aside)
+    checkpoint = config.warehouse.checkpoint_uri(table.qualified_name)
+    if is_dir(checkpoint):
+        aside = f"{checkpoint}.before-reset-{int(time.time())}"
+        move(checkpoint, aside)
         printer(f"[{table.qualified_name}] old checkpoint kept at {aside}")
     reset = json.dumps({topic: {str(p): o for p, o in offsets.items()}})
     run(config, until_idle=True, tables=[table.qualified_name], printer=printer,

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,10 +22,18 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from lakehouse.catalog import require_tables, split_name, table_uri
+from lakehouse import graph
+from lakehouse.catalog import require_tables, table_uri
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import MERGE_KEYS, commit_metadata, latest_version, log_entry, open_table
+from lakehouse.io.delta import (
+    MERGE_KEYS,
+    USER_METADATA_CONF,
+    commit_metadata,
+    find_commit,
+    open_table,
+    session_conf,
+)
 from lakehouse.io.delta import history as commit_history
 from lakehouse.lineage.datasets import (
     BRONZE_VERSIONS,
@@ -274,18 +281,9 @@ def _norm(value: Any) -> Any:
 def table_keys(config: Config, table: str, log: Sequence[Version]) -> list[str]:
     """The columns that identify a row of ``table``: Kafka coordinates in bronze and
     quarantine, the contract key in silver, the merge keys gold's commits record."""
-    layer, name = split_name(table)
-    if layer == "bronze":
-        return ["topic", "partition", "offset"]
-    if layer == "silver":
-        from lakehouse.registry import discover_silver
-        from lakehouse.silver import load_plan
-        for t in discover_silver():
-            if name == t.name:
-                return [load_plan(config, t).key]
-            if name == t.quarantine_name:
-                return list(COORDINATES)
-        return []
+    known = {n.name: n for n in graph.build(config).nodes}
+    if table in known and known[table].keys:
+        return list(known[table].keys)
     recorded = [v.metadata[MERGE_KEYS] for v in reversed(log) if MERGE_KEYS in v.metadata]
     if not recorded:
         return []
@@ -304,9 +302,6 @@ def diff(config: Config, table: str, old: AsOf, new: AsOf) -> tuple[TableDiff, i
 
 
 # -- writes (delta-spark) ------------------------------------------------------------------
-
-USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
-"""The session conf delta-spark takes a commit's ``userMetadata`` from."""
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
 """Delta's own refusal of a vacuum retention below the table's (168 h by default)."""
 LISTING_PARALLELISM_CONF = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
@@ -320,23 +315,6 @@ def _session(config: Config, spark: SparkSession | None) -> SparkSession:
         return spark
     from lakehouse.spark import build_session
     return build_session(config)
-
-
-@contextmanager
-def session_conf(spark: SparkSession, confs: Mapping[str, str]) -> Iterator[None]:
-    """Set session confs around one call; afterwards each is back as it was (unset if it
-    was not set)."""
-    before = {key: spark.conf.get(key, None) for key in confs}
-    for key, value in confs.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, old in before.items():
-            if old is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, old)
 
 
 # -- restore -------------------------------------------------------------------------------
@@ -386,21 +364,10 @@ def restore(config: Config, table: str, target: AsOf, reason: str = "",
             f"restoring {table} to version {version} failed: {_first_line(exc)}",
             hint=f"the table is unchanged unless lakehouse history {table} shows a RESTORE",
             table=table, version=version) from exc
-    return Restored(table, version, previous, _version_of_run(uri, run_id, previous))
-
-
-def _version_of_run(uri: str, run_id: str, after: int) -> int:
-    """The version newer than ``after`` whose commit records ``run_id`` (the newest
-    version if none does)."""
-    last = latest_version(uri)
-    if last is None:
-        return after + 1
-    for version in range(last, after, -1):
-        info: dict[str, Any] = next((a["commitInfo"] for a in log_entry(uri, version)
-                                     if "commitInfo" in a), {})
-        if commit_metadata(info).get(RUN_ID) == run_id:
-            return version
-    return last
+    done = find_commit(uri, previous, lambda actions: any(
+        commit_metadata(a["commitInfo"]).get(RUN_ID) == run_id
+        for a in actions if "commitInfo" in a))
+    return Restored(table, version, previous, done.version or previous + 1)
 
 
 # -- vacuum --------------------------------------------------------------------------------
@@ -426,18 +393,15 @@ def unread_versions(config: Config, table: str, log: Sequence[Version]) -> list[
     """Versions of ``table`` a downstream streaming query has not processed yet (silver
     reads bronze, gold reads silver), per the input ranges their commits record."""
     from lakehouse.freshness import coverings
-    from lakehouse.registry import discover_gold, discover_silver
-    layer, name = split_name(table)
+    from lakehouse.registry import GoldTable
     wh, opts = config.warehouse, dict(config.warehouse.storage_options)
-    if layer == "bronze":
-        readers = [(wh.table_uri("silver", t.name), BRONZE_VERSIONS)
-                   for t in discover_silver() if t.bronze == name]
-    elif layer == "silver":
-        readers = [(wh.table_uri("gold", t.state_name), SILVER_VERSIONS)
-                   for t in discover_gold() if t.silver == name] + \
-                  [(wh.table_uri("gold", t.name), SILVER_VERSIONS)
-                   for t in discover_gold() if t.silver == name]
-    else:
+    readers = []
+    for q in graph.build(config).downstream(table):
+        key = BRONZE_VERSIONS if q.layer == graph.Layer.SILVER else SILVER_VERSIONS
+        readers += [(wh.table_uri(q.layer, q.definition.name), key)]
+        if isinstance(q.definition, GoldTable):  # two-stage: its state commits last
+            readers += [(wh.table_uri(q.layer, q.definition.state_name), key)]
+    if not readers:
         return []
     done = [max((c.last for c in coverings(uri, key, opts)), default=-1) for uri, key in readers
             if open_table(uri, opts) is not None]

@@ -139,20 +139,28 @@ def commit_size(uri: str, version: int) -> tuple[int, int] | None:
     return sum(int(a.get("size", 0)) for a in added), len(added)
 
 
-def _find_commit(uri: str, commit: BatchCommit, after: int | None) -> WriteResult:
-    """The commit carrying ``txn(commit.app_id, commit.batch_id)`` newer than ``after``."""
+def find_commit(uri: str, after: int | None, match: Callable[[list[dict[str, Any]]], bool]
+                ) -> WriteResult:
+    """The newest commit after version ``after`` whose actions ``match`` (concurrent
+    writers may have committed in between), with its row count and metrics."""
     last = latest_version(uri)
     if last is None or (after is not None and last <= after):
         return WriteResult(None, 0)
     for version in range(last, -1 if after is None else after, -1):
         actions = log_entry(uri, version)
-        if any(a.get("txn", {}).get("appId") == commit.app_id
-               and a["txn"].get("version") == commit.batch_id for a in actions):
+        if match(actions):
             info: dict[str, Any] = next((a["commitInfo"] for a in actions
                                          if "commitInfo" in a), {})
             metrics = {k: str(v) for k, v in (info.get("operationMetrics") or {}).items()}
             return WriteResult(version, _rows_written(metrics), metrics)
     return WriteResult(None, 0)
+
+
+def _committed_by(commit: BatchCommit) -> Callable[[list[dict[str, Any]]], bool]:
+    """Matches the commit carrying ``txn(commit.app_id, commit.batch_id)``."""
+    return lambda actions: any(a.get("txn", {}).get("appId") == commit.app_id
+                               and a["txn"].get("version") == commit.batch_id
+                               for a in actions)
 
 
 def _rows_written(metrics: Mapping[str, str]) -> int:
@@ -230,23 +238,35 @@ def _write(df: DataFrame, uri: str, commit: BatchCommit, mode: str,
         writer.save(uri)
     except Exception as exc:
         raise write_failed(f"{mode} of", uri, commit.batch_id, exc) from exc
-    return _find_commit(uri, commit, before)
+    return find_commit(uri, before, _committed_by(commit))
+
+
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 
 @contextmanager
-def _txn_conf(spark: SparkSession, commit: BatchCommit) -> Iterator[None]:
-    """The session confs MERGE takes its transaction and user metadata from, set for one
-    call on the micro-batch's own session."""
-    confs = {"spark.databricks.delta.write.txnAppId": commit.app_id,
-             "spark.databricks.delta.write.txnVersion": str(commit.batch_id),
-             "spark.databricks.delta.commitInfo.userMetadata": commit.user_metadata()}
+def session_conf(spark: SparkSession, confs: Mapping[str, str]) -> Iterator[None]:
+    """Set session confs around one call; afterwards each is back as it was (unset if it
+    was not set)."""
+    before = {key: spark.conf.get(key, None) for key in confs}
     for key, value in confs.items():
         spark.conf.set(key, value)
     try:
         yield
     finally:
-        for key in confs:
-            spark.conf.unset(key)
+        for key, old in before.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
+
+
+def _txn_conf(commit: BatchCommit) -> dict[str, str]:
+    """The session confs MERGE takes its transaction and user metadata from (set on the
+    micro-batch's own session: every streaming query runs on a clone)."""
+    return {"spark.databricks.delta.write.txnAppId": commit.app_id,
+            "spark.databricks.delta.write.txnVersion": str(commit.batch_id),
+            USER_METADATA_CONF: commit.user_metadata()}
 
 
 MergeSpec = Callable[[Any], Any]
@@ -264,12 +284,12 @@ def merge(source: DataFrame, uri: str, on: str, clauses: MergeSpec, commit: Batc
         commit = commit.with_metadata(**{MERGE_KEYS: json.dumps(list(keys))})
     before = latest_version(uri)
     try:
-        with _txn_conf(spark, commit):
+        with session_conf(spark, _txn_conf(commit)):
             clauses(DeltaTable.forPath(spark, uri).alias("t")
                     .merge(source.alias("s"), on)).execute()
     except Exception as exc:
         raise write_failed("merging", uri, commit.batch_id, exc) from exc
-    return _find_commit(uri, commit, before)
+    return find_commit(uri, before, _committed_by(commit))
 
 
 # -- streaming reads -----------------------------------------------------------------------

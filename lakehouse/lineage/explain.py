@@ -18,6 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lakehouse import graph
 from lakehouse.catalog import require_tables, split_name, table_uri
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
@@ -113,17 +114,11 @@ def span(commit: Commit, key: str) -> Any:
 
 def input_table(config: Config, layer: str, query: str) -> str | None:
     """The table a query of ``layer`` reads (None for bronze: it reads Kafka)."""
-    from lakehouse.registry import discover_gold, discover_silver
-    name = query.split(":", 1)[0].split(".", 1)[-1]
-    if layer == "silver":
-        for s in discover_silver():
-            if s.name == name:
-                return f"bronze.{s.bronze}"
-    if layer == "gold":
-        for g in discover_gold():
-            if g.name == name:
-                return f"silver.{g.silver}"
-    return None
+    if layer == "bronze":
+        return None
+    name = query.split(":", 1)[0]
+    found = [q.input for q in graph.build(config).queries if q.name == name]
+    return found[0] if found else None
 
 
 def version_range(commits: dict[int, Commit], key: str, first: int, last: int

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
-from pyspark.sql import SparkSession
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import commit_metadata
@@ -134,14 +133,3 @@ def test_diff_by_key_ignores_bookkeeping_columns() -> None:
     assert same.added.num_rows == same.removed.num_rows == same.changed.num_rows == 0
     whole = diff_tables(old, new, [])
     assert (whole.added.num_rows, whole.removed.num_rows, whole.changed.num_rows) == (3, 3, 0)
-
-
-def test_not_held_drops_exactly_the_coordinates_bronze_has(spark: SparkSession) -> None:
-    from lakehouse.runner import not_held
-    batch = spark.createDataFrame(
-        [("t", 0, 5, "a"), ("t", 0, 6, "b"), ("t", 1, 5, "c"), ("t", 2, 7, "d"), ("u", 0, 6, "e")],
-        "topic string, partition int, offset long, v string")
-    bronze = spark.createDataFrame([("t", 0, 6, b"x"), ("t", 1, 6, b"y"), ("u", 1, 6, b"z")],
-                                   "topic string, partition int, offset long, value binary")
-    assert sorted(r.v for r in not_held(batch, bronze).collect()) == ["a", "c", "d", "e"]
-    assert not_held(batch, bronze.limit(0)).count() == 5
