@@ -278,11 +278,9 @@ def _session(config: Config, printer: Printer) -> SparkSession:
 
 
 def _initialized(query: StreamingQuery, timeout: float = 120.0) -> StreamingQuery:
-    """Wait until the query's sources are initialized before the next query starts.
-
-    Every Python source starts a Python process that must connect back to the JVM within
-    Spark's fixed 10 s; several queries starting at once on a small machine can miss it
-    ("Python worker failed to connect back"). Starting them one by one avoids that.
+    """Wait until the query's sources are initialized before the next query starts: a
+    query that cannot start (a missing topic, an unreadable table) fails the run with its
+    own error, before the queries downstream of it start.
     """
     deadline = time.monotonic() + timeout
     while query.isActive and query.status["message"] == "Initializing sources" \
