@@ -46,7 +46,7 @@ SELECTIONS = [
 
 def test_spark_and_arrow_selections_pick_the_same_open_records(spark: Any) -> None:
     from pyspark.sql.pandas.types import to_arrow_schema
-    arrow = pa.Table.from_pylist(ROWS, to_arrow_schema(QUARANTINE_SCHEMA))
+    arrow = pa.Table.from_pylist(ROWS, to_arrow_schema(QUARANTINE_SCHEMA, timezone="UTC"))
     frame = spark.createDataFrame(ROWS, QUARANTINE_SCHEMA)
     for selection in SELECTIONS:
         expected = sorted(select(arrow, selection).column("_offset").to_pylist())
