@@ -65,7 +65,8 @@ class Node:
     """The streaming queries that write it (``silver.orders`` for its quarantine too;
     every silver query for ``silver._quality`` and ``silver._batches``)."""
     inputs: tuple[str, ...]
-    """What those queries read: ``kafka:<topic>`` for bronze, else table names."""
+    """What those queries read: ``source:<name>`` (a configured Kafka source) for bronze,
+    else table names."""
     keys: tuple[str, ...]
     """The columns identifying a row; empty where only the definition knows them at run
     time (gold's merge keys, which every MERGE commit records as ``lakehouse.keys``)."""
@@ -135,8 +136,9 @@ class Graph:
 
 def build(config: Config) -> Graph:
     """The project's graph: definitions discovered, URIs and checkpoints from ``config``.
-    Definitions naming what does not exist (an unknown source, a silver table over no
-    bronze table) fail here, before anything starts."""
+    Definitions naming a table that is not defined fail here, before anything starts; a
+    bronze table's source is looked up in the config when its query starts (a config may
+    name only the sources it runs)."""
     wh = config.warehouse
     nodes: list[Node] = []
     queries: list[Query] = []
@@ -152,7 +154,7 @@ def build(config: Config) -> Graph:
 
     bronze = discover_bronze()
     for b in bronze:
-        add(Layer.BRONZE, b, f"kafka:{config.source(b.source).topic}",
+        add(Layer.BRONZE, b, f"source:{b.source}",
             [(b.name, Role.TABLE, KAFKA_COORDINATES)])
     known = {b.name for b in bronze}
     for s in discover_silver():
