@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 JARS   := jvm/target/.fetched
 MVN    ?= mvn -q -B
 
-.PHONY: setup demo run test unit lint typecheck bench broker-up broker-down clean
+.PHONY: setup demo run test unit lint typecheck bench broker-up broker-down lineage-ui \
+        lineage-ui-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,12 @@ broker-up: $(STAMP) $(JARS)
 
 broker-down: $(STAMP)
 	$(BIN)/lakehouse broker down
+
+lineage-ui: $(STAMP) ## a local Marquez to browse the lineage (needs MARQUEZ_HOME)
+	$(BIN)/lakehouse marquez up
+
+lineage-ui-down: $(STAMP) ## stop the local Marquez and its PostgreSQL
+	$(BIN)/lakehouse marquez down
 
 clean: ## stop the broker and delete the local warehouse
 	-$(BIN)/lakehouse broker down

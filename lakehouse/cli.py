@@ -70,6 +70,24 @@ def cmd_broker(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_marquez(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.io.storage import join
+    from lakehouse.lineage.marquez import Marquez
+    server = Marquez(args.home, join(config.warehouse.root, "_marquez"), port=args.port,
+                     admin_port=args.port + 1)
+    if args.action == "up":
+        _say(f"marquez {server.up().describe()}")
+        _say(f"send the lineage there with `lineage: {{http_url: {server.url}}}` in the "
+             f"config; browse {server.url}/api/v1/namespaces")
+    elif args.action == "down":
+        _say("marquez stopped" if server.down() else "marquez was not running")
+    else:
+        status = server.status()
+        _say(f"marquez {status.describe()}")
+        return 0 if status.healthy else 3
+    return 0
+
+
 def cmd_topics(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.io.kafka_admin import admin_client, list_topics
     from lakehouse.runner import ensure_source_topics
@@ -417,7 +435,8 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
         _print_freshness(config, live[0])
     if config.lineage.enabled and config.lineage.file:
         from lakehouse.lineage.graph import text_tree
-        _say(f"lineage (OpenLineage events in {config.lineage_file}; "
+        _say(f"lineage (OpenLineage events in {config.listener_file} and "
+             f"{config.lineage_file}; "
              "lakehouse lineage --format html --output lineage.html draws it):")
         print(text_tree(_lineage_graph(config, None)))
     return 0
@@ -441,26 +460,29 @@ def cmd_lineage(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _lineage_graph(config: Config, events: str | None) -> Any:
+def _lineage_graph(config: Config, events: list[str] | None) -> Any:
     from lakehouse.catalog import split_name, table_names
     from lakehouse.lineage.datasets import storage_dataset
     from lakehouse.lineage.graph import build, read_events
-    path = Path(events or config.lineage_file)
-    if not path.is_file():
+    paths = events or [config.lineage_file, config.listener_file]
+    found = read_events(*paths)
+    if not found:
         where = f"the file transport is off; events go to {config.lineage.http_url}" \
             if not config.lineage.file and config.lineage.http_url else \
             "run the pipelines first (lakehouse demo or lakehouse run)"
-        raise LakehouseError(ErrorCode.LINEAGE_NO_EVENTS, f"no lineage events at {path}",
+        raise LakehouseError(ErrorCode.LINEAGE_NO_EVENTS,
+                             f"no lineage events in {' or '.join(map(str, paths))}",
                              hint=f"{where}; LAKEHOUSE_LINEAGE_DISABLED=true turns emission off",
-                             file=str(path))
+                             file=str(paths[0]))
     labels = {storage_dataset(config.warehouse.table_uri(*split_name(n))).name: n
               for n in table_names(config)}
-    return build(read_events(path), labels)
+    return build(found, labels)
 
 
 def cmd_explain(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.lineage.explain import explain
-    result = explain(config, args.table, args.version)
+    from lakehouse.timetravel import parse_as_of
+    result = explain(config, args.table, parse_as_of(args.as_of) if args.as_of else args.version)
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -500,6 +522,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int,
                    help="listen on this port instead of the one in kafka.bootstrap_servers")
     p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("marquez", help="start, stop or inspect a local Marquez lineage server",
+                       description="A local Marquez (the OpenLineage reference server) with "
+                                   "its own PostgreSQL, data under <warehouse>/_marquez, to "
+                                   "browse the lineage the pipelines send it. Marquez is not "
+                                   "on Maven Central here: point --home or MARQUEZ_HOME at a "
+                                   "Marquez API build (docs/lineage-facets.md).")
+    p.add_argument("action", choices=["up", "down", "status"],
+                   help="up: start and wait until healthy; down: stop Marquez and its "
+                        "PostgreSQL; status: exit 0 if healthy, 3 if not")
+    p.add_argument("--home", help="the Marquez API build (default $MARQUEZ_HOME)")
+    p.add_argument("--port", type=int, default=5000,
+                   help="API port (default 5000; the admin port is the next one)")
+    p.set_defaults(func=cmd_marquez)
 
     p = sub.add_parser("topics", help="create the configured topics if missing and list them",
                        description="Create every configured source topic that is missing, with "
@@ -649,9 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "dot", "html"], default="text",
                    help="text (a tree, default), dot (Graphviz) or html (a page with an SVG)")
     p.add_argument("--output", metavar="FILE", help="write to FILE instead of the terminal")
-    p.add_argument("--events", metavar="FILE",
-                   help="the events file (default: lineage.file_path, "
-                        "<warehouse>/_lineage/events.jsonl)")
+    p.add_argument("--events", metavar="FILE", action="append",
+                   help="an events file (repeatable; default: the Spark listener's and the "
+                        "project's, <warehouse>/_lineage/spark.jsonl and lakehouse.jsonl)")
     p.set_defaults(func=cmd_lineage)
 
     p = sub.add_parser("explain", help="walk a table version back to its Kafka offsets",
@@ -659,9 +695,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "commits recorded (silver versions, bronze versions, Kafka "
                                    "offsets) and print what this commit added and what the "
                                    "whole table version was built from.",
-                       epilog="e.g. lakehouse explain gold.revenue_by_category_5m --version 3")
+                       epilog="e.g. lakehouse explain gold.revenue_by_category_5m --as-of "
+                              "2026-11-24T18:00:00Z")
     p.add_argument("table", help="layer.table, e.g. gold.revenue_by_category_5m")
-    p.add_argument("--version", type=int, required=True, help="the table version")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, help="the table version (default: the latest)")
+    which.add_argument("--as-of", metavar="TIME",
+                       help="the version current at this ISO-8601 instant (naive means UTC)")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_explain)
 

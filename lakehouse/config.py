@@ -139,8 +139,9 @@ class LineageConfig:
     namespace: str = ""
     """The jobs' namespace; default: the project name."""
     file: bool = True
-    file_path: str = ""
-    """Default ``<warehouse>/_lineage/events.jsonl`` (a local path)."""
+    dir: str = ""
+    """Where the file transport writes, a local folder (default ``<warehouse>/_lineage``):
+    ``spark.jsonl`` from the Spark listener, ``lakehouse.jsonl`` from the project."""
     http_url: str = ""
     """e.g. ``http://marquez:5000``; events are POSTed to ``<http_url>/<http_endpoint>``."""
     http_endpoint: str = "api/v1/lineage"
@@ -211,8 +212,18 @@ class Config:
 
     @property
     def lineage_file(self) -> str:
-        """Where the file transport writes (JSON lines)."""
-        return self.lineage.file_path or join(self.warehouse.root, "_lineage", "events.jsonl")
+        """Where the file transport writes the project's events (JSON lines)."""
+        return join(self._lineage_dir, "lakehouse.jsonl")
+
+    @property
+    def listener_file(self) -> str:
+        """Where the file transport writes the Spark listener's events (JSON lines)."""
+        return join(self._lineage_dir, "spark.jsonl")
+
+    @property
+    def _lineage_dir(self) -> str:
+        return _absolute(self.lineage.dir) if self.lineage.dir \
+            else join(self.warehouse.root, "_lineage")
 
     @property
     def broker_data_dir(self) -> str:
@@ -320,6 +331,8 @@ def _check_values(config: Config) -> None:
         raise bad("silver.critical_max_unexpected_percent", "must be between 0 and 100")
     if config.lineage.http_url and "://" not in config.lineage.http_url:
         raise bad("lineage.http_url", "must be a URL such as http://marquez:5000")
+    if config.lineage.file and "://" in config.lineage.dir:
+        raise bad("lineage.dir", "must be a local folder (the file transport writes there)")
     if config.lineage.http_timeout_seconds <= 0:
         raise bad("lineage.http_timeout_seconds", "must be positive")
     if config.retention.audit_window_hours < 0:

@@ -357,7 +357,7 @@ def start_gold(spark: SparkSession, config: Config, table: GoldTable,
     outputs = [plan.uri] + ([plan.state_uri] if plan.state_uri else [])
     spec = QuerySpec(query_name, storage_dataset(plan.silver_uri), plan.silver_uri, outputs,
                      {plan.uri: lambda: recompute(plan.agg, silver)})
-    tracker = (lineage or Lineage.off(config)).query(spec, spark.version)
+    tracker = (lineage or Lineage.off(config)).query(spec)
     return start_batches(changes, config, query_name, writer, tracker)
 
 

@@ -196,7 +196,7 @@ def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
     writer = BronzeWriter(table, uri, query_name, printer, topic,
                           skip_held=reset_to is not None)
     spec = QuerySpec(query_name, topic, None, [uri], {uri: lambda: out})
-    tracker = (lineage or Lineage.off(config)).query(spec, spark.version)
+    tracker = (lineage or Lineage.off(config)).query(spec)
     return start_batches(out, config, query_name, writer, tracker)
 
 
@@ -234,7 +234,7 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     spark = spark or _session(config, printer)
     listener = _ProgressListener(printer)
     spark.streams.addListener(listener)
-    lineage = Lineage.from_config(config)
+    lineage = Lineage.for_session(config, spark)
     queries: list[StreamingQuery] = []
     try:
         for t in chosen:
@@ -274,7 +274,7 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
 def _session(config: Config, printer: Printer) -> SparkSession:
     from lakehouse.spark import build_session
     printer(f"starting Spark ({config.spark.master}) ...")
-    return build_session(config)
+    return build_session(config, streaming=True)
 
 
 def _initialized(query: StreamingQuery, timeout: float = 120.0) -> StreamingQuery:

@@ -513,7 +513,7 @@ def start_silver(spark: SparkSession, config: Config, table: SilverTable,
     spec = QuerySpec(query_name, storage_dataset(plan.bronze_uri), plan.bronze_uri,
                      [plan.uri, plan.quarantine_uri, plan.quality_uri, plan.ledger_uri],
                      {plan.uri: lambda: rows})
-    tracker = (lineage or Lineage.off(config)).query(spec, spark.version)
+    tracker = (lineage or Lineage.off(config)).query(spec)
     return start_batches(bronze, config, query_name, writer, tracker)
 
 

@@ -14,7 +14,8 @@ from pyspark.sql.streaming import StreamingQuery
 from lakehouse.config import Config
 from lakehouse.jvm import JarSet, jars
 from lakehouse.lineage.datasets import BatchIO, BatchRun
-from lakehouse.lineage.tracking import QueryLineage
+from lakehouse.lineage.listener import session_conf
+from lakehouse.lineage.tracking import QueryLineage, new_run_id
 
 LOG4J_CONF = Path(__file__).with_name("log4j2.properties")
 
@@ -30,11 +31,13 @@ DELTA_CONF = {
 }
 
 
-def build_session(config: Config) -> SparkSession:
+def build_session(config: Config, streaming: bool = False) -> SparkSession:
     """Create (or reuse, e.g. under spark-submit) the session.
 
     The master, app name and jars from config apply only when no session exists yet; a
-    job submitted to a cluster keeps what spark-submit set (``--packages`` there).
+    job submitted to a cluster keeps what spark-submit set (``--jars`` there). The
+    OpenLineage listener is configured from ``lineage:`` (``lakehouse.lineage.listener``);
+    a ``streaming`` session's column lineage comes from the project, not the listener.
     """
     # Python workers must run the interpreter that has this project installed.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -62,7 +65,7 @@ def build_session(config: Config) -> SparkSession:
     if not SparkSession.getActiveSession() and not _submitted():
         builder = (builder.master(config.spark.master)
                    .config("spark.jars", ",".join(str(j) for j in jars(JarSet.SPARK))))
-    for key, value in config.spark.conf.items():
+    for key, value in {**session_conf(config, new_run_id(), streaming), **config.spark.conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

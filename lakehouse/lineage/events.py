@@ -1,16 +1,20 @@
 """OpenLineage run events of streaming queries and their micro-batches (pure builders).
 
+They carry what the Spark listener cannot know about a foreachBatch query (OpenLineage
+#3398, #1581); schemas, the Spark version and the environment come from the listener.
 A streaming query is one run of job ``<layer>.<table>`` (START when it starts, COMPLETE
-when it stops cleanly, FAIL with the error). Each micro-batch is one run of job
-``<layer>.<table>.batch`` whose ``parent`` facet names the query's run, so a lineage
-server shows the batches under the query instead of as disconnected runs.
+when it stops cleanly, FAIL with the error), whose parent is the listener's application
+run. Each micro-batch is one run of job ``<layer>.<table>.batch`` whose ``parent`` facet
+names the query's run and whose root is the application's root.
 
-Facets, all from the ``openlineage-python`` client: ``jobType``, ``processing_engine``,
-``parent``, ``errorMessage``; on datasets ``schema``, ``version`` (the Delta version read
-or written), ``outputStatistics`` (rows, bytes, files of the commit),
-``dataQualityAssertions`` (the silver suite's results on the batch it validated) and
-``columnLineage`` (derived from the Spark plan). Two project facets say exactly what was
-read: ``lakehouse_versionRange`` (Delta versions) and ``lakehouse_kafkaOffsets``.
+Facets, all from the ``openlineage-python`` client: ``jobType``, ``parent``,
+``errorMessage``; on a batch's datasets ``version`` (the Delta version read or written),
+``outputStatistics`` (rows, bytes, files of the commit) and ``dataQualityAssertions``
+(the silver suite's results on the batch it validated); on a query run's START
+``columnLineage`` (derived from the query's own definition) with the ``schema`` of the
+datasets it names (a lineage server attaches column lineage to known fields only). Two
+project facets say exactly what was read: ``lakehouse_versionRange`` (Delta versions)
+and ``lakehouse_kafkaOffsets``.
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ from openlineage.client.facet_v2 import (
     job_type_job,
     output_statistics_output_dataset,
     parent_run,
-    processing_engine_run,
     schema_dataset,
 )
+from pyspark.sql.pandas.types import from_arrow_type
 
 from lakehouse.lineage.columns import ColumnLineage
 from lakehouse.lineage.datasets import Assertion, DatasetName, column_lineage_fields
+from lakehouse.lineage.listener import RunRef
 
 PRODUCER = "https://github.com/lakehouse-project/lakehouse"
 FACETS_URL = f"{PRODUCER}/blob/main/docs/lineage-facets.md"
@@ -85,12 +90,11 @@ class BatchRunFacet(RunFacet):
 
 
 @dataclass(frozen=True)
-class TableFacts:
-    """What the lineage worker found out about a Delta table version."""
+class CommitStats:
+    """The Delta version a micro-batch committed to a table, and its size."""
 
-    schema: pa.Schema | None
-    version: int | None
-    rows: int | None = None
+    version: int
+    rows: int
     bytes: int | None = None
     files: int | None = None
 
@@ -110,32 +114,32 @@ def job(namespace: str, name: str, micro_batch: bool) -> Job:
 
 
 def schema_facet(schema: pa.Schema) -> schema_dataset.SchemaDatasetFacet:
-    """Arrow schema -> OpenLineage schema facet (nested structs and lists included)."""
-    return schema_dataset.SchemaDatasetFacet(fields=[_field(f) for f in schema],
+    """A Delta table's (Arrow) schema as the Spark listener writes it: Spark's type names
+    (``long``, ``decimal(12,2)``, ``array`` with an ``_element`` child, ...), so a lineage
+    server sees one field per column whichever producer named it."""
+    return schema_dataset.SchemaDatasetFacet(fields=[_field(f.name, f.type) for f in schema],
                                              producer=PRODUCER)
 
 
-def _field(f: pa.Field) -> schema_dataset.SchemaDatasetFacetFields:
-    t = f.type
-    children: list[pa.Field] = []
+def _field(name: str, t: pa.DataType) -> schema_dataset.SchemaDatasetFacetFields:
+    children: list[tuple[str, pa.DataType]] = []
     if pa.types.is_struct(t):
-        children = [t.field(i) for i in range(t.num_fields)]
+        children = [(t.field(i).name, t.field(i).type) for i in range(t.num_fields)]
     elif pa.types.is_list(t) or pa.types.is_large_list(t):
-        children = [t.value_field]
+        children = [("_element", t.value_type)]
     elif pa.types.is_map(t):
-        children = [t.key_field, t.item_field]
+        children = [("key", t.key_type), ("value", t.item_type)]
     return schema_dataset.SchemaDatasetFacetFields(
-        name=f.name, type=_type_name(t), fields=[_field(c) for c in children])
+        name=name, type=_spark_type_name(t), fields=[_field(n, c) for n, c in children])
 
 
-def _type_name(t: pa.DataType) -> str:
-    if pa.types.is_struct(t):
-        return "struct"
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return "list"
-    if pa.types.is_map(t):
-        return "map"
-    return str(t)
+def _spark_type_name(t: pa.DataType) -> str:
+    try:
+        spark_type = from_arrow_type(t)
+    except TypeError:  # a type Spark has no name for
+        return str(t)
+    value = spark_type.jsonValue()
+    return value if isinstance(value, str) else spark_type.typeName()
 
 
 def column_lineage_facet(lineage: ColumnLineage, source: DatasetName
@@ -154,15 +158,15 @@ def column_lineage_facet(lineage: ColumnLineage, source: DatasetName
         dataset=[field(c, "INDIRECT", s) for c, s in dataset], producer=PRODUCER)
 
 
-def input_dataset(name: DatasetName, facts: TableFacts | None = None,
-                  versions: tuple[int, int] | None = None,
+def input_dataset(name: DatasetName, versions: tuple[int, int] | None = None,
                   offsets: Sequence[Mapping[str, Any]] = (),
-                  assertions: Sequence[Assertion] = ()) -> InputDataset:
-    """An input with what is known of it: schema, version read, ranges, assertions."""
+                  assertions: Sequence[Assertion] = (),
+                  schema: pa.Schema | None = None) -> InputDataset:
+    """An input with exactly what of it was read, and the assertions checked on it."""
     facets: dict[str, DatasetFacet] = {}
     input_facets: dict[str, InputDatasetFacet] = {}
-    if facts is not None and facts.schema is not None:
-        facets["schema"] = schema_facet(facts.schema)
+    if schema is not None:
+        facets["schema"] = schema_facet(schema)
     if versions is not None:
         facets["version"] = dataset_version_dataset.DatasetVersionDatasetFacet(
             datasetVersion=str(versions[1]), producer=PRODUCER)
@@ -182,35 +186,26 @@ def input_dataset(name: DatasetName, facts: TableFacts | None = None,
                         inputFacets=input_facets)
 
 
-def output_dataset(name: DatasetName, facts: TableFacts | None = None,
-                   columns: ColumnLineage | None = None,
-                   source: DatasetName | None = None) -> OutputDataset:
-    """An output with its schema, the version written, its statistics and column lineage."""
+def output_dataset(name: DatasetName, stats: CommitStats | None = None,
+                   columns: ColumnLineage | None = None, source: DatasetName | None = None,
+                   schema: pa.Schema | None = None) -> OutputDataset:
+    """An output with the version written, its statistics, or its column lineage (with
+    the schema a lineage server needs to attach column lineage to fields)."""
     facets: dict[str, DatasetFacet] = {}
     output_facets: dict[str, Any] = {}
-    if facts is not None:
-        if facts.schema is not None:
-            facets["schema"] = schema_facet(facts.schema)
-        if facts.version is not None:
-            facets["version"] = dataset_version_dataset.DatasetVersionDatasetFacet(
-                datasetVersion=str(facts.version), producer=PRODUCER)
-        if facts.rows is not None:
-            output_facets["outputStatistics"] = \
-                output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
-                    rowCount=facts.rows, size=facts.bytes, fileCount=facts.files,
-                    producer=PRODUCER)
+    if schema is not None:
+        facets["schema"] = schema_facet(schema)
+    if stats is not None:
+        facets["version"] = dataset_version_dataset.DatasetVersionDatasetFacet(
+            datasetVersion=str(stats.version), producer=PRODUCER)
+        output_facets["outputStatistics"] = \
+            output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+                rowCount=stats.rows, size=stats.bytes, fileCount=stats.files,
+                producer=PRODUCER)
     if columns is not None and source is not None:
         facets["columnLineage"] = column_lineage_facet(columns, source)
     return OutputDataset(namespace=name.namespace, name=name.name, facets=facets,
                          outputFacets=output_facets)
-
-
-def engine_facet(spark_version: str, adapter_version: str
-                 ) -> processing_engine_run.ProcessingEngineRunFacet:
-    """Spark's version and this project's (the "adapter")."""
-    return processing_engine_run.ProcessingEngineRunFacet(
-        version=spark_version, name="spark", openlineageAdapterVersion=adapter_version,
-        producer=PRODUCER)
 
 
 def error_facet(message: str, stack: str | None) -> error_message_run.ErrorMessageRunFacet:
@@ -219,13 +214,13 @@ def error_facet(message: str, stack: str | None) -> error_message_run.ErrorMessa
                                                   stackTrace=stack, producer=PRODUCER)
 
 
-def parent_facet(namespace: str, query: str, query_run_id: str) -> parent_run.ParentRunFacet:
-    """Names the streaming query's run as the parent (and root) of a micro-batch run."""
+def parent_facet(parent: RunRef, root: RunRef) -> parent_run.ParentRunFacet:
+    """Names a run's parent run and the root of its tree."""
     return parent_run.ParentRunFacet(
-        run=parent_run.Run(runId=query_run_id),
-        job=parent_run.Job(namespace=namespace, name=query),
-        root=parent_run.Root(run=parent_run.RootRun(runId=query_run_id),
-                             job=parent_run.RootJob(namespace=namespace, name=query)),
+        run=parent_run.Run(runId=parent.run_id),
+        job=parent_run.Job(namespace=parent.namespace, name=parent.job),
+        root=parent_run.Root(run=parent_run.RootRun(runId=root.run_id),
+                             job=parent_run.RootJob(namespace=root.namespace, name=root.job)),
         producer=PRODUCER)
 
 

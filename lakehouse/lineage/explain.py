@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from lakehouse import graph
@@ -32,8 +33,8 @@ from lakehouse.lineage.datasets import (
     SILVER_VERSIONS,
     kafka_dataset,
 )
+from lakehouse.timetravel import AsOf, resolve, versions
 from lakehouse.timetravel import Version as Commit
-from lakehouse.timetravel import versions
 
 INPUT_KEY = {"bronze": KAFKA_OFFSETS, "silver": BRONZE_VERSIONS, "gold": SILVER_VERSIONS}
 
@@ -154,12 +155,19 @@ def offset_ranges(commits: dict[int, Commit], first: int, last: int) -> list[Kaf
     return [KafkaRecords(OffsetRange(t, p, s, e), n) for (t, p), (s, e, n) in sorted(acc.items())]
 
 
-def explain(config: Config, table: str, version: int) -> Explanation:
-    """Walk ``table`` at ``version`` back to Kafka offsets."""
+def explain(config: Config, table: str, as_of: AsOf | None = None) -> Explanation:
+    """Walk ``table`` back to Kafka offsets, as of a version, as of an instant (the
+    version current then: what an auditor asks) or, by default, at its latest version."""
     layer, _ = split_name(table)
     require_tables(config, [table])
     opts = dict(config.warehouse.storage_options)
     commits = table_commits(table_uri(config, table), opts)
+    if isinstance(as_of, datetime):
+        version = resolve([commits[v] for v in sorted(commits)], as_of, table)
+    elif as_of is None:
+        version = max(commits, default=-1)
+    else:
+        version = as_of
     if version not in commits:
         raise LakehouseError(
             ErrorCode.LINEAGE_NO_VERSION, f"{table} has no version {version} in its log",

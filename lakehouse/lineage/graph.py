@@ -1,9 +1,13 @@
 """The lineage graph of jobs and datasets, built from emitted OpenLineage events (pure),
 drawn as a text tree, Graphviz DOT, or a self-contained HTML page with an SVG picture.
 
-Micro-batch runs are folded into their query's job (through their ``parent`` facet), so
-the graph has one node per streaming query: Kafka topic -> bronze job -> bronze table ->
-silver job -> silver tables -> gold jobs -> gold tables.
+Two producers write the events: the Spark listener (every Spark action) and the project
+(streaming queries and their micro-batches). Micro-batch runs are folded into their
+query's job (through their ``parent`` facet), and so are the listener's runs inside an
+application that runs streaming queries (a micro-batch's writes and MERGEs), so the
+graph has one node per streaming query: Kafka topic -> bronze job -> bronze table ->
+silver job -> silver tables -> gold jobs -> gold tables. The listener's runs elsewhere
+(a replay, a restore, an analyst's Spark SQL) are jobs of their own.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.lineage.datasets import DatasetName
-from lakehouse.lineage.events import BATCH_SUFFIX
+from lakehouse.lineage.events import BATCH_SUFFIX, PRODUCER
 
 
 @dataclass
@@ -66,15 +70,25 @@ class Graph:
         return sorted(d for d in self.datasets if d not in written)
 
 
-def read_events(path: str | Path) -> list[dict[str, Any]]:
-    """The events of a JSON-lines file (a torn last line, from a killed job, is skipped)."""
+def read_events(*paths: str | Path) -> list[dict[str, Any]]:
+    """The events of JSON-lines files that exist, in time order (a torn last line, from a
+    killed job, is skipped)."""
     out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+    for path in paths:
+        if not Path(path).is_file():
             continue
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    out.sort(key=lambda e: str(e.get("eventTime", "")))
     return out
+
+
+def _parent_run(event: Mapping[str, Any]) -> str | None:
+    parent = (event.get("run", {}).get("facets") or {}).get("parent")
+    return str(parent["run"]["runId"]) if parent else None
 
 
 def build(events: Iterable[Mapping[str, Any]], labels: Mapping[str, str] | None = None
@@ -82,7 +96,15 @@ def build(events: Iterable[Mapping[str, Any]], labels: Mapping[str, str] | None 
     """The graph the events describe. ``labels``: storage path -> table name to show."""
     labels = labels or {}
     g = Graph()
+    events = list(events)
+    # Applications that run streaming queries: the listener's runs inside them are the
+    # micro-batches' own actions, which the query jobs stand for.
+    hosts = {p for e in events if e.get("producer") == PRODUCER
+             and not str(e["job"]["name"]).endswith(BATCH_SUFFIX) and (p := _parent_run(e))}
     for e in events:
+        if e.get("producer") != PRODUCER and (
+                _parent_run(e) in hosts or not (e.get("inputs") or e.get("outputs"))):
+            continue
         job_name = str(e["job"]["name"])
         parent = (e.get("run", {}).get("facets") or {}).get("parent")
         is_batch = parent is not None and job_name.endswith(BATCH_SUFFIX)

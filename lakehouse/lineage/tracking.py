@@ -1,10 +1,16 @@
 """The runs of a process's streaming queries and micro-batches, as OpenLineage events.
 
-``Lineage`` belongs to one ``lakehouse run``; ``Lineage.query`` gives each streaming
-query a ``QueryLineage`` that ``start_batches`` drives: ``started`` once Spark gives the
-query its run id, then ``batch_started`` / ``batch_completed`` / ``batch_failed`` around
-every micro-batch, and ``finished`` when the query stops. Run ids exist (and go into
-every Delta commit) even when emission is switched off.
+The Spark listener (``lakehouse.lineage.listener``) reports every Spark action, but a
+streaming query's foreachBatch hides its Kafka source and its micro-batches from it
+(OpenLineage #3398, #1581). This module adds exactly those runs: ``Lineage.query`` gives
+each streaming query a ``QueryLineage`` that ``start_batches`` drives: ``started`` once
+Spark gives the query its run id, then ``batch_started`` / ``batch_completed`` /
+``batch_failed`` around every micro-batch, and ``finished`` when the query stops.
+
+A query run's parent is the listener's application run of the session; a micro-batch
+run's parent is its query run and its root the application's root, so a lineage server
+shows one tree. Run ids exist (and go into every Delta commit) even when emission is
+switched off.
 """
 
 from __future__ import annotations
@@ -18,40 +24,50 @@ from typing import Any
 import pyarrow as pa
 from openlineage.client.event_v2 import RunState
 from openlineage.client.uuid import generate_new_uuid
+from pyspark.sql import SparkSession
 
-from lakehouse import __version__
 from lakehouse.config import Config
 from lakehouse.io.delta import commit_size, open_table
 from lakehouse.lineage import events
 from lakehouse.lineage.columns import ColumnLineage, plan_nodes, trace
-from lakehouse.lineage.datasets import BatchIO, BatchRun, QuerySpec, storage_dataset
+from lakehouse.lineage.datasets import BatchIO, BatchRun, QuerySpec, Written, storage_dataset
 from lakehouse.lineage.emitter import Emitter, transports
+from lakehouse.lineage.listener import ApplicationRun, RunRef, application_run
 
 log = logging.getLogger(__name__)
 
 
-class Lineage:
-    """Lineage of one process: the emitter and every query's runs."""
+def new_run_id() -> str:
+    """A new OpenLineage run id (a UUIDv7: sortable by time)."""
+    return str(generate_new_uuid())
 
-    def __init__(self, config: Config, emitter: Emitter) -> None:
+
+class Lineage:
+    """Lineage of one process: the emitter, the session's application run, and every
+    query's runs."""
+
+    def __init__(self, config: Config, emitter: Emitter, app: ApplicationRun | None) -> None:
         self.config = config
         self.emitter = emitter
+        self.app = app
         self.queries: dict[str, QueryLineage] = {}
 
     @classmethod
-    def from_config(cls, config: Config) -> Lineage:
-        """Emit through the configured transports (none when lineage is switched off)."""
+    def for_session(cls, config: Config, spark: SparkSession) -> Lineage:
+        """Emit through the configured transports (none when lineage is switched off),
+        under the application run of ``spark``'s listener."""
         sinks = transports(config) if config.lineage.enabled else []
-        return cls(config, Emitter(sinks))
+        conf = dict(spark.sparkContext.getConf().getAll())
+        return cls(config, Emitter(sinks), application_run(conf))
 
     @classmethod
     def off(cls, config: Config) -> Lineage:
         """Track run ids only (for commit metadata); emit nothing."""
-        return cls(config, Emitter([]))
+        return cls(config, Emitter([]), None)
 
-    def query(self, spec: QuerySpec, engine_version: str) -> QueryLineage:
+    def query(self, spec: QuerySpec) -> QueryLineage:
         """The lineage of one streaming query about to start."""
-        q = QueryLineage(spec, self.config.lineage_namespace, self.emitter, engine_version,
+        q = QueryLineage(spec, self.config.lineage_namespace, self.emitter, self.app,
                          dict(self.config.warehouse.storage_options))
         self.queries[spec.name] = q
         return q
@@ -70,14 +86,14 @@ class Lineage:
 class QueryLineage:
     """The run of one streaming query and the runs of its micro-batches."""
 
-    def __init__(self, spec: QuerySpec, namespace: str, emitter: Emitter, engine_version: str,
-                 storage_options: dict[str, str]) -> None:
+    def __init__(self, spec: QuerySpec, namespace: str, emitter: Emitter,
+                 app: ApplicationRun | None, storage_options: dict[str, str]) -> None:
         self.spec = spec
         self.namespace = namespace
         self.emitter = emitter
-        self.engine_version = engine_version
+        self.app = app
         self.storage_options = storage_options
-        self.run_id = str(generate_new_uuid())
+        self.run_id = new_run_id()
         self.app_id = ""
         self._ready = threading.Event()
         self._columns: dict[str, ColumnLineage] | None = None
@@ -110,7 +126,7 @@ class QueryLineage:
         """A micro-batch begins: its run (START is emitted). Spark may run the first batch
         before ``start()`` returned the query's ids: it waits for ``started``."""
         self._ready.wait(timeout)
-        run = BatchRun(str(generate_new_uuid()), self.run_id, batch_id, self.app_id)
+        run = BatchRun(new_run_id(), self.run_id, batch_id, self.app_id)
         self.emitter.submit(lambda: self._batch_event(run, RunState.START, None))
         return run
 
@@ -128,23 +144,27 @@ class QueryLineage:
     def _query_event(self, state: RunState, message: str | None = None,
                      stack: str | None = None) -> Any:
         spec = self.spec
-        facets: dict[str, Any] = {"processing_engine": events.engine_facet(self.engine_version,
-                                                                          __version__)}
+        facets: dict[str, Any] = {}
+        if self.app is not None:
+            facets["parent"] = events.parent_facet(self.app.run, self.app.root)
         if message is not None:
             facets["errorMessage"] = events.error_facet(message, stack)
-        columns = self.columns() if state == RunState.START else {}
-        inputs = [events.input_dataset(spec.input, self._facts(spec.input_uri))]
-        outputs = [events.output_dataset(storage_dataset(uri), self._facts(uri),
-                                         columns.get(uri), spec.input)
+        start = state == RunState.START
+        columns = self.columns() if start else {}
+        outputs = [events.output_dataset(storage_dataset(uri), None, columns.get(uri),
+                                         spec.input, self._schema(uri) if start else None)
                    for uri in spec.outputs]
+        inputs = [events.input_dataset(spec.input, schema=self._schema(spec.input_uri)
+                                       if start else None)]
         return events.run_event(state, events.job(self.namespace, spec.name, False),
                                 self.run_id, facets, inputs, outputs)
 
     def _batch_event(self, run: BatchRun, state: RunState, io: BatchIO | None,
                      message: str | None = None, stack: str | None = None) -> Any:
         spec = self.spec
+        query = RunRef(self.namespace, spec.name, run.query_run_id)
         facets: dict[str, Any] = {
-            "parent": events.parent_facet(self.namespace, spec.name, run.query_run_id),
+            "parent": events.parent_facet(query, self.app.root if self.app else query),
             "lakehouse_batch": events.BatchRunFacet(batchId=run.batch_id, query=spec.name,
                                                     appId=self.app_id,
                                                     producer=events.PRODUCER)}
@@ -152,27 +172,20 @@ class QueryLineage:
             facets["errorMessage"] = events.error_facet(message, stack)
         inputs, outputs = [], []
         if io is not None:
-            columns = self.columns()
             for read in io.reads:
-                facts = self._facts(spec.input_uri, read.versions[1]) \
-                    if read.versions and read.dataset == spec.input else None
-                inputs.append(events.input_dataset(read.dataset, facts, read.versions,
-                                                   read.offsets, read.assertions))
+                inputs.append(events.input_dataset(read.dataset, read.versions, read.offsets,
+                                                   read.assertions))
             for w in io.writes:
-                facts = self._facts(w.uri, w.version, w.rows) if w.version is not None else None
-                outputs.append(events.output_dataset(storage_dataset(w.uri), facts,
-                                                     columns.get(w.uri), spec.input))
+                outputs.append(events.output_dataset(storage_dataset(w.uri), self._stats(w)))
         return events.run_event(state, events.job(self.namespace, spec.name, True),
                                 run.run_id, facets, inputs, outputs)
 
     def columns(self) -> Mapping[str, ColumnLineage]:
-        """Each output's column lineage, traced once from its DataFrame's plan."""
+        """Each output's column lineage, traced once from its DataFrame's plan (and kept
+        to the columns the input table has)."""
         if self._columns is None:
-            known = None
-            if self.spec.input_uri is not None:
-                facts = self._facts(self.spec.input_uri)
-                if facts is not None and facts.schema is not None:
-                    known = set(facts.schema.names)
+            schema = self._schema(self.spec.input_uri)
+            known = None if schema is None else set(schema.names)
             self._columns = {}
             for uri, derive in self.spec.derivations.items():
                 try:
@@ -183,16 +196,18 @@ class QueryLineage:
                 self._columns[uri] = lineage if known is None else lineage.restricted_to(known)
         return self._columns
 
-    def _facts(self, uri: str | None, version: int | None = None,
-               rows: int | None = None) -> events.TableFacts | None:
-        if uri is None:
+    def _schema(self, uri: str | None) -> pa.Schema | None:
+        """A Delta table's current schema (None for a topic, or a table not yet made)."""
+        table = None if uri is None else open_table(uri, self.storage_options)
+        return None if table is None else pa.schema(table.schema().to_arrow())
+
+    def _stats(self, written: Written) -> events.CommitStats | None:
+        """The version a batch committed, with its rows, bytes and files."""
+        if written.version is None:
             return None
-        table = open_table(uri, self.storage_options, version)
-        if table is None:
-            return None
-        size = commit_size(uri, version) if version is not None and rows is not None else None
-        return events.TableFacts(pa.schema(table.schema().to_arrow()), table.version(),
-                                 rows, size[0] if size else None, size[1] if size else None)
+        size = commit_size(written.uri, written.version)
+        return events.CommitStats(written.version, written.rows,
+                                  size[0] if size else None, size[1] if size else None)
 
 
 def _describe(error: BaseException) -> tuple[str, str]:

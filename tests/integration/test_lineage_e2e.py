@@ -1,7 +1,9 @@
 """Lineage end to end, over the warehouse the gold tests built (several runs, a kill, a
 lost checkpoint) with a lineage server that was down the whole time:
 
-- every emitted event is valid OpenLineage, and batch runs hang under query runs;
+- the Spark listener reported the session's actions; the project's events are valid
+  OpenLineage, name datasets exactly as the listener does, and hang in one run tree:
+  application run (the listener's) -> query runs -> batch runs;
 - the graph is Kafka -> bronze -> silver -> gold, and every version an event reports is
   the Delta commit that carries the event's run id and input range;
 - ``explain`` of a gold version that later runs changed gives Kafka offset ranges whose
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -31,6 +34,7 @@ from lakehouse.lineage.datasets import (
     kafka_dataset,
     storage_dataset,
 )
+from lakehouse.lineage.events import PRODUCER
 from lakehouse.lineage.explain import explain
 from lakehouse.lineage.graph import build, read_events
 from lakehouse.registry import discover_gold
@@ -41,22 +45,53 @@ pytestmark = pytest.mark.integration
 
 
 def lineage_events(world: World) -> list[dict[str, Any]]:
-    return read_events(world.warehouse / "_lineage" / "events.jsonl")
+    """The project's events."""
+    return read_events(world.warehouse / "_lineage" / "lakehouse.jsonl")
 
 
-def test_events_are_valid_and_batches_hang_under_their_query_runs(world: World) -> None:
+def listener_events(world: World) -> list[dict[str, Any]]:
+    """The Spark listener's events."""
+    return read_events(world.warehouse / "_lineage" / "spark.jsonl")
+
+
+def test_events_are_valid_and_form_one_run_tree_with_the_listeners(world: World) -> None:
     events = lineage_events(world)
     assert len(events) > 50
     for e in events:
         validate(e)
+    spark = listener_events(world)
+    assert spark and all(e["producer"] != PRODUCER for e in spark)
+    # The listener's application runs, one per `lakehouse run` process.
+    apps = {e["run"]["runId"]: e["job"]["name"] for e in spark
+            if "parent" not in e["run"]["facets"]}
+    assert set(apps.values()) == {"lakehouse"}
     query_runs = {e["run"]["runId"]: e["job"]["name"] for e in events
                   if e["eventType"] == "START" and not e["job"]["name"].endswith(".batch")}
+    for e in events:
+        if e["job"]["name"].endswith(".batch"):
+            continue
+        parent = e["run"]["facets"]["parent"]
+        assert apps[parent["run"]["runId"]] == parent["job"]["name"]  # a listener's run
     batches = [e for e in events if e["job"]["name"].endswith(".batch")]
     assert batches
     for e in batches:
         parent = e["run"]["facets"]["parent"]
         assert query_runs[parent["run"]["runId"]] == parent["job"]["name"]
         assert e["job"]["name"] == parent["job"]["name"] + ".batch"
+        assert parent["root"]["run"]["runId"] in apps
+    # The listener's runs inside those applications hang under them too, and write the
+    # very datasets the project's events name: one connected graph.
+    inside = [e for e in spark if e["run"]["facets"].get("parent", {})
+              .get("run", {}).get("runId") in apps]
+    listener_outputs = {(o["namespace"], o["name"]) for e in inside for o in e["outputs"]}
+    our_outputs = {(o["namespace"], o["name"]) for e in events for o in e["outputs"]}
+    assert our_outputs <= listener_outputs
+    schemas = {o["name"]: o["facets"]["schema"] for e in inside for o in e["outputs"]
+               if "schema" in o["facets"]}
+    silver = str(world.warehouse / "silver" / "orders")
+    assert {"event_id", "amount", "_offset"} <= {f["name"] for f in schemas[silver]["fields"]}
+    # The listener never disturbed Spark (OpenLineage #3912/#3931 on Spark 4).
+    assert "NoSuchMethodError" not in world.first_run_stderr  # type: ignore[attr-defined]
     # Every batch that started finished, except those of the run killed on purpose.
     states: dict[str, list[str]] = defaultdict(list)
     for e in batches:
@@ -113,8 +148,8 @@ def test_graph_is_kafka_bronze_silver_gold_with_versions_from_the_delta_log(worl
     assert checked > 20
 
     # Column lineage (from the Spark plans) and the suite's assertions.
-    silver_out = next(o for e in events if e["job"]["name"] == "silver.orders.batch"
-                      and e["eventType"] == "COMPLETE"
+    silver_out = next(o for e in events if e["job"]["name"] == "silver.orders"
+                      and e["eventType"] == "START"
                       for o in e["outputs"] if o["name"].endswith("/silver/orders"))
     fields = silver_out["facets"]["columnLineage"]["fields"]
     assert [f["field"] for f in fields["amount"]["inputFields"]] == ["value"]
@@ -192,3 +227,16 @@ def test_lineage_and_explain_commands(world: World) -> None:
     assert offsets and {"topic", "partition", "start", "end"} <= set(offsets[0]["range"])
     done = world.run("explain", "gold.revenue_by_category_5m", "--version", "0")
     assert done.returncode == 2 and "LH-LINEAGE-003" in done.stderr
+
+    # Without a version: the latest. With --as-of: the version current at that instant.
+    log = DeltaTable(str(world.warehouse / "gold" / "revenue_by_category_5m")).history()
+    latest = max(int(c["version"]) for c in log)
+    done = world.run("explain", "gold.revenue_by_category_5m", "--format", "json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["version"] == latest
+    at = next(int(c["timestamp"]) for c in log if int(c["version"]) == version)
+    after = datetime.fromtimestamp(at / 1000 + 0.0005, UTC).isoformat()  # before the next
+    done = world.run("explain", "gold.revenue_by_category_5m", "--as-of", after,
+                     "--format", "json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["version"] == version

@@ -223,7 +223,7 @@ def test_a_critical_rule_breach_stops_before_writing(broker: str, tmp_path: Path
     assert table(warehouse, "orders_quarantine").num_rows == 0
     # Lineage: the batch run and the query run both FAILed, with the error.
     from lakehouse.lineage.graph import read_events
-    failed = {e["job"]["name"]: e for e in read_events(warehouse / "_lineage" / "events.jsonl")
+    failed = {e["job"]["name"]: e for e in read_events(warehouse / "_lineage" / "lakehouse.jsonl")
               if e["eventType"] == "FAIL"}
     assert {"silver.orders", "silver.orders.batch"} <= set(failed)
     for e in (failed["silver.orders"], failed["silver.orders.batch"]):
