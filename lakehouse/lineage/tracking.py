@@ -170,13 +170,16 @@ class QueryLineage:
                                                     producer=events.PRODUCER)}
         if message is not None:
             facets["errorMessage"] = events.error_facet(message, stack)
-        inputs, outputs = [], []
-        if io is not None:
-            for read in io.reads:
-                inputs.append(events.input_dataset(read.dataset, read.versions, read.offsets,
-                                                   read.assertions))
-            for w in io.writes:
-                outputs.append(events.output_dataset(storage_dataset(w.uri), self._stats(w)))
+        # Every event of a batch names all the query's datasets, with what it read and
+        # wrote once it completed: a lineage server keys a job's version on its datasets,
+        # and an empty batch must not make the job look disconnected.
+        writes = {} if io is None else {w.uri: w for w in io.writes}
+        inputs = [events.input_dataset(spec.input)] if io is None else [
+            events.input_dataset(r.dataset, r.versions, r.offsets, r.assertions)
+            for r in io.reads]
+        outputs = [events.output_dataset(storage_dataset(uri),
+                                         self._stats(writes[uri]) if uri in writes else None)
+                   for uri in dict.fromkeys([*spec.outputs, *writes])]
         return events.run_event(state, events.job(self.namespace, spec.name, True),
                                 run.run_id, facets, inputs, outputs)
 
