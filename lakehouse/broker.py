@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -24,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.processes import port_free, running_java, stop_java
 from lakehouse.jvm import JarSet, jars
 
 STATE_FILE = "broker.json"
@@ -113,7 +113,7 @@ class EmbeddedBroker:
 
     def answering(self, timeout: float = 2.0) -> bool:
         """Whether a Kafka broker answers a metadata request at the address."""
-        return not _port_free(self.host, self.port) and _answers(self.bootstrap, timeout)
+        return not port_free(self.host, self.port) and _answers(self.bootstrap, timeout)
 
     def status(self) -> BrokerStatus:
         """Is the warehouse's broker running, and does it answer?"""
@@ -124,7 +124,7 @@ class EmbeddedBroker:
             return BrokerStatus(True, _answers(bootstrap, 2.0), pid, bootstrap,
                                 str(self.data_dir))
         return BrokerStatus(False, False, None, self.bootstrap, str(self.data_dir),
-                            port_taken=not _port_free(self.host, self.port))
+                            port_taken=not port_free(self.host, self.port))
 
     def up(self) -> BrokerStatus:
         """Start the broker unless it already runs; return once it answers."""
@@ -138,7 +138,7 @@ class EmbeddedBroker:
                     hint=f"stop it first (lakehouse broker down) or use --port {record.port}",
                     bootstrap=self.bootstrap, data_dir=str(self.data_dir))
             return self._await_answer(record)
-        if not _port_free(self.host, self.port):
+        if not port_free(self.host, self.port):
             other = ("a Kafka broker this warehouse did not start"
                      if self.answering(timeout=1.0) else "another process")
             raise LakehouseError(
@@ -165,14 +165,7 @@ class EmbeddedBroker:
         pid = self._running_pid(record)
         if record is None or pid is None:
             return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and self._running_pid(record) is not None:
-            time.sleep(0.1)
-        if self._running_pid(record) is not None:
-            os.kill(pid, signal.SIGKILL)
-            while self._running_pid(record) is not None:
-                time.sleep(0.05)
+        stop_java(pid, self.data_dir, grace)
         self._write_record(_Record(record.host, record.port, record.controller_port,
                                    record.cluster_id, None))
         return True
@@ -182,9 +175,9 @@ class EmbeddedBroker:
         cluster_id = _formatted_cluster_id(self.data_dir / STORAGE_DIR) or (
             record.cluster_id if record else _new_cluster_id())
         controller_port = record.controller_port if record else self.port + 1
-        if controller_port == self.port or not _port_free(self.host, controller_port):
+        if controller_port == self.port or not port_free(self.host, controller_port):
             controller_port = self.port + 1
-            if not _port_free(self.host, controller_port):
+            if not port_free(self.host, controller_port):
                 controller_port = _free_port(self.host)
         host, port = self.host, self.port
         properties = {
@@ -274,22 +267,7 @@ class EmbeddedBroker:
         (self.data_dir / STATE_FILE).write_text(json.dumps(asdict(record), indent=2) + "\n")
 
     def _running_pid(self, record: _Record | None) -> int | None:
-        """The recorded pid if that process still is this data directory's broker: a JVM
-        working in it (Linux ``/proc``), so a recycled pid is not taken for the broker."""
-        if record is None or record.pid is None:
-            return None
-        try:
-            # Reap it if it is our own exited child (tests start and stop it in-process).
-            if os.waitpid(record.pid, os.WNOHANG)[0] == record.pid:
-                return None
-        except ChildProcessError:
-            pass
-        try:
-            cwd = os.readlink(f"/proc/{record.pid}/cwd")
-            name = Path(f"/proc/{record.pid}/comm").read_text().strip()
-        except OSError:
-            return None
-        return record.pid if (cwd, name) == (str(self.data_dir), "java") else None
+        return None if record is None else running_java(record.pid, self.data_dir)
 
     def _log_tail(self, lines: int = 12) -> str:
         try:
@@ -312,17 +290,6 @@ def _answers(bootstrap: str, timeout: float) -> bool:
         return True
     except KafkaException:
         return False
-
-
-def _port_free(host: str, port: int) -> bool:
-    """Whether nothing listens on host:port (a port left in TIME_WAIT counts as free)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def _free_port(host: str) -> int:

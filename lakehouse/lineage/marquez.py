@@ -21,8 +21,6 @@ import pwd
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.processes import port_free, running_java, stop_java
 
 HOME_ENV = "MARQUEZ_HOME"
 STATE_FILE = "marquez.json"
@@ -169,7 +168,7 @@ class Marquez:
             admin = f"http://{HOST}:{record.admin_port}"
             return MarquezStatus(True, _healthy(admin), pid, postgres_pid,
                                  f"http://{HOST}:{record.port}", admin, str(self.data_dir))
-        taken = not (_port_free(self.port) and _port_free(self.admin_port))
+        taken = not (port_free(HOST, self.port) and port_free(HOST, self.admin_port))
         return MarquezStatus(False, False, None, postgres_pid, self.url, self.admin_url,
                              str(self.data_dir), port_taken=taken)
 
@@ -192,7 +191,7 @@ class Marquez:
         java = _java()
         bindir = _postgres_bindir(self._postgres.cluster_version())
         for name, port in (("application", self.port), ("admin", self.admin_port)):
-            if not _port_free(port):
+            if not port_free(HOST, port):
                 raise self._failed(
                     f"Marquez's {name} port {port} on {HOST} is held by another process",
                     "stop that process (another Marquez? `docker ps`, `ss -ltnp`) or choose "
@@ -220,14 +219,7 @@ class Marquez:
         record = self._record()
         pid = self._running_pid(record)
         if record is not None and pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and self._running_pid(record) is not None:
-                time.sleep(0.1)
-            if self._running_pid(record) is not None:
-                os.kill(pid, signal.SIGKILL)
-                while self._running_pid(record) is not None:
-                    time.sleep(0.05)
+            stop_java(pid, self.data_dir, grace)
         postgres_stopped = self._postgres.down()
         if record is not None:
             self._write_record(_Record(record.port, record.admin_port, record.pg_port,
@@ -293,22 +285,7 @@ class Marquez:
         (self.data_dir / STATE_FILE).write_text(json.dumps(asdict(record), indent=2) + "\n")
 
     def _running_pid(self, record: _Record | None) -> int | None:
-        """The recorded pid if that process still is this data directory's Marquez: a JVM
-        working in it (Linux ``/proc``), so a recycled pid is not taken for it."""
-        if record is None or record.pid is None:
-            return None
-        try:
-            # Reap it if it is our own exited child (tests start and stop it in-process).
-            if os.waitpid(record.pid, os.WNOHANG)[0] == record.pid:
-                return None
-        except ChildProcessError:
-            pass
-        try:
-            cwd = os.readlink(f"/proc/{record.pid}/cwd")
-            name = Path(f"/proc/{record.pid}/comm").read_text().strip()
-        except OSError:
-            return None
-        return record.pid if (cwd, name) == (str(self.data_dir), "java") else None
+        return None if record is None else running_java(record.pid, self.data_dir)
 
 
 class _Postgres:
@@ -347,7 +324,7 @@ class _Postgres:
             return pid
         if pid is not None:  # ours, on another port: nothing uses it while Marquez is down
             self.down()
-        if not _port_free(port):
+        if not port_free(HOST, port):
             raise LakehouseError(
                 ErrorCode.MARQUEZ_START_FAILED,
                 f"PostgreSQL port {port} on {HOST} is held by another process",
@@ -534,17 +511,6 @@ def _healthy(admin_url: str) -> bool:
             return int(response.status) == 200
     except (OSError, ValueError, http.client.HTTPException):
         return False
-
-
-def _port_free(port: int) -> bool:
-    """Whether nothing listens on 127.0.0.1:port (a port left in TIME_WAIT counts as free)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-        return True
 
 
 def _tail(log: Path, lines: int = 15) -> str:

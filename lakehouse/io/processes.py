@@ -1,0 +1,52 @@
+"""Local server processes the project starts (the embedded broker, a local Marquez):
+telling whether a recorded pid still is that server, stopping it, finding free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+
+def running_java(pid: int | None, work_dir: Path) -> int | None:
+    """``pid`` if that process still is a JVM working in ``work_dir`` (Linux ``/proc``),
+    so a recycled pid is never taken for the server; an exited child of ours is reaped."""
+    if pid is None:
+        return None
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return None
+    except ChildProcessError:
+        pass
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+    return pid if (cwd, name) == (str(work_dir), "java") else None
+
+
+def stop_java(pid: int, work_dir: Path, grace: float) -> None:
+    """SIGTERM, then SIGKILL if the JVM still runs after ``grace`` seconds; returns once
+    it is gone."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and running_java(pid, work_dir) is not None:
+        time.sleep(0.1)
+    if running_java(pid, work_dir) is not None:
+        os.kill(pid, signal.SIGKILL)
+        while running_java(pid, work_dir) is not None:
+            time.sleep(0.05)
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether nothing listens on host:port (a port left in TIME_WAIT counts as free)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
