@@ -13,17 +13,22 @@ fine. Nothing here is used when the configuration points at a real cluster.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import socket
 import subprocess
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.processes import port_free, running_java, stop_java
+from lakehouse.io.processes import (
+    port_free,
+    read_state,
+    running_java,
+    stop_java,
+    write_state,
+)
 from lakehouse.jvm import JarSet, jars
 
 STATE_FILE = "broker.json"
@@ -258,13 +263,10 @@ class EmbeddedBroker:
             bootstrap=self.bootstrap, data_dir=str(self.data_dir))
 
     def _record(self) -> _Record | None:
-        try:
-            return _Record(**json.loads((self.data_dir / STATE_FILE).read_text()))
-        except (FileNotFoundError, ValueError, TypeError):
-            return None
+        return read_state(self.data_dir / STATE_FILE, _Record)
 
     def _write_record(self, record: _Record) -> None:
-        (self.data_dir / STATE_FILE).write_text(json.dumps(asdict(record), indent=2) + "\n")
+        write_state(self.data_dir / STATE_FILE, record)
 
     def _running_pid(self, record: _Record | None) -> int | None:
         return None if record is None else running_java(record.pid, self.data_dir)

@@ -1,13 +1,19 @@
 """Local server processes the project starts (the embedded broker, a local Marquez):
-telling whether a recorded pid still is that server, stopping it, finding free ports."""
+their state files, telling whether a recorded pid still is that server, stopping it,
+finding free ports."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def running_java(pid: int | None, work_dir: Path) -> int | None:
@@ -50,3 +56,16 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def read_state(path: Path, kind: type[T]) -> T | None:
+    """The dataclass a server's state file holds (None if missing or unreadable)."""
+    try:
+        return kind(**json.loads(path.read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def write_state(path: Path, record: Any) -> None:
+    """Record a server's state (a dataclass) as JSON."""
+    path.write_text(json.dumps(asdict(record), indent=2) + "\n")

@@ -28,12 +28,18 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.processes import port_free, running_java, stop_java
+from lakehouse.io.processes import (
+    port_free,
+    read_state,
+    running_java,
+    stop_java,
+    write_state,
+)
 
 HOME_ENV = "MARQUEZ_HOME"
 STATE_FILE = "marquez.json"
@@ -276,13 +282,10 @@ class Marquez:
                               url=self.url, data_dir=str(self.data_dir))
 
     def _record(self) -> _Record | None:
-        try:
-            return _Record(**json.loads((self.data_dir / STATE_FILE).read_text()))
-        except (FileNotFoundError, ValueError, TypeError):
-            return None
+        return read_state(self.data_dir / STATE_FILE, _Record)
 
     def _write_record(self, record: _Record) -> None:
-        (self.data_dir / STATE_FILE).write_text(json.dumps(asdict(record), indent=2) + "\n")
+        write_state(self.data_dir / STATE_FILE, record)
 
     def _running_pid(self, record: _Record | None) -> int | None:
         return None if record is None else running_java(record.pid, self.data_dir)
