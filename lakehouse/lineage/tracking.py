@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -96,7 +95,6 @@ class QueryLineage:
         self.run_id = new_run_id()
         self.app_id = ""
         self._ready = threading.Event()
-        self._columns: dict[str, ColumnLineage] | None = None
         self._done = False
 
     # -- the query's run -----------------------------------------------------------------
@@ -149,13 +147,14 @@ class QueryLineage:
             facets["parent"] = events.parent_facet(self.app.run, self.app.root)
         if message is not None:
             facets["errorMessage"] = events.error_facet(message, stack)
+        # START carries the column lineage, with the schemas of the datasets it names.
         start = state == RunState.START
-        columns = self.columns() if start else {}
+        source = self._schema(spec.input_uri) if start else None
+        columns = self._column_lineage(source) if start else {}
         outputs = [events.output_dataset(storage_dataset(uri), None, columns.get(uri),
                                          spec.input, self._schema(uri) if start else None)
                    for uri in spec.outputs]
-        inputs = [events.input_dataset(spec.input, schema=self._schema(spec.input_uri)
-                                       if start else None)]
+        inputs = [events.input_dataset(spec.input, schema=source)]
         return events.run_event(state, events.job(self.namespace, spec.name, False),
                                 self.run_id, facets, inputs, outputs)
 
@@ -183,21 +182,18 @@ class QueryLineage:
         return events.run_event(state, events.job(self.namespace, spec.name, True),
                                 run.run_id, facets, inputs, outputs)
 
-    def columns(self) -> Mapping[str, ColumnLineage]:
-        """Each output's column lineage, traced once from its DataFrame's plan (and kept
-        to the columns the input table has)."""
-        if self._columns is None:
-            schema = self._schema(self.spec.input_uri)
-            known = None if schema is None else set(schema.names)
-            self._columns = {}
-            for uri, derive in self.spec.derivations.items():
-                try:
-                    lineage = trace(plan_nodes(derive()))
-                except Exception as exc:  # lineage never stops a pipeline
-                    log.warning("lineage: no column lineage for %s: %s", uri, exc)
-                    continue
-                self._columns[uri] = lineage if known is None else lineage.restricted_to(known)
-        return self._columns
+    def _column_lineage(self, source: pa.Schema | None) -> dict[str, ColumnLineage]:
+        """Each output's column lineage, traced from its DataFrame's plan (and kept to
+        the columns of the ``source`` table, when it is one)."""
+        out: dict[str, ColumnLineage] = {}
+        for uri, derive in self.spec.derivations.items():
+            try:
+                lineage = trace(plan_nodes(derive()))
+            except Exception as exc:  # lineage never stops a pipeline
+                log.warning("lineage: no column lineage for %s: %s", uri, exc)
+                continue
+            out[uri] = lineage if source is None else lineage.restricted_to(set(source.names))
+        return out
 
     def _schema(self, uri: str | None) -> pa.Schema | None:
         """A Delta table's current schema (None for a topic, or a table not yet made)."""
