@@ -38,6 +38,9 @@ test: $(STAMP) $(JARS) ## lint, type-check, then every test (unit and end to end
 unit: $(STAMP) ## the fast tests only (no broker, no Spark)
 	$(BIN)/pytest tests/unit
 
+bench: $(STAMP) $(JARS) ## the benchmark, full mode (`lakehouse bench --quick` for 3 minutes)
+	$(BIN)/lakehouse bench --output bench.json
+
 broker-up: $(STAMP) $(JARS)
 	$(BIN)/lakehouse broker up
 

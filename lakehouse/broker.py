@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 import subprocess
 import time
 import uuid
@@ -23,13 +22,14 @@ from pathlib import Path
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.processes import (
+    free_port,
     port_free,
     read_state,
     running_java,
     stop_java,
     write_state,
 )
-from lakehouse.jvm import JarSet, jars
+from lakehouse.jvm import JarSet, jars, java
 
 STATE_FILE = "broker.json"
 LOG_FILE = "broker.log"
@@ -183,7 +183,7 @@ class EmbeddedBroker:
         if controller_port == self.port or not port_free(self.host, controller_port):
             controller_port = self.port + 1
             if not port_free(self.host, controller_port):
-                controller_port = _free_port(self.host)
+                controller_port = free_port(self.host)
         host, port = self.host, self.port
         properties = {
             "process.roles": "broker,controller",
@@ -232,9 +232,7 @@ class EmbeddedBroker:
     def _java(self, classpath: str, main: str, *args: str) -> subprocess.Popen[bytes]:
         """A detached JVM running ``main`` in the data directory (how ``_running_pid``
         knows it), its output appended to the broker log."""
-        java = Path(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") \
-            else Path("java")
-        command = [str(java), *JVM_OPTIONS,
+        command = [str(java()), *JVM_OPTIONS,
                    f"-Dlog4j2.configurationFile={self.data_dir / LOG4J_FILE}",
                    "-cp", classpath, main, *args]
         try:
@@ -243,7 +241,7 @@ class EmbeddedBroker:
                                         stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         except FileNotFoundError as exc:
-            raise LakehouseError(ErrorCode.BROKER_START_FAILED, f"no Java at {java}",
+            raise LakehouseError(ErrorCode.BROKER_START_FAILED, f"no Java at {java()}",
                                  hint="install a JDK 17 or set JAVA_HOME") from exc
 
     def _await_answer(self, record: _Record) -> BrokerStatus:
@@ -292,12 +290,6 @@ def _answers(bootstrap: str, timeout: float) -> bool:
         return True
     except KafkaException:
         return False
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _formatted_cluster_id(storage: Path) -> str | None:

@@ -64,6 +64,7 @@ class ErrorCode(StrEnum):
     BAD_ARGUMENTS = "LH-CLI-001"
     NOT_CONFIRMED = "LH-CLI-002"
     NO_GENERATOR = "LH-GEN-001"
+    BENCH_FAILED = "LH-BENCH-001"
 
 
 class LakehouseError(Exception):

@@ -42,3 +42,10 @@ def jars(which: JarSet) -> list[Path]:
                  f"dependency:copy-dependencies`), or point {ENV_JARS} at a folder holding "
                  f"'{which.value}/*.jar'")
     return found
+
+
+def java() -> Path:
+    """The ``java`` to run the project's own JVMs with: ``$JAVA_HOME/bin/java``, else the
+    one on the PATH."""
+    home = os.environ.get("JAVA_HOME")
+    return Path(home, "bin", "java") if home else Path("java")

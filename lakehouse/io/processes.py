@@ -58,6 +58,13 @@ def port_free(host: str, port: int) -> bool:
         return True
 
 
+def free_port(host: str) -> int:
+    """A port nobody listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def read_state(path: Path, kind: type[T]) -> T | None:
     """The dataclass a server's state file holds (None if missing or unreadable)."""
     try:

@@ -1,0 +1,119 @@
+"""Steady load for the freshness measurement: events produced at a fixed rate, and the
+bronze query's consumer lag sampled while they flow."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.generator import Record
+from lakehouse.io.kafka_admin import client_config
+
+TICK = 0.1
+"""Seconds between two bursts of the paced producer."""
+
+
+@dataclass(frozen=True)
+class Paced:
+    """What a paced run produced."""
+
+    records: int
+    seconds: float
+    behind_seconds: float
+    """How far the producer fell behind its schedule at worst (it could not keep up)."""
+
+
+def produce_paced(bootstrap: str, topic: str, records: Iterator[Record], rate: int,
+                  seconds: float) -> Paced:
+    """Produce ``rate`` records per second for ``seconds`` seconds, in bursts every
+    ``TICK``; each record's Kafka timestamp is its produce time."""
+    conf = client_config(bootstrap, None)
+    conf.update({"enable.idempotence": True, "acks": "all", "linger.ms": 5,
+                 "compression.type": "lz4"})
+    producer = Producer(conf)
+    per_tick = max(1, round(rate * TICK))
+    ticks = round(seconds / TICK)
+    started = time.monotonic()
+    sent, behind = 0, 0.0
+    for tick in range(ticks):
+        due = started + tick * TICK
+        now = time.monotonic()
+        if now < due:
+            time.sleep(due - now)
+        behind = max(behind, now - due)
+        for record in (next(records) for _ in range(per_tick)):
+            while True:
+                try:
+                    producer.produce(topic, value=record.value, key=record.key,
+                                     headers=list(record.headers))
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        sent += per_tick
+        producer.poll(0)
+    if producer.flush(60) > 0:
+        raise LakehouseError(ErrorCode.KAFKA_PRODUCE_FAILED,
+                             f"{len(producer)} records to {topic} not acknowledged in 60s")
+    return Paced(sent, time.monotonic() - started, behind)
+
+
+def committed_offsets(checkpoint: Path) -> dict[str, dict[str, int]]:
+    """The Kafka offsets the query of this checkpoint has committed up to (its last
+    committed batch's end offsets), from the checkpoint's files."""
+    commits = checkpoint / "commits"
+    done = [int(p.name) for p in commits.iterdir() if p.name.isdigit()] \
+        if commits.is_dir() else []
+    if not done:
+        return {}
+    lines = (checkpoint / "offsets" / str(max(done))).read_text().splitlines()
+    return json.loads(lines[2])
+
+
+class LagSampler:
+    """Every second: the topic's latest offsets minus what the bronze query committed."""
+
+    def __init__(self, bootstrap: str, topic: str, checkpoint: Path) -> None:
+        conf = client_config(bootstrap, None)
+        conf.update({"group.id": "bench-lag", "enable.auto.commit": False})
+        self.consumer = Consumer(conf)
+        self.topic = topic
+        self.checkpoint = checkpoint
+        partitions = self.consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        self.partitions = sorted(partitions)
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-lag", daemon=True)
+
+    def lag(self) -> int:
+        """Records produced to the topic that the bronze query has not committed."""
+        done = committed_offsets(self.checkpoint).get(self.topic, {})
+        latest = 0
+        for p in self.partitions:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p),
+                                                          timeout=10)
+            latest += high - int(done.get(str(p), 0))
+        return latest
+
+    def __enter__(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.consumer.close()
+
+    def _loop(self) -> None:
+        started = time.monotonic()
+        while not self._stop.wait(1.0):
+            try:
+                self.samples.append((time.monotonic() - started, self.lag()))
+            except (OSError, ValueError, IndexError):
+                continue  # a checkpoint file being written: the next sample reads it

@@ -1,0 +1,69 @@
+"""The benchmark's results: one JSON document, and the table a person reads (pure)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    """p50, p95, p99 and max of ``values`` (nearest rank), or {} when there are none."""
+    if not values:
+        return {}
+    s = sorted(values)
+
+    def rank(q: float) -> float:
+        return s[min(len(s) - 1, max(0, round(q * len(s)) - 1))]
+
+    return {"p50": statistics.median(s), "p95": rank(0.95), "p99": rank(0.99), "max": s[-1]}
+
+
+def _n(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def table(result: Mapping[str, Any]) -> str:
+    """The results as aligned rows: what, figure, and the target where there is one."""
+    rows: list[tuple[str, str, str]] = []
+    limit = result["limit"]
+    rows.append(("limit: Kafka's consumer (records/s)", _n(limit["kafka_consumer_per_s"]), ""))
+    rows.append(("limit: consume + Parquet, no Spark (records/s)",
+                 _n(limit["consume_parquet_per_s"]), "the ceiling"))
+    rows.append(("JVM + Spark session start (s)", _n(result["session_start_s"], 1), ""))
+    for stage in result["stages"]:
+        rows.append((f"{stage['name']} ({_n(stage['records'])} records, "
+                     f"{_n(stage['seconds'], 1)} s) records/s", _n(stage["per_s"]),
+                     stage.get("target", "")))
+    naive = result.get("naive")
+    if naive:
+        rows.append((f"naive GX pattern vs project silver ({naive['batches']} batches, "
+                     f"{_n(naive['records'])} records)",
+                     f"{naive['ratio']:.1f}x faster", ">= 5x"))
+        rows.append(("  seconds: project / naive",
+                     f"{naive['project_s']:.1f} / {naive['naive_s']:.1f}", ""))
+        rows.append(("  records routed differently", _n(naive["mismatched_records"]), "0"))
+    fresh = result.get("freshness")
+    if fresh:
+        rows.append((f"freshness: {_n(fresh['rate'])} events/s for {_n(fresh['seconds'])} s "
+                     f"({_n(fresh['events'])} events in gold)", "", ""))
+        for table_name, p in fresh["produce_to_gold_s"].items():
+            rows.append((f"  {table_name} p50 / p95 / p99 / max (s)",
+                         " / ".join(_n(p.get(k), 1) for k in ("p50", "p95", "p99", "max")),
+                         "p95 <= 5"))
+        rows.append(("  bronze consumer lag: max / at end (records)",
+                     f"{_n(fresh['lag_max'])} / {_n(fresh['lag_end'])}", ""))
+        rows.append(("  producer behind schedule at worst (s)", _n(fresh["behind_s"], 2), ""))
+    checks = result["checks"]
+    rows.append(("silver duplicate event ids", _n(checks["silver_duplicates"]), "0"))
+    rows.append(("accounting bronze = silver + quarantined + duplicates",
+                 "holds" if checks["accounting_holds"] else "BROKEN", "holds"))
+    for role, mem in result["memory_mb"].items():
+        rows.append((f"peak RSS {role} (MB)", _n(mem, 0), ""))
+    rows.append(("cost: core-seconds per million events (bronze+silver+gold)",
+                 _n(result["core_seconds_per_million"], 1), ""))
+    width = max(len(r[0]) for r in rows)
+    fig = max(len(r[1]) for r in rows)
+    lines = [f"{'measure':<{width}}  {'figure':>{fig}}  target", "-" * (width + fig + 10)]
+    lines += [f"{a:<{width}}  {b:>{fig}}  {c}".rstrip() for a, b, c in rows]
+    return "\n".join(lines)

@@ -1,0 +1,278 @@
+"""``lakehouse bench``: the pipelines measured against the machine's limit, in one run.
+
+On a broker and a warehouse of its own (a temporary directory), with the project's
+default settings (``conf/local.yaml``) and one source, orders:
+
+1. a backlog of orders (10% faults) is produced;
+2. the limit: Kafka's own consumer, and confluent-kafka + a pyarrow Parquet write;
+3. bronze, silver and gold each process the whole backlog on one Spark session (its
+   start timed apart), every process's CPU and memory sampled from ``/proc``;
+4. the naive GX pattern and the project's silver route the same batches;
+5. freshness: events produced at a fixed rate while bronze, silver and gold run; each
+   event's produce -> gold delay read back from the tables' commits
+   (``lakehouse.freshness``), the bronze query's consumer lag sampled every second;
+6. checks: no duplicate event id in silver, the accounting identity holds.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import yaml
+
+from lakehouse import graph
+from lakehouse.bench.limit import consume_to_parquet, kafka_consume
+from lakehouse.bench.load import LagSampler, produce_paced
+from lakehouse.bench.naive import compare
+from lakehouse.bench.probe import Probe, Roles, python_workers
+from lakehouse.bench.report import percentiles
+from lakehouse.broker import EmbeddedBroker
+from lakehouse.config import Config, parse_config
+from lakehouse.generator import generate
+from lakehouse.io.delta import open_table
+from lakehouse.io.kafka_producer import produce
+from lakehouse.io.processes import free_port
+from lakehouse.jvm import PROJECT_ROOT
+from lakehouse.registry import GoldTable, SilverTable
+
+Printer = Callable[[str], None]
+SOURCE = "orders"
+TOPIC = "bench.orders.v1"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How much a run measures."""
+
+    name: str
+    backlog: int
+    """Orders produced before the pipelines start."""
+    naive_batches: int
+    """Silver batches both the naive pattern and the project route."""
+    rate: int
+    """Events per second of the steady load."""
+    load_seconds: int
+
+
+QUICK = Mode("quick", 100_000, 2, 1_000, 20)
+FULL = Mode("full", 1_000_000, 4, 5_000, 120)
+
+
+def bench_config(work: Path, bootstrap: str) -> Config:
+    """The project's default settings (``conf/local.yaml``) on this run's broker and
+    warehouse, with the orders source only."""
+    doc = yaml.safe_load((PROJECT_ROOT / "conf" / "local.yaml").read_text())
+    doc["kafka"] = {"bootstrap_servers": bootstrap, "embedded": {"enabled": False}}
+    doc["warehouse"] = {"root": str(work / "warehouse")}
+    doc["sources"] = {SOURCE: {**doc["sources"][SOURCE], "topic": TOPIC}}
+    return parse_config(doc)
+
+
+def run_bench(mode: Mode, printer: Printer, work_dir: Path | None = None) -> dict[str, Any]:
+    """Run every measurement of ``mode``; the results (see ``report.table``)."""
+    with tempfile.TemporaryDirectory(prefix="lakehouse-bench-",
+                                     dir=work_dir) as tmp:
+        return _Bench(mode, Path(tmp), printer).run()
+
+
+class _Bench:
+    def __init__(self, mode: Mode, work: Path, printer: Printer) -> None:
+        self.mode = mode
+        self.work = work
+        self.say = printer
+        self.broker = EmbeddedBroker(f"127.0.0.1:{free_port('127.0.0.1')}",
+                                     str(work / "broker"))
+        self.config = bench_config(work, self.broker.bootstrap)
+        self.result: dict[str, Any] = {"mode": mode.name, "machine": _machine(),
+                                       "started_at": datetime.now(UTC).isoformat()}
+
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        self.say(f"bench ({self.mode.name}): broker at {self.broker.bootstrap}, "
+                 f"warehouse in {self.work}")
+        self.broker.up()
+        try:
+            self._produce_backlog()
+            self._limit()
+            self._pipelines()
+        finally:
+            self.broker.down()
+        self.result["seconds"] = time.monotonic() - started
+        return self.result
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _produce_backlog(self) -> None:
+        from lakehouse.runner import ensure_source_topics
+        ensure_source_topics(self.config, [SOURCE])
+        n = self.mode.backlog
+        t0 = time.monotonic()
+        produce(self.broker.bootstrap, TOPIC, generate(SOURCE, n, seed=7, faults=0.1),
+                progress=lambda k: self.say(f"  produced {k:,} of {n:,} orders"),
+                progress_every=max(n // 4, 1))
+        self.say(f"1/6 backlog: {n:,} orders (10% faults) produced in "
+                 f"{time.monotonic() - t0:.1f}s")
+
+    def _limit(self) -> None:
+        n = self.mode.backlog
+        kafka = kafka_consume(self.broker.bootstrap, TOPIC, n, self.work / "tools")
+        self.say(f"2/6 limit: Kafka's consumer read {n:,} records at {kafka.per_second:,.0f}/s")
+        parquet = consume_to_parquet(self.broker.bootstrap, TOPIC, n, self.work / "parquet")
+        self.say(f"    consume + Parquet (confluent-kafka, pyarrow): "
+                 f"{parquet.per_second:,.0f} records/s")
+        self.result["limit"] = {"kafka_consumer_per_s": kafka.per_second,
+                                "consume_parquet_per_s": parquet.per_second,
+                                "consume_parquet_s": parquet.seconds}
+
+    def _pipelines(self) -> None:
+        from lakehouse.spark import build_session
+        t0 = time.monotonic()
+        spark = build_session(self.config, streaming=True)
+        self.result["session_start_s"] = time.monotonic() - t0
+        self.say(f"3/6 Spark session ({self.config.spark.master}) started in "
+                 f"{self.result['session_start_s']:.1f}s")
+        jvm = spark.sparkContext._gateway.proc.pid  # type: ignore[union-attr]
+        with Probe(self._roles(jvm)) as probe:
+            try:
+                self._layers(spark, probe)
+                self._naive(spark)
+                self._freshness(spark)
+            finally:
+                spark.stop()
+        self._checks()
+        usage = probe.usage()
+        self.result["memory_mb"] = {role: u.peak_rss_mb for role, u in usage.items()}
+        self.result["memory_mb"]["Python workers (sum at peak)"] = \
+            usage["Python workers"].peak_total_rss_mb
+        self.result["cpu_s"] = {role: u.cpu_seconds for role, u in usage.items()}
+
+    def _indented(self, line: str) -> None:
+        self.say(f"    {line}")
+
+    def _roles(self, jvm: int) -> Roles:
+        broker = self.broker.status().pid
+        me = os.getpid()
+        return {"driver JVM": lambda _: [jvm],
+                "driver Python": lambda _: [me],
+                "Python workers": lambda tree: python_workers(jvm, tree),
+                "broker": lambda _: [broker] if broker else []}
+
+    def _layers(self, spark: Any, probe: Probe) -> None:
+        from lakehouse.runner import run
+        g = graph.build(self.config)
+        gold = [q.name for q in g.layer(graph.Layer.GOLD)
+                if isinstance(q.definition, GoldTable) and q.definition.silver == SOURCE]
+        n = self.mode.backlog
+        stages = []
+        core_seconds = 0.0
+        for name, tables, target in (("bronze", [f"bronze.{SOURCE}"], ">= 50% of the limit"),
+                                     ("silver", [f"silver.{SOURCE}"], ""),
+                                     ("gold", gold, "")):
+            cpu0 = probe.cpu_seconds()
+            t0 = time.monotonic()
+            summary = run(self.config, until_idle=True, tables=tables, spark=spark,
+                          printer=self._indented)
+            seconds = time.monotonic() - t0
+            probe.sample()
+            cpu = probe.cpu_seconds() - cpu0
+            core_seconds += cpu
+            rows = summary.queries.get(tables[0], 0)
+            stage = {"name": name, "tables": tables, "records": n, "seconds": seconds,
+                     "per_s": n / seconds, "input_rows": rows, "core_seconds": cpu,
+                     "target": target}
+            if name == "bronze":
+                ratio = stage["per_s"] / self.result["limit"]["consume_parquet_per_s"]
+                stage["of_limit"] = ratio
+                stage["target"] = f"{ratio:.0%} of the limit (target >= 50%)"
+            stages.append(stage)
+            self.say(f"4/6 {name}: {n:,} orders in {seconds:.1f}s = {n / seconds:,.0f}/s, "
+                     f"{cpu:.1f} core-seconds")
+        self.result["stages"] = stages
+        self.result["core_seconds_per_million"] = core_seconds / n * 1_000_000
+
+    def _naive(self, spark: Any) -> None:
+        from lakehouse.registry import discover_silver
+        from lakehouse.silver import load_plan
+        table = next(t for t in discover_silver() if t.name == SOURCE)
+        plan = load_plan(self.config, table)
+        ledger = open_table(plan.ledger_uri, plan.storage_options)
+        assert ledger is not None
+        lines = ledger.to_pyarrow_table(columns=["kind", "bronze_from_version",
+                                                 "bronze_to_version", "bronze_rows"])
+        lines = lines.filter(pc.field("kind") == "stream").sort_by("bronze_from_version")
+        ranges = [(r["bronze_from_version"], r["bronze_to_version"], r["bronze_rows"])
+                  for r in lines.to_pylist()][:self.mode.naive_batches]
+        self.say(f"5/6 naive GX pattern vs project silver on {len(ranges)} silver batches ...")
+        c = compare(plan, spark, ranges)
+        self.result["naive"] = {"batches": c.batches, "records": c.records,
+                                "project_s": c.project_seconds, "naive_s": c.naive_seconds,
+                                "ratio": c.ratio, "mismatched_records": c.mismatched_records}
+        self.say(f"    project {c.project_seconds:.1f}s, naive {c.naive_seconds:.1f}s: "
+                 f"{c.ratio:.1f}x; records routed differently: {c.mismatched_records}")
+
+    def _freshness(self, spark: Any) -> None:
+        from lakehouse.freshness import freshness
+        from lakehouse.runner import run
+        g = graph.build(self.config)
+        tables = [q.name for q in g.select([f"bronze.{SOURCE}", f"silver.{SOURCE}"])] + [
+            q.name for q in g.layer(graph.Layer.GOLD)
+            if isinstance(q.definition, GoldTable) and q.definition.silver == SOURCE]
+        mode = self.mode
+        checkpoint = Path(self.config.warehouse.checkpoint_uri(f"bronze.{SOURCE}"))
+        sampler = LagSampler(self.broker.bootstrap, TOPIC, checkpoint)
+        paced: list[Any] = []
+
+        def load() -> None:
+            self.say(f"6/6 freshness: {mode.rate:,} events/s for {mode.load_seconds}s while "
+                     f"bronze, silver and gold run ...")
+            with sampler:
+                paced.append(produce_paced(self.broker.bootstrap, TOPIC,
+                                           generate(SOURCE, 10**9, seed=11, faults=0.0),
+                                           mode.rate, mode.load_seconds))
+
+        since = datetime.now(UTC)
+        run(self.config, until_idle=True, tables=tables, spark=spark,
+            printer=self._indented, then=load)
+        delays = {q.name: freshness(self.config, q.definition, since).seconds
+                  for q in g.layer(graph.Layer.GOLD)
+                  if q.name in tables and isinstance(q.definition, GoldTable)}
+        lags = [lag for _, lag in sampler.samples]
+        self.result["freshness"] = {
+            "rate": mode.rate, "seconds": mode.load_seconds, "events": paced[0].records,
+            "behind_s": paced[0].behind_seconds,
+            "produce_to_gold_s": {name: percentiles(d) for name, d in delays.items()},
+            "lag_max": max(lags, default=0), "lag_end": lags[-1] if lags else 0,
+            "lag_samples": sampler.samples}
+        for name, d in delays.items():
+            p = percentiles(d)
+            self.say(f"    {name}: p50 {p.get('p50', 0):.1f}s p95 {p.get('p95', 0):.1f}s "
+                     f"p99 {p.get('p99', 0):.1f}s max {p.get('max', 0):.1f}s")
+
+    def _checks(self) -> None:
+        from lakehouse.registry import discover_silver
+        from lakehouse.silver import accounting
+        table: SilverTable = next(t for t in discover_silver() if t.name == SOURCE)
+        silver = open_table(self.config.warehouse.table_uri("silver", SOURCE),
+                            dict(self.config.warehouse.storage_options))
+        assert silver is not None
+        ids = silver.to_pyarrow_table(columns=["event_id"]).column("event_id")
+        duplicates = len(ids) - pc.count_distinct(ids).as_py()
+        acc = accounting(self.config, table)
+        self.result["checks"] = {"silver_duplicates": duplicates,
+                                 "accounting_holds": acc.holds,
+                                 "accounting": acc.describe()}
+        self.say(f"checks: {duplicates} duplicate event ids in silver; {acc.describe()}")
+
+
+def _machine() -> Mapping[str, Any]:
+    import platform
+    return {"cores": os.cpu_count(), "python": platform.python_version(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)}
