@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,46 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def lakehouse(config: Path, *args: str, env: Mapping[str, str] | None = None,
+              crash_at: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``lakehouse --conf CONFIG ARGS...`` in a process group of its own, as a user runs it
+    (``crash_at`` sets ``LAKEHOUSE_CRASH_AT``; the crash kills the group: Python and its
+    JVM). A run that outlives ``timeout`` fails the test with the tail of its output and a
+    thread dump of its JVMs, so a hang in CI says where it hung."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env.pop("LAKEHOUSE_CRASH_AT", None)
+    if crash_at:
+        full_env["LAKEHOUSE_CRASH_AT"] = crash_at
+    argv = [sys.executable, "-m", "lakehouse.cli", "--conf", str(config), *args]
+    with subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _dump_java_threads(proc.pid)
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            raise AssertionError(
+                f"{' '.join(args)} did not finish in {timeout:.0f}s\n--- stdout (tail) ---\n"
+                f"{out[-20000:]}\n--- stderr (tail) ---\n{err[-5000:]}") from None
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _dump_java_threads(group: int) -> None:
+    """SIGQUIT to every JVM of the process group: each prints its threads to its stdout
+    (the group's captured output)."""
+    import time
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            comm = Path(stat.parent, "comm").read_text().strip()
+        except OSError:
+            continue
+        if int(fields[2]) == group and comm == "java":
+            os.kill(int(stat.parent.name), signal.SIGQUIT)
+    time.sleep(3)
 
 
 def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool = False,

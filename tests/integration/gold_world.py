@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from deltalake import DeltaTable
 from lakehouse.generator import Record
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
-from tests.conftest import ROOT, free_port, write_config
+from tests.conftest import ROOT, free_port, lakehouse, write_config
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 BASE = NOW - timedelta(minutes=20)
@@ -74,14 +73,7 @@ class World:
                     valid.setdefault(e["event_id"], e)
 
     def run(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        env.pop("LAKEHOUSE_CRASH_AT", None)
-        if crash_at:
-            env["LAKEHOUSE_CRASH_AT"] = crash_at
-        return subprocess.run([sys.executable, "-m", "lakehouse.cli", "--conf", str(self.config),
-                                *(args or ("run", "--until-idle"))], cwd=ROOT, env=env,
-                               capture_output=True, text=True, timeout=600,
-                               start_new_session=True)
+        return lakehouse(self.config, *(args or ("run", "--until-idle")), crash_at=crash_at)
 
     def gold(self, name: str) -> list[dict[str, Any]]:
         return DeltaTable(str(self.warehouse / "gold" / name)).to_pyarrow_table().to_pylist()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from lakehouse.generator import Record
 from lakehouse.io.delta import history as delta_history
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
-from tests.conftest import ROOT, write_config
+from tests.conftest import lakehouse, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -23,15 +21,8 @@ TOPIC = "shop.orders.v1"
 
 
 def run_pipeline(config: Path, crash_at: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("LAKEHOUSE_CRASH_AT", None)
-    if crash_at:
-        env["LAKEHOUSE_CRASH_AT"] = crash_at
-    return subprocess.run(
-        [sys.executable, "-m", "lakehouse.cli", "--conf", str(config), "run", "--until-idle",
-         "--table", "bronze.orders"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-        start_new_session=True)  # the crash kills the process group: Python and its JVM
+    return lakehouse(config, "run", "--until-idle", "--table", "bronze.orders",
+                     crash_at=crash_at)
 
 
 def bronze_rows(warehouse: Path) -> list[tuple[str, int, int]]:

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import ROOT, free_port, write_config
+from tests.conftest import free_port, lakehouse, write_config
 
 pytestmark = pytest.mark.integration
-
-
-def lakehouse(config: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lakehouse.cli", "--conf", str(config), *args],
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=600)
 
 
 def test_demo_on_fresh_warehouse(tmp_path: Path) -> None:

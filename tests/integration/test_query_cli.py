@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +18,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.catalog import read_pandas, register_views, spark_sql
 from lakehouse.config import load_config
-from tests.conftest import ROOT, write_config
+from tests.conftest import lakehouse, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -58,10 +56,7 @@ def conf(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> Path:
 
 
 def query(conf: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "lakehouse.cli", "--conf", str(conf), "query",
-                           *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return lakehouse(conf, "query", *args, timeout=120)
 
 
 SQL = ("SELECT category, sum(orders) AS orders, sum(net_revenue) AS net_revenue "

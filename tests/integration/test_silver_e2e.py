@@ -4,10 +4,8 @@ and the accounting identity, also across hard kills mid-batch."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +21,7 @@ from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
 from lakehouse.registry import discover_silver
 from lakehouse.silver import accounting
-from tests.conftest import ROOT, write_config
+from tests.conftest import ROOT, lakehouse, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -89,15 +87,8 @@ def setup(broker: str, tmp_path: Path, **config: Any) -> tuple[Path, str]:
 
 def run(config: Path, *args: str, crash_at: str | None = None,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    full_env.pop("LAKEHOUSE_CRASH_AT", None)
-    if crash_at:
-        full_env["LAKEHOUSE_CRASH_AT"] = crash_at
-    return subprocess.run(
-        [sys.executable, "-m", "lakehouse.cli", "--conf", str(config),
-         *(args or ("run", "--until-idle", "--table", "orders"))],
-        cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=600,
-        start_new_session=True)
+    return lakehouse(config, *(args or ("run", "--until-idle", "--table", "orders")),
+                     crash_at=crash_at, env=env)
 
 
 def table(warehouse: Path, name: str) -> Any:

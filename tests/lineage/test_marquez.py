@@ -6,9 +6,6 @@ lineage of a gold table and the suite's data-quality facet."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -24,7 +21,7 @@ from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
 from lakehouse.lineage.datasets import kafka_dataset, storage_dataset
 from lakehouse.lineage.marquez import Marquez
-from tests.conftest import ROOT, write_config
+from tests.conftest import lakehouse, write_config
 
 
 def orders(n: int) -> list[Record]:
@@ -65,12 +62,8 @@ def test_marquez_shows_one_connected_graph_from_topic_to_gold(
     ensure_topics(broker, [TopicSpec("orders.marquez", 2)])
     assert produce(broker, "orders.marquez", orders(40)) == 40
     # A process of its own, as a user runs it: its session has the listener.
-    done = subprocess.run(
-        [sys.executable, "-m", "lakehouse.cli", "--conf", str(path), "run", "--until-idle",
-         "--table", "bronze.orders", "--table", "silver.orders",
-         "--table", "gold.revenue_by_category_5m"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-        timeout=600)
+    done = lakehouse(path, "run", "--until-idle", "--table", "bronze.orders",
+                     "--table", "silver.orders", "--table", "gold.revenue_by_category_5m")
     assert done.returncode == 0, done.stderr[-3000:]
 
     ns = config.lineage_namespace
