@@ -112,9 +112,6 @@ class SilverConfig:
     critical_max_unexpected_percent: float = 5.0
     """A critical expectation failing on more than this share of a batch stops the query
     (an expectation's ``meta.max_unexpected_percent`` overrides it)."""
-    gx_validation: bool = True
-    """Validate every batch with Great Expectations and store the results in
-    ``silver._quality`` (routing never depends on it)."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +200,7 @@ class Config:
         """Where contracts and expectation suites live."""
         if self.silver.expectations_dir:
             return Path(self.silver.expectations_dir)
-        return Path(__file__).resolve().parents[1] / "expectations"
+        return default_expectations_dir(Path(__file__), Path.cwd())
 
     @property
     def lineage_namespace(self) -> str:
@@ -229,6 +226,14 @@ class Config:
     def broker_data_dir(self) -> str:
         """Where the embedded broker keeps its data."""
         return self.kafka.embedded.data_dir or join(self.warehouse.root, "_broker")
+
+
+def default_expectations_dir(package_file: Path, cwd: Path) -> Path:
+    """The project's ``expectations/`` folder: beside the ``lakehouse`` package when it is
+    a folder on disk; from the working directory when the package is imported from a
+    zip (a job under ``spark-submit --py-files``, started from the project)."""
+    project = package_file.resolve().parents[1]
+    return (project if project.is_dir() else cwd) / "expectations"
 
 
 def load_config(

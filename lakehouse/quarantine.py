@@ -40,7 +40,6 @@ from lakehouse.io.delta import (
     open_table,
 )
 from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID
-from lakehouse.quality.gx import Validator
 from lakehouse.registry import SilverTable
 from lakehouse.silver import (
     COORDINATES,
@@ -216,8 +215,7 @@ def replay(config: Config, table: SilverTable, selection: Selection, spark: Spar
             f"against {plan.contract.source_file} and {plan.suite.source_file} ...")
     app = f"{table.qualified_name}:quarantine-replay"
     batch_id = _next_batch(plan, app)
-    validator = Validator(plan.suite) if config.silver.gx_validation else None
-    routed = route(plan, as_bronze(chosen), batch_id, validator)
+    routed = route(plan, as_bronze(chosen), batch_id)
     outcome: DataFrame | None = None
     try:
         first, last = routed.versions
@@ -234,8 +232,8 @@ def replay(config: Config, table: SilverTable, selection: Selection, spark: Spar
         if replayed + duplicates:
             _mark_resolved(plan, outcome, commit)
         if routed.results:
-            append(quality_frame(spark, plan, app, batch_id, routed.results,
-                                 routed.validation_seconds), plan.quality_uri, commit)
+            append(quality_frame(spark, plan, app, batch_id, routed.results),
+                   plan.quality_uri, commit)
         report = ReplayReport(routed.rows, replayed, duplicates, routed.quarantined,
                               written.version, time.monotonic() - started)
         _ledger_line(spark, plan, routed, commit, report)
@@ -273,7 +271,6 @@ def _ledger_line(spark: SparkSession, plan: SilverPlan, routed: Routed, commit: 
     """The replay's ``replay`` line: records moved from quarantine to silver (or found
     duplicate); no bronze rows of its own."""
     line = BatchReport(0, report.to_silver, -(report.to_silver + report.duplicates), 0,
-                       report.duplicates, report.silver_version, report.seconds,
-                       routed.validation_seconds)
+                       report.duplicates, report.silver_version, report.seconds)
     append(ledger_frame(spark, plan, "replay", commit.app_id, commit.batch_id,
                         routed.versions, line), plan.ledger_uri, commit)

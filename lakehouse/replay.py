@@ -55,7 +55,6 @@ from lakehouse.io.delta import (
 )
 from lakehouse.io.storage import is_dir, move, remove_tree
 from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS
-from lakehouse.quality.gx import Validator
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 from lakehouse.silver import (
     COORDINATES,
@@ -205,8 +204,7 @@ def replay_silver(spark: SparkSession, config: Config, table: SilverTable,
     printer(f"[{table.qualified_name}] re-checking the bronze records of versions "
             f"{first}..{last} against {plan.contract.source_file} and "
             f"{plan.suite.source_file} ...")
-    validator = Validator(plan.suite) if config.silver.gx_validation else None
-    routed = route(plan, read_bronze(spark, plan.bronze_uri, first, last), n, validator,
+    routed = route(plan, read_bronze(spark, plan.bronze_uri, first, last), n,
                    before_version=first)
     try:
         before = _before(spark, plan, routed, first, last)
@@ -224,8 +222,8 @@ def replay_silver(spark: SparkSession, config: Config, table: SilverTable,
             if pending is None:
                 _ledger_line(spark, plan, routed, before, commit, first, last, started)
             if routed.results:
-                append(quality_frame(spark, plan, app, n, routed.results,
-                                     routed.validation_seconds), plan.quality_uri, commit)
+                append(quality_frame(spark, plan, app, n, routed.results), plan.quality_uri,
+                       commit)
             where = _in_range(first, last)
             replace(routed.silver, plan.uri, commit, where, ("event_date",))
             faults.crash_point(app, "after_delta_commit", n)
@@ -244,7 +242,7 @@ def _ledger_line(spark: SparkSession, plan: SilverPlan, routed: Routed, before: 
         + (before.open_quarantined - routed.quarantined) + before.resolved_duplicates
     line = BatchReport(0, routed.new_rows - before.silver,
                        routed.quarantined - before.open_quarantined, 0, adjustment, None,
-                       time.monotonic() - started, routed.validation_seconds)
+                       time.monotonic() - started)
     append(ledger_frame(spark, plan, REBUILD, commit.app_id, commit.batch_id, (first, last),
                         line), plan.ledger_uri, commit)
 

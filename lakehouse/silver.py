@@ -9,7 +9,8 @@ its bronze version). Each micro-batch, every step a Spark job on the executors:
    valid records are deduplicated on the contract key within the batch (first delivery
    in bronze order wins) and checked against silver in the event dates the batch
    touches, so silver holds each event once however late the redelivery.
-3. GX validates the batch (a Spark DataFrame) with the same suite; its results go to
+3. Each expectation's result (element count, unexpected count and percent, success),
+   computed from the same pass's counts with GX's formulas (``rules.results``), goes to
    ``silver._quality``. A critical expectation over its threshold stops the query before
    anything is written.
 4. Writes, each idempotent per batch (Delta transaction id = batch id): quarantine
@@ -67,8 +68,7 @@ from lakehouse.lineage.datasets import (
 )
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.quality.contract import REASONS, RULES, Contract, failure_list, load_contract, parse
-from lakehouse.quality.gx import RuleResult, Validator
-from lakehouse.quality.rules import Suite, apply_rules, load_suite
+from lakehouse.quality.rules import RuleResult, Suite, apply_rules, load_suite, results, statistics
 from lakehouse.registry import SilverTable
 from lakehouse.spark import start_batches
 
@@ -102,13 +102,13 @@ QUALITY_SCHEMA = _schema(
     ("table", _STR), ("app_id", _STR), ("batch_id", _LONG), ("validated_at", _TS),
     ("rule", _STR), ("expectation_type", _STR), ("column", _STR), ("critical", T.BooleanType()),
     ("success", T.BooleanType()), ("element_count", _LONG), ("unexpected_count", _LONG),
-    ("unexpected_percent", T.DoubleType()), ("validation_seconds", T.DoubleType()))
+    ("unexpected_percent", T.DoubleType()))
 LEDGER_SCHEMA = _schema(
     ("table", _STR), ("kind", _STR), ("app_id", _STR), ("batch_id", _LONG),
     ("bronze_from_version", _LONG), ("bronze_to_version", _LONG), ("bronze_rows", _LONG),
     ("silver_rows", _LONG), ("quarantined_rows", _LONG), ("duplicates_in_batch", _LONG),
     ("duplicates_in_silver", _LONG), ("silver_version", _LONG), ("finished_at", _TS),
-    ("seconds", T.DoubleType()), ("validation_seconds", T.DoubleType()))
+    ("seconds", T.DoubleType()))
 
 
 @dataclass(frozen=True)
@@ -212,34 +212,32 @@ def quarantine_rows(rejected: DataFrame, batch_id: int) -> DataFrame:
         F.lit(None).cast("string").alias("resolution"))
 
 
-def check_critical(plan: SilverPlan, counts: dict[str, int], rows: int, batch_id: int) -> None:
+def check_critical(plan: SilverPlan, verdicts: Sequence[RuleResult], batch_id: int) -> None:
     """Stop before writing when a critical expectation fails on too much of the batch."""
-    for rule in plan.suite.rules:
-        if not rule.critical or not rows:
+    for rule, verdict in zip(plan.suite.rules, verdicts, strict=True):
+        if not rule.critical or not verdict.element_count:
             continue
-        percent = 100.0 * counts.get(f"expect.{rule.name}", 0) / rows
+        percent = verdict.unexpected_percent
         limit = rule.max_unexpected_percent if rule.max_unexpected_percent is not None \
             else plan.critical_max_unexpected_percent
         if percent > limit:
             raise LakehouseError(
                 ErrorCode.CRITICAL_RULE_FAILED,
                 f"{plan.table.qualified_name} batch {batch_id}: critical expectation "
-                f"{rule.name} failed on {percent:.1f}% of {rows:,} records (limit {limit:g}%)",
+                f"{rule.name} failed on {percent:.1f}% of {verdict.element_count:,} records "
+                f"(limit {limit:g}%)",
                 hint=f"nothing of this batch was written; fix the producer or the suite "
                      f"({plan.suite.source_file}), then restart: the batch is retried",
                 table=plan.table.qualified_name, rule=rule.name, batch_id=batch_id)
 
 
-def assertions(plan: SilverPlan, counts: dict[str, int], results: Sequence[RuleResult]
+def assertions(plan: SilverPlan, counts: dict[str, int], verdicts: Sequence[RuleResult]
                ) -> list[Assertion]:
-    """The batch's data-quality assertions: the contract, then each suite expectation (as
-    Great Expectations judged it when it ran, else as routing counted it)."""
+    """The batch's data-quality assertions: the contract, then each suite expectation."""
     contract_failures = sum(n for rule, n in counts.items() if not rule.startswith("expect."))
     out = [Assertion(f"contract:{plan.contract.name}", contract_failures == 0, None, "error")]
-    judged = {r.rule: r.success for r in results}
-    for rule in plan.suite.rules:
-        success = judged.get(rule.name, counts.get(f"expect.{rule.name}", 0) == 0)
-        out.append(Assertion(rule.name, success, rule.column,
+    for rule, verdict in zip(plan.suite.rules, verdicts, strict=True):
+        out.append(Assertion(rule.name, verdict.success, rule.column,
                              "error" if rule.critical else "warning"))
     return out
 
@@ -267,7 +265,7 @@ class Routed:
     already_in_silver: int
     quarantined: int
     results: list[RuleResult] = field(default_factory=list)
-    validation_seconds: float = 0.0
+    """Each expectation's result on the batch (GX's terms)."""
 
     @property
     def quarantine(self) -> DataFrame:
@@ -302,12 +300,12 @@ def held_keys(plan: SilverPlan, spark: SparkSession, dates: Sequence[date],
     return silver.filter(where).select(plan.key, *COORDINATES)
 
 
-def route(plan: SilverPlan, bronze: DataFrame, batch_id: int, validator: Validator | None,
+def route(plan: SilverPlan, bronze: DataFrame, batch_id: int,
           before_version: int | None = None) -> Routed:
     """Classify, deduplicate and count one batch of bronze rows (with ``_commit_version``),
-    validate it with GX, and stop on a critical rule before anything is written."""
+    judge each expectation, and stop on a critical rule before anything is written."""
     records = for_routing(classify(bronze, plan)).persist()
-    totals = records.agg(F.count(F.lit(1)).alias("rows"),
+    totals = records.agg(*statistics(records, plan.suite),
                          F.count(F.when(F.size("failed_rules") > 0, 1)).alias("rejected"),
                          F.min("_bronze_version").alias("first"),
                          F.max("_bronze_version").alias("last"),
@@ -316,12 +314,11 @@ def route(plan: SilverPlan, bronze: DataFrame, batch_id: int, validator: Validat
     assert totals is not None
     counts = {r["rule"]: r["n"] for r in records.select(F.explode("failed_rules").alias("rule"))
               .groupBy("rule").agg(F.count(F.lit(1)).alias("n")).collect()}
-    rows = int(totals["rows"])
-    check_critical(plan, counts, rows, batch_id)
-    validation_started = time.monotonic()
-    results = validator.validate(records.select(*{r.column for r in plan.suite.rules})) \
-        if validator and rows else []
-    validation_seconds = time.monotonic() - validation_started
+    rows = int(totals["_rows"])
+    verdicts = results(plan.suite, rows,
+                       {r.column: int(totals[f"_nulls_{r.column}"]) for r in plan.suite.rules},
+                       {rule.removeprefix("expect."): n for rule, n in counts.items()})
+    check_critical(plan, verdicts, batch_id)
 
     valid = records.filter(F.size("failed_rules") == 0)
     candidates = mark_held(firsts(valid, plan.key),
@@ -337,7 +334,7 @@ def route(plan: SilverPlan, bronze: DataFrame, batch_id: int, validator: Validat
                   (totals["first"], totals["last"]) if rows else (0, -1),
                   sorted(totals["dates"]), int(marks["firsts"]) - held,
                   valid_rows - int(marks["firsts"]), int(marks["dups"]), int(marks["same"]),
-                  int(totals["rejected"]), results, validation_seconds)
+                  int(totals["rejected"]), verdicts)
 
 
 @dataclass(frozen=True)
@@ -351,7 +348,6 @@ class BatchReport:
     duplicates_in_silver: int
     silver_version: int | None
     seconds: float
-    validation_seconds: float
 
     @property
     def pass_rate(self) -> float:
@@ -386,13 +382,13 @@ def insert_new(plan: SilverPlan, rows: DataFrame, dates: Sequence[date],
 
 
 def quality_frame(spark: SparkSession, plan: SilverPlan, app_id: str, batch_id: int,
-                  results: list[RuleResult], seconds: float) -> DataFrame:
-    """GX's per-expectation results of one batch, as rows of ``silver._quality``."""
+                  verdicts: list[RuleResult]) -> DataFrame:
+    """Each expectation's result on one batch, as rows of ``silver._quality``."""
     now = datetime.now(UTC)
     return spark.createDataFrame([
         (plan.table.qualified_name, app_id, batch_id, now, r.rule, r.expectation_type,
          r.column, r.critical, r.success, r.element_count, r.unexpected_count,
-         r.unexpected_percent, seconds) for r in results], QUALITY_SCHEMA)
+         r.unexpected_percent) for r in verdicts], QUALITY_SCHEMA)
 
 
 def ledger_frame(spark: SparkSession, plan: SilverPlan, kind: str, app_id: str,
@@ -401,8 +397,8 @@ def ledger_frame(spark: SparkSession, plan: SilverPlan, kind: str, app_id: str,
     return spark.createDataFrame([(
         plan.table.qualified_name, kind, app_id, batch_id, versions[0], versions[1],
         report.bronze_rows, report.silver_rows, report.quarantined, report.duplicates_in_batch,
-        report.duplicates_in_silver, report.silver_version, datetime.now(UTC), report.seconds,
-        report.validation_seconds)], LEDGER_SCHEMA)
+        report.duplicates_in_silver, report.silver_version, datetime.now(UTC),
+        report.seconds)], LEDGER_SCHEMA)
 
 
 def write_batch(plan: SilverPlan, routed: Routed, commit: BatchCommit, query_name: str,
@@ -423,12 +419,12 @@ def write_batch(plan: SilverPlan, routed: Routed, commit: BatchCommit, query_nam
     writes = [Written(plan.uri, written.version, written.rows),
               Written(plan.quarantine_uri, quarantined.version, quarantined.rows)]
     if routed.results:
-        quality = append(quality_frame(spark, plan, commit.app_id, batch_id, routed.results,
-                                       routed.validation_seconds), plan.quality_uri, commit)
+        quality = append(quality_frame(spark, plan, commit.app_id, batch_id, routed.results),
+                         plan.quality_uri, commit)
         writes.append(Written(plan.quality_uri, quality.version, quality.rows))
     report = BatchReport(routed.rows, routed.silver_rows, routed.quarantined,
                          routed.duplicates_in_batch, routed.duplicates_in_silver,
-                         written.version, time.monotonic() - started, routed.validation_seconds)
+                         written.version, time.monotonic() - started)
     line = append(ledger_frame(spark, plan, "stream", commit.app_id, batch_id, routed.versions,
                                report), plan.ledger_uri, commit)
     writes.append(Written(plan.ledger_uri, line.version, line.rows))
@@ -442,18 +438,17 @@ class SilverWriter:
     """The foreachBatch function of one silver query."""
 
     plan: SilverPlan
-    validator: Validator | None
     printer: Printer
     query_name: str
 
     def __call__(self, df: DataFrame, run: BatchRun) -> BatchIO:
         started = time.monotonic()
         bronze = storage_dataset(self.plan.bronze_uri)
-        routed = route(self.plan, appended_rows(df), run.batch_id, self.validator)
+        routed = route(self.plan, appended_rows(df), run.batch_id)
         try:
             if routed.rows == 0:
                 return BatchIO([Read(bronze, 0)])
-            routing = time.monotonic() - started - routed.validation_seconds
+            routing = time.monotonic() - started
             report, writes = write_batch(self.plan, routed, run.commit(), self.query_name,
                                          started)
         finally:
@@ -461,8 +456,8 @@ class SilverWriter:
         version = f"version {report.silver_version}" if report.silver_version is not None \
             else "no new silver rows"
         self.printer(f"[{self.query_name}] batch {run.batch_id}: {report.describe()} -> "
-                     f"{version} in {time.monotonic() - started:.2f}s (parse+rules+dedup "
-                     f"{routing:.2f}s, GX {report.validation_seconds:.2f}s)")
+                     f"{version} in {time.monotonic() - started:.2f}s (routing "
+                     f"{routing:.2f}s, writes {time.monotonic() - started - routing:.2f}s)")
         read = Read(bronze, routed.rows, routed.versions,
                     assertions=assertions(self.plan, routed.rule_counts, routed.results))
         return BatchIO([read], writes)
@@ -508,8 +503,7 @@ def start_silver(spark: SparkSession, config: Config, table: SilverTable,
     rows = classified.select(*silver_columns(classified),
                              *[F.col(s).alias(d) for s, d in LINEAGE])
     ensure_tables(spark, plan, rows.schema)
-    validator = Validator(plan.suite) if config.silver.gx_validation else None
-    writer = SilverWriter(plan, validator, printer, query_name)
+    writer = SilverWriter(plan, printer, query_name)
     spec = QuerySpec(query_name, storage_dataset(plan.bronze_uri), plan.bronze_uri,
                      [plan.uri, plan.quarantine_uri, plan.quality_uri, plan.ledger_uri],
                      {plan.uri: lambda: rows})

@@ -8,8 +8,8 @@ with joins: the failed rules joined onto the invalid rows, a left anti join for 
 valid ones (``subtract`` would drop duplicate records).
 
 The project's silver evaluates every rule as a compiled predicate in the parse's
-projection, counts, validates the batch with GX (SUMMARY, for the quality table) and
-deduplicates the valid records against silver: ``lakehouse.silver.route``. The
+projection, computes each expectation's result from that pass's counts (GX's formulas)
+and deduplicates the valid records against silver: ``lakehouse.silver.route``. The
 comparison runs both over the same batches (the bronze version ranges silver's ledger
 recorded), materialises both outputs of each without writing them (Spark's ``noop``
 sink), and checks that both give every record exactly the same set of failed rules.
@@ -90,12 +90,11 @@ def time_naive(plan: SilverPlan, validator: Validator, bronze: DataFrame) -> flo
     return seconds
 
 
-def time_project(plan: SilverPlan, validator: Validator, bronze: DataFrame, batch_id: int
-                 ) -> float:
-    """Seconds the project's silver takes to route one batch (classify, count, validate
-    with GX, deduplicate against silver) into its two outputs."""
+def time_project(plan: SilverPlan, bronze: DataFrame, batch_id: int) -> float:
+    """Seconds the project's silver takes to route one batch (classify, count, judge
+    each expectation, deduplicate against silver) into its two outputs."""
     started = time.monotonic()
-    routed = route(plan, bronze, batch_id, validator)
+    routed = route(plan, bronze, batch_id)
     try:
         _drain(routed.quarantine)
         _drain(routed.silver)
@@ -131,9 +130,9 @@ def compare(plan: SilverPlan, spark: SparkSession, ranges: list[tuple[int, int, 
         batch = bronze_batch(spark, plan, first, last)
         if n % 2:
             naive += time_naive(plan, validator, batch)
-            project += time_project(plan, validator, batch, n)
+            project += time_project(plan, batch, n)
         else:
-            project += time_project(plan, validator, batch, n)
+            project += time_project(plan, batch, n)
             naive += time_naive(plan, validator, batch)
         mismatched += mismatches(plan, validator, batch)
         spark.catalog.clearCache()

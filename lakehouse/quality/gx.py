@@ -1,10 +1,12 @@
-"""Great Expectations 1.x: validates each micro-batch with a table's suite.
+"""Great Expectations 1.x's own validator, on Spark DataFrames: the reference silver's
+compiled suite is held to.
 
-One ephemeral GX context per process (created on first use; importing GX takes seconds,
-so it happens once, on the driver). Each batch is validated as a Spark DataFrame (GX
-runs its metrics as Spark jobs; the rows stay on the executors) with
-``SUMMARY`` results: success, element count, unexpected count and percent per
-expectation, which silver stores in its ``_quality`` table.
+Silver does not run it (``lakehouse.quality.rules`` evaluates the suite as compiled
+predicates in one pass and computes each result with GX's formulas); the agreement
+tests run both on the same rows and compare, and ``lakehouse bench`` times the naive
+per-batch pattern with it. One ephemeral GX context per process (created on first use;
+importing GX takes seconds, so it happens once, on the driver); each validation runs its
+metrics as Spark jobs, the rows stay on the executors.
 """
 
 from __future__ import annotations
@@ -12,28 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame
 
-from lakehouse.quality.rules import Suite
+from lakehouse.quality.rules import RuleResult, Suite
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RuleResult:
-    """GX's verdict on one expectation for one batch."""
-
-    rule: str
-    expectation_type: str
-    column: str
-    critical: bool
-    success: bool
-    element_count: int
-    unexpected_count: int
-    unexpected_percent: float
 
 
 _context: Any = None

@@ -7,12 +7,14 @@ A suite file ``expectations/<table>.suite.json`` is GX's own suite format::
        "kwargs": {"column": "amount", "min_value": 0, "max_value": 1000000},
        "meta": {"name": "amount_in_range", "critical": false}}]}
 
-GX validates each micro-batch with it (``lakehouse.quality.gx``) and its results are
-stored; but routing rows does not run GX once per rule: every supported expectation type
-is compiled here into a Spark predicate with GX's row semantics (nulls are never
-unexpected except for ``expect_column_values_to_not_be_null``), and all of them are
-evaluated in one pass. ``tests/unit/test_gx_agreement.py`` proves, per type, that the
-rows a predicate rejects are exactly the rows GX reports as unexpected.
+Silver never runs GX once per rule and batch: every supported expectation type is
+compiled here into a Spark predicate with GX's row semantics (nulls are never unexpected
+except for ``expect_column_values_to_not_be_null``), all of them are evaluated in the
+parse's one pass, and each expectation's result (``results``: element count, unexpected
+count and percent, success with ``mostly``) is computed from that pass's counts with GX's
+formulas. ``tests/quality/test_gx_agreement.py`` proves, per type, that the rows a
+predicate rejects are exactly the rows GX reports as unexpected and that the results
+equal GX's own validation of the same rows (``lakehouse.quality.gx``).
 
 ``meta.name`` is the rule's stable name (default ``<type>:<column>``); ``meta.critical``
 makes a batch fail instead of being written when the rule's unexpected percent exceeds
@@ -46,6 +48,20 @@ class Rule:
     critical: bool = False
     max_unexpected_percent: float | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """One expectation's verdict on one batch, in GX's terms."""
+
+    rule: str
+    expectation_type: str
+    column: str
+    critical: bool
+    success: bool
+    element_count: int
+    unexpected_count: int
+    unexpected_percent: float
 
 
 @dataclass(frozen=True)
@@ -188,3 +204,32 @@ def apply_rules(df: DataFrame, suite: Suite) -> DataFrame:
     for the whole suite."""
     checks = [Check(f"expect.{rule.name}", *rule_failure(rule)) for rule in suite.rules]
     return add_failures(df, checks) if checks else df
+
+
+NOT_NULL = "expect_column_values_to_not_be_null"
+
+
+def statistics(df: DataFrame, suite: Suite) -> list[Column]:
+    """The aggregate columns ``results`` needs from a batch that ``apply_rules`` has
+    classified: its row count (``_rows``) and each rule column's nulls (``_nulls_<column>``)."""
+    columns = sorted({r.column for r in suite.rules})
+    return [F.count(F.lit(1)).alias("_rows"),
+            *[F.count(F.when(F.col(c).isNull(), 1)).alias(f"_nulls_{c}") for c in columns]]
+
+
+def results(suite: Suite, rows: int, nulls: Mapping[str, int], unexpected: Mapping[str, int]
+            ) -> list[RuleResult]:
+    """Each expectation's result with GX's formulas (pure): over the non-null rows of its
+    column (every row for ``not_be_null``), unexpected percent = unexpected / considered,
+    success when the expected share is at least ``mostly`` (always, with nothing to
+    consider). ``unexpected``: failures per rule name, as routing counted them."""
+    out = []
+    for rule in suite.rules:
+        bad = unexpected.get(rule.name, 0)
+        considered = rows if rule.type == NOT_NULL else rows - nulls.get(rule.column, 0)
+        percent = 100.0 * bad / considered if considered else 0.0
+        mostly = float(rule.kwargs.get("mostly", 1.0))
+        success = not considered or (considered - bad) / considered >= mostly
+        out.append(RuleResult(rule.name, rule.type, rule.column, rule.critical, success,
+                              rows, bad, percent))
+    return out

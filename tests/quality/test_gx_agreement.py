@@ -2,9 +2,9 @@
 
 For every supported expectation type (several argument variants each), on generated data
 full of edge cases (boundaries, nulls, empty and blank strings, unicode, newlines), run
-the suite through GX 1.x (its Spark execution engine, as silver runs it) with COMPLETE
-results and through ``apply_rules`` in
-Spark, and compare the sets of row ids, rule by rule.
+the suite through GX 1.x (its Spark execution engine) with COMPLETE results and through
+``apply_rules`` in Spark, and compare the sets of row ids, rule by rule; then compare the
+per-expectation results silver computes from its one pass with GX's own validation.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.quality.contract import RULES, failure_list
 from lakehouse.quality.gx import Validator
-from lakehouse.quality.rules import SUPPORTED_TYPES, apply_rules, load_suite
+from lakehouse.quality.rules import SUPPORTED_TYPES, apply_rules, load_suite, results, statistics
 
 ROWS_PER_SEED = 4000
 SEEDS = (1, 2, 3)
@@ -119,3 +119,27 @@ def test_compiled_predicates_reject_exactly_what_gx_reports(spark, suite_file: P
             f"{sorted(gx_rows[rule.name] - spark_rows[rule.name])[:5]}")
     # The data exercises both outcomes of every rule.
     assert all(0 < len(gx_rows[r.name]) < ROWS_PER_SEED for r in suite.rules)
+
+
+def test_results_from_the_compiled_pass_equal_gx_validation(spark, suite_file: Path  # type: ignore[no-untyped-def]
+                                                            ) -> None:
+    """What silver stores per expectation (element count, unexpected count and percent,
+    success with ``mostly``) equals GX's own SUMMARY validation of the same rows."""
+    suite = load_suite(suite_file, ("s", "n", "i"))
+    data = spark.createDataFrame(generated(SEEDS[0], ROWS_PER_SEED))
+    gx = {r.rule: r for r in Validator(suite).validate(data)}
+
+    classified = apply_rules(data, suite)
+    totals = classified.agg(*statistics(classified, suite)).first()
+    failures = {r["rule"].removeprefix("expect."): r["count"] for r in classified.select(
+        F.explode(failure_list(RULES)).alias("rule")).groupBy("rule").count().collect()}
+    ours = results(suite, totals["_rows"], {c: totals[f"_nulls_{c}"] for c in ("s", "n", "i")},
+                   failures)
+
+    assert [r.rule for r in ours] == [r.name for r in suite.rules]
+    for r in ours:
+        g = gx[r.rule]
+        assert (r.element_count, r.unexpected_count, r.success) == \
+            (g.element_count, g.unexpected_count, g.success), r.rule
+        assert r.unexpected_percent == pytest.approx(g.unexpected_percent), r.rule
+    assert {r.success for r in ours} == {True, False}  # both verdicts are exercised

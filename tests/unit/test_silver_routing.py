@@ -10,7 +10,7 @@ import pytest
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.quality.contract import load_contract
-from lakehouse.quality.rules import load_suite
+from lakehouse.quality.rules import load_suite, results
 from lakehouse.quarantine import Selection, rule_summary, select
 from lakehouse.registry import SilverTable
 from lakehouse.silver import SilverPlan, check_critical
@@ -25,19 +25,42 @@ def orders_plan(limit: float = 5.0) -> SilverPlan:
     return SilverPlan(table, contract, suite, "u", "q", "ql", "l", "b", limit)
 
 
+def verdicts(plan: SilverPlan, failures: dict[str, int], rows: int = 100,
+             nulls: dict[str, int] | None = None) -> list:
+    return results(plan.suite, rows, nulls or {}, failures)
+
+
 def test_a_critical_rule_over_its_threshold_stops_the_batch() -> None:
     plan = orders_plan()
     rule = next(r for r in plan.suite.rules if r.critical)
     limit = rule.max_unexpected_percent or plan.critical_max_unexpected_percent
     under = int(limit)  # percent of 100 records
-    check_critical(plan, {f"expect.{rule.name}": under}, 100, 7)
+    check_critical(plan, verdicts(plan, {rule.name: under}), 7)
     with pytest.raises(LakehouseError) as err:
-        check_critical(plan, {f"expect.{rule.name}": under + 1}, 100, 7)
+        check_critical(plan, verdicts(plan, {rule.name: under + 1}), 7)
     assert err.value.code is ErrorCode.CRITICAL_RULE_FAILED
     assert err.value.params["rule"] == rule.name
+    # The share is of the rows GX considers: nulls in the column do not count.
+    with pytest.raises(LakehouseError):
+        check_critical(plan, verdicts(plan, {rule.name: under}, nulls={rule.column: 10}), 7)
     # Non-critical rules never stop a batch, however often they fail.
     other = next(r for r in plan.suite.rules if not r.critical)
-    check_critical(plan, {f"expect.{other.name}": 100}, 100, 7)
+    check_critical(plan, verdicts(plan, {other.name: 100}), 7)
+
+
+def test_results_follow_gx_formulas() -> None:
+    plan = orders_plan()
+    amount = next(r for r in plan.suite.rules if r.name == "amount_in_range")
+    by_rule = {r.rule: r for r in verdicts(plan, {"amount_in_range": 3}, rows=50,
+                                           nulls={amount.column: 20})}
+    r = by_rule["amount_in_range"]
+    assert (r.element_count, r.unexpected_count, r.success) == (50, 3, False)
+    assert r.unexpected_percent == pytest.approx(10.0)  # 3 of the 30 non-null amounts
+    clean = by_rule["currency_iso_code"]
+    assert (clean.unexpected_count, clean.unexpected_percent, clean.success) == (0, 0.0, True)
+    # Nothing to consider (every value null): GX calls it a success with 0%.
+    empty = verdicts(plan, {}, rows=5, nulls={amount.column: 5})
+    assert next(r for r in empty if r.rule == "amount_in_range").success
 
 
 def quarantined() -> pa.Table:
