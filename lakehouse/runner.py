@@ -44,7 +44,7 @@ from lakehouse.lineage.datasets import (
 )
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
-from lakehouse.spark import start_batches
+from lakehouse.spark import start_batches, stop_session
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
         lineage.close()
         spark.streams.removeListener(listener)
         if own_session:
-            spark.stop()
+            stop_session(spark)
     return RunSummary({q.name: listener.rows.get(q.name, 0) for q in queries},
                       time.monotonic() - started)
 

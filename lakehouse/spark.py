@@ -3,6 +3,7 @@ path (the jars ``make setup`` fetched), sized for this project's defaults."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -70,6 +71,20 @@ def build_session(config: Config, streaming: bool = False) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def stop_session(spark: SparkSession, drain_seconds: float = 120.0) -> None:
+    """Stop the session once its listeners have handled every event so far.
+
+    OpenLineage's listener runs Spark jobs of its own while it handles an event (Delta
+    lists a table's files for it); ``SparkContext.stop`` waits for the listener and the
+    listener's job waits for the stopping scheduler, forever. Draining the listener bus
+    first (bounded: a listener that takes longer only delays the stop) closes that race.
+    """
+    with contextlib.suppress(Exception):  # a listener still busy: stop anyway
+        spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty(  # type: ignore[union-attr]
+            int(drain_seconds * 1000))
+    spark.stop()
 
 
 def _submitted() -> bool:

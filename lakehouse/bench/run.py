@@ -133,7 +133,7 @@ class _Bench:
                                 "consume_parquet_s": parquet.seconds}
 
     def _pipelines(self) -> None:
-        from lakehouse.spark import build_session
+        from lakehouse.spark import build_session, stop_session
         t0 = time.monotonic()
         spark = build_session(self.config, streaming=True)
         self.result["session_start_s"] = time.monotonic() - t0
@@ -146,7 +146,7 @@ class _Bench:
                 self._naive(spark)
                 self._freshness(spark)
             finally:
-                spark.stop()
+                stop_session(spark)
         self._checks()
         usage = probe.usage()
         self.result["memory_mb"] = {role: u.peak_rss_mb for role, u in usage.items()}
