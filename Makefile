@@ -9,7 +9,7 @@ JARS   := jvm/target/.fetched
 MVN    ?= mvn -q -B
 
 .PHONY: setup demo run test unit lint typecheck bench broker-up broker-down lineage-ui \
-        lineage-ui-down clean
+        lineage-ui-down cluster-demo cluster-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,25 @@ lineage-ui: $(STAMP) ## a local Marquez to browse the lineage (needs MARQUEZ_HOM
 lineage-ui-down: $(STAMP) ## stop the local Marquez and its PostgreSQL
 	$(BIN)/lakehouse marquez down
 
-clean: ## stop the broker and delete the local warehouse
+# The same jobs on a Spark cluster: a master and two workers started on this machine from
+# the pyspark installation, the three layer jobs spark-submitted to it one after another
+# (--until-idle, the fetched jars in --jars, the project's code in --py-files), the tables
+# printed, the cluster stopped (also when a job fails). The broker stays up, as after `demo`.
+CLUSTER_DEMO_COUNT ?= 3000
+
+cluster-demo: $(STAMP) $(JARS) ## produce events with faults, run the layer jobs on a local Spark standalone cluster
+	$(BIN)/lakehouse broker up
+	seed=$$(date +%s); \
+	  $(BIN)/lakehouse produce orders --count $(CLUSTER_DEMO_COUNT) --seed $$seed --faults && \
+	  $(BIN)/lakehouse produce clickstream --count $(CLUSTER_DEMO_COUNT) --seed $$seed --faults
+	$(BIN)/lakehouse cluster up
+	$(BIN)/lakehouse cluster submit bronze silver gold; status=$$?; \
+	  $(BIN)/lakehouse cluster down; exit $$status
+
+cluster-down: $(STAMP) ## stop the local Spark standalone cluster
+	$(BIN)/lakehouse cluster down
+
+clean: ## stop the broker and the local cluster, delete the local warehouse
+	-$(BIN)/lakehouse cluster down
 	-$(BIN)/lakehouse broker down
 	rm -rf warehouse

@@ -1,9 +1,10 @@
 """``lakehouse``: the command line of the streaming lakehouse.
 
-Subcommands: ``broker up|down|status``, ``topics``, ``produce``, ``run``, ``quarantine``,
-``query``, ``verify gold``, ``tables`` and ``demo``. Every command reads the configuration
-once (``--conf`` > ``LAKEHOUSE_CONF`` > ``conf/local.yaml``) and fails with a stable error
-code before starting anything if it is wrong.
+Subcommands: ``broker up|down|status``, ``cluster up|down|status|submit``, ``topics``,
+``produce``, ``run``, ``quarantine``, ``query``, ``verify gold``, ``tables`` and ``demo``.
+Every command reads the configuration once (``--conf`` > ``LAKEHOUSE_CONF`` >
+``conf/local.yaml``) and fails with a stable error code before starting anything if it is
+wrong.
 """
 
 from __future__ import annotations
@@ -85,6 +86,64 @@ def cmd_marquez(config: Config, args: argparse.Namespace) -> int:
         status = server.status()
         _say(f"marquez {status.describe()}")
         return 0 if status.healthy else 3
+    return 0
+
+
+def cmd_cluster(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.cluster import (
+        LAYERS,
+        SHORT_JVM_OPTIONS,
+        WORKER_CORES,
+        WORKER_MEMORY,
+        LocalCluster,
+        cluster_data_dir,
+        spark_home,
+        submit,
+    )
+    data_dir = Path(cluster_data_dir(config))
+    cluster = LocalCluster(data_dir, workers=args.workers)
+    if args.action != "submit" and (args.layers or args.master):
+        raise LakehouseError(ErrorCode.BAD_ARGUMENTS,
+                             f"layers and --master go with `cluster submit`, not {args.action}")
+    if args.action == "up":
+        _say(f"starting a Spark standalone cluster from {spark_home()}: a master and "
+             f"{args.workers} workers ({WORKER_CORES} core, {WORKER_MEMORY} each) ...")
+        status = cluster.up()
+        _say(f"cluster {status.describe()}")
+        _say(f"master URL: {status.master_url}")
+        _say(f"web UI: {status.web_ui}")
+        _say("submit the layer jobs with: lakehouse cluster submit bronze silver gold")
+    elif args.action == "down":
+        _say("cluster stopped" if cluster.down() else "cluster was not running")
+    elif args.action == "status":
+        status = cluster.status()
+        _say(f"cluster {status.describe()}")
+        for w in status.workers:
+            _say(f"  worker {w.id} {w.state} ({w.cores} cores, {w.memory_mb} MB)")
+        return 0 if status.healthy else 3
+    else:
+        unknown = [layer for layer in args.layers if layer not in LAYERS]
+        if unknown:
+            raise LakehouseError(ErrorCode.BAD_ARGUMENTS,
+                                 f"unknown layer {', '.join(unknown)}; the jobs are "
+                                 f"{', '.join(LAYERS)}",
+                                 hint="e.g. lakehouse cluster submit bronze silver gold")
+        master = args.master or cluster.status().master_url
+        if not master:
+            raise LakehouseError(ErrorCode.CLUSTER_NOT_RUNNING,
+                                 f"no cluster runs for {config.warehouse.root} (data in "
+                                 f"{data_dir})",
+                                 hint="start one with `lakehouse cluster up`, or name a "
+                                      "running one with --master spark://HOST:PORT")
+        # The local cluster's short jobs run their JVMs light (a real cluster's as it has them).
+        options = "" if args.master else SHORT_JVM_OPTIONS
+        for layer in args.layers or LAYERS:
+            _say(f"submitting pipelines/{layer}_job.py to {master} (until idle) ...")
+            took = submit(layer, master, config, data_dir, java_options=options, printer=_say)
+            _say(f"{layer} job finished in {took:.1f}s")
+        _print_tables(config)
+        if "silver" in (args.layers or LAYERS):
+            _print_accounting(config)
     return 0
 
 
@@ -182,12 +241,12 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
                 _say(f"    {rule}: {reason}")
             _say(f"    value: {value[:200]}{'...' if len(value) > 200 else ''}")
         return 0
-    from lakehouse.spark import build_session
+    from lakehouse.spark import build_session, stop_session
     spark = build_session(config)
     try:
         report = q.replay(config, table, selection, spark, printer=_say)
     finally:
-        spark.stop()
+        stop_session(spark)
     _say(report.describe())
     _print_accounting(config)
     return 0
@@ -256,7 +315,7 @@ def cmd_restore(config: Config, args: argparse.Namespace) -> int:
 def cmd_replay(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.registry import BronzeTable, GoldTable, SilverTable
     from lakehouse.replay import first_version_at, replay_bronze, replay_gold, replay_silver
-    from lakehouse.spark import build_session
+    from lakehouse.spark import build_session, stop_session
     from lakehouse.timetravel import parse_as_of
     pipeline = graph.build(config)
     query = pipeline.query(args.table)
@@ -306,7 +365,7 @@ def cmd_replay(config: Config, args: argparse.Namespace) -> int:
                      "--from-bronze-version / --from-time do not narrow it")
             _say(replay_gold(spark, config, definition, args.into, _say).describe())
     finally:
-        spark.stop()
+        stop_session(spark)
     return 0
 
 
@@ -354,7 +413,7 @@ def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
 def cmd_verify(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.gold import verify
     from lakehouse.registry import GoldTable
-    from lakehouse.spark import build_session
+    from lakehouse.spark import build_session, stop_session
     pipeline = graph.build(config)
     chosen = pipeline.select(args.table) if args.table else pipeline.layer(graph.Layer.GOLD)
     tables = [q.definition for q in chosen if isinstance(q.definition, GoldTable)]
@@ -362,7 +421,7 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
     try:
         checks = [verify(spark, config, t) for t in tables]
     finally:
-        spark.stop()
+        stop_session(spark)
     for check in checks:
         _say(check.describe())
     bad = [c.table for c in checks if not c.equal]
@@ -548,6 +607,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5000,
                    help="API port (default 5000; the admin port is the next one)")
     p.set_defaults(func=cmd_marquez)
+
+    p = sub.add_parser("cluster", help="a local Spark standalone cluster; submit the jobs to it",
+                       description="Control the warehouse's local Spark standalone cluster (a "
+                                   "master and workers from the pyspark installation, state "
+                                   "and logs under <warehouse>/_cluster), and run the "
+                                   "pipelines/ layer jobs on it with spark-submit, one after "
+                                   "another, each until idle.",
+                       epilog="e.g. lakehouse cluster up && lakehouse cluster submit bronze "
+                              "silver gold && lakehouse cluster down")
+    p.add_argument("action", choices=["up", "down", "status", "submit"],
+                   help="up: start and wait until every worker is ALIVE; down: stop the "
+                        "workers and the master; status: exit 0 if every worker is ALIVE, 3 "
+                        "if not; submit: spark-submit the layer jobs (--until-idle)")
+    p.add_argument("layers", nargs="*", metavar="LAYER",
+                   help="submit: bronze, silver and/or gold, in that order (default: all three)")
+    p.add_argument("--workers", type=int, default=2, help="up: number of workers (default 2)")
+    p.add_argument("--master", metavar="URL",
+                   help="submit: to this master (e.g. spark://host:7077) instead of the "
+                        "local cluster")
+    p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("topics", help="create the configured topics if missing and list them",
                        description="Create every configured source topic that is missing, with "

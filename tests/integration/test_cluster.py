@@ -1,0 +1,192 @@
+"""The same jobs on a Spark cluster: the ``pipelines/`` entry points, spark-submitted to a
+Spark standalone cluster (a master and two workers started from the pyspark
+installation), build exactly the tables local mode builds from the same Kafka events.
+
+One cluster serves the module (``lakehouse cluster up`` / ``down``); both warehouses read
+the same topics of their own on the session's broker: warehouse A by the three layer jobs
+on the cluster (``lakehouse cluster submit``: spark-submit with the fetched jars in
+``--jars`` and the project's code in ``--py-files``), warehouse B by ``lakehouse run``
+in local mode.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from deltalake import DeltaTable
+
+from lakehouse.catalog import table_names
+from lakehouse.cluster import LocalCluster, master_state
+from lakehouse.config import load_config
+from lakehouse.generator import generate
+from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
+from lakehouse.io.kafka_producer import produce
+from tests.conftest import lakehouse
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 300
+SEED = 14
+IGNORED = frozenset({
+    "ingested_at", "ingest_date",        # bronze: when this run landed the record
+    "_ingested_at", "_bronze_version",   # silver and quarantine: which bronze commit held it
+    "batch_id", "quarantined_at",        # quarantine: which silver batch, when
+    "updated_at",                        # gold: when the MERGE wrote the row
+})
+"""Columns that say when or in which batch a run wrote a row, not what the row holds."""
+
+
+@dataclass(frozen=True)
+class World:
+    """The cluster, the two configs (same topics, own warehouses) and the runs' output."""
+
+    cluster: LocalCluster
+    on_cluster: Path
+    local: Path
+    up_stdout: str
+
+
+def write_config(path: Path, bootstrap: str, warehouse: Path, topics: dict[str, str]) -> Path:
+    path.write_text(yaml.safe_dump({
+        "project": "cluster",
+        "kafka": {"bootstrap_servers": bootstrap, "embedded": {"enabled": False}},
+        "warehouse": {"root": str(warehouse)},
+        "spark": {"master": "local[2]", "shuffle_partitions": 2},
+        "streaming": {"trigger_seconds": 0.5, "max_offsets_per_trigger": 50000},
+        "sources": {"orders": {"topic": topics["orders"], "partitions": 6},
+                    "clickstream": {"topic": topics["clickstream"], "partitions": 3}},
+    }))
+    return path
+
+
+def processes_in(folder: Path) -> list[str]:
+    """Processes working in ``folder`` or below it (the cluster's JVMs, its executors
+    and their Python workers)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = os.readlink(proc / "cwd")
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+        except OSError:
+            continue
+        if cwd == str(folder) or cwd.startswith(f"{folder}/"):
+            found.append(f"{proc.name}: {cmd}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def world(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    base = tmp_path_factory.mktemp("cluster")
+    run = uuid.uuid4().hex[:8]
+    topics = {"orders": f"cluster.{run}.orders", "clickstream": f"cluster.{run}.clickstream"}
+    on_cluster = write_config(base / "cluster.yaml", broker, base / "warehouse-cluster", topics)
+    local = write_config(base / "local.yaml", broker, base / "warehouse-local", topics)
+    ensure_topics(broker, [TopicSpec(topics["orders"], 6), TopicSpec(topics["clickstream"], 3)])
+    for source, topic in topics.items():
+        assert produce(broker, topic, generate(source, EVENTS, SEED, 0.1)) == EVENTS
+    cluster = LocalCluster(Path(load_config(on_cluster).warehouse.root) / "_cluster")
+    up = lakehouse(on_cluster, "cluster", "up", timeout=300)
+    try:
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
+        yield World(cluster, on_cluster, local, up.stdout)
+    finally:
+        down = lakehouse(on_cluster, "cluster", "down", timeout=120)
+        assert down.returncode == 0, down.stderr[-3000:]
+    assert "cluster stopped" in down.stdout
+    assert processes_in(cluster.data_dir) == []
+
+
+def test_cluster_up_starts_a_master_and_two_alive_workers(world: World) -> None:
+    assert "master URL: spark://127.0.0.1:" in world.up_stdout
+    assert "web UI: http://127.0.0.1:" in world.up_stdout
+    status = lakehouse(world.on_cluster, "cluster", "status", timeout=120)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "2/2 workers ALIVE" in status.stdout
+    again = lakehouse(world.on_cluster, "cluster", "up", timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert world.cluster.status().master_url in again.stdout, "up twice is the same cluster"
+
+
+@pytest.mark.timeout(1500)
+def test_jobs_on_the_cluster_build_the_same_tables_as_local_mode(world: World) -> None:
+    before = set(world.cluster.status().completed_apps)
+    # Local mode runs meanwhile: the machine's cores are shared either way, and each run
+    # spends much of its time waiting (JVM start-up, the cluster's scheduling).
+    with ThreadPoolExecutor(1) as pool:
+        local_run = pool.submit(lakehouse, world.local, "run", "--until-idle", timeout=1200)
+        submitted = lakehouse(world.on_cluster, "cluster", "submit", "bronze", "silver",
+                              "gold", timeout=1200)
+        local = local_run.result()
+    assert submitted.returncode == 0, submitted.stdout[-5000:] + submitted.stderr[-5000:]
+    for layer in ("bronze", "silver", "gold"):
+        assert f"{layer} job finished in" in submitted.stdout
+    assert "[gold.sessions_daily] batch" in submitted.stdout
+    assert local.returncode == 0, local.stdout[-5000:] + local.stderr[-5000:]
+
+    # The work ran on the cluster: three applications finished there, each with an
+    # executor on both workers that fetched the jars and the code from the driver and
+    # ran tasks.
+    state = master_state(world.cluster.status().web_ui)
+    assert state is not None
+    apps = {a["id"]: a for a in state["completedapps"]}
+    ran = sorted(set(apps) - before)
+    assert len(ran) == 3, state["completedapps"]
+    for app in ran:
+        assert apps[app]["state"] == "FINISHED"
+        for n in (1, 2):
+            executors = list((world.cluster.work_dir(n) / app).iterdir())
+            assert len(executors) == 1, (app, n)
+            assert (executors[0] / "delta-spark_2.13-4.4.0.jar").is_file()
+            assert (executors[0] / "lakehouse-py.zip").is_file()
+            assert "Running task" in (executors[0] / "stderr").read_text()
+
+    # Exactly the same tables, row for row.
+    cluster_conf, local_conf = load_config(world.on_cluster), load_config(world.local)
+    names = table_names(cluster_conf)
+    assert sorted(names) == sorted(table_names(local_conf))
+    assert {n.split(".")[0] for n in names} == {"bronze", "silver", "gold"}
+    for name in names:
+        if name in ("silver._batches", "silver._quality"):
+            continue  # per batch; compared in total below
+        on_cluster = rows(cluster_conf.warehouse.root, name)
+        assert on_cluster, name
+        assert on_cluster == rows(local_conf.warehouse.root, name), name
+    for name, keys, measures in (
+            ("silver._batches", ("table",),
+             ("bronze_rows", "silver_rows", "quarantined_rows", "duplicates_in_batch",
+              "duplicates_in_silver")),
+            ("silver._quality", ("table", "rule"), ("element_count", "unexpected_count"))):
+        assert totals(cluster_conf.warehouse.root, name, keys, measures) == \
+            totals(local_conf.warehouse.root, name, keys, measures), name
+    bronze = rows(cluster_conf.warehouse.root, "bronze.orders")
+    assert len(bronze) == EVENTS
+    assert rows(cluster_conf.warehouse.root, "silver.orders_quarantine"), "faults were routed"
+
+
+def rows(root: str, name: str) -> list[str]:
+    """The table's rows without the columns that say when they were written, sorted."""
+    layer, table = name.split(".")
+    data = DeltaTable(f"{root}/{layer}/{table}").to_pyarrow_table()
+    kept = [c for c in data.column_names if c not in IGNORED]
+    return sorted(repr(r) for r in data.select(kept).to_pylist())
+
+
+def totals(root: str, name: str, keys: tuple[str, ...],
+           measures: tuple[str, ...]) -> dict[tuple[Any, ...], list[int]]:
+    """Per key, the sums of the measures over every batch."""
+    layer, table = name.split(".")
+    out: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * len(measures))
+    for row in DeltaTable(f"{root}/{layer}/{table}").to_pyarrow_table().to_pylist():
+        sums = out[tuple(row[k] for k in keys)]
+        for i, m in enumerate(measures):
+            sums[i] += row[m]
+    return dict(out)
