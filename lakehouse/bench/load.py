@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.generator import Record
 from lakehouse.io.kafka_admin import client_config
+from lakehouse.io.kafka_producer import new_producer
 
 TICK = 0.1
 """Seconds between two bursts of the paced producer."""
@@ -34,10 +35,7 @@ def produce_paced(bootstrap: str, topic: str, records: Iterator[Record], rate: i
                   seconds: float) -> Paced:
     """Produce ``rate`` records per second for ``seconds`` seconds, in bursts every
     ``TICK``; each record's Kafka timestamp is its produce time."""
-    conf = client_config(bootstrap, None)
-    conf.update({"enable.idempotence": True, "acks": "all", "linger.ms": 5,
-                 "compression.type": "lz4"})
-    producer = Producer(conf)
+    producer = new_producer(bootstrap)
     per_tick = max(1, round(rate * TICK))
     ticks = round(seconds / TICK)
     started = time.monotonic()

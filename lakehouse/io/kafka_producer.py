@@ -12,14 +12,19 @@ from lakehouse.generator import Record
 from lakehouse.io.kafka_admin import client_config
 
 
+def new_producer(bootstrap: str, properties: Mapping[str, str] | None = None) -> Producer:
+    """An idempotent producer (acks from every in-sync replica, lz4 batches)."""
+    conf = client_config(bootstrap, properties)
+    conf.update({"enable.idempotence": True, "acks": "all", "linger.ms": 5,
+                 "compression.type": "lz4"})
+    return Producer(conf)
+
+
 def produce(bootstrap: str, topic: str, records: Iterable[Record],
             properties: Mapping[str, str] | None = None,
             progress: Callable[[int], None] | None = None, progress_every: int = 10_000) -> int:
     """Send every record and wait for the broker to acknowledge all of them."""
-    conf = client_config(bootstrap, properties)
-    conf.update({"enable.idempotence": True, "acks": "all", "linger.ms": 5,
-                 "compression.type": "lz4"})
-    producer = Producer(conf)
+    producer = new_producer(bootstrap, properties)
     failures: list[KafkaError] = []
 
     def on_delivery(err: KafkaError | None, _msg: object) -> None:
