@@ -154,6 +154,11 @@ class _Bench:
             usage["Python workers"].peak_total_rss_mb
         self.result["cpu_s"] = {role: u.cpu_seconds for role, u in usage.items()}
 
+    def _gold_tables(self) -> list[str]:
+        """The gold tables built from the bench's source."""
+        return [q.name for q in graph.build(self.config).layer(graph.Layer.GOLD)
+                if isinstance(q.definition, GoldTable) and q.definition.silver == SOURCE]
+
     def _indented(self, line: str) -> None:
         self.say(f"    {line}")
 
@@ -167,9 +172,7 @@ class _Bench:
 
     def _layers(self, spark: Any, probe: Probe) -> None:
         from lakehouse.runner import run
-        g = graph.build(self.config)
-        gold = [q.name for q in g.layer(graph.Layer.GOLD)
-                if isinstance(q.definition, GoldTable) and q.definition.silver == SOURCE]
+        gold = self._gold_tables()
         n = self.mode.backlog
         stages = []
         core_seconds = 0.0
@@ -184,9 +187,9 @@ class _Bench:
             probe.sample()
             cpu = probe.cpu_seconds() - cpu0
             core_seconds += cpu
-            rows = summary.queries.get(tables[0], 0)
             stage = {"name": name, "tables": tables, "records": n, "seconds": seconds,
-                     "per_s": n / seconds, "input_rows": rows, "core_seconds": cpu,
+                     "per_s": n / seconds, "input_rows": summary.queries.get(tables[0], 0),
+                     "core_seconds": cpu,
                      "target": target}
             if name == "bronze":
                 ratio = stage["per_s"] / self.result["limit"]["consume_parquet_per_s"]
@@ -222,9 +225,8 @@ class _Bench:
         from lakehouse.freshness import freshness
         from lakehouse.runner import run
         g = graph.build(self.config)
-        tables = [q.name for q in g.select([f"bronze.{SOURCE}", f"silver.{SOURCE}"])] + [
-            q.name for q in g.layer(graph.Layer.GOLD)
-            if isinstance(q.definition, GoldTable) and q.definition.silver == SOURCE]
+        gold = self._gold_tables()
+        tables = [f"bronze.{SOURCE}", f"silver.{SOURCE}", *gold]
         mode = self.mode
         checkpoint = Path(self.config.warehouse.checkpoint_uri(f"bronze.{SOURCE}"))
         sampler = LagSampler(self.broker.bootstrap, TOPIC, checkpoint)
@@ -241,18 +243,17 @@ class _Bench:
         since = datetime.now(UTC)
         run(self.config, until_idle=True, tables=tables, spark=spark,
             printer=self._indented, then=load)
-        delays = {q.name: freshness(self.config, q.definition, since).seconds
-                  for q in g.layer(graph.Layer.GOLD)
-                  if q.name in tables and isinstance(q.definition, GoldTable)}
+        delays = {name: percentiles(freshness(self.config, definition, since).seconds)
+                  for name in gold
+                  if isinstance(definition := g.query(name).definition, GoldTable)}
         lags = [lag for _, lag in sampler.samples]
         self.result["freshness"] = {
             "rate": mode.rate, "seconds": mode.load_seconds, "events": paced[0].records,
             "behind_s": paced[0].behind_seconds,
-            "produce_to_gold_s": {name: percentiles(d) for name, d in delays.items()},
+            "produce_to_gold_s": delays,
             "lag_max": max(lags, default=0), "lag_end": lags[-1] if lags else 0,
             "lag_samples": sampler.samples}
-        for name, d in delays.items():
-            p = percentiles(d)
+        for name, p in delays.items():
             self.say(f"    {name}: p50 {p.get('p50', 0):.1f}s p95 {p.get('p95', 0):.1f}s "
                      f"p99 {p.get('p99', 0):.1f}s max {p.get('max', 0):.1f}s")
 
