@@ -83,6 +83,10 @@ class SparkConfig:
     master: str = "local[2]"
     app_name: str = "lakehouse"
     shuffle_partitions: int = 2
+    driver_memory: str = "4g"
+    """Heap of the driver JVM (Spark's ``spark.driver.memory``); with a ``local`` master
+    the executors run inside it too. Set when the project starts the JVM; under
+    spark-submit, ``--driver-memory`` decides."""
     conf: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -329,7 +333,8 @@ def _check_values(config: Config) -> None:
     if start not in ("earliest", "latest") and not start.lstrip().startswith("{"):
         raise bad("streaming.starting_offsets", "must be earliest, latest or a JSON offsets map")
     for key, size in (("silver.max_bytes_per_trigger", config.silver.max_bytes_per_trigger),
-                      ("gold.max_bytes_per_trigger", config.gold.max_bytes_per_trigger)):
+                      ("gold.max_bytes_per_trigger", config.gold.max_bytes_per_trigger),
+                      ("spark.driver_memory", config.spark.driver_memory)):
         if not re.fullmatch(r"[1-9][0-9]*[kmg]?", size.strip().lower()):
             raise bad(key, f"must be a size such as 64m, 512k or 1g, not {size!r}")
     if not 0 <= config.silver.critical_max_unexpected_percent <= 100:

@@ -65,6 +65,7 @@ def build_session(config: Config, streaming: bool = False) -> SparkSession:
                              str(config.spark.shuffle_partitions))
     if not SparkSession.getActiveSession() and not _submitted():
         builder = (builder.master(config.spark.master)
+                   .config("spark.driver.memory", config.spark.driver_memory)
                    .config("spark.jars", ",".join(str(j) for j in jars(JarSet.SPARK))))
     for key, value in {**session_conf(config, new_run_id(), streaming), **config.spark.conf}.items():
         builder = builder.config(key, value)

@@ -78,6 +78,8 @@ def bench_config(work: Path, bootstrap: str) -> Config:
 
 def run_bench(mode: Mode, printer: Printer, work_dir: Path | None = None) -> dict[str, Any]:
     """Run every measurement of ``mode``; the results (see ``report.table``)."""
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lakehouse-bench-",
                                      dir=work_dir) as tmp:
         return _Bench(mode, Path(tmp), printer).run()

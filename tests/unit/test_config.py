@@ -42,6 +42,7 @@ def test_local_defaults() -> None:
     assert config.source("orders").partitions == 6
     assert config.warehouse.checkpoints == config.warehouse.root + "/_checkpoints"
     assert config.warehouse.root.endswith("/warehouse")
+    assert config.spark.driver_memory == "4g"  # Spark's 1g default runs out on a backlog
 
 
 def test_frozen() -> None:
@@ -80,6 +81,7 @@ def test_missing_nested_key(tmp_path: Path) -> None:
     ({"kafka": {"bootstrap_servers": "no-port"}}, "kafka.bootstrap_servers"),
     ({"sources": {"orders": {"topic": "t", "partitions": 0}}}, "sources.orders.partitions"),
     ({"spark": ["not", "a", "mapping"]}, "spark"),
+    ({"spark": {"driver_memory": "4 GB"}}, "spark.driver_memory"),
 ])
 def test_bad_values(tmp_path: Path, patch: dict, key: str) -> None:
     err = error_of(load_config, write(tmp_path, {**MINIMAL, **patch}), env={})
