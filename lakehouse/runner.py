@@ -22,7 +22,6 @@ from typing import Any
 
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from lakehouse import faults, graph
@@ -30,6 +29,7 @@ from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import append, ensure_table, max_kafka_offsets
 from lakehouse.io.kafka_admin import TopicSpec, admin_client, ensure_topics, topic_partitions
+from lakehouse.io.kafka_offsets import OffsetRange, batch_ranges
 from lakehouse.io.kafka_security import jvm_properties
 from lakehouse.io.storage import has_checkpoint
 from lakehouse.lineage.datasets import (
@@ -82,31 +82,31 @@ def ensure_source_topics(config: Config, sources: Sequence[str]) -> list[str]:
     return ensure_topics(config.kafka.bootstrap_servers, specs, config.kafka.client_properties)
 
 
-def offset_ranges(batch: DataFrame) -> list[dict[str, Any]]:
-    """The Kafka coordinates a batch holds: per topic partition, first offset, end offset
-    (exclusive) and record count. A handful of rows reach the driver, never the batch."""
-    rows = (batch.groupBy("topic", "partition")
-            .agg(F.min("offset").alias("from"), F.max("offset").alias("last"),
-                 F.count(F.lit(1)).alias("records"))
-            .collect())
-    return sorted(({"topic": r["topic"], "partition": r["partition"], "from": r["from"],
-                    "to": r["last"] + 1, "records": r["records"]} for r in rows),
-                  key=lambda r: (r["topic"], r["partition"]))
-
-
 def not_held(batch: DataFrame, bronze: DataFrame) -> DataFrame:
     """The batch's records whose Kafka coordinates the bronze table does not hold yet."""
     held = bronze.select("topic", "partition", "offset")
     return batch.join(held, ["topic", "partition", "offset"], "left_anti")
 
 
+def commit_ranges(ranges: Sequence[OffsetRange]) -> list[dict[str, Any]]:
+    """Offset ranges as bronze commits record them: ``{topic, partition, from, to}``, end
+    exclusive."""
+    return [{"topic": r.topic, "partition": r.partition, "from": r.start, "to": r.end}
+            for r in ranges]
+
+
 @dataclass
 class BronzeWriter:
-    """The foreachBatch function of one bronze query: an idempotent Delta append."""
+    """The foreachBatch function of one bronze query: an idempotent Delta append.
+
+    The batch's Kafka offset ranges come from the query's offset log (Spark writes them
+    before the batch runs), so the batch is read from Kafka once, by the write itself:
+    nothing is cached and no job runs but the append."""
 
     table: BronzeTable
     uri: str
     query_name: str
+    checkpoint: str
     printer: Printer
     source: DatasetName
     skip_held: bool = False
@@ -116,33 +116,26 @@ class BronzeWriter:
     def __call__(self, df: DataFrame, run: BatchRun) -> BatchIO:
         started = time.monotonic()
         batch_id = run.batch_id
-        batch = df.persist()  # read from Kafka once: for the offset ranges and the write
-        try:
-            ranges = offset_ranges(batch)
-            read = sum(r["records"] for r in ranges)
-            if self.skip_held and read:
-                batch = not_held(batch, batch.sparkSession.read.format("delta").load(self.uri))
-                landing = offset_ranges(batch)
-                kept = sum(r["records"] for r in landing)
-                if kept < read:
-                    self.printer(f"[{self.query_name}] batch {batch_id}: {read - kept:,} of "
-                                 f"{read:,} records are in the table already; skipped")
-                ranges = landing
-            if not ranges:
-                return BatchIO([Read(self.source, read)])
-            commit = run.commit(**{"lakehouse.query": self.query_name, KAFKA_OFFSETS: ranges})
-            faults.crash_point(self.query_name, "before_delta_commit", batch_id)
-            result = append(batch, self.uri, commit, self.table.partition_by)
-            faults.crash_point(self.query_name, "after_delta_commit", batch_id)
-        finally:
-            df.unpersist()
+        ranges = commit_ranges(batch_ranges(self.checkpoint, batch_id))
+        offsets = sum(r["to"] - r["from"] for r in ranges)
+        batch = not_held(df, df.sparkSession.read.format("delta").load(self.uri)) \
+            if self.skip_held else df
+        commit = run.commit(**{"lakehouse.query": self.query_name, KAFKA_OFFSETS: ranges})
+        faults.crash_point(self.query_name, "before_delta_commit", batch_id)
+        result = append(batch, self.uri, commit, self.table.partition_by)
+        faults.crash_point(self.query_name, "after_delta_commit", batch_id)
         if result.written:
+            skipped = f"; {offsets - result.rows:,} records of the {offsets:,} offsets were " \
+                "in the table already" if self.skip_held and result.rows < offsets else ""
             self.printer(f"[{self.query_name}] batch {batch_id}: {result.rows:,} rows -> "
                          f"version {result.version} in {time.monotonic() - started:.2f}s "
-                         f"({_span(ranges)})")
+                         f"({_span(ranges)}){skipped}")
         else:
             self.printer(f"[{self.query_name}] batch {batch_id}: already in the table "
-                         f"(replay after a restart), skipped {read:,} records")
+                         f"(replay after a restart, or nothing new), skipped {offsets:,} "
+                         "offsets")
+        # Every offset of the batch landed as a row, unless it was partly or wholly held.
+        read = result.rows if result.written and not self.skip_held else offsets
         return BatchIO([Read(self.source, read, offsets=ranges)],
                        [Written(self.uri, result.version, result.rows)])
 
@@ -193,7 +186,8 @@ def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
                  change_feed=True)
     query_name = table.qualified_name
     topic = kafka_dataset(config.kafka.bootstrap_servers, config.source(table.source).topic)
-    writer = BronzeWriter(table, uri, query_name, printer, topic,
+    writer = BronzeWriter(table, uri, query_name,
+                          config.warehouse.checkpoint_uri(query_name), printer, topic,
                           skip_held=reset_to is not None)
     spec = QuerySpec(query_name, topic, None, [uri], {uri: lambda: out})
     tracker = (lineage or Lineage.off(config)).query(spec)

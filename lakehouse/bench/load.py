@@ -3,7 +3,6 @@ bronze query's consumer lag sampled while they flow."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.generator import Record
 from lakehouse.io.kafka_admin import client_config
+from lakehouse.io.kafka_offsets import committed_offsets
 from lakehouse.io.kafka_producer import new_producer
 
 TICK = 0.1
@@ -62,18 +62,6 @@ def produce_paced(bootstrap: str, topic: str, records: Iterator[Record], rate: i
     return Paced(sent, time.monotonic() - started, behind)
 
 
-def committed_offsets(checkpoint: Path) -> dict[str, dict[str, int]]:
-    """The Kafka offsets the query of this checkpoint has committed up to (its last
-    committed batch's end offsets), from the checkpoint's files."""
-    commits = checkpoint / "commits"
-    done = [int(p.name) for p in commits.iterdir() if p.name.isdigit()] \
-        if commits.is_dir() else []
-    if not done:
-        return {}
-    lines = (checkpoint / "offsets" / str(max(done))).read_text().splitlines()
-    return json.loads(lines[2])
-
-
 class LagSampler:
     """Every second: the topic's latest offsets minus what the bronze query committed."""
 
@@ -91,7 +79,7 @@ class LagSampler:
 
     def lag(self) -> int:
         """Records produced to the topic that the bronze query has not committed."""
-        done = committed_offsets(self.checkpoint).get(self.topic, {})
+        done = committed_offsets(str(self.checkpoint)).get(self.topic, {})
         latest = 0
         for p in self.partitions:
             _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p),

@@ -40,6 +40,13 @@ def sub_dirs(uri: str) -> list[str]:
     return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
 
 
+def file_names(uri: str) -> list[str]:
+    """The names of the files directly under ``uri``, sorted (none if it is absent)."""
+    fs, path = filesystem(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+
+
 def remove_tree(uri: str) -> None:
     """Delete ``uri`` and everything under it, if it exists."""
     fs, path = filesystem(uri)

@@ -59,7 +59,7 @@ def test_hard_kill_mid_batch_then_restart(broker: str, tmp_path: Path, point: st
     written = [h for h in history if h.get("operation") == "WRITE"]
     # Batch 0 always landed; batch 1 landed only when the kill came after its commit.
     assert len(written) == (2 if point == "after_delta_commit" else 1)
-    recorded = [sum(r["records"] for r in w["lakehouse.kafka_offsets"]) for w in written]
+    recorded = [sum(r["to"] - r["from"] for r in w["lakehouse.kafka_offsets"]) for w in written]
     assert all(0 < n <= 250 for n in recorded)  # maxOffsetsPerTrigger
     assert len(bronze_rows(warehouse)) == sum(recorded)
 
@@ -89,8 +89,13 @@ def test_commits_name_batch_and_offsets(broker: str, tmp_path: Path) -> None:
                for w in writes)
     assert [w["lakehouse.batch_id"] for w in writes] == list(range(len(writes)))
     assert len(writes) >= 3  # 600 records, at most 250 per batch
-    covered = sum(r["records"] for w in writes for r in w["lakehouse.kafka_offsets"])
-    assert covered == 600
+    # The ranges from Spark's offset log name exactly the records the table holds.
+    covered = [(r["topic"], r["partition"], offset) for w in writes
+               for r in w["lakehouse.kafka_offsets"] for offset in range(r["from"], r["to"])]
+    assert len(covered) == 600
+    assert sorted(covered) == sorted(bronze_rows(warehouse))
+    assert all(int(w["operationMetrics"]["numOutputRows"]) == (sum(
+        r["to"] - r["from"] for r in w["lakehouse.kafka_offsets"])) for w in writes)
     assert table.metadata().partition_columns == ["ingest_date"]
     schema = {f.name: str(f.type) for f in table.schema().fields}
     assert {"key", "value", "topic", "partition", "offset", "timestamp", "headers",

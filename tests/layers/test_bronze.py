@@ -1,19 +1,10 @@
-"""Bronze's Spark steps on tiny frames: offset ranges of a batch, records already held."""
+"""Bronze's Spark step on tiny frames: records already held."""
 
 from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from lakehouse.runner import not_held, offset_ranges
-
-
-def test_offset_ranges_per_partition_end_exclusive(spark: SparkSession) -> None:
-    batch = spark.createDataFrame([("t", 1, 7), ("t", 0, 5), ("t", 0, 6), ("t", 1, 9)],
-                                  "topic string, partition int, offset long")
-    assert offset_ranges(batch) == [
-        {"topic": "t", "partition": 0, "from": 5, "to": 7, "records": 2},
-        {"topic": "t", "partition": 1, "from": 7, "to": 10, "records": 2}]
-    assert offset_ranges(batch.limit(0)) == []
+from lakehouse.runner import not_held
 
 
 def test_not_held_drops_exactly_the_coordinates_bronze_has(spark: SparkSession) -> None:

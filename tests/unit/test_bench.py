@@ -3,14 +3,11 @@ the checkpoint's committed offsets, and the table a person reads."""
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import pytest
 
 from lakehouse.bench.limit import parse_perf_summary
-from lakehouse.bench.load import committed_offsets
 from lakehouse.bench.probe import descendants, sample
 from lakehouse.bench.report import percentiles, table
 
@@ -49,18 +46,6 @@ def test_a_live_process_is_sampled_and_a_gone_one_is_none() -> None:
     me = sample(os.getpid())
     assert me is not None and me.peak_rss_kb >= me.rss_kb > 0 and me.cpu_seconds > 0
     assert sample(2**22 + 1) is None  # above Linux's pid_max
-
-
-def test_committed_offsets_are_the_last_committed_batch_ends(tmp_path: Path) -> None:
-    (tmp_path / "offsets").mkdir()
-    (tmp_path / "commits").mkdir()
-    for batch, ends in ((0, {"0": 5, "1": 7}), (1, {"0": 9, "1": 12}), (2, {"0": 20, "1": 30})):
-        (tmp_path / "offsets" / str(batch)).write_text(
-            "v1\n{\"batchWatermarkMs\":0}\n" + json.dumps({"t": ends}) + "\n")
-    for batch in (0, 1):  # batch 2 is planned, not committed
-        (tmp_path / "commits" / str(batch)).write_text("v1\n{}\n")
-    assert committed_offsets(tmp_path) == {"t": {"0": 9, "1": 12}}
-    assert committed_offsets(tmp_path / "missing") == {}
 
 
 RESULT = {
