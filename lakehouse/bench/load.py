@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -65,7 +64,7 @@ def produce_paced(bootstrap: str, topic: str, records: Iterator[Record], rate: i
 class LagSampler:
     """Every second: the topic's latest offsets minus what the bronze query committed."""
 
-    def __init__(self, bootstrap: str, topic: str, checkpoint: Path) -> None:
+    def __init__(self, bootstrap: str, topic: str, checkpoint: str) -> None:
         conf = client_config(bootstrap, None)
         conf.update({"group.id": "bench-lag", "enable.auto.commit": False})
         self.consumer = Consumer(conf)
@@ -79,7 +78,7 @@ class LagSampler:
 
     def lag(self) -> int:
         """Records produced to the topic that the bronze query has not committed."""
-        done = committed_offsets(str(self.checkpoint)).get(self.topic, {})
+        done = committed_offsets(self.checkpoint).get(self.topic, {})
         latest = 0
         for p in self.partitions:
             _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p),

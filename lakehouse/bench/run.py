@@ -230,7 +230,7 @@ class _Bench:
         gold = self._gold_tables()
         tables = [f"bronze.{SOURCE}", f"silver.{SOURCE}", *gold]
         mode = self.mode
-        checkpoint = Path(self.config.warehouse.checkpoint_uri(f"bronze.{SOURCE}"))
+        checkpoint = self.config.warehouse.checkpoint_uri(f"bronze.{SOURCE}")
         sampler = LagSampler(self.broker.bootstrap, TOPIC, checkpoint)
         paced: list[Any] = []
 
