@@ -90,6 +90,10 @@ class SparkConfig:
     conf: Mapping[str, str] = field(default_factory=dict)
 
 
+SHAPES = ("tables", "chained")
+"""How the streaming queries are laid out (``streaming.shape``)."""
+
+
 @dataclass(frozen=True)
 class StreamingConfig:
     """Defaults shared by every streaming query."""
@@ -104,6 +108,10 @@ class StreamingConfig:
     min_partitions: int = 0
     """Spark's ``minPartitions``: split Kafka partitions into at least this many tasks
     (0: one task per Kafka partition)."""
+    shape: str = "tables"
+    """``tables``: one streaming query per table, each with its own checkpoint and
+    trigger. ``chained``: one query per source; each micro-batch lands bronze, then
+    routes it into silver, then merges that into gold (``lakehouse.chain``)."""
 
 
 @dataclass(frozen=True)
@@ -332,6 +340,9 @@ def _check_values(config: Config) -> None:
         raise bad("streaming.max_offsets_per_trigger", "must be a positive number of records")
     if config.streaming.trigger_seconds < 0:
         raise bad("streaming.trigger_seconds", "must be zero or positive")
+    if config.streaming.shape not in SHAPES:
+        raise bad("streaming.shape", f"must be one of {', '.join(SHAPES)}, not "
+                  f"{config.streaming.shape!r}")
     start = config.streaming.starting_offsets
     if start not in ("earliest", "latest") and not start.lstrip().startswith("{"):
         raise bad("streaming.starting_offsets", "must be earliest, latest or a JSON offsets map")

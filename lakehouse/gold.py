@@ -350,15 +350,22 @@ def start_gold(spark: SparkSession, config: Config, table: GoldTable,
                     f"version {done}: continuing from version {done + 1}")
             start = done + 1
     changes = read_changes(spark, plan.silver_uri, config.gold.max_bytes_per_trigger, start)
-    silver = changes.drop(*CHANGE_COLUMNS)
-    sch = schemas(spark, plan.agg, silver.schema)
-    ensure_gold_tables(spark, plan, sch)
-    writer = GoldWriter(plan, sch, printer, query_name)
-    outputs = [plan.uri] + ([plan.state_uri] if plan.state_uri else [])
-    spec = QuerySpec(query_name, storage_dataset(plan.silver_uri), plan.silver_uri, outputs,
-                     {plan.uri: lambda: recompute(plan.agg, silver)})
+    writer, spec = gold_writer(spark, plan, printer, changes.drop(*CHANGE_COLUMNS))
     tracker = (lineage or Lineage.off(config)).query(spec)
     return start_batches(changes, config, query_name, writer, tracker)
+
+
+def gold_writer(spark: SparkSession, plan: GoldPlan, printer: Printer, silver: DataFrame
+                ) -> tuple[GoldWriter, QuerySpec]:
+    """The batch writer of a gold table and its lineage, its tables created. ``silver``:
+    the silver rows it will read, with their version (a stream, or a batch of them)."""
+    sch = schemas(spark, plan.agg, silver.schema)
+    ensure_gold_tables(spark, plan, sch)
+    name = plan.table.qualified_name
+    outputs = [plan.uri] + ([plan.state_uri] if plan.state_uri else [])
+    spec = QuerySpec(name, storage_dataset(plan.silver_uri), plan.silver_uri, outputs,
+                     {plan.uri: lambda: recompute(plan.agg, silver)})
+    return GoldWriter(plan, sch, printer, name), spec
 
 
 # -- verification: streamed gold == batch recomputation ----------------------------------

@@ -169,11 +169,10 @@ def resume_offsets(config: Config, table: BronzeTable, printer: Printer) -> str 
     return json.dumps(start)
 
 
-def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
-                 printer: Printer = print, lineage: Lineage | None = None,
-                 reset_to: str | None = None) -> StreamingQuery:
-    """Start the streaming query that lands one source in its bronze table; with
-    ``reset_to`` (Spark's ``startingOffsets`` JSON, on a new checkpoint) from those
+def bronze_writer(spark: SparkSession, config: Config, table: BronzeTable, printer: Printer,
+                  reset_to: str | None = None) -> tuple[DataFrame, BronzeWriter, QuerySpec]:
+    """A bronze table's Kafka stream, its batch writer and its lineage, the table created;
+    with ``reset_to`` (Spark's ``startingOffsets`` JSON, on a new checkpoint) from those
     offsets, landing only the records the table does not hold yet."""
     options = kafka_options(config, table)
     resume = reset_to or resume_offsets(config, table, printer)
@@ -189,9 +188,17 @@ def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
     writer = BronzeWriter(table, uri, query_name,
                           config.warehouse.checkpoint_uri(query_name), printer, topic,
                           skip_held=reset_to is not None)
-    spec = QuerySpec(query_name, topic, None, [uri], {uri: lambda: out})
+    return out, writer, QuerySpec(query_name, topic, None, [uri], {uri: lambda: out})
+
+
+def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
+                 printer: Printer = print, lineage: Lineage | None = None,
+                 reset_to: str | None = None) -> StreamingQuery:
+    """Start the streaming query that lands one source in its bronze table (see
+    ``bronze_writer`` for ``reset_to``)."""
+    out, writer, spec = bronze_writer(spark, config, table, printer, reset_to)
     tracker = (lineage or Lineage.off(config)).query(spec)
-    return start_batches(out, config, query_name, writer, tracker)
+    return start_batches(out, config, table.qualified_name, writer, tracker)
 
 
 @dataclass
@@ -206,11 +213,13 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
         spark: SparkSession | None = None, printer: Printer = print,
         then: Callable[[], None] | None = None,
         bronze_reset: Mapping[str, str] | None = None) -> RunSummary:
-    """Run the pipelines. ``until_idle``: process everything available, then stop;
+    """Run the pipelines, in the configured shape (``streaming.shape``: a query per table,
+    or chained per source). ``until_idle``: process everything available, then stop;
     otherwise run until Ctrl-C / SIGTERM, then stop cleanly between micro-batches.
     ``then`` (with ``until_idle``) runs once everything is processed, with the queries
     still running; what it produces is processed too before the run stops.
     ``bronze_reset``: bronze table -> JSON offsets to start it from (see start_bronze)."""
+    from lakehouse.chain import start_chain
     from lakehouse.gold import start_gold
     from lakehouse.silver import load_plan, start_silver
     # Unknown tables and sources, bad contracts and suites fail before Spark starts.
@@ -230,17 +239,34 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     spark.streams.addListener(listener)
     lineage = Lineage.for_session(config, spark)
     queries: list[StreamingQuery] = []
+    driven: dict[str, list[str]] = {}
+    """Chained shape: bronze query -> the tables its micro-batches drive."""
     try:
         for t in chosen:
-            queries.append(_initialized(start_bronze(
-                spark, config, t, printer, lineage,
-                (bronze_reset or {}).get(t.qualified_name))))
-            printer(f"started {t.qualified_name} <- topic {config.source(t.source).topic}")
+            reset = (bronze_reset or {}).get(t.qualified_name)
+            topic = config.source(t.source).topic
+            if config.streaming.shape == "chained":
+                stages = [(s, [g for g in gold if g.silver == s.name])
+                          for s in silver if s.bronze == t.name]
+                query, names = start_chain(spark, config, t, stages, printer, lineage, reset)
+                queries.append(_initialized(query))
+                driven[query.name] = names
+                rides = f", then {', '.join(names)} in each micro-batch" if names else ""
+                printer(f"started {t.qualified_name} <- topic {topic}{rides}")
+            else:
+                queries.append(_initialized(start_bronze(spark, config, t, printer, lineage,
+                                                         reset)))
+                printer(f"started {t.qualified_name} <- topic {topic}")
+        chained = {name for names in driven.values() for name in names}
         for s in silver:
+            if s.qualified_name in chained:
+                continue
             queries.append(_initialized(start_silver(spark, config, s, printer, lineage)))
             printer(f"started {s.qualified_name} <- bronze.{s.bronze} "
                     f"(contract and suite {s.contract})")
         for g in gold:
+            if g.qualified_name in chained:
+                continue
             queries.append(_initialized(start_gold(spark, config, g, printer, lineage)))
             printer(f"started {g.qualified_name} <- silver.{g.silver}")
         if until_idle:
@@ -256,7 +282,8 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
         for q in queries:
             if q.isActive:
                 q.stop()
-            lineage.finish(q.name, _failure(q))
+            for name in [q.name, *driven.get(q.name, [])]:
+                lineage.finish(name, _failure(q))
         lineage.close()
         spark.streams.removeListener(listener)
         if own_session:

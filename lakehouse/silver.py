@@ -463,17 +463,23 @@ class SilverWriter:
         return BatchIO([read], writes)
 
 
-def resume_version(plan: SilverPlan, config: Config) -> int | None:
-    """For a new checkpoint over a silver table with history: the first bronze version its
-    ledger does not cover (nothing is processed, and counted, twice)."""
-    if has_checkpoint(config.warehouse.checkpoint_uri(plan.table.qualified_name)):
-        return None
+def routed_up_to(plan: SilverPlan) -> int | None:
+    """The last bronze version the table's stream has routed (its ledger), if any."""
     done = _rows(plan.ledger_uri, plan.storage_options,
                  (pc.field("table") == plan.table.qualified_name) & (pc.field("kind") == "stream"),
                  ["bronze_to_version"])
     if done is None or done.num_rows == 0:
         return None
-    return int(pc.max(done.column("bronze_to_version")).as_py()) + 1
+    return int(pc.max(done.column("bronze_to_version")).as_py())
+
+
+def resume_version(plan: SilverPlan, config: Config) -> int | None:
+    """For a new checkpoint over a silver table with history: the first bronze version its
+    ledger does not cover (nothing is processed, and counted, twice)."""
+    if has_checkpoint(config.warehouse.checkpoint_uri(plan.table.qualified_name)):
+        return None
+    done = routed_up_to(plan)
+    return None if done is None else done + 1
 
 
 def ensure_tables(spark: SparkSession, plan: SilverPlan, silver_schema: T.StructType) -> None:
@@ -489,6 +495,21 @@ def ensure_tables(spark: SparkSession, plan: SilverPlan, silver_schema: T.Struct
                  "per-batch accounting: bronze = silver + quarantined + duplicates")
 
 
+def silver_writer(spark: SparkSession, plan: SilverPlan, printer: Printer,
+                  bronze: DataFrame) -> tuple[SilverWriter, QuerySpec]:
+    """The batch writer of a silver table and its lineage, its tables created. ``bronze``:
+    the bronze rows it will read, with their version (a stream, or a batch of them)."""
+    classified = classify(bronze, plan)
+    rows = classified.select(*silver_columns(classified),
+                             *[F.col(s).alias(d) for s, d in LINEAGE])
+    ensure_tables(spark, plan, rows.schema)
+    name = plan.table.qualified_name
+    spec = QuerySpec(name, storage_dataset(plan.bronze_uri), plan.bronze_uri,
+                     [plan.uri, plan.quarantine_uri, plan.quality_uri, plan.ledger_uri],
+                     {plan.uri: lambda: rows})
+    return SilverWriter(plan, printer, name), spec
+
+
 def start_silver(spark: SparkSession, config: Config, table: SilverTable,
                  printer: Printer, lineage: Lineage | None = None) -> StreamingQuery:
     """Start the streaming query that builds one silver table from its bronze table."""
@@ -499,14 +520,7 @@ def start_silver(spark: SparkSession, config: Config, table: SilverTable,
         printer(f"[{query_name}] no checkpoint but the ledger covers bronze up to version "
                 f"{start - 1}: continuing from version {start}")
     bronze = read_changes(spark, plan.bronze_uri, config.silver.max_bytes_per_trigger, start)
-    classified = classify(bronze.drop(*CHANGE_COLUMNS), plan)
-    rows = classified.select(*silver_columns(classified),
-                             *[F.col(s).alias(d) for s, d in LINEAGE])
-    ensure_tables(spark, plan, rows.schema)
-    writer = SilverWriter(plan, printer, query_name)
-    spec = QuerySpec(query_name, storage_dataset(plan.bronze_uri), plan.bronze_uri,
-                     [plan.uri, plan.quarantine_uri, plan.quality_uri, plan.ledger_uri],
-                     {plan.uri: lambda: rows})
+    writer, spec = silver_writer(spark, plan, printer, bronze.drop(*CHANGE_COLUMNS))
     tracker = (lineage or Lineage.off(config)).query(spec)
     return start_batches(bronze, config, query_name, writer, tracker)
 

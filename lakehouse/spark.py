@@ -114,13 +114,7 @@ def start_batches(df: DataFrame, config: Config, name: str, writer: BatchWriter,
     batch's run ids go into its commits (``BatchRun.commit``).
     """
     def each(batch: DataFrame, batch_id: int) -> None:
-        run = lineage.batch_started(batch_id)
-        try:
-            io = writer(batch, run)
-        except BaseException as exc:
-            lineage.batch_failed(run, exc)
-            raise
-        lineage.batch_completed(run, io)
+        lineage.tracked(batch_id, lambda run: writer(batch, run))
 
     query = (df.writeStream.queryName(name).foreachBatch(each)
              .option("checkpointLocation", config.warehouse.checkpoint_uri(name))

@@ -320,6 +320,34 @@ def read_changes(spark: SparkSession, uri: str, max_bytes_per_trigger: str,
             .filter(F.col(VERSION_COLUMN) >= starting_version))
 
 
+def read_changes_between(spark: SparkSession, uri: str, first: int, last: int) -> DataFrame:
+    """The change data feed of versions ``first`` to ``last`` (inclusive), read once: the
+    same columns as ``read_changes``' micro-batches."""
+    return (spark.read.format("delta").option("readChangeFeed", "true")
+            .option("startingVersion", str(first)).option("endingVersion", str(last))
+            .load(uri))
+
+
+def size_bytes(size: str) -> int:
+    """A size such as ``64m``, ``512k``, ``1g`` or ``1000`` in bytes."""
+    text = size.strip().lower()
+    scale = {"k": 2**10, "m": 2**20, "g": 2**30}.get(text[-1:], 1)
+    return int(text.rstrip("kmg")) * scale
+
+
+def versions_up_to_bytes(uri: str, first: int, last: int, max_bytes: int) -> int:
+    """The last version of the run of commits from ``first`` (to ``last`` at most) whose
+    added files come to about ``max_bytes``: at least one commit, as Delta's
+    ``maxBytesPerTrigger`` takes at least one file."""
+    total = 0
+    for version in range(first, last + 1):
+        size = commit_size(uri, version)
+        total += size[0] if size else 0
+        if total >= max_bytes:
+            return version
+    return last
+
+
 def appended_rows(changes: DataFrame) -> DataFrame:
     """The rows that appending commits added to the table. Commits that rewrote rows (a
     replay's overwrite, a restore) are left out whole, as ``skipChangeCommits`` does:

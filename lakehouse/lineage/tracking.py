@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -136,6 +137,18 @@ class QueryLineage:
         """The micro-batch failed (nothing it did not commit is in the tables)."""
         message, stack = _describe(error)
         self.emitter.submit(lambda: self._batch_event(run, RunState.FAIL, None, message, stack))
+
+    def tracked(self, batch_id: int, work: Callable[[BatchRun], BatchIO]) -> BatchIO:
+        """Run one micro-batch's ``work`` as a run: START, then COMPLETE with what it read
+        and wrote, or FAIL with its error (raised again)."""
+        run = self.batch_started(batch_id)
+        try:
+            io = work(run)
+        except BaseException as exc:
+            self.batch_failed(run, exc)
+            raise
+        self.batch_completed(run, io)
+        return io
 
     # -- building events (on the emitter's thread) -----------------------------------------
 
