@@ -87,6 +87,11 @@ class SparkConfig:
     """Heap of the driver JVM (Spark's ``spark.driver.memory``); with a ``local`` master
     the executors run inside it too. Set when the project starts the JVM; under
     spark-submit, ``--driver-memory`` decides."""
+    driver_java_options: str = "-XX:TieredStopAtLevel=1"
+    """JVM options of the driver, set when the project starts the JVM. The default keeps
+    the JIT at its quick tier (C1): on two cores the optimizing compiler's threads took
+    the CPU the micro-batches needed (a small run took 52 s instead of 122 s, the quick
+    benchmark 24% fewer core-seconds per event)."""
     conf: Mapping[str, str] = field(default_factory=dict)
 
 

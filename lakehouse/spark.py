@@ -55,8 +55,6 @@ def build_session(config: Config, streaming: bool = False) -> SparkSession:
         # driver; on a busy 2-core machine they can take longer than the 15 s default
         # to connect back, which fails the query.
         .config("spark.python.authenticate.socketTimeout", "120s")
-        .config("spark.driver.extraJavaOptions",
-                f"-Dlog4j2.configurationFile=file:{LOG4J_CONF}")
     )
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)
@@ -66,6 +64,9 @@ def build_session(config: Config, streaming: bool = False) -> SparkSession:
     if not SparkSession.getActiveSession() and not _submitted():
         builder = (builder.master(config.spark.master)
                    .config("spark.driver.memory", config.spark.driver_memory)
+                   .config("spark.driver.extraJavaOptions",
+                           f"-Dlog4j2.configurationFile=file:{LOG4J_CONF} "
+                           f"{config.spark.driver_java_options}".strip())
                    .config("spark.jars", ",".join(str(j) for j in jars(JarSet.SPARK))))
     for key, value in {**session_conf(config, new_run_id(), streaming), **config.spark.conf}.items():
         builder = builder.config(key, value)

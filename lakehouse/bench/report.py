@@ -43,10 +43,9 @@ def table(result: Mapping[str, Any]) -> str:
         rows.append(("  seconds: project / naive",
                      f"{naive['project_s']:.1f} / {naive['naive_s']:.1f}", ""))
         rows.append(("  records routed differently", _n(naive["mismatched_records"]), "0"))
-    fresh = result.get("freshness")
-    if fresh:
-        rows.append((f"freshness: {_n(fresh['rate'])} events/s for {_n(fresh['seconds'])} s "
-                     f"({_n(fresh['events'])} events in gold)", "", ""))
+    for fresh in result.get("freshness", []):
+        rows.append((f"freshness, {fresh['shape']} shape: {_n(fresh['rate'])} events/s for "
+                     f"{_n(fresh['seconds'])} s ({_n(fresh['events'])} events in gold)", "", ""))
         for table_name, p in fresh["produce_to_gold_s"].items():
             rows.append((f"  {table_name} p50 / p95 / p99 / max (s)",
                          " / ".join(_n(p.get(k), 1) for k in ("p50", "p95", "p99", "max")),

@@ -8,7 +8,8 @@ default settings (``conf/local.yaml``) and one source, orders:
 3. bronze, silver and gold each process the whole backlog on one Spark session (its
    start timed apart), every process's CPU and memory sampled from ``/proc``;
 4. the naive GX pattern and the project's silver route the same batches;
-5. freshness: events produced at a fixed rate while bronze, silver and gold run; each
+5. freshness: events produced at a fixed rate while bronze, silver and gold run, once in
+   each execution shape (``streaming.shape``: a query per table, then chained); each
    event's produce -> gold delay read back from the tables' commits
    (``lakehouse.freshness``), the bronze query's consumer lag sampled every second;
 6. checks: no duplicate event id in silver, the accounting identity holds.
@@ -16,6 +17,7 @@ default settings (``conf/local.yaml``) and one source, orders:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -35,7 +37,7 @@ from lakehouse.bench.naive import compare
 from lakehouse.bench.probe import Probe, Roles, python_workers
 from lakehouse.bench.report import percentiles
 from lakehouse.broker import EmbeddedBroker
-from lakehouse.config import Config, parse_config
+from lakehouse.config import SHAPES, Config, parse_config
 from lakehouse.generator import generate
 from lakehouse.io.delta import open_table
 from lakehouse.io.kafka_producer import produce
@@ -224,40 +226,47 @@ class _Bench:
                  f"{c.ratio:.1f}x; records routed differently: {c.mismatched_records}")
 
     def _freshness(self, spark: Any) -> None:
+        """The steady load, once per execution shape (``streaming.shape``), one after the
+        other on the same tables."""
+        self.result["freshness"] = [self._fresh(spark, shape, n)
+                                    for n, shape in enumerate(SHAPES)]
+
+    def _fresh(self, spark: Any, shape: str, n: int) -> dict[str, Any]:
         from lakehouse.freshness import freshness
         from lakehouse.runner import run
-        g = graph.build(self.config)
+        config = dataclasses.replace(self.config, streaming=dataclasses.replace(
+            self.config.streaming, shape=shape))
+        g = graph.build(config)
         gold = self._gold_tables()
         tables = [f"bronze.{SOURCE}", f"silver.{SOURCE}", *gold]
         mode = self.mode
-        checkpoint = self.config.warehouse.checkpoint_uri(f"bronze.{SOURCE}")
+        checkpoint = config.warehouse.checkpoint_uri(f"bronze.{SOURCE}")
         sampler = LagSampler(self.broker.bootstrap, TOPIC, checkpoint)
         paced: list[Any] = []
 
         def load() -> None:
-            self.say(f"6/6 freshness: {mode.rate:,} events/s for {mode.load_seconds}s while "
-                     f"bronze, silver and gold run ...")
+            self.say(f"6/6 freshness ({shape} shape): {mode.rate:,} events/s for "
+                     f"{mode.load_seconds}s while bronze, silver and gold run ...")
             with sampler:
                 paced.append(produce_paced(self.broker.bootstrap, TOPIC,
-                                           generate(SOURCE, 10**9, seed=11, faults=0.0),
+                                           generate(SOURCE, 10**9, seed=11 + n, faults=0.0),
                                            mode.rate, mode.load_seconds))
 
         since = datetime.now(UTC)
-        run(self.config, until_idle=True, tables=tables, spark=spark,
+        run(config, until_idle=True, tables=tables, spark=spark,
             printer=self._indented, then=load)
-        delays = {name: percentiles(freshness(self.config, definition, since).seconds)
+        delays = {name: percentiles(freshness(config, definition, since).seconds)
                   for name in gold
                   if isinstance(definition := g.query(name).definition, GoldTable)}
         lags = [lag for _, lag in sampler.samples]
-        self.result["freshness"] = {
-            "rate": mode.rate, "seconds": mode.load_seconds, "events": paced[0].records,
-            "behind_s": paced[0].behind_seconds,
-            "produce_to_gold_s": delays,
-            "lag_max": max(lags, default=0), "lag_end": lags[-1] if lags else 0,
-            "lag_samples": sampler.samples}
         for name, p in delays.items():
             self.say(f"    {name}: p50 {p.get('p50', 0):.1f}s p95 {p.get('p95', 0):.1f}s "
                      f"p99 {p.get('p99', 0):.1f}s max {p.get('max', 0):.1f}s")
+        return {"shape": shape, "rate": mode.rate, "seconds": mode.load_seconds,
+                "events": paced[0].records, "behind_s": paced[0].behind_seconds,
+                "produce_to_gold_s": delays,
+                "lag_max": max(lags, default=0), "lag_end": lags[-1] if lags else 0,
+                "lag_samples": sampler.samples}
 
     def _checks(self) -> None:
         from lakehouse.registry import discover_silver

@@ -55,10 +55,11 @@ RESULT = {
                 "target": "2% of the limit (target >= 50%)"}],
     "naive": {"batches": 2, "records": 1000, "project_s": 1.0, "naive_s": 6.0, "ratio": 6.0,
               "mismatched_records": 0},
-    "freshness": {"rate": 1000, "seconds": 20, "events": 20000, "behind_s": 0.01,
-                  "produce_to_gold_s": {"gold.t": {"p50": 1.0, "p95": 2.0, "p99": 3.0,
-                                                   "max": 4.0}},
-                  "lag_max": 500, "lag_end": 0},
+    "freshness": [{"shape": shape, "rate": 1000, "seconds": 20, "events": 20000,
+                   "behind_s": 0.01, "lag_max": 500, "lag_end": 0,
+                   "produce_to_gold_s": {"gold.t": {"p50": p50, "p95": 2.0, "p99": 3.0,
+                                                    "max": 4.0}}}
+                  for shape, p50 in (("tables", 1.0), ("chained", 0.5))],
     "checks": {"silver_duplicates": 0, "accounting_holds": False},
     "memory_mb": {"driver JVM": 1200.0},
     "core_seconds_per_million": 321.0,
@@ -73,5 +74,7 @@ def test_the_table_shows_every_figure_with_its_target() -> None:
     assert "100,000" in row["limit: consume + Parquet, no Spark (records/s)"]
     assert "2% of the limit" in row["bronze (1,000 records, 0.5 s) records/s"]
     assert "6.0x faster" in text and "1.0 / 2.0 / 3.0 / 4.0" in text
+    assert "freshness, tables shape" in text and "freshness, chained shape" in text
+    assert "0.5 / 2.0 / 3.0 / 4.0" in text
     assert "BROKEN" in row["accounting bronze = silver + quarantined + duplicates"]
     assert "321.0" in row["cost: core-seconds per million events (bronze+silver+gold)"]

@@ -43,6 +43,8 @@ def test_local_defaults() -> None:
     assert config.warehouse.checkpoints == config.warehouse.root + "/_checkpoints"
     assert config.warehouse.root.endswith("/warehouse")
     assert config.spark.driver_memory == "4g"  # Spark's 1g default runs out on a backlog
+    assert config.spark.driver_java_options == "-XX:TieredStopAtLevel=1"
+    assert config.streaming.shape == "tables"
 
 
 def test_frozen() -> None:
@@ -82,6 +84,7 @@ def test_missing_nested_key(tmp_path: Path) -> None:
     ({"sources": {"orders": {"topic": "t", "partitions": 0}}}, "sources.orders.partitions"),
     ({"spark": ["not", "a", "mapping"]}, "spark"),
     ({"spark": {"driver_memory": "4 GB"}}, "spark.driver_memory"),
+    ({"streaming": {"shape": "chain"}}, "streaming.shape"),
 ])
 def test_bad_values(tmp_path: Path, patch: dict, key: str) -> None:
     err = error_of(load_config, write(tmp_path, {**MINIMAL, **patch}), env={})
