@@ -1,11 +1,13 @@
-"""Builds and runs the streaming queries: Kafka -> bronze -> silver -> gold, one query per
-table.
+"""Builds and runs the streaming queries: Kafka -> bronze -> silver -> gold, in the
+configured shape (``streaming.shape``).
 
-Each table gets its own query, checkpoint and Delta writer, so tables can be restarted
-and replayed independently. Bronze reads Kafka with Spark's Kafka connector; silver reads
-its bronze table and gold its silver table as Delta streams (the change data feed, for
-each row's commit version). Writes go through ``foreachBatch`` into delta-spark with the
-batch id as the Delta transaction version (see ``lakehouse.io.delta``).
+In the ``tables`` shape each table gets its own query, checkpoint and Delta writer, so
+tables can be restarted and replayed independently; in the ``chained`` shape one query
+per source drives its silver and gold tables too (``lakehouse.chain``). Bronze reads
+Kafka with Spark's Kafka connector; silver reads its bronze table and gold its silver
+table as Delta streams (the change data feed, for each row's commit version). Writes go
+through ``foreachBatch`` into delta-spark with the batch id as the Delta transaction
+version (see ``lakehouse.io.delta``).
 """
 
 from __future__ import annotations
