@@ -837,11 +837,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.conf)
         return int(args.func(config, args))
     except LakehouseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        died = _driver_jvm_exited()
+        print(f"error: {died}\n  while: {exc}" if died else f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        died = _driver_jvm_exited()
+        if died is None:
+            raise
+        print(f"error: {died}", file=sys.stderr)
+        return 2
+
+
+def _driver_jvm_exited() -> LakehouseError | None:
+    """Why every Spark call failed, when the cause is the driver JVM gone (only a command
+    that started Spark can have one)."""
+    if "pyspark" not in sys.modules:
+        return None
+    from lakehouse.spark import driver_jvm_exited
+    return driver_jvm_exited()
 
 
 def entry() -> None:

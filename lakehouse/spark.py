@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.config import Config
+from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.jvm import JarSet, jars
 from lakehouse.lineage.datasets import BatchIO, BatchRun
 from lakehouse.lineage.listener import session_conf
@@ -87,6 +88,24 @@ def stop_session(spark: SparkSession, drain_seconds: float = 120.0) -> None:
         spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty(  # type: ignore[union-attr]
             int(drain_seconds * 1000))
     spark.stop()
+
+
+def driver_jvm_exited() -> LakehouseError | None:
+    """The error to report if the Spark driver JVM this process launched has exited
+    (py4j then fails every call with a connection error that hides why), else None."""
+    from pyspark import SparkContext
+    proc = getattr(SparkContext._gateway, "proc", None)
+    code = proc.poll() if proc is not None else None
+    if code is None:
+        return None
+    how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    hint = ("SIGKILL comes from the OS (out of memory?) or a person: check the machine's "
+            "memory and spark.driver_memory" if code == -9 else
+            "the JVM's own output above says why (an OutOfMemoryError: raise "
+            "spark.driver_memory)")
+    return LakehouseError(ErrorCode.DRIVER_JVM_EXITED, f"the Spark driver JVM {how}",
+                          hint=f"{hint}; what was committed stands, and the next run "
+                               "resumes exactly once from there")
 
 
 def _submitted() -> bool:

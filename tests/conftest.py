@@ -44,7 +44,17 @@ def lakehouse(config: Path, *args: str, env: Mapping[str, str] | None = None,
             raise AssertionError(
                 f"{' '.join(args)} did not finish in {timeout:.0f}s\n--- stdout (tail) ---\n"
                 f"{out[-20000:]}\n--- stderr (tail) ---\n{err[-5000:]}") from None
+    if proc.returncode != 0 and not crash_at:
+        # pytest shows a failing test's captured stdout: the run's own lines and the
+        # first lines of each Java exception, not only the tail the assertion quotes.
+        print(f"--- lakehouse {' '.join(args)} exited {proc.returncode} ---\n{out[-20000:]}"
+              f"\n--- stderr without stack frames ---\n{_without_frames(err)}")
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _without_frames(text: str, limit: int = 30000) -> str:
+    kept = [line for line in text.splitlines() if not line.lstrip().startswith(("at ", "..."))]
+    return "\n".join(kept)[-limit:]
 
 
 def _dump_java_threads(group: int) -> None:

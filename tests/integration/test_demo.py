@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import free_port, lakehouse, write_config
+from tests.conftest import ROOT, free_port, lakehouse, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +59,38 @@ def test_missing_broker_is_a_clear_error(tmp_path: Path) -> None:
     result = lakehouse(config, "run", "--until-idle")
     assert result.returncode == 2
     assert "LH-KAFKA-001" in result.stderr and "lakehouse broker up" in result.stderr
+
+
+def test_killed_driver_jvm_is_a_clear_error(broker: str, tmp_path: Path) -> None:
+    """The driver JVM SIGKILLed under a running job (as the OOM killer would): the job
+    says so, with its stable code, instead of a py4j connection traceback."""
+    warehouse = tmp_path / "warehouse"
+    config = write_config(tmp_path / "conf.yaml", broker, warehouse)
+    argv = [sys.executable, "-m", "lakehouse.cli", "--conf", str(config), "run"]
+    with subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            deadline = time.monotonic() + 300
+            while not (warehouse / "_checkpoints").is_dir():  # the queries have started
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.5)
+            os.kill(_java_child(proc.pid), signal.SIGKILL)
+            out, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 2, out[-2000:] + err[-3000:]
+    assert "LH-JVM-002" in err and "killed by signal 9" in err, err[-3000:]
+    assert "Traceback" not in err
+
+
+def _java_child(parent: int) -> int:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        if int(fields[1]) == parent and (stat.parent / "comm").read_text().strip() == "java":
+            return int(stat.parent.name)
+    raise AssertionError(f"process {parent} has no JVM child")
 
 
 def test_bad_config_fails_before_spark(tmp_path: Path) -> None:
