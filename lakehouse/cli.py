@@ -313,9 +313,9 @@ def cmd_restore(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_replay(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.registry import BronzeTable, GoldTable, SilverTable
-    from lakehouse.replay import first_version_at, replay_bronze, replay_gold, replay_silver
-    from lakehouse.spark import build_session, stop_session
+    from lakehouse.io.locks import table_locks
+    from lakehouse.registry import BronzeTable
+    from lakehouse.replay import replay_bronze
     from lakehouse.timetravel import parse_as_of
     pipeline = graph.build(config)
     query = pipeline.query(args.table)
@@ -334,12 +334,26 @@ def cmd_replay(config: Config, args: argparse.Namespace) -> int:
             start = at
         else:
             start = _partition_offsets(args.from_offsets)
-        _say(replay_bronze(config, definition, start, _say).describe())
+        with table_locks(config.warehouse.root, [args.table], "lakehouse replay"):
+            _say(replay_bronze(config, definition, start, _say).describe())
         return 0
     if args.from_offsets is not None:
         raise LakehouseError(ErrorCode.BAD_ARGUMENTS, "--from-offsets is for bronze tables")
     if not args.into:
         _confirm(f"replay {args.table} in place (stop its streaming query first)?", args.yes)
+    with table_locks(config.warehouse.root, [] if args.into else [args.table],
+                     "lakehouse replay"):
+        _replay_in_spark(config, args, pipeline, query)
+    return 0
+
+
+def _replay_in_spark(config: Config, args: argparse.Namespace, pipeline: graph.Graph,
+                     query: graph.Query) -> None:
+    from lakehouse.registry import GoldTable, SilverTable
+    from lakehouse.replay import first_version_at, replay_gold, replay_silver
+    from lakehouse.spark import build_session, stop_session
+    from lakehouse.timetravel import parse_as_of
+    definition = query.definition
     spark = build_session(config)
     try:
         if isinstance(definition, SilverTable):
@@ -366,7 +380,6 @@ def cmd_replay(config: Config, args: argparse.Namespace) -> int:
             _say(replay_gold(spark, config, definition, args.into, _say).describe())
     finally:
         stop_session(spark)
-    return 0
 
 
 def _partition_offsets(text: str) -> dict[int, int]:
@@ -391,6 +404,31 @@ def _confirm(question: str, yes: bool) -> None:
                              hint="run it in a terminal to answer, or pass --yes")
     if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
         raise LakehouseError(ErrorCode.NOT_CONFIRMED, "not confirmed; nothing changed")
+
+
+def cmd_checkpoint_reset(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.io.checkpoints import damage, move_aside
+    from lakehouse.io.locks import table_locks
+    pipeline = graph.build(config)
+    for name in args.table:
+        pipeline.query(name)  # an unknown table fails before anything moves
+    _confirm(f"move the checkpoints of {', '.join(args.table)} aside?", args.yes)
+    with table_locks(config.warehouse.root, args.table, "lakehouse checkpoint reset"):
+        for name in args.table:
+            checkpoint = config.warehouse.checkpoint_uri(name)
+            problem = damage(checkpoint)
+            aside = move_aside(checkpoint, "reset")
+            if aside is None:
+                _say(f"{name}: has no checkpoint; the next run starts it from its table")
+                continue
+            _say(f"{name}: checkpoint{' (' + problem + ')' if problem else ''} moved to "
+                 f"{aside}; the next run resumes it from {RESUMES_FROM[name.split('.')[0]]}")
+    return 0
+
+
+RESUMES_FROM = {"bronze": "the Kafka offsets the table holds",
+                "silver": "its ledger (the bronze versions it has routed)",
+                "gold": "the silver versions its commits record"}
 
 
 def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
@@ -743,6 +781,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the rebuilt table to <layer>.NAME (and NAME_quarantine) instead")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("checkpoint", help="move a damaged streaming checkpoint aside",
+                       description="Move the Spark checkpoints of these tables' queries "
+                                   "aside (kept as <checkpoint>.reset-<time>); the next run "
+                                   "resumes each table from its own commits, exactly once. "
+                                   "The way out of LH-STREAM-003.")
+    actions = p.add_subparsers(dest="action", required=True)
+    reset = actions.add_parser("reset", help="move the checkpoints aside")
+    reset.add_argument("table", nargs="+", help="bronze.<name>, silver.<name> or gold.<name>")
+    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    reset.set_defaults(func=cmd_checkpoint_reset)
 
     p = sub.add_parser("vacuum", help="delete data files old versions no longer need",
                        description="Delete the data files that no version younger than the "

@@ -44,6 +44,7 @@ from pyspark.sql import functions as F
 from lakehouse import faults
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.checkpoints import move_aside
 from lakehouse.io.delta import (
     MERGE_KEYS,
     BatchCommit,
@@ -53,7 +54,7 @@ from lakehouse.io.delta import (
     open_table,
     replace,
 )
-from lakehouse.io.storage import is_dir, move, remove_tree
+from lakehouse.io.storage import is_dir, remove_tree
 from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 from lakehouse.silver import (
@@ -421,10 +422,8 @@ def replay_bronze(config: Config, table: BronzeTable, start: dict[int, int] | da
     uri = config.warehouse.table_uri("bronze", table.name)
     current = open_table(uri, opts)
     before = 0 if current is None else int(current.count())
-    checkpoint = config.warehouse.checkpoint_uri(table.qualified_name)
-    if is_dir(checkpoint):
-        aside = f"{checkpoint}.before-reset-{int(time.time())}"
-        move(checkpoint, aside)
+    aside = move_aside(config.warehouse.checkpoint_uri(table.qualified_name), "before-reset")
+    if aside:
         printer(f"[{table.qualified_name}] old checkpoint kept at {aside}")
     reset = json.dumps({topic: {str(p): o for p, o in offsets.items()}})
     run(config, until_idle=True, tables=[table.qualified_name], printer=printer,

@@ -29,10 +29,12 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from lakehouse import faults, graph
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.checkpoints import damage
 from lakehouse.io.delta import append, ensure_table, max_kafka_offsets
 from lakehouse.io.kafka_admin import TopicSpec, admin_client, ensure_topics, topic_partitions
 from lakehouse.io.kafka_offsets import OffsetRange, batch_ranges
 from lakehouse.io.kafka_security import jvm_properties
+from lakehouse.io.locks import table_locks
 from lakehouse.io.storage import has_checkpoint
 from lakehouse.lineage.datasets import (
     KAFKA_OFFSETS,
@@ -221,9 +223,7 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     ``then`` (with ``until_idle``) runs once everything is processed, with the queries
     still running; what it produces is processed too before the run stops.
     ``bronze_reset``: bronze table -> JSON offsets to start it from (see start_bronze)."""
-    from lakehouse.chain import start_chain
-    from lakehouse.gold import start_gold
-    from lakehouse.silver import load_plan, start_silver
+    from lakehouse.silver import load_plan
     # Unknown tables and sources, bad contracts and suites fail before Spark starts.
     selected = graph.build(config).select(tables)
     chosen = [q.definition for q in selected if isinstance(q.definition, BronzeTable)]
@@ -231,9 +231,37 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     gold = [q.definition for q in selected if isinstance(q.definition, GoldTable)]
     for s in silver:
         load_plan(config, s)
-    created = ensure_source_topics(config, [t.source for t in chosen])
-    for name in created:
-        printer(f"created topic {name}")
+    with table_locks(config.warehouse.root, [q.definition.qualified_name for q in selected],
+                     "lakehouse run"):
+        for q in selected:
+            refuse_damaged_checkpoint(config, q.definition.qualified_name)
+        created = ensure_source_topics(config, [t.source for t in chosen])
+        for name in created:
+            printer(f"created topic {name}")
+        return _run(config, chosen, silver, gold, until_idle=until_idle, spark=spark,
+                    printer=printer, then=then, bronze_reset=bronze_reset)
+
+
+def refuse_damaged_checkpoint(config: Config, table: str) -> None:
+    """Fail, naming the way out, if the checkpoint of ``table``'s query is damaged; Spark's
+    own failure would name neither the file nor the remedy."""
+    checkpoint = config.warehouse.checkpoint_uri(table)
+    problem = damage(checkpoint)
+    if problem:
+        raise LakehouseError(
+            ErrorCode.CHECKPOINT_DAMAGED, f"the checkpoint of {table} is damaged: {problem}",
+            hint=f"`lakehouse checkpoint reset {table}` moves it aside; the next run resumes "
+                 "the table from its own commits (nothing lost, nothing twice)",
+            table=table, checkpoint=checkpoint)
+
+
+def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverTable],
+         gold: Sequence[GoldTable], *, until_idle: bool, spark: SparkSession | None,
+         printer: Printer, then: Callable[[], None] | None,
+         bronze_reset: Mapping[str, str] | None) -> RunSummary:
+    from lakehouse.chain import start_chain
+    from lakehouse.gold import start_gold
+    from lakehouse.silver import start_silver
     started = time.monotonic()
     own_session = spark is None
     spark = spark or _session(config, printer)

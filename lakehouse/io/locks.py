@@ -1,0 +1,90 @@
+"""One job per table: an exclusive lock for each table a job writes.
+
+Two copies of a pipeline on one checkpoint would both commit micro-batches, interleaved;
+Spark only refuses that inside one session. So every command that writes a table first
+takes ``<warehouse>/_locks/<layer>.<table>.lock`` with ``flock``: the kernel releases it
+when the process ends, however it ends (a SIGKILL leaves no stale lock), and the file
+names the holder for the error message. The locks live beside the checkpoints, not in
+them, because replays move checkpoints aside.
+
+``flock`` needs a local (or NFS-with-locks) warehouse; on an object store there is no
+lock and the scheduler must run one copy of each job, as with Spark itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lakehouse.errors import ErrorCode, LakehouseError
+
+
+def lock_dir(warehouse_root: str) -> Path | None:
+    """Where the locks of a warehouse live; None on an object store (no locks)."""
+    if "://" in warehouse_root and not warehouse_root.startswith("file://"):
+        return None
+    return Path(warehouse_root.removeprefix("file://")).resolve() / "_locks"
+
+
+@contextlib.contextmanager
+def table_locks(warehouse_root: str, tables: Sequence[str], doing: str) -> Iterator[None]:
+    """Hold the locks of ``tables`` (qualified names) while the block runs; a table another
+    process holds fails at once with ``LH-STREAM-002`` naming that process."""
+    folder = lock_dir(warehouse_root)
+    if folder is None or not tables:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as held:
+        for name in sorted(set(tables)):  # one order: two jobs never wait on each other
+            held.enter_context(_lock(folder / f"{name}.lock", name, doing))
+        yield
+
+
+_HELD: set[Path] = set()
+"""The locks this process holds: taking one again (a replay that runs the pipeline) is a
+no-op, not a conflict with itself."""
+
+
+@contextlib.contextmanager
+def _lock(path: Path, table: str, doing: str) -> Iterator[None]:
+    if path in _HELD:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _held_elsewhere(table, path) from None
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "doing": doing,
+                  "since": datetime.now(UTC).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        _HELD.add(path)
+        try:
+            yield
+        finally:
+            _HELD.discard(path)
+    finally:
+        os.close(fd)  # closing the only descriptor releases the lock
+
+
+def _held_elsewhere(table: str, path: Path) -> LakehouseError:
+    try:
+        holder = json.loads(path.read_text())
+        who = (f"process {holder['pid']} on {holder['host']} ({holder['doing']}, since "
+               f"{holder['since']})")
+    except (OSError, ValueError, KeyError):
+        who = "another process"
+    return LakehouseError(
+        ErrorCode.TABLE_LOCKED, f"{table} is being written by {who}",
+        hint="a second job on the same table would interleave its commits: stop the other "
+             "one first (Ctrl-C or SIGTERM stops it between micro-batches), or choose other "
+             "tables with --table", table=table, lock=str(path))

@@ -1,0 +1,45 @@
+"""Two copies of one pipeline at once: the second refuses to start; nothing interleaves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, lakehouse, write_config
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_second_copy_refuses_to_start(broker: str, tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse"
+    config = write_config(tmp_path / "conf.yaml", broker, warehouse)
+    argv = [sys.executable, "-m", "lakehouse.cli", "--conf", str(config), "run"]
+    with subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as first:
+        try:
+            deadline = time.monotonic() + 300
+            while not (warehouse / "_checkpoints").is_dir():  # the first copy is running
+                assert first.poll() is None and time.monotonic() < deadline
+                time.sleep(0.5)
+            second = lakehouse(config, "run", "--until-idle", "--table", "gold.sessions_daily")
+            assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-3000:]
+            assert "LH-STREAM-002" in second.stderr
+            assert f"process {first.pid}" in second.stderr and "lakehouse run" in second.stderr
+            assert "starting Spark" not in second.stdout  # refused before any processing
+            assert first.poll() is None  # the first copy was not disturbed
+            first.send_signal(signal.SIGTERM)  # stops it between micro-batches
+            out, err = first.communicate(timeout=300)
+        finally:
+            if first.poll() is None:
+                os.killpg(first.pid, signal.SIGKILL)
+    assert first.returncode == 0, out[-2000:] + err[-3000:]
+    # Once the first copy has stopped, the same table can run again.
+    again = lakehouse(config, "run", "--until-idle", "--table", "gold.sessions_daily")
+    assert again.returncode == 0, again.stderr[-3000:]

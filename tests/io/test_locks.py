@@ -1,0 +1,72 @@
+"""Table locks: one writer per table across processes, released however the holder ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.locks import lock_dir, table_locks
+from tests.conftest import ROOT
+
+HOLD = textwrap.dedent("""
+    import sys, time
+    from lakehouse.io.locks import table_locks
+    with table_locks(sys.argv[1], ["silver.orders"], "a test job"):
+        print("held", flush=True)
+        time.sleep(600)
+""")
+
+
+def _holder(warehouse: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(warehouse)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_table_held_by_another_process_fails_naming_it(tmp_path: Path) -> None:
+    holder = _holder(tmp_path)
+    try:
+        with pytest.raises(LakehouseError) as caught, \
+                table_locks(str(tmp_path), ["bronze.orders", "silver.orders"], "run"):
+            pass
+        assert caught.value.code is ErrorCode.TABLE_LOCKED
+        assert f"process {holder.pid}" in str(caught.value) and "a test job" in str(caught.value)
+        # The lock it took before the conflict is released: another table is free.
+        with table_locks(str(tmp_path), ["bronze.orders"], "run"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    holder = _holder(tmp_path)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    with table_locks(str(tmp_path), ["silver.orders"], "run"):
+        pass
+
+
+def test_the_same_process_may_take_a_lock_it_holds(tmp_path: Path) -> None:
+    with table_locks(str(tmp_path), ["gold.a"], "replay"), \
+            table_locks(str(tmp_path), ["gold.a", "gold.b"], "run"):
+        assert sorted(p.name for p in (tmp_path / "_locks").iterdir()) == \
+            ["gold.a.lock", "gold.b.lock"]
+
+
+@pytest.mark.parametrize(("root", "expected"), [
+    ("s3a://bucket/shop", None),
+    ("/data/wh", Path("/data/wh/_locks")),
+    ("file:///data/wh", Path("/data/wh/_locks")),
+])
+def test_locks_live_beside_a_local_warehouse_only(root: str, expected: Path | None) -> None:
+    assert lock_dir(root) == expected
