@@ -40,7 +40,14 @@ def table_locks(warehouse_root: str, tables: Sequence[str], doing: str) -> Itera
     if folder is None or not tables:
         yield
         return
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the first write of every job: a warehouse it cannot write
+        raise LakehouseError(
+            ErrorCode.WAREHOUSE_NOT_WRITABLE,
+            f"cannot write the warehouse {warehouse_root}: {exc.strerror or exc}",
+            hint="set warehouse.root (or LAKEHOUSE_WAREHOUSE) to a folder this user can "
+                 "create and write", root=warehouse_root) from None
     with contextlib.ExitStack() as held:
         for name in sorted(set(tables)):  # one order: two jobs never wait on each other
             held.enter_context(_lock(folder / f"{name}.lock", name, doing))

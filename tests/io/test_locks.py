@@ -70,3 +70,12 @@ def test_the_same_process_may_take_a_lock_it_holds(tmp_path: Path) -> None:
 ])
 def test_locks_live_beside_a_local_warehouse_only(root: str, expected: Path | None) -> None:
     assert lock_dir(root) == expected
+
+
+def test_a_warehouse_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(LakehouseError) as caught, \
+            table_locks(str(tmp_path / "a-file" / "warehouse"), ["bronze.orders"], "run"):
+        pass
+    assert caught.value.code is ErrorCode.WAREHOUSE_NOT_WRITABLE
+    assert "Not a directory" in str(caught.value) and "warehouse.root" in str(caught.value)

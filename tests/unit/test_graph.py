@@ -55,3 +55,14 @@ def test_selection_by_qualified_or_bare_name(tmp_path: Path) -> None:
 def test_a_config_may_name_only_the_sources_it_runs(tmp_path: Path) -> None:
     g = config(tmp_path, orders={"topic": "shop.orders.v1"})  # no clickstream source
     assert g.node("bronze.clickstream").inputs == ("source:clickstream",)
+
+
+def test_a_definition_reading_an_undefined_table_fails_before_anything_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+    typo = [replace(g, silver="ordres") for g in graph.discover_gold()[:1]]
+    monkeypatch.setattr(graph, "discover_gold", lambda: typo)
+    with pytest.raises(LakehouseError) as err:
+        config(tmp_path)
+    assert err.value.code is ErrorCode.BAD_DEFINITION
+    assert "reads silver.ordres, which is not defined" in str(err.value)
