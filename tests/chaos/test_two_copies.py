@@ -34,12 +34,9 @@ def test_a_second_copy_refuses_to_start(broker: str, tmp_path: Path) -> None:
             assert f"process {first.pid}" in second.stderr and "lakehouse run" in second.stderr
             assert "starting Spark" not in second.stdout  # refused before any processing
             assert first.poll() is None  # the first copy was not disturbed
-            first.send_signal(signal.SIGTERM)  # stops it between micro-batches
-            out, err = first.communicate(timeout=300)
         finally:
-            if first.poll() is None:
-                os.killpg(first.pid, signal.SIGKILL)
-    assert first.returncode == 0, out[-2000:] + err[-3000:]
-    # Once the first copy has stopped, the same table can run again.
-    again = lakehouse(config, "run", "--until-idle", "--table", "gold.sessions_daily")
+            os.killpg(first.pid, signal.SIGKILL)  # as a crash would: no clean-up runs
+            first.communicate(timeout=60)
+    # Once the first copy is gone, however it ended, the same table can run again.
+    again = lakehouse(config, "run", "--until-idle", "--table", "bronze.clickstream")
     assert again.returncode == 0, again.stderr[-3000:]

@@ -43,7 +43,7 @@ def test_local_defaults() -> None:
     assert config.warehouse.checkpoints == config.warehouse.root + "/_checkpoints"
     assert config.warehouse.root.endswith("/warehouse")
     assert config.spark.driver_memory == "4g"  # Spark's 1g default runs out on a backlog
-    assert config.spark.driver_java_options == "-XX:TieredStopAtLevel=1"
+    assert config.spark.driver_java_options == ""
     assert config.streaming.shape == "tables"
 
 
