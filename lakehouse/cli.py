@@ -410,25 +410,23 @@ def cmd_checkpoint_reset(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.io.checkpoints import damage, move_aside
     from lakehouse.io.locks import table_locks
     pipeline = graph.build(config)
-    for name in args.table:
-        pipeline.query(name)  # an unknown table fails before anything moves
+    queries = [pipeline.query(name) for name in args.table]  # unknown: fails before a move
     _confirm(f"move the checkpoints of {', '.join(args.table)} aside?", args.yes)
     with table_locks(config.warehouse.root, args.table, "lakehouse checkpoint reset"):
-        for name in args.table:
-            checkpoint = config.warehouse.checkpoint_uri(name)
-            problem = damage(checkpoint)
-            aside = move_aside(checkpoint, "reset")
+        for q in queries:
+            problem = damage(q.checkpoint)
+            aside = move_aside(q.checkpoint, "reset")
             if aside is None:
-                _say(f"{name}: has no checkpoint; the next run starts it from its table")
+                _say(f"{q.name}: has no checkpoint; the next run starts it from its table")
                 continue
-            _say(f"{name}: checkpoint{' (' + problem + ')' if problem else ''} moved to "
-                 f"{aside}; the next run resumes it from {RESUMES_FROM[name.split('.')[0]]}")
+            _say(f"{q.name}: checkpoint{' (' + problem + ')' if problem else ''} moved to "
+                 f"{aside}; the next run resumes it from {RESUMES_FROM[q.layer]}")
     return 0
 
 
-RESUMES_FROM = {"bronze": "the Kafka offsets the table holds",
-                "silver": "its ledger (the bronze versions it has routed)",
-                "gold": "the silver versions its commits record"}
+RESUMES_FROM = {graph.Layer.BRONZE: "the Kafka offsets the table holds",
+                graph.Layer.SILVER: "its ledger (the bronze versions it has routed)",
+                graph.Layer.GOLD: "the silver versions its commits record"}
 
 
 def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
