@@ -52,6 +52,24 @@ def lakehouse(config: Path, *args: str, env: Mapping[str, str] | None = None,
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
+def start_run(config: Path, warehouse: Path) -> subprocess.Popen[str]:
+    """``lakehouse --conf CONFIG run`` (continuous) in a process group of its own, returned
+    once its queries have started (their checkpoints folder exists)."""
+    import time
+    argv = [sys.executable, "-m", "lakehouse.cli", "--conf", str(config), "run"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (warehouse / "_checkpoints").is_dir():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            raise AssertionError(f"lakehouse run did not start\n{out[-2000:]}\n{err[-3000:]}")
+        time.sleep(0.5)
+    return proc
+
+
 def _without_frames(text: str, limit: int = 30000) -> str:
     kept = [line for line in text.splitlines() if not line.lstrip().startswith(("at ", "..."))]
     return "\n".join(kept)[-limit:]

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, lakehouse, write_config
+from tests.conftest import lakehouse, start_run, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -19,15 +16,8 @@ pytestmark = pytest.mark.integration
 def test_a_second_copy_refuses_to_start(broker: str, tmp_path: Path) -> None:
     warehouse = tmp_path / "warehouse"
     config = write_config(tmp_path / "conf.yaml", broker, warehouse)
-    argv = [sys.executable, "-m", "lakehouse.cli", "--conf", str(config), "run"]
-    with subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True) as first:
+    with start_run(config, warehouse) as first:
         try:
-            deadline = time.monotonic() + 300
-            while not (warehouse / "_checkpoints").is_dir():  # the first copy is running
-                assert first.poll() is None and time.monotonic() < deadline
-                time.sleep(0.5)
             second = lakehouse(config, "run", "--until-idle", "--table", "gold.sessions_daily")
             assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-3000:]
             assert "LH-STREAM-002" in second.stderr

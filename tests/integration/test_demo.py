@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import ROOT, free_port, lakehouse, write_config
+from tests.conftest import free_port, lakehouse, start_run, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -66,15 +63,8 @@ def test_killed_driver_jvm_is_a_clear_error(broker: str, tmp_path: Path) -> None
     says so, with its stable code, instead of a py4j connection traceback."""
     warehouse = tmp_path / "warehouse"
     config = write_config(tmp_path / "conf.yaml", broker, warehouse)
-    argv = [sys.executable, "-m", "lakehouse.cli", "--conf", str(config), "run"]
-    with subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True) as proc:
+    with start_run(config, warehouse) as proc:
         try:
-            deadline = time.monotonic() + 300
-            while not (warehouse / "_checkpoints").is_dir():  # the queries have started
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.5)
             os.kill(_java_child(proc.pid), signal.SIGKILL)
             out, err = proc.communicate(timeout=300)
         finally:
