@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.kafka_admin import MAX_RECORD_BYTES, answers
 from lakehouse.io.processes import (
     free_port,
     port_free,
@@ -118,7 +119,7 @@ class EmbeddedBroker:
 
     def answering(self, timeout: float = 2.0) -> bool:
         """Whether a Kafka broker answers a metadata request at the address."""
-        return not port_free(self.host, self.port) and _answers(self.bootstrap, timeout)
+        return not port_free(self.host, self.port) and answers(self.bootstrap, timeout=timeout)
 
     def status(self) -> BrokerStatus:
         """Is the warehouse's broker running, and does it answer?"""
@@ -126,7 +127,7 @@ class EmbeddedBroker:
         pid = self._running_pid(record)
         if record is not None and pid is not None:
             bootstrap = f"{record.host}:{record.port}"
-            return BrokerStatus(True, _answers(bootstrap, 2.0), pid, bootstrap,
+            return BrokerStatus(True, answers(bootstrap, timeout=2.0), pid, bootstrap,
                                 str(self.data_dir))
         return BrokerStatus(False, False, None, self.bootstrap, str(self.data_dir),
                             port_taken=not port_free(self.host, self.port))
@@ -206,6 +207,7 @@ class EmbeddedBroker:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            "message.max.bytes": str(MAX_RECORD_BYTES),
         }
         (self.data_dir / PROPERTIES_FILE).write_text(
             "".join(f"{key}={value}\n" for key, value in properties.items()))
@@ -277,19 +279,6 @@ class EmbeddedBroker:
         # Stack frames and configuration dumps are indented; the messages are not.
         kept = [line[:300] for line in text if line.strip() and not line[0].isspace()]
         return "\n".join(kept[-lines:]) or "(empty log)"
-
-
-def _answers(bootstrap: str, timeout: float) -> bool:
-    """Whether a Kafka broker answers a metadata request at ``bootstrap``."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
-                         "socket.connection.setup.timeout.ms": 1000})
-    try:
-        admin.list_topics(timeout=timeout)
-        return True
-    except KafkaException:
-        return False
 
 
 def _formatted_cluster_id(storage: Path) -> str | None:

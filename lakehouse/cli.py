@@ -886,7 +886,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LakehouseError as exc:
         died = _driver_jvm_exited()
         print(f"error: {died}\n  while: {exc}" if died else f"error: {exc}", file=sys.stderr)
-        return 2
+        return (died or exc).exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -54,6 +54,10 @@ class KafkaConfig:
     embedded: EmbeddedBrokerConfig = field(default_factory=EmbeddedBrokerConfig)
     client_properties: Mapping[str, str] = field(default_factory=dict)
     """Extra librdkafka properties (security.protocol, sasl.*, ssl.*) for every client."""
+    unavailable_timeout_seconds: float = 300.0
+    """How long a running job waits for a broker that stopped answering (restarting its
+    Kafka queries with backoff once it is back) before it stops with LH-KAFKA-004 and exit
+    code 75."""
 
 
 @dataclass(frozen=True)
@@ -342,6 +346,8 @@ def _check_values(config: Config) -> None:
         host, _, port = server.strip().rpartition(":")
         if not host or not port.isdigit():
             raise bad("kafka.bootstrap_servers", f"{server!r} is not host:port")
+    if config.kafka.unavailable_timeout_seconds <= 0:
+        raise bad("kafka.unavailable_timeout_seconds", "must be positive")
     if config.streaming.max_offsets_per_trigger <= 0:
         raise bad("streaming.max_offsets_per_trigger", "must be a positive number of records")
     if config.streaming.trigger_seconds < 0:

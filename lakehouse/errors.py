@@ -23,7 +23,7 @@ class ErrorCode(StrEnum):
     BROKER_UNREACHABLE = "LH-KAFKA-001"
     TOPIC_NOT_FOUND = "LH-KAFKA-002"
     KAFKA_DATA_LOSS = "LH-KAFKA-003"
-    KAFKA_READ_TIMEOUT = "LH-KAFKA-004"
+    BROKER_LOST = "LH-KAFKA-004"
     KAFKA_BAD_OPTION = "LH-KAFKA-005"
     KAFKA_PRODUCE_FAILED = "LH-KAFKA-006"
     BROKER_START_FAILED = "LH-BROKER-001"
@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     DELTA_BAD_OPTION = "LH-DELTA-005"
     DELTA_UNSUPPORTED = "LH-DELTA-006"
     CONTRACT_INVALID = "LH-CONTRACT-001"
+    CONTRACT_BREAKS_TABLE = "LH-CONTRACT-002"
     SUITE_INVALID = "LH-GX-001"
     EXPECTATION_UNSUPPORTED = "LH-GX-002"
     CRITICAL_RULE_FAILED = "LH-QUALITY-001"
@@ -86,6 +87,12 @@ class LakehouseError(Exception):
         if hint:
             text += f"\n  hint: {hint}"
         super().__init__(text)
+
+    @property
+    def exit_code(self) -> int:
+        """The process exit code: 75 (EX_TEMPFAIL, "try again later") when Kafka went away
+        for longer than the job waits, so a scheduler can restart it; 2 otherwise."""
+        return 75 if self.code is ErrorCode.BROKER_LOST else 2
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross process boundaries (Spark Python workers); keep them picklable.

@@ -3,7 +3,11 @@
 ``generate(source, count, seed, faults)`` returns Kafka records (key, value bytes,
 headers) deterministically for a seed. With ``faults`` a share of the records is one of:
 an exact redelivery of an earlier event, malformed JSON, a missing required field, an
-out-of-range value, a wrong type, or a late event (event time hours in the past).
+out-of-range value, a wrong type, a late event (event time hours in the past), or a poison
+pill (``POISON``: binary garbage, JSON nested 1,000 levels deep, invalid UTF-8, NaN or
+Infinity, a duplicate key, a tombstone). ``poison_pill`` makes each pill on demand, and
+also the one the random mix leaves out: a value of several MB (``oversized``), which would
+dominate a benchmark's bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ class Fault(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     WRONG_TYPE = "wrong_type"
     LATE = "late"
+    POISON = "poison"
+
+
+POISON_PILLS = ("garbage", "deep", "invalid_utf8", "nan", "infinity", "duplicate_key",
+                "tombstone", "oversized")
+"""Kinds of hostile value ``poison_pill`` makes; all but ``oversized`` are in the mix."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,8 @@ class Record:
     """One Kafka record to produce."""
 
     key: bytes | None
-    value: bytes
+    value: bytes | None
+    """None is a tombstone."""
     headers: tuple[tuple[str, bytes], ...]
     fault: Fault | None = None
 
@@ -163,6 +174,9 @@ def _broken(rng: random.Random, shape: SourceShape, event: dict[str, Any], fault
         text = _dump(event)
         value = rng.choice([text[: len(text) // 2], b"not json at all", b"[1, 2, 3]", b""])
         return Record(key, value, headers, fault)
+    if fault is Fault.POISON:
+        pill = rng.choice(POISON_PILLS[:-1])
+        return Record(key, poison_pill(pill, event, rng), headers, fault)
     if fault is Fault.MISSING_FIELD:
         event.pop(rng.choice(shape.required))
     elif fault is Fault.OUT_OF_RANGE:
@@ -178,3 +192,30 @@ def _broken(rng: random.Random, shape: SourceShape, event: dict[str, Any], fault
 
 def _dump(event: dict[str, Any]) -> bytes:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def poison_pill(kind: str, event: dict[str, Any], rng: random.Random | None = None,
+                size: int = 3 * 1024 * 1024) -> bytes | None:
+    """A hostile value made from ``event`` (see ``POISON_PILLS``); ``size`` is the length
+    of an ``oversized`` one."""
+    rng = rng or random.Random(0)
+    text = _dump(event)
+    if kind == "garbage":
+        return bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64)))
+    if kind == "deep":
+        return text[:-1] + b',"nested":' + b"[" * 1000 + b"]" * 1000 + b"}"
+    if kind == "invalid_utf8":
+        return text[:-1] + b',"note":"caf\xe9 \xff"}'
+    if kind in ("nan", "infinity"):
+        number = next(k for k, v in event.items() if isinstance(v, (int, float))
+                      and not isinstance(v, bool))
+        literal = b"NaN" if kind == "nan" else b"Infinity"
+        return _dump({**event, number: "@"}).replace(b'"@"', literal)
+    if kind == "duplicate_key":
+        return text[:-1] + b',"event_id":"' + str(uuid.UUID(int=rng.getrandbits(128))).encode() \
+            + b'"}'
+    if kind == "tombstone":
+        return None
+    if kind == "oversized":
+        return text[:-1] + b',"padding":"' + b"x" * max(0, size - len(text) - 14) + b'"}'
+    raise ValueError(f"unknown poison pill {kind!r} (have: {', '.join(POISON_PILLS)})")

@@ -20,9 +20,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from pyspark.errors import StreamingQueryException
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException, StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
@@ -47,6 +49,7 @@ from lakehouse.lineage.datasets import (
     kafka_dataset,
 )
 from lakehouse.lineage.tracking import Lineage
+from lakehouse.outage import Outage
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 from lakehouse.spark import start_batches, stop_session
 
@@ -74,6 +77,10 @@ def kafka_options(config: Config, table: BronzeTable) -> dict[str, str]:
     }
     if streaming.min_partitions:
         opts["minPartitions"] = str(streaming.min_partitions)
+    # Give up on a broker that went away sooner than the Java client's defaults (30 s a
+    # request, 60 s an API call, which Spark retries three times), so an outage is
+    # noticed and a stop is not held for minutes; client_properties override these.
+    opts.update({"kafka.request.timeout.ms": "15000", "kafka.default.api.timeout.ms": "20000"})
     client = jvm_properties(config.kafka.client_properties)
     opts.update({f"kafka.{k}": v for k, v in client.items()})
     return opts
@@ -261,7 +268,7 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
          bronze_reset: Mapping[str, str] | None) -> RunSummary:
     from lakehouse.chain import start_chain
     from lakehouse.gold import start_gold
-    from lakehouse.silver import start_silver
+    from lakehouse.silver import prepare_tables, start_silver
     started = time.monotonic()
     own_session = spark is None
     spark = spark or _session(config, printer)
@@ -271,7 +278,11 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
     queries: list[StreamingQuery] = []
     driven: dict[str, list[str]] = {}
     """Chained shape: bronze query -> the tables its micro-batches drive."""
+    readers: dict[str, Callable[[], StreamingQuery]] = {}
+    """The queries that read Kafka, and how to start each again (from its checkpoint)."""
     try:
+        for s in silver:
+            prepare_tables(spark, config, s, printer)
         for t in chosen:
             reset = (bronze_reset or {}).get(t.qualified_name)
             topic = config.source(t.source).topic
@@ -279,14 +290,16 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
                 stages = [(s, [g for g in gold if g.silver == s.name])
                           for s in silver if s.bronze == t.name]
                 query, names = start_chain(spark, config, t, stages, printer, lineage, reset)
-                queries.append(_initialized(query))
+                readers[query.name] = partial(_chain_query, spark, config, t, stages,
+                                              printer, lineage)
                 driven[query.name] = names
                 rides = f", then {', '.join(names)} in each micro-batch" if names else ""
                 printer(f"started {t.qualified_name} <- topic {topic}{rides}")
             else:
-                queries.append(_initialized(start_bronze(spark, config, t, printer, lineage,
-                                                         reset)))
+                query = start_bronze(spark, config, t, printer, lineage, reset)
+                readers[query.name] = partial(start_bronze, spark, config, t, printer, lineage)
                 printer(f"started {t.qualified_name} <- topic {topic}")
+            queries.append(_initialized(query))
         chained = {name for names in driven.values() for name in names}
         for s in silver:
             if s.qualified_name in chained:
@@ -307,11 +320,12 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
                 for q in queries:
                     _await(q.processAllAvailable, q)
         else:
-            _run_forever(queries, printer)
+            _run_forever(queries, readers, Outage(
+                config.kafka.bootstrap_servers, config.kafka.client_properties,
+                config.kafka.unavailable_timeout_seconds, printer), printer)
     finally:
         for q in queries:
-            if q.isActive:
-                q.stop()
+            stop_query(q, printer)
             for name in [q.name, *driven.get(q.name, [])]:
                 lineage.finish(name, _failure(q))
         lineage.close()
@@ -320,6 +334,24 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
             stop_session(spark)
     return RunSummary({q.name: listener.rows.get(q.name, 0) for q in queries},
                       time.monotonic() - started)
+
+
+def stop_query(query: StreamingQuery, printer: Printer) -> None:
+    """Stop a query if it runs; one whose thread does not end within
+    ``spark.sql.streaming.stopTimeout`` is left behind (it dies with the JVM), said so."""
+    if not query.isActive:
+        return
+    try:
+        query.stop()
+    except (Py4JJavaError, PySparkException) as exc:  # Spark's TimeoutException
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), repr(exc))
+        printer(f"query {query.name} did not stop in time ({first[:200]}); what it had not "
+                "committed runs again on the next start")
+
+
+def _chain_query(*args: Any) -> StreamingQuery:
+    from lakehouse.chain import start_chain
+    return start_chain(*args)[0]
 
 
 def _session(config: Config, printer: Printer) -> SparkSession:
@@ -374,7 +406,11 @@ def stream_error(name: str, exc: BaseException) -> LakehouseError:
                           hint="see the Spark log above; restarting resumes from the checkpoint")
 
 
-def _run_forever(queries: list[StreamingQuery], printer: Printer) -> None:
+def _run_forever(queries: list[StreamingQuery],
+                 readers: Mapping[str, Callable[[], StreamingQuery]], outage: Outage,
+                 printer: Printer) -> None:
+    """Run until a signal, Ctrl-C, or a query failing; a Kafka query failing while the
+    broker is away is started again once it is back (``lakehouse.outage``)."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -385,19 +421,28 @@ def _run_forever(queries: list[StreamingQuery], printer: Printer) -> None:
     printer("running; press Ctrl-C to stop")
     try:
         while not stop.is_set():
-            for q in queries:
-                if not q.isActive:
-                    exc = q.exception()
-                    if exc is not None:
-                        raise stream_error(q.name, exc)
+            for n, q in enumerate(queries):
+                if q.isActive:
+                    continue
+                exc = q.exception()
+                if exc is None:
                     return
+                error = stream_error(q.name, exc)
+                if q.name not in readers or not outage.caused(outage.answering(),
+                                                              outage.clock()):
+                    raise error
+                again = outage.restart(q.name, readers[q.name], error.message, stop)
+                if again is None:
+                    return
+                queries[n] = again
+            outage.check()
             stop.wait(1.0)
     except KeyboardInterrupt:
         printer("interrupted; stopping cleanly ...")
     finally:
         signal.signal(signal.SIGTERM, previous)
         for q in queries:
-            q.stop()
+            stop_query(q, printer)
         printer("stopped; every committed batch is in the tables, the rest resumes next run")
 
 

@@ -377,7 +377,8 @@ def insert_new(plan: SilverPlan, rows: DataFrame, dates: Sequence[date],
     writer (quarantine replay)."""
     pruned = f"t.event_date IN ({', '.join(repr(d.isoformat()) for d in dates)})" \
         if dates else "FALSE"
-    return merge(rows, plan.uri, f"t.{plan.key} = s.{plan.key} AND {pruned}",
+    table = rows.sparkSession.read.format("delta").load(plan.uri).schema
+    return merge(conform(rows, table), plan.uri, f"t.{plan.key} = s.{plan.key} AND {pruned}",
                  lambda m: m.whenNotMatchedInsertAll(), commit)
 
 
@@ -495,14 +496,75 @@ def ensure_tables(spark: SparkSession, plan: SilverPlan, silver_schema: T.Struct
                  "per-batch accounting: bronze = silver + quarantined + duplicates")
 
 
+def contract_changes(table: T.StructType, rows: T.StructType
+                     ) -> tuple[list[T.StructField], list[str]]:
+    """What a contract edit asks of an existing silver table: the columns to add (fields
+    the contract gained), and the conflicts (a field whose type changed). A field the
+    contract dropped stays a column; new rows have it null."""
+    have = {f.name: f.dataType for f in table.fields}
+    added = [f for f in rows.fields if f.name not in have]
+    conflicts = [f"{f.name} is {have[f.name].simpleString()} in the table, "
+                 f"{f.dataType.simpleString()} in the contract"
+                 for f in rows.fields if f.name in have and have[f.name] != f.dataType]
+    return added, conflicts
+
+
+def evolve(spark: SparkSession, plan: SilverPlan, rows: T.StructType,
+           printer: Printer) -> None:
+    """Bring silver's columns in line with the contract (``contract_changes``): add the
+    new fields' columns, or refuse a type change before anything is written."""
+    table = spark.read.format("delta").load(plan.uri).schema
+    added, conflicts = contract_changes(table, rows)
+    if conflicts:
+        raise LakehouseError(
+            ErrorCode.CONTRACT_BREAKS_TABLE,
+            f"{plan.table.qualified_name} cannot take the contract {plan.contract.source_file}"
+            f": {'; '.join(conflicts)}",
+            hint="silver keeps a column's type (auditors read earlier versions with it): "
+                 "put the old type back, or add the field under a new name",
+            table=plan.table.qualified_name, file=plan.contract.source_file)
+    if added:
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in added)
+        spark.sql(f"ALTER TABLE delta.`{plan.uri}` ADD COLUMNS ({columns})")
+        printer(f"[{plan.table.qualified_name}] the contract adds {columns.replace('`', '')}:"
+                " new columns; rows before have them null (their values stay in extras)")
+
+
+def conform(rows: DataFrame, table: T.StructType) -> DataFrame:
+    """``rows`` with the table's columns in its order: a column the contract no longer
+    names is null."""
+    present = set(rows.columns)
+    return rows.select(*[F.col(f.name) if f.name in present
+                         else F.lit(None).cast(f.dataType).alias(f.name)
+                         for f in table.fields])
+
+
+def prepare_tables(spark: SparkSession, config: Config, table: SilverTable,
+                   printer: Printer) -> None:
+    """Before any query of a run starts: fit an existing silver table to its contract
+    (``evolve``), so a contract it cannot take stops the run before anything is read."""
+    plan = load_plan(config, table)
+    if open_table(plan.uri, plan.storage_options) is None \
+            or open_table(plan.bronze_uri, plan.storage_options) is None:
+        return
+    bronze = (spark.read.format("delta").load(plan.bronze_uri)
+              .withColumn(VERSION_COLUMN, F.lit(0).cast("long")))
+    evolve(spark, plan, silver_rows(classify(bronze, plan)).schema, printer)
+
+
+def silver_rows(classified: DataFrame) -> DataFrame:
+    """Classified records as silver rows: business columns, then lineage."""
+    return classified.select(*silver_columns(classified),
+                             *[F.col(s).alias(d) for s, d in LINEAGE])
+
+
 def silver_writer(spark: SparkSession, plan: SilverPlan, printer: Printer,
                   bronze: DataFrame) -> tuple[SilverWriter, QuerySpec]:
     """The batch writer of a silver table and its lineage, its tables created. ``bronze``:
     the bronze rows it will read, with their version (a stream, or a batch of them)."""
-    classified = classify(bronze, plan)
-    rows = classified.select(*silver_columns(classified),
-                             *[F.col(s).alias(d) for s, d in LINEAGE])
+    rows = silver_rows(classify(bronze, plan))
     ensure_tables(spark, plan, rows.schema)
+    evolve(spark, plan, rows.schema, printer)
     name = plan.table.qualified_name
     spec = QuerySpec(name, storage_dataset(plan.bronze_uri), plan.bronze_uri,
                      [plan.uri, plan.quarantine_uri, plan.quality_uri, plan.ledger_uri],
@@ -515,6 +577,11 @@ def start_silver(spark: SparkSession, config: Config, table: SilverTable,
     """Start the streaming query that builds one silver table from its bronze table."""
     plan = load_plan(config, table)
     query_name = table.qualified_name
+    if open_table(plan.bronze_uri, plan.storage_options) is None:
+        raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND,
+                             f"{query_name} reads bronze.{table.bronze}, which does not exist",
+                             hint=f"run bronze.{table.bronze} first (lakehouse run runs all "
+                                  "layers in order)")
     start = resume_version(plan, config)
     if start is not None:
         printer(f"[{query_name}] no checkpoint but the ledger covers bronze up to version "

@@ -56,6 +56,10 @@ def build_session(config: Config, streaming: bool = False) -> SparkSession:
         # driver; on a busy 2-core machine they can take longer than the 15 s default
         # to connect back, which fails the query.
         .config("spark.python.authenticate.socketTimeout", "120s")
+        # A stop waits this long at most for a query's thread, which a Kafka call to a
+        # broker that went away can hold; what that query had not committed runs again
+        # on the next start.
+        .config("spark.sql.streaming.stopTimeout", "60s")
     )
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)

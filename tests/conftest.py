@@ -92,13 +92,14 @@ def _dump_java_threads(group: int) -> None:
 
 def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool = False,
                  broker_dir: Path | None = None, silver: dict | None = None,
-                 **streaming: object) -> Path:
+                 kafka: dict | None = None, **streaming: object) -> Path:
     """A config file for a test: its own warehouse, the given broker."""
     doc = {
         "project": "test",
         "kafka": {"bootstrap_servers": bootstrap,
                   "embedded": {"enabled": embedded,
-                               **({"data_dir": str(broker_dir)} if broker_dir else {})}},
+                               **({"data_dir": str(broker_dir)} if broker_dir else {})},
+                  **(kafka or {})},
         "warehouse": {"root": str(warehouse)},
         "spark": {"master": "local[2]", "shuffle_partitions": 2},
         "streaming": {"trigger_seconds": 0.5, "max_offsets_per_trigger": 50000, **streaming},

@@ -19,6 +19,10 @@ from lakehouse.errors import ErrorCode, LakehouseError
 log = logging.getLogger(__name__)
 
 METADATA_TIMEOUT_S = 10.0
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+"""The largest record ``lakehouse produce`` sends and the embedded broker accepts (Kafka's
+own default is 1 MB): records of several MB reach bronze untouched, and silver quarantines
+what is over the contract's ``max_record_bytes``."""
 
 
 def client_config(bootstrap_servers: str, properties: Mapping[str, str] | None = None) -> dict:
@@ -42,6 +46,18 @@ def metadata_consumer(bootstrap_servers: str, properties: Mapping[str, str] | No
         "enable.auto.offset.store": False,
     })
     return Consumer(conf)
+
+
+def answers(bootstrap_servers: str, properties: Mapping[str, str] | None = None,
+            timeout: float = 2.0) -> bool:
+    """Whether a Kafka broker answers a metadata request within ``timeout`` seconds."""
+    conf = client_config(bootstrap_servers, properties)
+    conf.update({"log_level": 0, "socket.connection.setup.timeout.ms": 1000})
+    try:
+        AdminClient(conf).list_topics(timeout=timeout)
+        return True
+    except KafkaException:
+        return False
 
 
 def list_topics(admin: AdminClient | Consumer, bootstrap_servers: str,

@@ -41,6 +41,11 @@ _DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 # ISO-8601 date-time with a zone: 2026-11-22T10:00:00Z, ...T10:00:00.123+02:00
 ISO_WITH_ZONE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$"
 _JSON_NUMBER = ("BIGINT", "DOUBLE", "DECIMAL")
+TOMBSTONE, TOO_LARGE, INVALID_UTF8 = "tombstone", "too_large", "invalid_utf8"
+"""Why a value is quarantined unread (``_unread``)."""
+MAX_DEPTH = 1000
+"""Spark's JSON parser refuses values nested deeper than this."""
+NON_FINITE = r"[:\[,]\s*-?(NaN|Infinity)\s*[,\]}]"
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,9 @@ class Contract:
     """How far after its processing time an event may claim to have happened."""
     fields: tuple[Field, ...]
     source_file: str = ""
+    max_record_bytes: int = 1024 * 1024
+    """The largest raw value parsed; a larger one is quarantined unread
+    (``contract.too_large``)."""
 
     @property
     def spark_schema(self) -> T.StructType:
@@ -126,7 +134,7 @@ def load_contract(path: str | Path) -> Contract:
     if not isinstance(raw, dict):
         raise bad("must be a mapping")
     allowed = {"name", "description", "topic", "key", "event_time", "max_future_seconds",
-               "fields"}
+               "max_record_bytes", "fields"}
     unknown = set(raw) - allowed
     if unknown:
         raise bad(f"unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
@@ -160,8 +168,11 @@ def load_contract(path: str | Path) -> Contract:
     future = raw.get("max_future_seconds", 300)
     if not isinstance(future, int) or future < 0:
         raise bad("max_future_seconds must be a non-negative integer")
+    largest = raw.get("max_record_bytes", Contract.max_record_bytes)
+    if not isinstance(largest, int) or isinstance(largest, bool) or largest < 1:
+        raise bad("max_record_bytes must be a positive integer (bytes)")
     return Contract(str(raw.get("name") or path.name.split(".")[0]), raw["key"],
-                    raw["event_time"], future, tuple(fields), str(path))
+                    raw["event_time"], future, tuple(fields), str(path), largest)
 
 
 @dataclass(frozen=True)
@@ -204,25 +215,58 @@ def parse(df: DataFrame, contract: Contract, processed_at: Column) -> DataFrame:
     re-parse the JSON for every check. Each value's JSON type comes from the variant;
     the typed values come from one ``from_json`` pass, not from typed ``variant_get``
     calls, which build a Cast expression per value (a quarter of the parse's time).
+
+    Hostile values fail one rule each and are never parsed further: a tombstone (null
+    value), a value over the contract's ``max_record_bytes``, bytes that are not UTF-8, an
+    object with a key twice (which value would be the event's?). JSON the parser refuses
+    (NaN, nesting deeper than ``MAX_DEPTH``) is malformed, with a reason that says so.
     """
     names = [f.name for f in contract.fields]
-    text = F.col("value").cast("string")
+    raw = F.col("value")
+    # A value that is not text of a readable size is quarantined unread: one rule, and a
+    # record of several MB costs no parse.
+    unread = (F.when(raw.isNull(), F.lit(TOMBSTONE))
+              .when(F.octet_length(raw) > contract.max_record_bytes, F.lit(TOO_LARGE))
+              .when(~F.expr("is_valid_utf8(cast(value as string))"), F.lit(INVALID_UTF8)))
+    staged = df.select("*", unread.alias("_unread"))
+    text = F.when(F.col("_unread").isNull(), raw.cast("string"))
     reader = T.StructType([T.StructField(f.name, f.read_type) for f in contract.fields])
-    staged = df.select("*", F.expr("try_parse_json(cast(value as string))").alias(_VARIANT),
-                       text.rlike(r"^\s*\{").alias("_obj"),
-                       F.from_json(text, reader).alias(_VALUES))
+    staged = staged.select("*", F.try_parse_json(text).alias(_VARIANT),
+                           text.rlike(r"^\s*\{").alias("_obj"),
+                           F.from_json(text, reader).alias(_VALUES),
+                           F.json_object_keys(text).alias("_keys"))
     obj = F.col("_obj") & F.col(_VARIANT).isNotNull()
     staged = staged.select("*", *[F.when(obj, F.expr(f"variant_get({_VARIANT}, '$.{n}')"))
                                   .alias(f"_r_{n}") for n in names])
     staged = staged.select("*", *[
         F.when(F.col(f"_r_{n}").isNotNull() & ~F.expr(f"is_variant_null(_r_{n})"),
                F.schema_of_variant(f"_r_{n}")).alias(f"_t_{n}") for n in names])
+    keys = F.col("_keys")
+    repeated = F.coalesce(F.size(keys) > F.size(F.array_distinct(keys)), F.lit(False))
     typed, failures = [], [
+        Check("contract.tombstone", F.col("_unread") == TOMBSTONE,
+              F.lit("value is null (a Kafka tombstone): an event needs a value")),
+        Check("contract.too_large", F.col("_unread") == TOO_LARGE,
+              F.concat(F.lit("value is "), F.format_number(F.octet_length(raw), 0),
+                       F.lit(f" bytes, over the contract's max_record_bytes "
+                             f"({contract.max_record_bytes:,})"))),
+        Check("contract.invalid_utf8", F.col("_unread") == INVALID_UTF8,
+              F.lit("value is not valid UTF-8 text")),
+        Check("contract.duplicate_key", repeated,
+              F.concat(F.lit('key "'), F.filter(
+                  keys, lambda k: F.size(F.filter(keys, lambda j: j == k)) > 1)[0],
+                  F.lit('" appears more than once in the object'))),
         Check("contract.malformed_json",
-              F.col(_VARIANT).isNull() | (F.col("_obj") & F.col(_VALUES).isNull()),
-              F.when(F.col(_VARIANT).isNull(), F.lit("value is not valid JSON"))
-              .otherwise(F.lit("value is JSON the field reader cannot read (e.g. nested "
-                               "deeper than it allows)"))),
+              F.col("_unread").isNull() & ~repeated
+              & (F.col(_VARIANT).isNull() | (F.col("_obj") & F.col(_VALUES).isNull())),
+              F.when(F.col(_VARIANT).isNotNull(),
+                     F.lit("value is JSON the field reader cannot read"))
+              .when(text.rlike(NON_FINITE), F.lit("value is not valid JSON: NaN and "
+                                                   "Infinity are not JSON numbers"))
+              .when(F.size(F.split(text, r"[\[{]")) > MAX_DEPTH + 1,
+                    F.lit(f"value is not valid JSON, or nests deeper than {MAX_DEPTH:,} "
+                          "levels"))
+              .otherwise(F.lit("value is not valid JSON"))),
         Check("contract.not_an_object", F.col(_VARIANT).isNotNull() & ~F.col("_obj"),
               F.concat(F.lit("value is JSON but not an object (got "),
                        F.lower(F.split(F.schema_of_variant(_VARIANT), "<")[0]), F.lit(")"))),
@@ -241,7 +285,7 @@ def parse(df: DataFrame, contract: Contract, processed_at: Column) -> DataFrame:
     known = F.array(*[F.lit(n) for n in names])
     as_map = F.expr(f"try_variant_get({_VARIANT}, '$', 'map<string,variant>')")
     # map_filter runs interpreted: only for the rows that have unknown keys.
-    unknown = F.array_except(F.json_object_keys(text), known)
+    unknown = F.array_except(keys, known)
     extras = F.when(obj & (F.size(unknown) > 0), F.to_json(F.map_filter(
         as_map, lambda k, _: ~F.array_contains(known, k)))).alias(EXTRAS)
     return add_failures(staged.select(*df.columns, *typed, extras, *_staged_names(names)),
@@ -249,7 +293,7 @@ def parse(df: DataFrame, contract: Contract, processed_at: Column) -> DataFrame:
 
 
 def _staged_names(names: list[str]) -> list[str]:
-    return [_VARIANT, _VALUES, "_obj",
+    return [_VARIANT, _VALUES, "_obj", "_unread", "_keys",
             *(f"_{p}_{n}" for n in names for p in ("r", "t", "ok", "v"))]
 
 

@@ -24,7 +24,7 @@ def with_(**changes: Any) -> bytes:
     return json.dumps({k: v for k, v in event.items() if v is not ...}).encode()
 
 
-CASES: list[tuple[bytes, set[str]]] = [
+CASES: list[tuple[bytes | None, set[str]]] = [
     (with_(), set()),
     (with_(event_time="2026-11-22T13:59:00+02:00"), set()),  # offsets are fine
     (with_(event_time="2026-11-22T12:04:59Z"), set()),  # within 5 minutes ahead
@@ -46,7 +46,27 @@ CASES: list[tuple[bytes, set[str]]] = [
     (with_(amount=12.345), {"contract.decimal:amount"}),
     (with_(amount=1e300), {"contract.decimal:amount"}),
     (with_(amount="x", quantity=None), {"contract.type:amount", "contract.required:quantity"}),
+    (with_(deep="@").replace(b'"@"', b"[" * 998 + b"]" * 998), set()),  # 999 levels: fine
 ]
+# Poison pills: each fails one rule, with a reason that names the cause; none fails the
+# batch.
+POISON: list[tuple[bytes | None, str, str]] = [
+    (None, "contract.tombstone", "tombstone"),
+    (with_(padding="x" * 1024 * 1024), "contract.too_large", "max_record_bytes (1,048,576)"),
+    (with_(category="caf").replace(b"caf", b"caf\xff\xfe"), "contract.invalid_utf8", "UTF-8"),
+    (bytes(range(256)), "contract.invalid_utf8", "UTF-8"),
+    (with_()[:-1] + b', "event_id": "e2"}', "contract.duplicate_key",
+     'key "event_id" appears more than once'),
+    (with_()[:-1] + b', "z": 1, "z": 1}', "contract.duplicate_key", 'key "z"'),
+    (with_(amount=0).replace(b'"amount": 0', b'"amount": NaN'), "contract.malformed_json",
+     "NaN and Infinity are not JSON numbers"),
+    (with_(amount=0).replace(b'"amount": 0', b'"amount": -Infinity'),
+     "contract.malformed_json", "NaN and Infinity"),
+    (with_(deep="@").replace(b'"@"', b"[" * 1000 + b"]" * 1000), "contract.malformed_json",
+     "nests deeper than 1,000 levels"),
+]
+REASONS_OF = {len(CASES) + n: reason for n, (_, _, reason) in enumerate(POISON)}
+CASES += [(value, {rule}) for value, rule, _ in POISON]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +84,8 @@ def test_each_payload_fails_exactly_its_rules(parsed, case: int) -> None:  # typ
     row = parsed[case]
     assert set(row["rules"]) == CASES[case][1]
     assert len(row["why"]) == len(row["rules"]) and all(row["why"])
+    if case in REASONS_OF:
+        assert REASONS_OF[case] in row["why"][0]
 
 
 def test_valid_records_are_typed_and_keep_extras(spark) -> None:  # type: ignore[no-untyped-def]

@@ -99,3 +99,17 @@ def test_suite_and_contract_files_in_the_project_load(tmp_path: Path) -> None:
         suite = load_suite(ROOT / "expectations" / f"{name}.suite.json",
                            tuple(f.name for f in contract.fields))
         assert suite.rules and contract.key == "event_id"
+
+
+def test_a_contract_edit_adds_columns_and_refuses_type_changes() -> None:
+    from pyspark.sql import types as T
+
+    from lakehouse.silver import contract_changes
+    table = T.StructType([T.StructField("a", T.StringType()), T.StructField("b", T.LongType()),
+                          T.StructField("gone", T.StringType())])
+    rows = T.StructType([T.StructField("a", T.StringType()), T.StructField("b", T.DoubleType()),
+                         T.StructField("new", T.BooleanType())])
+    added, conflicts = contract_changes(table, rows)
+    assert [f.name for f in added] == ["new"]
+    assert conflicts == ["b is bigint in the table, double in the contract"]
+    assert contract_changes(table, table) == ([], [])
