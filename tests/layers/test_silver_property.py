@@ -93,5 +93,6 @@ def test_every_record_lands_in_exactly_one_place(spark: SparkSession,
     assert len(set(kept.values())) == len(kept)  # silver holds each event id once
     for row in rejected.values():  # every rejection says why
         assert len(row["reasons"]) == len(row["failed_rules"]) and all(row["reasons"])
-    for offset in kept:
-        assert values[offset] is not None and json.loads(values[offset])["event_id"]
+    for offset, event_id in kept.items():  # silver keeps a record's own event id
+        value = values[offset]
+        assert value is not None and json.loads(value)["event_id"] == event_id
