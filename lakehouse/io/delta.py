@@ -30,7 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.storage import filesystem, join
+from lakehouse.io.storage import file_names, filesystem, is_dir, join, remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,7 @@ def ensure_table(spark: SparkSession, uri: str, schema: StructType,
     record the change data feed, which downstream streams read to know each row's commit
     version."""
     from delta.tables import DeltaTable
+    _forget_unfinished_create(uri)
     builder = (DeltaTable.createIfNotExists(spark).location(uri).addColumns(schema)
                .partitionedBy(*partition_by))
     if description:
@@ -201,6 +202,21 @@ def ensure_table(spark: SparkSession, uri: str, schema: StructType,
     if change_feed:
         builder = builder.property("delta.enableChangeDataFeed", "true")
     builder.execute()
+
+
+def _forget_unfinished_create(uri: str) -> None:
+    """A create killed before its first commit leaves a ``_delta_log`` with no commit in it,
+    which Delta then takes for a table and refuses to load (DELTA_TABLE_NOT_FOUND). Nothing
+    was committed, so nothing is lost by removing it and creating the table again."""
+    log_uri = join(uri, "_delta_log")
+    if not is_dir(log_uri):
+        return
+    names = file_names(log_uri)
+    if any(n == "_last_checkpoint" or (n[:20].isdigit() and n[20:21] == ".") for n in names):
+        return
+    log.warning("%s has a _delta_log with no commit (a create was interrupted); creating "
+                "the table again", uri)
+    remove_tree(log_uri)
 
 
 def write_failed(doing: str, uri: str, batch_id: int, exc: Exception) -> LakehouseError:

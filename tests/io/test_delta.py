@@ -54,6 +54,18 @@ def test_append_commits_each_batch_once(spark: SparkSession, tmp_path: Path) -> 
         and "Delta-Lake/4." in commits[0]["engineInfo"]
 
 
+def test_a_create_killed_before_its_first_commit_is_created_again(
+        spark: SparkSession, tmp_path: Path) -> None:
+    uri = tmp_path / "t"
+    (uri / "_delta_log" / "_staged_commits").mkdir(parents=True)  # what a kill mid-create leaves
+    (uri / "_delta_log" / ".00000000000000000000.json.3f2a.tmp").write_text("{")
+    ensure_table(spark, str(uri), SCHEMA)
+    assert latest_version(str(uri)) == 0
+    append(spark.createDataFrame([("a", 1)], SCHEMA), str(uri), BatchCommit("w", 0))
+    ensure_table(spark, str(uri), SCHEMA)  # a table with commits is left alone
+    assert spark.read.format("delta").load(str(uri)).count() == 1
+
+
 def test_merge_and_replace_are_idempotent(spark: SparkSession, tmp_path: Path) -> None:
     uri = str(tmp_path / "t")
     ensure_table(spark, uri, SCHEMA)
