@@ -92,7 +92,8 @@ def _dump_java_threads(group: int) -> None:
 
 def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool = False,
                  broker_dir: Path | None = None, silver: dict | None = None,
-                 kafka: dict | None = None, **streaming: object) -> Path:
+                 kafka: dict | None = None, spark: dict | None = None,
+                 **streaming: object) -> Path:
     """A config file for a test: its own warehouse, the given broker."""
     doc = {
         "project": "test",
@@ -101,7 +102,7 @@ def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool 
                                **({"data_dir": str(broker_dir)} if broker_dir else {})},
                   **(kafka or {})},
         "warehouse": {"root": str(warehouse)},
-        "spark": {"master": "local[2]", "shuffle_partitions": 2},
+        "spark": {"master": "local[2]", "shuffle_partitions": 2, **(spark or {})},
         "streaming": {"trigger_seconds": 0.5, "max_offsets_per_trigger": 50000, **streaming},
         "silver": silver or {},
         "sources": {"orders": {"topic": "shop.orders.v1", "partitions": 6},

@@ -1,0 +1,151 @@
+"""Soak: the job runs while events arrive at a steady rate (200/s for 1 minute;
+``--chaos-full``: 20 minutes), sampled every 5 s: memory of the driver's JVM and Python
+and of the Python workers, the JVM's open files, and consumer lag (what the broker holds
+minus what bronze holds). The driver heap is held to 1 GB, so a leak fails the run (out of
+memory) well inside 20 minutes instead of hiding in a large heap.
+
+The run must end with Python memory and open files flat, lag back to zero, and the
+independent checker's verdict: every record in its one place, gold exact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from lakehouse.generator import generate
+from lakehouse.io.delta import max_kafka_offsets
+from lakehouse.io.kafka_producer import produce
+from tests.chaos.checker import check
+from tests.conftest import lakehouse, start_run, write_config
+
+pytestmark = pytest.mark.integration
+RATE = 200  # events per second
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    jvm_mb: float
+    python_mb: float
+    workers_mb: float
+    open_files: int
+    lag: int
+
+
+def _group(pgid: int) -> list[tuple[int, str, list[str]]]:
+    """(pid, comm, argv) of every live process in the process group."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            comm = (stat.parent / "comm").read_text().strip()
+            argv = (stat.parent / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            out.append((int(stat.parent.name), comm, argv))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _lag(bootstrap: str, topic: str, warehouse: Path) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "soak-lag", "log_level": 0})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions}
+    finally:
+        consumer.close()
+    held = max_kafka_offsets(str(warehouse / "bronze" / "orders")).get(topic, {})
+    return sum(end - held.get(str(p), 0) for p, end in ends.items())
+
+
+def sample(job: int, started: float, bootstrap: str, topic: str, warehouse: Path) -> Sample:
+    procs = _group(job)
+    jvms = [pid for pid, comm, _ in procs if comm == "java"]
+    drivers = [pid for pid, _, argv in procs if "lakehouse.cli" in argv]
+    workers = [pid for pid, _, argv in procs
+               if {"pyspark.daemon", "pyspark.worker"} & set(argv)]
+    return Sample(time.monotonic() - started,
+                  sum(_rss_mb(p) for p in jvms), sum(_rss_mb(p) for p in drivers),
+                  sum(_rss_mb(p) for p in workers),
+                  sum(len(os.listdir(f"/proc/{p}/fd")) for p in jvms),
+                  _lag(bootstrap, topic, warehouse))
+
+
+def test_a_steady_stream_keeps_memory_and_files_flat_and_lag_returns_to_zero(
+        broker: str, tmp_path: Path, full: bool) -> None:
+    topic = f"orders.soak.{tmp_path.name}"
+    warehouse = tmp_path / "warehouse"
+    config = write_config(tmp_path / "conf.yaml", broker, warehouse,
+                          spark={"driver_memory": "1g"}, trigger_seconds=2)
+    config.write_text(config.read_text().replace("shop.orders.v1", topic))
+    seconds = 1200 if full else 60
+    producing = threading.Event()
+    producing.set()
+
+    def producer() -> None:  # RATE events (faults included) every second
+        for second in range(seconds):
+            if not producing.is_set():
+                return
+            began = time.monotonic()
+            produce(broker, topic, generate("orders", RATE, seed=second, faults=0.1))
+            time.sleep(max(0.0, 1 - (time.monotonic() - began)))
+
+    job = start_run(config, warehouse)
+    thread = threading.Thread(target=producer, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    samples: list[Sample] = []
+    try:
+        while thread.is_alive():
+            assert job.poll() is None, f"the job died: {job.communicate()[1][-3000:]}"
+            samples.append(sample(job.pid, started, broker, topic, warehouse))
+            time.sleep(5)
+        deadline = time.monotonic() + 180
+        while (last := sample(job.pid, started, broker, topic, warehouse)).lag > 0:
+            assert time.monotonic() < deadline, f"lag still {last.lag} after 180 s"
+            time.sleep(2)
+        samples.append(last)
+    finally:
+        producing.clear()
+        thread.join(timeout=60)
+        os.kill(job.pid, signal.SIGINT)  # Ctrl-C: a clean stop
+        try:
+            job.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            raise
+
+    print(f"{'s':>6} {'JVM MB':>8} {'Python MB':>10} {'workers MB':>11} {'files':>6} {'lag':>7}")
+    for s in samples:
+        print(f"{s.at:6.0f} {s.jvm_mb:8.0f} {s.python_mb:10.0f} {s.workers_mb:11.0f} "
+              f"{s.open_files:6d} {s.lag:7d}")
+    warm = samples[len(samples) // 4]  # after start-up: JIT, first batches, tables created
+    end = samples[-1]
+    assert end.python_mb <= warm.python_mb * 1.3 + 50, "the driver's Python memory grew"
+    assert end.open_files <= warm.open_files + 50, "the driver JVM's open files grew"
+    assert end.lag == 0
+
+    done = lakehouse(config, "run", "--until-idle")
+    assert done.returncode == 0, done.stderr[-3000:]
+    verdict = check(config, broker, topic, warehouse)
+    assert verdict.produced == RATE * seconds
+    print(f"soak {seconds} s at {RATE}/s: JVM {warm.jvm_mb:,.0f} -> {end.jvm_mb:,.0f} MB, "
+          f"Python {warm.python_mb:,.0f} -> {end.python_mb:,.0f} MB, open files "
+          f"{warm.open_files} -> {end.open_files}; {verdict.describe()}")
