@@ -8,20 +8,38 @@ returns once a metadata request answers; it refuses a port held by anything else
 warehouse's broker included). ``down`` stops the recorded broker gracefully (SIGTERM,
 then SIGKILL after a grace period); ``status`` says whether it runs. ``up`` twice is
 fine. Nothing here is used when the configuration points at a real cluster.
+
+With ``users`` (``kafka.embedded.sasl_users``) the client listener wants SASL/PLAIN
+(``SASL_PLAINTEXT``) and KRaft's ``StandardAuthorizer`` denies what no ACL allows: ``up``
+grants each user of ``topic_acls`` its topics, acting as the admin user (a super user,
+also the broker's own identity between its listeners). The properties file holding the
+passwords is readable by its owner only.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import stat
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    ResourcePatternType,
+    ResourceType,
+)
+
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.kafka_admin import MAX_RECORD_BYTES, answers
+from lakehouse.io.kafka_admin import MAX_RECORD_BYTES, admin_client, answers
+from lakehouse.io.kafka_security import jaas_quoted, sasl_properties
 from lakehouse.io.processes import (
     free_port,
     port_free,
@@ -100,7 +118,9 @@ class _Record:
 class EmbeddedBroker:
     """Controls the one Kafka process of a data directory (a warehouse's ``_broker``)."""
 
-    def __init__(self, bootstrap: str, data_dir: str, startup_timeout: float = 30.0) -> None:
+    def __init__(self, bootstrap: str, data_dir: str, startup_timeout: float = 30.0,
+                 users: Mapping[str, str] | None = None, admin_user: str = "admin",
+                 topic_acls: Mapping[str, Sequence[str]] | None = None) -> None:
         host, _, port = bootstrap.strip().rpartition(":")
         if "," in bootstrap or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise LakehouseError(
@@ -111,6 +131,17 @@ class EmbeddedBroker:
         self.bootstrap = f"{host}:{port}"
         self.data_dir = Path(data_dir).resolve()
         self.startup_timeout = startup_timeout
+        self._users = dict(users or {})
+        self._admin = admin_user
+        self._acls = {user: tuple(topics) for user, topics in (topic_acls or {}).items()}
+
+    def __repr__(self) -> str:
+        return f"EmbeddedBroker({self.bootstrap!r}, {str(self.data_dir)!r})"
+
+    @property
+    def client_properties(self) -> dict[str, str]:
+        """librdkafka properties to connect as the admin user (none without SASL)."""
+        return sasl_properties(self._admin, self._users[self._admin]) if self._users else {}
 
     @property
     def log_file(self) -> Path:
@@ -119,7 +150,8 @@ class EmbeddedBroker:
 
     def answering(self, timeout: float = 2.0) -> bool:
         """Whether a Kafka broker answers a metadata request at the address."""
-        return not port_free(self.host, self.port) and answers(self.bootstrap, timeout=timeout)
+        return not port_free(self.host, self.port) and answers(
+            self.bootstrap, self.client_properties, timeout=timeout)
 
     def status(self) -> BrokerStatus:
         """Is the warehouse's broker running, and does it answer?"""
@@ -127,8 +159,8 @@ class EmbeddedBroker:
         pid = self._running_pid(record)
         if record is not None and pid is not None:
             bootstrap = f"{record.host}:{record.port}"
-            return BrokerStatus(True, answers(bootstrap, timeout=2.0), pid, bootstrap,
-                                str(self.data_dir))
+            return BrokerStatus(True, answers(bootstrap, self.client_properties, timeout=2.0),
+                                pid, bootstrap, str(self.data_dir))
         return BrokerStatus(False, False, None, self.bootstrap, str(self.data_dir),
                             port_taken=not port_free(self.host, self.port))
 
@@ -163,7 +195,33 @@ class EmbeddedBroker:
         record = _Record(record.host, record.port, record.controller_port, record.cluster_id,
                          proc.pid)
         self._write_record(record)
-        return self._await_answer(record)
+        status = self._await_answer(record)
+        self._grant()
+        return status
+
+    def _grant(self) -> None:
+        """Each user of ``topic_acls``: create, describe, read and write its topics, read
+        with any consumer group (creating an ACL that exists changes nothing)."""
+        if not self._acls:
+            return
+        bindings = [AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL,
+                               f"User:{user}", "*", operation, AclPermissionType.ALLOW)
+                    for user, topics in self._acls.items() for topic in topics
+                    for operation in (AclOperation.CREATE, AclOperation.DESCRIBE,
+                                      AclOperation.READ, AclOperation.WRITE)]
+        bindings += [AclBinding(ResourceType.GROUP, "*", ResourcePatternType.LITERAL,
+                                f"User:{user}", "*", AclOperation.READ, AclPermissionType.ALLOW)
+                     for user in self._acls]
+        admin = admin_client(self.bootstrap, self.client_properties)
+        for binding, future in admin.create_acls(bindings, request_timeout=30).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                raise LakehouseError(
+                    ErrorCode.BROKER_START_FAILED,
+                    f"granting {binding.principal} {binding.operation} on "
+                    f"{binding.name} failed: {exc}", hint=f"see {self.log_file}",
+                    bootstrap=self.bootstrap, data_dir=str(self.data_dir)) from exc
 
     def down(self, grace: float = 20.0) -> bool:
         """Stop the warehouse's broker gracefully; True if one was running."""
@@ -186,15 +244,16 @@ class EmbeddedBroker:
             if not port_free(self.host, controller_port):
                 controller_port = free_port(self.host)
         host, port = self.host, self.port
+        client = "SASL_PLAINTEXT" if self._users else "PLAINTEXT"
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"{host}:{controller_port}",
-            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+            "listeners": f"{client}://{host}:{port},CONTROLLER://{host}:{controller_port}",
+            "advertised.listeners": f"{client}://{host}:{port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": client,
+            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{client}:{client}",
             "log.dirs": str(self.data_dir / STORAGE_DIR),
             "num.partitions": "1",
             "auto.create.topics.enable": "true",
@@ -208,11 +267,35 @@ class EmbeddedBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "message.max.bytes": str(MAX_RECORD_BYTES),
+            **self._security_properties(),
         }
-        (self.data_dir / PROPERTIES_FILE).write_text(
-            "".join(f"{key}={value}\n" for key, value in properties.items()))
+        path = self.data_dir / PROPERTIES_FILE
+        path.touch(mode=stat.S_IRUSR | stat.S_IWUSR)
+        path.chmod(stat.S_IRUSR | stat.S_IWUSR)  # it may hold passwords
+        path.write_text("".join(f"{key}={value.replace(chr(92), chr(92) * 2)}\n"
+                                for key, value in properties.items()))
         (self.data_dir / LOG4J_FILE).write_text(LOG4J.format(log=self.log_file))
         return _Record(host, port, controller_port, cluster_id, None)
+
+    def _security_properties(self) -> dict[str, str]:
+        """SASL/PLAIN on the client listener, the users, and the authorizer (none without
+        users). The controller listener stays on the loopback, as ANONYMOUS, a super user."""
+        if not self._users:
+            return {}
+        accounts = " ".join(f"user_{user}={jaas_quoted(password)}"
+                            for user, password in self._users.items())
+        return {
+            "sasl.enabled.mechanisms": "PLAIN",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f"username={jaas_quoted(self._admin)} "
+                f"password={jaas_quoted(self._users[self._admin])} "
+                f"{accounts};",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{self._admin};User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+        }
 
     def _format(self, classpath: str, cluster_id: str) -> None:
         """Format the empty storage as a standalone KRaft quorum (once per warehouse)."""

@@ -38,8 +38,9 @@ def _embedded_broker(config: Config, port: int | None = None) -> EmbeddedBroker:
     bootstrap = config.kafka.bootstrap_servers
     if port is not None:
         bootstrap = f"{bootstrap.rpartition(':')[0]}:{port}"
-    return EmbeddedBroker(bootstrap, config.broker_data_dir,
-                          config.kafka.embedded.startup_timeout_seconds)
+    embedded = config.kafka.embedded
+    return EmbeddedBroker(bootstrap, config.broker_data_dir, embedded.startup_timeout_seconds,
+                          embedded.sasl_users, embedded.admin_user, embedded.topic_acls)
 
 
 def ensure_broker(config: Config) -> str:

@@ -19,7 +19,7 @@ import dataclasses
 import os
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +44,16 @@ class EmbeddedBrokerConfig:
     data_dir: str = ""
     """Where the broker keeps its log; default ``<warehouse>/_broker``."""
     startup_timeout_seconds: float = 30.0
+    sasl_users: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """SASL/PLAIN users and their passwords (write ``${ENV_VAR}`` to take one from the
+    environment). None: the broker takes anyone, unauthenticated. Some: its client
+    listener wants SASL_PLAINTEXT and KRaft's ``StandardAuthorizer`` allows only what
+    ``topic_acls`` grants."""
+    admin_user: str = "admin"
+    """The user (one of ``sasl_users``) the broker itself and ``lakehouse broker`` act as:
+    a super user."""
+    topic_acls: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """User -> the topics it may create, describe, read and write (any consumer group)."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +62,9 @@ class KafkaConfig:
 
     bootstrap_servers: str
     embedded: EmbeddedBrokerConfig = field(default_factory=EmbeddedBrokerConfig)
-    client_properties: Mapping[str, str] = field(default_factory=dict)
-    """Extra librdkafka properties (security.protocol, sasl.*, ssl.*) for every client."""
+    client_properties: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Extra librdkafka properties (security.protocol, sasl.*, ssl.*) for every client;
+    write ``${ENV_VAR}`` for a secret (``sasl.password: ${KAFKA_PASSWORD}``)."""
     unavailable_timeout_seconds: float = 300.0
     """How long a running job waits for a broker that stopped answering (restarting its
     Kafka queries with backoff once it is back) before it stops with LH-KAFKA-004 and exit
@@ -313,6 +324,7 @@ def parse_config(
         )
     config = _build(Config, {**raw, "source_file": source_file}, "", source_file)
 
+    config = _with_secrets(config, env)
     bootstrap = bootstrap_servers or env.get(ENV_BOOTSTRAP)
     if bootstrap:
         # A cluster given from outside is used as it is: never start a broker for it.
@@ -335,6 +347,33 @@ def parse_config(
     return config
 
 
+_SECRET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _with_secrets(config: Config, env: Mapping[str, str]) -> Config:
+    """Kafka credentials with each ``${NAME}`` replaced by environment variable NAME, so no
+    secret needs to live in a config file; an unset one fails here, naming the key."""
+    def resolve(values: Mapping[str, str], prefix: str) -> dict[str, str]:
+        out = {}
+        for key, value in values.items():
+            for name in _SECRET.findall(value):
+                if name not in env:
+                    raise LakehouseError(
+                        ErrorCode.SECRET_NOT_SET,
+                        f"{config.source_file}: {prefix}.{key} takes its value from the "
+                        f"environment variable {name}, which is not set",
+                        hint=f"export {name}=... before running", file=config.source_file,
+                        key=f"{prefix}.{key}", variable=name)
+            out[key] = _SECRET.sub(lambda m: env[m.group(1)], value)
+        return out
+
+    kafka = config.kafka
+    return dataclasses.replace(config, kafka=dataclasses.replace(
+        kafka, client_properties=resolve(kafka.client_properties, "kafka.client_properties"),
+        embedded=dataclasses.replace(kafka.embedded, sasl_users=resolve(
+            kafka.embedded.sasl_users, "kafka.embedded.sasl_users"))))
+
+
 def _check_values(config: Config) -> None:
     def bad(key: str, message: str) -> LakehouseError:
         return LakehouseError(ErrorCode.CONFIG_BAD_VALUE, f"{config.source_file}: {key}: {message}",
@@ -346,6 +385,14 @@ def _check_values(config: Config) -> None:
         host, _, port = server.strip().rpartition(":")
         if not host or not port.isdigit():
             raise bad("kafka.bootstrap_servers", f"{server!r} is not host:port")
+    embedded = config.kafka.embedded
+    if embedded.sasl_users and embedded.admin_user not in embedded.sasl_users:
+        raise bad("kafka.embedded.admin_user", f"{embedded.admin_user!r} is not one of "
+                  "kafka.embedded.sasl_users")
+    for user in embedded.topic_acls:
+        if user not in embedded.sasl_users:
+            raise bad(f"kafka.embedded.topic_acls.{user}", "names no user of "
+                      "kafka.embedded.sasl_users")
     if config.kafka.unavailable_timeout_seconds <= 0:
         raise bad("kafka.unavailable_timeout_seconds", "must be positive")
     if config.streaming.max_offsets_per_trigger <= 0:
@@ -446,6 +493,12 @@ def _coerce(tp: Any, value: Any, key: str, source_file: str) -> Any:
         args = typing.get_args(tp)
         value_type = args[1] if len(args) == 2 else Any
         return {str(k): _coerce(value_type, v, f"{key}.{k}", source_file) for k, v in value.items()}
+    if origin is Sequence:
+        if not isinstance(value, list):
+            raise bad("a list")
+        (item_type,) = typing.get_args(tp)
+        return tuple(_coerce(item_type, v, f"{key}[{i}]", source_file)
+                     for i, v in enumerate(value))
     if tp is Any:
         return value
     if tp is bool:

@@ -60,6 +60,9 @@ def build_session(config: Config, streaming: bool = False) -> SparkSession:
         # broker that went away can hold; what that query had not committed runs again
         # on the next start.
         .config("spark.sql.streaming.stopTimeout", "60s")
+        # Kafka credentials travel as source options (kafka.sasl.jaas.config): keep them
+        # out of plan strings, logs and lineage, as Spark does with a URL by default.
+        .config("spark.sql.redaction.options.regex", "(?i)url|jaas|password|secret|token")
     )
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)

@@ -1,17 +1,17 @@
 """Kafka metadata and topic management over the plain Kafka protocol (confluent-kafka).
 
-Nothing here is broker-specific: the same calls work on the embedded noida-db broker
-and on any Kafka cluster given its bootstrap servers.
+Nothing here is broker-specific: the same calls work on the embedded broker and on any
+Kafka cluster given its bootstrap servers.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from lakehouse.errors import ErrorCode, LakehouseError
@@ -25,9 +25,23 @@ own default is 1 MB): records of several MB reach bronze untouched, and silver q
 what is over the contract's ``max_record_bytes``."""
 
 
+_AUTH_FAILED: dict[str, str] = {}
+"""Bootstrap servers -> the last authentication failure a client of this process saw there.
+librdkafka reports it only to the error callback; the call that failed says 'transport
+failure'."""
+
+
+def _remember_auth_failures(bootstrap_servers: str) -> Callable[[KafkaError], None]:
+    def on_error(err: KafkaError) -> None:
+        if err.code() == KafkaError._AUTHENTICATION:
+            _AUTH_FAILED[bootstrap_servers] = err.str()
+    return on_error
+
+
 def client_config(bootstrap_servers: str, properties: Mapping[str, str] | None = None) -> dict:
     """librdkafka settings shared by every client the project makes."""
-    conf: dict = {"bootstrap.servers": bootstrap_servers, "log_level": 3}
+    conf: dict = {"bootstrap.servers": bootstrap_servers, "log_level": 3,
+                  "error_cb": _remember_auth_failures(bootstrap_servers)}
     conf.update(properties or {})
     return conf
 
@@ -70,6 +84,15 @@ def list_topics(admin: AdminClient | Consumer, bootstrap_servers: str,
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
+        admin.poll(0)  # serves the error callback
+        if (reason := _AUTH_FAILED.pop(bootstrap_servers, None)) is not None:
+            raise LakehouseError(
+                ErrorCode.KAFKA_NOT_AUTHENTICATED,
+                f"the Kafka cluster at {bootstrap_servers} refused this client's "
+                f"credentials: {reason}",
+                hint="check sasl.username and sasl.password (or the environment variable it "
+                     "names) and sasl.mechanism under kafka.client_properties",
+                bootstrap=bootstrap_servers) from exc
         raise LakehouseError(
             ErrorCode.BROKER_UNREACHABLE,
             f"no Kafka broker answered at {bootstrap_servers} within {timeout:.0f}s ({exc})",
@@ -121,7 +144,19 @@ def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec],
                 created.append(name)
                 log.info("created topic %s", name)
             except KafkaException as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                code = exc.args[0].code()
+                if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                            KafkaError.CLUSTER_AUTHORIZATION_FAILED):
+                    user = (properties or {}).get("sasl.username", "ANONYMOUS")
+                    raise LakehouseError(
+                        ErrorCode.KAFKA_NOT_AUTHORIZED,
+                        f"Kafka user {user} may not see or create topic {name!r} on "
+                        f"{bootstrap_servers} (no ACL allows it)",
+                        hint=f"grant User:{user} DESCRIBE, READ and WRITE on the topic (CREATE "
+                             "too, if it is to be created); for the embedded broker: "
+                             "kafka.embedded.topic_acls", topic=name, user=user,
+                        bootstrap=bootstrap_servers) from exc
+                if code != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
     to_grow = [NewPartitions(s.name, s.partitions) for s in specs
                if s.name in existing and existing[s.name] < s.partitions]

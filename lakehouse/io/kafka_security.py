@@ -18,8 +18,15 @@ _LOGIN_MODULES = {
 _LIBRDKAFKA_ONLY = ("sasl.username", "sasl.password", "ssl.ca.location")
 
 
-def _quoted(value: str) -> str:
+def jaas_quoted(value: str) -> str:
+    """A JAAS option value: quoted, with its quotes and backslashes escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def sasl_properties(user: str, password: str) -> dict[str, str]:
+    """librdkafka properties of a SASL/PLAIN connection without TLS."""
+    return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+            "sasl.username": user, "sasl.password": password}
 
 
 def jvm_properties(props: Mapping[str, str]) -> dict[str, str]:
@@ -29,8 +36,8 @@ def jvm_properties(props: Mapping[str, str]) -> dict[str, str]:
     if user is not None and password is not None and "sasl.jaas.config" not in props:
         mechanism = props.get("sasl.mechanism", props.get("sasl.mechanisms", "PLAIN")).upper()
         module = _LOGIN_MODULES.get(mechanism, _LOGIN_MODULES["PLAIN"])
-        out["sasl.jaas.config"] = (f"{module} required username={_quoted(user)} "
-                                   f"password={_quoted(password)};")
+        out["sasl.jaas.config"] = (f"{module} required username={jaas_quoted(user)} "
+                                   f"password={jaas_quoted(password)};")
         out.setdefault("sasl.mechanism", mechanism)
         out.pop("sasl.mechanisms", None)
     if "ssl.ca.location" in props and "ssl.truststore.location" not in props:

@@ -31,7 +31,7 @@ def error_of(fn, *args, **kwargs) -> LakehouseError:  # type: ignore[no-untyped-
 
 @pytest.mark.parametrize("name", ["local.yaml", "cluster.example.yaml"])
 def test_shipped_configs_parse(name: str) -> None:
-    config = load_config(ROOT / "conf" / name, env={})
+    config = load_config(ROOT / "conf" / name, env={"LAKEHOUSE_KAFKA_PASSWORD": "x"})
     assert config.source("orders").topic == "shop.orders.v1"
     assert dataclasses.is_dataclass(config)
 
@@ -85,6 +85,13 @@ def test_missing_nested_key(tmp_path: Path) -> None:
     ({"spark": ["not", "a", "mapping"]}, "spark"),
     ({"spark": {"driver_memory": "4 GB"}}, "spark.driver_memory"),
     ({"streaming": {"shape": "chain"}}, "streaming.shape"),
+    ({"kafka": {"bootstrap_servers": "h:1", "embedded": {"sasl_users": {"etl": "x"}}}},
+     "kafka.embedded.admin_user"),
+    ({"kafka": {"bootstrap_servers": "h:1", "embedded": {
+        "sasl_users": {"admin": "x"}, "topic_acls": {"etl": ["t"]}}}},
+     "kafka.embedded.topic_acls.etl"),
+    ({"kafka": {"bootstrap_servers": "h:1", "embedded": {"topic_acls": {"etl": "t"}}}},
+     "kafka.embedded.topic_acls.etl"),
 ])
 def test_bad_values(tmp_path: Path, patch: dict, key: str) -> None:
     err = error_of(load_config, write(tmp_path, {**MINIMAL, **patch}), env={})
@@ -147,3 +154,18 @@ def test_silver_settings_are_checked(tmp_path: Path) -> None:
                       "silver": {"critical_max_unexpected_percent": 150}})
     assert err.value.code is ErrorCode.CONFIG_BAD_VALUE
     assert err.value.params["key"] == "silver.critical_max_unexpected_percent"
+
+
+def test_secrets_come_from_the_environment_and_stay_out_of_repr(tmp_path: Path) -> None:
+    doc = {**MINIMAL, "kafka": {"bootstrap_servers": "h:9092", "client_properties": {
+        "sasl.username": "etl", "sasl.password": "${ETL_PASSWORD}"},
+        "embedded": {"sasl_users": {"admin": "${ADMIN_PASSWORD}"}}}}
+    err = error_of(load_config, write(tmp_path, doc), env={"ADMIN_PASSWORD": "a"})
+    assert err.code is ErrorCode.SECRET_NOT_SET
+    assert err.params["variable"] == "ETL_PASSWORD"
+    assert err.params["key"] == "kafka.client_properties.sasl.password"
+    config = load_config(write(tmp_path, doc), env={"ETL_PASSWORD": "s3cr3t-etl",
+                                                    "ADMIN_PASSWORD": "s3cr3t-admin"})
+    assert config.kafka.client_properties["sasl.password"] == "s3cr3t-etl"
+    assert config.kafka.embedded.sasl_users == {"admin": "s3cr3t-admin"}
+    assert "s3cr3t" not in repr(config)
