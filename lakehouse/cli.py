@@ -447,6 +447,21 @@ def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.forget import forget, touched
+    tables = touched(config)
+    if not tables:
+        _say("no contract marks a field pii: true; nothing holds personal data")
+        return 0
+    _say(f"This erases the subject from {', '.join(tables)} and recomputes the gold tables "
+         "reading them. Each of these tables is then vacuumed with retention 0: time travel "
+         "to any earlier version of them will no longer be possible (the audit window does "
+         "not apply).")
+    _confirm("erase the subject?", args.yes)
+    _say(forget(config, args.subject, printer=_say).describe())
+    return 0
+
+
 def cmd_verify(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.gold import verify
     from lakehouse.registry import GoldTable
@@ -807,6 +822,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the files, delete nothing")
     p.add_argument("--list", type=int, default=0, metavar="N", help="print the first N files")
     p.set_defaults(func=cmd_vacuum)
+
+    p = sub.add_parser("forget", help="erase one data subject from every table (GDPR)",
+                       description="Erase every record naming the subject in a pii field "
+                                   "from bronze, silver and quarantine, recompute the gold "
+                                   "tables reading them, vacuum those tables with retention "
+                                   "0 (earlier versions become unreadable), and record the "
+                                   "erasure in _system.forgotten (the pseudonym only). The "
+                                   "pipelines must be stopped and caught up.")
+    p.add_argument("--subject", required=True, help="the subject's id, e.g. a customer_id")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("verify", help="check gold against a batch recomputation from silver",
                        description="Recompute each gold table from silver (as of the silver "

@@ -193,6 +193,18 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """The key of the pseudonyms silver holds for the contracts' ``pii: true`` fields."""
+
+    key_env: str = "LAKEHOUSE_PII_KEY"
+    """The environment variable holding the HMAC-SHA256 key; a run that pseudonymises
+    refuses to start without it (LH-CONF-008)."""
+    dev_key: str = field(default="", repr=False)
+    """A key for local work only (conf/local.yaml sets a documented one, which is no
+    secret): used when the variable is unset. Never set it in a real deployment."""
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """One Kafka topic that lands in a bronze table of the same name."""
 
@@ -216,6 +228,7 @@ class Config:
     gold: GoldConfig = field(default_factory=GoldConfig)
     lineage: LineageConfig = field(default_factory=LineageConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
     source_file: str = ""
     """The YAML file this was read from (set by the loader, not by the file)."""

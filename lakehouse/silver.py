@@ -67,6 +67,7 @@ from lakehouse.lineage.datasets import (
     storage_dataset,
 )
 from lakehouse.lineage.tracking import Lineage
+from lakehouse.privacy import pii_key, pseudonymise
 from lakehouse.quality.contract import REASONS, RULES, Contract, failure_list, load_contract, parse
 from lakehouse.quality.rules import RuleResult, Suite, apply_rules, load_suite, results, statistics
 from lakehouse.registry import SilverTable
@@ -82,6 +83,8 @@ COORDINATES = ("_topic", "_partition", "_offset")
 RECORD_ONLY = frozenset({"key", "value", "_kafka_timestamp", "failed_rules", "reasons"})
 REBUILD = "rebuild"
 """Ledger kind of a ``lakehouse replay`` of a silver table."""
+FORGET = "forget"
+"""Ledger kind of an erasure (``lakehouse forget``): negative counts."""
 BRONZE_COLUMNS = frozenset({"key", "value", "topic", "partition", "offset", "timestamp",
                             "timestamp_type", "headers", "ingested_at", "ingest_date",
                             VERSION_COLUMN})
@@ -125,6 +128,8 @@ class SilverPlan:
     bronze_uri: str
     critical_max_unexpected_percent: float
     storage_options: dict[str, str] = field(default_factory=dict)
+    pii_key: bytes = field(default=b"", repr=False)
+    """The key of the pseudonyms of the contract's pii fields (empty if it has none)."""
 
     @property
     def key(self) -> str:
@@ -144,7 +149,8 @@ def load_plan(config: Config, table: SilverTable) -> SilverPlan:
                       wh.table_uri("silver", "_quality"), wh.table_uri("silver", "_batches"),
                       wh.table_uri("bronze", table.bronze),
                       config.silver.critical_max_unexpected_percent,
-                      dict(wh.storage_options))
+                      dict(wh.storage_options),
+                      pii_key(config) if contract.pii_fields else b"")
 
 
 # -- pure: classification and routing (Spark) ---------------------------------------------
@@ -152,12 +158,15 @@ def load_plan(config: Config, table: SilverTable) -> SilverPlan:
 def classify(bronze: DataFrame, plan: SilverPlan) -> DataFrame:
     """Bronze rows -> bronze columns + typed fields + ``_failed_rules`` and ``_reasons`` + ``event_date``.
 
+    The rules see the raw values; the pii fields leave as their pseudonyms.
+
     The future-event check is against the record's bronze ingest time, so a batch
     replayed later is classified exactly as it was the first time.
     """
     parsed = parse(bronze, plan.contract, F.col("ingested_at"))
     checked = apply_rules(plan.table.transform(parsed), plan.suite)
-    return checked.withColumn("event_date", F.to_date(F.col(plan.contract.event_time)))
+    private = pseudonymise(checked, plan.contract.pii_fields, plan.pii_key)
+    return private.withColumn("event_date", F.to_date(F.col(plan.contract.event_time)))
 
 
 def silver_columns(classified: DataFrame) -> list[str]:
@@ -465,9 +474,11 @@ class SilverWriter:
 
 
 def routed_up_to(plan: SilverPlan) -> int | None:
-    """The last bronze version the table's stream has routed (its ledger), if any."""
+    """The last bronze version the table's stream has routed or an erasure took into
+    account (its ledger), if any."""
     done = _rows(plan.ledger_uri, plan.storage_options,
-                 (pc.field("table") == plan.table.qualified_name) & (pc.field("kind") == "stream"),
+                 (pc.field("table") == plan.table.qualified_name)
+                 & pc.field("kind").isin(["stream", FORGET]),
                  ["bronze_to_version"])
     if done is None or done.num_rows == 0:
         return None
@@ -646,7 +657,7 @@ def accounting(config: Config, table: SilverTable) -> Accounting:
     # the change a rebuild made to the duplicates of the range it re-routed.
     ledger = _rows(plan.ledger_uri, opts,
                    (pc.field("table") == table.qualified_name)
-                   & pc.field("kind").isin(["stream", REBUILD]),
+                   & pc.field("kind").isin(["stream", REBUILD, FORGET]),
                    ["bronze_rows", "duplicates_in_batch", "duplicates_in_silver"])
 
     def total(name: str) -> int:

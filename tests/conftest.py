@@ -105,6 +105,7 @@ def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool 
         "spark": {"master": "local[2]", "shuffle_partitions": 2, **(spark or {})},
         "streaming": {"trigger_seconds": 0.5, "max_offsets_per_trigger": 50000, **streaming},
         "silver": silver or {},
+        "privacy": {"dev_key": "tests-only-not-a-secret"},
         "sources": {"orders": {"topic": "shop.orders.v1", "partitions": 6},
                     "clickstream": {"topic": "web.clickstream.v1", "partitions": 3}},
     }

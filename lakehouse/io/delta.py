@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow.fs as pafs
 from deltalake import DeltaTable as RsTable
 from deltalake.exceptions import TableNotFoundError
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from lakehouse.errors import ErrorCode, LakehouseError
@@ -154,6 +154,12 @@ def find_commit(uri: str, after: int | None, match: Callable[[list[dict[str, Any
             metrics = {k: str(v) for k, v in (info.get("operationMetrics") or {}).items()}
             return WriteResult(version, _rows_written(metrics), metrics)
     return WriteResult(None, 0)
+
+
+def committed(uri: str, commit: BatchCommit) -> WriteResult:
+    """The commit carrying ``txn(commit.app_id, commit.batch_id)`` anywhere in the log
+    (newest first), e.g. one a write skipped as already done."""
+    return find_commit(uri, None, _committed_by(commit))
 
 
 def _committed_by(commit: BatchCommit) -> Callable[[list[dict[str, Any]]], bool]:
@@ -289,7 +295,7 @@ MergeSpec = Callable[[Any], Any]
 """Adds the WHEN clauses to a ``DeltaMergeBuilder`` and returns it."""
 
 
-def merge(source: DataFrame, uri: str, on: str, clauses: MergeSpec, commit: BatchCommit,
+def merge(source: DataFrame, uri: str, on: str | Column, clauses: MergeSpec, commit: BatchCommit,
           keys: Sequence[str] = ()) -> WriteResult:
     """MERGE ``source`` (alias ``s``) into the table at ``uri`` (alias ``t``) on ``on``
     with the given WHEN clauses, as batch ``commit.batch_id`` unless that batch is in the

@@ -58,6 +58,8 @@ class Field:
     required: bool = False
     default: Any = None
     description: str = ""
+    pii: bool = False
+    """Personal data: silver holds a keyed pseudonym of it (``lakehouse.privacy``)."""
 
     @property
     def spark_type(self) -> T.DataType:
@@ -110,6 +112,11 @@ class Contract:
     (``contract.too_large``)."""
 
     @property
+    def pii_fields(self) -> tuple[str, ...]:
+        """The fields marked ``pii: true``."""
+        return tuple(f.name for f in self.fields if f.pii)
+
+    @property
     def spark_schema(self) -> T.StructType:
         """The typed fields of a valid record, in contract order."""
         return T.StructType([T.StructField(f.name, f.spark_type, nullable=not f.required)
@@ -146,8 +153,9 @@ def load_contract(path: str | Path) -> Contract:
             raise bad(f"field name {name!r} must match {_NAME.pattern}")
         spec = spec or {}
         if not isinstance(spec, dict) or set(spec) - {"type", "required", "default",
-                                                      "description"}:
-            raise bad(f"field {name}: allowed keys are type, required, default, description")
+                                                      "description", "pii"}:
+            raise bad(f"field {name}: allowed keys are type, required, default, description, "
+                      "pii")
         ftype = str(spec.get("type", ""))
         if ftype not in ("string", "integer", "number", "boolean", "timestamp") \
                 and not _DECIMAL.match(ftype):
@@ -155,8 +163,14 @@ def load_contract(path: str | Path) -> Contract:
                       "boolean, timestamp, decimal(p,s)")
         if not isinstance(spec.get("required", False), bool):
             raise bad(f"field {name}: required must be true or false")
+        pii = spec.get("pii", False)
+        if not isinstance(pii, bool):
+            raise bad(f"field {name}: pii must be true or false")
+        if pii and ftype != "string":
+            raise bad(f"field {name}: only string fields can be pii (silver holds a keyed "
+                      "hash of the text)")
         fields.append(Field(name, ftype, spec.get("required", False), spec.get("default"),
-                            str(spec.get("description", ""))))
+                            str(spec.get("description", "")), pii))
     names = {f.name for f in fields}
     for key in ("key", "event_time"):
         if raw.get(key) not in names:

@@ -1,0 +1,244 @@
+"""``lakehouse forget --subject ID``: erase one data subject from every table.
+
+For each silver table whose contract marks fields ``pii: true``, in this order:
+
+1. bronze: the raw records whose pii field holds the subject's id;
+2. the quarantine: the same, open ones and those a replay resolved, one commit each;
+3. silver: the rows holding the subject's pseudonym;
+4. a ledger line (``kind = forget``) with the negative counts, so the accounting identity
+   bronze = silver + quarantined + duplicates still holds;
+5. silver's checkpoint is moved aside (its next run resumes after the bronze version of
+   the erasure, from the ledger), and every gold table reading it is recomputed from silver
+   (``replay_gold``), which replaces its checkpoint too;
+6. every table touched is vacuumed with retention 0: the files of earlier versions, the
+   only place the subject still was, are deleted, so time travel to those versions ends;
+7. one row per table in ``_system/forgotten``: when, by whom, the pseudonym, rows erased.
+
+Each erasure is a MERGE with the subject in a one-row source and ``WHEN MATCHED THEN
+DELETE``, so neither the id nor its pseudonym is written into a commit's predicate; every
+commit carries ``txn(forget:<pseudonym prefix>:<part>, n)``: a forget that died half way
+is finished by running it again, and the ledger counts each row once. It runs with
+lineage off (the plans name the subject) and refuses while silver has bronze records it
+has not routed (LH-FORGET-001): the counts would not add up.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import pyarrow.compute as pc
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakehouse import graph
+from lakehouse.config import Config
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.checkpoints import move_aside
+from lakehouse.io.delta import (
+    BatchCommit,
+    append,
+    committed,
+    ensure_table,
+    latest_version,
+    merge,
+    open_table,
+)
+from lakehouse.io.locks import table_locks
+from lakehouse.lineage.datasets import BRONZE_VERSIONS
+from lakehouse.privacy import pseudonym
+from lakehouse.registry import GoldTable, SilverTable
+from lakehouse.silver import FORGET, BatchReport, SilverPlan, accounting, ledger_frame, load_plan
+
+Printer = Callable[[str], None]
+AUDIT_SCHEMA = T.StructType([
+    T.StructField("forgotten_at", T.TimestampType()), T.StructField("by", T.StringType()),
+    T.StructField("subject_pseudonym", T.StringType()), T.StructField("table", T.StringType()),
+    T.StructField("rows", T.LongType())])
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What one ``forget`` did."""
+
+    pseudonym: str
+    rows: dict[str, int]
+    """Table -> rows erased."""
+    recomputed: list[str]
+    vacuumed: dict[str, int]
+    """Table -> files deleted."""
+    seconds: float
+
+    def describe(self) -> str:
+        """The outcome, a few lines for the terminal."""
+        lines = [f"forgot the subject with pseudonym {self.pseudonym[:16]}... in "
+                 f"{self.seconds:.1f}s"]
+        lines += [f"  {table}: {n:,} rows erased" for table, n in self.rows.items()]
+        lines += [f"  {table}: recomputed from silver" for table in self.recomputed]
+        lines += [f"  {table}: {n:,} files of earlier versions deleted"
+                  for table, n in self.vacuumed.items()]
+        return "\n".join(lines)
+
+
+def subject_tables(config: Config) -> list[tuple[SilverTable, list[GoldTable]]]:
+    """The silver tables holding personal data, each with the gold tables reading it."""
+    g = graph.build(config)
+    out = []
+    for q in g.layer(graph.Layer.SILVER):
+        table = q.definition
+        if isinstance(table, SilverTable) and load_plan(config, table).contract.pii_fields:
+            out.append((table, [d.definition for d in g.downstream(q.name)
+                                if isinstance(d.definition, GoldTable)]))
+    return out
+
+
+def touched(config: Config) -> list[str]:
+    """Every table ``forget`` erases from, recomputes or vacuums (qualified names)."""
+    names = []
+    for silver, golds in subject_tables(config):
+        names += [f"bronze.{silver.bronze}", silver.qualified_name,
+                  f"silver.{silver.quarantine_name}"]
+        for gold in golds:
+            names += [gold.qualified_name] + ([f"gold.{gold.state_name}"]
+                                              if gold.state_name else [])
+    return names
+
+
+def _any(conditions: list[Column]) -> Column:
+    """True where one of ``conditions`` is (a null counts as false)."""
+    return F.greatest(*[F.coalesce(c, F.lit(False)) for c in conditions], F.lit(False))
+
+
+def in_raw(plan: SilverPlan, value: Column, subject: Column) -> Column:
+    """Whether a raw record (its value bytes) names the subject: in one of its pii fields,
+    or, where none of them can be read (malformed JSON, a missing field), anywhere as a
+    JSON string."""
+    text = value.cast("string")
+    fields = [F.get_json_object(text, f"$.{f}") for f in plan.contract.pii_fields]
+    unreadable = F.coalesce(*fields).isNull()
+    quoted = F.instr(text, F.concat(F.lit('"'), subject, F.lit('"'))) > 0
+    return _any([f == subject for f in fields] + [unreadable & quoted])
+
+
+def in_silver(plan: SilverPlan, table: str, pseudonym_col: Column) -> Column:
+    """Whether a silver row holds the subject's pseudonym in one of its pii fields."""
+    return _any([F.col(f"{table}.{f}") == pseudonym_col for f in plan.contract.pii_fields])
+
+
+def _erase(uri: str, on: Column, subject: DataFrame, commit: BatchCommit) -> int:
+    """Delete the rows of ``uri`` matching ``on`` (``t`` the table, ``s`` the subject); the
+    rows deleted, also when an earlier try of the same forget committed it."""
+    written = merge(subject, uri, on, lambda m: m.whenMatchedDelete(), commit)
+    if not written.written:
+        written = committed(uri, commit)
+    return int(written.metrics.get("numTargetRowsDeleted", 0)) if written.written else 0
+
+
+def _forget_table(spark: SparkSession, config: Config, plan: SilverPlan, subject: str,
+                  printer: Printer) -> dict[str, int]:
+    pseudo = pseudonym(plan.pii_key, subject)
+    name = plan.table.qualified_name
+    app = f"forget:{pseudo[:16]}"
+    n = _earlier_forgets(plan, app)
+    source = spark.createDataFrame([(subject, pseudo)], "subject string, pseudonym string")
+    meta = {"lakehouse.query": "lakehouse forget", "lakehouse.forget": pseudo}
+
+    def commit(part: str, **more: object) -> BatchCommit:
+        return BatchCommit(f"{app}:{part}", n, {**meta, **more})
+
+    raw = in_raw(plan, F.col("t.value"), F.col("s.subject"))
+    bronze = _erase(plan.bronze_uri, raw, source, commit("bronze"))
+    erased_at = latest_version(plan.bronze_uri) or 0
+    open_rows = _erase(plan.quarantine_uri, raw & F.col("t.resolution").isNull(), source,
+                       commit("quarantine_open"))
+    dup_rows = _erase(plan.quarantine_uri, raw & (F.col("t.resolution") == "duplicate"),
+                      source, commit("quarantine_duplicate"))
+    resolved = _erase(plan.quarantine_uri, raw, source, commit("quarantine_resolved"))
+    # Silver's commit records that it has taken the bronze erasure into account, so the
+    # vacuum does not keep the erased files for silver's stream (which skips the commit).
+    silver = _erase(plan.uri, in_silver(plan, "t", F.col("s.pseudonym")), source,
+                    commit("silver", **{BRONZE_VERSIONS: json.dumps(
+                        {"from": erased_at, "to": erased_at})}))
+    duplicates = bronze - silver - open_rows - dup_rows
+    report = BatchReport(-bronze, -silver, -open_rows, -duplicates, 0, None, 0.0)
+    append(ledger_frame(spark, plan, FORGET, app, n, (erased_at, erased_at), report),
+           plan.ledger_uri, BatchCommit(app, n, meta))
+    aside = move_aside(config.warehouse.checkpoint_uri(name), "forget")
+    if aside:
+        printer(f"[{name}] checkpoint moved to {aside}: the next run resumes after bronze "
+                f"version {erased_at}")
+    return {f"bronze.{plan.table.bronze}": bronze, name: silver,
+            f"silver.{plan.table.quarantine_name}": open_rows + dup_rows + resolved}
+
+
+def _earlier_forgets(plan: SilverPlan, app: str) -> int:
+    """How many erasures of this subject the table's ledger records."""
+    ledger = open_table(plan.ledger_uri, plan.storage_options)
+    if ledger is None:
+        return 0
+    return ledger.to_pyarrow_dataset().count_rows(filter=(pc.field("kind") == FORGET)
+                                                  & (pc.field("app_id") == app))
+
+
+def forget(config: Config, subject: str, *, printer: Printer = print,
+           by: str | None = None) -> Forgotten:
+    """Erase ``subject`` from every table holding personal data (see the module doc)."""
+    from lakehouse.replay import replay_gold
+    from lakehouse.spark import build_session
+    from lakehouse.timetravel import vacuum
+    started = time.monotonic()
+    by = by or getpass.getuser()
+    config = replace(config, lineage=replace(config.lineage, enabled=False))
+    tables = subject_tables(config)
+    names = touched(config)
+    plans = [load_plan(config, silver) for silver, _ in tables]
+    with table_locks(config.warehouse.root, names, "lakehouse forget"):
+        for silver, _ in tables:
+            acc = accounting(config, silver)
+            if acc.ledger_bronze_rows != acc.bronze_rows:
+                raise LakehouseError(
+                    ErrorCode.FORGET_NOT_CAUGHT_UP,
+                    f"{silver.qualified_name} has not routed "
+                    f"{acc.bronze_rows - acc.ledger_bronze_rows:,} bronze records yet",
+                    hint="stop the pipelines and run `lakehouse run --until-idle` first, so "
+                         "every record is accounted for before and after the erasure",
+                    table=silver.qualified_name)
+        spark = build_session(config)
+        rows: dict[str, int] = {}
+        recomputed: list[str] = []
+        for (_, golds), plan in zip(tables, plans, strict=True):
+            rows.update(_forget_table(spark, config, plan, subject, printer))
+            for gold in golds:
+                replay_gold(spark, config, gold, printer=printer)
+                recomputed.append(gold.qualified_name)
+        vacuumed = {}
+        for table in names:
+            if open_table(config.warehouse.table_uri(*table.split(".", 1)),
+                          config.warehouse.storage_options) is None:
+                continue  # e.g. the state of a gold table that keeps none
+            printer(f"vacuuming {table} (retention 0) ...")
+            vacuumed[table] = len(vacuum(config, table, 0, force=True, spark=spark).files)
+        pseudo = pseudonym(plans[0].pii_key, subject) if plans else ""
+        _audit(spark, config, pseudo, by, rows)
+    return Forgotten(pseudo, rows, recomputed, vacuumed, time.monotonic() - started)
+
+
+def audit_uri(config: Config) -> str:
+    """Where the erasures are recorded."""
+    return config.warehouse.table_uri("_system", "forgotten")
+
+
+def _audit(spark: SparkSession, config: Config, pseudo: str, by: str,
+           rows: dict[str, int]) -> None:
+    uri = audit_uri(config)
+    ensure_table(spark, uri, AUDIT_SCHEMA, (), "one row per table per lakehouse forget: "
+                 "when, by whom, the subject's pseudonym, rows erased")
+    now = datetime.now(UTC)
+    frame = spark.createDataFrame([(now, by, pseudo, t, n) for t, n in rows.items()],
+                                  AUDIT_SCHEMA)
+    frame.write.format("delta").mode("append").save(uri)
