@@ -223,7 +223,8 @@ def replay(config: Config, table: SilverTable, selection: Selection, spark: Spar
             "lakehouse.query": app, "lakehouse.replayed_records": routed.rows,
             RUN_ID: str(generate_new_uuid()),
             BRONZE_VERSIONS: json.dumps({"from": first, "to": last})})
-        written = insert_new(plan, routed.silver, routed.dates, commit) \
+        columns = spark.read.format("delta").load(plan.uri).schema
+        written = insert_new(plan, routed.silver, routed.dates, commit, columns) \
             if routed.new_rows else WriteResult(None, 0)
         outcome = _resolutions(plan, routed).persist()
         counts = {r["resolution"]: int(r["n"]) for r in outcome.groupBy("resolution")

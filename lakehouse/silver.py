@@ -380,14 +380,13 @@ def not_yet_quarantined(plan: SilverPlan, rejected: DataFrame, versions: tuple[i
 
 
 def insert_new(plan: SilverPlan, rows: DataFrame, dates: Sequence[date],
-               commit: BatchCommit) -> WriteResult:
+               commit: BatchCommit, columns: T.StructType) -> WriteResult:
     """Insert-only MERGE of new silver rows on the key, pruned to the batch's event
     dates: a key silver already holds is never inserted twice, even by a concurrent
-    writer (quarantine replay)."""
+    writer (quarantine replay). ``columns``: the table's (``evolve`` returns them)."""
     pruned = f"t.event_date IN ({', '.join(repr(d.isoformat()) for d in dates)})" \
         if dates else "FALSE"
-    table = rows.sparkSession.read.format("delta").load(plan.uri).schema
-    return merge(conform(rows, table), plan.uri, f"t.{plan.key} = s.{plan.key} AND {pruned}",
+    return merge(conform(rows, columns), plan.uri, f"t.{plan.key} = s.{plan.key} AND {pruned}",
                  lambda m: m.whenNotMatchedInsertAll(), commit)
 
 
@@ -412,8 +411,9 @@ def ledger_frame(spark: SparkSession, plan: SilverPlan, kind: str, app_id: str,
 
 
 def write_batch(plan: SilverPlan, routed: Routed, commit: BatchCommit, query_name: str,
-                started: float) -> tuple[BatchReport, list[Written]]:
-    """Commit a routed batch: quarantine, silver, quality, then its ledger line."""
+                started: float, columns: T.StructType) -> tuple[BatchReport, list[Written]]:
+    """Commit a routed batch: quarantine, silver (its ``columns``), quality, then its
+    ledger line."""
     spark = routed.records.sparkSession
     batch_id = commit.batch_id
     first, last = routed.versions
@@ -423,7 +423,7 @@ def write_batch(plan: SilverPlan, routed: Routed, commit: BatchCommit, query_nam
                                                              routed.versions), batch_id),
                          plan.quarantine_uri, commit) if routed.quarantined else WriteResult(None, 0)
     faults.crash_point(query_name, "after_quarantine_commit", batch_id)
-    written = insert_new(plan, routed.silver, routed.dates, commit) \
+    written = insert_new(plan, routed.silver, routed.dates, commit, columns) \
         if routed.new_rows else WriteResult(None, 0)
     faults.crash_point(query_name, "after_delta_commit", batch_id)
     writes = [Written(plan.uri, written.version, written.rows),
@@ -450,6 +450,8 @@ class SilverWriter:
     plan: SilverPlan
     printer: Printer
     query_name: str
+    columns: T.StructType
+    """Silver's columns, read once at start (a contract change restarts the query)."""
 
     def __call__(self, df: DataFrame, run: BatchRun) -> BatchIO:
         started = time.monotonic()
@@ -460,7 +462,7 @@ class SilverWriter:
                 return BatchIO([Read(bronze, 0)])
             routing = time.monotonic() - started
             report, writes = write_batch(self.plan, routed, run.commit(), self.query_name,
-                                         started)
+                                         started, self.columns)
         finally:
             routed.release()
         version = f"version {report.silver_version}" if report.silver_version is not None \
@@ -521,9 +523,10 @@ def contract_changes(table: T.StructType, rows: T.StructType
 
 
 def evolve(spark: SparkSession, plan: SilverPlan, rows: T.StructType,
-           printer: Printer) -> None:
+           printer: Printer) -> T.StructType:
     """Bring silver's columns in line with the contract (``contract_changes``): add the
-    new fields' columns, or refuse a type change before anything is written."""
+    new fields' columns, or refuse a type change before anything is written. Returns the
+    table's columns afterwards."""
     table = spark.read.format("delta").load(plan.uri).schema
     added, conflicts = contract_changes(table, rows)
     if conflicts:
@@ -539,6 +542,7 @@ def evolve(spark: SparkSession, plan: SilverPlan, rows: T.StructType,
         spark.sql(f"ALTER TABLE delta.`{plan.uri}` ADD COLUMNS ({columns})")
         printer(f"[{plan.table.qualified_name}] the contract adds {columns.replace('`', '')}:"
                 " new columns; rows before have them null (their values stay in extras)")
+    return T.StructType([*table.fields, *added])
 
 
 def conform(rows: DataFrame, table: T.StructType) -> DataFrame:
@@ -575,12 +579,12 @@ def silver_writer(spark: SparkSession, plan: SilverPlan, printer: Printer,
     the bronze rows it will read, with their version (a stream, or a batch of them)."""
     rows = silver_rows(classify(bronze, plan))
     ensure_tables(spark, plan, rows.schema)
-    evolve(spark, plan, rows.schema, printer)
+    columns = evolve(spark, plan, rows.schema, printer)
     name = plan.table.qualified_name
     spec = QuerySpec(name, storage_dataset(plan.bronze_uri), plan.bronze_uri,
                      [plan.uri, plan.quarantine_uri, plan.quality_uri, plan.ledger_uri],
                      {plan.uri: lambda: rows})
-    return SilverWriter(plan, printer, name), spec
+    return SilverWriter(plan, printer, name, columns), spec
 
 
 def start_silver(spark: SparkSession, config: Config, table: SilverTable,
