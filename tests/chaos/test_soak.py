@@ -88,6 +88,7 @@ def sample(job: int, started: float, bootstrap: str, topic: str, warehouse: Path
                   _lag(bootstrap, topic, warehouse))
 
 
+@pytest.mark.timeout(2700)  # the full soak runs 20 minutes, then catches up and checks
 def test_a_steady_stream_keeps_memory_and_files_flat_and_lag_returns_to_zero(
         broker: str, tmp_path: Path, full: bool) -> None:
     topic = f"orders.soak.{tmp_path.name}"
