@@ -62,6 +62,7 @@ def write_config(path: Path, bootstrap: str, warehouse: Path, topics: dict[str, 
         "warehouse": {"root": str(warehouse)},
         "spark": {"master": "local[2]", "shuffle_partitions": 2},
         "streaming": {"trigger_seconds": 0.5, "max_offsets_per_trigger": 50000},
+        "privacy": {"dev_key": "tests-only-not-a-secret"},
         "sources": {"orders": {"topic": topics["orders"], "partitions": 6},
                     "clickstream": {"topic": topics["clickstream"], "partitions": 3}},
     }))
