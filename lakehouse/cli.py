@@ -918,20 +918,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception:
-        died = _driver_jvm_exited()
+        died = _driver_jvm_exited(wait=10.0)  # an unexpected error: is the JVM going?
         if died is None:
             raise
         print(f"error: {died}", file=sys.stderr)
         return 2
 
 
-def _driver_jvm_exited() -> LakehouseError | None:
+def _driver_jvm_exited(wait: float = 0.0) -> LakehouseError | None:
     """Why every Spark call failed, when the cause is the driver JVM gone (only a command
     that started Spark can have one)."""
     if "pyspark" not in sys.modules:
         return None
     from lakehouse.spark import driver_jvm_exited
-    return driver_jvm_exited()
+    return driver_jvm_exited(wait)
 
 
 def entry() -> None:

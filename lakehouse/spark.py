@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Protocol
@@ -97,12 +98,19 @@ def stop_session(spark: SparkSession, drain_seconds: float = 120.0) -> None:
     spark.stop()
 
 
-def driver_jvm_exited() -> LakehouseError | None:
+def driver_jvm_exited(wait: float = 0.0) -> LakehouseError | None:
     """The error to report if the Spark driver JVM this process launched has exited
-    (py4j then fails every call with a connection error that hides why), else None."""
+    (py4j then fails every call with a connection error that hides why), else None.
+    ``wait``: give a JVM that is going this long to finish exiting (a killed JVM closes its
+    sockets before it has exited, so a call can fail before ``poll`` sees the exit)."""
     from pyspark import SparkContext
     proc = getattr(SparkContext._gateway, "proc", None)
-    code = proc.poll() if proc is not None else None
+    if proc is None:
+        return None
+    try:
+        code = proc.wait(timeout=wait) if wait else proc.poll()
+    except subprocess.TimeoutExpired:
+        code = None
     if code is None:
         return None
     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
