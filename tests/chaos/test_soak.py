@@ -113,16 +113,23 @@ def test_a_steady_stream_keeps_memory_and_files_flat_and_lag_returns_to_zero(
     started = time.monotonic()
     thread.start()
     samples: list[Sample] = []
+
+    def record(s: Sample) -> Sample:  # printed as it comes: a failed soak still shows them
+        samples.append(s)
+        print(f"{s.at:6.0f} {s.jvm_mb:8.0f} {s.python_mb:10.0f} {s.workers_mb:11.0f} "
+              f"{s.open_files:6d} {s.lag:7d}", flush=True)
+        return s
+
+    print(f"{'s':>6} {'JVM MB':>8} {'Python MB':>10} {'workers MB':>11} {'files':>6} {'lag':>7}")
     try:
         while thread.is_alive():
             assert job.poll() is None, f"the job died: {job.communicate()[1][-3000:]}"
-            samples.append(sample(job.pid, started, broker, topic, warehouse))
+            record(sample(job.pid, started, broker, topic, warehouse))
             time.sleep(5)
         deadline = time.monotonic() + 180
-        while (last := sample(job.pid, started, broker, topic, warehouse)).lag > 0:
-            assert time.monotonic() < deadline, f"lag still {last.lag} after 180 s"
+        while record(sample(job.pid, started, broker, topic, warehouse)).lag > 0:
+            assert time.monotonic() < deadline, f"lag still {samples[-1].lag} after 180 s"
             time.sleep(2)
-        samples.append(last)
     finally:
         producing.clear()
         thread.join(timeout=60)
@@ -133,10 +140,6 @@ def test_a_steady_stream_keeps_memory_and_files_flat_and_lag_returns_to_zero(
             os.killpg(job.pid, signal.SIGKILL)
             raise
 
-    print(f"{'s':>6} {'JVM MB':>8} {'Python MB':>10} {'workers MB':>11} {'files':>6} {'lag':>7}")
-    for s in samples:
-        print(f"{s.at:6.0f} {s.jvm_mb:8.0f} {s.python_mb:10.0f} {s.workers_mb:11.0f} "
-              f"{s.open_files:6d} {s.lag:7d}")
     warm = samples[len(samples) // 4]  # after start-up: JIT, first batches, tables created
     end = samples[-1]
     assert end.python_mb <= warm.python_mb * 1.3 + 50, "the driver's Python memory grew"
