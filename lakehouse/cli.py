@@ -448,8 +448,8 @@ def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_forget(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.forget import forget, touched
-    tables = touched(config)
+    from lakehouse.forget import forget, subject_tables, touched
+    tables = touched(subject_tables(config))
     if not tables:
         _say("no contract marks a field pii: true; nothing holds personal data")
         return 0

@@ -97,10 +97,11 @@ def subject_tables(config: Config) -> list[tuple[SilverTable, list[GoldTable]]]:
     return out
 
 
-def touched(config: Config) -> list[str]:
-    """Every table ``forget`` erases from, recomputes or vacuums (qualified names)."""
+def touched(tables: list[tuple[SilverTable, list[GoldTable]]]) -> list[str]:
+    """Every table ``forget`` erases from, recomputes or vacuums (qualified names), given
+    ``subject_tables``."""
     names = []
-    for silver, golds in subject_tables(config):
+    for silver, golds in tables:
         names += [f"bronze.{silver.bronze}", silver.qualified_name,
                   f"silver.{silver.quarantine_name}"]
         for gold in golds:
@@ -125,9 +126,9 @@ def in_raw(plan: SilverPlan, value: Column, subject: Column) -> Column:
     return _any([f == subject for f in fields] + [unreadable & quoted])
 
 
-def in_silver(plan: SilverPlan, table: str, pseudonym_col: Column) -> Column:
-    """Whether a silver row holds the subject's pseudonym in one of its pii fields."""
-    return _any([F.col(f"{table}.{f}") == pseudonym_col for f in plan.contract.pii_fields])
+def in_silver(plan: SilverPlan, pseudonym_col: Column) -> Column:
+    """Whether a silver row (``t``) holds the subject's pseudonym in one of its pii fields."""
+    return _any([F.col(f"t.{f}") == pseudonym_col for f in plan.contract.pii_fields])
 
 
 def _erase(uri: str, on: Column, subject: DataFrame, commit: BatchCommit) -> int:
@@ -161,7 +162,7 @@ def _forget_table(spark: SparkSession, config: Config, plan: SilverPlan, subject
     resolved = _erase(plan.quarantine_uri, raw, source, commit("quarantine_resolved"))
     # Silver's commit records that it has taken the bronze erasure into account, so the
     # vacuum does not keep the erased files for silver's stream (which skips the commit).
-    silver = _erase(plan.uri, in_silver(plan, "t", F.col("s.pseudonym")), source,
+    silver = _erase(plan.uri, in_silver(plan, F.col("s.pseudonym")), source,
                     commit("silver", **{BRONZE_VERSIONS: json.dumps(
                         {"from": erased_at, "to": erased_at})}))
     duplicates = bronze - silver - open_rows - dup_rows
@@ -195,7 +196,7 @@ def forget(config: Config, subject: str, *, printer: Printer = print,
     by = by or getpass.getuser()
     config = replace(config, lineage=replace(config.lineage, enabled=False))
     tables = subject_tables(config)
-    names = touched(config)
+    names = touched(tables)
     plans = [load_plan(config, silver) for silver, _ in tables]
     with table_locks(config.warehouse.root, names, "lakehouse forget"):
         for silver, _ in tables:
