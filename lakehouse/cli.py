@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -907,6 +908,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lakehouse`` command."""
     args = build_parser().parse_args(argv)
+    logging.root.addFilter(_py4j_connection_tracebacks)
     try:
         config = load_config(args.conf)
         return int(args.func(config, args))
@@ -923,6 +925,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {died}", file=sys.stderr)
         return 2
+
+
+def _py4j_connection_tracebacks(record: logging.LogRecord) -> bool:
+    """Drop what py4j logs on the root logger when a call to the JVM fails on its socket
+    (a traceback, from ``logging.exception``): the failing call raises as well, and
+    ``main`` reports that once, as LH-JVM-002 when the JVM is gone."""
+    return not (record.name == "root" and f"{os.sep}py4j{os.sep}" in record.pathname)
 
 
 def _driver_jvm_exited(wait: float = 0.0) -> LakehouseError | None:

@@ -54,6 +54,7 @@ from lakehouse.aggregates import (
 )
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.checkpoints import has_checkpoint
 from lakehouse.io.delta import (
     CHANGE_COLUMNS,
     VERSION_COLUMN,
@@ -66,7 +67,6 @@ from lakehouse.io.delta import (
     open_table,
     read_changes,
 )
-from lakehouse.io.storage import has_checkpoint
 from lakehouse.lineage.datasets import (
     SILVER_VERSIONS,
     BatchIO,

@@ -31,13 +31,12 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from lakehouse import faults, graph
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.checkpoints import damage
+from lakehouse.io.checkpoints import damage, has_checkpoint, remove_unstarted
 from lakehouse.io.delta import append, ensure_table, max_kafka_offsets
 from lakehouse.io.kafka_admin import TopicSpec, admin_client, ensure_topics, topic_partitions
 from lakehouse.io.kafka_offsets import OffsetRange, batch_ranges
 from lakehouse.io.kafka_security import jvm_properties
 from lakehouse.io.locks import table_locks
-from lakehouse.io.storage import has_checkpoint
 from lakehouse.lineage.datasets import (
     KAFKA_OFFSETS,
     BatchIO,
@@ -241,7 +240,7 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     with table_locks(config.warehouse.root, [q.definition.qualified_name for q in selected],
                      "lakehouse run"):
         for q in selected:
-            refuse_damaged_checkpoint(config, q.definition.qualified_name)
+            check_checkpoint(config, q.definition.qualified_name, printer)
         created = ensure_source_topics(config, [t.source for t in chosen])
         for name in created:
             printer(f"created topic {name}")
@@ -249,9 +248,10 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
                     printer=printer, then=then, bronze_reset=bronze_reset)
 
 
-def refuse_damaged_checkpoint(config: Config, table: str) -> None:
-    """Fail, naming the way out, if the checkpoint of ``table``'s query is damaged; Spark's
-    own failure would name neither the file nor the remedy."""
+def check_checkpoint(config: Config, table: str, printer: Printer) -> None:
+    """Fail, naming the way out, if the checkpoint of ``table``'s query is damaged (Spark's
+    own failure would name neither the file nor the remedy); remove one that holds no
+    progress (its query was killed before it planned a batch)."""
     checkpoint = config.warehouse.checkpoint_uri(table)
     problem = damage(checkpoint)
     if problem:
@@ -260,6 +260,9 @@ def refuse_damaged_checkpoint(config: Config, table: str) -> None:
             hint=f"`lakehouse checkpoint reset {table}` moves it aside; the next run resumes "
                  "the table from its own commits (nothing lost, nothing twice)",
             table=table, checkpoint=checkpoint)
+    if remove_unstarted(checkpoint):
+        printer(f"[{table}] removed a checkpoint without progress (its query was stopped "
+                "before its first batch); the table resumes from its own commits")
 
 
 def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverTable],

@@ -43,6 +43,7 @@ from pyspark.sql.streaming import StreamingQuery
 from lakehouse import faults
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.checkpoints import has_checkpoint
 from lakehouse.io.delta import (
     CHANGE_COLUMNS,
     VERSION_COLUMN,
@@ -55,7 +56,6 @@ from lakehouse.io.delta import (
     open_table,
     read_changes,
 )
-from lakehouse.io.storage import has_checkpoint
 from lakehouse.lineage.datasets import (
     BRONZE_VERSIONS,
     Assertion,

@@ -14,7 +14,26 @@ from __future__ import annotations
 import json
 import time
 
-from lakehouse.io.storage import file_names, filesystem, is_dir, join, move
+from lakehouse.io.storage import file_names, filesystem, is_dir, join, move, remove_tree
+
+
+def has_checkpoint(uri: str) -> bool:
+    """Whether the checkpoint at ``uri`` holds progress: an entry in its offsets log (a
+    query killed before it planned its first batch leaves the folders, and perhaps a
+    temporary file, but no entry)."""
+    return any(n.isdigit() for n in file_names(join(uri, "offsets")))
+
+
+def remove_unstarted(uri: str) -> bool:
+    """Remove the checkpoint at ``uri`` if it holds no progress; whether there was one.
+
+    Spark starts such a query afresh, but refuses to when the query keeps state and a
+    killed write left a temporary file in ``offsets`` (STATE_STORE_CHECKPOINT_LOCATION_NOT_
+    EMPTY); and the table must resume from its own commits, as without a checkpoint."""
+    if not is_dir(uri) or has_checkpoint(uri):
+        return False
+    remove_tree(uri)
+    return True
 
 
 def entry_problem(text: str, log: str) -> str | None:

@@ -60,7 +60,3 @@ def move(source: str, target: str) -> None:
     _, dst = filesystem(target)
     fs.move(src, dst)
 
-
-def has_checkpoint(uri: str) -> bool:
-    """Whether a streaming checkpoint with progress exists at ``uri``."""
-    return is_dir(join(uri, "offsets"))

@@ -4,6 +4,7 @@ twice."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,18 @@ def test_a_damaged_checkpoint_names_the_reset_and_the_reset_loses_nothing(
     assert reset.returncode == 0, reset.stderr[-3000:]
     assert "moved to" in reset.stdout and "its ledger" in reset.stdout
     assert not (w.warehouse / "_checkpoints" / "silver.orders").exists()
+    # A gold query killed before it planned its first batch leaves a checkpoint without
+    # progress: its folders and a temporary file (Spark refuses to start a query on it).
+    unstarted = w.warehouse / "_checkpoints" / "gold.revenue_by_category_5m"
+    shutil.rmtree(unstarted)
+    (unstarted / "offsets").mkdir(parents=True)
+    (unstarted / "commits").mkdir()
+    (unstarted / "metadata").write_text('{"id":"8c3c1f0e-0000-4000-8000-000000000000"}')
+    (unstarted / "offsets" / ".0.5d1f2b7e.tmp").write_text("v1\n")
 
     done = w.run()
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "[gold.revenue_by_category_5m] removed a checkpoint without progress" in done.stdout
     ids = DeltaTable(str(w.warehouse / "silver" / "orders")).to_pyarrow_table(
         columns=["event_id"]).column("event_id").to_pylist()
     assert sorted(ids) == sorted(w.orders)  # every order once: none lost, none twice

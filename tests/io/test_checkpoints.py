@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.io.checkpoints import damage, entry_problem, move_aside
+from lakehouse.io.checkpoints import damage, entry_problem, has_checkpoint, move_aside, remove_unstarted
 
 OFFSETS = ('v1\n{"batchWatermarkMs":0,"batchTimestampMs":1,"conf":{}}\n'
            '{"shop.orders.v1":{"0":12,"1":9}}')
@@ -71,3 +71,17 @@ def test_move_aside_keeps_the_old_checkpoint(tmp_path: Path) -> None:
     assert Path(aside).name.startswith("silver.orders.reset-")
     assert (Path(aside) / "commits" / "2").read_text() == COMMIT
     assert move_aside(str(cp), "reset") is None
+
+
+def test_a_checkpoint_without_an_offsets_entry_holds_no_progress_and_is_removed(
+        tmp_path: Path) -> None:
+    for root in (str(tmp_path), f"file://{tmp_path}"):
+        assert not has_checkpoint(f"{root}/absent") and not remove_unstarted(f"{root}/absent")
+    killed = _checkpoint(tmp_path / "killed", offsets=0, commits=0)
+    (killed / "offsets" / ".0.5d1f2b7e.tmp").write_text("v1\n")  # a write cut short
+    (killed / "state").mkdir()
+    assert not has_checkpoint(str(killed)) and damage(str(killed)) is None
+    assert remove_unstarted(str(killed)) and not killed.exists()
+    started = _checkpoint(tmp_path / "started", offsets=1, commits=0)
+    assert has_checkpoint(f"file://{started}")
+    assert not remove_unstarted(str(started)) and (started / "offsets" / "0").exists()
