@@ -52,14 +52,32 @@ def lakehouse(config: Path, *args: str, env: Mapping[str, str] | None = None,
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
-def start_run(config: Path, warehouse: Path) -> subprocess.Popen[str]:
+class Job(subprocess.Popen[str]):
+    """A background ``lakehouse`` command whose output goes to files beside its warehouse,
+    not to pipes: a job that runs for minutes fills a pipe nobody reads, and then stalls
+    on its next print. ``communicate`` waits, then returns what it printed."""
+
+    def __init__(self, argv: list[str], logs: Path) -> None:
+        self.out_path = logs.with_suffix(".out")
+        self.err_path = logs.with_suffix(".err")
+        with self.out_path.open("w") as out, self.err_path.open("w") as err:
+            super().__init__(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             stdout=out, stderr=err, text=True, start_new_session=True)
+
+    def communicate(self, input: str | None = None,
+                    timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        return self.out_path.read_text(), self.err_path.read_text()
+
+
+def start_run(config: Path, warehouse: Path) -> Job:
     """``lakehouse --conf CONFIG run`` (continuous) in a process group of its own, returned
-    once its queries have started (their checkpoints folder exists)."""
+    once its queries have started (their checkpoints folder exists). Its output goes to
+    ``run-<n>.out`` and ``.err`` beside the warehouse."""
     import time
     argv = [sys.executable, "-m", "lakehouse.cli", "--conf", str(config), "run"]
-    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    runs = len(list(warehouse.parent.glob("run-*.out")))
+    proc = Job(argv, warehouse.parent / f"run-{runs + 1}")
     deadline = time.monotonic() + 300
     while not (warehouse / "_checkpoints").is_dir():
         if proc.poll() is not None or time.monotonic() > deadline:
