@@ -627,9 +627,17 @@ class Accounting:
         return (self.bronze_rows == self.silver_rows + self.quarantined + self.duplicates
                 and self.ledger_bronze_rows == self.bronze_rows)
 
+    @property
+    def pending(self) -> int:
+        """Bronze records the stream has not processed yet (a job stopped before it caught
+        up): the identity can only be judged once they are."""
+        return max(0, self.bronze_rows - self.ledger_bronze_rows)
+
     def describe(self) -> str:
         """One line for the terminal."""
-        verdict = "holds" if self.holds else "DOES NOT HOLD"
+        verdict = ("holds" if self.holds else
+                   f"{self.pending:,} bronze records not processed yet: the next run "
+                   "processes them" if self.pending else "DOES NOT HOLD")
         return (f"{self.table}: bronze {self.bronze_rows:,} = silver {self.silver_rows:,} "
                 f"+ quarantined {self.quarantined:,} + duplicates {self.duplicates:,} "
                 f"({verdict})")

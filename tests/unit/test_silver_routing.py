@@ -113,3 +113,14 @@ def test_a_contract_edit_adds_columns_and_refuses_type_changes() -> None:
     assert [f.name for f in added] == ["new"]
     assert conflicts == ["b is bigint in the table, double in the contract"]
     assert contract_changes(table, table) == ([], [])
+
+
+def test_the_accounting_line_tells_a_stream_behind_from_a_broken_identity() -> None:
+    from lakehouse.silver import Accounting
+    caught_up = Accounting("silver.orders", 100, 90, 7, 3, 100)
+    assert caught_up.holds and caught_up.describe().endswith("(holds)")
+    behind = Accounting("silver.orders", 140, 90, 7, 3, 100)
+    assert not behind.holds and behind.pending == 40
+    assert "(40 bronze records not processed yet" in behind.describe()
+    broken = Accounting("silver.orders", 100, 91, 7, 3, 100)
+    assert broken.pending == 0 and broken.describe().endswith("(DOES NOT HOLD)")
