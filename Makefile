@@ -1,6 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv, install
 # the Python packages and fetch the pinned JVM jars with Maven first (Java 17 and Maven
-# must be on the machine; nothing else is needed).
+# must be on the machine, and for `make test` Debian's chromium, which renders the report;
+# .ci/run installs all three when missing).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin

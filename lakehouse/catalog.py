@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 LAYERS = ("bronze", "silver", "gold")
-_REF = re.compile(r'(?<![\w.])("?)(' + "|".join(LAYERS) + r')\1\s*\.\s*("?)([A-Za-z_]\w*)\3',
+SCHEMAS = (*LAYERS, "_system")
+"""Where tables live: the layers, and ``_system`` (the event log, the erasure audit)."""
+_REF = re.compile(r'(?<![\w.])("?)(' + "|".join(SCHEMAS) + r')\1\s*\.\s*("?)([A-Za-z_]\w*)\3',
                   re.IGNORECASE)
 _STRING = re.compile(r"'(?:[^']|'')*'")
 
@@ -41,7 +43,7 @@ class TableStats:
 def table_names(config: Config) -> list[str]:
     """``layer.name`` of every Delta table under the warehouse root (a path or a URI)."""
     names = []
-    for layer in LAYERS:
+    for layer in SCHEMAS:
         base = join(config.warehouse.root, layer)
         names += [f"{layer}.{d}" for d in sub_dirs(base) if is_dir(join(base, d, "_delta_log"))]
     return names
@@ -63,10 +65,10 @@ def table_stats(config: Config) -> list[TableStats]:
 def split_name(name: str) -> tuple[str, str]:
     """``layer.table`` -> (layer, table), or an error naming the layers."""
     layer, _, table = name.partition(".")
-    if layer not in LAYERS or not table:
+    if layer not in SCHEMAS or not table:
         raise LakehouseError(ErrorCode.QUERY_UNKNOWN_TABLE,
                              f"{name!r} is not a table name",
-                             hint=f"name tables as layer.table, layer one of {', '.join(LAYERS)}")
+                             hint=f"name tables as layer.table, layer one of {', '.join(SCHEMAS)}")
     return layer, table
 
 

@@ -43,6 +43,7 @@ from lakehouse.io.delta import (
 from lakehouse.io.storage import is_dir, remove_tree
 from lakehouse.lineage.datasets import BatchIO, BatchRun
 from lakehouse.lineage.tracking import Lineage, QueryLineage, new_run_id
+from lakehouse.observe.events import EventLog
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 from lakehouse.runner import BronzeWriter, bronze_writer
 from lakehouse.silver import load_plan, routed_up_to, silver_writer
@@ -63,6 +64,8 @@ class Stage:
     input_uri: str
     writer: BatchWriter
     lineage: QueryLineage
+    events: EventLog
+    """The run's event log: each range the stage commits is a row."""
     next_version: int
     max_bytes: int
     pinned: int | None = None
@@ -81,7 +84,10 @@ class Stage:
                 end = min(self.pinned, last)
             self.pinned = None
             changes = read_changes_between(spark, self.input_uri, first, end)
-            self.lineage.tracked(first, partial(self.writer, changes))
+            self.events.batch(
+                self.name, first, self.lineage.run_id,
+                partial(self.lineage.tracked, first, partial(self.writer, changes)),
+                streamed=False)
             self.next_version = end + 1
             for stage in self.then:
                 stage.catch_up(spark)
@@ -127,7 +133,7 @@ def _own_checkpoint_removed(config: Config, name: str, printer: Printer) -> None
 
 
 def _gold_stage(spark: SparkSession, config: Config, table: GoldTable, printer: Printer,
-                lineage: Lineage) -> Stage:
+                lineage: Lineage, events: EventLog) -> Stage:
     plan: GoldPlan = load_gold_plan(config, table)
     writer, spec = gold_writer(spark, plan, printer, _schema_frame(spark, plan.silver_uri))
     done = read_progress(plan.progress_uri, plan.storage_options)
@@ -136,32 +142,36 @@ def _gold_stage(spark: SparkSession, config: Config, table: GoldTable, printer: 
         output = read_progress(plan.uri, plan.storage_options)
         if output is not None and (done is None or output > done):
             pinned = output
-    return Stage(table.qualified_name, plan.silver_uri, writer, lineage.query(spec),
+    return Stage(table.qualified_name, plan.silver_uri, writer, lineage.query(spec), events,
                  0 if done is None else done + 1,
                  size_bytes(config.gold.max_bytes_per_trigger), pinned)
 
 
 def _silver_stage(spark: SparkSession, config: Config, table: SilverTable,
-                  golds: Sequence[GoldTable], printer: Printer, lineage: Lineage) -> Stage:
+                  golds: Sequence[GoldTable], printer: Printer, lineage: Lineage,
+                  events: EventLog) -> Stage:
     plan = load_plan(config, table)
     writer, spec = silver_writer(spark, plan, printer, _schema_frame(spark, plan.bronze_uri))
     done = routed_up_to(plan)
-    stage = Stage(table.qualified_name, plan.bronze_uri, writer, lineage.query(spec),
+    stage = Stage(table.qualified_name, plan.bronze_uri, writer, lineage.query(spec), events,
                   0 if done is None else done + 1,
                   size_bytes(config.silver.max_bytes_per_trigger))
-    stage.then = [_gold_stage(spark, config, g, printer, lineage) for g in golds]
+    stage.then = [_gold_stage(spark, config, g, printer, lineage, events) for g in golds]
     return stage
 
 
 def start_chain(spark: SparkSession, config: Config, bronze: BronzeTable,
                 silvers: Sequence[tuple[SilverTable, Sequence[GoldTable]]], printer: Printer,
-                lineage: Lineage, reset_to: str | None = None) -> tuple[StreamingQuery, list[str]]:
+                lineage: Lineage, reset_to: str | None = None, events: EventLog | None = None
+                ) -> tuple[StreamingQuery, list[str]]:
     """Start one source's chain: catch the given silver tables (and after each, their gold
     tables) up with what bronze holds, then start the bronze table's query, whose every
     micro-batch catches them up again. Returns the query and the names of the tables it
     drives after bronze."""
     out, writer, spec = bronze_writer(spark, config, bronze, printer, reset_to)
-    stages = [_silver_stage(spark, config, s, golds, printer, lineage) for s, golds in silvers]
+    events = events or EventLog.off(config)
+    stages = [_silver_stage(spark, config, s, golds, printer, lineage, events)
+              for s, golds in silvers]
     chain = ChainWriter(writer, stages)
     driven = chain.all_stages()
     for stage in driven:
@@ -169,5 +179,6 @@ def start_chain(spark: SparkSession, config: Config, bronze: BronzeTable,
         stage.lineage.started(new_run_id(), f"{stage.name}:{CHAINED}")
     for stage in stages:
         stage.catch_up(spark)
-    query = start_batches(out, config, bronze.qualified_name, chain, lineage.query(spec))
+    query = start_batches(out, config, bronze.qualified_name, chain, lineage.query(spec),
+                          events)
     return query, [stage.name for stage in driven]

@@ -268,6 +268,45 @@ def cmd_query(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.observe.figures import status_lines
+    while True:
+        lines = status_lines(config, datetime.now(UTC))
+        if not args.watch:
+            _say("\n".join(lines))
+            return 0
+        # Home and clear, then the screen: a terminal shows it in place.
+        _say("\x1b[H\x1b[2J" + "\n".join(lines) + f"\n\n(every {args.watch:g} s; Ctrl-C stops)")
+        try:
+            time.sleep(args.watch)
+        except KeyboardInterrupt:
+            return 0
+
+
+def cmd_slo(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.observe.figures import describe_slos, slo_results
+    results = slo_results(config, datetime.now(UTC))
+    _say("\n".join(describe_slos(results, config.slo.window_minutes)))
+    breached = [r.name for r in results if r.breached]
+    if breached:
+        print(f"breached: {', '.join(breached)}", file=sys.stderr)
+    return 3 if breached else 0
+
+
+def cmd_report(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.observe.report import read_report, render
+    started = time.monotonic()
+    now = datetime.now(UTC)
+    _say(f"reading the event log and silver's quality over the last "
+         f"{config.slo.window_minutes:g} minutes ...")
+    page = render(read_report(config, now), config, now)
+    out = Path(args.output).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    _say(f"report -> {out} ({len(page) / 1024:,.0f} KB) in {time.monotonic() - started:.1f}s")
+    return 0
+
+
 def cmd_history(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.query import write_result
     from lakehouse.timetravel import history
@@ -551,7 +590,29 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
              f"{config.lineage_file}; "
              "lakehouse lineage --format html --output lineage.html draws it):")
         print(text_tree(_lineage_graph(config, None)))
+    if config.observe.events:
+        _demo_observed(config, args.report or _beside_warehouse(config, "report.html"))
     return 0
+
+
+def _demo_observed(config: Config, report: str) -> None:
+    """The demo's last words: the status screen, the SLOs and the report."""
+    from lakehouse.observe.figures import describe_slos, slo_results, status_lines
+    from lakehouse.observe.report import read_report, render
+    now = datetime.now(UTC)
+    _say("\n".join(["", *status_lines(config, now), ""]))
+    _say("\n".join(describe_slos(slo_results(config, now), config.slo.window_minutes)))
+    out = Path(report).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(read_report(config, now), config, now), encoding="utf-8")
+    _say(f"report (plots of throughput, lag, freshness, quality): {out}")
+
+
+def _beside_warehouse(config: Config, name: str) -> str:
+    """``name`` in the warehouse folder when it is on local disk, else in the current one."""
+    from lakehouse.io.locks import lock_dir
+    folder = lock_dir(config.warehouse.root)
+    return str(folder.parent / name) if folder else name
 
 
 def cmd_lineage(config: Config, args: argparse.Namespace) -> int:
@@ -741,6 +802,34 @@ def build_parser() -> argparse.ArgumentParser:
                         "(ISO-8601; naive means UTC), e.g. 2026-11-20T18:00:00Z")
     p.set_defaults(func=cmd_query)
 
+    p = sub.add_parser("status", help="each pipeline: its job, newest batch, lag, freshness",
+                       description="One screen from the event log (_system.events): each "
+                                   "pipeline running or not (which process, on which host), "
+                                   "its newest batch, how far behind its input it is, how "
+                                   "fresh its data is; silver's pass and quarantine rates "
+                                   "and duplicates over the SLO window (slo.window_minutes).")
+    p.add_argument("--watch", type=float, nargs="?", const=5.0, default=0.0, metavar="SECONDS",
+                   help="refresh every SECONDS (default 5) until Ctrl-C")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("slo", help="judge the SLOs; exit 3 when one is breached",
+                       description="Each objective under slo: in the config (gold freshness "
+                                   "p95, silver pass rate, duplicate rate, Kafka lag p95) "
+                                   "over the window, with its error-budget burn rate: the "
+                                   "share of bad events over the share the objective allows. "
+                                   "Exit 0 when every burn rate is at most 1, 3 when one is "
+                                   "above (a scheduler alerts on it).")
+    p.set_defaults(func=cmd_slo)
+
+    p = sub.add_parser("report", help="write one self-contained HTML report with plots",
+                       description="The SLOs, the status screen and plots (throughput, lag, "
+                                   "freshness, pass rate per rule, quarantine reasons, "
+                                   "duplicate rate, time per batch phase) over the SLO window, "
+                                   "in one HTML file with no script and no network access.")
+    p.add_argument("--output", default="report.html", metavar="FILE",
+                   help="where to write it (default report.html)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("history", help="a table's versions: time, operation, rows, run ids",
                        description="Every version still in a table's Delta log, newest "
                                    "first: when, which operation, rows added / updated / "
@@ -885,6 +974,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live-count", type=int, default=300,
                    help="events per source produced once the pipelines have caught up, to "
                         "measure produce -> gold freshness (default 300; 0 skips it)")
+    p.add_argument("--report", metavar="FILE",
+                   help="where the demo writes its HTML report (default: report.html in "
+                        "the warehouse folder)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="measure the pipelines against this machine's limit",

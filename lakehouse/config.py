@@ -205,6 +205,39 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True)
+class ObserveConfig:
+    """The event log of every micro-batch, and the Prometheus endpoint."""
+
+    events: bool = True
+    """Append one row per micro-batch to ``_system.events`` (``lakehouse status``,
+    ``slo`` and ``report`` read it)."""
+    flush_seconds: float = 5.0
+    """How often the rows are written (one Delta commit each time there are rows)."""
+    metrics_port: int = 0
+    """Serve the figures in the Prometheus text format at ``http://<host>:<port>/metrics``
+    while ``lakehouse run`` runs; 0: off."""
+    metrics_host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class SloConfig:
+    """Service-level objectives, judged over the event log's last ``window_minutes``
+    (``lakehouse slo``). An objective is breached when its error budget burns faster than
+    the window allows (burn rate above 1)."""
+
+    window_minutes: float = 60.0
+    freshness_p95_seconds: float = 60.0
+    """95% of gold batches commit their records within this long of the events (their
+    p95 event -> gold latency)."""
+    pass_rate_min: float = 0.995
+    """Share of records meeting the contract and suite (the rest is quarantined)."""
+    duplicate_rate_max: float = 0.0
+    """Share of silver's records whose event id silver holds more than once."""
+    lag_p95_records: int = 10_000
+    """95% of the Kafka queries' batches end this close to the topic's end."""
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """One Kafka topic that lands in a bronze table of the same name."""
 
@@ -229,6 +262,8 @@ class Config:
     lineage: LineageConfig = field(default_factory=LineageConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    observe: ObserveConfig = field(default_factory=ObserveConfig)
+    slo: SloConfig = field(default_factory=SloConfig)
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
     source_file: str = ""
     """The YAML file this was read from (set by the loader, not by the file)."""
@@ -435,6 +470,21 @@ def _check_values(config: Config) -> None:
         raise bad("retention.audit_window_hours", "must be zero or positive")
     if config.spark.shuffle_partitions <= 0:
         raise bad("spark.shuffle_partitions", "must be positive")
+    if config.observe.flush_seconds <= 0:
+        raise bad("observe.flush_seconds", "must be positive")
+    if not 0 <= config.observe.metrics_port <= 65535:
+        raise bad("observe.metrics_port", "must be a TCP port, or 0 (off)")
+    slo = config.slo
+    for key, value in (("slo.window_minutes", slo.window_minutes),
+                       ("slo.freshness_p95_seconds", slo.freshness_p95_seconds)):
+        if value <= 0:
+            raise bad(key, "must be positive")
+    for key, value in (("slo.pass_rate_min", slo.pass_rate_min),
+                       ("slo.duplicate_rate_max", slo.duplicate_rate_max)):
+        if not 0 <= value <= 1:
+            raise bad(key, f"must be a share between 0 and 1 (e.g. 0.995), not {value}")
+    if slo.lag_p95_records < 0:
+        raise bad("slo.lag_p95_records", "must be zero or positive")
     for name, source in config.sources.items():
         if source.partitions <= 0:
             raise bad(f"sources.{name}.partitions", "must be positive")

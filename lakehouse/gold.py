@@ -77,6 +77,8 @@ from lakehouse.lineage.datasets import (
     storage_dataset,
 )
 from lakehouse.lineage.tracking import Lineage
+from lakehouse.observe.events import EventLog
+from lakehouse.observe.latency import event_time_aggregates, event_times
 from lakehouse.registry import GoldTable
 from lakehouse.spark import start_batches
 
@@ -225,6 +227,8 @@ def upsert(rows: DataFrame, uri: str, keys: Sequence[str], commit: BatchCommit,
 
 
 DELETE = "_lakehouse_delete"
+EVENT_TIME = "_kafka_timestamp"
+"""Silver's Kafka timestamp of each record: gold's event -> gold latency."""
 
 
 @dataclass
@@ -241,8 +245,9 @@ class GoldWriter:
         silver = storage_dataset(self.plan.silver_uri)
         rows = appended_rows(df).persist()
         try:
+            times = event_time_aggregates(EVENT_TIME) if EVENT_TIME in rows.columns else []
             totals = rows.agg(F.count(F.lit(1)).alias("n"), F.min(VERSION_COLUMN).alias("first"),
-                              F.max(VERSION_COLUMN).alias("last")).first()
+                              F.max(VERSION_COLUMN).alias("last"), *times).first()
             assert totals is not None
             if not totals["n"]:
                 return BatchIO([Read(silver, 0)])
@@ -260,7 +265,8 @@ class GoldWriter:
                      f"rows -> {report.groups:,} groups, {report.upserted:,} rows upserted"
                      + (f", {report.deleted:,} deleted" if report.deleted else "")
                      + f" -> {version} in {report.seconds:.2f}s")
-        return BatchIO([Read(silver, report.silver_rows, span)], report.writes)
+        return BatchIO([Read(silver, report.silver_rows, span)], report.writes,
+                       event_times=event_times(totals) if times else None)
 
     def process(self, part: DataFrame, commit: BatchCommit, silver_rows: int,
                 started: float) -> GoldReport:
@@ -333,7 +339,8 @@ def ensure_gold_tables(spark: SparkSession, plan: GoldPlan, sch: Schemas) -> Non
 
 
 def start_gold(spark: SparkSession, config: Config, table: GoldTable,
-               printer: Printer, lineage: Lineage | None = None) -> StreamingQuery:
+               printer: Printer, lineage: Lineage | None = None,
+               events: EventLog | None = None) -> StreamingQuery:
     """Start the streaming query that keeps one gold table up to date from silver."""
     plan = load_gold_plan(config, table)
     query_name = table.qualified_name
@@ -352,7 +359,7 @@ def start_gold(spark: SparkSession, config: Config, table: GoldTable,
     changes = read_changes(spark, plan.silver_uri, config.gold.max_bytes_per_trigger, start)
     writer, spec = gold_writer(spark, plan, printer, changes.drop(*CHANGE_COLUMNS))
     tracker = (lineage or Lineage.off(config)).query(spec)
-    return start_batches(changes, config, query_name, writer, tracker)
+    return start_batches(changes, config, query_name, writer, tracker, events)
 
 
 def gold_writer(spark: SparkSession, plan: GoldPlan, printer: Printer, silver: DataFrame

@@ -22,7 +22,7 @@ from typing import IO, Any
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from lakehouse.catalog import LAYERS, referenced_tables, require_tables
+from lakehouse.catalog import SCHEMAS, referenced_tables, require_tables
 from lakehouse.catalog import replace_tables as replace_tables  # re-exported
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
@@ -40,7 +40,7 @@ def run_query(config: Config, sql: str, as_of: AsOf | None = None) -> pa.Table:
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")  # as the pipelines' Spark sessions
-        for layer in LAYERS:
+        for layer in SCHEMAS:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
         for name in wanted:
             layer, table = name.split(".", 1)

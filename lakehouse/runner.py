@@ -12,6 +12,7 @@ version (see ``lakehouse.io.delta``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -48,6 +49,8 @@ from lakehouse.lineage.datasets import (
     kafka_dataset,
 )
 from lakehouse.lineage.tracking import Lineage
+from lakehouse.observe.events import EventLog
+from lakehouse.observe.metrics import serving
 from lakehouse.outage import Outage
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 from lakehouse.spark import start_batches, stop_session
@@ -203,12 +206,13 @@ def bronze_writer(spark: SparkSession, config: Config, table: BronzeTable, print
 
 def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
                  printer: Printer = print, lineage: Lineage | None = None,
-                 reset_to: str | None = None) -> StreamingQuery:
+                 reset_to: str | None = None, events: EventLog | None = None
+                 ) -> StreamingQuery:
     """Start the streaming query that lands one source in its bronze table (see
     ``bronze_writer`` for ``reset_to``)."""
     out, writer, spec = bronze_writer(spark, config, table, printer, reset_to)
     tracker = (lineage or Lineage.off(config)).query(spec)
-    return start_batches(out, config, table.qualified_name, writer, tracker)
+    return start_batches(out, config, table.qualified_name, writer, tracker, events)
 
 
 @dataclass
@@ -275,7 +279,8 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
     started = time.monotonic()
     own_session = spark is None
     spark = spark or _session(config, printer)
-    listener = _ProgressListener(printer)
+    events = EventLog.for_run(config)
+    listener = _ProgressListener(events)
     spark.streams.addListener(listener)
     lineage = Lineage.for_session(config, spark)
     queries: list[StreamingQuery] = []
@@ -283,7 +288,10 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
     """Chained shape: bronze query -> the tables its micro-batches drive."""
     readers: dict[str, Callable[[], StreamingQuery]] = {}
     """The queries that read Kafka, and how to start each again (from its checkpoint)."""
+    observing = contextlib.ExitStack()
     try:
+        observing.enter_context(serving(events, config.observe.metrics_host,
+                                        config.observe.metrics_port, printer))
         for s in silver:
             prepare_tables(spark, config, s, printer)
         for t in chosen:
@@ -292,28 +300,32 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
             if config.streaming.shape == "chained":
                 stages = [(s, [g for g in gold if g.silver == s.name])
                           for s in silver if s.bronze == t.name]
-                query, names = start_chain(spark, config, t, stages, printer, lineage, reset)
+                query, names = start_chain(spark, config, t, stages, printer, lineage, reset,
+                                           events)
                 readers[query.name] = partial(_chain_query, spark, config, t, stages,
-                                              printer, lineage)
+                                              printer, lineage, None, events)
                 driven[query.name] = names
                 rides = f", then {', '.join(names)} in each micro-batch" if names else ""
                 printer(f"started {t.qualified_name} <- topic {topic}{rides}")
             else:
-                query = start_bronze(spark, config, t, printer, lineage, reset)
-                readers[query.name] = partial(start_bronze, spark, config, t, printer, lineage)
+                query = start_bronze(spark, config, t, printer, lineage, reset, events)
+                readers[query.name] = partial(start_bronze, spark, config, t, printer, lineage,
+                                              None, events)
                 printer(f"started {t.qualified_name} <- topic {topic}")
             queries.append(_initialized(query))
         chained = {name for names in driven.values() for name in names}
         for s in silver:
             if s.qualified_name in chained:
                 continue
-            queries.append(_initialized(start_silver(spark, config, s, printer, lineage)))
+            queries.append(_initialized(start_silver(spark, config, s, printer, lineage,
+                                                     events)))
             printer(f"started {s.qualified_name} <- bronze.{s.bronze} "
                     f"(contract and suite {s.contract})")
         for g in gold:
             if g.qualified_name in chained:
                 continue
-            queries.append(_initialized(start_gold(spark, config, g, printer, lineage)))
+            queries.append(_initialized(start_gold(spark, config, g, printer, lineage,
+                                                   events)))
             printer(f"started {g.qualified_name} <- silver.{g.silver}")
         if until_idle:
             for q in queries:
@@ -332,6 +344,8 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
             for name in [q.name, *driven.get(q.name, [])]:
                 lineage.finish(name, _failure(q))
         lineage.close()
+        events.close()
+        observing.close()
         spark.streams.removeListener(listener)
         if own_session:
             stop_session(spark)
@@ -450,10 +464,11 @@ def _run_forever(queries: list[StreamingQuery],
 
 
 class _ProgressListener(StreamingQueryListener):
-    """Counts rows per query (progress lines come from the writers themselves)."""
+    """Counts rows per query and hands each batch's progress to the event log (progress
+    lines come from the writers themselves). Spark calls it on a thread of its own."""
 
-    def __init__(self, printer: Printer) -> None:
-        self.printer = printer
+    def __init__(self, events: EventLog) -> None:
+        self.events = events
         self.rows: dict[str, int] = {}
 
     def onQueryStarted(self, event: Any) -> None:
@@ -462,6 +477,7 @@ class _ProgressListener(StreamingQueryListener):
     def onQueryProgress(self, event: Any) -> None:
         p = event.progress
         self.rows[p.name] = self.rows.get(p.name, 0) + int(p.numInputRows)
+        self.events.progress(json.loads(p.json))
 
     def onQueryIdle(self, event: Any) -> None:
         pass

@@ -67,6 +67,8 @@ from lakehouse.lineage.datasets import (
     storage_dataset,
 )
 from lakehouse.lineage.tracking import Lineage
+from lakehouse.observe.events import EventLog
+from lakehouse.observe.latency import EventTimes, event_time_aggregates, event_times
 from lakehouse.privacy import pii_key, pseudonymise
 from lakehouse.quality.contract import REASONS, RULES, Contract, failure_list, load_contract, parse
 from lakehouse.quality.rules import RuleResult, Suite, apply_rules, load_suite, results, statistics
@@ -75,12 +77,14 @@ from lakehouse.spark import start_batches
 
 Printer = Callable[[str], None]
 
-# Bronze columns carried into silver (renamed) so every row names the record it came from.
+# Bronze columns carried into silver (renamed) so every row names the record it came from,
+# and when Kafka took it (gold's event -> gold latency starts there).
 LINEAGE = (("topic", "_topic"), ("partition", "_partition"), ("offset", "_offset"),
-           (VERSION_COLUMN, "_bronze_version"), ("ingested_at", "_ingested_at"))
+           (VERSION_COLUMN, "_bronze_version"), ("ingested_at", "_ingested_at"),
+           ("timestamp", "_kafka_timestamp"))
 COORDINATES = ("_topic", "_partition", "_offset")
 # Columns of a routed batch that describe the raw record, not the silver row.
-RECORD_ONLY = frozenset({"key", "value", "_kafka_timestamp", "failed_rules", "reasons"})
+RECORD_ONLY = frozenset({"key", "value", "failed_rules", "reasons"})
 REBUILD = "rebuild"
 """Ledger kind of a ``lakehouse replay`` of a silver table."""
 FORGET = "forget"
@@ -179,7 +183,6 @@ def for_routing(classified: DataFrame) -> DataFrame:
     lineage = [F.col(src).alias(dst) for src, dst in LINEAGE]
     return classified.select(
         *silver_columns(classified), *lineage, "key", "value",
-        F.col("timestamp").alias("_kafka_timestamp"),
         failure_list(RULES).alias("failed_rules"), failure_list(REASONS).alias("reasons"))
 
 
@@ -275,6 +278,8 @@ class Routed:
     quarantined: int
     results: list[RuleResult] = field(default_factory=list)
     """Each expectation's result on the batch (GX's terms)."""
+    event_times: EventTimes | None = None
+    """The Kafka timestamps of the batch's records."""
 
     @property
     def quarantine(self) -> DataFrame:
@@ -319,7 +324,7 @@ def route(plan: SilverPlan, bronze: DataFrame, batch_id: int,
                          F.min("_bronze_version").alias("first"),
                          F.max("_bronze_version").alias("last"),
                          F.collect_set(F.when(F.size("failed_rules") == 0, F.col("event_date")))
-                         .alias("dates")).first()
+                         .alias("dates"), *event_time_aggregates("_kafka_timestamp")).first()
     assert totals is not None
     counts = {r["rule"]: r["n"] for r in records.select(F.explode("failed_rules").alias("rule"))
               .groupBy("rule").agg(F.count(F.lit(1)).alias("n")).collect()}
@@ -343,7 +348,7 @@ def route(plan: SilverPlan, bronze: DataFrame, batch_id: int,
                   (totals["first"], totals["last"]) if rows else (0, -1),
                   sorted(totals["dates"]), int(marks["firsts"]) - held,
                   valid_rows - int(marks["firsts"]), int(marks["dups"]), int(marks["same"]),
-                  int(totals["rejected"]), verdicts)
+                  int(totals["rejected"]), verdicts, event_times(totals))
 
 
 @dataclass(frozen=True)
@@ -472,7 +477,9 @@ class SilverWriter:
                      f"{routing:.2f}s, writes {time.monotonic() - started - routing:.2f}s)")
         read = Read(bronze, routed.rows, routed.versions,
                     assertions=assertions(self.plan, routed.rule_counts, routed.results))
-        return BatchIO([read], writes)
+        return BatchIO([read], writes, report.quarantined,
+                       report.duplicates_in_batch + report.duplicates_in_silver,
+                       routed.event_times)
 
 
 def routed_up_to(plan: SilverPlan) -> int | None:
@@ -588,7 +595,8 @@ def silver_writer(spark: SparkSession, plan: SilverPlan, printer: Printer,
 
 
 def start_silver(spark: SparkSession, config: Config, table: SilverTable,
-                 printer: Printer, lineage: Lineage | None = None) -> StreamingQuery:
+                 printer: Printer, lineage: Lineage | None = None,
+                 events: EventLog | None = None) -> StreamingQuery:
     """Start the streaming query that builds one silver table from its bronze table."""
     plan = load_plan(config, table)
     query_name = table.qualified_name
@@ -604,7 +612,7 @@ def start_silver(spark: SparkSession, config: Config, table: SilverTable,
     bronze = read_changes(spark, plan.bronze_uri, config.silver.max_bytes_per_trigger, start)
     writer, spec = silver_writer(spark, plan, printer, bronze.drop(*CHANGE_COLUMNS))
     tracker = (lineage or Lineage.off(config)).query(spec)
-    return start_batches(bronze, config, query_name, writer, tracker)
+    return start_batches(bronze, config, query_name, writer, tracker, events)
 
 
 @dataclass(frozen=True)

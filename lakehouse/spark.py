@@ -19,6 +19,7 @@ from lakehouse.jvm import JarSet, jars
 from lakehouse.lineage.datasets import BatchIO, BatchRun
 from lakehouse.lineage.listener import session_conf
 from lakehouse.lineage.tracking import QueryLineage, new_run_id
+from lakehouse.observe.events import EventLog
 
 LOG4J_CONF = Path(__file__).with_name("log4j2.properties")
 
@@ -137,7 +138,7 @@ class BatchWriter(Protocol):
 
 
 def start_batches(df: DataFrame, config: Config, name: str, writer: BatchWriter,
-                  lineage: QueryLineage) -> StreamingQuery:
+                  lineage: QueryLineage, events: EventLog | None = None) -> StreamingQuery:
     """Start ``df`` as the streaming query ``name``: every micro-batch goes to ``writer``
     (foreachBatch), checkpointed under the query's name, on the configured trigger. Its
     writes commit under the Delta transaction app id ``<name>:<checkpoint's query id>``:
@@ -146,10 +147,14 @@ def start_batches(df: DataFrame, config: Config, name: str, writer: BatchWriter,
 
     Each micro-batch is a lineage run whose parent is the query's run: START before the
     writer runs, then COMPLETE with what it read and wrote, or FAIL with its error. The
-    batch's run ids go into its commits (``BatchRun.commit``).
+    batch's run ids go into its commits (``BatchRun.commit``). Each is a row of the event
+    log (``events``), completed by Spark's progress of the batch.
     """
+    log = events or EventLog.off(config)
+
     def each(batch: DataFrame, batch_id: int) -> None:
-        lineage.tracked(batch_id, lambda run: writer(batch, run))
+        log.batch(name, batch_id, lineage.run_id,
+                  lambda: lineage.tracked(batch_id, lambda run: writer(batch, run)))
 
     query = (df.writeStream.queryName(name).foreachBatch(each)
              .option("checkpointLocation", config.warehouse.checkpoint_uri(name))

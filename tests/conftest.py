@@ -111,7 +111,7 @@ def _dump_java_threads(group: int) -> None:
 def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool = False,
                  broker_dir: Path | None = None, silver: dict | None = None,
                  kafka: dict | None = None, spark: dict | None = None,
-                 **streaming: object) -> Path:
+                 observe: dict | None = None, **streaming: object) -> Path:
     """A config file for a test: its own warehouse, the given broker."""
     doc = {
         "project": "test",
@@ -124,6 +124,7 @@ def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool 
         "streaming": {"trigger_seconds": 0.5, "max_offsets_per_trigger": 50000, **streaming},
         "silver": silver or {},
         "privacy": {"dev_key": "tests-only-not-a-secret"},
+        "observe": {"flush_seconds": 1, **(observe or {})},
         "sources": {"orders": {"topic": "shop.orders.v1", "partitions": 6},
                     "clickstream": {"topic": "web.clickstream.v1", "partitions": 3}},
     }

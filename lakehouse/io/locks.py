@@ -95,3 +95,24 @@ def _held_elsewhere(table: str, path: Path) -> LakehouseError:
         hint="a second job on the same table would interleave its commits: stop the other "
              "one first (Ctrl-C or SIGTERM stops it between micro-batches), or choose other "
              "tables with --table", table=table, lock=str(path))
+
+
+def holder(warehouse_root: str, table: str) -> dict[str, object] | None:
+    """Who holds the lock of ``table`` now (``pid``, ``host``, ``doing``, ``since``), or
+    None: no job writes it (or the warehouse is on an object store, without locks)."""
+    folder = lock_dir(warehouse_root)
+    path = folder / f"{table}.lock" if folder else None
+    if path is None or not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, ValueError):
+            found = {}
+        return found if isinstance(found, dict) else {}
+    finally:
+        os.close(fd)
+    return None

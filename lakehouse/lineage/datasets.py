@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from lakehouse.io.delta import BatchCommit
 from lakehouse.lineage.columns import ColumnLineage
+from lakehouse.observe.latency import EventTimes
 
 # Commit metadata keys: who wrote a commit and exactly what it was built from.
 RUN_ID = "lakehouse.run_id"
@@ -109,10 +110,16 @@ class Written:
 
 @dataclass(frozen=True)
 class BatchIO:
-    """Everything one micro-batch read and wrote."""
+    """Everything one micro-batch read and wrote (and, for the event log, what it
+    dropped and how old its records were)."""
 
     reads: Sequence[Read]
     writes: Sequence[Written] = ()
+    quarantined: int = 0
+    duplicates: int = 0
+    event_times: EventTimes | None = None
+    """The Kafka timestamps of the records it committed (None where the writer does not
+    aggregate its batch: bronze's append is its one job)."""
 
 
 @dataclass(frozen=True)

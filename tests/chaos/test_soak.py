@@ -4,8 +4,9 @@ and of the Python workers, the JVM's open files, and consumer lag (what the brok
 minus what bronze holds). The driver heap is held to 1 GB, so a leak fails the run (out of
 memory) well inside 20 minutes instead of hiding in a large heap.
 
-The run must end with Python memory and open files flat, lag back to zero, and the
-independent checker's verdict: every record in its one place, gold exact."""
+The run must end with Python memory and open files flat, lag back to zero, the job's
+Prometheus endpoint counting every record bronze landed, and the independent checker's
+verdict: every record in its one place, gold exact."""
 
 from __future__ import annotations
 
@@ -14,17 +15,19 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from lakehouse.generator import generate
 from lakehouse.io.delta import max_kafka_offsets
 from lakehouse.io.kafka_producer import produce
 from tests.chaos.checker import check
-from tests.conftest import lakehouse, start_run, write_config
+from tests.conftest import free_port, lakehouse, start_run, write_config
 
 pytestmark = pytest.mark.integration
 RATE = 200  # events per second
@@ -40,20 +43,25 @@ class Sample:
     lag: int
 
 
-def _group(pgid: int) -> list[tuple[int, str, list[str]]]:
-    """(pid, comm, argv) of every live process in the process group."""
-    out = []
+def _tree(root: int) -> list[tuple[int, str, list[str]]]:
+    """(pid, comm, argv) of ``root`` and every live process below it (Spark's Python
+    workers run in process groups of their own, under the JVM)."""
+    procs: dict[int, tuple[int, str, list[str]]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
             comm = (stat.parent / "comm").read_text().strip()
             argv = (stat.parent / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            out.append((int(stat.parent.name), comm, argv))
+            procs[int(stat.parent.name)] = (int(fields[1]), comm, argv)
         except (OSError, IndexError, ValueError):
             continue
-    return out
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in procs:
+            found.append((pid, procs[pid][1], procs[pid][2]))
+            todo += [child for child, (parent, _, _) in procs.items() if parent == pid]
+    return found
 
 
 def _rss_mb(pid: int) -> float:
@@ -75,8 +83,26 @@ def _lag(bootstrap: str, topic: str, warehouse: Path) -> int:
     return sum(end - held.get(str(p), 0) for p, end in ends.items())
 
 
+def _scraped(port: int, deadline: float, wanted: int) -> dict[str, float]:
+    """bronze.orders' samples from the job's /metrics (summed over labels), once its input
+    counter reaches ``wanted`` (Spark posts a batch's progress just after the batch)."""
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = reply.read().decode()
+        found: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.labels.get("pipeline") == "bronze.orders":
+                    found[s.name] = found.get(s.name, 0.0) + s.value
+        if found.get("lakehouse_input_records_total", 0) >= wanted \
+                or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
 def sample(job: int, started: float, bootstrap: str, topic: str, warehouse: Path) -> Sample:
-    procs = _group(job)
+    procs = _tree(job)
     jvms = [pid for pid, comm, _ in procs if comm == "java"]
     drivers = [pid for pid, _, argv in procs if "lakehouse.cli" in argv]
     workers = [pid for pid, _, argv in procs
@@ -93,8 +119,10 @@ def test_a_steady_stream_keeps_memory_and_files_flat_and_lag_returns_to_zero(
         broker: str, tmp_path: Path, full: bool) -> None:
     topic = f"orders.soak.{tmp_path.name}"
     warehouse = tmp_path / "warehouse"
+    metrics = free_port()
     config = write_config(tmp_path / "conf.yaml", broker, warehouse,
-                          spark={"driver_memory": "1g"}, trigger_seconds=2)
+                          spark={"driver_memory": "1g"}, observe={"metrics_port": metrics},
+                          trigger_seconds=2)
     config.write_text(config.read_text().replace("shop.orders.v1", topic))
     seconds = 1200 if full else 60
     producing = threading.Event()
@@ -130,6 +158,10 @@ def test_a_steady_stream_keeps_memory_and_files_flat_and_lag_returns_to_zero(
         while record(sample(job.pid, started, broker, topic, warehouse)).lag > 0:
             assert time.monotonic() < deadline, f"lag still {samples[-1].lag} after 180 s"
             time.sleep(2)
+        # The job's Prometheus endpoint agrees with the table: every record landed once.
+        landed = _scraped(metrics, deadline=time.monotonic() + 60, wanted=RATE * seconds)
+        assert landed["lakehouse_input_records_total"] == RATE * seconds
+        assert landed["lakehouse_kafka_lag_records"] == 0
     finally:
         producing.clear()
         thread.join(timeout=60)

@@ -10,6 +10,8 @@ import pytest
 from deltalake import DeltaTable
 
 from tests.conftest import free_port, lakehouse, start_run, write_config
+from tests.observe.browser import data_pixels, screenshot
+from tests.observe.test_report import PLOTS
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +43,8 @@ def test_demo_on_fresh_warehouse(tmp_path: Path) -> None:
                      "job gold.revenue_by_category_5m", "gold.sessions_daily  v"):
             assert line in tree, tree
 
+        _observed(config, warehouse, result.stdout, tmp_path)
+
         status = lakehouse(config, "broker", "status")
         assert status.returncode == 0 and "running" in status.stdout
         assert lakehouse(config, "broker", "up").returncode == 0, "up twice is fine"
@@ -48,6 +52,52 @@ def test_demo_on_fresh_warehouse(tmp_path: Path) -> None:
         down = lakehouse(config, "broker", "down")
     assert "stopped" in down.stdout
     assert lakehouse(config, "broker", "status").returncode == 3
+
+
+def _observed(config: Path, warehouse: Path, demo_out: str, tmp_path: Path) -> None:
+    """The demo's event log agrees with its tables; status, slo and the report read it."""
+    events = DeltaTable(str(warehouse / "_system" / "events")).to_pyarrow_table().to_pylist()
+    by: dict[str, list[dict]] = {}
+    for row in events:
+        by.setdefault(row["pipeline"], []).append(row)
+    assert set(by) == {"bronze.orders", "bronze.clickstream", "silver.orders",
+                       "silver.clickstream", "gold.revenue_by_category_5m",
+                       "gold.revenue_by_country_daily", "gold.active_users_1m",
+                       "gold.sessions_daily"}
+    assert not [r for r in events if r["error"]]
+    for name in ("orders", "clickstream"):
+        assert sum(r["input_rows"] for r in by[f"bronze.{name}"]) == 450  # each record once
+        assert all(r["kafka_lag"] is not None and dict(r["duration_ms"]).get("addBatch")
+                   for r in by[f"bronze.{name}"])
+        silver = by[f"silver.{name}"]
+        assert sum(r["input_rows"] for r in silver) == 450
+        quarantined = DeltaTable(str(warehouse / "silver" / f"{name}_quarantine")) \
+            .to_pyarrow_table(columns=["resolution"]).num_rows
+        assert sum(r["quarantined"] for r in silver) == quarantined > 0
+    gold = [r for name, rows in by.items() if name.startswith("gold.") for r in rows
+            if r["input_rows"]]
+    assert gold and all(0 < r["latency_p50_ms"] <= r["latency_p95_ms"] <= r["latency_max_ms"]
+               for r in gold)
+
+    counted = lakehouse(config, "query", "SELECT count(*) AS n FROM _system.events",
+                        "--format", "csv")
+    assert counted.returncode == 0 and counted.stdout.split() == ['"n"', str(len(events))]
+    status = lakehouse(config, "status")
+    assert status.returncode == 0, status.stderr[-2000:]
+    lines = status.stdout.splitlines()
+    assert any(ln.startswith("silver.orders ") and "not running" in ln for ln in lines)
+    assert "silver quality over the last 60 minutes" in status.stdout
+    slo = lakehouse(config, "slo")
+    assert slo.returncode == 3, slo.stdout + slo.stderr  # the demo's faults: 10% quarantined
+    assert "breached: silver pass rate" in slo.stderr
+    assert next(ln for ln in slo.stdout.splitlines()
+                if ln.startswith("silver duplicate rate")).split()[-1] == "ok"
+
+    report = warehouse / "report.html"
+    assert f"report (plots of throughput, lag, freshness, quality): {report}" in demo_out
+    for plot in PLOTS:
+        image = screenshot(report, plot, tmp_path / f"{plot}.png")
+        assert data_pixels(image) > 400, f"the report's {plot} plot shows no data"
 
 
 def test_missing_broker_is_a_clear_error(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.locks import lock_dir, table_locks
+from lakehouse.io.locks import holder, lock_dir, table_locks
 from tests.conftest import ROOT
 
 HOLD = textwrap.dedent("""
@@ -49,9 +49,13 @@ def test_a_table_held_by_another_process_fails_naming_it(tmp_path: Path) -> None
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
-    holder = _holder(tmp_path)
-    os.kill(holder.pid, signal.SIGKILL)
-    holder.wait()
+    job = _holder(tmp_path)
+    found = holder(str(tmp_path), "silver.orders")
+    assert found is not None and found["pid"] == job.pid and found["doing"] == "a test job"
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    assert holder(str(tmp_path), "silver.orders") is None  # who runs it: nobody
+    assert holder(str(tmp_path), "gold.never_run") is None
     with table_locks(str(tmp_path), ["silver.orders"], "run"):
         pass
 

@@ -1,0 +1,310 @@
+"""``lakehouse report``: one self-contained HTML page of how the pipelines ran.
+
+From the event log and silver's quality and quarantine tables over a window: the SLOs and
+the status screen, then plots of throughput, Kafka lag, freshness, pass rate per rule,
+quarantine reasons, duplicate rate and time per batch phase. Plots are matplotlib SVG
+inlined in the page (no script, no network: it opens anywhere and can be archived with
+the audit). ``report.html#plot-<name>`` shows one plot alone.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from lakehouse import graph
+from lakehouse.config import Config
+from lakehouse.io.delta import open_table
+from lakehouse.observe.figures import (
+    SloResult,
+    describe_slos,
+    read_events,
+    slo_results,
+    status_lines,
+    window_start,
+)
+from lakehouse.registry import SilverTable
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#bcbd22", "#e377c2",
+           "#17becf")
+"""Series colours (the report's plots draw their data in these, and only data)."""
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure of the report."""
+
+    name: str
+    title: str
+    caption: str
+    points: int
+    """Data points drawn (0: the plot says there was no data)."""
+    svg: str
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """What the report shows, read from the warehouse."""
+
+    events: pa.Table
+    rules: list[tuple[str, str, int, int]]
+    """(table, rule, records checked, records that failed) over the window."""
+    reasons: list[tuple[str, str, int]]
+    """(table, rule, quarantined records) over the window."""
+    slos: Sequence[SloResult]
+    status: Sequence[str]
+    slo_window_minutes: float
+    freshness_objective_s: float
+
+
+def read_quality(config: Config, since: datetime) -> tuple[list[tuple[str, str, int, int]],
+                                                          list[tuple[str, str, int]]]:
+    """Per silver table and rule: records checked and failed (``silver._quality``), and
+    records quarantined for it, since ``since``."""
+    import duckdb
+    rules: list[tuple[str, str, int, int]] = []
+    reasons: list[tuple[str, str, int]] = []
+    wh = config.warehouse
+    quality = open_table(wh.table_uri("silver", "_quality"), wh.storage_options)
+    con = duckdb.connect()
+    try:
+        if quality is not None:
+            con.register("quality", quality.to_pyarrow_dataset())
+            rules = [(str(t), str(r), int(n), int(u)) for t, r, n, u in con.execute(
+                """SELECT "table", rule, sum(element_count), sum(unexpected_count)
+                   FROM quality WHERE validated_at >= $since
+                   GROUP BY ALL ORDER BY 1, 2""", {"since": since}).fetchall()]
+        for q in graph.build(config).layer(graph.Layer.SILVER):
+            assert isinstance(q.definition, SilverTable)
+            table = open_table(wh.table_uri("silver", q.definition.quarantine_name),
+                               wh.storage_options)
+            if table is None:
+                continue
+            con.register("quarantine", table.to_pyarrow_dataset())
+            reasons += [(q.name, str(r), int(n)) for r, n in con.execute(
+                """SELECT rule, count(*) FROM (SELECT unnest(failed_rules) AS rule
+                   FROM quarantine WHERE quarantined_at >= $since) GROUP BY 1
+                   ORDER BY 2 DESC, 1""", {"since": since}).fetchall()]
+    finally:
+        con.close()
+    return rules, reasons
+
+
+def read_report(config: Config, now: datetime) -> ReportData:
+    """Everything the report shows, over the SLO window that ends ``now``."""
+    since = window_start(config.slo, now)
+    rules, reasons = read_quality(config, since)
+    return ReportData(read_events(config, since), rules, reasons, slo_results(config, now),
+                      status_lines(config, now), config.slo.window_minutes,
+                      config.slo.freshness_p95_seconds)
+
+
+# -- the plots -----------------------------------------------------------------------------
+
+def _figure(height: float = 3.2) -> tuple[Any, Any]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from cycler import cycler
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
+                         "axes.spines.right": False,
+                         "axes.prop_cycle": cycler(color=list(PALETTE))})
+    return plt.subplots(figsize=(9, height), dpi=100)
+
+
+def _svg(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    out = io.StringIO()
+    fig.savefig(out, format="svg")
+    plt.close(fig)
+    text = out.getvalue()
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.DOTALL)
+    return text[text.index("<svg"):]
+
+
+def _series(events: pa.Table, layer: str | None, value: str, where: str = "TRUE"
+            ) -> dict[str, tuple[list[Any], list[float]]]:
+    """Per pipeline (of ``layer``): (times, values) of the SQL expression ``value``."""
+    import duckdb
+    con = duckdb.connect()
+    try:
+        con.register("events", events)
+        rows = con.execute(
+            f"""SELECT pipeline, ended_at, {value} AS v FROM events
+                WHERE {"layer = $layer" if layer else "TRUE"} AND ({where}) AND {value} IS NOT NULL
+                ORDER BY pipeline, ended_at""", {"layer": layer} if layer else {}).fetchall()
+    finally:
+        con.close()
+    out: dict[str, tuple[list[Any], list[float]]] = {}
+    for pipeline, at, v in rows:
+        times, values = out.setdefault(pipeline, ([], []))
+        times.append(at)
+        values.append(float(v))
+    return out
+
+
+def _lines(name: str, title: str, caption: str, ylabel: str,
+           series: dict[str, tuple[list[Any], list[float]]], threshold: float | None = None
+           ) -> Plot:
+    points = sum(len(v) for _, v in series.values())
+    if not points:
+        return Plot(name, title, caption, 0, "")
+    import matplotlib.dates as mdates
+    fig, ax = _figure()
+    for label, (times, values) in sorted(series.items()):
+        # Above the axes' spines: a series at zero (no lag) is drawn, not hidden by the axis.
+        ax.plot(times, values, marker="." if len(values) < 60 else None, linewidth=1.6,
+                label=label, zorder=3, clip_on=False)
+    top = max(max(v) for _, v in series.values())
+    if threshold is not None:
+        ax.axhline(threshold, color="#555555", linestyle="--", linewidth=1,
+                   label=f"objective {threshold:g}")
+        top = max(top, threshold)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, top * 1.08 if top > 0 else 1)
+    locator = mdates.AutoDateLocator(tz="UTC")
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz="UTC"))
+    ax.set_xlabel("time (UTC)")
+    ax.grid(axis="y", color="#e6e6e6")
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return Plot(name, title, caption, points, _svg(fig))
+
+
+def _bars(name: str, title: str, caption: str, xlabel: str,
+          bars: list[tuple[str, float]], limit: float | None = None) -> Plot:
+    if not bars:
+        return Plot(name, title, caption, 0, "")
+    fig, ax = _figure(max(1.6, 0.32 * len(bars) + 0.9))
+    labels = [b[0] for b in bars]
+    ax.barh(range(len(bars)), [b[1] for b in bars], color=PALETTE[0], height=0.6)
+    ax.set_yticks(range(len(bars)), labels)
+    ax.invert_yaxis()
+    if limit is not None:
+        ax.set_xlim(0, limit)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", color="#e6e6e6")
+    return Plot(name, title, caption, len(bars), _svg(fig))
+
+
+def _phases(events: pa.Table) -> Plot:
+    import duckdb
+    con = duckdb.connect()
+    try:
+        con.register("events", events)
+        rows = con.execute(
+            """SELECT pipeline, key, avg(value) FROM (
+                   SELECT pipeline, unnest(map_keys(duration_ms)) AS key,
+                          unnest(map_values(duration_ms)) AS value FROM events)
+               WHERE key NOT IN ('triggerExecution', 'batch') GROUP BY ALL
+               ORDER BY 1, 2""").fetchall()
+    finally:
+        con.close()
+    title, caption = "Time per batch phase", ("Mean milliseconds per micro-batch in each "
+                                              "phase Spark reports (addBatch is the "
+                                              "project's writer).")
+    if not rows:
+        return Plot("phases", title, caption, 0, "")
+    pipelines = sorted({r[0] for r in rows})
+    phases = sorted({r[1] for r in rows})
+    mean = {(r[0], r[1]): float(r[2]) for r in rows}
+    fig, ax = _figure(max(1.8, 0.34 * len(pipelines) + 1.2))
+    left = [0.0] * len(pipelines)
+    for n, phase in enumerate(phases):
+        widths = [mean.get((p, phase), 0.0) for p in pipelines]
+        ax.barh(range(len(pipelines)), widths, left=left, height=0.6, label=phase,
+                color=PALETTE[n % len(PALETTE)])
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.set_yticks(range(len(pipelines)), pipelines)
+    ax.invert_yaxis()
+    ax.set_xlabel("milliseconds (mean per batch)")
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return Plot("phases", title, caption, len(rows), _svg(fig))
+
+
+def plots(data: ReportData) -> list[Plot]:
+    """Every plot of the report (pure: matplotlib draws in memory)."""
+    e = data.events
+    return [
+        _lines("throughput", "Throughput", "Records each micro-batch read, per second of "
+               "its duration, by pipeline.", "records / s",
+               _series(e, None, "input_rows * 1000.0 / greatest(coalesce(duration_ms['"
+                       "triggerExecution'], duration_ms['batch']), 1)",
+                       "input_rows > 0")),
+        _lines("lag", "Kafka lag", "Records the topic held past each bronze batch's end "
+               "(latest offset minus processed).", "records",
+               _series(e, None, "kafka_lag")),
+        _lines("freshness", "Freshness", "p95 latency from an event's Kafka timestamp to its "
+               "gold commit, per gold batch; the dashed line is the objective.", "seconds",
+               _series(e, "gold", "latency_p95_ms / 1000.0"), data.freshness_objective_s),
+        _bars("rules", "Pass rate per rule", "Share of checked records that met each "
+              "contract rule and expectation (silver._quality).", "pass rate",
+              [(f"{t} {r}", 1 - u / n if n else 1.0) for t, r, n, u in data.rules], 1.0),
+        _bars("reasons", "Quarantine reasons", "Records quarantined for each failed rule "
+              "(a record failing two rules counts for both).", "records",
+              [(f"{t} {r}", float(n)) for t, r, n in data.reasons]),
+        _lines("duplicates", "Duplicate rate", "Share of each silver batch's records dropped "
+               "as duplicates (redeliveries: counted, never lost).", "share of records",
+               _series(e, "silver", "duplicates * 1.0 / input_rows", "input_rows > 0")),
+        _phases(e),
+    ]
+
+
+# -- the page ------------------------------------------------------------------------------
+
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; color: #1d1d1f; margin: 24px auto;
+       max-width: 1180px; padding: 0 16px; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 0 0 4px; }
+.meta { color: #666; margin-bottom: 16px; }
+pre { background: #f6f8fa; padding: 10px 12px; border-radius: 6px; overflow-x: auto;
+      font-size: 12px; }
+figure.plot { margin: 0 0 20px; padding: 12px 14px; border: 1px solid #e3e3e3;
+              border-radius: 8px; background: #fff; }
+figure.plot svg { width: 100%; height: auto; display: block; }
+figcaption { color: #555; margin-bottom: 6px; }
+.empty { color: #999; padding: 24px 0; }
+.breached { color: #b00020; font-weight: 600; }
+body:has(figure.plot:target) section.summary,
+body:has(figure.plot:target) figure.plot:not(:target) { display: none; }
+"""
+
+
+def render(data: ReportData, config: Config, now: datetime) -> str:
+    """The report page (pure)."""
+    breached = [s.name for s in data.slos if s.breached]
+    verdict = (f'<p class="breached">SLO breached: {html.escape(", ".join(breached))}</p>'
+               if breached else "<p>Every SLO with data is met.</p>")
+    figures = []
+    for p in plots(data):
+        body = p.svg if p.points else '<div class="empty">no data in the window</div>'
+        figures.append(
+            f'<figure class="plot" id="plot-{p.name}" data-points="{p.points}">'
+            f"<h2>{html.escape(p.title)}</h2><figcaption>{html.escape(p.caption)}"
+            f"</figcaption>{body}</figure>")
+    rows = data.events.num_rows
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{html.escape(config.project)}: pipeline report</title>
+<style>{STYLE}</style></head>
+<body>
+<h1>{html.escape(config.project)}: how the pipelines ran</h1>
+<div class="meta">warehouse {html.escape(config.warehouse.root)} &middot; the last
+{data.slo_window_minutes:g} minutes to {now:%Y-%m-%d %H:%M:%S} UTC &middot; {rows:,} micro-batches
+in the event log window</div>
+<section class="summary">
+{verdict}
+<pre>{html.escape(chr(10).join(describe_slos(data.slos, data.slo_window_minutes)))}</pre>
+<pre>{html.escape(chr(10).join(data.status))}</pre>
+</section>
+{"".join(figures)}
+</body></html>
+"""
