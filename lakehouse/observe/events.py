@@ -42,7 +42,7 @@ SCHEMA = pa.schema([
     ("input_rows_per_second", pa.float64()), ("processed_rows_per_second", pa.float64()),
     ("output_rows", _COUNTS), ("quarantined", pa.int64()), ("duplicates", pa.int64()),
     ("kafka_lag", pa.int64()), ("kafka_lag_by_partition", _COUNTS),
-    ("versions_behind", pa.int64()), ("watermark", _TS),
+    ("input_version", pa.int64()), ("watermark", _TS),
     ("latency_p50_ms", pa.float64()), ("latency_p95_ms", pa.float64()),
     ("latency_p99_ms", pa.float64()), ("latency_max_ms", pa.float64()),
     ("newest_event_time", _TS), ("state_rows", pa.int64()), ("state_bytes", pa.int64()),
@@ -52,9 +52,13 @@ SCHEMA = pa.schema([
 ``latestOffset``, ``queryPlanning``, ``walCommit``, ``commitOffsets``, ...) and ``batch``,
 the writer's own time; ``output_rows``: table -> rows committed; ``kafka_lag``: records
 the broker held past the batch's end (latest offset minus processed, per
-``topic:partition`` in ``kafka_lag_by_partition``); ``versions_behind``: the same for a
-Delta input; ``latency_*``: event (its Kafka timestamp) to this batch's commit, over the
-batch's records; ``newest_event_time``: the newest Kafka timestamp the batch committed."""
+``topic:partition`` in ``kafka_lag_by_partition``); ``input_version``: the newest
+version of a Delta input the batch read (``lakehouse status`` compares it with the input's
+latest: Spark's Delta source reports no latest offset); ``latency_*``: event (its Kafka
+timestamp) to this batch's commit, over the batch's records; ``newest_event_time``: the
+newest Kafka timestamp the batch committed; ``state_rows``/``state_bytes``: Spark's state
+stores (gold keeps its own state in ``gold._<table>_state``, counted by ``lakehouse
+tables``)."""
 
 PROGRESS_WAIT_SECONDS = 60.0
 """A streamed batch's row waits this long for Spark's progress, then is written without
@@ -88,19 +92,12 @@ def _offsets(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def source_lag(sources: Iterable[Mapping[str, Any]]) -> tuple[int | None, dict[str, int],
-                                                               int | None]:
-    """(Kafka records behind, per ``topic:partition``; Delta versions behind) from a
-    progress's sources: each one's latest offset minus the batch's end offset (pure)."""
+def source_lag(sources: Iterable[Mapping[str, Any]]) -> tuple[int | None, dict[str, int]]:
+    """(Kafka records behind, per ``topic:partition``) from a progress's Kafka sources:
+    each partition's latest offset minus the batch's end offset (pure)."""
     kafka: dict[str, int] = {}
-    versions: int | None = None
     for source in sources:
         end, latest = _offsets(source.get("endOffset")), _offsets(source.get("latestOffset"))
-        if "reservoirVersion" in latest:
-            newest = int(latest["reservoirVersion"])
-            behind = newest - int(end.get("reservoirVersion") or newest)
-            versions = max(versions or 0, behind)
-            continue
         for topic, partitions in latest.items():
             if not isinstance(partitions, dict):
                 continue
@@ -109,7 +106,7 @@ def source_lag(sources: Iterable[Mapping[str, Any]]) -> tuple[int | None, dict[s
             for partition, offset in partitions.items():
                 processed = int(ends.get(partition, offset) or 0)
                 kafka[f"{topic}:{partition}"] = max(0, int(offset) - processed)
-    return (sum(kafka.values()) if kafka else None), kafka, versions
+    return (sum(kafka.values()) if kafka else None), kafka
 
 
 def _instant(text: Any) -> datetime | None:
@@ -124,7 +121,7 @@ def _instant(text: Any) -> datetime | None:
 def progress_fields(progress: Mapping[str, Any]) -> dict[str, Any]:
     """The columns a streaming progress fills (pure): ``progress`` as Spark's
     ``StreamingQueryProgress.json`` gives it."""
-    lag, by_partition, behind = source_lag(progress.get("sources") or [])
+    lag, by_partition = source_lag(progress.get("sources") or [])
     states = progress.get("stateOperators") or []
     watermark = _instant((progress.get("eventTime") or {}).get("watermark"))
     return {
@@ -135,7 +132,6 @@ def progress_fields(progress: Mapping[str, Any]) -> dict[str, Any]:
         "input_rows_per_second": _number(progress.get("inputRowsPerSecond")),
         "processed_rows_per_second": _number(progress.get("processedRowsPerSecond")),
         "kafka_lag": lag, "kafka_lag_by_partition": by_partition or None,
-        "versions_behind": behind,
         "watermark": watermark if watermark and watermark.year > 1970 else None,
         "state_rows": sum(int(s.get("numRowsTotal") or 0) for s in states) if states else None,
         "state_bytes": sum(int(s.get("memoryUsedBytes") or 0) for s in states)
@@ -159,6 +155,8 @@ def batch_fields(io: BatchIO | None, seconds: float, ended: datetime, warehouse_
     if io is None:
         return out
     out["input_rows"] = sum(r.rows for r in io.reads)
+    versions = [r.versions[1] for r in io.reads if r.versions]
+    out["input_version"] = max(versions) if versions else None
     out["output_rows"] = {table_name(w.uri, warehouse_root): w.rows for w in io.writes
                           if w.version is not None}
     out["quarantined"] = io.quarantined

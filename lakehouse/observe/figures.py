@@ -21,7 +21,7 @@ import pyarrow.dataset as ds
 from lakehouse import graph
 from lakehouse.config import Config, SloConfig
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import open_table
+from lakehouse.io.delta import latest_version, open_table
 from lakehouse.io.locks import holder, lock_dir
 from lakehouse.observe.events import SCHEMA, events_uri
 from lakehouse.quality.contract import load_contract
@@ -112,8 +112,8 @@ class PipelineFigures:
     last_error: str | None
     kafka_lag: int | None
     """Records behind at the end of its newest batch (a Kafka query)."""
-    versions_behind: int | None
-    """Input versions behind at the end of its newest batch (a Delta query)."""
+    input_version: int | None
+    """The newest version of its Delta input its newest batch read."""
     newest_event: datetime | None
     """The newest Kafka timestamp it has committed."""
     latency_p95_ms: float | None
@@ -149,7 +149,7 @@ def pipeline_figures(events: pa.Table, window_start: datetime) -> dict[str, Pipe
                    max(ended_at),
                    arg_max(error, ended_at),
                    arg_max(kafka_lag, ended_at),
-                   arg_max(versions_behind, ended_at),
+                   arg_max(input_version, ended_at),
                    max(newest_event_time),
                    quantile_cont(latency_p95_ms, 0.95) FILTER (WHERE ended_at >= $start)
             FROM events GROUP BY pipeline ORDER BY pipeline""",
@@ -299,8 +299,11 @@ def status_lines(config: Config, now: datetime) -> list[str]:
     found = pipelines(config)
     lines = [f"status of {config.project} at {now:%Y-%m-%d %H:%M:%S} UTC (warehouse "
              f"{config.warehouse.root})", ""]
+    inputs = {p.source: v for p in found if p.layer != "bronze"
+              for v in [latest_version(config.warehouse.table_uri(*p.source.split(".", 1)))]
+              if v is not None}
     lines += describe_status(found, pipeline_figures(events, start), now, minutes,
-                             lock_dir(config.warehouse.root) is None)
+                             lock_dir(config.warehouse.root) is None, inputs)
     if not events.num_rows:
         since = now - STATUS_HISTORY
         lines += ["", f"no micro-batch in the event log since {since:%Y-%m-%d %H:%M} UTC "
@@ -343,18 +346,19 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def describe_status(found: Sequence[Pipeline], figures: Mapping[str, PipelineFigures],
-                    now: datetime, minutes: float, object_store: bool) -> list[str]:
+                    now: datetime, minutes: float, object_store: bool,
+                    inputs: Mapping[str, int]) -> list[str]:
     """The ``lakehouse status`` screen (pure): per pipeline its job, newest batch, how
-    far behind its input it is and how fresh its data; per silver table its quality over
-    the window."""
+    far behind its input it is (``inputs``: each input table's latest version) and how
+    fresh its data; per silver table its quality over the window."""
     rows = []
     for p in found:
         f = figures.get(p.name)
         behind = "-"
         if f is not None and f.kafka_lag is not None:
             behind = f"{f.kafka_lag:,} records"
-        elif f is not None and f.versions_behind is not None:
-            behind = f"{f.versions_behind:,} versions"
+        elif f is not None and f.input_version is not None and p.source in inputs:
+            behind = f"{max(0, inputs[p.source] - f.input_version):,} versions"
         rows.append((p.name, _job(p, object_store), _ago(f.last_batch if f else None, now),
                      f"{f.batches:,}" if f else "0", f"{f.errors:,}" if f else "0", behind,
                      _span(f.freshness(now)) if f and p.layer != "bronze" else "-"))

@@ -47,8 +47,6 @@ def families(totals: dict[str, Totals]) -> list[Metric]:
     lag = gauge("lakehouse_kafka_lag_records",
                 "Records the topic held past the newest batch, per partition",
                 ("pipeline", "partition"))
-    behind = gauge("lakehouse_input_versions_behind",
-                   "Input table versions not yet read at the newest batch")
     duration = gauge("lakehouse_batch_duration_seconds", "Duration of the newest batch")
     latency = gauge("lakehouse_event_latency_seconds",
                     "Event (Kafka timestamp) to commit latency over the newest batch's records",
@@ -67,8 +65,6 @@ def families(totals: dict[str, Totals]) -> list[Metric]:
             outputs.add_metric([name, table], rows)
         for partition, records in sorted((row.get("kafka_lag_by_partition") or {}).items()):
             lag.add_metric([name, partition], records)
-        if row.get("versions_behind") is not None:
-            behind.add_metric([name], row["versions_behind"])
         took = (row.get("duration_ms") or {})
         if "triggerExecution" in took or "batch" in took:
             duration.add_metric([name], took.get("triggerExecution", took.get("batch", 0)) / 1000)
@@ -79,7 +75,7 @@ def families(totals: dict[str, Totals]) -> list[Metric]:
             last.add_metric([name], row["ended_at"].timestamp())
         if row.get("newest_event_time") is not None:
             newest.add_metric([name], row["newest_event_time"].timestamp())
-    return [batches, failed, inputs, quarantined, duplicates, outputs, lag, behind, duration,
+    return [batches, failed, inputs, quarantined, duplicates, outputs, lag, duration,
             latency, last, newest]
 
 

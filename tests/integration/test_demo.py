@@ -85,11 +85,13 @@ def _observed(config: Path, warehouse: Path, demo_out: str, tmp_path: Path) -> N
     status = lakehouse(config, "status")
     assert status.returncode == 0, status.stderr[-2000:]
     lines = status.stdout.splitlines()
-    assert any(ln.startswith("silver.orders ") and "not running" in ln for ln in lines)
+    assert any(ln.startswith("silver.orders ") and "not running" in ln and " 0 versions " in ln
+               for ln in lines), status.stdout
     assert "silver quality over the last 60 minutes" in status.stdout
     slo = lakehouse(config, "slo")
     assert slo.returncode == 3, slo.stdout + slo.stderr  # the demo's faults: 10% quarantined
-    assert "breached: silver pass rate" in slo.stderr
+    # Freshness depends on this machine's load; the faults make the pass rate breach.
+    assert slo.stderr.startswith("breached: ") and "silver pass rate" in slo.stderr
     assert next(ln for ln in slo.stdout.splitlines()
                 if ln.startswith("silver duplicate rate")).split()[-1] == "ok"
 

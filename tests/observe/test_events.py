@@ -40,10 +40,9 @@ PROGRESS = {"name": "bronze.orders", "batchId": 4, "runId": "r-1",
 
 
 def test_lag_is_the_latest_offset_minus_the_batch_end_per_partition() -> None:
-    assert source_lag([KAFKA_SOURCE]) == (30, {"shop.orders.v1:0": 30, "shop.orders.v1:1": 0},
-                                          None)
-    assert source_lag([DELTA_SOURCE]) == (None, {}, 2)
-    assert source_lag([{"endOffset": None, "latestOffset": None}]) == (None, {}, None)
+    assert source_lag([KAFKA_SOURCE]) == (30, {"shop.orders.v1:0": 30, "shop.orders.v1:1": 0})
+    assert source_lag([DELTA_SOURCE]) == (None, {})  # a Delta source's lag is not Kafka's
+    assert source_lag([{"endOffset": None, "latestOffset": None}]) == (None, {})
 
 
 def test_progress_fields() -> None:
@@ -59,7 +58,7 @@ def test_progress_fields() -> None:
 def test_batch_fields_and_the_merge_with_progress() -> None:
     ended = datetime(2026, 12, 1, 10, 0, 2, tzinfo=UTC)
     ms = ended.timestamp() * 1000
-    io = BatchIO([Read(DatasetName("file", "/w/bronze/orders"), 200)],
+    io = BatchIO([Read(DatasetName("file", "/w/bronze/orders"), 200, (7, 9))],
                  [Written("/w/silver/orders", 3, 180), Written("/w/silver/orders_quarantine",
                                                                None, 0)],
                  quarantined=12, duplicates=8,
@@ -67,6 +66,7 @@ def test_batch_fields_and_the_merge_with_progress() -> None:
     fields = batch_fields(io, 1.5, ended, "/w")
     assert fields["output_rows"] == {"silver.orders": 180}  # no commit, no row
     assert (fields["quarantined"], fields["duplicates"], fields["input_rows"]) == (12, 8, 200)
+    assert fields["input_version"] == 9
     assert (fields["latency_p50_ms"], fields["latency_p95_ms"], fields["latency_p99_ms"],
             fields["latency_max_ms"]) == (1000, 5000, 7000, 9000)
     row = merged({"pipeline": "silver.orders", **fields}, progress_fields(PROGRESS))

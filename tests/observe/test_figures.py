@@ -36,7 +36,7 @@ EVENTS = pa.Table.from_pylist([
     row("bronze.orders", 50, input_rows=1000, kafka_lag=20_000),
     row("bronze.orders", 1, input_rows=1000, kafka_lag=0),
     row("silver.orders", 40, input_rows=1000, quarantined=10, duplicates=5),
-    row("silver.orders", 2, input_rows=1000, quarantined=0, duplicates=0,
+    row("silver.orders", 2, input_rows=1000, quarantined=0, duplicates=0, input_version=7,
         error="[LH-QUALITY-001] a critical rule failed"),
     row("gold.revenue", 30, input_rows=990, latency_p95_ms=4_000.0,
         newest_event_time=NOW - timedelta(minutes=30, seconds=3)),
@@ -84,11 +84,11 @@ def test_the_status_screen() -> None:
              Pipeline("gold.revenue", "gold", "silver.orders", None),
              Pipeline("gold.unused", "gold", "silver.orders", None)]
     lines = describe_status(found, pipeline_figures(EVENTS, NOW - timedelta(hours=1)), NOW,
-                            60, False)
+                            60, False, {"bronze.orders": 10})
     text = "\n".join(lines)
     assert "running: pid 42 on node-1 (lakehouse run, since 11:00:00)" in lines[1]
     assert "60 s ago" in lines[1] and "0 records" in lines[1]
-    assert "not running" in lines[2] and "5.0 min" in lines[3]
+    assert "not running" in lines[2] and "3 versions" in lines[2] and "5.0 min" in lines[3]
     assert "never" in lines[4]
     assert "silver.orders: its newest batch failed: [LH-QUALITY-001]" in text
     assert "silver.orders  2,000    99.50%     10 (0.50%)   5" in text
