@@ -180,16 +180,16 @@ def _lines(name: str, title: str, caption: str, ylabel: str,
 
 
 def _bars(name: str, title: str, caption: str, xlabel: str,
-          bars: list[tuple[str, float]], limit: float | None = None) -> Plot:
+          bars: list[tuple[str, float]], label: str = "{:,.0f}") -> Plot:
+    """Horizontal bars, each labelled with its value (``label``: its format)."""
     if not bars:
         return Plot(name, title, caption, 0, "")
     fig, ax = _figure(max(1.6, 0.32 * len(bars) + 0.9))
-    labels = [b[0] for b in bars]
-    ax.barh(range(len(bars)), [b[1] for b in bars], color=PALETTE[0], height=0.6)
-    ax.set_yticks(range(len(bars)), labels)
+    drawn = ax.barh(range(len(bars)), [b[1] for b in bars], color=PALETTE[0], height=0.6)
+    ax.bar_label(drawn, labels=[label.format(b[1]) for b in bars], padding=3, fontsize=8)
+    ax.set_yticks(range(len(bars)), [b[0] for b in bars])
     ax.invert_yaxis()
-    if limit is not None:
-        ax.set_xlim(0, limit)
+    ax.set_xlim(0, max(b[1] for b in bars) * 1.15 or 1)
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", color="#e6e6e6")
     return Plot(name, title, caption, len(bars), _svg(fig))
@@ -247,7 +247,8 @@ def plots(data: ReportData) -> list[Plot]:
                _series(e, "gold", "latency_p95_ms / 1000.0"), data.freshness_objective_s),
         _bars("rules", "Pass rate per rule", "Share of checked records that met each "
               "contract rule and expectation (silver._quality).", "pass rate",
-              [(f"{t} {r}", 1 - u / n if n else 1.0) for t, r, n, u in data.rules], 1.0),
+              [(f"{t} {r}", 1 - u / n if n else 1.0) for t, r, n, u in data.rules],
+              "{:.2%}"),
         _bars("reasons", "Quarantine reasons", "Records quarantined for each failed rule "
               "(a record failing two rules counts for both).", "records",
               [(f"{t} {r}", float(n)) for t, r, n in data.reasons]),
