@@ -270,17 +270,17 @@ def cmd_query(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.observe.figures import status_lines
-    while True:
-        lines = status_lines(config, datetime.now(UTC))
-        if not args.watch:
-            _say("\n".join(lines))
-            return 0
-        # Home and clear, then the screen: a terminal shows it in place.
-        _say("\x1b[H\x1b[2J" + "\n".join(lines) + f"\n\n(every {args.watch:g} s; Ctrl-C stops)")
-        try:
+    if not args.watch:
+        _say("\n".join(status_lines(config, datetime.now(UTC))))
+        return 0
+    try:
+        while True:  # home and clear, then the screen: a terminal shows it in place
+            lines = status_lines(config, datetime.now(UTC))
+            _say("\x1b[H\x1b[2J" + "\n".join(lines)
+                 + f"\n\n(every {args.watch:g} s; Ctrl-C stops)")
             time.sleep(args.watch)
-        except KeyboardInterrupt:
-            return 0
+    except KeyboardInterrupt:  # the way to stop watching: no error
+        return 0
 
 
 def cmd_slo(config: Config, args: argparse.Namespace) -> int:
