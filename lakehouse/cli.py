@@ -300,9 +300,7 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
     _say(f"reading the event log and silver's quality over the last "
          f"{config.slo.window_minutes:g} minutes ...")
     page = render(read_report(config, now), config, now)
-    out = Path(args.output).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    out = _write_file(args.output, page)
     _say(f"report -> {out} ({len(page) / 1024:,.0f} KB) in {time.monotonic() - started:.1f}s")
     return 0
 
@@ -602,10 +600,32 @@ def _demo_observed(config: Config, report: str) -> None:
     now = datetime.now(UTC)
     _say("\n".join(["", *status_lines(config, now), ""]))
     _say("\n".join(describe_slos(slo_results(config, now), config.slo.window_minutes)))
-    out = Path(report).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(read_report(config, now), config, now), encoding="utf-8")
+    out = _write_file(report, render(read_report(config, now), config, now))
     _say(f"report (plots of throughput, lag, freshness, quality): {out}")
+
+
+def _write_file(path: str, text: str) -> Path:
+    """Write ``text`` to ``path`` (its folder created); a clear error if it cannot be."""
+    out = Path(path).resolve()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise LakehouseError(ErrorCode.BAD_ARGUMENTS,
+                             f"cannot write {out}: {exc.strerror or exc}",
+                             hint="choose a file in a folder this user can write") from None
+    return out
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _beside_warehouse(config: Config, name: str) -> str:
@@ -808,8 +828,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "its newest batch, how far behind its input it is, how "
                                    "fresh its data is; silver's pass and quarantine rates "
                                    "and duplicates over the SLO window (slo.window_minutes).")
-    p.add_argument("--watch", type=float, nargs="?", const=5.0, default=0.0, metavar="SECONDS",
-                   help="refresh every SECONDS (default 5) until Ctrl-C")
+    p.add_argument("--watch", type=_seconds, nargs="?", const=5.0, default=0.0,
+                   metavar="SECONDS", help="refresh every SECONDS (default 5) until Ctrl-C")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("slo", help="judge the SLOs; exit 3 when one is breached",

@@ -288,10 +288,17 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
     """Chained shape: bronze query -> the tables its micro-batches drive."""
     readers: dict[str, Callable[[], StreamingQuery]] = {}
     """The queries that read Kafka, and how to start each again (from its checkpoint)."""
-    observing = contextlib.ExitStack()
+    # Every step of the shutdown runs, last registered first, even after one fails.
+    cleanup = contextlib.ExitStack()
+    if own_session:
+        cleanup.callback(stop_session, spark)
+    cleanup.callback(spark.streams.removeListener, listener)
     try:
-        observing.enter_context(serving(events, config.observe.metrics_host,
-                                        config.observe.metrics_port, printer))
+        cleanup.enter_context(serving(events, config.observe.metrics_host,
+                                      config.observe.metrics_port, printer))
+        cleanup.callback(events.close)
+        cleanup.callback(lineage.close)
+        cleanup.callback(_stop_all, queries, driven, lineage, printer)
         for s in silver:
             prepare_tables(spark, config, s, printer)
         for t in chosen:
@@ -339,18 +346,18 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
                 config.kafka.bootstrap_servers, config.kafka.client_properties,
                 config.kafka.unavailable_timeout_seconds, printer), printer)
     finally:
-        for q in queries:
-            stop_query(q, printer)
-            for name in [q.name, *driven.get(q.name, [])]:
-                lineage.finish(name, _failure(q))
-        lineage.close()
-        events.close()
-        observing.close()
-        spark.streams.removeListener(listener)
-        if own_session:
-            stop_session(spark)
+        cleanup.close()
     return RunSummary({q.name: listener.rows.get(q.name, 0) for q in queries},
                       time.monotonic() - started)
+
+
+def _stop_all(queries: Sequence[StreamingQuery], driven: Mapping[str, Sequence[str]],
+              lineage: Lineage, printer: Printer) -> None:
+    """Stop the queries and end their lineage runs (with the failure of one that failed)."""
+    for q in queries:
+        stop_query(q, printer)
+        for name in [q.name, *driven.get(q.name, [])]:
+            lineage.finish(name, _failure(q))
 
 
 def stop_query(query: StreamingQuery, printer: Printer) -> None:

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,10 +67,8 @@ def _lock(path: Path, table: str, doing: str) -> Iterator[None]:
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _held_elsewhere(table, path) from None
+        if not _take(fd):
+            raise _held_elsewhere(table, path)
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "doing": doing,
                   "since": datetime.now(UTC).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
@@ -81,6 +80,19 @@ def _lock(path: Path, table: str, doing: str) -> Iterator[None]:
             _HELD.discard(path)
     finally:
         os.close(fd)  # closing the only descriptor releases the lock
+
+
+def _take(fd: int, tries: int = 20) -> bool:
+    """Take the exclusive lock, waiting up to about a second: ``holder`` (``lakehouse
+    status``) holds a shared one for an instant while it looks."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < tries:
+                time.sleep(0.05)
+    return False
 
 
 def _held_elsewhere(table: str, path: Path) -> LakehouseError:

@@ -20,9 +20,10 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -223,6 +224,11 @@ class EventLog:
         self._warned: set[str] = set()
         self._dropped = 0
         self._writes = 0
+        self._written_alone: deque[tuple[str, int]] = deque(maxlen=10_000)
+        """Batches written without their progress (it came late): their progress, if it
+        still comes, is not a second row."""
+        self._flushing = threading.Lock()
+        """One flush at a time: the thread's, or the last one at ``close``."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lakehouse-events",
                                         daemon=True)
@@ -255,7 +261,7 @@ class EventLog:
         try:
             io = work()
         except BaseException as exc:
-            self._record(pipeline, batch_id, run_id, None, began, _first_line(exc), False)
+            self._record(pipeline, batch_id, run_id, None, began, exc, False)
             raise
         self._record(pipeline, batch_id, run_id, io, began, None, streamed)
         return io
@@ -269,20 +275,23 @@ class EventLog:
             fields = progress_fields(progress)
             with self._lock:
                 waiting = self._waiting.pop(key, None)
+                late = key in self._written_alone
             if waiting is None:
-                if not fields["input_rows"]:
-                    return  # a trigger that found nothing new: no batch ran
-                waiting = (0.0, _identity(key[0], key[1], fields["run_id"]))
+                if late or not fields["input_rows"]:
+                    return  # written without it already; or a trigger that ran no batch
+                waiting = (0.0, {**_identity(key[0], key[1], fields["run_id"]),
+                                 **_times(fields)})
             self._add(merged(waiting[1], fields))
         except Exception as exc:  # the event log never fails a pipeline
             self._warn(f"an event log row was lost: {exc!r}")
 
     def _record(self, pipeline: str, batch_id: int, run_id: str | None, io: BatchIO | None,
-                began: float, error: str | None, streamed: bool) -> None:
+                began: float, error: BaseException | None, streamed: bool) -> None:
         try:
             row = {**_identity(pipeline, batch_id, run_id),
                    **batch_fields(io, time.monotonic() - began, datetime.now(UTC),
-                                  self.config.warehouse.root, error)}
+                                  self.config.warehouse.root,
+                                  None if error is None else _first_line(error))}
             row["trigger_time"] = datetime.fromtimestamp(
                 row["ended_at"].timestamp() - (time.monotonic() - began), UTC)
             if streamed:
@@ -318,12 +327,17 @@ class EventLog:
     def flush(self, everything: bool = False) -> None:
         """Write the complete rows (``everything``: also those still waiting for their
         progress); a failure keeps them for the next flush."""
+        with self._flushing:
+            self._flush(everything)
+
+    def _flush(self, everything: bool) -> None:
         with self._lock:
             now = time.monotonic()
             late = [k for k, (at, _) in self._waiting.items()
                     if everything or now - at > PROGRESS_WAIT_SECONDS]
             for key in late:
                 row = self._waiting.pop(key)[1]
+                self._written_alone.append(key)
                 if self.persist:
                     self._rows.append(row)
                 self._totals.setdefault(row["pipeline"], Totals()).add(row)
@@ -332,14 +346,19 @@ class EventLog:
             return
         try:
             self._write(pa.Table.from_pylist(rows, schema=SCHEMA))
-            self._writes += 1
-            if self._writes % COMPACT_EVERY == 0 and self._write == self._append:
-                self._compact(rows[-1]["event_date"])
         except Exception as exc:
             self._warn(f"cannot write the event log {self.uri} ({exc}); its rows are kept "
                        "and written when it can be")
             with self._lock:
                 self._rows[:0] = rows
+            return
+        self._writes += 1
+        if self._writes % COMPACT_EVERY == 0 and self._write == self._append:
+            try:  # the rows are committed: a compaction that fails is only reported
+                self._compact(rows[-1]["event_date"])
+            except Exception as exc:
+                self._warn(f"cannot compact the event log {self.uri} ({exc}); it is "
+                           "tried again after the next writes")
 
     def _append(self, rows: pa.Table) -> None:
         from deltalake import write_deltalake
@@ -363,6 +382,9 @@ class EventLog:
         self._stop.set()
         self._thread.join(timeout=30)
         self.flush(everything=True)
+        if self._rows:
+            log.warning("the event log could not write its last %d rows to %s",
+                        len(self._rows), self.uri)
         if self._dropped:
             log.warning("the event log dropped its %d oldest rows (the table could not be "
                         "written)", self._dropped)
@@ -380,5 +402,16 @@ def _identity(pipeline: str, batch_id: int, run_id: str | None) -> dict[str, Any
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
+    try:
+        text = str(error).strip()
+    except Exception:  # e.g. a py4j error whose JVM is gone
+        text = ""
     return (text.splitlines()[0] if text else type(error).__name__)[:2000]
+
+
+def _times(progress: Mapping[str, Any]) -> dict[str, Any]:
+    """When a batch known only from its progress ended (its trigger plus its duration)."""
+    began = progress.get("trigger_time") or datetime.now(UTC)
+    took = (progress.get("duration_ms") or {}).get("triggerExecution", 0)
+    ended = began + timedelta(milliseconds=took)
+    return {"ended_at": ended, "event_date": ended.date()}

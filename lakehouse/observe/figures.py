@@ -147,7 +147,7 @@ def pipeline_figures(events: pa.Table, window_start: datetime) -> dict[str, Pipe
                    coalesce(sum(quarantined) FILTER (WHERE ended_at >= $start), 0),
                    coalesce(sum(duplicates) FILTER (WHERE ended_at >= $start), 0),
                    max(ended_at),
-                   arg_max(error, ended_at),
+                   arg_max_null(error, ended_at),
                    arg_max(kafka_lag, ended_at),
                    arg_max(input_version, ended_at),
                    max(newest_event_time),
@@ -222,6 +222,9 @@ def evaluate_slos(slo: SloConfig, events: pa.Table,
                    quantile_cont(latency_p95_ms, 0.95)
             FROM events WHERE layer = 'gold' AND latency_p95_ms IS NOT NULL""",
                             {"limit": slo.freshness_p95_seconds * 1000}).fetchone()
+        arrived = con.execute("""
+            SELECT count(*) FROM events
+            WHERE layer = 'bronze' AND input_rows > 0 AND error IS NULL""").fetchone()
         quality = con.execute("""
             SELECT coalesce(sum(input_rows), 0), coalesce(sum(quarantined), 0)
             FROM events WHERE layer = 'silver' AND error IS NULL""").fetchone()
@@ -232,16 +235,22 @@ def evaluate_slos(slo: SloConfig, events: pa.Table,
                           {"limit": slo.lag_p95_records}).fetchone()
     finally:
         con.close()
-    assert fresh is not None and quality is not None and lag is not None
+    assert fresh is not None and quality is not None and lag is not None \
+        and arrived is not None
+    # Events landed in bronze but no gold batch committed any: gold is stuck, the worst
+    # freshness there is (not "no data").
+    stuck = not fresh[0] and arrived[0] > 0
     records = sum(n for n, _ in duplicates.values())
     copies = sum(d for _, d in duplicates.values())
     pass_rate = 1 - quality[1] / quality[0] if quality[0] else None
     return [
         SloResult("gold freshness (p95 event -> gold)",
                   f"<= {slo.freshness_p95_seconds:g} s",
-                  "-" if fresh[2] is None else f"{fresh[2] / 1000:.1f} s",
-                  _burn(fresh[1], fresh[0], PERCENTILE_BUDGET),
-                  f"{fresh[1]:,} of {fresh[0]:,} gold batches over"),
+                  "none reached gold" if stuck else "-" if fresh[2] is None
+                  else f"{fresh[2] / 1000:.1f} s",
+                  math.inf if stuck else _burn(fresh[1], fresh[0], PERCENTILE_BUDGET),
+                  f"{arrived[0]:,} bronze batches landed events, no gold batch committed"
+                  if stuck else f"{fresh[1]:,} of {fresh[0]:,} gold batches over"),
         SloResult("silver pass rate", f">= {slo.pass_rate_min:.2%}",
                   "-" if pass_rate is None else f"{pass_rate:.2%}",
                   _burn(quality[1], quality[0], 1 - slo.pass_rate_min),

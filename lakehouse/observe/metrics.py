@@ -21,8 +21,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.observe.events import EventLog, Totals
 
-LATENCIES = (("0.5", "latency_p50_ms"), ("0.95", "latency_p95_ms"),
-             ("0.99", "latency_p99_ms"), ("1", "latency_max_ms"))
+LATENCIES = (("50", "latency_p50_ms"), ("95", "latency_p95_ms"),
+             ("99", "latency_p99_ms"), ("100", "latency_max_ms"))
+"""``percentile`` label -> column (``quantile`` is reserved for summaries)."""
 
 
 def families(totals: dict[str, Totals]) -> list[Metric]:
@@ -50,7 +51,7 @@ def families(totals: dict[str, Totals]) -> list[Metric]:
     duration = gauge("lakehouse_batch_duration_seconds", "Duration of the newest batch")
     latency = gauge("lakehouse_event_latency_seconds",
                     "Event (Kafka timestamp) to commit latency over the newest batch's records",
-                    ("pipeline", "quantile"))
+                    ("pipeline", "percentile"))
     last = gauge("lakehouse_last_batch_timestamp_seconds", "When the newest batch ended")
     newest = gauge("lakehouse_newest_event_timestamp_seconds",
                    "The newest Kafka timestamp committed (freshness: time() minus this)")
@@ -68,9 +69,9 @@ def families(totals: dict[str, Totals]) -> list[Metric]:
         took = (row.get("duration_ms") or {})
         if "triggerExecution" in took or "batch" in took:
             duration.add_metric([name], took.get("triggerExecution", took.get("batch", 0)) / 1000)
-        for quantile, column in LATENCIES:
+        for percentile, column in LATENCIES:
             if row.get(column) is not None:
-                latency.add_metric([name, quantile], row[column] / 1000)
+                latency.add_metric([name, percentile], row[column] / 1000)
         if row.get("ended_at") is not None:
             last.add_metric([name], row["ended_at"].timestamp())
         if row.get("newest_event_time") is not None:

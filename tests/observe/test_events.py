@@ -148,3 +148,19 @@ def test_metrics_without_the_table_keep_totals_and_write_nothing(tmp_path: Path)
     assert not EventLog.for_run(parse_config(
         {"project": "t", "kafka": {"bootstrap_servers": "h:1"}, "warehouse": {"root": "/w"},
          "observe": {"events": False}}, source_file="t.yaml")).enabled
+
+
+def test_progress_after_its_row_was_written_alone_is_not_a_second_row(tmp_path: Path) -> None:
+    config = parse_config({"project": "t", "kafka": {"bootstrap_servers": "h:1"},
+                           "warehouse": {"root": str(tmp_path)}}, source_file="t.yaml")
+    written: list[pa.Table] = []
+    log = EventLog(config, write=written.append)
+    log.batch("bronze.orders", 4, None, lambda: BatchIO([]))
+    log.flush(everything=True)  # its progress is late: the row goes alone
+    log.progress(PROGRESS)  # then it comes
+    log.progress({**PROGRESS, "batchId": 6})  # progress of a batch never recorded: its own row
+    log.close()
+    rows = [r for t in written for r in t.to_pylist()]
+    assert [r["batch_id"] for r in rows] == [4, 6]
+    assert rows[1]["ended_at"] == datetime(2026, 12, 1, 10, 0, 1, 200000, tzinfo=UTC)
+    assert log.totals()["bronze.orders"].batches == 2

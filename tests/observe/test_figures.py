@@ -118,3 +118,19 @@ def test_metrics_follow_the_prometheus_conventions() -> None:
     assert parsed["lakehouse_kafka_lag_records"].samples[0].labels["partition"] == \
         "shop.orders.v1:0"
     assert openmetrics(registry).decode().endswith("# EOF\n")  # valid OpenMetrics too
+
+
+def test_the_newest_batch_decides_whether_a_pipeline_is_failing() -> None:
+    healed = pa.Table.from_pylist([
+        row("silver.orders", 5, input_rows=10, error="[LH-STREAM-001] broke"),
+        row("silver.orders", 1, input_rows=10)], schema=SCHEMA)
+    assert pipeline_figures(healed, NOW - timedelta(hours=1))["silver.orders"].last_error is None
+
+
+def test_events_that_never_reach_gold_breach_freshness() -> None:
+    stuck = pa.Table.from_pylist([row("bronze.orders", 5, input_rows=100, kafka_lag=0)],
+                                 schema=SCHEMA)
+    fresh = evaluate_slos(SloConfig(), stuck, {})[0]
+    assert fresh.breached and fresh.observed == "none reached gold"
+    idle = pa.Table.from_pylist([row("bronze.orders", 5, input_rows=0)], schema=SCHEMA)
+    assert evaluate_slos(SloConfig(), idle, {})[0].status == "no data"

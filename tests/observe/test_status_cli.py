@@ -38,3 +38,10 @@ def test_slo_without_an_event_log_says_how_to_get_one(tmp_path: Path) -> None:
     done = lakehouse(config, "slo")
     assert done.returncode == 2 and "LH-OBSERVE-002" in done.stderr
     assert "lakehouse run" in done.stderr
+
+
+def test_a_watch_interval_must_be_a_positive_number(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "conf.yaml", f"127.0.0.1:{free_port()}",
+                          tmp_path / "warehouse")
+    done = lakehouse(config, "status", "--watch", "-1")
+    assert done.returncode == 2 and "not a positive number of seconds" in done.stderr
