@@ -205,7 +205,10 @@ def add_failures(df: DataFrame, checks: list[Check]) -> DataFrame:
         return F.nullif(F.concat_ws(SEP, *previous, *parts), F.lit("")).alias(column)
 
     rules = joined(RULES, [F.when(c.fails, F.lit(c.rule)) for c in checks])
-    reasons = joined(REASONS, [F.when(c.fails, c.reason) for c in checks])
+    # A reason may quote the record (a key, a value): the separator in it is shown escaped,
+    # so one reason stays one reason.
+    reasons = joined(REASONS, [F.when(c.fails, F.regexp_replace(c.reason, SEP, r"\\u001f"))
+                               for c in checks])
     keep = [c for c in df.columns if c not in (RULES, REASONS)]
     return df.select(*keep, rules, reasons)
 

@@ -154,10 +154,10 @@ def test_jobs_on_the_cluster_build_the_same_tables_as_local_mode(world: World) -
     cluster_conf, local_conf = load_config(world.on_cluster), load_config(world.local)
     names = table_names(cluster_conf)
     assert sorted(names) == sorted(table_names(local_conf))
-    assert {n.split(".")[0] for n in names} == {"bronze", "silver", "gold"}
+    assert {n.split(".")[0] for n in names} == {"bronze", "silver", "gold", "_system"}
     for name in names:
-        if name in ("silver._batches", "silver._quality"):
-            continue  # per batch; compared in total below
+        if name in ("silver._batches", "silver._quality") or name.startswith("_system."):
+            continue  # per batch (the event log: per run); compared in total below
         on_cluster = rows(cluster_conf.warehouse.root, name)
         assert on_cluster, name
         assert on_cluster == rows(local_conf.warehouse.root, name), name
@@ -168,6 +168,14 @@ def test_jobs_on_the_cluster_build_the_same_tables_as_local_mode(world: World) -
             ("silver._quality", ("table", "rule"), ("element_count", "unexpected_count"))):
         assert totals(cluster_conf.warehouse.root, name, keys, measures) == \
             totals(local_conf.warehouse.root, name, keys, measures), name
+    # The drivers on the cluster kept the event log: a row per batch of every pipeline.
+    logged = DeltaTable(f"{cluster_conf.warehouse.root}/_system/events").to_pyarrow_table(
+        columns=["pipeline", "input_rows"])
+    by = logged.group_by("pipeline").aggregate([("input_rows", "sum")]).to_pylist()
+    assert {r["pipeline"] for r in by} == {n for n in names if not n.startswith("_system.")
+                                           and not n.split(".")[1].startswith("_")
+                                           and not n.endswith("_quarantine")}
+    assert {r["pipeline"]: r["input_rows_sum"] for r in by}["bronze.orders"] == EVENTS
     bronze = rows(cluster_conf.warehouse.root, "bronze.orders")
     assert len(bronze) == EVENTS
     assert rows(cluster_conf.warehouse.root, "silver.orders_quarantine"), "faults were routed"

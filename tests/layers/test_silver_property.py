@@ -13,7 +13,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -77,6 +77,12 @@ PLAN = plan()
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(payloads, min_size=1, max_size=25))
+# Found by Hypothesis in CI: a repeated key holding the reasons' separator (U+001F) split
+# its one reason in two.
+@example([b'{"event_id": "e1", "event_type": "order_placed", "order_id": "o1", '
+          b'"customer_id": "c1", "event_time": "2026-11-22T11:59:00.000Z", "amount": 12.5, '
+          b'"currency": "EUR", "quantity": 2, "category": "books", "country": "DE", '
+          b'"\\u001f": null, "\\u001f": null}'])
 def test_every_record_lands_in_exactly_one_place(spark: SparkSession,
                                                   values: list[bytes | None]) -> None:
     bronze = spark.createDataFrame(
