@@ -645,7 +645,7 @@ def cmd_lineage(config: Config, args: argparse.Namespace) -> int:
     else:
         text = text_tree(graph) + "\n"
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write_file(args.output, text)
         _say(f"{len(graph.jobs)} jobs, {len(graph.datasets)} datasets -> {args.output} "
              f"({args.format})")
     else:
@@ -690,7 +690,7 @@ def cmd_bench(config: Config, args: argparse.Namespace) -> int:
                        Path(args.work_dir) if args.work_dir else None)
     print(table(result))
     if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2, default=str) + "\n")
+        _write_file(args.output, json.dumps(result, indent=2, default=str) + "\n")
         _say(f"results -> {args.output}")
     return 0
 
