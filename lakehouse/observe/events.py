@@ -224,6 +224,8 @@ class EventLog:
         self._warned: set[str] = set()
         self._dropped = 0
         self._writes = 0
+        self._table: Any = None
+        """The event table once written (a ``deltalake.DeltaTable``), kept open."""
         self._written_alone: deque[tuple[str, int]] = deque(maxlen=10_000)
         """Batches written without their progress (it came late): their progress, if it
         still comes, is not a second row."""
@@ -361,15 +363,23 @@ class EventLog:
                            "tried again after the next writes")
 
     def _append(self, rows: pa.Table) -> None:
-        from deltalake import write_deltalake
-        write_deltalake(self.uri, rows, mode="append", partition_by=["event_date"],
-                        storage_options=dict(self.config.warehouse.storage_options) or None)
+        from deltalake import DeltaTable, write_deltalake
+        options = dict(self.config.warehouse.storage_options) or None
+        try:  # the open table: each write reads only the log's new commits
+            if self._table is None:
+                write_deltalake(self.uri, rows, mode="append", partition_by=["event_date"],
+                                storage_options=options)
+            else:
+                write_deltalake(self._table, rows, mode="append", partition_by=["event_date"])
+        except Exception:
+            self._table = None  # opened afresh next time
+            raise
+        if self._table is None:
+            self._table = DeltaTable(self.uri, storage_options=options)
 
     def _compact(self, day: Any) -> None:
-        from deltalake import DeltaTable
-        table = DeltaTable(self.uri,
-                           storage_options=dict(self.config.warehouse.storage_options) or None)
-        table.optimize.compact(partition_filters=[("event_date", "=", str(day))])
+        if self._table is not None:
+            self._table.optimize.compact(partition_filters=[("event_date", "=", str(day))])
 
     def close(self, progress_wait: float = 3.0) -> None:
         """Stop the thread and write everything (rows still waiting get ``progress_wait``
