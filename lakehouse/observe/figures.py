@@ -8,8 +8,9 @@ DuckDB.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,19 @@ STATUS_HISTORY = timedelta(days=1)
 """How far back ``lakehouse status`` looks for each pipeline's newest batch."""
 PERCENTILE_BUDGET = 0.05
 """A p95 objective allows 5% of batches over its threshold."""
+
+
+@contextlib.contextmanager
+def sql_over(**tables: Any) -> Iterator[Any]:
+    """A DuckDB connection on which each Arrow table or dataset is a view of its name."""
+    import duckdb
+    con = duckdb.connect()
+    try:
+        for name, table in tables.items():
+            con.register(name, table)
+        yield con
+    finally:
+        con.close()
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -70,7 +84,6 @@ def silver_duplicates(config: Config, since: datetime) -> dict[str, tuple[int, i
     """Per silver table: (records, extra copies) among the records it took in since
     ``since``: every copy silver holds of their event ids counts (pruned to their event
     dates, as silver's own dedup is)."""
-    import duckdb
     out: dict[str, tuple[int, int]] = {}
     for q in graph.build(config).layer(graph.Layer.SILVER):
         table = q.definition
@@ -81,17 +94,13 @@ def silver_duplicates(config: Config, since: datetime) -> dict[str, tuple[int, i
             continue
         key = load_contract(Path(config.expectations_dir)
                             / f"{table.contract}.contract.yaml").key
-        con = duckdb.connect()
-        try:
-            con.register("silver", dt.to_pyarrow_dataset())
+        with sql_over(silver=dt.to_pyarrow_dataset()) as con:
             found = con.execute(
                 f"""WITH recent AS (SELECT "{key}" AS k, event_date FROM silver
                                     WHERE _ingested_at >= $since)
                     SELECT count(*), count(*) - count(DISTINCT "{key}") FROM silver
                     WHERE event_date IN (SELECT event_date FROM recent)
                       AND "{key}" IN (SELECT k FROM recent)""", {"since": since}).fetchone()
-        finally:
-            con.close()
         out[table.qualified_name] = (int(found[0]), int(found[1])) if found else (0, 0)
     return out
 
@@ -135,10 +144,7 @@ class PipelineFigures:
 def pipeline_figures(events: pa.Table, window_start: datetime) -> dict[str, PipelineFigures]:
     """Per pipeline: counts over the rows since ``window_start``, the newest batch over
     all given rows (pure)."""
-    import duckdb
-    con = duckdb.connect()
-    try:
-        con.register("events", events)
+    with sql_over(events=events) as con:
         rows = con.execute("""
             SELECT pipeline,
                    count(*) FILTER (WHERE ended_at >= $start),
@@ -154,8 +160,6 @@ def pipeline_figures(events: pa.Table, window_start: datetime) -> dict[str, Pipe
                    quantile_cont(latency_p95_ms, 0.95) FILTER (WHERE ended_at >= $start)
             FROM events GROUP BY pipeline ORDER BY pipeline""",
                            {"start": window_start}).fetchall()
-    finally:
-        con.close()
     return {r[0]: PipelineFigures(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]),
                                   _utc(r[6]), r[7], _int(r[8]), _int(r[9]), _utc(r[10]),
                                   _float(r[11]))
@@ -213,10 +217,7 @@ def evaluate_slos(slo: SloConfig, events: pa.Table,
                   duplicates: Mapping[str, tuple[int, int]]) -> list[SloResult]:
     """Each objective of ``slo`` judged on the window's event rows and silver's duplicate
     counts (pure)."""
-    import duckdb
-    con = duckdb.connect()
-    try:
-        con.register("events", events)
+    with sql_over(events=events) as con:
         fresh = con.execute("""
             SELECT count(*), count(*) FILTER (WHERE latency_p95_ms > $limit),
                    quantile_cont(latency_p95_ms, 0.95)
@@ -233,8 +234,6 @@ def evaluate_slos(slo: SloConfig, events: pa.Table,
                    quantile_cont(kafka_lag, 0.95)
             FROM events WHERE kafka_lag IS NOT NULL""",
                           {"limit": slo.lag_p95_records}).fetchone()
-    finally:
-        con.close()
     assert fresh is not None and quality is not None and lag is not None \
         and arrived is not None
     # Events landed in bronze but no gold batch committed any: gold is stuck, the worst
@@ -308,9 +307,9 @@ def status_lines(config: Config, now: datetime) -> list[str]:
     found = pipelines(config)
     lines = [f"status of {config.project} at {now:%Y-%m-%d %H:%M:%S} UTC (warehouse "
              f"{config.warehouse.root})", ""]
-    inputs = {p.source: v for p in found if p.layer != "bronze"
-              for v in [latest_version(config.warehouse.table_uri(*p.source.split(".", 1)))]
-              if v is not None}
+    latest = {source: latest_version(config.warehouse.table_uri(*source.split(".", 1)))
+              for source in {p.source for p in found if p.layer != "bronze"}}
+    inputs = {source: v for source, v in latest.items() if v is not None}
     lines += describe_status(found, pipeline_figures(events, start), now, minutes,
                              lock_dir(config.warehouse.root) is None, inputs)
     if not events.num_rows:

@@ -27,6 +27,7 @@ from lakehouse.observe.figures import (
     describe_slos,
     read_events,
     slo_results,
+    sql_over,
     status_lines,
     window_start,
 )
@@ -68,13 +69,11 @@ def read_quality(config: Config, since: datetime) -> tuple[list[tuple[str, str, 
                                                           list[tuple[str, str, int]]]:
     """Per silver table and rule: records checked and failed (``silver._quality``), and
     records quarantined for it, since ``since``."""
-    import duckdb
     rules: list[tuple[str, str, int, int]] = []
     reasons: list[tuple[str, str, int]] = []
     wh = config.warehouse
     quality = open_table(wh.table_uri("silver", "_quality"), wh.storage_options)
-    con = duckdb.connect()
-    try:
+    with sql_over() as con:
         if quality is not None:
             con.register("quality", quality.to_pyarrow_dataset())
             rules = [(str(t), str(r), int(n), int(u)) for t, r, n, u in con.execute(
@@ -92,8 +91,6 @@ def read_quality(config: Config, since: datetime) -> tuple[list[tuple[str, str, 
                 """SELECT rule, count(*) FROM (SELECT unnest(failed_rules) AS rule
                    FROM quarantine WHERE quarantined_at >= $since) GROUP BY 1
                    ORDER BY 2 DESC, 1""", {"since": since}).fetchall()]
-    finally:
-        con.close()
     return rules, reasons
 
 
@@ -133,16 +130,11 @@ def _svg(fig: Any) -> str:
 def _series(events: pa.Table, layer: str | None, value: str, where: str = "TRUE"
             ) -> dict[str, tuple[list[Any], list[float]]]:
     """Per pipeline (of ``layer``): (times, values) of the SQL expression ``value``."""
-    import duckdb
-    con = duckdb.connect()
-    try:
-        con.register("events", events)
+    with sql_over(events=events) as con:
         rows = con.execute(
             f"""SELECT pipeline, ended_at, {value} AS v FROM events
                 WHERE {"layer = $layer" if layer else "TRUE"} AND ({where}) AND {value} IS NOT NULL
                 ORDER BY pipeline, ended_at""", {"layer": layer} if layer else {}).fetchall()
-    finally:
-        con.close()
     out: dict[str, tuple[list[Any], list[float]]] = {}
     for pipeline, at, v in rows:
         times, values = out.setdefault(pipeline, ([], []))
@@ -196,18 +188,13 @@ def _bars(name: str, title: str, caption: str, xlabel: str,
 
 
 def _phases(events: pa.Table) -> Plot:
-    import duckdb
-    con = duckdb.connect()
-    try:
-        con.register("events", events)
+    with sql_over(events=events) as con:
         rows = con.execute(
             """SELECT pipeline, key, avg(value) FROM (
                    SELECT pipeline, unnest(map_keys(duration_ms)) AS key,
                           unnest(map_values(duration_ms)) AS value FROM events)
                WHERE key NOT IN ('triggerExecution', 'batch') GROUP BY ALL
                ORDER BY 1, 2""").fetchall()
-    finally:
-        con.close()
     title, caption = "Time per batch phase", ("Mean milliseconds per micro-batch in each "
                                               "phase Spark reports (addBatch is the "
                                               "project's writer).")
