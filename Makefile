@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 JARS   := jvm/target/.fetched
 MVN    ?= mvn -q -B
 
-.PHONY: setup demo run test unit lint typecheck bench broker-up broker-down lineage-ui \
+.PHONY: setup demo run test unit lint typecheck bench broker-up broker-down registry-up \
+        registry-down contract-check lineage-ui \
         lineage-ui-down cluster-demo cluster-down clean
 
 $(STAMP): pyproject.toml
@@ -18,9 +19,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-$(JARS): jvm/spark/pom.xml jvm/broker/pom.xml
+$(JARS): jvm/spark/pom.xml jvm/broker/pom.xml jvm/registry/pom.xml
 	$(MVN) -f jvm/spark/pom.xml dependency:copy-dependencies
 	$(MVN) -f jvm/broker/pom.xml dependency:copy-dependencies
+	$(MVN) -f jvm/registry/pom.xml dependency:unpack
 	touch $(JARS)
 
 setup: $(STAMP) $(JARS) ## create .venv, install the project with its dev tools, fetch the jars
@@ -48,6 +50,15 @@ broker-up: $(STAMP) $(JARS)
 broker-down: $(STAMP)
 	$(BIN)/lakehouse broker down
 
+registry-up: $(STAMP) $(JARS) ## the embedded schema registry (Apicurio, Confluent-compatible API)
+	$(BIN)/lakehouse registry up
+
+registry-down: $(STAMP)
+	$(BIN)/lakehouse registry down
+
+contract-check: $(STAMP) ## contracts in the working tree against the last commit's
+	$(BIN)/lakehouse contract check --against HEAD
+
 lineage-ui: $(STAMP) ## a local Marquez to browse the lineage (needs MARQUEZ_HOME)
 	$(BIN)/lakehouse marquez up
 
@@ -72,7 +83,8 @@ cluster-demo: $(STAMP) $(JARS) ## produce events with faults, run the layer jobs
 cluster-down: $(STAMP) ## stop the local Spark standalone cluster
 	$(BIN)/lakehouse cluster down
 
-clean: ## stop the broker and the local cluster, delete the local warehouse
+clean: ## stop the broker, the registry and the local cluster, delete the local warehouse
 	-$(BIN)/lakehouse cluster down
+	-$(BIN)/lakehouse registry down
 	-$(BIN)/lakehouse broker down
 	rm -rf warehouse

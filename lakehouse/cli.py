@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakehouse import graph
-from lakehouse.config import Config, load_config
+from lakehouse.config import COMPATIBILITY_LEVELS, FORMATS, Config, load_config
 from lakehouse.errors import ErrorCode, LakehouseError
 
 if TYPE_CHECKING:
+    from lakehouse.apicurio import EmbeddedRegistry
     from lakehouse.broker import EmbeddedBroker
     from lakehouse.registry import SilverTable
 
@@ -70,6 +71,64 @@ def cmd_broker(config: Config, args: argparse.Namespace) -> int:
         status = broker.status()
         _say(f"broker {status.describe()}")
         return 0 if status.answering else 3
+    return 0
+
+
+def _embedded_registry(config: Config) -> EmbeddedRegistry:
+    """The warehouse's embedded schema registry, at the configured URL's host and port."""
+    from urllib.parse import urlsplit
+
+    from lakehouse.apicurio import EmbeddedRegistry
+    url = urlsplit(config.schema_registry.url)
+    return EmbeddedRegistry(url.hostname or "127.0.0.1", url.port or 80,
+                            config.registry_data_dir,
+                            config.schema_registry.embedded.startup_timeout_seconds)
+
+
+def ensure_registry(config: Config, sources: list[str]) -> str | None:
+    """Start the warehouse's registry if an Avro source among ``sources`` needs it and the
+    config wants one embedded; None when no source is Avro."""
+    if not any(config.source(s).format == "avro" for s in sources):
+        return None
+    if config.schema_registry.embedded.enabled:
+        return f"schema registry {_embedded_registry(config).up().describe()}"
+    return f"using the schema registry at {config.schema_registry.url}"
+
+
+def cmd_registry(config: Config, args: argparse.Namespace) -> int:
+    if not config.schema_registry.embedded.enabled:
+        raise LakehouseError(
+            ErrorCode.REGISTRY_NOT_EMBEDDED,
+            f"the schema registry is external ({config.schema_registry.url}); nothing to "
+            f"{args.action}", hint="unset LAKEHOUSE_SCHEMA_REGISTRY_URL to use the embedded one")
+    registry = _embedded_registry(config)
+    if args.action == "up":
+        _say(f"schema registry {registry.up().describe()}")
+        _say(f"Confluent-compatible API: {registry.url}")
+    elif args.action == "down":
+        _say("schema registry stopped" if registry.down() else "schema registry was not running")
+    else:
+        status = registry.status()
+        _say(f"schema registry {status.describe()}")
+        return 0 if status.answering else 3
+    return 0
+
+
+def cmd_contract(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.schemas import check
+    results = check(config, args.against, args.compatibility)
+    for result in results:
+        for line in result.describe():
+            _say(line)
+    broken = [r for r in results if r.status == "breaks"]
+    if broken:
+        raise LakehouseError(
+            ErrorCode.CONTRACT_INCOMPATIBLE,
+            f"{len(broken)} contract(s) change in a way {broken[0].level} forbids: "
+            f"{', '.join(r.name for r in broken)}",
+            hint="give a new field a default (or make it optional), keep removed fields "
+                 "optional, and add a new field instead of changing a type; or version the "
+                 "topic (a new topic and subject) for a breaking change")
     return 0
 
 
@@ -167,23 +226,41 @@ def cmd_produce(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.generator import generate
     from lakehouse.io.kafka_producer import produce
     from lakehouse.runner import ensure_source_topics
+    from lakehouse.schemas import encoding_for
     source = config.source(args.source)
+    fmt = args.format or source.format
     _say(ensure_broker(config))
+    if fmt == "avro":
+        config = _as_avro(config, args.source)
+        _say(ensure_registry(config, [args.source]) or "")
     ensure_source_topics(config, [args.source])
+    encoding = encoding_for(config, args.source, fmt)
     started = time.monotonic()
     sent = produce(config.kafka.bootstrap_servers, source.topic,
-                   generate(args.source, args.count, args.seed, args.faults),
+                   generate(args.source, args.count, args.seed, args.faults,
+                            encoding=encoding),
                    config.kafka.client_properties,
                    progress=lambda n: _say(f"  produced {n:,}/{args.count:,}"))
     took = time.monotonic() - started
-    _say(f"produced {sent:,} {args.source} events to {source.topic} in {took:.1f}s "
+    _say(f"produced {sent:,} {args.source} events ({fmt}) to {source.topic} in {took:.1f}s "
          f"(seed {args.seed}, faults {args.faults:.0%})")
     return 0
+
+
+def _as_avro(config: Config, source: str) -> Config:
+    """``config`` with ``source`` in Avro (``produce --format avro`` on a JSON source)."""
+    import dataclasses
+    sources = dict(config.sources)
+    sources[source] = dataclasses.replace(sources[source], format="avro")
+    return dataclasses.replace(config, sources=sources)
 
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.runner import run
     _say(ensure_broker(config))
+    registry = ensure_registry(config, sorted(config.sources))
+    if registry:
+        _say(registry)
     summary = run(config, until_idle=args.until_idle, tables=args.table, printer=_say)
     _say(f"done in {summary.seconds:.1f}s")
     _print_tables(config)
@@ -552,19 +629,24 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.generator import generate
     from lakehouse.io.kafka_producer import produce
     from lakehouse.runner import ensure_source_topics, run
+    from lakehouse.schemas import encoding_for
     started = time.monotonic()
     _say(f"1/4 broker: {ensure_broker(config)}")
+    registry = ensure_registry(config, sorted(config.sources))
+    if registry:
+        _say(f"1/4 {registry}")
     ensure_source_topics(config, sorted(config.sources))
     seed = int(time.time())
+    encodings = {name: encoding_for(config, name) for name in config.sources}
 
     def send(count: int, seed: int, step: str) -> None:
         for name in sorted(config.sources):
             source = config.sources[name]
             n = produce(config.kafka.bootstrap_servers, source.topic,
-                        generate(name, count, seed, args.faults),
+                        generate(name, count, seed, args.faults, encoding=encodings[name]),
                         config.kafka.client_properties)
-            _say(f"{step} produced {n:,} {name} events (faults {args.faults:.0%}) to "
-                 f"{source.topic}")
+            _say(f"{step} produced {n:,} {name} events ({source.format}, faults "
+                 f"{args.faults:.0%}) to {source.topic}")
 
     send(args.count, seed, "2/4")
     live: list[datetime] = []
@@ -728,6 +810,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="listen on this port instead of the one in kafka.bootstrap_servers")
     p.set_defaults(func=cmd_broker)
 
+    p = sub.add_parser("registry", help="start, stop or inspect the warehouse's schema registry",
+                       description="Control the warehouse's embedded schema registry: Apicurio "
+                                   "Registry serving the Confluent-compatible API, schemas "
+                                   "under <warehouse>/_registry. Not used when "
+                                   "LAKEHOUSE_SCHEMA_REGISTRY_URL is set.")
+    p.add_argument("action", choices=["up", "down", "status"],
+                   help="up: start and wait until it answers; down: stop gracefully; "
+                        "status: exit 0 if it answers, 3 if not")
+    p.set_defaults(func=cmd_registry)
+
+    p = sub.add_parser("contract", help="check contract changes against the deployed ones",
+                       description="Compare every contract (expectations/*.contract.yaml) "
+                                   "with the deployed one and fail, naming the field and the "
+                                   "rule, on a change the configured compatibility level "
+                                   "(schema_registry.compatibility) forbids.")
+    actions = p.add_subparsers(dest="action", required=True)
+    checking = actions.add_parser("check", help="compare with a git ref or the registry")
+    checking.add_argument("--against", default="HEAD",
+                          help="a git ref (default HEAD: your uncommitted edits), or "
+                               "'registry' for the Avro sources' registered schemas")
+    checking.add_argument("--compatibility", choices=COMPATIBILITY_LEVELS,
+                          help="the level to judge by (default: the configured one)")
+    p.set_defaults(func=cmd_contract)
+
     p = sub.add_parser("marquez", help="start, stop or inspect a local Marquez lineage server",
                        description="A local Marquez (the OpenLineage reference server) with "
                                    "its own PostgreSQL, data under <warehouse>/_marquez, to "
@@ -775,7 +881,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--faults", type=float, nargs="?", const=0.1, default=0.0,
                    help="share of bad events: duplicates, malformed JSON, missing fields, "
-                        "out-of-range values, wrong types, late events (0.1 if given alone)")
+                        "out-of-range values, wrong types, late events; in Avro: a wrong "
+                        "magic byte, an unknown schema id, a truncated payload (0.1 if "
+                        "given alone)")
+    p.add_argument("--format", choices=FORMATS,
+                   help="json or avro (Confluent wire format, the schema registered from "
+                        "the contract); default: the source's configured format")
     p.set_defaults(func=cmd_produce)
 
     p = sub.add_parser("run", help="run the streaming pipelines",

@@ -7,7 +7,9 @@ dataclass default. Environment overrides:
 - ``LAKEHOUSE_KAFKA_BOOTSTRAP``: bootstrap servers of a real cluster (turns the embedded
   broker off);
 - ``LAKEHOUSE_WAREHOUSE``: warehouse root (checkpoints follow it unless set explicitly);
-- ``LAKEHOUSE_LINEAGE_DISABLED=true``: emit no OpenLineage events (the kill switch).
+- ``LAKEHOUSE_LINEAGE_DISABLED=true``: emit no OpenLineage events (the kill switch);
+- ``LAKEHOUSE_SCHEMA_REGISTRY_URL``: a real schema registry's URL (turns the embedded one
+  off).
 
 Unknown keys, missing required keys and wrongly typed values fail here, before Spark
 starts, with an error naming the key and the file.
@@ -34,6 +36,12 @@ ENV_CONF = "LAKEHOUSE_CONF"
 ENV_BOOTSTRAP = "LAKEHOUSE_KAFKA_BOOTSTRAP"
 ENV_WAREHOUSE = "LAKEHOUSE_WAREHOUSE"
 ENV_LINEAGE_DISABLED = "LAKEHOUSE_LINEAGE_DISABLED"
+ENV_REGISTRY = "LAKEHOUSE_SCHEMA_REGISTRY_URL"
+FORMATS = ("json", "avro")
+"""How a source's values are written (``sources.<name>.format``)."""
+COMPATIBILITY_LEVELS = ("BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE",
+                        "FULL", "FULL_TRANSITIVE", "NONE")
+"""The compatibility levels of the Confluent schema registry API."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,31 @@ class KafkaConfig:
     """How long a running job waits for a broker that stopped answering (restarting its
     Kafka queries with backoff once it is back) before it stops with LH-KAFKA-004 and exit
     code 75."""
+
+
+@dataclass(frozen=True)
+class EmbeddedRegistryConfig:
+    """The Apicurio Registry the project starts itself for local work and tests."""
+
+    enabled: bool = True
+    data_dir: str = ""
+    """Where it keeps its schemas (an H2 database file); default ``<warehouse>/_registry``."""
+    startup_timeout_seconds: float = 90.0
+
+
+@dataclass(frozen=True)
+class SchemaRegistryConfig:
+    """The schema registry of the Avro sources (any registry serving the Confluent API)."""
+
+    url: str = "http://127.0.0.1:18081/apis/ccompat/v7"
+    embedded: EmbeddedRegistryConfig = field(default_factory=EmbeddedRegistryConfig)
+    compatibility: str = "BACKWARD"
+    """The level the project sets on every subject it owns (registering a schema enforces
+    nothing until one is set): BACKWARD lets consumers upgrade first; FULL also keeps old
+    readers working."""
+    client_properties: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """confluent-kafka's registry client settings (``basic.auth.user.info``, ``ssl.*``);
+    write ``${ENV_VAR}`` for a secret."""
 
 
 @dataclass(frozen=True)
@@ -246,6 +279,9 @@ class SourceConfig:
     replication_factor: int = 1
     max_offsets_per_trigger: int = 0
     """0 means the streaming default."""
+    format: str = "json"
+    """``json`` (one JSON object per value) or ``avro`` (Confluent wire format, its schema
+    derived from the contract and registered under ``<topic>-value``)."""
 
 
 @dataclass(frozen=True)
@@ -264,6 +300,7 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     observe: ObserveConfig = field(default_factory=ObserveConfig)
     slo: SloConfig = field(default_factory=SloConfig)
+    schema_registry: SchemaRegistryConfig = field(default_factory=SchemaRegistryConfig)
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
     source_file: str = ""
     """The YAML file this was read from (set by the loader, not by the file)."""
@@ -305,6 +342,16 @@ class Config:
     def _lineage_dir(self) -> str:
         return _absolute(self.lineage.dir) if self.lineage.dir \
             else join(self.warehouse.root, "_lineage")
+
+    @property
+    def registry_data_dir(self) -> str:
+        """Where the embedded schema registry keeps its schemas."""
+        return self.schema_registry.embedded.data_dir or join(self.warehouse.root, "_registry")
+
+    @property
+    def avro_sources(self) -> list[str]:
+        """The sources whose values are Avro."""
+        return sorted(n for n, s in self.sources.items() if s.format == "avro")
 
     @property
     def broker_data_dir(self) -> str:
@@ -379,6 +426,11 @@ def parse_config(
         config = dataclasses.replace(config, kafka=dataclasses.replace(
             config.kafka, bootstrap_servers=bootstrap,
             embedded=dataclasses.replace(config.kafka.embedded, enabled=False)))
+    registry = env.get(ENV_REGISTRY)
+    if registry:
+        config = dataclasses.replace(config, schema_registry=dataclasses.replace(
+            config.schema_registry, url=registry, embedded=dataclasses.replace(
+                config.schema_registry.embedded, enabled=False)))
     root = warehouse or env.get(ENV_WAREHOUSE)
     if root:
         config = dataclasses.replace(
@@ -415,11 +467,13 @@ def _with_secrets(config: Config, env: Mapping[str, str]) -> Config:
             out[key] = _SECRET.sub(lambda m: env[m.group(1)], value)
         return out
 
-    kafka = config.kafka
+    kafka, registry = config.kafka, config.schema_registry
     return dataclasses.replace(config, kafka=dataclasses.replace(
         kafka, client_properties=resolve(kafka.client_properties, "kafka.client_properties"),
         embedded=dataclasses.replace(kafka.embedded, sasl_users=resolve(
-            kafka.embedded.sasl_users, "kafka.embedded.sasl_users"))))
+            kafka.embedded.sasl_users, "kafka.embedded.sasl_users"))),
+        schema_registry=dataclasses.replace(registry, client_properties=resolve(
+            registry.client_properties, "schema_registry.client_properties")))
 
 
 def _check_values(config: Config) -> None:
@@ -492,6 +546,18 @@ def _check_values(config: Config) -> None:
             raise bad(f"sources.{name}.max_offsets_per_trigger", "must be 0 (default) or more")
         if not source.topic.strip():
             raise bad(f"sources.{name}.topic", "must not be empty")
+        if source.format not in FORMATS:
+            raise bad(f"sources.{name}.format", f"must be one of {', '.join(FORMATS)}, not "
+                      f"{source.format!r}")
+    registry = config.schema_registry
+    if not registry.url.startswith(("http://", "https://")):
+        raise bad("schema_registry.url", "must be an http(s) URL, e.g. "
+                  "http://127.0.0.1:18081/apis/ccompat/v7")
+    if registry.compatibility.upper() not in COMPATIBILITY_LEVELS:
+        raise bad("schema_registry.compatibility", f"must be one of "
+                  f"{', '.join(COMPATIBILITY_LEVELS)}, not {registry.compatibility!r}")
+    if registry.embedded.startup_timeout_seconds <= 0:
+        raise bad("schema_registry.embedded.startup_timeout_seconds", "must be positive")
 
 
 def _is_uri(path: str) -> bool:

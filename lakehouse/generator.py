@@ -8,6 +8,12 @@ pill (``POISON``: binary garbage, JSON nested 1,000 levels deep, invalid UTF-8, 
 Infinity, a duplicate key, a tombstone). ``poison_pill`` makes each pill on demand, and
 also the one the random mix leaves out: a value of several MB (``oversized``), which would
 dominate a benchmark's bytes.
+
+Values are JSON unless an ``Encoding`` says otherwise: ``avro_encoding`` (in
+``lakehouse.schemas``) writes the Confluent wire format. An Avro serializer cannot write a
+malformed value, a missing required field or a wrong type, so on an Avro topic the faults
+are in the framing and the payload instead: a wrong magic byte, a schema id the registry
+does not have, a truncated payload (``AVRO_FAULTS``).
 """
 
 from __future__ import annotations
@@ -34,6 +40,15 @@ class Fault(StrEnum):
     WRONG_TYPE = "wrong_type"
     LATE = "late"
     POISON = "poison"
+    BAD_MAGIC_BYTE = "bad_magic_byte"
+    UNKNOWN_SCHEMA_ID = "unknown_schema_id"
+    TRUNCATED = "truncated"
+
+
+JSON_FAULTS = (Fault.DUPLICATE, Fault.MALFORMED, Fault.MISSING_FIELD, Fault.OUT_OF_RANGE,
+               Fault.WRONG_TYPE, Fault.LATE, Fault.POISON)
+AVRO_FAULTS = (Fault.DUPLICATE, Fault.OUT_OF_RANGE, Fault.LATE, Fault.BAD_MAGIC_BYTE,
+               Fault.UNKNOWN_SCHEMA_ID, Fault.TRUNCATED)
 
 
 POISON_PILLS = ("garbage", "deep", "invalid_utf8", "nan", "infinity", "duplicate_key",
@@ -63,6 +78,15 @@ CLICK_EVENTS = (("page_view", 0.55), ("click", 0.25), ("add_to_cart", 0.1), ("se
                 ("checkout", 0.03))
 PAGES = ("/", "/search", "/c/electronics", "/c/books", "/p/{id}", "/cart", "/checkout")
 DEVICES = ("desktop", "mobile", "tablet")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How events become Kafka values, and which faults that format can carry."""
+
+    encode: Callable[[dict[str, Any]], bytes]
+    faults: tuple[Fault, ...]
+    content_type: bytes
 
 
 def _weighted(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
@@ -137,39 +161,44 @@ SHAPES: dict[str, SourceShape] = {
 
 
 def generate(source: str, count: int, seed: int = 0, faults: float = 0.0,
-             now: datetime | None = None) -> Iterator[Record]:
-    """``count`` records for ``source``; a ``faults`` share of them broken on purpose."""
+             now: datetime | None = None, encoding: Encoding | None = None) -> Iterator[Record]:
+    """``count`` records for ``source``; a ``faults`` share of them broken on purpose.
+    ``encoding``: how values are written (default JSON)."""
     if source not in SHAPES:
         raise LakehouseError(ErrorCode.NO_GENERATOR,
                              f"no generator for source {source!r} (have: {', '.join(SHAPES)})")
     if not 0.0 <= faults <= 1.0:
         raise LakehouseError(ErrorCode.CONFIG_BAD_VALUE, "--faults must be between 0 and 1")
     shape = SHAPES[source]
+    encoding = encoding or JSON
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
     history: list[Record] = []
-    headers = (("content-type", b"application/json"), ("producer", b"lakehouse-generator"))
+    headers = (("content-type", encoding.content_type), ("producer", b"lakehouse-generator"))
     for _ in range(count):
         if faults and rng.random() < faults:
-            fault = rng.choice(list(Fault))
+            fault = rng.choice(encoding.faults)
             if fault is Fault.DUPLICATE and history:
                 original = rng.choice(history[-500:])
                 yield Record(original.key, original.value, original.headers, Fault.DUPLICATE)
                 continue
             if fault is Fault.DUPLICATE:
-                fault = Fault.MALFORMED
+                fault = encoding.faults[1]
             event = shape.make(rng, now)
-            yield _broken(rng, shape, event, fault, headers, now)
+            yield _broken(rng, shape, event, fault, headers, now, encoding.encode)
             continue
         event = shape.make(rng, now)
-        record = Record(str(event[shape.key_field]).encode(), _dump(event), headers)
+        record = Record(str(event[shape.key_field]).encode(), encoding.encode(event), headers)
         history.append(record)
         yield record
 
 
 def _broken(rng: random.Random, shape: SourceShape, event: dict[str, Any], fault: Fault,
-            headers: tuple[tuple[str, bytes], ...], now: datetime) -> Record:
+            headers: tuple[tuple[str, bytes], ...], now: datetime,
+            encode: Callable[[dict[str, Any]], bytes]) -> Record:
     key = str(event[shape.key_field]).encode()
+    if fault in (Fault.BAD_MAGIC_BYTE, Fault.UNKNOWN_SCHEMA_ID, Fault.TRUNCATED):
+        return Record(key, wire_fault(fault, encode(event), rng), headers, fault)
     if fault is Fault.MALFORMED:
         text = _dump(event)
         value = rng.choice([text[: len(text) // 2], b"not json at all", b"[1, 2, 3]", b""])
@@ -187,11 +216,25 @@ def _broken(rng: random.Random, shape: SourceShape, event: dict[str, Any], fault
         event[field] = value
     elif fault is Fault.LATE:
         event["event_time"] = _iso(now - timedelta(hours=rng.uniform(1, 30)))
-    return Record(key, _dump(event), headers, fault)
+    return Record(key, encode(event), headers, fault)
 
 
 def _dump(event: dict[str, Any]) -> bytes:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+JSON = Encoding(_dump, JSON_FAULTS, b"application/json")
+
+
+def wire_fault(fault: Fault, value: bytes, rng: random.Random) -> bytes:
+    """A Confluent-framed value (magic byte 0, 4-byte schema id, payload) broken one way."""
+    if fault is Fault.BAD_MAGIC_BYTE:
+        return bytes([rng.randint(1, 255)]) + value[1:]
+    if fault is Fault.UNKNOWN_SCHEMA_ID:
+        return b"\x00" + rng.randint(1_000_000, 2**31 - 1).to_bytes(4, "big") + value[5:]
+    if fault is Fault.TRUNCATED:
+        return value[:rng.randint(5, len(value) - 1)]
+    raise ValueError(f"{fault} is not a wire-format fault")
 
 
 def poison_pill(kind: str, event: dict[str, Any], rng: random.Random | None = None,

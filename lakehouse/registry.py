@@ -176,3 +176,8 @@ def discover_silver(package: str = "silver") -> list[SilverTable]:
 def discover_gold(package: str = "gold") -> list[GoldTable]:
     """Every gold table defined in the modules of ``package``, sorted by name."""
     return _discover(package, GoldTable)
+
+
+def bronze_source(bronze: str, package: str = "bronze") -> str:
+    """The source a bronze table reads (its own name when no definition says otherwise)."""
+    return next((b.source for b in discover_bronze(package) if b.name == bronze), bronze)

@@ -52,7 +52,8 @@ from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.metrics import serving
 from lakehouse.outage import Outage
-from lakehouse.registry import BronzeTable, GoldTable, SilverTable
+from lakehouse.registry import BronzeTable, GoldTable, SilverTable, bronze_source
+from lakehouse.schemas import publish
 from lakehouse.spark import start_batches, stop_session
 
 log = logging.getLogger(__name__)
@@ -241,6 +242,12 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     gold = [q.definition for q in selected if isinstance(q.definition, GoldTable)]
     for s in silver:
         load_plan(config, s)
+    # The Avro sources' schemas, from their contracts: a contract the subject's level
+    # forbids is refused here, before anything is read.
+    sources = {t.source for t in chosen} | {bronze_source(s.bronze) for s in silver}
+    for published in publish(config, sorted(sources & set(config.sources))):
+        printer(f"schema of {published.source}: subject {published.subject}, id "
+                f"{published.schema_id}")
     with table_locks(config.warehouse.root, [q.definition.qualified_name for q in selected],
                      "lakehouse run"):
         for q in selected:

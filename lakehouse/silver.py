@@ -27,6 +27,7 @@ replay`` and ``quarantine replay`` all go through them.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ from lakehouse.io.delta import (
     open_table,
     read_changes,
 )
+from lakehouse.io.schema_registry import SchemaRegistry, registry_for
 from lakehouse.lineage.datasets import (
     BRONZE_VERSIONS,
     Assertion,
@@ -70,9 +72,18 @@ from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.latency import EventTimes, event_time_aggregates, event_times
 from lakehouse.privacy import pii_key, pseudonymise
-from lakehouse.quality.contract import REASONS, RULES, Contract, failure_list, load_contract, parse
+from lakehouse.quality.avro import reader_schema, subject
+from lakehouse.quality.contract import (
+    REASONS,
+    RULES,
+    Contract,
+    failure_list,
+    load_contract,
+    parse,
+    parse_avro,
+)
 from lakehouse.quality.rules import RuleResult, Suite, apply_rules, load_suite, results, statistics
-from lakehouse.registry import SilverTable
+from lakehouse.registry import SilverTable, bronze_source
 from lakehouse.spark import start_batches
 
 Printer = Callable[[str], None]
@@ -119,6 +130,17 @@ LEDGER_SCHEMA = _schema(
 
 
 @dataclass(frozen=True)
+class AvroSource:
+    """How silver decodes an Avro source: the registry and subject holding its writers'
+    schemas, and the schema it reads every record as (the contract's)."""
+
+    registry: SchemaRegistry
+    subject: str
+    reader: str
+    """The reader schema as JSON text (``lakehouse.quality.avro.reader_schema``)."""
+
+
+@dataclass(frozen=True)
 class SilverPlan:
     """Everything a silver table's query needs, loaded and checked at start-up."""
 
@@ -134,6 +156,8 @@ class SilverPlan:
     storage_options: dict[str, str] = field(default_factory=dict)
     pii_key: bytes = field(default=b"", repr=False)
     """The key of the pseudonyms of the contract's pii fields (empty if it has none)."""
+    avro: AvroSource | None = None
+    """Where an Avro source's writer schemas are (None: the source is JSON)."""
 
     @property
     def key(self) -> str:
@@ -148,13 +172,18 @@ def load_plan(config: Config, table: SilverTable) -> SilverPlan:
     suite = load_suite(folder / f"{table.contract}.suite.json",
                        tuple(f.name for f in contract.fields))
     wh = config.warehouse
+    source = config.sources.get(bronze_source(table.bronze))
+    avro = None
+    if source is not None and source.format == "avro":
+        avro = AvroSource(registry_for(config), subject(source.topic),
+                          json.dumps(reader_schema(contract)))
     return SilverPlan(table, contract, suite, wh.table_uri("silver", table.name),
                       wh.table_uri("silver", table.quarantine_name),
                       wh.table_uri("silver", "_quality"), wh.table_uri("silver", "_batches"),
                       wh.table_uri("bronze", table.bronze),
                       config.silver.critical_max_unexpected_percent,
                       dict(wh.storage_options),
-                      pii_key(config) if contract.pii_fields else b"")
+                      pii_key(config) if contract.pii_fields else b"", avro)
 
 
 # -- pure: classification and routing (Spark) ---------------------------------------------
@@ -167,7 +196,11 @@ def classify(bronze: DataFrame, plan: SilverPlan) -> DataFrame:
     The future-event check is against the record's bronze ingest time, so a batch
     replayed later is classified exactly as it was the first time.
     """
-    parsed = parse(bronze, plan.contract, F.col("ingested_at"))
+    if plan.avro is None:
+        parsed = parse(bronze, plan.contract, F.col("ingested_at"))
+    else:
+        parsed = parse_avro(bronze, plan.contract, F.col("ingested_at"), plan.avro.subject,
+                            plan.avro.registry.writers(plan.avro.subject), plan.avro.reader)
     checked = apply_rules(plan.table.transform(parsed), plan.suite)
     private = pseudonymise(checked, plan.contract.pii_fields, plan.pii_key)
     return private.withColumn("event_date", F.to_date(F.col(plan.contract.event_time)))

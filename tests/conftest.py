@@ -143,6 +143,16 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Apicurio Registry process on a free port; its Confluent-compatible API's URL."""
+    from lakehouse.apicurio import EmbeddedRegistry
+    registry = EmbeddedRegistry("127.0.0.1", free_port(), str(tmp_path_factory.mktemp("reg")))
+    registry.up()
+    yield registry.url
+    registry.down()
+
+
+@pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """The one SparkSession of the test run."""
     from lakehouse.config import parse_config

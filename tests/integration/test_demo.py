@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import yaml
 from deltalake import DeltaTable
 
 from tests.conftest import free_port, lakehouse, start_run, write_config
@@ -17,13 +18,28 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo_on_fresh_warehouse(tmp_path: Path) -> None:
+    """The demo with its own broker and schema registry, orders in Avro (the documented
+    conf switch), clickstream in JSON."""
     warehouse = tmp_path / "warehouse"
     config = write_config(tmp_path / "conf.yaml", f"127.0.0.1:{free_port()}", warehouse,
                           embedded=True)
+    doc = yaml.safe_load(config.read_text())
+    doc["sources"]["orders"]["format"] = "avro"
+    doc["schema_registry"] = {"url": f"http://127.0.0.1:{free_port()}/apis/ccompat/v7"}
+    config.write_text(yaml.safe_dump(doc))
     try:
         result = lakehouse(config, "demo", "--count", "400", "--live-count", "50")
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         assert "demo finished" in result.stdout
+        assert "schema registry running" in result.stdout
+        assert "produced 400 orders events (avro" in result.stdout
+        assert "produced 400 clickstream events (json" in result.stdout
+        rules = {rule for row in DeltaTable(str(warehouse / "silver" / "orders_quarantine"))
+                 .to_pyarrow_table(columns=["failed_rules"]).column(0).to_pylist()
+                 for rule in row}
+        assert rules & {"contract.avro_magic_byte", "contract.avro_unknown_schema_id",
+                        "contract.avro_undecodable"}, rules
+        assert not {r for r in rules if r.startswith("contract.type")}, rules
         for name in ("orders", "clickstream"):
             table = DeltaTable(str(warehouse / "bronze" / name))
             assert table.to_pyarrow_table(columns=["offset"]).num_rows == 450
@@ -48,10 +64,13 @@ def test_demo_on_fresh_warehouse(tmp_path: Path) -> None:
         status = lakehouse(config, "broker", "status")
         assert status.returncode == 0 and "running" in status.stdout
         assert lakehouse(config, "broker", "up").returncode == 0, "up twice is fine"
+        assert lakehouse(config, "registry", "status").returncode == 0
     finally:
         down = lakehouse(config, "broker", "down")
-    assert "stopped" in down.stdout
+        registry_down = lakehouse(config, "registry", "down")
+    assert "stopped" in down.stdout and "stopped" in registry_down.stdout
     assert lakehouse(config, "broker", "status").returncode == 3
+    assert lakehouse(config, "registry", "status").returncode == 3
 
 
 def _observed(config: Path, warehouse: Path, demo_out: str, tmp_path: Path) -> None:

@@ -31,7 +31,8 @@ def error_of(fn, *args, **kwargs) -> LakehouseError:  # type: ignore[no-untyped-
 
 @pytest.mark.parametrize("name", ["local.yaml", "cluster.example.yaml"])
 def test_shipped_configs_parse(name: str) -> None:
-    config = load_config(ROOT / "conf" / name, env={"LAKEHOUSE_KAFKA_PASSWORD": "x"})
+    config = load_config(ROOT / "conf" / name, env={"LAKEHOUSE_KAFKA_PASSWORD": "x",
+                                                     "SCHEMA_REGISTRY_AUTH": "u:p"})
     assert config.source("orders").topic == "shop.orders.v1"
     assert dataclasses.is_dataclass(config)
 
@@ -45,6 +46,32 @@ def test_local_defaults() -> None:
     assert config.spark.driver_memory == "4g"  # Spark's 1g default runs out on a backlog
     assert config.spark.driver_java_options == ""
     assert config.streaming.shape == "tables"
+    assert config.source("orders").format == "json" and config.avro_sources == []
+    assert config.schema_registry.embedded.enabled
+    assert config.schema_registry.compatibility == "BACKWARD"
+    assert config.registry_data_dir == config.warehouse.root + "/_registry"
+
+
+def test_the_schema_registry_settings() -> None:
+    base = {"project": "p", "kafka": {"bootstrap_servers": "h:1"},
+            "warehouse": {"root": "/tmp/w"},
+            "sources": {"orders": {"topic": "t", "format": "avro"}}}
+    config = parse_config(base, env={"LAKEHOUSE_SCHEMA_REGISTRY_URL": "https://sr:8081"})
+    assert config.avro_sources == ["orders"]
+    assert config.schema_registry.url == "https://sr:8081"
+    assert not config.schema_registry.embedded.enabled, "a registry given from outside"
+    secret = parse_config({**base, "schema_registry": {"client_properties": {
+        "basic.auth.user.info": "${SR_AUTH}"}}}, env={"SR_AUTH": "u:p"})
+    assert secret.schema_registry.client_properties == {"basic.auth.user.info": "u:p"}
+    assert error_of(parse_config, {**base, "schema_registry": {"client_properties": {
+        "basic.auth.user.info": "${SR_AUTH}"}}}, env={}).code is ErrorCode.SECRET_NOT_SET
+    for bad, key in (({"sources": {"orders": {"topic": "t", "format": "xml"}}},
+                      "sources.orders.format"),
+                     ({"schema_registry": {"compatibility": "SIDEWAYS"}},
+                      "schema_registry.compatibility"),
+                     ({"schema_registry": {"url": "sr:8081"}}, "schema_registry.url")):
+        error = error_of(parse_config, {**base, **bad})
+        assert error.code is ErrorCode.CONFIG_BAD_VALUE and error.params["key"] == key
 
 
 def test_frozen() -> None:

@@ -1,0 +1,231 @@
+"""The embedded schema registry for the local default and the tests: Apicurio Registry.
+
+Apicurio Registry serves the Confluent-compatible API at ``/apis/ccompat/v7``; it comes
+from Maven Central as ``io.apicurio:apicurio-registry-app:<version>:tar.gz:all``, which
+``make setup`` unpacks into ``jvm/target/registry`` (``jvm/registry/pom.xml``), and runs
+as ``java -jar quarkus-run.jar``. One warehouse, one registry: its schemas live in an H2
+database file under the warehouse's ``_registry`` folder, so schema ids survive a restart
+and bronze's records stay decodable. ``up`` starts it, records pid and port in
+``registry.json`` and returns once the API answers; it refuses a port held by anything
+else. ``down`` stops it (SIGTERM, then SIGKILL after a grace period); ``status`` says
+whether it runs. ``up`` twice is fine. Nothing here is used when the configuration points
+at a real registry (``schema_registry.embedded.enabled: false``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.processes import port_free, read_state, running_java, stop_java, write_state
+from lakehouse.io.schema_registry import SchemaRegistry
+from lakehouse.jvm import jars_root
+
+STATE_FILE = "registry.json"
+LOG_FILE = "registry.log"
+API = "/apis/ccompat/v7"
+JVM_OPTIONS = ("-Xms64m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+               "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")
+"""A laptop-sized heap, the serial collector and the JIT's quick tier: the registry
+answers a few requests a minute, and starts faster this way on two cores."""
+
+
+MIN_JAVA = 21
+"""Apicurio Registry 3.3 is compiled for Java 21 (class files of version 65)."""
+ENV_JAVA = "LAKEHOUSE_REGISTRY_JAVA_HOME"
+JVM_ROOT = Path("/usr/lib/jvm")
+
+
+def registry_home() -> Path:
+    """Where ``make setup`` unpacked Apicurio Registry."""
+    return jars_root() / "registry"
+
+
+def java_version(home: Path) -> int:
+    """The major version of the JDK or JRE at ``home`` (from its ``release`` file; 0 if
+    unknown)."""
+    try:
+        text = (home / "release").read_text()
+    except OSError:
+        return 0
+    match = re.search(r'^JAVA_VERSION="(\d+)', text, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def registry_java(env: dict[str, str] | None = None, root: Path = JVM_ROOT) -> Path:
+    """A ``java`` of version ``MIN_JAVA`` or newer: ``$LAKEHOUSE_REGISTRY_JAVA_HOME``, else
+    ``$JAVA_HOME`` or the ``java`` on the PATH when new enough, else the newest JDK under
+    ``/usr/lib/jvm`` (the project's own JVMs keep running on Java 17)."""
+    env = dict(os.environ) if env is None else env
+    on_path = shutil.which("java")
+    candidates = [Path(env[ENV_JAVA])] if env.get(ENV_JAVA) else []
+    candidates += [Path(env["JAVA_HOME"])] if env.get("JAVA_HOME") else []
+    candidates += [Path(on_path).resolve().parents[1]] if on_path else []
+    installed = sorted((p for p in root.glob("*") if p.is_dir() and not p.is_symlink()),
+                       key=java_version, reverse=True) if root.is_dir() else []
+    for home in [*candidates, *installed]:
+        if java_version(home) >= MIN_JAVA and (home / "bin" / "java").is_file():
+            return home / "bin" / "java"
+    found = ", ".join(f"{h} ({java_version(h) or '?'})" for h in [*candidates, *installed])
+    raise LakehouseError(
+        ErrorCode.REGISTRY_START_FAILED,
+        f"Apicurio Registry needs Java {MIN_JAVA} or newer; found {found or 'none'}",
+        hint=f"install a JDK {MIN_JAVA}+ (e.g. Temurin) and point {ENV_JAVA} at it")
+
+
+@dataclass(frozen=True)
+class RegistryStatus:
+    """What ``lakehouse registry status`` reports."""
+
+    running: bool
+    answering: bool
+    pid: int | None
+    url: str
+    data_dir: str
+    port_taken: bool = False
+
+    def describe(self) -> str:
+        """One line for humans."""
+        if self.running and self.answering:
+            return f"running (pid {self.pid}) at {self.url}, schemas in {self.data_dir}"
+        if self.running:
+            return f"started (pid {self.pid}) but not answering at {self.url} yet"
+        if self.port_taken:
+            return f"not running; its port is held by another process ({self.url})"
+        return f"not running (would serve {self.url}, schemas in {self.data_dir})"
+
+
+@dataclass(frozen=True)
+class _Record:
+    host: str
+    port: int
+    pid: int | None
+
+
+class EmbeddedRegistry:
+    """Controls the one Apicurio Registry of a data directory (a warehouse's ``_registry``)."""
+
+    def __init__(self, host: str, port: int, data_dir: str,
+                 startup_timeout: float = 90.0) -> None:
+        self.host, self.port = host, port
+        self.data_dir = Path(data_dir).resolve()
+        self.startup_timeout = startup_timeout
+
+    def __repr__(self) -> str:
+        return f"EmbeddedRegistry({self.url!r}, {str(self.data_dir)!r})"
+
+    @property
+    def url(self) -> str:
+        """The Confluent-compatible API's base URL (what clients are given)."""
+        return f"http://{self.host}:{self.port}{API}"
+
+    @property
+    def log_file(self) -> Path:
+        """The registry's log (Quarkus's lines and anything the JVM prints)."""
+        return self.data_dir / LOG_FILE
+
+    def status(self) -> RegistryStatus:
+        """Is the warehouse's registry running, and does it answer?"""
+        record = self._record()
+        pid = self._running_pid(record)
+        if record is not None and pid is not None:
+            url = f"http://{record.host}:{record.port}{API}"
+            return RegistryStatus(True, SchemaRegistry(url, timeout_seconds=2).answers(), pid,
+                                  url, str(self.data_dir))
+        return RegistryStatus(False, False, None, self.url, str(self.data_dir),
+                              port_taken=not port_free(self.host, self.port))
+
+    def up(self) -> RegistryStatus:
+        """Start the registry unless it already runs; return once its API answers."""
+        record = self._record()
+        if record is not None and self._running_pid(record) is not None:
+            if (record.host, record.port) != (self.host, self.port):
+                raise LakehouseError(
+                    ErrorCode.REGISTRY_START_FAILED,
+                    f"this warehouse's registry already runs at {record.host}:{record.port}, "
+                    f"not at {self.host}:{self.port}",
+                    hint="stop it first: lakehouse registry down", data_dir=str(self.data_dir))
+            return self._await_answer(record)
+        if not port_free(self.host, self.port):
+            raise LakehouseError(
+                ErrorCode.REGISTRY_START_FAILED,
+                f"port {self.port} is held by another process; the registry of "
+                f"{self.data_dir} cannot listen at {self.host}:{self.port}",
+                hint="stop the other process, or set schema_registry.url to another port",
+                data_dir=str(self.data_dir))
+        runner = registry_home() / "quarkus-run.jar"
+        if not runner.is_file():
+            raise LakehouseError(
+                ErrorCode.JARS_MISSING, f"no Apicurio Registry in {registry_home()}",
+                hint="run `make setup` (it runs `mvn -q -f jvm/registry/pom.xml "
+                     "dependency:unpack`)")
+        java = registry_java()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        database = self.data_dir / "schemas"
+        command = [str(java), *JVM_OPTIONS,
+                   f"-Dquarkus.http.host={self.host}", f"-Dquarkus.http.port={self.port}",
+                   "-Dapicurio.storage.kind=sql", "-Dapicurio.storage.sql.kind=h2",
+                   f"-Dapicurio.datasource.url=jdbc:h2:file:{database}",
+                   "-Dapicurio.datasource.jdbc.initial-size=2",
+                   "-Dapicurio.datasource.jdbc.min-size=2",
+                   "-Dapicurio.datasource.jdbc.max-size=10",
+                   "-Dquarkus.log.level=WARN", "-Dquarkus.http.access-log.enabled=false",
+                   "-Dquarkus.banner.enabled=false",
+                   "-jar", str(runner)]
+        try:
+            with self.log_file.open("ab") as log:
+                proc = subprocess.Popen(command, cwd=self.data_dir, stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        except FileNotFoundError as exc:
+            raise LakehouseError(ErrorCode.REGISTRY_START_FAILED, f"no Java at {java}",
+                                 hint=f"point {ENV_JAVA} at a JDK {MIN_JAVA}+") from exc
+        record = _Record(self.host, self.port, proc.pid)
+        write_state(self.data_dir / STATE_FILE, record)
+        return self._await_answer(record)
+
+    def down(self, grace: float = 20.0) -> bool:
+        """Stop the warehouse's registry gracefully; True if one was running."""
+        record = self._record()
+        pid = self._running_pid(record)
+        if record is None or pid is None:
+            return False
+        stop_java(pid, self.data_dir, grace)
+        write_state(self.data_dir / STATE_FILE, _Record(record.host, record.port, None))
+        return True
+
+    def _await_answer(self, record: _Record) -> RegistryStatus:
+        deadline = time.monotonic() + self.startup_timeout
+        client = SchemaRegistry(f"http://{record.host}:{record.port}{API}", timeout_seconds=2)
+        while time.monotonic() < deadline and self._running_pid(record) is not None:
+            if client.answers():
+                return self.status()
+            time.sleep(0.3)
+        exited = self._running_pid(record) is None
+        self.down(grace=5.0)
+        reason = "exited" if exited else f"did not answer within {self.startup_timeout:.0f}s"
+        raise LakehouseError(
+            ErrorCode.REGISTRY_START_FAILED,
+            f"Apicurio Registry at {record.host}:{record.port} {reason}",
+            hint=f"last lines of {self.log_file}:\n{self._log_tail()}",
+            data_dir=str(self.data_dir))
+
+    def _record(self) -> _Record | None:
+        return read_state(self.data_dir / STATE_FILE, _Record)
+
+    def _running_pid(self, record: _Record | None) -> int | None:
+        return None if record is None else running_java(record.pid, self.data_dir)
+
+    def _log_tail(self, lines: int = 12) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return "(no log)"
+        kept = [line[:300] for line in text if line.strip() and not line[0].isspace()]
+        return "\n".join(kept[-lines:]) or "(empty log)"

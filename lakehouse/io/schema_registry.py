@@ -1,0 +1,135 @@
+"""The schema registry, through the Confluent API (confluent-kafka's client).
+
+Any registry speaking it works: Confluent's, or Apicurio's ``/apis/ccompat/v7`` (the
+embedded one, ``lakehouse.registry_server``). The project owns the subjects of its Avro
+sources: ``publish`` sets the configured compatibility level on the subject (registering
+alone enforces nothing) and registers the contract's schema, which the registry refuses
+when the level forbids the change. ``writers`` gives every version of a subject by schema
+id, fetched once per id and cached, for silver to decode each record with the schema it
+was written with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+from lakehouse.errors import ErrorCode, LakehouseError
+
+if TYPE_CHECKING:
+    from lakehouse.config import Config
+
+SUBJECT_NOT_FOUND = 40401
+INCOMPATIBLE = 409
+
+
+class SchemaRegistry:
+    """One registry, at ``url``; ``properties`` are the client's (``basic.auth.user.info``,
+    ``ssl.*``)."""
+
+    def __init__(self, url: str, properties: Mapping[str, str] | None = None,
+                 timeout_seconds: int = 10) -> None:
+        self.url = url.rstrip("/")
+        self._client = SchemaRegistryClient({"url": self.url, "timeout": timeout_seconds,
+                                             "max.retries": 2, **(properties or {})})
+        self._by_version: dict[tuple[str, int], tuple[int, str]] = {}
+
+    def __repr__(self) -> str:
+        return f"SchemaRegistry({self.url!r})"
+
+    @property
+    def client(self) -> SchemaRegistryClient:
+        """The confluent-kafka client (for its serializers)."""
+        return self._client
+
+    def publish(self, subject: str, schema: Mapping[str, Any], level: str) -> int:
+        """Set ``level`` on ``subject`` and register ``schema`` there (registering a schema
+        it holds changes nothing); its schema id. LH-REGISTRY-003 if the level forbids it."""
+        self._call(f"setting compatibility {level} on {subject}",
+                   lambda: self._client.set_compatibility(subject, level))
+        try:
+            return int(self._client.register_schema(subject, _avro(schema)))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == INCOMPATIBLE:
+                raise LakehouseError(
+                    ErrorCode.SCHEMA_INCOMPATIBLE,
+                    f"the registry at {self.url} refused the schema of {subject}: "
+                    f"{exc.error_message}",
+                    hint=f"`lakehouse contract check --against registry` names the fields; "
+                         f"the subject's level is {level}", subject=subject) from exc
+            raise self._unreachable(f"registering a schema under {subject}", exc) from exc
+        except Exception as exc:  # the HTTP client's own errors: refused, timed out
+            raise self._unreachable(f"registering a schema under {subject}", exc) from exc
+
+    def writers(self, subject: str) -> dict[int, str]:
+        """Schema id -> schema text of every version of ``subject`` (none if it has none)."""
+        try:
+            versions = self._client.get_versions(subject)
+        except SchemaRegistryError as exc:
+            if exc.error_code == SUBJECT_NOT_FOUND or exc.http_status_code == 404:
+                return {}
+            raise self._unreachable(f"listing the versions of {subject}", exc) from exc
+        except Exception as exc:
+            raise self._unreachable(f"listing the versions of {subject}", exc) from exc
+        out = {}
+        for version in versions:
+            key = (subject, version)
+            if key not in self._by_version:
+                registered = self._call(f"reading version {version} of {subject}",
+                                        lambda v=version: self._client.get_version(subject, v))
+                self._by_version[key] = (int(registered.schema_id),
+                                         str(registered.schema.schema_str))
+            schema_id, text = self._by_version[key]
+            out[schema_id] = text
+        return out
+
+    def latest(self, subject: str) -> dict[str, Any] | None:
+        """The newest schema of ``subject`` (None if the subject has none)."""
+        try:
+            registered = self._client.get_latest_version(subject)
+        except SchemaRegistryError as exc:
+            if exc.error_code == SUBJECT_NOT_FOUND or exc.http_status_code == 404:
+                return None
+            raise self._unreachable(f"reading the latest schema of {subject}", exc) from exc
+        except Exception as exc:
+            raise self._unreachable(f"reading the latest schema of {subject}", exc) from exc
+        return dict(json.loads(str(registered.schema.schema_str)))
+
+    def level(self, subject: str) -> str:
+        """The compatibility level the registry applies to ``subject``."""
+        return str(self._call(f"reading the compatibility of {subject}",
+                              lambda: self._client.get_compatibility(subject)))
+
+    def answers(self) -> bool:
+        """Whether the registry answers at all."""
+        try:
+            self._client.get_subjects()
+        except Exception:
+            return False
+        return True
+
+    def _call(self, what: str, action: Any) -> Any:
+        try:
+            return action()
+        except Exception as exc:
+            raise self._unreachable(what, exc) from exc
+
+    def _unreachable(self, what: str, exc: Exception) -> LakehouseError:
+        return LakehouseError(
+            ErrorCode.REGISTRY_UNREACHABLE,
+            f"{what} at the schema registry {self.url} failed: {exc}",
+            hint="is it running? `lakehouse registry status` (the embedded one), or check "
+                 "schema_registry.url and its credentials", url=self.url)
+
+
+def _avro(schema: Mapping[str, Any]) -> Schema:
+    return Schema(json.dumps(schema, sort_keys=False), schema_type="AVRO")
+
+
+def registry_for(config: Config) -> SchemaRegistry:
+    """The configured registry's client."""
+    return SchemaRegistry(config.schema_registry.url, config.schema_registry.client_properties)
