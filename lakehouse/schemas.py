@@ -69,13 +69,16 @@ class ContractCheck:
     against: str
     level: str
     status: str
-    """``compatible`` | ``breaks`` | ``new`` (nothing deployed to compare with)"""
+    """``compatible`` | ``breaks`` | ``new`` (nothing deployed to compare with) | ``json``
+    (``--against registry`` for a source that is not Avro)"""
     breaches: tuple[Breach, ...] = field(default_factory=tuple)
 
     def describe(self) -> list[str]:
         """Lines for humans."""
         if self.status == "new":
             return [f"{self.name}: new (not in {self.against}), nothing to compare"]
+        if self.status == "json":
+            return [f"{self.name}: not an Avro source, no schema in the registry to compare"]
         if self.status == "compatible":
             return [f"{self.name}: compatible with {self.against} under {self.level}"]
         return [f"{self.name}: {len(self.breaches)} change(s) {self.level} forbids against "
@@ -97,6 +100,10 @@ def check(config: Config, against: str, level: str | None = None) -> list[Contra
         new = avro_schema(contract)
         found: list[Breach] = []
         if against == REGISTRY:
+            source = config.sources.get(contract.name)
+            if source is None or source.format != "avro":
+                out.append(ContractCheck(contract.name, against, level, "json"))
+                continue
             deployed = _registered(config, contract.name, level)
         else:
             text = _at_ref(path, against)
@@ -126,9 +133,7 @@ def column_changes(old: Contract, new: Contract) -> list[Breach]:
 
 def _registered(config: Config, source: str, level: str) -> list[dict[str, Any]]:
     """The schemas the new one must be compatible with: the subject's newest, or every
-    version for a transitive level (none if the source is not Avro or not registered)."""
-    if source not in config.sources or config.sources[source].format != "avro":
-        return []
+    version for a transitive level (none if nothing is registered)."""
     registry = registry_for(config)
     name = subject(config.sources[source].topic)
     if level.endswith("_TRANSITIVE"):
