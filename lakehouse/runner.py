@@ -242,10 +242,11 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     gold = [q.definition for q in selected if isinstance(q.definition, GoldTable)]
     for s in silver:
         load_plan(config, s)
-    # The Avro sources' schemas, from their contracts: a contract the subject's level
-    # forbids is refused here, before anything is read.
-    sources = {t.source for t in chosen} | {bronze_source(s.bronze) for s in silver}
-    for published in publish(config, sorted(sources & set(config.sources))):
+    # The schemas silver reads the Avro sources with, from their contracts: a contract the
+    # subject's level forbids is refused here, before anything is read. (Bronze lands the
+    # bytes untouched and needs no registry.)
+    sources = {bronze_source(s.bronze) for s in silver} & set(config.sources)
+    for published in publish(config, sorted(sources)):
         printer(f"schema of {published.source}: subject {published.subject}, id "
                 f"{published.schema_id}")
     with table_locks(config.warehouse.root, [q.definition.qualified_name for q in selected],
