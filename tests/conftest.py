@@ -12,8 +12,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Each Hypothesis example of the routing property runs a Spark plan (about 8 s here): CI
+# tries 12; `pytest --hypothesis-profile=full` tries 100.
+settings.register_profile("ci", max_examples=12)
+settings.register_profile("full", max_examples=100)
+settings.load_profile("ci")
 
 
 def free_port() -> int:

@@ -1,5 +1,5 @@
 """SIGKILL of the running job at random moments while events are still being produced,
-restarting it each time (10 kills; ``--chaos-full``: 30). Then one run catches up and the
+restarting it each time (6 kills; ``--chaos-full``: 30). Then one run catches up and the
 independent checker finds every record in its one place and gold exact."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def test_the_job_survives_hard_kills_while_events_arrive(
     warehouse = tmp_path / "warehouse"
     config = write_config(tmp_path / "conf.yaml", broker, warehouse)
     config.write_text(config.read_text().replace("shop.orders.v1", topic))
-    kills = 30 if full else 10
+    kills = 30 if full else 6
     rng = random.Random(kills)
     producing = threading.Event()
     producing.set()

@@ -75,7 +75,7 @@ def plan() -> SilverPlan:
 PLAN = plan()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(payloads, min_size=1, max_size=25))
 # Found by Hypothesis in CI: a repeated key holding the reasons' separator (U+001F) split
 # its one reason in two.
