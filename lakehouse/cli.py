@@ -231,6 +231,9 @@ def cmd_produce(config: Config, args: argparse.Namespace) -> int:
     fmt = args.format or source.format
     _say(ensure_broker(config))
     if fmt == "avro":
+        if source.format != "avro":
+            _say(f"warning: {args.source} is configured as {source.format}; silver will "
+                 f"quarantine these Avro records (set sources.{args.source}.format: avro)")
         config = _as_avro(config, args.source)
         _say(ensure_registry(config, [args.source]) or "")
     ensure_source_topics(config, [args.source])
@@ -256,9 +259,10 @@ def _as_avro(config: Config, source: str) -> Config:
 
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.runner import run
+    from lakehouse.runner import run, selected_silver, silver_sources
     _say(ensure_broker(config))
-    registry = ensure_registry(config, sorted(config.sources))
+    registry = ensure_registry(config, silver_sources(config,
+                                                      selected_silver(config, args.table)))
     if registry:
         _say(registry)
     summary = run(config, until_idle=args.until_idle, tables=args.table, printer=_say)
@@ -312,7 +316,7 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
         _say(f"silver.{table.quarantine_name}: {rows.num_rows:,} open records match"
              + (f" (showing {args.limit})" if rows.num_rows > args.limit else ""))
         for rec in rows.slice(0, args.limit).to_pylist():
-            value = (rec["value"] or b"").decode("utf-8", errors="replace")
+            value = _shown(rec["value"])
             _say(f"- {rec['_topic']}:{rec['_partition']}:{rec['_offset']} (bronze v"
                  f"{rec['_bronze_version']}, batch {rec['batch_id']}, "
                  f"{rec['quarantined_at']:%Y-%m-%d %H:%M:%S}Z) event_id={rec['event_id']}")
@@ -684,6 +688,20 @@ def _demo_observed(config: Config, report: str) -> None:
     _say("\n".join(describe_slos(slo_results(config, now), config.slo.window_minutes)))
     out = _write_file(report, render(read_report(config, now), config, now))
     _say(f"report (plots of throughput, lag, freshness, quality): {out}")
+
+
+def _shown(value: bytes | None) -> str:
+    """A raw value for a terminal: its text when it is printable UTF-8, else its bytes in
+    hex (an Avro payload, binary garbage), never raw control bytes."""
+    if value is None:
+        return "null (a tombstone)"
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(c.isprintable() or c in "\t\n" for c in text):
+        return text
+    return f"{len(value):,} bytes, hex {value[:100].hex(' ')}"
 
 
 def _write_file(path: str, text: str) -> Path:

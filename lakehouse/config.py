@@ -349,11 +349,6 @@ class Config:
         return self.schema_registry.embedded.data_dir or join(self.warehouse.root, "_registry")
 
     @property
-    def avro_sources(self) -> list[str]:
-        """The sources whose values are Avro."""
-        return sorted(n for n, s in self.sources.items() if s.format == "avro")
-
-    @property
     def broker_data_dir(self) -> str:
         """Where the embedded broker keeps its data."""
         return self.kafka.embedded.data_dir or join(self.warehouse.root, "_broker")

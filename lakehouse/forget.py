@@ -52,6 +52,7 @@ from lakehouse.io.delta import (
 from lakehouse.io.locks import table_locks
 from lakehouse.lineage.datasets import BRONZE_VERSIONS
 from lakehouse.privacy import pseudonym
+from lakehouse.quality.avro import avro_string
 from lakehouse.registry import GoldTable, SilverTable
 from lakehouse.silver import FORGET, BatchReport, SilverPlan, accounting, ledger_frame, load_plan
 
@@ -115,14 +116,17 @@ def _any(conditions: list[Column]) -> Column:
     return F.greatest(*[F.coalesce(c, F.lit(False)) for c in conditions], F.lit(False))
 
 
-def in_raw(plan: SilverPlan, value: Column, subject: Column) -> Column:
-    """Whether a raw record (its value bytes) names the subject: in one of its pii fields,
-    or, where none of them can be read (malformed JSON, a missing field), anywhere as a
-    JSON string."""
+def in_raw(plan: SilverPlan, value: Column, subject: Column, encoded: Column) -> Column:
+    """Whether a raw record (its value bytes) names the subject. JSON: in one of its pii
+    fields, or, where none of them can be read (malformed JSON, a missing field), anywhere
+    as a JSON string. Avro: anywhere as an Avro string (``encoded``, its length prefix and
+    bytes), readable or not, or as a JSON string (a JSON value sent to the Avro topic)."""
     text = value.cast("string")
+    quoted = F.instr(text, F.concat(F.lit('"'), subject, F.lit('"'))) > 0
+    if plan.avro is not None:
+        return _any([value.contains(encoded), quoted])
     fields = [F.get_json_object(text, f"$.{f}") for f in plan.contract.pii_fields]
     unreadable = F.coalesce(*fields).isNull()
-    quoted = F.instr(text, F.concat(F.lit('"'), subject, F.lit('"'))) > 0
     return _any([f == subject for f in fields] + [unreadable & quoted])
 
 
@@ -146,13 +150,14 @@ def _forget_table(spark: SparkSession, config: Config, plan: SilverPlan, subject
     name = plan.table.qualified_name
     app = f"forget:{pseudo[:16]}"
     n = _earlier_forgets(plan, app)
-    source = spark.createDataFrame([(subject, pseudo)], "subject string, pseudonym string")
+    source = spark.createDataFrame([(subject, pseudo, avro_string(subject))],
+                                   "subject string, pseudonym string, encoded binary")
     meta = {"lakehouse.query": "lakehouse forget", "lakehouse.forget": pseudo}
 
     def commit(part: str, **more: object) -> BatchCommit:
         return BatchCommit(f"{app}:{part}", n, {**meta, **more})
 
-    raw = in_raw(plan, F.col("t.value"), F.col("s.subject"))
+    raw = in_raw(plan, F.col("t.value"), F.col("s.subject"), F.col("s.encoded"))
     bronze = _erase(plan.bronze_uri, raw, source, commit("bronze"))
     erased_at = latest_version(plan.bronze_uri) or 0
     open_rows = _erase(plan.quarantine_uri, raw & F.col("t.resolution").isNull(), source,

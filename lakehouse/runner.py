@@ -245,8 +245,7 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     # The schemas silver reads the Avro sources with, from their contracts: a contract the
     # subject's level forbids is refused here, before anything is read. (Bronze lands the
     # bytes untouched and needs no registry.)
-    sources = {bronze_source(s.bronze) for s in silver} & set(config.sources)
-    for published in publish(config, sorted(sources)):
+    for published in publish(config, silver_sources(config, silver)):
         printer(f"schema of {published.source}: subject {published.subject}, id "
                 f"{published.schema_id}")
     with table_locks(config.warehouse.root, [q.definition.qualified_name for q in selected],
@@ -258,6 +257,18 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
             printer(f"created topic {name}")
         return _run(config, chosen, silver, gold, until_idle=until_idle, spark=spark,
                     printer=printer, then=then, bronze_reset=bronze_reset)
+
+
+def silver_sources(config: Config, silver: Sequence[SilverTable]) -> list[str]:
+    """The configured sources the silver tables read (the ones that need the registry when
+    they are Avro)."""
+    return sorted({bronze_source(s.bronze) for s in silver} & set(config.sources))
+
+
+def selected_silver(config: Config, tables: Sequence[str] | None) -> list[SilverTable]:
+    """The silver tables a run of ``tables`` (None: all) starts."""
+    return [q.definition for q in graph.build(config).select(tables)
+            if isinstance(q.definition, SilverTable)]
 
 
 def check_checkpoint(config: Config, table: str, printer: Printer) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,20 @@ from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.generator import AVRO_FAULTS, JSON, Encoding
 from lakehouse.io.schema_registry import registry_for
-from lakehouse.quality.avro import Breach, avro_schema, breaches, subject, to_datum
-from lakehouse.quality.contract import Contract, load_contract, parse_contract
+from lakehouse.quality.avro import (
+    Breach,
+    avro_schema,
+    breaches,
+    contract_types,
+    subject,
+    to_datum,
+)
+from lakehouse.quality.contract import Contract, Field, load_contract, parse_contract
 
 REGISTRY = "registry"
 """``--against registry``: compare with the subjects' registered schemas."""
 SUFFIX = ".contract.yaml"
+CONTRACT_TYPES = ("string", "integer", "number", "boolean", "timestamp")
 
 
 def source_contract(config: Config, source: str) -> Contract:
@@ -98,7 +106,6 @@ def check(config: Config, against: str, level: str | None = None) -> list[Contra
     for path in files:
         contract = load_contract(path)
         new = avro_schema(contract)
-        found: list[Breach] = []
         if against == REGISTRY:
             source = config.sources.get(contract.name)
             if source is None or source.format != "avro":
@@ -107,12 +114,12 @@ def check(config: Config, against: str, level: str | None = None) -> list[Contra
             deployed = _registered(config, contract.name, level)
         else:
             text = _at_ref(path, against)
-            before = None if text is None else parse_contract(text, f"{against}:{path.name}")
-            deployed = [] if before is None else [avro_schema(before)]
-            found += [] if before is None else column_changes(before, contract)
+            deployed = [] if text is None else [
+                avro_schema(parse_contract(text, f"{against}:{path.name}"))]
         if not deployed:
             out.append(ContractCheck(contract.name, against, level, "new"))
             continue
+        found = column_changes(contract_types(deployed[-1]), contract)
         for old in deployed:
             found += [b for b in breaches(old, new, level)
                       if b.field not in {f.field for f in found}]
@@ -121,14 +128,21 @@ def check(config: Config, against: str, level: str | None = None) -> list[Contra
     return out
 
 
-def column_changes(old: Contract, new: Contract) -> list[Breach]:
-    """Fields whose type changed: silver keeps its columns' types whatever the level (a run
-    refuses such a contract with LH-CONTRACT-002), so no promotion is allowed here."""
-    before = {f.name: f for f in old.fields}
-    return [Breach(f.name, "type_changed",
-                   f"type changed from {before[f.name].type} to {f.type}: silver's column "
-                   f"keeps its type (a run refuses this contract, LH-CONTRACT-002)")
-            for f in new.fields if f.name in before and before[f.name].spark_type != f.spark_type]
+def column_changes(old: Mapping[str, str], new: Contract) -> list[Breach]:
+    """Fields whose type changed (``old``: field -> contract type, as deployed): silver
+    keeps its columns' types whatever the level (a run refuses such a contract with
+    LH-CONTRACT-002), so no promotion is allowed here."""
+    out = []
+    for fld in new.fields:
+        before = old.get(fld.name)
+        if before is None or not (before in CONTRACT_TYPES or before.startswith("decimal(")):
+            continue  # not a field silver could have held as a column
+        if Field(fld.name, before).spark_type != fld.spark_type:
+            out.append(Breach(fld.name, "type_changed",
+                              f"type changed from {before} to {fld.type}: silver's column "
+                              f"keeps its type (a run refuses this contract, "
+                              f"LH-CONTRACT-002)"))
+    return out
 
 
 def _registered(config: Config, source: str, level: str) -> list[dict[str, Any]]:

@@ -72,7 +72,7 @@ from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.latency import EventTimes, event_time_aggregates, event_times
 from lakehouse.privacy import pii_key, pseudonymise
-from lakehouse.quality.avro import reader_schema, subject
+from lakehouse.quality.avro import parse_avro, reader_schema, subject
 from lakehouse.quality.contract import (
     REASONS,
     RULES,
@@ -80,7 +80,6 @@ from lakehouse.quality.contract import (
     failure_list,
     load_contract,
     parse,
-    parse_avro,
 )
 from lakehouse.quality.rules import RuleResult, Suite, apply_rules, load_suite, results, statistics
 from lakehouse.registry import SilverTable, bronze_source

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 SUBJECT_NOT_FOUND = 40401
 INCOMPATIBLE = 409
+INVALID = 422
 
 
 class SchemaRegistry:
@@ -34,8 +35,15 @@ class SchemaRegistry:
     def __init__(self, url: str, properties: Mapping[str, str] | None = None,
                  timeout_seconds: int = 10) -> None:
         self.url = url.rstrip("/")
-        self._client = SchemaRegistryClient({"url": self.url, "timeout": timeout_seconds,
-                                             "max.retries": 2, **(properties or {})})
+        try:
+            self._client = SchemaRegistryClient({"url": self.url, "timeout": timeout_seconds,
+                                                 "max.retries": 2, **(properties or {})})
+        except (ValueError, TypeError) as exc:
+            raise LakehouseError(
+                ErrorCode.CONFIG_BAD_VALUE, f"the schema registry client refused its settings: "
+                f"{exc}", hint="check schema_registry.url and schema_registry.client_properties "
+                               "(e.g. basic.auth.user.info: user:password)",
+                key="schema_registry.client_properties") from exc
         self._by_version: dict[tuple[str, int], tuple[int, str]] = {}
 
     def __repr__(self) -> str:
@@ -54,6 +62,12 @@ class SchemaRegistry:
         try:
             return int(self._client.register_schema(subject, _avro(schema)))
         except SchemaRegistryError as exc:
+            if exc.http_status_code == INVALID:
+                raise LakehouseError(
+                    ErrorCode.CONTRACT_INVALID,
+                    f"the registry at {self.url} refused the schema of {subject} as invalid: "
+                    f"{exc.error_message}", hint="the schema is derived from the source's "
+                    "contract: check its types and defaults", subject=subject) from exc
             if exc.http_status_code == INCOMPATIBLE:
                 raise LakehouseError(
                     ErrorCode.SCHEMA_INCOMPATIBLE,
@@ -66,9 +80,11 @@ class SchemaRegistry:
             raise self._unreachable(f"registering a schema under {subject}", exc) from exc
 
     def writers(self, subject: str) -> dict[int, str]:
-        """Schema id -> schema text of every version of ``subject`` (none if it has none)."""
+        """Schema id -> schema text of every version of ``subject``, soft-deleted ones
+        included (records written with them stay in bronze and must still decode); none if
+        the subject has none. Each version is fetched once."""
         try:
-            versions = self._client.get_versions(subject)
+            versions = self._client.get_versions(subject, deleted=True)
         except SchemaRegistryError as exc:
             if exc.error_code == SUBJECT_NOT_FOUND or exc.http_status_code == 404:
                 return {}
@@ -79,8 +95,9 @@ class SchemaRegistry:
         for version in versions:
             key = (subject, version)
             if key not in self._by_version:
-                registered = self._call(f"reading version {version} of {subject}",
-                                        lambda v=version: self._client.get_version(subject, v))
+                registered = self._call(
+                    f"reading version {version} of {subject}",
+                    lambda v=version: self._client.get_version(subject, v, deleted=True))
                 self._by_version[key] = (int(registered.schema_id),
                                          str(registered.schema.schema_str))
             schema_id, text = self._by_version[key]
@@ -98,11 +115,6 @@ class SchemaRegistry:
         except Exception as exc:
             raise self._unreachable(f"reading the latest schema of {subject}", exc) from exc
         return dict(json.loads(str(registered.schema.schema_str)))
-
-    def level(self, subject: str) -> str:
-        """The compatibility level the registry applies to ``subject``."""
-        return str(self._call(f"reading the compatibility of {subject}",
-                              lambda: self._client.get_compatibility(subject)))
 
     def answers(self) -> bool:
         """Whether the registry answers at all."""

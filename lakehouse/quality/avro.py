@@ -16,7 +16,7 @@ timestamp                 long, logicalType timestamp-micros
 decimal(p,s)              bytes, logicalType decimal, precision p, scale s
 required: true            the type itself (never null)
 optional                  ["null", type] with default null
-optional, default d       [type, "null"] with default d
+optional, default d       [type, "null"] with default d (Avro's encoding of d)
 ========================  ===========================================================
 
 ``breaches`` says which changes a compatibility level forbids, with Avro's own schema
@@ -31,15 +31,34 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
 from lakehouse.config import COMPATIBILITY_LEVELS
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.quality.contract import DECODED, Contract, Field
+from lakehouse.quality.contract import (
+    EXTRAS,
+    TOMBSTONE,
+    TOO_LARGE,
+    Check,
+    Contract,
+    Field,
+    add_failures,
+    future_check,
+)
 
 _DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+WIRE_HEADER = 5
+"""Magic byte 0, then the schema id as a 4-byte big-endian integer; the Avro payload
+follows."""
+DECODED = "_lakehouse_decoded"
+"""A field only silver's reader schema has, with default true: it reads true for every
+record that decoded, and null where ``from_avro`` (PERMISSIVE) gave up on the payload."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PROMOTIONS = {"int": {"long", "float", "double"}, "long": {"float", "double"},
                "float": {"double"}, "string": {"bytes"}, "bytes": {"string"}}
 """Writer type -> the reader types Avro promotes it to."""
@@ -72,51 +91,68 @@ def _avro_field(fld: Field) -> dict[str, Any]:
     if fld.required:
         out["type"] = base
         if fld.default is not None:
-            out["default"] = fld.default
+            out["default"] = _avro_default(fld)
     elif fld.default is None:
         out.update(type=["null", base], default=None)
     else:
-        out.update(type=[base, "null"], default=fld.default)
+        out.update(type=[base, "null"], default=_avro_default(fld))
     return out
 
 
 def _avro_type(fld: Field) -> Any:
     match = _DECIMAL.match(fld.type)
     if match:
-        if fld.default is not None:
-            raise _no_default(fld)
         return {"type": "bytes", "logicalType": "decimal", "precision": int(match.group(1)),
                 "scale": int(match.group(2))}
     if fld.type == "timestamp":
-        if fld.default is not None:
-            raise _no_default(fld)
         return {"type": "long", "logicalType": "timestamp-micros"}
     return {"string": "string", "integer": "long", "number": "double",
             "boolean": "boolean"}[fld.type]
 
 
-def _no_default(fld: Field) -> LakehouseError:
-    return LakehouseError(
-        ErrorCode.CONTRACT_INVALID,
-        f"field {fld.name}: an Avro source's {fld.type} field cannot have a default",
-        hint="drop the default (the field then reads null where a record lacks it)")
+def _avro_default(fld: Field) -> Any:
+    """A contract default as Avro's JSON encoding of the underlying type has it: a
+    timestamp's microseconds since the epoch, a decimal's unscaled two's-complement bytes
+    as a string of code points 0-255."""
+    match = _DECIMAL.match(fld.type)
+    if match:
+        unscaled = int(Decimal(str(fld.default)).scaleb(int(match.group(2))))
+        size = max(1, (unscaled.bit_length() + 8) // 8)
+        return unscaled.to_bytes(size, "big", signed=True).decode("latin-1")
+    if fld.type == "timestamp":
+        moment = datetime.fromisoformat(str(fld.default).replace("Z", "+00:00"))
+        return (moment - EPOCH) // timedelta(microseconds=1)
+    return fld.default
 
 
 def to_datum(event: Mapping[str, Any], contract: Contract) -> dict[str, Any]:
     """An event as its JSON twin has it -> the values the Avro schema takes: decimals as
     ``Decimal`` (from the number's text, so 12.5 stays 12.5), timestamps as aware
-    ``datetime``. Keys the contract does not name are left out."""
+    ``datetime``; a field the event lacks takes the contract's default, as the JSON parse
+    gives it. Keys the contract does not name are left out."""
     out: dict[str, Any] = {}
     for fld in contract.fields:
-        if fld.name not in event:
-            continue
-        value = event[fld.name]
+        value = event.get(fld.name)
+        if value is None:
+            value = fld.default
         if value is not None and _DECIMAL.match(fld.type):
             value = Decimal(str(value))
         elif value is not None and fld.type == "timestamp":
             value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         out[fld.name] = value
     return out
+
+
+def avro_string(text: str) -> bytes:
+    """``text`` as Avro's binary encoding writes a string: its UTF-8 length as a zigzag
+    varint, then the bytes (what to look for in a raw Avro value)."""
+    data = text.encode("utf-8")
+    n, out = len(data) << 1, bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out) + data
 
 
 # -- compatibility -------------------------------------------------------------------------
@@ -145,6 +181,10 @@ def breaches(old: Mapping[str, Any], new: Mapping[str, Any], level: str) -> list
         raise LakehouseError(ErrorCode.CONFIG_BAD_VALUE,
                              f"compatibility {level!r} is not one of {', '.join(COMPATIBILITY_LEVELS)}")
     found: list[Breach] = []
+    if level != "NONE" and old.get("name") != new.get("name"):
+        found.append(Breach("(record)", "name_changed",
+                            f"the record's name changed from {old.get('name')} to "
+                            f"{new.get('name')}: Avro matches records by name"))
     if level.startswith(("BACKWARD", "FULL")):
         found += _unreadable(reader=new, writer=old, reader_is_new=True)
     if level.startswith(("FORWARD", "FULL")):
@@ -201,6 +241,18 @@ def _reads(reader: Any, writer: Any) -> bool:
     return r["type"] == w["type"] or r["type"] in _PROMOTIONS.get(w["type"], set())
 
 
+def contract_types(schema: Mapping[str, Any]) -> dict[str, str]:
+    """Each field of a record schema -> its type in the contract's words (nullability
+    aside): what a silver column of that field would hold."""
+    out = {}
+    for fld in schema.get("fields", []):
+        branches = fld["type"] if isinstance(fld["type"], list) else [fld["type"]]
+        kept = [b for b in branches if b != "null"]
+        if len(kept) == 1:
+            out[fld["name"]] = describe(kept[0])
+    return out
+
+
 def _plain(schema: Any) -> dict[str, Any]:
     return {"type": schema} if isinstance(schema, str) else dict(schema)
 
@@ -217,3 +269,90 @@ def describe(schema: Any) -> str:
         return "timestamp"
     return {"long": "integer", "int": "integer", "double": "number", "float": "number"}.get(
         plain["type"], plain["type"]) if isinstance(plain["type"], str) else json.dumps(plain)
+
+
+# -- decoding the Confluent wire format (Spark) ----------------------------------------------
+
+def parse_avro(df: DataFrame, contract: Contract, processed_at: Column, subject: str,
+               writers: Mapping[int, str], reader: str) -> DataFrame:
+    """Parse ``df.value`` (Confluent-framed Avro) against the contract, with the output of
+    the JSON ``parse``: ``df``'s columns, every contract field typed, ``extras`` (always
+    null: Avro has no unknown keys) and the failures.
+
+    ``writers`` maps each schema id of ``subject`` to its schema (the registry's versions);
+    every record decodes with the schema its producer wrote it with into ``reader`` (the
+    contract's schema plus the ``DECODED`` marker), so an evolved producer does not break
+    silver: a field its schema lacks takes the contract's default. A writer schema the
+    reader cannot read by Avro's rules (checked here, per id, before any record is) is not
+    decoded at all: its records fail with the fields that stand in the way, instead of
+    being misread. A value without the wire format's header, an id that is not a version
+    of the subject, and a payload that does not decode each fail one rule.
+    """
+    from pyspark.sql.avro.functions import from_avro
+
+    wanted = json.loads(reader)
+    refused = {sid: "; ".join(b.describe() for b in found) for sid, text in writers.items()
+               if (found := breaches(json.loads(text), wanted, "BACKWARD"))}
+    raw = F.col("value")
+    size = F.octet_length(raw)
+    unread = (F.when(raw.isNull(), F.lit(TOMBSTONE))
+              .when(size > contract.max_record_bytes, F.lit(TOO_LARGE)))
+    framed = unread.isNull() & (size >= WIRE_HEADER) & (F.substring(raw, 1, 1) == F.lit(b"\x00"))
+    schema_id = F.when(framed, F.conv(F.hex(F.substring(raw, 2, 4)), 16, 10).cast("long"))
+    known = schema_id.isin(*writers) if writers else F.lit(False)
+    payload = F.expr(f"substring(value, {WIRE_HEADER + 1})")
+    options = {"mode": "PERMISSIVE", "avroSchema": reader}
+    # One branch per readable writer version; without any, a null of the reader's type.
+    record = F.when(F.lit(False), from_avro(payload, reader, options))
+    for sid, text in sorted(writers.items()):
+        if sid not in refused:
+            record = record.when(schema_id == sid, from_avro(payload, text, options))
+    why_not = F.lit(None).cast("string")
+    for sid, reason in sorted(refused.items()):
+        why_not = F.when(schema_id == sid, F.lit(reason)).otherwise(why_not)
+    staged = df.select("*", unread.alias("_unread"), framed.alias("_framed"),
+                       schema_id.alias("_schema_id"), known.alias("_known"),
+                       why_not.alias("_refused"), record.alias("_record"))
+    ok = F.col("_known") & F.col(f"_record.{DECODED}").isNotNull()
+    ids = ", ".join(str(i) for i in sorted(writers)) or "none"
+    first = F.upper(F.hex(F.substring(raw, 1, 1)))
+    failures = [
+        Check("contract.tombstone", F.col("_unread") == TOMBSTONE,
+              F.lit("value is null (a Kafka tombstone): an event needs a value")),
+        Check("contract.too_large", F.col("_unread") == TOO_LARGE,
+              F.concat(F.lit("value is "), F.format_number(size, 0),
+                       F.lit(f" bytes, over the contract's max_record_bytes "
+                             f"({contract.max_record_bytes:,})"))),
+        Check("contract.avro_magic_byte", F.col("_unread").isNull() & ~F.col("_framed"),
+              F.when(size < WIRE_HEADER,
+                     F.concat(F.lit("value is "), size.cast("string"),
+                              F.lit(" bytes, shorter than the Confluent wire format's "
+                                    f"{WIRE_HEADER}-byte header")))
+              .otherwise(F.concat(F.lit("value starts with byte 0x"), first,
+                                  F.lit(", not the Confluent wire format's magic byte 0x00 "
+                                        "(was it written without the Avro serializer?)")))),
+        Check("contract.avro_unknown_schema_id", F.col("_framed") & ~F.col("_known"),
+              F.concat(F.lit("schema id "), F.col("_schema_id").cast("string"),
+                       F.lit(f" is not a registered version of subject {subject} "
+                             f"(its ids: {ids})"))),
+        Check("contract.avro_undecodable", F.col("_known") & ~ok,
+              F.when(F.col("_refused").isNotNull(),
+                     F.concat(F.lit("schema id "), F.col("_schema_id").cast("string"),
+                              F.lit(" cannot be read as the contract's schema: "),
+                              F.col("_refused")))
+              .otherwise(F.concat(F.lit("payload does not decode as Avro with schema id "),
+                                  F.col("_schema_id").cast("string"),
+                                  F.lit(" (truncated, or not written with that schema)")))),
+    ]
+    typed = []
+    for fld in contract.fields:
+        value = F.when(ok, F.col(f"_record.{fld.name}")).cast(fld.spark_type)
+        typed.append(value.alias(fld.name))
+        if fld.name == contract.event_time:
+            shown = F.concat(F.lit('"'), F.date_format(value, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"),
+                             F.lit('"'))
+            failures.append(future_check(contract, value.isNotNull(), value, shown,
+                                         processed_at))
+    staged = staged.select("*", *typed, F.lit(None).cast("string").alias(EXTRAS))
+    out = add_failures(staged, failures)
+    return out.drop("_unread", "_framed", "_schema_id", "_known", "_refused", "_record")

@@ -14,7 +14,6 @@ reason) out. It uses Spark's VARIANT type, so a record's JSON is parsed once, in
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,7 +179,12 @@ def parse_contract(text: str, where: str) -> Contract:
         if pii and ftype != "string":
             raise bad(f"field {name}: only string fields can be pii (silver holds a keyed "
                       "hash of the text)")
-        fields.append(Field(name, ftype, spec.get("required", False), spec.get("default"),
+        default = spec.get("default")
+        if default is not None and not _default_fits(ftype, default):
+            raise bad(f"field {name}: default {default!r} is not a {ftype}"
+                      + (" (an ISO-8601 time with a zone offset or Z)"
+                         if ftype == "timestamp" else ""))
+        fields.append(Field(name, ftype, spec.get("required", False), default,
                             str(spec.get("description", "")), pii))
     names = {f.name for f in fields}
     for key in ("key", "event_time"):
@@ -198,6 +202,18 @@ def parse_contract(text: str, where: str) -> Contract:
         raise bad("max_record_bytes must be a positive integer (bytes)")
     return Contract(str(raw.get("name") or path.name.split(".")[0]), raw["key"],
                     raw["event_time"], future, tuple(fields), where, largest)
+
+
+def _default_fits(ftype: str, value: Any) -> bool:
+    """Whether a contract default has the field's type."""
+    if ftype in ("string", "timestamp"):
+        return isinstance(value, str) and (ftype == "string" or bool(re.match(ISO_WITH_ZONE,
+                                                                              value)))
+    if ftype == "boolean":
+        return isinstance(value, bool)
+    if ftype == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -353,7 +369,7 @@ def _field(fld: Field, contract: Contract, obj: Column,
             F.concat(F.lit(f"{fld.name} is not an ISO-8601 time with a zone offset or Z: "),
                      shown)))
         if fld.name == contract.event_time:
-            checks.append(_future(contract, ok, parsed, shown, processed_at))
+            checks.append(future_check(contract, ok, parsed, shown, processed_at))
     elif isinstance(fld.spark_type, T.DecimalType):
         # The exact number, from the value's own JSON text (no per-value Cast expression).
         exact = F.expr(f"try_cast(to_json(_r_{fld.name}) as decimal(38,18))")
@@ -364,7 +380,7 @@ def _field(fld: Field, contract: Contract, obj: Column,
     return good, value, checks
 
 
-def _future(contract: Contract, ok: Column, value: Column, shown: Column,
+def future_check(contract: Contract, ok: Column, value: Column, shown: Column,
             processed_at: Column) -> Check:
     """The event time may not be more than ``max_future_seconds`` after processing."""
     name = contract.event_time
@@ -387,84 +403,3 @@ def _any_prefix(text: Column, prefixes: tuple[str, ...]) -> Column:
     for p in prefixes[1:]:
         out = out | text.startswith(p)
     return out
-
-
-# -- Avro in the Confluent wire format ----------------------------------------------------
-
-WIRE_HEADER = 5
-"""Magic byte 0, then the schema id as a 4-byte big-endian integer; the Avro payload
-follows."""
-DECODED = "_lakehouse_decoded"
-"""A field only silver's reader schema has, with default true: it reads true for every
-record that decoded, and null where ``from_avro`` (PERMISSIVE) gave up on the payload."""
-
-
-def parse_avro(df: DataFrame, contract: Contract, processed_at: Column, subject: str,
-               writers: Mapping[int, str], reader: str) -> DataFrame:
-    """Parse ``df.value`` (Confluent-framed Avro) against the contract, with the same
-    output as ``parse``: ``df``'s columns, every contract field typed, ``extras`` (always
-    null: Avro has no unknown keys) and the failures.
-
-    ``writers`` maps each schema id of ``subject`` to its schema (the registry's versions);
-    every record decodes with the schema its producer wrote it with into ``reader`` (the
-    contract's schema plus the ``DECODED`` marker, a reader-only field with default true),
-    so an evolved producer does not break silver: a field its schema lacks takes the
-    reader's default. A value without the wire format's header, an id that is not a
-    version of the subject, and a payload that does not decode each fail one rule.
-    """
-    from pyspark.sql.avro.functions import from_avro
-
-    raw = F.col("value")
-    size = F.octet_length(raw)
-    unread = (F.when(raw.isNull(), F.lit(TOMBSTONE))
-              .when(size > contract.max_record_bytes, F.lit(TOO_LARGE)))
-    framed = unread.isNull() & (size >= WIRE_HEADER) & (F.substring(raw, 1, 1) == F.lit(b"\x00"))
-    schema_id = F.when(framed, F.conv(F.hex(F.substring(raw, 2, 4)), 16, 10).cast("long"))
-    known = schema_id.isin(*writers) if writers else F.lit(False)
-    payload = F.expr(f"substring(value, {WIRE_HEADER + 1})")
-    options = {"mode": "PERMISSIVE", "avroSchema": reader}
-    # One branch per writer version; without any, a null of the reader's type.
-    record = F.when(F.lit(False), from_avro(payload, reader, options))
-    for sid, text in sorted(writers.items()):
-        record = record.when(schema_id == sid, from_avro(payload, text, options))
-    staged = df.select("*", unread.alias("_unread"), framed.alias("_framed"),
-                       schema_id.alias("_schema_id"), known.alias("_known"),
-                       record.alias("_record"))
-    ok = F.col("_known") & F.col(f"_record.{DECODED}").isNotNull()
-    ids = ", ".join(str(i) for i in sorted(writers)) or "none"
-    first = F.upper(F.hex(F.substring(raw, 1, 1)))
-    failures = [
-        Check("contract.tombstone", F.col("_unread") == TOMBSTONE,
-              F.lit("value is null (a Kafka tombstone): an event needs a value")),
-        Check("contract.too_large", F.col("_unread") == TOO_LARGE,
-              F.concat(F.lit("value is "), F.format_number(size, 0),
-                       F.lit(f" bytes, over the contract's max_record_bytes "
-                             f"({contract.max_record_bytes:,})"))),
-        Check("contract.avro_magic_byte", F.col("_unread").isNull() & ~F.col("_framed"),
-              F.when(size < WIRE_HEADER,
-                     F.concat(F.lit("value is "), size.cast("string"),
-                              F.lit(" bytes, shorter than the Confluent wire format's "
-                                    f"{WIRE_HEADER}-byte header")))
-              .otherwise(F.concat(F.lit("value starts with byte 0x"), first,
-                                  F.lit(", not the Confluent wire format's magic byte 0x00 "
-                                        "(was it written without the Avro serializer?)")))),
-        Check("contract.avro_unknown_schema_id", F.col("_framed") & ~F.col("_known"),
-              F.concat(F.lit("schema id "), F.col("_schema_id").cast("string"),
-                       F.lit(f" is not a registered version of subject {subject} "
-                             f"(its ids: {ids})"))),
-        Check("contract.avro_undecodable", F.col("_known") & ~ok,
-              F.concat(F.lit("payload does not decode as Avro with schema id "),
-                       F.col("_schema_id").cast("string"),
-                       F.lit(" (truncated, or not written with that schema)"))),
-    ]
-    typed = []
-    for fld in contract.fields:
-        value = F.when(ok, F.col(f"_record.{fld.name}")).cast(fld.spark_type)
-        typed.append(value.alias(fld.name))
-        if fld.name == contract.event_time:
-            shown = F.concat(F.lit('"'), F.date_format(value, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"),
-                             F.lit('"'))
-            failures.append(_future(contract, value.isNotNull(), value, shown, processed_at))
-    staged = staged.select("*", *typed, F.lit(None).cast("string").alias(EXTRAS))
-    out = add_failures(staged, failures)
-    return out.drop("_unread", "_framed", "_schema_id", "_known", "_record")

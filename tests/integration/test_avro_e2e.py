@@ -4,6 +4,7 @@ their reasons, the registry refuses a schema the level forbids, nothing is lost.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from datetime import UTC, datetime, timedelta
@@ -143,3 +144,51 @@ def test_the_registry_refuses_a_schema_the_level_forbids(
     checked = lakehouse(bad, "contract", "check", "--against", "registry")
     assert checked.returncode == 2 and "LH-CONTRACT-003" in checked.stderr
     assert "field coupon" in checked.stdout and "new_field_without_default" in checked.stdout
+
+
+AGREE_BASE = """
+name: t
+key: id
+event_time: at
+fields:
+  id: {type: string, required: true}
+  at: {type: timestamp, required: true}
+  amount: {type: "decimal(12,2)", required: true}
+  n: {type: integer, default: 1}
+  note: {type: string}
+"""
+CHANGES = {
+    "add optional": AGREE_BASE + '  c: {type: string, default: "x"}\n',
+    "add required": AGREE_BASE + "  c: {type: string, required: true}\n",
+    "remove required": AGREE_BASE.replace('  amount: {type: "decimal(12,2)", required: true}\n',
+                                          ""),
+    "remove optional": AGREE_BASE.replace("  note: {type: string}\n", ""),
+    "decimal to number": AGREE_BASE.replace('"decimal(12,2)"', "number"),
+    "integer to number": AGREE_BASE.replace("n: {type: integer", "n: {type: number"),
+    "rename the record": AGREE_BASE.replace("name: t", "name: u"),
+}
+
+
+@pytest.mark.parametrize("level", ["BACKWARD", "FORWARD", "FULL"])
+def test_contract_check_predicts_the_registry(schema_registry: str, level: str) -> None:
+    """For each kind of change, `breaches` (what `contract check` runs) and the registry
+    itself give the same verdict under the level."""
+    from confluent_kafka.schema_registry import Schema
+
+    from lakehouse.io.schema_registry import SchemaRegistry
+    from lakehouse.quality.avro import avro_schema, breaches
+    from lakehouse.quality.contract import parse_contract
+
+    registry = SchemaRegistry(schema_registry)
+    old = avro_schema(parse_contract(AGREE_BASE, "t.contract.yaml"))
+    verdicts = {}
+    for name, text in CHANGES.items():
+        new = avro_schema(parse_contract(text, "t.contract.yaml"))
+        subject = f"agree.{level}.{name.replace(' ', '-')}-value"
+        registry.publish(subject, old, level)
+        allowed = registry.client.test_compatibility(subject, Schema(json.dumps(new), "AVRO"))
+        assert allowed == (not breaches(old, new, level)), (level, name)
+        verdicts[name] = allowed
+    assert verdicts["add optional"] and not verdicts["decimal to number"]
+    assert verdicts["add required"] == (level == "FORWARD")
+    assert verdicts["remove required"] == (level == "BACKWARD")

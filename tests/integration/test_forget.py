@@ -107,3 +107,46 @@ def test_a_forgotten_subject_is_gone_from_every_table_and_version(
         assert accounting(config, table).holds, accounting(config, table).describe()
     verified = lakehouse(w.config, "verify", "gold")
     assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-3000:]
+
+
+def test_an_avro_record_naming_the_subject_is_found_readable_or_not(  # type: ignore[no-untyped-def]
+        spark, tmp_path: Path) -> None:
+    """Forget's match in raw values, for an Avro source: the subject as an Avro string
+    (length prefix and bytes), in a record that decodes or one that does not."""
+    import dataclasses
+    import io
+    import json
+    import random
+    from datetime import UTC, datetime
+
+    import fastavro
+    from pyspark.sql import functions as F
+
+    from lakehouse.forget import in_raw
+    from lakehouse.generator import order_event
+    from lakehouse.io.schema_registry import SchemaRegistry
+    from lakehouse.quality.avro import avro_schema, avro_string, to_datum
+    from lakehouse.silver import AvroSource, load_plan
+    from tests.conftest import write_config
+
+    config = load_config(write_config(tmp_path / "conf.yaml", "127.0.0.1:1", tmp_path / "wh"))
+    plan = load_plan(config, next(t for t in discover_silver() if t.name == "orders"))
+    plan = dataclasses.replace(plan, avro=AvroSource(
+        SchemaRegistry("http://127.0.0.1:1"), "s-value", json.dumps(avro_schema(plan.contract))))
+
+    def value(customer: str) -> bytes:
+        event = {**order_event(random.Random(1), datetime.now(UTC)), "customer_id": customer}
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, fastavro.parse_schema(avro_schema(plan.contract)),
+                                   to_datum(event, plan.contract))
+        return b"\x00\x00\x00\x00\x01" + out.getvalue()
+
+    rows = [(0, value("c-000042")), (1, value("c-000042")[:-4]), (2, value("c-0000421")),
+            (3, value("c-000043")), (4, None), (5, b'{"customer_id": "c-000042"}')]
+    df = spark.createDataFrame(rows, "i int, value binary").select(
+        "i", F.col("value").alias("v"), F.lit("c-000042").alias("subject"),
+        F.lit(avro_string("c-000042")).alias("encoded"))
+    found = {r["i"] for r in df.filter(in_raw(plan, F.col("v"), F.col("subject"),
+                                              F.col("encoded"))).collect()}
+    assert found == {0, 1, 5}  # not a longer id holding it; JSON sent to the Avro topic too
+    assert avro_string("é" * 64)[:2] == bytes([0x80, 0x02])  # 128 bytes: a 2-byte varint

@@ -15,13 +15,12 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakehouse.generator import Fault, wire_fault
-from lakehouse.quality.avro import avro_schema, reader_schema, to_datum
+from lakehouse.quality.avro import avro_schema, parse_avro, reader_schema, to_datum
 from lakehouse.quality.contract import (
     REASONS,
     RULES,
     failure_list,
     parse,
-    parse_avro,
     parse_contract,
 )
 from tests.conftest import ROOT
@@ -29,17 +28,22 @@ from tests.conftest import ROOT
 PROCESSED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ORDERS = (ROOT / "expectations" / "orders.contract.yaml").read_text()
 V1 = parse_contract(ORDERS, "orders.contract.yaml")
-V2 = parse_contract(ORDERS + '  coupon: {type: string, default: "none"}\n',
+V2 = parse_contract(ORDERS + '  coupon: {type: string, default: "none"}\n'
+                    '  fee: {type: "decimal(6,2)", default: -1.5}\n'
+                    '  paid_at: {type: timestamp, default: "2026-01-02T03:04:05.5Z"}\n',
                     "orders.contract.yaml")
 GOOD = {"event_id": "e1", "event_type": "order_placed", "order_id": "o1", "customer_id": "c1",
         "event_time": "2026-11-22T11:59:00.000Z", "amount": 12.5, "currency": "EUR",
         "quantity": 2, "category": "café", "country": "DE", "schema_version": 1}
-WRITERS = {11: json.dumps(avro_schema(V1)), 12: json.dumps(avro_schema(V2))}
+MILLIS = json.loads(json.dumps(avro_schema(V1)).replace("timestamp-micros", "timestamp-millis"))
+WRITERS = {11: json.dumps(avro_schema(V1)), 12: json.dumps(avro_schema(V2)),
+           13: json.dumps(MILLIS)}
 
 
-def framed(schema_id: int, event: dict[str, Any], contract: Any) -> bytes:
+def framed(schema_id: int, event: dict[str, Any], contract: Any,
+           schema: dict[str, Any] | None = None) -> bytes:
     out = io.BytesIO()
-    fastavro.schemaless_writer(out, fastavro.parse_schema(avro_schema(contract)),
+    fastavro.schemaless_writer(out, fastavro.parse_schema(schema or avro_schema(contract)),
                                to_datum(event, contract))
     return b"\x00" + schema_id.to_bytes(4, "big") + out.getvalue()
 
@@ -57,9 +61,12 @@ CASES: list[tuple[bytes | None, set[str], str]] = [
      "not the Confluent wire format's magic byte"),
     (wire_fault(Fault.UNKNOWN_SCHEMA_ID, framed(11, GOOD, V1), RNG),
      {"contract.avro_unknown_schema_id"}, "is not a registered version of subject s-value "
-                                          "(its ids: 11, 12)"),
+                                          "(its ids: 11, 12, 13)"),
     (framed(11, GOOD, V1)[:-3], {"contract.avro_undecodable"}, "schema id 11"),
     (b"\x00" + (12).to_bytes(4, "big"), {"contract.avro_undecodable"}, "schema id 12"),
+    # A producer's timestamp-millis would read as micros (1970 dates): not decoded at all.
+    (framed(13, GOOD, V1, MILLIS), {"contract.avro_undecodable"},
+     "schema id 13 cannot be read as the contract's schema: field event_time: type changed"),
 ]
 
 
@@ -92,6 +99,9 @@ def test_both_writer_versions_read_as_the_json_twin_does(spark, parsed) -> None:
         avro = {k: v for k, v in parsed[i].asDict().items() if k in as_json[i]}
         assert avro == {**as_json[i], "value": avro["value"]}
     assert parsed[0]["coupon"] == "none" and parsed[1]["coupon"] == "X"
+    assert parsed[0]["fee"] == Decimal("-1.50")  # v2's defaults, read by Spark's Avro
+    assert parsed[0]["paid_at"] == datetime(2026, 1, 2, 3, 4, 5, 500000)  # UTC, naive
+    assert parsed[1]["fee"] == Decimal("-1.50")
     assert parsed[0]["amount"] == Decimal("12.50") and parsed[0]["extras"] is None
     assert parsed[4]["event_id"] is None  # a rejected record carries no typed values
 

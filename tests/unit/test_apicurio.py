@@ -19,25 +19,24 @@ def jdk(root: Path, name: str, version: str) -> Path:
     return home
 
 
-def test_the_newest_jdk_of_21_or_later_is_chosen(tmp_path: Path) -> None:
-    root = tmp_path / "jvm"
-    jdk(root, "java-17", "17.0.15")
-    jdk(root, "temurin-21", "21.0.2")
-    newest = jdk(root, "temurin-25", "25.0.3")
-    assert java_version(newest) == 25 and java_version(tmp_path) == 0
-    assert registry_java({}, root) == newest / "bin" / "java"
-    chosen = jdk(tmp_path, "mine", "21")
-    assert registry_java({ENV_JAVA: str(chosen)}, root) == chosen / "bin" / "java"
+def test_the_registry_runs_on_the_packaged_java_unless_told_otherwise(tmp_path: Path) -> None:
+    packaged = registry_java({})
+    assert java_version(packaged.parents[1]) >= 21 and packaged.is_file()
+    chosen = jdk(tmp_path, "mine", "21.0.2")
+    assert registry_java({ENV_JAVA: str(chosen)}) == chosen / "bin" / "java"
+    assert java_version(tmp_path) == 0
 
 
-def test_without_java_21_the_error_says_what_was_found(tmp_path: Path) -> None:
-    root = tmp_path / "jvm"
-    jdk(root, "java-17", "17.0.15")
+def test_a_java_too_old_is_a_clear_error(tmp_path: Path) -> None:
+    old = jdk(tmp_path, "java-17", "17.0.15")
     with pytest.raises(LakehouseError) as info:
-        registry_java({"JAVA_HOME": str(root / "java-17")}, root)
+        registry_java({ENV_JAVA: str(old)})
     assert info.value.code is ErrorCode.REGISTRY_START_FAILED
-    assert "needs Java 21" in info.value.message and "java-17 (17)" in info.value.message
+    assert "needs Java 21" in info.value.message and "is Java 17" in info.value.message
     assert ENV_JAVA in info.value.hint
+    with pytest.raises(LakehouseError) as info:
+        registry_java({ENV_JAVA: str(tmp_path / "nothing")})
+    assert "no Java home" in info.value.message
 
 
 def test_a_port_held_by_another_process_is_refused(tmp_path: Path) -> None:

@@ -18,3 +18,11 @@ def test_py4j_connection_tracebacks_on_the_root_logger_are_dropped() -> None:
     assert not _py4j_connection_tracebacks(_record("root", gateway))
     assert _py4j_connection_tracebacks(_record("root", os.path.join("lakehouse", "runner.py")))
     assert _py4j_connection_tracebacks(_record("lakehouse.runner", gateway))
+
+
+def test_a_quarantined_value_is_shown_as_text_or_as_hex() -> None:
+    from lakehouse.cli import _shown
+    assert _shown(b'{"a": "caf\xc3\xa9"}') == '{"a": "café"}'
+    assert _shown(None) == "null (a tombstone)"
+    assert _shown(b"\x00\x00\x00\x00\x01\x02ab") == "8 bytes, hex 00 00 00 00 01 02 61 62"
+    assert _shown(b"\xff\xfe") == "2 bytes, hex ff fe"

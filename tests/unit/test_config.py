@@ -46,7 +46,7 @@ def test_local_defaults() -> None:
     assert config.spark.driver_memory == "4g"  # Spark's 1g default runs out on a backlog
     assert config.spark.driver_java_options == ""
     assert config.streaming.shape == "tables"
-    assert config.source("orders").format == "json" and config.avro_sources == []
+    assert config.source("orders").format == "json"
     assert config.schema_registry.embedded.enabled
     assert config.schema_registry.compatibility == "BACKWARD"
     assert config.registry_data_dir == config.warehouse.root + "/_registry"
@@ -57,7 +57,7 @@ def test_the_schema_registry_settings() -> None:
             "warehouse": {"root": "/tmp/w"},
             "sources": {"orders": {"topic": "t", "format": "avro"}}}
     config = parse_config(base, env={"LAKEHOUSE_SCHEMA_REGISTRY_URL": "https://sr:8081"})
-    assert config.avro_sources == ["orders"]
+    assert config.source("orders").format == "avro"
     assert config.schema_registry.url == "https://sr:8081"
     assert not config.schema_registry.embedded.enabled, "a registry given from outside"
     secret = parse_config({**base, "schema_registry": {"client_properties": {
