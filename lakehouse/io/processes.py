@@ -76,3 +76,15 @@ def read_state(path: Path, kind: type[T]) -> T | None:
 def write_state(path: Path, record: Any) -> None:
     """Record a server's state (a dataclass) as JSON."""
     path.write_text(json.dumps(asdict(record), indent=2) + "\n")
+
+
+def log_tail(log: Path, lines: int = 12) -> str:
+    """The last message lines of a server's log, for an error's hint: stack frames and
+    configuration dumps (indented, or Dropwizard's ``! at``) left out, lines cut at 300."""
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    kept = [line[:300] for line in text
+            if line.strip() and not line[0].isspace() and not line.startswith(("! at ", "! ..."))]
+    return "\n".join(kept[-lines:]) or "(empty log)"

@@ -34,6 +34,7 @@ from typing import Any
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.processes import (
+    log_tail,
     port_free,
     read_state,
     running_java,
@@ -275,7 +276,7 @@ class Marquez:
         self.down(grace=5.0)
         reason = "exited" if exited else f"was not healthy within {self.startup_timeout:.0f}s"
         raise self._failed(f"Marquez at {self.url} {reason}",
-                           f"last lines of {self.log_file}:\n{_tail(self.log_file)}")
+                           f"last lines of {self.log_file}:\n{log_tail(self.log_file)}")
 
     def _failed(self, message: str, hint: str) -> LakehouseError:
         return LakehouseError(ErrorCode.MARQUEZ_START_FAILED, message, hint=hint,
@@ -409,7 +410,7 @@ class _Postgres:
                                 capture_output=True, text=True, check=False)
         if result.returncode != 0:
             output = (result.stderr or result.stdout).strip()[-1500:]
-            log = f"\nlast lines of {self.log}:\n{_tail(self.log)}" if self.log.exists() else ""
+            log = f"\nlast lines of {self.log}:\n{log_tail(self.log)}" if self.log.exists() else ""
             raise self._failed(f"{what} failed: {output or f'exit code {result.returncode}'}",
                                f"command: {shlex.join(command)}{log}")
         return result.stdout
@@ -514,14 +515,3 @@ def _healthy(admin_url: str) -> bool:
             return int(response.status) == 200
     except (OSError, ValueError, http.client.HTTPException):
         return False
-
-
-def _tail(log: Path, lines: int = 15) -> str:
-    try:
-        text = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    # Stack frames are indented, or start with "! at" in Dropwizard's format.
-    kept = [line[:300] for line in text
-            if line.strip() and not line[0].isspace() and not line.startswith(("! at ", "! ..."))]
-    return "\n".join(kept[-lines:]) or "(empty log)"

@@ -52,3 +52,16 @@ def test_a_port_held_by_another_process_is_refused(tmp_path: Path) -> None:
         status = registry.status()
         assert not status.running and status.port_taken and "held" in status.describe()
     assert registry.down() is False
+
+
+def test_a_failed_start_s_hint_shows_the_log_s_messages_not_its_stack_frames(
+        tmp_path: Path) -> None:
+    from lakehouse.io.processes import log_tail
+    log = tmp_path / "server.log"
+    assert log_tail(log) == "(no log)"
+    log.write_text("")
+    assert log_tail(log) == "(empty log)"
+    log.write_text("started\nERROR Failed to start\n\tat io.Quarkus.run(Q.java:1)\n"
+                   "! at marquez.App\nCaused by: java.net.BindException: in use\n" + "x" * 400)
+    assert log_tail(log, lines=3).splitlines() == [
+        "ERROR Failed to start", "Caused by: java.net.BindException: in use", "x" * 300]
