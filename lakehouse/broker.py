@@ -41,6 +41,7 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.kafka_admin import MAX_RECORD_BYTES, admin_client, answers
 from lakehouse.io.kafka_security import jaas_quoted, sasl_properties
 from lakehouse.io.processes import (
+    ServerStatus,
     free_port,
     log_tail,
     port_free,
@@ -79,30 +80,6 @@ logger.controller.level = WARN
 logger.state.name = state.change.logger
 logger.state.level = WARN
 """
-
-
-@dataclass(frozen=True)
-class BrokerStatus:
-    """What ``lakehouse broker status`` reports."""
-
-    running: bool
-    answering: bool
-    pid: int | None
-    bootstrap: str
-    data_dir: str
-    port_taken: bool = False
-    """Not running, and something else holds its port."""
-
-    def describe(self) -> str:
-        """One line for humans."""
-        if self.running and self.answering:
-            return f"running (pid {self.pid}) at {self.bootstrap}, data in {self.data_dir}"
-        if self.running:
-            return f"started (pid {self.pid}) but not answering at {self.bootstrap} yet"
-        if self.port_taken:
-            return (f"not running; {self.bootstrap} is held by another process "
-                    f"(another warehouse's broker?)")
-        return f"not running (would listen on {self.bootstrap}, data in {self.data_dir})"
 
 
 @dataclass(frozen=True)
@@ -154,18 +131,18 @@ class EmbeddedBroker:
         return not port_free(self.host, self.port) and answers(
             self.bootstrap, self.client_properties, timeout=timeout)
 
-    def status(self) -> BrokerStatus:
+    def status(self) -> ServerStatus:
         """Is the warehouse's broker running, and does it answer?"""
         record = self._record()
         pid = self._running_pid(record)
         if record is not None and pid is not None:
             bootstrap = f"{record.host}:{record.port}"
-            return BrokerStatus(True, answers(bootstrap, self.client_properties, timeout=2.0),
+            return ServerStatus(True, answers(bootstrap, self.client_properties, timeout=2.0),
                                 pid, bootstrap, str(self.data_dir))
-        return BrokerStatus(False, False, None, self.bootstrap, str(self.data_dir),
+        return ServerStatus(False, False, None, self.bootstrap, str(self.data_dir),
                             port_taken=not port_free(self.host, self.port))
 
-    def up(self) -> BrokerStatus:
+    def up(self) -> ServerStatus:
         """Start the broker unless it already runs; return once it answers."""
         record = self._record()
         if record is not None and self._running_pid(record) is not None:
@@ -330,7 +307,7 @@ class EmbeddedBroker:
             raise LakehouseError(ErrorCode.BROKER_START_FAILED, f"no Java at {java()}",
                                  hint="install a JDK 17 or set JAVA_HOME") from exc
 
-    def _await_answer(self, record: _Record) -> BrokerStatus:
+    def _await_answer(self, record: _Record) -> ServerStatus:
         """The status once the recorded broker answers; a clear error if it exits or stalls."""
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline and self._running_pid(record) is not None:

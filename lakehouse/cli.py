@@ -62,14 +62,21 @@ def cmd_broker(config: Config, args: argparse.Namespace) -> int:
             f"the broker is external ({config.kafka.bootstrap_servers}); nothing to "
             f"{args.action}", hint="unset LAKEHOUSE_KAFKA_BOOTSTRAP to use the embedded one")
     broker = _embedded_broker(config, args.port)
-    if args.action == "up":
-        _say(f"broker {broker.up().describe()}")
-        _say(f"bootstrap servers: {broker.bootstrap}")
-    elif args.action == "down":
-        _say("broker stopped" if broker.down() else "broker was not running")
+    return _control(broker, args.action, "broker", f"bootstrap servers: {broker.bootstrap}")
+
+
+def _control(server: EmbeddedBroker | EmbeddedRegistry, action: str, name: str,
+             reach: str) -> int:
+    """``<name> up|down|status`` of a local server: ``reach`` says, after ``up``, how
+    clients reach it; ``status`` exits 0 if it answers, 3 if not."""
+    if action == "up":
+        _say(f"{name} {server.up().describe()}")
+        _say(reach)
+    elif action == "down":
+        _say(f"{name} stopped" if server.down() else f"{name} was not running")
     else:
-        status = broker.status()
-        _say(f"broker {status.describe()}")
+        status = server.status()
+        _say(f"{name} {status.describe()}")
         return 0 if status.answering else 3
     return 0
 
@@ -102,16 +109,8 @@ def cmd_registry(config: Config, args: argparse.Namespace) -> int:
             f"the schema registry is external ({config.schema_registry.url}); nothing to "
             f"{args.action}", hint="unset LAKEHOUSE_SCHEMA_REGISTRY_URL to use the embedded one")
     registry = _embedded_registry(config)
-    if args.action == "up":
-        _say(f"schema registry {registry.up().describe()}")
-        _say(f"Confluent-compatible API: {registry.url}")
-    elif args.action == "down":
-        _say("schema registry stopped" if registry.down() else "schema registry was not running")
-    else:
-        status = registry.status()
-        _say(f"schema registry {status.describe()}")
-        return 0 if status.answering else 3
-    return 0
+    return _control(registry, args.action, "schema registry",
+                    f"Confluent-compatible API: {registry.url}")
 
 
 def cmd_contract(config: Config, args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,3 +88,30 @@ def log_tail(log: Path, lines: int = 12) -> str:
     kept = [line[:300] for line in text
             if line.strip() and not line[0].isspace() and not line.startswith(("! at ", "! ..."))]
     return "\n".join(kept[-lines:]) or "(empty log)"
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """Whether a local server the project starts (the broker, the schema registry) runs
+    and answers, as ``<name> status`` reports it."""
+
+    running: bool
+    answering: bool
+    pid: int | None
+    address: str
+    """Where clients reach it (bootstrap servers, a URL)."""
+    data_dir: str
+    port_taken: bool = False
+    """Not running, and something else holds its port."""
+    keeps: str = "data"
+    """What ``data_dir`` holds, in words."""
+
+    def describe(self) -> str:
+        """One line for humans."""
+        if self.running and self.answering:
+            return f"running (pid {self.pid}) at {self.address}, {self.keeps} in {self.data_dir}"
+        if self.running:
+            return f"started (pid {self.pid}) but not answering at {self.address} yet"
+        if self.port_taken:
+            return f"not running; {self.address} is held by another process"
+        return f"not running (would serve {self.address}, {self.keeps} in {self.data_dir})"
