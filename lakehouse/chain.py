@@ -6,7 +6,8 @@ waits for a trigger of each layer in turn, and the layers' queries compete for t
 Chained, the query that reads Kafka lands its micro-batch in bronze; then each silver
 table reading that bronze table routes the bronze versions it has not routed yet; then
 each gold table reading that silver table merges the silver versions it has not merged
-yet. The stages run the per-table shape's own writers (``SilverWriter``, ``GoldWriter``)
+yet; sibling stages (the gold tables of one silver table) run side by side, each in a
+thread of its own. The stages run the per-table shape's own writers (``SilverWriter``, ``GoldWriter``)
 on a batch read of their input's change feed, so a table holds the same rows whichever
 shape built it.
 
@@ -24,7 +25,9 @@ query reads Kafka.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -89,8 +92,24 @@ class Stage:
                 partial(self.lineage.tracked, first, partial(self.writer, changes)),
                 streamed=False)
             self.next_version = end + 1
-            for stage in self.then:
-                stage.catch_up(spark)
+            catch_up_all(self.then, spark)
+
+
+def catch_up_all(stages: Sequence[Stage], spark: SparkSession) -> None:
+    """Catch sibling stages up side by side (each reads the same input and commits to
+    tables of its own; their Spark jobs share the session's cores), and fail, once all
+    have ended, with the first one's error. Each runs on a session of its own: a MERGE
+    takes its commit metadata from its session's conf."""
+    if len(stages) <= 1:
+        for stage in stages:
+            stage.catch_up(spark)
+        return
+    with ThreadPoolExecutor(len(stages), thread_name_prefix="lakehouse-stage") as pool:
+        # Each thread sees the batch's context: its steps land in the batch's breakdown.
+        futures = [pool.submit(contextvars.copy_context().run, stage.catch_up,
+                               spark.newSession()) for stage in stages]
+    for future in futures:
+        future.result()
 
 
 @dataclass
@@ -102,8 +121,7 @@ class ChainWriter:
 
     def __call__(self, df: DataFrame, run: BatchRun) -> BatchIO:
         io = self.bronze(df, run)
-        for stage in self.stages:
-            stage.catch_up(df.sparkSession)
+        catch_up_all(self.stages, df.sparkSession)
         return io
 
     def all_stages(self) -> list[Stage]:
@@ -177,8 +195,7 @@ def start_chain(spark: SparkSession, config: Config, bronze: BronzeTable,
     for stage in driven:
         _own_checkpoint_removed(config, stage.name, printer)
         stage.lineage.started(new_run_id(), f"{stage.name}:{CHAINED}")
-    for stage in stages:
-        stage.catch_up(spark)
+    catch_up_all(stages, spark)
     query = start_batches(out, config, bronze.qualified_name, chain, lineage.query(spec),
                           events)
     return query, [stage.name for stage in driven]

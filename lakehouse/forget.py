@@ -16,7 +16,7 @@ For each silver table whose contract marks fields ``pii: true``, in this order:
 
 Each erasure is a MERGE with the subject in a one-row source and ``WHEN MATCHED THEN
 DELETE``, so neither the id nor its pseudonym is written into a commit's predicate; every
-commit carries ``txn(forget:<pseudonym prefix>:<part>, n)``: a forget that died half way
+commit is batch ``n`` of the app id ``forget:<pseudonym prefix>:<part>``: a forget that died half way
 is finished by running it again, and the ledger counts each row once. It runs with
 lineage off (the plans name the subject) and refuses while silver has bronze records it
 has not routed (LH-FORGET-001): the counts would not add up.
@@ -42,7 +42,7 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import move_aside
 from lakehouse.io.delta import (
     BatchCommit,
-    append,
+    append_rows,
     committed,
     ensure_table,
     latest_version,
@@ -54,7 +54,7 @@ from lakehouse.lineage.datasets import BRONZE_VERSIONS
 from lakehouse.privacy import pseudonym
 from lakehouse.quality.avro import avro_string
 from lakehouse.registry import GoldTable, SilverTable
-from lakehouse.silver import FORGET, BatchReport, SilverPlan, accounting, ledger_frame, load_plan
+from lakehouse.silver import FORGET, BatchReport, SilverPlan, accounting, ledger_row, load_plan
 
 Printer = Callable[[str], None]
 AUDIT_SCHEMA = T.StructType([
@@ -172,8 +172,8 @@ def _forget_table(spark: SparkSession, config: Config, plan: SilverPlan, subject
                         {"from": erased_at, "to": erased_at})}))
     duplicates = bronze - silver - open_rows - dup_rows
     report = BatchReport(-bronze, -silver, -open_rows, -duplicates, 0, None, 0.0)
-    append(ledger_frame(spark, plan, FORGET, app, n, (erased_at, erased_at), report),
-           plan.ledger_uri, BatchCommit(app, n, meta))
+    append_rows(ledger_row(plan, FORGET, app, n, (erased_at, erased_at), report),
+                plan.ledger_uri, BatchCommit(app, n, meta), plan.storage_options)
     aside = move_aside(config.warehouse.checkpoint_uri(name), "forget")
     if aside:
         printer(f"[{name}] checkpoint moved to {aside}: the next run resumes after bronze "

@@ -79,6 +79,7 @@ from lakehouse.lineage.datasets import (
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.latency import event_time_aggregates, event_times
+from lakehouse.observe.steps import step
 from lakehouse.registry import GoldTable
 from lakehouse.spark import start_batches
 
@@ -246,8 +247,10 @@ class GoldWriter:
         rows = appended_rows(df).persist()
         try:
             times = event_time_aggregates(EVENT_TIME) if EVENT_TIME in rows.columns else []
-            totals = rows.agg(F.count(F.lit(1)).alias("n"), F.min(VERSION_COLUMN).alias("first"),
-                              F.max(VERSION_COLUMN).alias("last"), *times).first()
+            with step("read silver rows"):
+                totals = rows.agg(F.count(F.lit(1)).alias("n"),
+                                  F.min(VERSION_COLUMN).alias("first"),
+                                  F.max(VERSION_COLUMN).alias("last"), *times).first()
             assert totals is not None
             if not totals["n"]:
                 return BatchIO([Read(silver, 0)])
@@ -280,7 +283,8 @@ class GoldWriter:
         if agg.rollup is None:
             out = stamped(finish(agg, merged)).persist()
             try:
-                upserted = out.count()
+                with step("aggregate"):
+                    upserted = out.count()
                 faults.crash_point(self.query_name, "before_delta_commit", batch_id)
                 written = upsert(out, plan.uri, agg.output_keys, commit)
                 faults.crash_point(self.query_name, "after_delta_commit", batch_id)
@@ -299,10 +303,11 @@ class GoldWriter:
         group_rows = matching(stored, touched, rks, "semi")
         groups = regroup(agg, state_rows, stored, group_rows).persist()
         try:
-            counts = groups.agg(F.count(F.when(~F.col(EMPTY), 1)).alias("out"),
-                                F.count(F.when(F.col(EMPTY), 1)).alias("gone")).first()
+            with step("aggregate"):
+                counts = groups.agg(F.count(F.when(~F.col(EMPTY), 1)).alias("out"),
+                                    F.count(F.when(F.col(EMPTY), 1)).alias("gone")).first()
+                state_count = state_rows.count()
             assert counts is not None
-            state_count = state_rows.count()
             out = stamped(groups.filter(~F.col(EMPTY)).drop(EMPTY))
             deletes = groups.filter(F.col(EMPTY)).select(*agg.output_keys)
             written = upsert(out, plan.uri, agg.output_keys, commit, deletes)

@@ -34,7 +34,7 @@ from lakehouse.io.delta import (
     VERSION_COLUMN,
     BatchCommit,
     WriteResult,
-    append,
+    append_rows,
     latest_version,
     merge,
     open_table,
@@ -49,10 +49,10 @@ from lakehouse.silver import (
     SilverPlan,
     held_keys,
     insert_new,
-    ledger_frame,
+    ledger_row,
     load_plan,
     mark_held,
-    quality_frame,
+    quality_rows,
     route,
 )
 
@@ -233,11 +233,11 @@ def replay(config: Config, table: SilverTable, selection: Selection, spark: Spar
         if replayed + duplicates:
             _mark_resolved(plan, outcome, commit)
         if routed.results:
-            append(quality_frame(spark, plan, app, batch_id, routed.results),
-                   plan.quality_uri, commit)
+            append_rows(quality_rows(plan, app, batch_id, routed.results), plan.quality_uri,
+                        commit, plan.storage_options)
         report = ReplayReport(routed.rows, replayed, duplicates, routed.quarantined,
                               written.version, time.monotonic() - started)
-        _ledger_line(spark, plan, routed, commit, report)
+        _ledger_line(plan, routed, commit, report)
     finally:
         if outcome is not None:
             outcome.unpersist()
@@ -267,11 +267,11 @@ def _mark_resolved(plan: SilverPlan, outcome: DataFrame, commit: BatchCommit) ->
                  commit)
 
 
-def _ledger_line(spark: SparkSession, plan: SilverPlan, routed: Routed, commit: BatchCommit,
+def _ledger_line(plan: SilverPlan, routed: Routed, commit: BatchCommit,
                  report: ReplayReport) -> None:
     """The replay's ``replay`` line: records moved from quarantine to silver (or found
     duplicate); no bronze rows of its own."""
     line = BatchReport(0, report.to_silver, -(report.to_silver + report.duplicates), 0,
                        report.duplicates, report.silver_version, report.seconds)
-    append(ledger_frame(spark, plan, "replay", commit.app_id, commit.batch_id,
-                        routed.versions, line), plan.ledger_uri, commit)
+    append_rows(ledger_row(plan, "replay", commit.app_id, commit.batch_id, routed.versions,
+                           line), plan.ledger_uri, commit, plan.storage_options)

@@ -15,9 +15,9 @@ and replaced in one commit each.
 
 Exactly once: a replay is batch ``n`` of writer ``<table>:replay``. In the same table its
 ledger line is written first, with the range and the adjustment it makes to the
-accounting; then every table commit carries ``txn(<table>:replay, n)``. A replay that
-died half way is resumed (same range, same result) by running it again; each table it
-had already committed is skipped by Delta. Commits record the input range (bronze or
+accounting; then every table commit. A replay that died half way is resumed (same
+range, same result) by running it again; each table it had already committed is
+skipped (``lakehouse.io.delta``). Commits record the input range (bronze or
 silver versions) and a run id, so ``explain`` and ``history`` see replays like stream
 batches. Only counts reach the driver.
 
@@ -48,8 +48,9 @@ from lakehouse.io.checkpoints import move_aside
 from lakehouse.io.delta import (
     MERGE_KEYS,
     BatchCommit,
-    append,
+    append_rows,
     appended_rows,
+    last_batch,
     latest_version,
     open_table,
     replace,
@@ -63,9 +64,9 @@ from lakehouse.silver import (
     BatchReport,
     Routed,
     SilverPlan,
-    ledger_frame,
+    ledger_row,
     load_plan,
-    quality_frame,
+    quality_rows,
     quarantine_rows,
     route,
 )
@@ -129,15 +130,6 @@ def _in_range(first: int, last: int) -> str:
     return f"_bronze_version >= {first} AND _bronze_version <= {last}"
 
 
-def _txn(uri: str, app: str, storage_options: dict[str, str]) -> int | None:
-    """The last batch id ``app`` committed to the table (its Delta transaction version)."""
-    table = open_table(uri, storage_options)
-    if table is None:
-        return None
-    done = table.transaction_version(app)
-    return None if done is None else int(done)
-
-
 @dataclass(frozen=True)
 class _Before:
     """The range's rows in silver and quarantine before a replay (counts only)."""
@@ -190,7 +182,7 @@ def replay_silver(spark: SparkSession, config: Config, table: SilverTable,
         printer(f"[{table.qualified_name}] replay {n} stopped half way: resuming it "
                 f"(bronze versions {first}..{last})")
     else:
-        done = _txn(plan.ledger_uri, app, opts)
+        done = last_batch(plan.ledger_uri, app)
         n = 0 if done is None else done + 1
         newest = latest_version(plan.bronze_uri)
         if newest is None:
@@ -221,10 +213,10 @@ def replay_silver(spark: SparkSession, config: Config, table: SilverTable,
             _write_side_tables(spark, plan, side, routed, quarantined, first, commit)
         else:
             if pending is None:
-                _ledger_line(spark, plan, routed, before, commit, first, last, started)
+                _ledger_line(plan, routed, before, commit, first, last, started)
             if routed.results:
-                append(quality_frame(spark, plan, app, n, routed.results), plan.quality_uri,
-                       commit)
+                append_rows(quality_rows(plan, app, n, routed.results), plan.quality_uri,
+                            commit, plan.storage_options)
             where = _in_range(first, last)
             replace(routed.silver, plan.uri, commit, where, ("event_date",))
             faults.crash_point(app, "after_delta_commit", n)
@@ -234,8 +226,8 @@ def replay_silver(spark: SparkSession, config: Config, table: SilverTable,
     return with_fields(report, seconds=time.monotonic() - started)
 
 
-def _ledger_line(spark: SparkSession, plan: SilverPlan, routed: Routed, before: _Before,
-                 commit: BatchCommit, first: int, last: int, started: float) -> None:
+def _ledger_line(plan: SilverPlan, routed: Routed, before: _Before, commit: BatchCommit,
+                 first: int, last: int, started: float) -> None:
     """The replay's ``rebuild`` line: no bronze rows of its own, and the change it makes
     to silver, open quarantine and (as ``duplicates_in_silver``) the duplicates, so the
     accounting identity holds once the tables are replaced."""
@@ -244,18 +236,18 @@ def _ledger_line(spark: SparkSession, plan: SilverPlan, routed: Routed, before: 
     line = BatchReport(0, routed.new_rows - before.silver,
                        routed.quarantined - before.open_quarantined, 0, adjustment, None,
                        time.monotonic() - started)
-    append(ledger_frame(spark, plan, REBUILD, commit.app_id, commit.batch_id, (first, last),
-                        line), plan.ledger_uri, commit)
+    append_rows(ledger_row(plan, REBUILD, commit.app_id, commit.batch_id, (first, last), line),
+                plan.ledger_uri, commit, plan.storage_options)
 
 
 def _pending(plan: SilverPlan, app: str) -> tuple[int, int, int] | None:
     """(n, first, last) of a replay whose ledger line is written but whose silver or
     quarantine commit is not."""
     opts = plan.storage_options
-    n = _txn(plan.ledger_uri, app, opts)
+    n = last_batch(plan.ledger_uri, app)
     if n is None:
         return None
-    done = [_txn(uri, app, opts) for uri in (plan.uri, plan.quarantine_uri)]
+    done = [last_batch(uri, app) for uri in (plan.uri, plan.quarantine_uri)]
     if all(d is not None and d >= n for d in done):
         return None
     ledger = open_table(plan.ledger_uri, opts)

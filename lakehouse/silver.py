@@ -51,7 +51,9 @@ from lakehouse.io.delta import (
     BatchCommit,
     WriteResult,
     append,
+    append_rows,
     appended_rows,
+    arrow_schema,
     ensure_table,
     merge,
     open_table,
@@ -71,6 +73,7 @@ from lakehouse.lineage.datasets import (
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.latency import EventTimes, event_time_aggregates, event_times
+from lakehouse.observe.steps import step
 from lakehouse.privacy import pii_key, pseudonymise
 from lakehouse.quality.avro import parse_avro, reader_schema, subject
 from lakehouse.quality.contract import (
@@ -351,15 +354,21 @@ def route(plan: SilverPlan, bronze: DataFrame, batch_id: int,
     """Classify, deduplicate and count one batch of bronze rows (with ``_commit_version``),
     judge each expectation, and stop on a critical rule before anything is written."""
     records = for_routing(classify(bronze, plan)).persist()
-    totals = records.agg(*statistics(records, plan.suite),
-                         F.count(F.when(F.size("failed_rules") > 0, 1)).alias("rejected"),
-                         F.min("_bronze_version").alias("first"),
-                         F.max("_bronze_version").alias("last"),
-                         F.collect_set(F.when(F.size("failed_rules") == 0, F.col("event_date")))
-                         .alias("dates"), *event_time_aggregates("_kafka_timestamp")).first()
+    with step("parse and rules"):
+        totals = records.agg(*statistics(records, plan.suite),
+                             F.count(F.when(F.size("failed_rules") > 0, 1)).alias("rejected"),
+                             F.min("_bronze_version").alias("first"),
+                             F.max("_bronze_version").alias("last"),
+                             F.collect_set(F.when(F.size("failed_rules") == 0,
+                                                  F.col("event_date"))).alias("dates"),
+                             *event_time_aggregates("_kafka_timestamp")).first()
     assert totals is not None
-    counts = {r["rule"]: r["n"] for r in records.select(F.explode("failed_rules").alias("rule"))
-              .groupBy("rule").agg(F.count(F.lit(1)).alias("n")).collect()}
+    counts: dict[str, int] = {}
+    if totals["rejected"]:
+        with step("rule counts"):
+            counts = {r["rule"]: r["n"] for r in
+                      records.select(F.explode("failed_rules").alias("rule"))
+                      .groupBy("rule").agg(F.count(F.lit(1)).alias("n")).collect()}
     rows = int(totals["_rows"])
     verdicts = results(plan.suite, rows,
                        {r.column: int(totals[f"_nulls_{r.column}"]) for r in plan.suite.rules},
@@ -370,9 +379,11 @@ def route(plan: SilverPlan, bronze: DataFrame, batch_id: int,
     candidates = mark_held(firsts(valid, plan.key),
                            held_keys(plan, records.sparkSession, totals["dates"],
                                      before_version), plan.key).persist()
-    marks = candidates.agg(F.count(F.lit(1)).alias("firsts"),
-                           F.count(F.when(F.col("_held") & ~F.col("_same"), 1)).alias("dups"),
-                           F.count(F.when(F.col("_same"), 1)).alias("same")).first()
+    with step("dedup against silver"):
+        marks = candidates.agg(F.count(F.lit(1)).alias("firsts"),
+                               F.count(F.when(F.col("_held") & ~F.col("_same"), 1))
+                               .alias("dups"),
+                               F.count(F.when(F.col("_same"), 1)).alias("same")).first()
     assert marks is not None
     valid_rows = rows - int(totals["rejected"])
     held = int(marks["dups"]) + int(marks["same"])
@@ -427,31 +438,37 @@ def insert_new(plan: SilverPlan, rows: DataFrame, dates: Sequence[date],
                  lambda m: m.whenNotMatchedInsertAll(), commit)
 
 
-def quality_frame(spark: SparkSession, plan: SilverPlan, app_id: str, batch_id: int,
-                  verdicts: list[RuleResult]) -> DataFrame:
+def quality_rows(plan: SilverPlan, app_id: str, batch_id: int,
+                 verdicts: list[RuleResult]) -> pa.Table:
     """Each expectation's result on one batch, as rows of ``silver._quality``."""
     now = datetime.now(UTC)
-    return spark.createDataFrame([
-        (plan.table.qualified_name, app_id, batch_id, now, r.rule, r.expectation_type,
-         r.column, r.critical, r.success, r.element_count, r.unexpected_count,
-         r.unexpected_percent) for r in verdicts], QUALITY_SCHEMA)
+    return pa.Table.from_pylist([
+        {"table": plan.table.qualified_name, "app_id": app_id, "batch_id": batch_id,
+         "validated_at": now, "rule": r.rule, "expectation_type": r.expectation_type,
+         "column": r.column, "critical": r.critical, "success": r.success,
+         "element_count": r.element_count, "unexpected_count": r.unexpected_count,
+         "unexpected_percent": r.unexpected_percent} for r in verdicts],
+        schema=arrow_schema(QUALITY_SCHEMA))
 
 
-def ledger_frame(spark: SparkSession, plan: SilverPlan, kind: str, app_id: str,
-                 batch_id: int, versions: tuple[int, int], report: BatchReport) -> DataFrame:
+def ledger_row(plan: SilverPlan, kind: str, app_id: str, batch_id: int,
+               versions: tuple[int, int], report: BatchReport) -> pa.Table:
     """One line of ``silver._batches``: where every record of a batch went."""
-    return spark.createDataFrame([(
-        plan.table.qualified_name, kind, app_id, batch_id, versions[0], versions[1],
-        report.bronze_rows, report.silver_rows, report.quarantined, report.duplicates_in_batch,
-        report.duplicates_in_silver, report.silver_version, datetime.now(UTC),
-        report.seconds)], LEDGER_SCHEMA)
+    return pa.Table.from_pylist([{
+        "table": plan.table.qualified_name, "kind": kind, "app_id": app_id,
+        "batch_id": batch_id, "bronze_from_version": versions[0],
+        "bronze_to_version": versions[1], "bronze_rows": report.bronze_rows,
+        "silver_rows": report.silver_rows, "quarantined_rows": report.quarantined,
+        "duplicates_in_batch": report.duplicates_in_batch,
+        "duplicates_in_silver": report.duplicates_in_silver,
+        "silver_version": report.silver_version, "finished_at": datetime.now(UTC),
+        "seconds": report.seconds}], schema=arrow_schema(LEDGER_SCHEMA))
 
 
 def write_batch(plan: SilverPlan, routed: Routed, commit: BatchCommit, query_name: str,
                 started: float, columns: T.StructType) -> tuple[BatchReport, list[Written]]:
     """Commit a routed batch: quarantine, silver (its ``columns``), quality, then its
     ledger line."""
-    spark = routed.records.sparkSession
     batch_id = commit.batch_id
     first, last = routed.versions
     commit = commit.with_metadata(**{"lakehouse.query": query_name,
@@ -466,14 +483,14 @@ def write_batch(plan: SilverPlan, routed: Routed, commit: BatchCommit, query_nam
     writes = [Written(plan.uri, written.version, written.rows),
               Written(plan.quarantine_uri, quarantined.version, quarantined.rows)]
     if routed.results:
-        quality = append(quality_frame(spark, plan, commit.app_id, batch_id, routed.results),
-                         plan.quality_uri, commit)
+        quality = append_rows(quality_rows(plan, commit.app_id, batch_id, routed.results),
+                              plan.quality_uri, commit, plan.storage_options)
         writes.append(Written(plan.quality_uri, quality.version, quality.rows))
     report = BatchReport(routed.rows, routed.silver_rows, routed.quarantined,
                          routed.duplicates_in_batch, routed.duplicates_in_silver,
                          written.version, time.monotonic() - started)
-    line = append(ledger_frame(spark, plan, "stream", commit.app_id, batch_id, routed.versions,
-                               report), plan.ledger_uri, commit)
+    line = append_rows(ledger_row(plan, "stream", commit.app_id, batch_id, routed.versions,
+                                  report), plan.ledger_uri, commit, plan.storage_options)
     writes.append(Written(plan.ledger_uri, line.version, line.rows))
     return report, writes
 

@@ -34,7 +34,9 @@ from lakehouse import graph
 from lakehouse.bench.limit import consume_to_parquet, kafka_consume
 from lakehouse.bench.load import LagSampler, produce_paced
 from lakehouse.bench.naive import compare
+from lakehouse.bench.peers import bare_bronze, bare_chained, bare_parse
 from lakehouse.bench.probe import Probe, Roles, python_workers
+from lakehouse.bench.profile import breakdown, without_listener
 from lakehouse.bench.report import percentiles
 from lakehouse.broker import EmbeddedBroker
 from lakehouse.config import SHAPES, Config, parse_config
@@ -43,7 +45,10 @@ from lakehouse.io.delta import open_table
 from lakehouse.io.kafka_producer import produce
 from lakehouse.io.processes import free_port
 from lakehouse.jvm import PROJECT_ROOT
-from lakehouse.registry import GoldTable, SilverTable
+from lakehouse.observe.events import WRITES as EVENT_LOG_WRITES
+from lakehouse.observe.figures import read_events
+from lakehouse.observe.steps import background_totals
+from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 
 Printer = Callable[[str], None]
 SOURCE = "orders"
@@ -203,14 +208,38 @@ class _Bench:
             stages.append(stage)
             self.say(f"4/6 {name}: {n:,} orders in {seconds:.1f}s = {n / seconds:,.0f}/s, "
                      f"{cpu:.1f} core-seconds")
+            peer = self._peer(spark, name)
+            if peer is not None:
+                stage["peer"] = peer
         self.result["stages"] = stages
         self.result["core_seconds_per_million"] = core_seconds / n * 1_000_000
 
-    def _naive(self, spark: Any) -> None:
+    def _peer(self, spark: Any, layer: str) -> dict[str, Any] | None:
+        """The bare design of ``layer`` over the same records (``lakehouse.bench.peers``)."""
+        if layer == "bronze":
+            timed, name = bare_bronze(spark, self._kafka(), self.work / "peers"), "bare bronze"
+        elif layer == "silver":
+            timed, name = bare_parse(spark, self._plan()), "bare parse"
+        else:
+            return None
+        self.say(f"    peer, {name}: {timed.records:,} records in {timed.seconds:.1f}s = "
+                 f"{timed.per_s:,.0f}/s")
+        return {"name": name, "records": timed.records, "seconds": timed.seconds,
+                "per_s": timed.per_s}
+
+    def _kafka(self) -> dict[str, str]:
+        from lakehouse.runner import kafka_options
+        table = graph.build(self.config).query(f"bronze.{SOURCE}").definition
+        assert isinstance(table, BronzeTable)
+        return kafka_options(self.config, table)
+
+    def _plan(self) -> Any:
         from lakehouse.registry import discover_silver
         from lakehouse.silver import load_plan
-        table = next(t for t in discover_silver() if t.name == SOURCE)
-        plan = load_plan(self.config, table)
+        return load_plan(self.config, next(t for t in discover_silver() if t.name == SOURCE))
+
+    def _naive(self, spark: Any) -> None:
+        plan = self._plan()
         ledger = open_table(plan.ledger_uri, plan.storage_options)
         assert ledger is not None
         lines = ledger.to_pyarrow_table(columns=["kind", "bronze_from_version",
@@ -231,8 +260,30 @@ class _Bench:
         other on the same tables."""
         self.result["freshness"] = [self._fresh(spark, shape, n)
                                     for n, shape in enumerate(SHAPES)]
+        with without_listener(spark) as removed:
+            if removed:  # the listener's cost: the chained load again without it
+                off = self._fresh(spark, "chained", len(SHAPES), "openlineage-spark listener off")
+                self.result["freshness"].append(off)
+        self.result["bare_chained"] = self._bare_chained(spark, len(SHAPES) + 1)
 
-    def _fresh(self, spark: Any, shape: str, n: int) -> dict[str, Any]:
+    def _bare_chained(self, spark: Any, n: int) -> dict[str, Any]:
+        mode = self.mode
+
+        def load() -> None:
+            self.say(f"6/6 freshness (bare chained peer): {mode.rate:,} events/s for "
+                     f"{mode.load_seconds}s ...")
+            produce_paced(self.broker.bootstrap, TOPIC,
+                          generate(SOURCE, 10**9, seed=11 + n, faults=0.0), mode.rate,
+                          mode.load_seconds)
+
+        peer = bare_chained(spark, self._kafka(), self._plan(), self.work / "peers" / "chained",
+                            self.config.streaming.trigger_seconds, load)
+        p = peer["produce_to_gold_s"]
+        self.say(f"    bare chained: {peer['batches']} batches, median {peer['batch_s']:.1f}s "
+                 f"each; p50 {p.get('p50', 0):.1f}s p95 {p.get('p95', 0):.1f}s")
+        return peer
+
+    def _fresh(self, spark: Any, shape: str, n: int, variant: str = "") -> dict[str, Any]:
         from lakehouse.freshness import freshness
         from lakehouse.runner import run
         config = dataclasses.replace(self.config, streaming=dataclasses.replace(
@@ -246,7 +297,8 @@ class _Bench:
         paced: list[Any] = []
 
         def load() -> None:
-            self.say(f"6/6 freshness ({shape} shape): {mode.rate:,} events/s for "
+            self.say(f"6/6 freshness ({shape} shape{', ' + variant if variant else ''}): "
+                     f"{mode.rate:,} events/s for "
                      f"{mode.load_seconds}s while bronze, silver and gold run ...")
             with sampler:
                 paced.append(produce_paced(self.broker.bootstrap, TOPIC,
@@ -254,8 +306,14 @@ class _Bench:
                                            mode.rate, mode.load_seconds))
 
         since = datetime.now(UTC)
+        log0 = background_totals()
         run(config, until_idle=True, tables=tables, spark=spark,
             printer=self._indented, then=load)
+        log_writes = (background_totals().get(EVENT_LOG_WRITES, 0.0)
+                      - log0.get(EVENT_LOG_WRITES, 0.0))
+        rows = [{**r, "duration_ms": dict(r["duration_ms"] or [])}
+                for r in read_events(config, since).to_pylist()]
+        profile = breakdown(rows)
         delays = {name: percentiles(freshness(config, definition, since).seconds)
                   for name in gold
                   if isinstance(definition := g.query(name).definition, GoldTable)}
@@ -264,6 +322,7 @@ class _Bench:
             self.say(f"    {name}: p50 {p.get('p50', 0):.1f}s p95 {p.get('p95', 0):.1f}s "
                      f"p99 {p.get('p99', 0):.1f}s max {p.get('max', 0):.1f}s")
         return {"shape": shape, "rate": mode.rate, "seconds": mode.load_seconds,
+                "variant": variant, "breakdown": profile, "event_log_s": log_writes,
                 "events": paced[0].records, "behind_s": paced[0].behind_seconds,
                 "produce_to_gold_s": delays,
                 "lag_max": max(lags, default=0), "lag_end": lags[-1] if lags else 0,

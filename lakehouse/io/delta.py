@@ -1,28 +1,33 @@
 """Delta Lake I/O: every write by delta-spark from the executors; light reads by delta-rs.
 
 Writes (``append``, ``merge``, ``replace``) run as Spark jobs through delta-spark, so a
-micro-batch's rows never pass through the driver. Each carries the Delta transaction
-action ``txn(appId, version=<batch id>)``: a batch replayed after a crash (Delta commit
-done, Spark's not) is skipped by Delta itself, never written twice. Appends and
-overwrites set it with the writer options ``txnAppId``/``txnVersion``; MERGE reads the
-session confs ``spark.databricks.delta.write.txnAppId``/``txnVersion``, set on the
-micro-batch's own session (each streaming query runs on a clone) around the one call.
-Every commit carries the batch's provenance as JSON in ``userMetadata``
-(``commit_metadata`` reads it back).
+micro-batch's rows never pass through the driver. Each is idempotent per batch: its
+commit records who wrote it and which batch (``lakehouse.app_id`` and
+``lakehouse.batch_id`` in ``userMetadata``, with the batch's provenance, which
+``commit_metadata`` reads back), and a write whose app id has committed that batch, or a
+later one, is skipped (a batch replayed after a crash: Delta commit done, Spark's not).
+The check reads only the log entries committed since it last looked (``BatchMarks``), not
+Delta's transaction state: delta-spark 4.4 rebuilds a snapshot's whole state with a Spark
+job to answer ``txnAppId``/``txnVersion`` (``SnapshotState.setTransactions``), about 0.6 s
+on every commit here. One writer per app id and table is what the table locks
+(``lakehouse.io.locks``) guarantee.
 
 Reads that need no JVM (commit metadata, versions, what a bronze table holds) use
-delta-rs; every table is created without deletion vectors so delta-rs and DuckDB read it.
+delta-rs, and so do the few rows the driver makes itself (``append_rows``); every table
+is created without deletion vectors so delta-rs and DuckDB read it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 from deltalake import DeltaTable as RsTable
 from deltalake.exceptions import TableNotFoundError
@@ -31,6 +36,7 @@ from pyspark.sql.types import StructType
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.storage import file_names, filesystem, is_dir, join, remove_tree
+from lakehouse.observe.steps import step, table_of
 
 log = logging.getLogger(__name__)
 
@@ -157,19 +163,92 @@ def find_commit(uri: str, after: int | None, match: Callable[[list[dict[str, Any
 
 
 def committed(uri: str, commit: BatchCommit) -> WriteResult:
-    """The commit carrying ``txn(commit.app_id, commit.batch_id)`` anywhere in the log
+    """The commit of batch ``commit.batch_id`` by ``commit.app_id`` anywhere in the log
     (newest first), e.g. one a write skipped as already done."""
     return find_commit(uri, None, _committed_by(commit))
 
 
+def _writer_of(actions: list[dict[str, Any]]) -> tuple[str, int] | None:
+    """(app id, batch id) a commit's metadata names, if it is one of the project's."""
+    info = next((a["commitInfo"] for a in actions if "commitInfo" in a), None)
+    if info is None:
+        return None
+    meta = commit_metadata(info)
+    app, batch = meta.get(APP_ID), meta.get(BATCH_ID)
+    return (app, int(batch)) if isinstance(app, str) and isinstance(batch, int) else None
+
+
 def _committed_by(commit: BatchCommit) -> Callable[[list[dict[str, Any]]], bool]:
-    """Matches the commit carrying ``txn(commit.app_id, commit.batch_id)``."""
-    return lambda actions: any(a.get("txn", {}).get("appId") == commit.app_id
-                               and a["txn"].get("version") == commit.batch_id
-                               for a in actions)
+    """Matches the commit of batch ``commit.batch_id`` by ``commit.app_id``."""
+    return lambda actions: _writer_of(actions) == (commit.app_id, commit.batch_id)
+
+
+class BatchMarks:
+    """The last batch id each app id committed to each table, from the commits' metadata.
+
+    The first question about a table reads its log newest first until a commit of that
+    app id (the whole log for an app id that never wrote); later ones read only the
+    entries committed since. A table whose log went back (deleted and made again) is read
+    afresh."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], tuple[int, int | None]] = {}
+        """(table, app id) -> (newest version read, last batch id or None)."""
+
+    def last_batch(self, uri: str, app_id: str) -> int | None:
+        """The last batch ``app_id`` committed to the table at ``uri`` (None: none)."""
+        with self._lock:
+            newest = latest_version(uri)
+            if newest is None:
+                self._seen.pop((uri, app_id), None)
+                return None
+            read, last = self._seen.get((uri, app_id), (-1, None))
+            if read > newest:
+                read, last = -1, None
+            for version in range(newest, read, -1):
+                writer = _writer_of(log_entry(uri, version))
+                if writer is not None and writer[0] == app_id:
+                    last = writer[1] if last is None else max(last, writer[1])
+                    break
+            self._seen[(uri, app_id)] = (newest, last)
+            return last
+
+    def landed(self, uri: str, commit: BatchCommit, version: int) -> None:
+        """This process committed ``commit`` as ``version`` of the table."""
+        with self._lock:
+            read, last = self._seen.get((uri, commit.app_id), (-1, None))
+            if read == version - 1:
+                self._seen[(uri, commit.app_id)] = (
+                    version, commit.batch_id if last is None else max(last, commit.batch_id))
+
+
+MARKS = BatchMarks()
+"""The process's view of which batches its writers' tables hold."""
+
+
+def last_batch(uri: str, app_id: str) -> int | None:
+    """The last batch ``app_id`` committed to the table at ``uri``, if any."""
+    return MARKS.last_batch(uri, app_id)
+
+
+def _already(uri: str, commit: BatchCommit) -> WriteResult | None:
+    """A write that commits nothing, if the batch's app id has committed this batch or a
+    later one (``committed`` finds that commit); None when the batch is still to write."""
+    last = MARKS.last_batch(uri, commit.app_id)
+    return None if last is None or last < commit.batch_id else WriteResult(None, 0)
+
+
+def _landed(uri: str, before: int | None, commit: BatchCommit) -> WriteResult:
+    result = find_commit(uri, before, _committed_by(commit))
+    if result.version is not None:
+        MARKS.landed(uri, commit, result.version)
+    return result
 
 
 def _rows_written(metrics: Mapping[str, str]) -> int:
+    if "num_added_rows" in metrics:  # delta-rs
+        return int(metrics["num_added_rows"])
     if "numOutputRows" in metrics and "numTargetRowsInserted" not in metrics:
         return int(metrics["numOutputRows"])
     return sum(int(metrics.get(k, 0)) for k in ("numTargetRowsInserted",
@@ -248,19 +327,49 @@ def replace(df: DataFrame, uri: str, commit: BatchCommit, where: str | None = No
 
 def _write(df: DataFrame, uri: str, commit: BatchCommit, mode: str,
            partition_by: Sequence[str], where: str | None = None) -> WriteResult:
+    done = _already(uri, commit)
+    if done is not None:
+        return done
     before = latest_version(uri)
-    writer = (df.write.format("delta").mode(mode).option("txnAppId", commit.app_id)
-              .option("txnVersion", commit.batch_id)
+    writer = (df.write.format("delta").mode(mode)
               .option("userMetadata", commit.user_metadata()))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     if where is not None:
         writer = writer.option("replaceWhere", where)
     try:
-        writer.save(uri)
+        with step(f"{mode} {table_of(uri)}"):
+            writer.save(uri)
     except Exception as exc:
         raise write_failed(f"{mode} of", uri, commit.batch_id, exc) from exc
-    return find_commit(uri, before, _committed_by(commit))
+    return _landed(uri, before, commit)
+
+
+def append_rows(rows: pa.Table, uri: str, commit: BatchCommit,
+                storage_options: Mapping[str, str] | None = None) -> WriteResult:
+    """Append a few rows the driver made itself (a ledger line, a batch's expectation
+    results: never a micro-batch's records) with delta-rs, as batch ``commit.batch_id``
+    unless that batch is in the table: no Spark job, the same commit metadata."""
+    from deltalake import CommitProperties, write_deltalake
+    done = _already(uri, commit)
+    if done is not None:
+        return done
+    before = latest_version(uri)
+    try:
+        with step(f"append {table_of(uri)}"):
+            write_deltalake(uri, rows, mode="append",
+                            storage_options=dict(storage_options or {}) or None,
+                            commit_properties=CommitProperties(
+                                custom_metadata={"userMetadata": commit.user_metadata()}))
+    except Exception as exc:
+        raise write_failed("append of", uri, commit.batch_id, exc) from exc
+    return _landed(uri, before, commit)
+
+
+def arrow_schema(schema: StructType) -> pa.Schema:
+    """A table's Spark schema as Arrow's (timestamps in UTC), for ``append_rows``."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+    return to_arrow_schema(schema, timezone="UTC")
 
 
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
@@ -283,14 +392,6 @@ def session_conf(spark: SparkSession, confs: Mapping[str, str]) -> Iterator[None
                 spark.conf.set(key, old)
 
 
-def _txn_conf(commit: BatchCommit) -> dict[str, str]:
-    """The session confs MERGE takes its transaction and user metadata from (set on the
-    micro-batch's own session: every streaming query runs on a clone)."""
-    return {"spark.databricks.delta.write.txnAppId": commit.app_id,
-            "spark.databricks.delta.write.txnVersion": str(commit.batch_id),
-            USER_METADATA_CONF: commit.user_metadata()}
-
-
 MergeSpec = Callable[[Any], Any]
 """Adds the WHEN clauses to a ``DeltaMergeBuilder`` and returns it."""
 
@@ -304,14 +405,18 @@ def merge(source: DataFrame, uri: str, on: str | Column, clauses: MergeSpec, com
     spark = source.sparkSession
     if keys:
         commit = commit.with_metadata(**{MERGE_KEYS: json.dumps(list(keys))})
+    done = _already(uri, commit)
+    if done is not None:
+        return done
     before = latest_version(uri)
     try:
-        with session_conf(spark, _txn_conf(commit)):
+        with step(f"merge {table_of(uri)}"), \
+                session_conf(spark, {USER_METADATA_CONF: commit.user_metadata()}):
             clauses(DeltaTable.forPath(spark, uri).alias("t")
                     .merge(source.alias("s"), on)).execute()
     except Exception as exc:
         raise write_failed("merging", uri, commit.batch_id, exc) from exc
-    return find_commit(uri, before, _committed_by(commit))
+    return _landed(uri, before, commit)
 
 
 # -- streaming reads -----------------------------------------------------------------------

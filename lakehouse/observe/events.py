@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from lakehouse.config import Config
 from lakehouse.lineage.datasets import BatchIO
+from lakehouse.observe import steps
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ newest Kafka timestamp the batch committed; ``state_rows``/``state_bytes``: Spar
 stores (gold keeps its own state in ``gold._<table>_state``, counted by ``lakehouse
 tables``)."""
 
+WRITES = "event log writes"
+"""The background total (``lakehouse.observe.steps``) of the event log's own writes."""
 PROGRESS_WAIT_SECONDS = 60.0
 """A streamed batch's row waits this long for Spark's progress, then is written without
 it (the query stopped before Spark posted it)."""
@@ -149,10 +152,14 @@ def _number(value: Any) -> float | None:
 
 
 def batch_fields(io: BatchIO | None, seconds: float, ended: datetime, warehouse_root: str,
-                 error: str | None = None) -> dict[str, Any]:
-    """The columns the project's writer fills for one batch (pure)."""
+                 error: str | None = None, taken: Mapping[str, float] | None = None
+                 ) -> dict[str, Any]:
+    """The columns the project's writer fills for one batch (pure); ``taken``: the
+    seconds of its steps (``lakehouse.observe.steps``)."""
     out: dict[str, Any] = {"ended_at": ended, "event_date": ended.date(),
-                           "duration_ms": {"batch": int(seconds * 1000)}, "error": error}
+                           "duration_ms": {"batch": int(seconds * 1000),
+                                           **steps.as_durations(dict(taken or {}))},
+                           "error": error}
     if io is None:
         return out
     out["input_rows"] = sum(r.rows for r in io.reads)
@@ -260,12 +267,14 @@ class EventLog:
         if not self.enabled:
             return work()
         began = time.monotonic()
-        try:
-            io = work()
-        except BaseException as exc:
-            self._record(pipeline, batch_id, run_id, None, began, exc, False)
-            raise
-        self._record(pipeline, batch_id, run_id, io, began, None, streamed)
+        # Inside another batch (a chained stage), the whole stage is one of its steps.
+        with steps.step(pipeline), steps.collecting() as taken:
+            try:
+                io = work()
+            except BaseException as exc:
+                self._record(pipeline, batch_id, run_id, None, began, taken, exc, False)
+                raise
+        self._record(pipeline, batch_id, run_id, io, began, taken, None, streamed)
         return io
 
     def progress(self, progress: Mapping[str, Any]) -> None:
@@ -288,12 +297,13 @@ class EventLog:
             self._warn(f"an event log row was lost: {exc!r}")
 
     def _record(self, pipeline: str, batch_id: int, run_id: str | None, io: BatchIO | None,
-                began: float, error: BaseException | None, streamed: bool) -> None:
+                began: float, taken: dict[str, float], error: BaseException | None,
+                streamed: bool) -> None:
         try:
             row = {**_identity(pipeline, batch_id, run_id),
                    **batch_fields(io, time.monotonic() - began, datetime.now(UTC),
                                   self.config.warehouse.root,
-                                  None if error is None else _first_line(error))}
+                                  None if error is None else _first_line(error), taken)}
             row["trigger_time"] = datetime.fromtimestamp(
                 row["ended_at"].timestamp() - (time.monotonic() - began), UTC)
             if streamed:
@@ -347,7 +357,8 @@ class EventLog:
         if not rows:
             return
         try:
-            self._write(pa.Table.from_pylist(rows, schema=SCHEMA))
+            with steps.background(WRITES):
+                self._write(pa.Table.from_pylist(rows, schema=SCHEMA))
         except Exception as exc:
             self._warn(f"cannot write the event log {self.uri} ({exc}); its rows are kept "
                        "and written when it can be")

@@ -4,6 +4,7 @@ merges written by delta-spark, read back without a JVM by delta-rs."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from deltalake import DeltaTable
@@ -12,6 +13,7 @@ from pyspark.sql import types as T
 
 from lakehouse.io.delta import (
     BatchCommit,
+    BatchMarks,
     append,
     appended_rows,
     commit_metadata,
@@ -43,7 +45,7 @@ def test_append_commits_each_batch_once(spark: SparkSession, tmp_path: Path) -> 
     first = append(rows, uri, BatchCommit("writer-1", 0, {"lakehouse.query": "q"}))
     assert first.written and first.rows == 2 and first.version == latest_version(uri)
     again = append(rows, uri, BatchCommit("writer-1", 0))
-    assert not again.written  # the replay of batch 0 after a crash: skipped by Delta
+    assert not again.written  # the replay of batch 0 after a crash: skipped
     assert spark.read.format("delta").load(uri).count() == 2
     other = append(rows, uri, BatchCommit("writer-2", 0))  # another writer's batch 0
     assert other.written and spark.read.format("delta").load(uri).count() == 4
@@ -111,3 +113,23 @@ def test_max_kafka_offsets_read_without_a_jvm(spark: SparkSession, tmp_path: Pat
     append(rows, uri, BatchCommit("b", 0))
     assert max_kafka_offsets(uri) == {"t": {"0": 8, "1": 3}}
     assert max_kafka_offsets(str(tmp_path / "none")) == {}
+
+
+def test_another_process_sees_what_each_writer_committed(spark: SparkSession,
+                                                        tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    ensure_table(spark, uri, SCHEMA)
+    rows = spark.createDataFrame([("a", 1)], SCHEMA)
+    for batch in (3, 4):
+        append(rows, uri, BatchCommit("w", batch))
+    append(rows, uri, BatchCommit("x", 0))
+    marks = BatchMarks()  # a process that has not read this log yet
+    assert marks.last_batch(uri, "w") == 4 and marks.last_batch(uri, "x") == 0
+    assert marks.last_batch(uri, "nobody") is None
+    append(rows, uri, BatchCommit("x", 1))  # read from the entries committed since
+    assert marks.last_batch(uri, "x") == 1 and marks.last_batch(uri, "w") == 4
+    assert not append(rows, uri, BatchCommit("w", 2)).written  # older than w's last batch
+    shutil.rmtree(tmp_path / "t")  # a table made again at the same place starts afresh
+    ensure_table(spark, uri, SCHEMA)
+    assert marks.last_batch(uri, "w") is None
+    assert append(rows, uri, BatchCommit("w", 0)).written

@@ -4,11 +4,13 @@ the checkpoint's committed offsets, and the table a person reads."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from lakehouse.bench.limit import parse_perf_summary
 from lakehouse.bench.probe import descendants, sample
+from lakehouse.bench.profile import breakdown, idle_ms
 from lakehouse.bench.report import percentiles, table
 
 PERF = "\n".join([
@@ -52,14 +54,24 @@ RESULT = {
     "limit": {"kafka_consumer_per_s": 200_000.0, "consume_parquet_per_s": 100_000.0},
     "session_start_s": 9.5,
     "stages": [{"name": "bronze", "records": 1000, "seconds": 0.5, "per_s": 2000.0,
-                "target": "2% of the limit (target >= 50%)"}],
+                "target": "2% of the limit (target >= 50%)",
+                "peer": {"name": "bare bronze", "records": 1000, "seconds": 0.25,
+                         "per_s": 4000.0}}],
     "naive": {"batches": 2, "records": 1000, "project_s": 1.0, "naive_s": 6.0, "ratio": 6.0,
               "mismatched_records": 0},
     "freshness": [{"shape": shape, "rate": 1000, "seconds": 20, "events": 20000,
                    "behind_s": 0.01, "lag_max": 500, "lag_end": 0,
                    "produce_to_gold_s": {"gold.t": {"p50": p50, "p95": 2.0, "p99": 3.0,
-                                                    "max": 4.0}}}
-                  for shape, p50 in (("tables", 1.0), ("chained", 0.5))],
+                                                    "max": 4.0}},
+                   "breakdown": [{"pipeline": "bronze.o", "batches": 3, "records": 500.0,
+                                  "batch_ms": 900.0, "steps": {"append bronze.o": 700.0},
+                                  "other_ms": 200.0, "spark_ms": {"walCommit": 40.0},
+                                  "idle_ms": 120.0}],
+                   "event_log_s": 0.25, "variant": variant}
+                  for shape, p50, variant in (("tables", 1.0, ""), ("chained", 0.5, ""),
+                                              ("chained", 0.5, "listener off"))],
+    "bare_chained": {"batches": 7, "batch_s": 3.4,
+                     "produce_to_gold_s": {"p50": 5.5, "p95": 7.9, "p99": 8.7, "max": 8.9}},
     "checks": {"silver_duplicates": 0, "accounting_holds": False},
     "memory_mb": {"driver JVM": 1200.0},
     "core_seconds_per_million": 321.0,
@@ -75,6 +87,44 @@ def test_the_table_shows_every_figure_with_its_target() -> None:
     assert "2% of the limit" in row["bronze (1,000 records, 0.5 s) records/s"]
     assert "6.0x faster" in text and "1.0 / 2.0 / 3.0 / 4.0" in text
     assert "freshness, tables shape" in text and "freshness, chained shape" in text
+    assert "freshness, chained shape, listener off" in text
     assert "0.5 / 2.0 / 3.0 / 4.0" in text
     assert "BROKEN" in row["accounting bronze = silver + quarantined + duplicates"]
     assert "321.0" in row["cost: core-seconds per million events (bronze+silver+gold)"]
+    line = {ln.strip().split("  ")[0]: ln for ln in lines[2:]}
+    assert "bronze at 50% of it (target >= 90%)" in line["peer: bare bronze (0.2 s) records/s"]
+    assert "700" in line["append bronze.o"] and "120" in line["idle, waiting for the next trigger"]
+    assert "5.5 / 7.9 / 8.9" not in text and "5.5 / 7.9 / 8.7 / 8.9" in text
+
+
+T0 = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+
+
+def _row(pipeline: str, batch: int, at: float, durations: dict[str, int], rows: int = 10
+         ) -> dict[str, object]:
+    return {"pipeline": pipeline, "batch_id": batch, "input_rows": rows, "error": None,
+            "trigger_time": T0 + timedelta(seconds=at), "duration_ms": durations}
+
+
+def test_idle_is_the_gap_between_a_trigger_end_and_the_next_start() -> None:
+    rows = [_row("q", 0, 0.0, {"triggerExecution": 1500}),
+            _row("q", 1, 2.0, {"triggerExecution": 3000}),
+            _row("q", 2, 5.0, {"triggerExecution": 100})]
+    assert idle_ms(rows) == [500.0, 0.0]
+
+
+def test_breakdown_means_steps_phases_and_the_rest_per_pipeline() -> None:
+    rows = [_row("bronze.o", 0, 0.0, {"batch": 1000, "step:append bronze.o": 600,
+                                      "walCommit": 50, "triggerExecution": 1100}),
+            _row("bronze.o", 1, 2.0, {"batch": 2000, "step:append bronze.o": 1000,
+                                      "step:silver.o": 800, "triggerExecution": 2100}),
+            _row("bronze.o", 2, 5.0, {"batch": 9000}, rows=0),  # an empty trigger: left out
+            _row("silver.o", 0, 0.5, {"batch": 700, "step:merge silver.o": 500})]
+    parts = {p["pipeline"]: p for p in breakdown(rows)}
+    bronze = parts["bronze.o"]
+    assert bronze["batches"] == 2 and bronze["batch_ms"] == 1500.0
+    assert list(bronze["steps"]) == ["append bronze.o", "silver.o"]  # the biggest first
+    assert bronze["steps"] == {"append bronze.o": 800.0, "silver.o": 400.0}
+    assert bronze["other_ms"] == 300.0 and bronze["spark_ms"] == {"walCommit": 50.0}
+    assert bronze["idle_ms"] == 900.0
+    assert parts["silver.o"]["other_ms"] == 200.0 and parts["silver.o"]["idle_ms"] is None

@@ -1,0 +1,76 @@
+"""Where a micro-batch's wall time goes: named steps timed inside the batch's work.
+
+``EventLog.batch`` opens a collection around each batch's work; the writers wrap their
+steps (``step("merge silver.orders")``: each Delta write is one, named after its table,
+plus the Spark jobs that route or aggregate) and the durations land in the batch's
+event-log row, in ``duration_ms`` beside Spark's own phases, as ``step:<name>``.
+``lakehouse bench`` reads its breakdown from those rows. Work off the batch's path (the
+event log's own writes) adds to process-wide totals instead (``background``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+PREFIX = "step:"
+"""``duration_ms`` keys of the steps (Spark's phases have none)."""
+
+_batch: ContextVar[dict[str, float] | None] = ContextVar("lakehouse_steps", default=None)
+_background: dict[str, float] = {}
+_lock = threading.Lock()
+
+
+@contextmanager
+def collecting() -> Iterator[dict[str, float]]:
+    """Collect the steps of the work run inside (seconds per step name); a nested
+    collection (a chained stage inside its bronze batch) keeps its steps to itself."""
+    steps: dict[str, float] = {}
+    token = _batch.set(steps)
+    try:
+        yield steps
+    finally:
+        _batch.reset(token)
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    """Time the work inside as the step ``name`` of the batch being collected (if any)."""
+    began = time.monotonic()
+    try:
+        yield
+    finally:
+        steps = _batch.get()
+        if steps is not None:
+            steps[name] = steps.get(name, 0.0) + time.monotonic() - began
+
+
+def as_durations(steps: dict[str, float]) -> dict[str, int]:
+    """Steps as ``duration_ms`` entries (pure)."""
+    return {PREFIX + name: int(seconds * 1000) for name, seconds in steps.items()}
+
+
+@contextmanager
+def background(name: str) -> Iterator[None]:
+    """Time work done off every batch's path into the process-wide total ``name``."""
+    began = time.monotonic()
+    try:
+        yield
+    finally:
+        with _lock:
+            _background[name] = _background.get(name, 0.0) + time.monotonic() - began
+
+
+def background_totals() -> dict[str, float]:
+    """Seconds spent per background task since this process started (a copy)."""
+    with _lock:
+        return dict(_background)
+
+
+def table_of(uri: str) -> str:
+    """``layer.table`` from a table URI's last two path parts (pure)."""
+    parts = uri.rstrip("/").split("/")
+    return ".".join(parts[-2:])
