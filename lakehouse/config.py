@@ -162,10 +162,11 @@ class StreamingConfig:
     min_partitions: int = 0
     """Spark's ``minPartitions``: split Kafka partitions into at least this many tasks
     (0: one task per Kafka partition)."""
-    shape: str = "tables"
-    """``tables``: one streaming query per table, each with its own checkpoint and
-    trigger. ``chained``: one query per source; each micro-batch lands bronze, then
-    routes it into silver, then merges that into gold (``lakehouse.chain``)."""
+    shape: str = "chained"
+    """``chained``: one query per source; each micro-batch lands bronze, then routes it
+    into silver, then merges that into gold (``lakehouse.chain``): a record waits for one
+    trigger, not one per layer. ``tables``: one streaming query per table, each with its
+    own checkpoint and trigger (tables restart and replay on their own)."""
 
 
 @dataclass(frozen=True)

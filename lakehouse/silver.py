@@ -199,9 +199,9 @@ def classify(bronze: DataFrame, plan: SilverPlan) -> DataFrame:
     replayed later is classified exactly as it was the first time.
     """
     if plan.avro is None:
-        parsed = parse(bronze, plan.contract, F.col("ingested_at"))
+        parsed = parse(bronze, plan.contract, "ingested_at")
     else:
-        parsed = parse_avro(bronze, plan.contract, F.col("ingested_at"), plan.avro.subject,
+        parsed = parse_avro(bronze, plan.contract, "ingested_at", plan.avro.subject,
                             plan.avro.registry.writers(plan.avro.subject), plan.avro.reader)
     checked = apply_rules(plan.table.transform(parsed), plan.suite)
     private = pseudonymise(checked, plan.contract.pii_fields, plan.pii_key)

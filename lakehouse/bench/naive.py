@@ -45,7 +45,7 @@ def naive_split(plan: SilverPlan, validator: Validator, bronze: DataFrame
     """(valid, invalid) records of a batch, the naive way; ``invalid`` has ``rules``
     (every failed rule, contract and suite). Both stand on the parsed batch, cached
     until the caller clears Spark's cache."""
-    parsed = (plan.table.transform(parse(bronze, plan.contract, F.col("ingested_at")))
+    parsed = (plan.table.transform(parse(bronze, plan.contract, "ingested_at"))
               .withColumn(ROW, F.monotonically_increasing_id()).persist())
     unexpected = validator.unexpected_rows(parsed, ROW)
     spark = parsed.sparkSession

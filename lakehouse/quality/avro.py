@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.config import COMPATIBILITY_LEVELS
@@ -273,7 +273,7 @@ def describe(schema: Any) -> str:
 
 # -- decoding the Confluent wire format (Spark) ----------------------------------------------
 
-def parse_avro(df: DataFrame, contract: Contract, processed_at: Column, subject: str,
+def parse_avro(df: DataFrame, contract: Contract, processed_at: str, subject: str,
                writers: Mapping[int, str], reader: str) -> DataFrame:
     """Parse ``df.value`` (Confluent-framed Avro) against the contract, with the output of
     the JSON ``parse``: ``df``'s columns, every contract field typed, ``extras`` (always
@@ -352,7 +352,7 @@ def parse_avro(df: DataFrame, contract: Contract, processed_at: Column, subject:
             shown = F.concat(F.lit('"'), F.date_format(value, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"),
                              F.lit('"'))
             failures.append(future_check(contract, value.isNotNull(), value, shown,
-                                         processed_at))
+                                         F.col(processed_at)))
     staged = staged.select("*", *typed, F.lit(None).cast("string").alias(EXTRAS))
     out = add_failures(staged, failures)
     return out.drop("_unread", "_framed", "_schema_id", "_known", "_refused", "_record")

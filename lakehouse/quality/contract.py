@@ -13,6 +13,7 @@ reason) out. It uses Spark's VARIANT type, so a record's JSON is parsed once, in
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,8 +228,16 @@ class Check:
 
 def add_failures(df: DataFrame, checks: list[Check]) -> DataFrame:
     """Append the failed checks to ``_failed_rules`` and ``_reasons`` (creating them)."""
+    rules, reasons = failure_columns(checks, RULES in df.columns)
+    keep = [c for c in df.columns if c not in (RULES, REASONS)]
+    return df.select(*keep, rules, reasons)
+
+
+def failure_columns(checks: list[Check], appended: bool) -> tuple[Column, Column]:
+    """``_failed_rules`` and ``_reasons`` with the failed ``checks``, ``appended`` to the
+    ones the rows have already or (False) as the first."""
     def joined(column: str, parts: list[Column]) -> Column:
-        previous = [F.col(column)] if column in df.columns else []
+        previous = [F.col(column)] if appended else []
         return F.nullif(F.concat_ws(SEP, *previous, *parts), F.lit("")).alias(column)
 
     rules = joined(RULES, [F.when(c.fails, F.lit(c.rule)) for c in checks])
@@ -236,8 +245,7 @@ def add_failures(df: DataFrame, checks: list[Check]) -> DataFrame:
     # so one reason stays one reason.
     reasons = joined(REASONS, [F.when(c.fails, F.regexp_replace(c.reason, SEP, r"\\u001f"))
                                for c in checks])
-    keep = [c for c in df.columns if c not in (RULES, REASONS)]
-    return df.select(*keep, rules, reasons)
+    return rules, reasons
 
 
 def failure_list(column: str) -> Column:
@@ -245,14 +253,14 @@ def failure_list(column: str) -> Column:
     return F.coalesce(F.split(F.col(column), SEP), F.array().cast("array<string>"))
 
 
-def parse(df: DataFrame, contract: Contract, processed_at: Column) -> DataFrame:
+def parse(df: DataFrame, contract: Contract, processed_at: str) -> DataFrame:
     """Parse ``df.value`` (raw bytes) against the contract.
 
     Returns ``df``'s columns, then every contract field typed (null where broken or
     absent), ``extras`` (unknown keys as a JSON object string, null if none) and
-    ``_failures``. A field's default applies when it is absent. ``processed_at`` is the
-    reference time of the future-event check (use a stable column, e.g. ingest time, so
-    a replayed batch is classified exactly as the first time).
+    ``_failures``. A field's default applies when it is absent. ``processed_at`` names the
+    column holding the reference time of the future-event check (use a stable one, e.g.
+    ingest time, so a replayed batch is classified exactly as the first time).
 
     The work is staged (parse once, extract each field once, type it once): Spark does
     not share sub-expressions inside conditional branches, so one flat projection would
@@ -260,11 +268,37 @@ def parse(df: DataFrame, contract: Contract, processed_at: Column) -> DataFrame:
     the typed values come from one ``from_json`` pass, not from typed ``variant_get``
     calls, which build a Cast expression per value (a quarter of the parse's time).
 
+    The expressions are built once per contract (``_parse_plan``): building them costs a
+    few thousand calls into the JVM, which every micro-batch would otherwise repeat.
+
     Hostile values fail one rule each and are never parsed further: a tombstone (null
     value), a value over the contract's ``max_record_bytes``, bytes that are not UTF-8, an
     object with a key twice (which value would be the event's?). JSON the parser refuses
     (NaN, nesting deeper than ``MAX_DEPTH``) is malformed, with a reason that says so.
     """
+    plan = _parse_plan(contract, processed_at)
+    staged = df.select("*", plan.unread.alias("_unread"))
+    for stage in plan.stages:
+        staged = staged.select("*", *stage)
+    return staged.select(*df.columns, *plan.typed, plan.extras, *plan.failed)
+
+
+@dataclass(frozen=True)
+class _ParsePlan:
+    """The expressions of a contract's parse, in the order ``parse`` applies them."""
+
+    names: list[str]
+    unread: Column
+    stages: list[list[Column]]
+    """Column groups added one ``select`` after another (each uses the ones before)."""
+    typed: list[Column]
+    extras: Column
+    failed: tuple[Column, Column]
+    """``_failed_rules`` and ``_reasons`` (``failure_columns``), over the staged columns."""
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_plan(contract: Contract, processed_at: str) -> _ParsePlan:
     names = [f.name for f in contract.fields]
     raw = F.col("value")
     # A value that is not text of a readable size is quarantined unread: one rule, and a
@@ -272,17 +306,15 @@ def parse(df: DataFrame, contract: Contract, processed_at: Column) -> DataFrame:
     unread = (F.when(raw.isNull(), F.lit(TOMBSTONE))
               .when(F.octet_length(raw) > contract.max_record_bytes, F.lit(TOO_LARGE))
               .when(~F.expr("is_valid_utf8(cast(value as string))"), F.lit(INVALID_UTF8)))
-    staged = df.select("*", unread.alias("_unread"))
     text = F.when(F.col("_unread").isNull(), raw.cast("string"))
     reader = T.StructType([T.StructField(f.name, f.read_type) for f in contract.fields])
-    staged = staged.select("*", F.try_parse_json(text).alias(_VARIANT),
-                           text.rlike(r"^\s*\{").alias("_obj"),
-                           F.from_json(text, reader).alias(_VALUES),
-                           F.json_object_keys(text).alias("_keys"))
+    stages = [[F.try_parse_json(text).alias(_VARIANT), text.rlike(r"^\s*\{").alias("_obj"),
+               F.from_json(text, reader).alias(_VALUES),
+               F.json_object_keys(text).alias("_keys")]]
     obj = F.col("_obj") & F.col(_VARIANT).isNotNull()
-    staged = staged.select("*", *[F.when(obj, F.expr(f"variant_get({_VARIANT}, '$.{n}')"))
-                                  .alias(f"_r_{n}") for n in names])
-    staged = staged.select("*", *[
+    stages.append([F.when(obj, F.expr(f"variant_get({_VARIANT}, '$.{n}')")).alias(f"_r_{n}")
+                   for n in names])
+    stages.append([
         F.when(F.col(f"_r_{n}").isNotNull() & ~F.expr(f"is_variant_null(_r_{n})"),
                F.schema_of_variant(f"_r_{n}")).alias(f"_t_{n}") for n in names])
     keys = F.col("_keys")
@@ -317,7 +349,7 @@ def parse(df: DataFrame, contract: Contract, processed_at: Column) -> DataFrame:
     ]
     checked = []
     for fld in contract.fields:
-        good, value, checks = _field(fld, contract, obj, processed_at)
+        good, value, checks = _field(fld, contract, obj, F.col(processed_at))
         checked += [good.alias(f"_ok_{fld.name}"), value.alias(f"_v_{fld.name}")]
         failures += checks
         column = F.when(F.col(f"_ok_{fld.name}"), F.col(f"_v_{fld.name}"))
@@ -325,20 +357,14 @@ def parse(df: DataFrame, contract: Contract, processed_at: Column) -> DataFrame:
             column = F.when(obj & F.col(f"_t_{fld.name}").isNull(),
                             F.lit(fld.default)).otherwise(column)
         typed.append(column.cast(fld.spark_type).alias(fld.name))
-    staged = staged.select("*", *checked)
+    stages.append(checked)
     known = F.array(*[F.lit(n) for n in names])
     as_map = F.expr(f"try_variant_get({_VARIANT}, '$', 'map<string,variant>')")
     # map_filter runs interpreted: only for the rows that have unknown keys.
     unknown = F.array_except(keys, known)
     extras = F.when(obj & (F.size(unknown) > 0), F.to_json(F.map_filter(
         as_map, lambda k, _: ~F.array_contains(known, k)))).alias(EXTRAS)
-    return add_failures(staged.select(*df.columns, *typed, extras, *_staged_names(names)),
-                        failures).drop(*_staged_names(names))
-
-
-def _staged_names(names: list[str]) -> list[str]:
-    return [_VARIANT, _VALUES, "_obj", "_unread", "_keys",
-            *(f"_{p}_{n}" for n in names for p in ("r", "t", "ok", "v"))]
+    return _ParsePlan(names, unread, stages, typed, extras, failure_columns(failures, False))
 
 
 

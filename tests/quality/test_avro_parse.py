@@ -74,7 +74,7 @@ CASES: list[tuple[bytes | None, set[str], str]] = [
 def parsed(spark):  # type: ignore[no-untyped-def]
     df = spark.createDataFrame([(i, v) for i, (v, _, _) in enumerate(CASES)],
                                "i int, value binary").withColumn("ingested_at", F.lit(PROCESSED))
-    out = parse_avro(df, V2, F.col("ingested_at"), "s-value", WRITERS,
+    out = parse_avro(df, V2, "ingested_at", "s-value", WRITERS,
                      json.dumps(reader_schema(V2)))
     out = out.select("*", failure_list(RULES).alias("rules"), failure_list(REASONS).alias("why"))
     return {r["i"]: r for r in out.collect()}
@@ -94,7 +94,7 @@ def test_both_writer_versions_read_as_the_json_twin_does(spark, parsed) -> None:
         [(0, json.dumps(GOOD).encode()), (1, json.dumps({**GOOD, "event_id": "e2",
                                                          "coupon": "X"}).encode())],
         "i int, value binary").withColumn("ingested_at", F.lit(PROCESSED))
-    as_json = {r["i"]: r.asDict() for r in parse(twins, V2, F.col("ingested_at")).collect()}
+    as_json = {r["i"]: r.asDict() for r in parse(twins, V2, "ingested_at").collect()}
     for i in (0, 1):
         avro = {k: v for k, v in parsed[i].asDict().items() if k in as_json[i]}
         assert avro == {**as_json[i], "value": avro["value"]}
@@ -109,6 +109,6 @@ def test_both_writer_versions_read_as_the_json_twin_does(spark, parsed) -> None:
 def test_a_subject_without_versions_rejects_every_frame(spark) -> None:  # type: ignore[no-untyped-def]
     df = spark.createDataFrame([(framed(11, GOOD, V1),)], "value binary").withColumn(
         "ingested_at", F.lit(PROCESSED))
-    row = parse_avro(df, V1, F.col("ingested_at"), "s-value", {},
+    row = parse_avro(df, V1, "ingested_at", "s-value", {},
                      json.dumps(reader_schema(V1))).collect()[0]
     assert row[RULES] == "contract.avro_unknown_schema_id" and row["event_id"] is None

@@ -74,7 +74,7 @@ def parsed(spark):  # type: ignore[no-untyped-def]
     contract = load_contract(ROOT / "expectations" / "orders.contract.yaml")
     df = spark.createDataFrame([(i, v) for i, (v, _) in enumerate(CASES)], "i int, value binary")
     df = df.withColumn("ingested_at", F.lit(PROCESSED))
-    out = parse(df, contract, F.col("ingested_at")).select(
+    out = parse(df, contract, "ingested_at").select(
         "*", failure_list(RULES).alias("rules"), failure_list(REASONS).alias("why"))
     return {r["i"]: r for r in out.collect()}
 
@@ -93,7 +93,7 @@ def test_valid_records_are_typed_and_keep_extras(spark) -> None:  # type: ignore
     value = with_(coupon="X", nested={"a": [1]})
     df = spark.createDataFrame([(value,)], "value binary").withColumn(
         "ingested_at", F.lit(PROCESSED))
-    row = parse(df, contract, F.col("ingested_at")).collect()[0]
+    row = parse(df, contract, "ingested_at").collect()[0]
     assert row["amount"] == Decimal("12.50") and row["quantity"] == 2
     assert row["schema_version"] == 1  # the contract's default
     assert row["category"] == "café"

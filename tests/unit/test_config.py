@@ -45,7 +45,7 @@ def test_local_defaults() -> None:
     assert config.warehouse.root.endswith("/warehouse")
     assert config.spark.driver_memory == "4g"  # Spark's 1g default runs out on a backlog
     assert config.spark.driver_java_options == ""
-    assert config.streaming.shape == "tables"
+    assert config.streaming.shape == "chained"
     assert config.source("orders").format == "json"
     assert config.schema_registry.embedded.enabled
     assert config.schema_registry.compatibility == "BACKWARD"
