@@ -78,8 +78,13 @@ class Stage:
 
     def catch_up(self, spark: SparkSession) -> None:
         """Process every version of the input not processed yet, range by range, each
-        followed by the stages downstream."""
+        followed by the stages downstream; with nothing new here, the stages downstream
+        still catch up with what this table holds (one killed while its sibling stage
+        was committing is behind it)."""
         last = latest_version(self.input_uri)
+        if last is None or self.next_version > last:
+            catch_up_all(self.then, spark)
+            return
         while last is not None and self.next_version <= last:
             first = self.next_version
             end = versions_up_to_bytes(self.input_uri, first, last, self.max_bytes)

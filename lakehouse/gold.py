@@ -281,16 +281,14 @@ class GoldWriter:
                   .select(*sch.state.fieldNames()))
         merged = merge_states(agg, sch.types, part.persist(), stored)
         if agg.rollup is None:
-            out = stamped(finish(agg, merged)).persist()
             try:
-                with step("aggregate"):
-                    upserted = out.count()
                 faults.crash_point(self.query_name, "before_delta_commit", batch_id)
-                written = upsert(out, plan.uri, agg.output_keys, commit)
+                written = upsert(stamped(finish(agg, merged)), plan.uri, agg.output_keys,
+                                 commit)
                 faults.crash_point(self.query_name, "after_delta_commit", batch_id)
             finally:
-                out.unpersist()
                 part.unpersist()
+            upserted = _upserted(written)
             return GoldReport(silver_rows, upserted, upserted, 0, written.version,
                               time.monotonic() - started,
                               [Written(plan.uri, written.version, written.rows)])
@@ -303,11 +301,6 @@ class GoldWriter:
         group_rows = matching(stored, touched, rks, "semi")
         groups = regroup(agg, state_rows, stored, group_rows).persist()
         try:
-            with step("aggregate"):
-                counts = groups.agg(F.count(F.when(~F.col(EMPTY), 1)).alias("out"),
-                                    F.count(F.when(F.col(EMPTY), 1)).alias("gone")).first()
-                state_count = state_rows.count()
-            assert counts is not None
             out = stamped(groups.filter(~F.col(EMPTY)).drop(EMPTY))
             deletes = groups.filter(F.col(EMPTY)).select(*agg.output_keys)
             written = upsert(out, plan.uri, agg.output_keys, commit, deletes)
@@ -318,10 +311,17 @@ class GoldWriter:
             groups.unpersist()
             state_rows.unpersist()
             part.unpersist()
-        return GoldReport(silver_rows, state_count, int(counts["out"]), int(counts["gone"]),
+        return GoldReport(silver_rows, _upserted(kept), _upserted(written),
+                          int(written.metrics.get("numTargetRowsDeleted", 0)),
                           written.version, time.monotonic() - started,
                           [Written(plan.uri, written.version, written.rows),
                            Written(plan.state_uri, kept.version, kept.rows)])
+
+
+def _upserted(written: WriteResult) -> int:
+    """Rows a MERGE inserted or updated (its metrics: no job of its own to count them)."""
+    return sum(int(written.metrics.get(k, 0))
+               for k in ("numTargetRowsInserted", "numTargetRowsUpdated"))
 
 
 def read_progress(uri: str, storage_options: dict[str, str]) -> int | None:

@@ -45,6 +45,23 @@ def _breakdown_rows(fresh: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _growth_rows(growth: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """Silver's and gold's batch time as silver grows, with the largest over the smallest."""
+    if not growth:
+        return []
+    rows = [("growth: one batch with N rows in silver (dates over 30 days)", "", "")]
+    for g in growth:
+        rows.append((f"  {_n(g['silver_rows'])} rows: silver batch / gold batch "
+                     f"({_n(g['gold_rows'])} rows in gold) (s)",
+                     f"{_n(g['silver_s'], 1)} / {_n(g['gold_s'], 1)}", ""))
+    first, last = growth[0], growth[-1]
+    for layer in ("silver", "gold"):
+        ratio = last[f"{layer}_s"] / first[f"{layer}_s"] if first[f"{layer}_s"] else 0.0
+        rows.append((f"  {layer} batch at {_n(last['silver_rows'])} / at "
+                     f"{_n(first['silver_rows'])} rows", f"{ratio:.2f}x", "<= 1.5x"))
+    return rows
+
+
 def table(result: Mapping[str, Any]) -> str:
     """The results as aligned rows: what, figure, and the target where there is one."""
     rows: list[tuple[str, str, str]] = []
@@ -91,6 +108,16 @@ def table(result: Mapping[str, Any]) -> str:
         rows.append(("  produce -> gold p50 / p95 / p99 / max (s)",
                      " / ".join(_n(p.get(k), 1) for k in ("p50", "p95", "p99", "max")),
                      "the project's p95 below this"))
+    steps = result.get("throughput", [])
+    if steps:
+        kept = [s["rate"] for s in steps if s["kept_up"]]
+        rows.append(("sustainable throughput, chained (events/s: p95 <= 30 s, producer on time)",
+                     _n(max(kept)) if kept else f"< {_n(steps[0]['rate'])}", ">= 20,000"))
+        for s in steps:
+            rows.append((f"  {_n(s['rate'])}/s: p95 (s) / lag at end (records)",
+                         f"{_n(s['p95_s'], 1)} / {_n(s['lag_end'])}",
+                         "kept up" if s["kept_up"] else "did not keep up"))
+    rows += _growth_rows(result.get("growth", []))
     checks = result["checks"]
     rows.append(("silver duplicate event ids", _n(checks["silver_duplicates"]), "0"))
     rows.append(("accounting bronze = silver + quarantined + duplicates",

@@ -6,13 +6,18 @@ default settings (``conf/local.yaml``) and one source, orders:
 1. a backlog of orders (10% faults) is produced;
 2. the limit: Kafka's own consumer, and confluent-kafka + a pyarrow Parquet write;
 3. bronze, silver and gold each process the whole backlog on one Spark session (its
-   start timed apart), every process's CPU and memory sampled from ``/proc``;
+   start timed apart), every process's CPU and memory sampled from ``/proc``; bronze
+   beside the bare bronze peer, silver beside the bare parse (``lakehouse.bench.peers``);
 4. the naive GX pattern and the project's silver route the same batches;
 5. freshness: events produced at a fixed rate while bronze, silver and gold run, once in
-   each execution shape (``streaming.shape``: a query per table, then chained); each
-   event's produce -> gold delay read back from the tables' commits
-   (``lakehouse.freshness``), the bronze query's consumer lag sampled every second;
-6. checks: no duplicate event id in silver, the accounting identity holds.
+   each execution shape (``streaming.shape``: a query per table, then chained), then
+   chained again with the openlineage-spark listener off the bus, then the bare chained
+   peer; each event's produce -> gold delay read back from the tables' commits
+   (``lakehouse.freshness``), the bronze query's consumer lag sampled every second, and
+   where each micro-batch's time went (``lakehouse.bench.profile``);
+6. growth: a silver and a gold batch timed with more and more rows already in silver
+   (``lakehouse.bench.growth``);
+7. checks: no duplicate event id in silver, the accounting identity holds.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import pyarrow.compute as pc
 import yaml
 
 from lakehouse import graph
+from lakehouse.bench.growth import measure
 from lakehouse.bench.limit import consume_to_parquet, kafka_consume
 from lakehouse.bench.load import LagSampler, produce_paced
 from lakehouse.bench.naive import compare
@@ -52,6 +58,10 @@ from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 
 Printer = Callable[[str], None]
 SOURCE = "orders"
+SUSTAINED_P95_S = 30.0
+"""A rate is sustained when produce -> gold p95 stays within this (and lag with it)."""
+GROWTH_BATCH = 5_000
+"""Bronze records in the batch the growth measurement times."""
 TOPIC = "bench.orders.v1"
 
 
@@ -67,10 +77,16 @@ class Mode:
     rate: int
     """Events per second of the steady load."""
     load_seconds: int
+    growth: tuple[int, ...]
+    """Rows in silver at which one silver and one gold batch are timed."""
+    rates: tuple[int, ...]
+    """Events per second tried in turn for the sustainable throughput."""
+    step_seconds: int
 
 
-QUICK = Mode("quick", 100_000, 2, 1_000, 20)
-FULL = Mode("full", 1_000_000, 4, 5_000, 120)
+QUICK = Mode("quick", 100_000, 2, 1_000, 20, (100_000, 1_000_000), (2_000, 5_000), 15)
+FULL = Mode("full", 1_000_000, 4, 5_000, 120, (1_000_000, 5_000_000, 20_000_000),
+            (5_000, 10_000, 20_000), 30)
 
 
 def bench_config(work: Path, bootstrap: str) -> Config:
@@ -128,13 +144,13 @@ class _Bench:
         produce(self.broker.bootstrap, TOPIC, generate(SOURCE, n, seed=7, faults=0.1),
                 progress=lambda k: self.say(f"  produced {k:,} of {n:,} orders"),
                 progress_every=max(n // 4, 1))
-        self.say(f"1/6 backlog: {n:,} orders (10% faults) produced in "
+        self.say(f"1/7 backlog: {n:,} orders (10% faults) produced in "
                  f"{time.monotonic() - t0:.1f}s")
 
     def _limit(self) -> None:
         n = self.mode.backlog
         kafka = kafka_consume(self.broker.bootstrap, TOPIC, n, self.work / "tools")
-        self.say(f"2/6 limit: Kafka's consumer read {n:,} records at {kafka.per_second:,.0f}/s")
+        self.say(f"2/7 limit: Kafka's consumer read {n:,} records at {kafka.per_second:,.0f}/s")
         parquet = consume_to_parquet(self.broker.bootstrap, TOPIC, n, self.work / "parquet")
         self.say(f"    consume + Parquet (confluent-kafka, pyarrow): "
                  f"{parquet.per_second:,.0f} records/s")
@@ -147,7 +163,7 @@ class _Bench:
         t0 = time.monotonic()
         spark = build_session(self.config, streaming=True)
         self.result["session_start_s"] = time.monotonic() - t0
-        self.say(f"3/6 Spark session ({self.config.spark.master}) started in "
+        self.say(f"3/7 Spark session ({self.config.spark.master}) started in "
                  f"{self.result['session_start_s']:.1f}s")
         jvm = spark.sparkContext._gateway.proc.pid  # type: ignore[union-attr]
         with Probe(self._roles(jvm)) as probe:
@@ -155,6 +171,8 @@ class _Bench:
                 self._layers(spark, probe)
                 self._naive(spark)
                 self._freshness(spark)
+                self._throughput(spark)
+                self._growth(spark)
             finally:
                 stop_session(spark)
         self._checks()
@@ -206,7 +224,7 @@ class _Bench:
                 stage["of_limit"] = ratio
                 stage["target"] = f"{ratio:.0%} of the limit (target >= 50%)"
             stages.append(stage)
-            self.say(f"4/6 {name}: {n:,} orders in {seconds:.1f}s = {n / seconds:,.0f}/s, "
+            self.say(f"4/7 {name}: {n:,} orders in {seconds:.1f}s = {n / seconds:,.0f}/s, "
                      f"{cpu:.1f} core-seconds")
             peer = self._peer(spark, name)
             if peer is not None:
@@ -247,7 +265,7 @@ class _Bench:
         lines = lines.filter(pc.field("kind") == "stream").sort_by("bronze_from_version")
         ranges = [(r["bronze_from_version"], r["bronze_to_version"], r["bronze_rows"])
                   for r in lines.to_pylist()][:self.mode.naive_batches]
-        self.say(f"5/6 naive GX pattern vs project silver on {len(ranges)} silver batches ...")
+        self.say(f"5/7 naive GX pattern vs project silver on {len(ranges)} silver batches ...")
         c = compare(plan, spark, ranges)
         self.result["naive"] = {"batches": c.batches, "records": c.records,
                                 "project_s": c.project_seconds, "naive_s": c.naive_seconds,
@@ -266,14 +284,42 @@ class _Bench:
                 self.result["freshness"].append(off)
         self.result["bare_chained"] = self._bare_chained(spark, len(SHAPES) + 1)
 
+    def _throughput(self, spark: Any) -> None:
+        """The chained shape at rising rates until one it does not keep up with (p95
+        over ``SUSTAINED_P95_S``, or the producer fell behind its own schedule)."""
+        steps = []
+        for n, rate in enumerate(self.mode.rates):
+            step = self._fresh(spark, "chained", 10 + n, f"throughput step {rate:,}/s",
+                               rate=rate, seconds=self.mode.step_seconds)
+            worst = max((p.get("p95", 0.0) for p in step["produce_to_gold_s"].values()),
+                        default=0.0)
+            kept = worst <= SUSTAINED_P95_S and step["behind_s"] < 1.0
+            steps.append({"rate": rate, "p95_s": worst, "lag_end": step["lag_end"],
+                          "behind_s": step["behind_s"], "kept_up": kept})
+            self.say(f"    {rate:,}/s: p95 {worst:.1f}s, lag at end {step['lag_end']:,}, "
+                     f"{'kept up' if kept else 'did not keep up'}")
+            if not kept:
+                break
+        self.result["throughput"] = steps
+
+    def _growth(self, spark: Any) -> None:
+        from lakehouse.gold import load_gold_plan
+        sizes = self.mode.growth
+        self.say(f"7/7 growth: a silver and a gold batch with {', '.join(f'{n:,}' for n in sizes)}"
+                 " rows in silver ...")
+        table = graph.build(self.config).query(self._gold_tables()[0]).definition
+        assert isinstance(table, GoldTable)
+        self.result["growth"] = measure(spark, self._plan(), load_gold_plan(self.config, table),
+                                        sizes, GROWTH_BATCH, self.work / "growth", self.say)
+
     def _bare_chained(self, spark: Any, n: int) -> dict[str, Any]:
         mode = self.mode
+        records = list(generate(SOURCE, mode.rate * mode.load_seconds, seed=11 + n))
 
         def load() -> None:
-            self.say(f"6/6 freshness (bare chained peer): {mode.rate:,} events/s for "
+            self.say(f"6/7 freshness (bare chained peer): {mode.rate:,} events/s for "
                      f"{mode.load_seconds}s ...")
-            produce_paced(self.broker.bootstrap, TOPIC,
-                          generate(SOURCE, 10**9, seed=11 + n, faults=0.0), mode.rate,
+            produce_paced(self.broker.bootstrap, TOPIC, iter(records), mode.rate,
                           mode.load_seconds)
 
         peer = bare_chained(spark, self._kafka(), self._plan(), self.work / "peers" / "chained",
@@ -283,7 +329,8 @@ class _Bench:
                  f"each; p50 {p.get('p50', 0):.1f}s p95 {p.get('p95', 0):.1f}s")
         return peer
 
-    def _fresh(self, spark: Any, shape: str, n: int, variant: str = "") -> dict[str, Any]:
+    def _fresh(self, spark: Any, shape: str, n: int, variant: str = "", rate: int = 0,
+               seconds: int = 0) -> dict[str, Any]:
         from lakehouse.freshness import freshness
         from lakehouse.runner import run
         config = dataclasses.replace(self.config, streaming=dataclasses.replace(
@@ -291,19 +338,19 @@ class _Bench:
         g = graph.build(config)
         gold = self._gold_tables()
         tables = [f"bronze.{SOURCE}", f"silver.{SOURCE}", *gold]
-        mode = self.mode
+        rate, seconds = rate or self.mode.rate, seconds or self.mode.load_seconds
         checkpoint = config.warehouse.checkpoint_uri(f"bronze.{SOURCE}")
         sampler = LagSampler(self.broker.bootstrap, TOPIC, checkpoint)
         paced: list[Any] = []
+        # Made before the clock starts: the producer must not be what limits the rate.
+        records = list(generate(SOURCE, rate * seconds, seed=11 + n, faults=0.0))
 
         def load() -> None:
-            self.say(f"6/6 freshness ({shape} shape{', ' + variant if variant else ''}): "
-                     f"{mode.rate:,} events/s for "
-                     f"{mode.load_seconds}s while bronze, silver and gold run ...")
+            self.say(f"6/7 freshness ({shape} shape{', ' + variant if variant else ''}): "
+                     f"{rate:,} events/s for {seconds}s while bronze, silver and gold run ...")
             with sampler:
-                paced.append(produce_paced(self.broker.bootstrap, TOPIC,
-                                           generate(SOURCE, 10**9, seed=11 + n, faults=0.0),
-                                           mode.rate, mode.load_seconds))
+                paced.append(produce_paced(self.broker.bootstrap, TOPIC, iter(records), rate,
+                                           seconds))
 
         since = datetime.now(UTC)
         log0 = background_totals()
@@ -321,7 +368,7 @@ class _Bench:
         for name, p in delays.items():
             self.say(f"    {name}: p50 {p.get('p50', 0):.1f}s p95 {p.get('p95', 0):.1f}s "
                      f"p99 {p.get('p99', 0):.1f}s max {p.get('max', 0):.1f}s")
-        return {"shape": shape, "rate": mode.rate, "seconds": mode.load_seconds,
+        return {"shape": shape, "rate": rate, "seconds": seconds,
                 "variant": variant, "breakdown": profile, "event_log_s": log_writes,
                 "events": paced[0].records, "behind_s": paced[0].behind_seconds,
                 "produce_to_gold_s": delays,

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 def test_a_damaged_checkpoint_names_the_reset_and_the_reset_loses_nothing(
         broker: str, tmp_path: Path) -> None:
-    w = World(broker, tmp_path)
+    w = World(broker, tmp_path, shape="tables")  # silver's and gold's own checkpoints
     first = [order(n, BASE) for n in range(20)]
     w.send(first, [])
     assert w.run().returncode == 0

@@ -14,7 +14,9 @@ from tests.integration.gold_world import BASE, DAY0, NOW, World, click, order
 def world(broker: str, tmp_path_factory: pytest.TempPathFactory) -> World:
     """Two runs: the second brings out-of-order events, events hours late into windows
     gold already holds, a session growing longer, and a redelivery."""
-    w = World(broker, tmp_path_factory.mktemp("gold"))
+    # A query per table: these tests kill and reset one gold table's own query
+    # (tests/integration/test_chained_e2e.py does the same in the default, chained shape).
+    w = World(broker, tmp_path_factory.mktemp("gold"), shape="tables")
     orders1 = [order(n, BASE - timedelta(minutes=n * 3 % 40)) for n in range(30)]
     late1 = [order(100 + n, NOW - timedelta(hours=5, minutes=n), "order_placed")
              for n in range(3)]

@@ -45,10 +45,10 @@ def click(n: int, user: str, session: str, at: datetime) -> dict[str, Any]:
 class World:
     """The broker topics, config and warehouse of this module, and what was produced."""
 
-    def __init__(self, broker: str, root: Path) -> None:
+    def __init__(self, broker: str, root: Path, shape: str = "chained") -> None:
         self.broker = broker
         self.warehouse = root / "warehouse"
-        self.config = write_config(root / "conf.yaml", broker, self.warehouse)
+        self.config = write_config(root / "conf.yaml", broker, self.warehouse, shape=shape)
         suffix = root.name
         doc = yaml.safe_load(self.config.read_text().replace("shop.orders.v1", f"orders.{suffix}")
                              .replace("web.clickstream.v1", f"clicks.{suffix}"))

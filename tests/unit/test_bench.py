@@ -72,6 +72,12 @@ RESULT = {
                                               ("chained", 0.5, "listener off"))],
     "bare_chained": {"batches": 7, "batch_s": 3.4,
                      "produce_to_gold_s": {"p50": 5.5, "p95": 7.9, "p99": 8.7, "max": 8.9}},
+    "throughput": [{"rate": 5000, "p95_s": 12.0, "lag_end": 900, "behind_s": 0.1,
+                    "kept_up": True},
+                   {"rate": 10000, "p95_s": 41.0, "lag_end": 90000, "behind_s": 0.1,
+                    "kept_up": False}],
+    "growth": [{"silver_rows": 1_000_000, "silver_s": 2.0, "gold_rows": 500, "gold_s": 1.0},
+               {"silver_rows": 20_000_000, "silver_s": 5.0, "gold_rows": 9000, "gold_s": 1.2}],
     "checks": {"silver_duplicates": 0, "accounting_holds": False},
     "memory_mb": {"driver JVM": 1200.0},
     "core_seconds_per_million": 321.0,
@@ -95,6 +101,10 @@ def test_the_table_shows_every_figure_with_its_target() -> None:
     assert "bronze at 50% of it (target >= 90%)" in line["peer: bare bronze (0.2 s) records/s"]
     assert "700" in line["append bronze.o"] and "120" in line["idle, waiting for the next trigger"]
     assert "5.5 / 7.9 / 8.9" not in text and "5.5 / 7.9 / 8.7 / 8.9" in text
+    assert "5,000" in line["sustainable throughput, chained (events/s: p95 <= 30 s, producer on time)"]
+    assert "did not keep up" in line["10,000/s: p95 (s) / lag at end (records)"]
+    assert "2.50x" in line["silver batch at 20,000,000 / at 1,000,000 rows"]
+    assert "1.20x" in line["gold batch at 20,000,000 / at 1,000,000 rows"]
 
 
 T0 = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)

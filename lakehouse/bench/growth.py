@@ -1,0 +1,124 @@
+"""Does a micro-batch cost more as the tables grow? Silver and gold batch times measured
+with 1M, 5M and 20M rows already in silver (quick: fewer).
+
+The grown silver table is built directly with Spark, not through the stream: the bench's
+silver rows copied under new event ids, their event times moved back by 0..29 days (the
+dates spread over a month, as real data's are), partitioned by event date as silver is.
+At each size one batch of bronze records silver has never seen goes through the
+project's own path (``route`` then ``write_batch``: dedup against silver, the MERGE, the
+side tables), then the gold table built from that silver (``recompute``) takes the rows
+the batch inserted through its writer. The steps of each (``lakehouse.observe.steps``)
+say where the time went.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.aggregates import UPDATED_AT, recompute
+from lakehouse.gold import GoldPlan, gold_writer
+from lakehouse.io.delta import (
+    CHANGE_COLUMNS,
+    VERSION_COLUMN,
+    BatchCommit,
+    latest_version,
+    read_changes_between,
+)
+from lakehouse.lineage.datasets import BatchRun
+from lakehouse.observe import steps
+from lakehouse.silver import SilverPlan, ensure_tables, route, write_batch
+
+Printer = Callable[[str], None]
+DAYS = 30
+
+
+def grown(base: DataFrame, plan: SilverPlan, rows: int) -> DataFrame:
+    """``rows`` silver rows made from ``base``'s: copy ``k`` of each has the event id
+    ``<id>#<k>`` and its event time ``k % 30`` days earlier (pure)."""
+    have = base.count()
+    copies = max(1, -(-rows // have))
+    key, when = plan.contract.key, plan.contract.event_time
+    shift = F.make_dt_interval(days=(F.col("_k") % DAYS).cast("int"))
+    return (base.crossJoin(base.sparkSession.range(1, copies + 1).withColumnRenamed("id", "_k"))
+            .withColumn(key, F.concat(F.col(key), F.lit("#"), F.col("_k").cast("string")))
+            .withColumn(when, F.col(when) - shift)
+            .withColumn("event_date", F.to_date(F.col(when)))
+            .drop("_k").limit(rows))
+
+
+def bronze_slice(spark: SparkSession, plan: SilverPlan, n: int, records: int) -> DataFrame:
+    """The ``n``-th slice of about ``records`` bronze records (by offset in each Kafka
+    partition), as a silver batch reads them (with a commit version)."""
+    bronze = spark.read.format("delta").load(plan.bronze_uri)
+    partitions = max(1, bronze.select("partition").distinct().count())
+    width = max(1, records // partitions)
+    return (bronze.filter(F.col("offset").between(n * width, (n + 1) * width - 1))
+            .withColumn(VERSION_COLUMN, F.lit(n).cast("long")))
+
+
+def measure(spark: SparkSession, plan: SilverPlan, gold: GoldPlan, sizes: Sequence[int],
+            records: int, work: Path, say: Printer) -> list[dict[str, Any]]:
+    """Per size: rows in silver, the silver batch's seconds and steps, the gold table's
+    rows and its batch's seconds and steps."""
+    base = spark.read.format("delta").load(plan.uri)
+    silver_uri = str(work / "silver")
+    grown_plan = dataclasses.replace(
+        plan, uri=silver_uri, quarantine_uri=str(work / "quarantine"),
+        quality_uri=str(work / "_quality"), ledger_uri=str(work / "_batches"))
+    grown_gold = dataclasses.replace(gold, uri=str(work / "gold"), state_uri=None,
+                                     silver_uri=silver_uri)
+    out = []
+    for n, size in enumerate(sizes):
+        t0 = time.monotonic()
+        (grown(base, plan, size).write.format("delta").mode("overwrite")
+         .option("overwriteSchema", "true").option("delta.enableChangeDataFeed", "true")
+         .partitionBy("event_date").save(silver_uri))
+        ensure_tables(spark, grown_plan, spark.read.format("delta").load(silver_uri).schema)
+        table = recompute(gold.agg, spark.read.format("delta").load(silver_uri))
+        (table.withColumn(UPDATED_AT, F.current_timestamp()).write.format("delta")
+         .mode("overwrite").option("overwriteSchema", "true").save(grown_gold.uri))
+        built = time.monotonic() - t0
+        gold_rows = spark.read.format("delta").load(grown_gold.uri).count()
+        silver_s, silver_steps = _silver_batch(spark, grown_plan, n, records)
+        gold_s, gold_steps = _gold_batch(spark, grown_gold)
+        say(f"    growth: {size:,} rows in silver (built in {built:.0f}s): silver batch "
+            f"{silver_s:.1f}s, gold batch {gold_s:.1f}s ({gold_rows:,} rows in gold)")
+        out.append({"silver_rows": size, "silver_s": silver_s, "silver_steps": silver_steps,
+                    "gold_rows": gold_rows, "gold_s": gold_s, "gold_steps": gold_steps,
+                    "build_s": built})
+    return out
+
+
+def _silver_batch(spark: SparkSession, plan: SilverPlan, n: int, records: int
+                  ) -> tuple[float, dict[str, float]]:
+    batch = bronze_slice(spark, plan, n, records)
+    columns = spark.read.format("delta").load(plan.uri).schema
+    with steps.collecting() as taken:
+        started = time.monotonic()
+        routed = route(plan, batch, n)
+        try:
+            write_batch(plan, routed, BatchCommit("bench:growth", n), "bench growth", started,
+                        columns)
+        finally:
+            routed.release()
+        seconds = time.monotonic() - started
+    return seconds, taken
+
+
+def _gold_batch(spark: SparkSession, plan: GoldPlan) -> tuple[float, dict[str, float]]:
+    last = latest_version(plan.silver_uri)
+    assert last is not None
+    changes = read_changes_between(spark, plan.silver_uri, last, last)
+    writer, _ = gold_writer(spark, plan, lambda _: None, changes.drop(*CHANGE_COLUMNS))
+    with steps.collecting() as taken:
+        started = time.monotonic()
+        writer(changes, BatchRun("bench", "bench", last, "bench:growth"))
+        seconds = time.monotonic() - started
+    return seconds, taken
