@@ -41,11 +41,12 @@ DAYS = 30
 
 def grown(base: DataFrame, plan: SilverPlan, rows: int) -> DataFrame:
     """``rows`` silver rows made from ``base``'s: copy ``k`` of each has the event id
-    ``<id>#<k>`` and its event time ``k % 30`` days earlier (pure)."""
+    ``<id>#<k>`` and its event time 0 to 29 days earlier (by a hash of the new id), so
+    the dates spread over a month however few copies there are (pure)."""
     have = base.count()
     copies = max(1, -(-rows // have))
     key, when = plan.contract.key, plan.contract.event_time
-    shift = F.make_dt_interval(days=(F.col("_k") % DAYS).cast("int"))
+    shift = F.make_dt_interval(days=F.pmod(F.hash(F.col(key), F.col("_k")), F.lit(DAYS)))
     return (base.crossJoin(base.sparkSession.range(1, copies + 1).withColumnRenamed("id", "_k"))
             .withColumn(key, F.concat(F.col(key), F.lit("#"), F.col("_k").cast("string")))
             .withColumn(when, F.col(when) - shift)
