@@ -28,25 +28,13 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakehouse.bench.limit import Rate
 from lakehouse.bench.report import percentiles
 from lakehouse.quality.rules import rule_failure
 from lakehouse.silver import SilverPlan
 
 
-@dataclass(frozen=True)
-class Timed:
-    """What one peer did: records through it and the wall seconds it took."""
-
-    records: int
-    seconds: float
-
-    @property
-    def per_s(self) -> float:
-        """Records per second."""
-        return self.records / self.seconds if self.seconds else 0.0
-
-
-def bare_bronze(spark: SparkSession, kafka: dict[str, str], work: Path) -> Timed:
+def bare_bronze(spark: SparkSession, kafka: dict[str, str], work: Path) -> Rate:
     """The backlog from Kafka into a Delta table by Spark alone (``availableNow``)."""
     started = time.monotonic()
     query = (spark.readStream.format("kafka").options(**kafka).load()
@@ -55,7 +43,7 @@ def bare_bronze(spark: SparkSession, kafka: dict[str, str], work: Path) -> Timed
              .trigger(availableNow=True).start(str(work / "bare_bronze")))
     query.awaitTermination()
     seconds = time.monotonic() - started
-    return Timed(spark.read.format("delta").load(str(work / "bare_bronze")).count(), seconds)
+    return Rate(spark.read.format("delta").load(str(work / "bare_bronze")).count(), seconds)
 
 
 def contract_checks(plan: SilverPlan) -> list[Column]:
@@ -65,7 +53,7 @@ def contract_checks(plan: SilverPlan) -> list[Column]:
     return required + [rule_failure(rule)[0] for rule in plan.suite.rules]
 
 
-def bare_parse(spark: SparkSession, plan: SilverPlan) -> Timed:
+def bare_parse(spark: SparkSession, plan: SilverPlan) -> Rate:
     """Bronze's rows parsed and checked into the ``noop`` sink: the floor for silver."""
     contract = plan.contract
     reader = T.StructType([T.StructField(f.name, f.read_type) for f in contract.fields])
@@ -78,7 +66,7 @@ def bare_parse(spark: SparkSession, plan: SilverPlan) -> Timed:
     started = time.monotonic()
     parsed.withColumn("_rejected", fails).write.format("noop").mode("overwrite").save()
     seconds = time.monotonic() - started
-    return Timed(bronze.count(), seconds)
+    return Rate(bronze.count(), seconds)
 
 
 @dataclass

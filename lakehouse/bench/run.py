@@ -241,9 +241,9 @@ class _Bench:
         else:
             return None
         self.say(f"    peer, {name}: {timed.records:,} records in {timed.seconds:.1f}s = "
-                 f"{timed.per_s:,.0f}/s")
+                 f"{timed.per_second:,.0f}/s")
         return {"name": name, "records": timed.records, "seconds": timed.seconds,
-                "per_s": timed.per_s}
+                "per_s": timed.per_second}
 
     def _kafka(self) -> dict[str, str]:
         from lakehouse.runner import kafka_options
