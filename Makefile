@@ -41,7 +41,7 @@ test: $(STAMP) $(JARS) ## lint, type-check, then every test (unit and end to end
 unit: $(STAMP) ## the fast tests only (no broker, no Spark)
 	$(BIN)/pytest tests/unit
 
-bench: $(STAMP) $(JARS) ## the benchmark, full mode (`lakehouse bench --quick` for 3 minutes)
+bench: $(STAMP) $(JARS) ## the benchmark, full mode (`lakehouse bench --quick` for about 6 minutes)
 	$(BIN)/lakehouse bench --output bench.json
 
 broker-up: $(STAMP) $(JARS)
