@@ -79,9 +79,9 @@ from lakehouse.lineage.datasets import (
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.latency import event_time_aggregates, event_times
-from lakehouse.observe.steps import step
 from lakehouse.registry import GoldTable
 from lakehouse.spark import start_batches
+from lakehouse.steps import step
 
 Printer = Callable[[str], None]
 

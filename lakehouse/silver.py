@@ -73,7 +73,6 @@ from lakehouse.lineage.datasets import (
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.latency import EventTimes, event_time_aggregates, event_times
-from lakehouse.observe.steps import step
 from lakehouse.privacy import pii_key, pseudonymise
 from lakehouse.quality.avro import parse_avro, reader_schema, subject
 from lakehouse.quality.contract import (
@@ -87,6 +86,7 @@ from lakehouse.quality.contract import (
 from lakehouse.quality.rules import RuleResult, Suite, apply_rules, load_suite, results, statistics
 from lakehouse.registry import SilverTable, bronze_source
 from lakehouse.spark import start_batches
+from lakehouse.steps import step
 
 Printer = Callable[[str], None]
 

@@ -7,7 +7,7 @@ dates spread over a month, as real data's are), partitioned by event date as sil
 At each size one batch of bronze records silver has never seen goes through the
 project's own path (``route`` then ``write_batch``: dedup against silver, the MERGE, the
 side tables), then the gold table built from that silver (``recompute``) takes the rows
-the batch inserted through its writer. The steps of each (``lakehouse.observe.steps``)
+the batch inserted through its writer. The steps of each (``lakehouse.steps``)
 say where the time went.
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse import steps
 from lakehouse.aggregates import UPDATED_AT, recompute
 from lakehouse.gold import GoldPlan, gold_writer
 from lakehouse.io.delta import (
@@ -32,7 +33,6 @@ from lakehouse.io.delta import (
     read_changes_between,
 )
 from lakehouse.lineage.datasets import BatchRun
-from lakehouse.observe import steps
 from lakehouse.silver import SilverPlan, ensure_tables, route, write_batch
 
 Printer = Callable[[str], None]

@@ -1,6 +1,6 @@
 """Where a typical micro-batch's wall time goes, per pipeline, from the event log's rows.
 
-Each row's ``duration_ms`` holds the writer's steps (``lakehouse.observe.steps``: every
+Each row's ``duration_ms`` holds the writer's steps (``lakehouse.steps``: every
 Delta write named after its table, the routing and aggregation jobs, and in the chained
 shape each stage run inside the bronze batch) beside Spark's own phases of the
 streaming query (``latestOffset``, ``queryPlanning``, ``walCommit``, ``commitOffsets``).
@@ -23,7 +23,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from lakehouse.lineage.listener import LISTENER
-from lakehouse.observe.steps import PREFIX
+from lakehouse.steps import PREFIX
 
 SPARK_PHASES = ("latestOffset", "getBatch", "queryPlanning", "walCommit", "commitOffsets")
 """Spark's phases of a streaming trigger shown in the breakdown (``addBatch`` is the

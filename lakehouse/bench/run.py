@@ -53,8 +53,8 @@ from lakehouse.io.processes import free_port
 from lakehouse.jvm import PROJECT_ROOT
 from lakehouse.observe.events import WRITES as EVENT_LOG_WRITES
 from lakehouse.observe.figures import read_events
-from lakehouse.observe.steps import background_totals
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
+from lakehouse.steps import background_totals
 
 Printer = Callable[[str], None]
 SOURCE = "orders"

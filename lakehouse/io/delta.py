@@ -36,7 +36,7 @@ from pyspark.sql.types import StructType
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.storage import file_names, filesystem, is_dir, join, remove_tree
-from lakehouse.observe.steps import step, table_of
+from lakehouse.steps import step, table_of
 
 log = logging.getLogger(__name__)
 

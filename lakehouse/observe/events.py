@@ -28,9 +28,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from lakehouse import steps
 from lakehouse.config import Config
 from lakehouse.lineage.datasets import BatchIO
-from lakehouse.observe import steps
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ stores (gold keeps its own state in ``gold._<table>_state``, counted by ``lakeho
 tables``)."""
 
 WRITES = "event log writes"
-"""The background total (``lakehouse.observe.steps``) of the event log's own writes."""
+"""The background total (``lakehouse.steps``) of the event log's own writes."""
 PROGRESS_WAIT_SECONDS = 60.0
 """A streamed batch's row waits this long for Spark's progress, then is written without
 it (the query stopped before Spark posted it)."""
@@ -155,7 +155,7 @@ def batch_fields(io: BatchIO | None, seconds: float, ended: datetime, warehouse_
                  error: str | None = None, taken: Mapping[str, float] | None = None
                  ) -> dict[str, Any]:
     """The columns the project's writer fills for one batch (pure); ``taken``: the
-    seconds of its steps (``lakehouse.observe.steps``)."""
+    seconds of its steps (``lakehouse.steps``)."""
     out: dict[str, Any] = {"ended_at": ended, "event_date": ended.date(),
                            "duration_ms": {"batch": int(seconds * 1000),
                                            **steps.as_durations(dict(taken or {}))},
