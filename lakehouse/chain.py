@@ -160,6 +160,9 @@ def _gold_stage(spark: SparkSession, config: Config, table: GoldTable, printer: 
     plan: GoldPlan = load_gold_plan(config, table)
     writer, spec = gold_writer(spark, plan, printer, _schema_frame(spark, plan.silver_uri))
     done = read_progress(plan.progress_uri, plan.storage_options)
+    if done is not None:
+        printer(f"[{table.qualified_name}] continuing from version {done + 1} of "
+                f"silver.{table.silver} (its commits cover the ones before)")
     pinned = None
     if plan.state_uri is not None:
         output = read_progress(plan.uri, plan.storage_options)
@@ -176,6 +179,9 @@ def _silver_stage(spark: SparkSession, config: Config, table: SilverTable,
     plan = load_plan(config, table)
     writer, spec = silver_writer(spark, plan, printer, _schema_frame(spark, plan.bronze_uri))
     done = routed_up_to(plan)
+    if done is not None:
+        printer(f"[{table.qualified_name}] continuing from version {done + 1} of "
+                f"bronze.{table.bronze} (its ledger covers the ones before)")
     stage = Stage(table.qualified_name, plan.bronze_uri, writer, lineage.query(spec), events,
                   0 if done is None else done + 1,
                   size_bytes(config.silver.max_bytes_per_trigger))
