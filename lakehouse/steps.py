@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 
 PREFIX = "step:"
@@ -37,15 +37,24 @@ def collecting() -> Iterator[dict[str, float]]:
 
 
 @contextmanager
-def step(name: str) -> Iterator[None]:
-    """Time the work inside as the step ``name`` of the batch being collected (if any)."""
+def _timed(record: Callable[[float], None]) -> Iterator[None]:
+    """Hand the seconds the work inside took to ``record``, however it ends."""
     began = time.monotonic()
     try:
         yield
     finally:
-        steps = _batch.get()
+        record(time.monotonic() - began)
+
+
+def step(name: str) -> AbstractContextManager[None]:
+    """Time the work inside as the step ``name`` of the batch being collected (if any)."""
+    steps = _batch.get()
+
+    def record(seconds: float) -> None:
         if steps is not None:
-            steps[name] = steps.get(name, 0.0) + time.monotonic() - began
+            steps[name] = steps.get(name, 0.0) + seconds
+
+    return _timed(record)
 
 
 def as_durations(steps: dict[str, float]) -> dict[str, int]:
@@ -53,15 +62,13 @@ def as_durations(steps: dict[str, float]) -> dict[str, int]:
     return {PREFIX + name: int(seconds * 1000) for name, seconds in steps.items()}
 
 
-@contextmanager
-def background(name: str) -> Iterator[None]:
+def background(name: str) -> AbstractContextManager[None]:
     """Time work done off every batch's path into the process-wide total ``name``."""
-    began = time.monotonic()
-    try:
-        yield
-    finally:
+    def record(seconds: float) -> None:
         with _lock:
-            _background[name] = _background.get(name, 0.0) + time.monotonic() - began
+            _background[name] = _background.get(name, 0.0) + seconds
+
+    return _timed(record)
 
 
 def background_totals() -> dict[str, float]:

@@ -198,11 +198,15 @@ class BatchMarks:
 
     def last_batch(self, uri: str, app_id: str) -> int | None:
         """The last batch ``app_id`` committed to the table at ``uri`` (None: none)."""
+        return self.read(uri, app_id)[0]
+
+    def read(self, uri: str, app_id: str) -> tuple[int | None, int | None]:
+        """(the last batch ``app_id`` committed, the table's newest version) at ``uri``."""
         with self._lock:
             newest = latest_version(uri)
             if newest is None:
                 self._seen.pop((uri, app_id), None)
-                return None
+                return None, None
             read, last = self._seen.get((uri, app_id), (-1, None))
             if read > newest:
                 read, last = -1, None
@@ -212,7 +216,7 @@ class BatchMarks:
                     last = writer[1] if last is None else max(last, writer[1])
                     break
             self._seen[(uri, app_id)] = (newest, last)
-            return last
+            return last, newest
 
     def landed(self, uri: str, commit: BatchCommit, version: int) -> None:
         """This process committed ``commit`` as ``version`` of the table."""
@@ -232,11 +236,13 @@ def last_batch(uri: str, app_id: str) -> int | None:
     return MARKS.last_batch(uri, app_id)
 
 
-def _already(uri: str, commit: BatchCommit) -> WriteResult | None:
+def _already(uri: str, commit: BatchCommit) -> tuple[WriteResult | None, int | None]:
     """A write that commits nothing, if the batch's app id has committed this batch or a
-    later one (``committed`` finds that commit); None when the batch is still to write."""
-    last = MARKS.last_batch(uri, commit.app_id)
-    return None if last is None or last < commit.batch_id else WriteResult(None, 0)
+    later one (``committed`` finds that commit), else None; and the table's newest
+    version, which the write's own commit comes after (one listing of the log for both)."""
+    last, newest = MARKS.read(uri, commit.app_id)
+    skip = None if last is None or last < commit.batch_id else WriteResult(None, 0)
+    return skip, newest
 
 
 def _landed(uri: str, before: int | None, commit: BatchCommit) -> WriteResult:
@@ -327,10 +333,9 @@ def replace(df: DataFrame, uri: str, commit: BatchCommit, where: str | None = No
 
 def _write(df: DataFrame, uri: str, commit: BatchCommit, mode: str,
            partition_by: Sequence[str], where: str | None = None) -> WriteResult:
-    done = _already(uri, commit)
+    done, before = _already(uri, commit)
     if done is not None:
         return done
-    before = latest_version(uri)
     writer = (df.write.format("delta").mode(mode)
               .option("userMetadata", commit.user_metadata()))
     if partition_by:
@@ -351,10 +356,9 @@ def append_rows(rows: pa.Table, uri: str, commit: BatchCommit,
     results: never a micro-batch's records) with delta-rs, as batch ``commit.batch_id``
     unless that batch is in the table: no Spark job, the same commit metadata."""
     from deltalake import CommitProperties, write_deltalake
-    done = _already(uri, commit)
+    done, before = _already(uri, commit)
     if done is not None:
         return done
-    before = latest_version(uri)
     try:
         with step(f"append {table_of(uri)}"):
             write_deltalake(uri, rows, mode="append",
@@ -405,10 +409,9 @@ def merge(source: DataFrame, uri: str, on: str | Column, clauses: MergeSpec, com
     spark = source.sparkSession
     if keys:
         commit = commit.with_metadata(**{MERGE_KEYS: json.dumps(list(keys))})
-    done = _already(uri, commit)
+    done, before = _already(uri, commit)
     if done is not None:
         return done
-    before = latest_version(uri)
     try:
         with step(f"merge {table_of(uri)}"), \
                 session_conf(spark, {USER_METADATA_CONF: commit.user_metadata()}):
