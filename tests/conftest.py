@@ -95,6 +95,23 @@ def start_run(config: Path, warehouse: Path) -> Job:
     return proc
 
 
+def assert_gold_verified(config: Path, spark: object, tables: list[str] | None = None) -> None:
+    """What ``lakehouse verify gold`` checks (each gold table equals its recomputation from
+    silver), run on the suite's Spark session: a warm JVM, not a new one per check. The
+    command itself runs in tests/integration/test_gold_e2e.py."""
+    from lakehouse import graph
+    from lakehouse.config import load_config
+    from lakehouse.gold import verify
+    from lakehouse.registry import GoldTable
+    cfg = load_config(config)
+    pipeline = graph.build(cfg)
+    chosen = pipeline.select(tables) if tables else pipeline.layer(graph.Layer.GOLD)
+    for query in chosen:
+        if isinstance(query.definition, GoldTable):
+            check = verify(spark, cfg, query.definition)  # type: ignore[arg-type]
+            assert check.equal, check.describe()
+
+
 def _without_frames(text: str, limit: int = 30000) -> str:
     kept = [line for line in text.splitlines() if not line.lstrip().startswith(("at ", "..."))]
     return "\n".join(kept)[-limit:]

@@ -283,9 +283,11 @@ def ensure_table(spark: SparkSession, uri: str, schema: StructType,
                  change_feed: bool = False) -> None:
     """Create an empty Delta table with this schema unless one exists. ``change_feed``:
     record the change data feed, which downstream streams read to know each row's commit
-    version."""
+    version. A table that exists is left as it is without asking Spark (a job's start-up
+    checks every table it writes: a listing each, not a Delta transaction each)."""
     from delta.tables import DeltaTable
-    _forget_unfinished_create(uri)
+    if _has_commit(uri):
+        return
     builder = (DeltaTable.createIfNotExists(spark).location(uri).addColumns(schema)
                .partitionedBy(*partition_by))
     if description:
@@ -295,19 +297,21 @@ def ensure_table(spark: SparkSession, uri: str, schema: StructType,
     builder.execute()
 
 
-def _forget_unfinished_create(uri: str) -> None:
-    """A create killed before its first commit leaves a ``_delta_log`` with no commit in it,
-    which Delta then takes for a table and refuses to load (DELTA_TABLE_NOT_FOUND). Nothing
-    was committed, so nothing is lost by removing it and creating the table again."""
+def _has_commit(uri: str) -> bool:
+    """Whether ``uri`` holds a Delta table with at least one commit. A create killed before
+    its first commit leaves a ``_delta_log`` with no commit in it, which Delta then takes
+    for a table and refuses to load (DELTA_TABLE_NOT_FOUND). Nothing was committed, so
+    nothing is lost by removing it (the caller creates the table again)."""
     log_uri = join(uri, "_delta_log")
     if not is_dir(log_uri):
-        return
+        return False
     names = file_names(log_uri)
     if any(n == "_last_checkpoint" or (n[:20].isdigit() and n[20:21] == ".") for n in names):
-        return
+        return True
     log.warning("%s has a _delta_log with no commit (a create was interrupted); creating "
                 "the table again", uri)
     remove_tree(log_uri)
+    return False
 
 
 def write_failed(doing: str, uri: str, batch_id: int, exc: Exception) -> LakehouseError:

@@ -4,7 +4,7 @@ It reads the broker and the Delta tables, not the pipeline's own counters, and c
 promise: bronze holds every produced record exactly once and untouched; each bronze record
 is in exactly one place (silver, open quarantine, or a duplicate of an event silver
 holds); silver holds each event id once; gold equals its batch recomputation from silver
-(``lakehouse verify gold``).
+(what ``lakehouse verify gold`` checks, on the suite's Spark session).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from deltalake import DeltaTable
 
-from tests.conftest import lakehouse
+from tests.conftest import assert_gold_verified
 
 Coordinates = tuple[int, int]
 
@@ -61,7 +61,7 @@ def _table(warehouse: Path, layer: str, name: str, columns: list[str]) -> list[d
     return DeltaTable(str(warehouse / layer / name)).to_pyarrow_table(columns=columns).to_pylist()
 
 
-def check(config: Path, bootstrap: str, topic: str, warehouse: Path,
+def check(config: Path, bootstrap: str, topic: str, warehouse: Path, spark: object,
           source: str = "orders") -> Verdict:
     """Check one source's tables against the broker; fails with the first broken promise."""
     produced = topic_records(bootstrap, topic)
@@ -92,6 +92,5 @@ def check(config: Path, bootstrap: str, topic: str, warehouse: Path,
         assert value is not None and json.loads(value).get("event_id") in held, \
             f"record {c} is nowhere: not in silver, not quarantined, not a duplicate"
 
-    verified = lakehouse(config, "verify", "gold")
-    assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-3000:]
+    assert_gold_verified(config, spark)
     return Verdict(len(produced), len(in_silver), len(quarantined), len(rest))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
 from lakehouse.broker import EmbeddedBroker
 from lakehouse.generator import generate
@@ -47,15 +48,15 @@ def ledgered(warehouse: Path) -> int:
 
 
 def test_a_job_waits_out_a_broker_outage_and_stops_after_its_timeout(
-        own_broker: EmbeddedBroker, tmp_path: Path) -> None:
+        own_broker: EmbeddedBroker, tmp_path: Path, spark: SparkSession) -> None:
     warehouse = tmp_path / "warehouse"
     config = write_config(tmp_path / "conf.yaml", own_broker.bootstrap, warehouse,
-                          kafka={"unavailable_timeout_seconds": 60})
+                          kafka={"unavailable_timeout_seconds": 30})
     produce(own_broker.bootstrap, TOPIC, generate("orders", 400, seed=1, faults=0.2))
     with start_run(config, warehouse) as job:
         wait_for(lambda: ledgered(warehouse) == 400, "the first records in silver")
-        own_broker.down()  # a short outage (stop, 10 s, start: about 30 s): the job waits
-        time.sleep(10)
+        own_broker.down()  # a short outage (stop, 2 s, start: well inside the 30 s): the job waits
+        time.sleep(2)
         own_broker.up()
         produce(own_broker.bootstrap, TOPIC, generate("orders", 400, seed=2, faults=0.2))
         wait_for(lambda: ledgered(warehouse) == 800, "the records produced after the outage")
@@ -70,6 +71,6 @@ def test_a_job_waits_out_a_broker_outage_and_stops_after_its_timeout(
     produce(own_broker.bootstrap, TOPIC, generate("orders", 300, seed=3, faults=0.2))
     again = lakehouse(config, "run", "--until-idle")
     assert again.returncode == 0, again.stderr[-3000:]
-    verdict = check(config, own_broker.bootstrap, TOPIC, warehouse)
+    verdict = check(config, own_broker.bootstrap, TOPIC, warehouse, spark)
     assert verdict.produced == 1100
     print(verdict.describe())

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
 from lakehouse.generator import Record
 from lakehouse.io.kafka_producer import produce
@@ -36,7 +37,8 @@ def silver(warehouse: Path) -> dict[str, dict]:
     return {r["event_id"]: r for r in rows}
 
 
-def test_contract_changes_between_runs_lose_nothing(broker: str, tmp_path: Path) -> None:
+def test_contract_changes_between_runs_lose_nothing(broker: str, tmp_path: Path,
+                                                    spark: SparkSession) -> None:
     topic = f"orders.contract.{tmp_path.name}"
     expectations = tmp_path / "expectations"
     shutil.copytree(ROOT / "expectations", expectations)
@@ -83,4 +85,4 @@ def test_contract_changes_between_runs_lose_nothing(broker: str, tmp_path: Path)
     contract_file.write_text(yaml.safe_dump(contract))
     assert (run := lakehouse(config, "run", "--until-idle")).returncode == 0, run.stderr[-3000:]
     assert "o-20" in silver(warehouse)
-    print(check(config, broker, topic, warehouse).describe())
+    print(check(config, broker, topic, warehouse, spark).describe())

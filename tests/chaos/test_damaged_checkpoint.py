@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
-from tests.conftest import lakehouse
+from tests.conftest import assert_gold_verified, lakehouse
 from tests.integration.gold_world import BASE, World, order
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_damaged_checkpoint_names_the_reset_and_the_reset_loses_nothing(
-        broker: str, tmp_path: Path) -> None:
+        broker: str, tmp_path: Path, spark: SparkSession) -> None:
     w = World(broker, tmp_path, shape="tables")  # silver's and gold's own checkpoints
     first = [order(n, BASE) for n in range(20)]
     w.send(first, [])
@@ -52,5 +53,4 @@ def test_a_damaged_checkpoint_names_the_reset_and_the_reset_loses_nothing(
     ids = DeltaTable(str(w.warehouse / "silver" / "orders")).to_pyarrow_table(
         columns=["event_id"]).column("event_id").to_pylist()
     assert sorted(ids) == sorted(w.orders)  # every order once: none lost, none twice
-    verified = lakehouse(w.config, "verify", "gold")
-    assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-3000:]
+    assert_gold_verified(w.config, spark)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
 from lakehouse.generator import generate
 from lakehouse.io.kafka_producer import produce
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_job_survives_hard_kills_while_events_arrive(
-        broker: str, tmp_path: Path, full: bool) -> None:
+        broker: str, tmp_path: Path, full: bool, spark: SparkSession) -> None:
     topic = f"orders.kills.{tmp_path.name}"
     warehouse = tmp_path / "warehouse"
     config = write_config(tmp_path / "conf.yaml", broker, warehouse)
@@ -54,6 +55,6 @@ def test_the_job_survives_hard_kills_while_events_arrive(
         thread.join(timeout=60)
     done = lakehouse(config, "run", "--until-idle")
     assert done.returncode == 0, done.stderr[-3000:]
-    verdict = check(config, broker, topic, warehouse)
+    verdict = check(config, broker, topic, warehouse, spark)
     assert verdict.produced == sum(sent) and verdict.silver > 0
     print(f"{kills} kills survived: {verdict.describe()}")

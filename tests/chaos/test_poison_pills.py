@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
 from lakehouse.generator import POISON_PILLS, Record, generate, order_event, poison_pill
 from lakehouse.io.kafka_producer import produce
@@ -25,7 +26,8 @@ RULES = {"garbage": "contract.invalid_utf8", "deep": "contract.malformed_json",
          "tombstone": "contract.tombstone", "oversized": "contract.too_large"}
 
 
-def test_each_poison_pill_is_quarantined_with_its_reason(broker: str, tmp_path: Path) -> None:
+def test_each_poison_pill_is_quarantined_with_its_reason(broker: str, tmp_path: Path,
+                                                         spark: SparkSession) -> None:
     topic = f"orders.poison.{tmp_path.name}"
     warehouse = tmp_path / "warehouse"
     config = write_config(tmp_path / "conf.yaml", broker, warehouse)
@@ -52,6 +54,6 @@ def test_each_poison_pill_is_quarantined_with_its_reason(broker: str, tmp_path: 
     silver = DeltaTable(str(warehouse / "silver" / "orders")).to_pyarrow_table(
         columns=["event_id"]).column("event_id").to_pylist()
     assert sorted(silver) == sorted(json.loads(r.value)["event_id"] for r in valid)
-    verdict = check(config, broker, topic, warehouse)
+    verdict = check(config, broker, topic, warehouse, spark)
     assert verdict.quarantined == len(POISON_PILLS)
     print(verdict.describe())

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+from pyspark.sql import SparkSession
 
 from lakehouse.generator import generate
 from lakehouse.io.delta import max_kafka_offsets
@@ -116,7 +117,7 @@ def sample(job: int, started: float, bootstrap: str, topic: str, warehouse: Path
 
 @pytest.mark.timeout(2700)  # the full soak runs 20 minutes, then catches up and checks
 def test_a_steady_stream_keeps_memory_and_files_flat_and_lag_returns_to_zero(
-        broker: str, tmp_path: Path, full: bool) -> None:
+        broker: str, tmp_path: Path, full: bool, spark: SparkSession) -> None:
     topic = f"orders.soak.{tmp_path.name}"
     warehouse = tmp_path / "warehouse"
     metrics = free_port()
@@ -180,7 +181,7 @@ def test_a_steady_stream_keeps_memory_and_files_flat_and_lag_returns_to_zero(
 
     done = lakehouse(config, "run", "--until-idle")
     assert done.returncode == 0, done.stderr[-3000:]
-    verdict = check(config, broker, topic, warehouse)
+    verdict = check(config, broker, topic, warehouse, spark)
     assert verdict.produced == RATE * seconds
     print(f"soak {seconds} s at {RATE}/s: JVM {warm.jvm_mb:,.0f} -> {end.jvm_mb:,.0f} MB, "
           f"Python {warm.python_mb:,.0f} -> {end.python_mb:,.0f} MB, open files "

@@ -9,12 +9,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
 from lakehouse.config import load_config
 from lakehouse.privacy import pseudonym
 from lakehouse.registry import discover_silver
 from lakehouse.silver import accounting
-from tests.conftest import lakehouse
+from tests.conftest import assert_gold_verified, lakehouse
 from tests.integration.gold_world import BASE, World, click, order
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def cells(path: Path) -> set[str]:
 
 
 def test_a_forgotten_subject_is_gone_from_every_table_and_version(
-        broker: str, tmp_path: Path) -> None:
+        broker: str, tmp_path: Path, spark: SparkSession) -> None:
     w = World(broker, tmp_path)
     orders = [order(n, BASE) for n in range(20)]  # customers c-0 .. c-4
     bad = order(100, BASE, amount="-5")
@@ -94,8 +95,7 @@ def test_a_forgotten_subject_is_gone_from_every_table_and_version(
     config = load_config(w.config)
     for table in discover_silver():
         assert accounting(config, table).holds, accounting(config, table).describe()
-    verified = lakehouse(w.config, "verify", "gold")
-    assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-3000:]
+    assert_gold_verified(w.config, spark)
 
     # The pipelines go on, from where they were.
     w.send([order(n, BASE) for n in range(20, 25)], [click(9, "c-4", "s-c-4", BASE)])
@@ -105,8 +105,7 @@ def test_a_forgotten_subject_is_gone_from_every_table_and_version(
         f"o-{n}" for n in range(25) if n % 5 != 2 or n >= 20)
     for table in discover_silver():
         assert accounting(config, table).holds, accounting(config, table).describe()
-    verified = lakehouse(w.config, "verify", "gold")
-    assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-3000:]
+    assert_gold_verified(w.config, spark)
 
 
 def test_an_avro_record_naming_the_subject_is_found_readable_or_not(  # type: ignore[no-untyped-def]

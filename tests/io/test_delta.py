@@ -133,3 +133,16 @@ def test_another_process_sees_what_each_writer_committed(spark: SparkSession,
     ensure_table(spark, uri, SCHEMA)
     assert marks.last_batch(uri, "w") is None
     assert append(rows, uri, BatchCommit("w", 0)).written
+
+
+def test_ensure_table_creates_once_and_redoes_a_create_killed_before_its_commit(
+        spark: SparkSession, tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    (tmp_path / "t" / "_delta_log").mkdir(parents=True)  # a create killed before its commit
+    ensure_table(spark, uri, SCHEMA, description="a table")
+    assert DeltaTable(uri).version() == 0
+    assert DeltaTable(uri).schema().to_arrow().names == ["k", "n"]
+    other = T.StructType([T.StructField("x", T.StringType())])
+    ensure_table(spark, uri, other)  # it exists: left as it is, no new commit
+    assert DeltaTable(uri).version() == 0
+    assert DeltaTable(uri).schema().to_arrow().names == ["k", "n"]
