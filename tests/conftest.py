@@ -9,10 +9,14 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
 from hypothesis import settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +99,8 @@ def start_run(config: Path, warehouse: Path) -> Job:
     return proc
 
 
-def assert_gold_verified(config: Path, spark: object, tables: list[str] | None = None) -> None:
+def assert_gold_verified(config: Path, spark: SparkSession,
+                         tables: list[str] | None = None) -> None:
     """What ``lakehouse verify gold`` checks (each gold table equals its recomputation from
     silver), run on the suite's Spark session: a warm JVM, not a new one per check. The
     command itself runs in tests/integration/test_gold_e2e.py."""
@@ -108,7 +113,7 @@ def assert_gold_verified(config: Path, spark: object, tables: list[str] | None =
     chosen = pipeline.select(tables) if tables else pipeline.layer(graph.Layer.GOLD)
     for query in chosen:
         if isinstance(query.definition, GoldTable):
-            check = verify(spark, cfg, query.definition)  # type: ignore[arg-type]
+            check = verify(spark, cfg, query.definition)
             assert check.equal, check.describe()
 
 

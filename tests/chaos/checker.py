@@ -16,6 +16,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
 from tests.conftest import assert_gold_verified
 
@@ -61,7 +62,7 @@ def _table(warehouse: Path, layer: str, name: str, columns: list[str]) -> list[d
     return DeltaTable(str(warehouse / layer / name)).to_pyarrow_table(columns=columns).to_pylist()
 
 
-def check(config: Path, bootstrap: str, topic: str, warehouse: Path, spark: object,
+def check(config: Path, bootstrap: str, topic: str, warehouse: Path, spark: SparkSession,
           source: str = "orders") -> Verdict:
     """Check one source's tables against the broker; fails with the first broken promise."""
     produced = topic_records(bootstrap, topic)

@@ -15,9 +15,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from lakehouse.config import load_config
-from lakehouse.gold import verify
-from lakehouse.registry import discover_gold
+from tests.conftest import assert_gold_verified
 from tests.integration.gold_world import BASE, DAY0, NOW, World, click, order
 
 pytestmark = pytest.mark.integration
@@ -81,10 +79,7 @@ def assert_gold_exact(world: World, spark: SparkSession) -> None:
     by_country = world.gold("revenue_by_country_daily")
     assert sum(r["orders"] for r in by_country) == sum(n for n, *_ in expected_revenue(
         world.orders).values())
-    config = load_config(world.config)
-    for table in discover_gold():
-        check = verify(spark, config, table)
-        assert check.equal, check.describe()
+    assert_gold_verified(world.config, spark)
 
 
 def test_gold_is_exact_with_late_and_out_of_order_events(world: World,
