@@ -38,6 +38,7 @@ from lakehouse.config import Config
 from lakehouse.gold import GoldPlan, gold_writer, load_gold_plan, read_progress
 from lakehouse.io.delta import (
     CHANGE_COLUMNS,
+    files_added,
     latest_version,
     read_changes_between,
     size_bytes,
@@ -91,11 +92,12 @@ class Stage:
             if self.pinned is not None and self.pinned >= first:
                 end = min(self.pinned, last)
             self.pinned = None
-            changes = read_changes_between(spark, self.input_uri, first, end)
-            self.events.batch(
-                self.name, first, self.lineage.run_id,
-                partial(self.lineage.tracked, first, partial(self.writer, changes)),
-                streamed=False)
+            if files_added(self.input_uri, first, end):  # else no rows: no batch to run
+                changes = read_changes_between(spark, self.input_uri, first, end)
+                self.events.batch(
+                    self.name, first, self.lineage.run_id,
+                    partial(self.lineage.tracked, first, partial(self.writer, changes)),
+                    streamed=False)
             self.next_version = end + 1
             catch_up_all(self.then, spark)
 

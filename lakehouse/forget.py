@@ -242,8 +242,9 @@ def audit_uri(config: Config) -> str:
 def _audit(spark: SparkSession, config: Config, pseudo: str, by: str,
            rows: dict[str, int]) -> None:
     uri = audit_uri(config)
-    ensure_table(spark, uri, AUDIT_SCHEMA, (), "one row per table per lakehouse forget: "
-                 "when, by whom, the subject's pseudonym, rows erased")
+    ensure_table(uri, AUDIT_SCHEMA, (), "one row per table per lakehouse forget: when, by "
+                 "whom, the subject's pseudonym, rows erased",
+                 storage_options=config.warehouse.storage_options)
     now = datetime.now(UTC)
     frame = spark.createDataFrame([(now, by, pseudo, t, n) for t, n in rows.items()],
                                   AUDIT_SCHEMA)

@@ -334,13 +334,14 @@ def read_progress(uri: str, storage_options: dict[str, str]) -> int | None:
     return max(covered, default=None)
 
 
-def ensure_gold_tables(spark: SparkSession, plan: GoldPlan, sch: Schemas) -> None:
+def ensure_gold_tables(plan: GoldPlan, sch: Schemas) -> None:
     """Create the output (and state) tables if missing."""
-    ensure_table(spark, plan.uri, with_updated_at(sch.output), (), plan.table.description)
+    ensure_table(plan.uri, with_updated_at(sch.output), (), plan.table.description,
+                 storage_options=plan.storage_options)
     if plan.state_uri is not None:
-        ensure_table(spark, plan.state_uri, with_updated_at(sch.state), (),
+        ensure_table(plan.state_uri, with_updated_at(sch.state), (),
                      f"state rows of {plan.table.qualified_name} (one per "
-                     f"{', '.join(plan.agg.keys)})")
+                     f"{', '.join(plan.agg.keys)})", storage_options=plan.storage_options)
 
 
 def start_gold(spark: SparkSession, config: Config, table: GoldTable,
@@ -372,7 +373,7 @@ def gold_writer(spark: SparkSession, plan: GoldPlan, printer: Printer, silver: D
     """The batch writer of a gold table and its lineage, its tables created. ``silver``:
     the silver rows it will read, with their version (a stream, or a batch of them)."""
     sch = schemas(spark, plan.agg, silver.schema)
-    ensure_gold_tables(spark, plan, sch)
+    ensure_gold_tables(plan, sch)
     name = plan.table.qualified_name
     outputs = [plan.uri] + ([plan.state_uri] if plan.state_uri else [])
     spec = QuerySpec(name, storage_dataset(plan.silver_uri), plan.silver_uri, outputs,

@@ -321,7 +321,7 @@ def replay_gold(spark: SparkSession, config: Config, table: GoldTable,
                              hint="pick another --into name")
     silver = (spark.read.format("delta").option("versionAsOf", str(version))
               .load(plan.silver_uri))
-    ensure_gold_tables(spark, plan, schemas(spark, agg, silver.schema))
+    ensure_gold_tables(plan, schemas(spark, agg, silver.schema))
     printer(f"[{table.qualified_name}] recomputing from silver.{table.silver} version "
             f"{version} ...")
     app = f"{table.qualified_name}:replay"

@@ -195,8 +195,8 @@ def bronze_writer(spark: SparkSession, config: Config, table: BronzeTable, print
     raw = spark.readStream.format("kafka").options(**options).load()
     out = table.transform(raw)
     uri = config.warehouse.table_uri("bronze", table.name)
-    ensure_table(spark, uri, out.schema, table.partition_by, table.description,
-                 change_feed=True)
+    ensure_table(uri, out.schema, table.partition_by, table.description, change_feed=True,
+                 storage_options=config.warehouse.storage_options)
     query_name = table.qualified_name
     topic = kafka_dataset(config.kafka.bootstrap_servers, config.source(table.source).topic)
     writer = BronzeWriter(table, uri, query_name,

@@ -552,17 +552,19 @@ def resume_version(plan: SilverPlan, config: Config) -> int | None:
     return None if done is None else done + 1
 
 
-def ensure_tables(spark: SparkSession, plan: SilverPlan, silver_schema: T.StructType) -> None:
+def ensure_tables(plan: SilverPlan, silver_schema: T.StructType) -> None:
     """Create silver, its quarantine, ``_quality`` and ``_batches`` if missing."""
-    ensure_table(spark, plan.uri, silver_schema, ("event_date",), plan.table.description,
-                 change_feed=True)
-    ensure_table(spark, plan.quarantine_uri, QUARANTINE_SCHEMA, (),
+    options = plan.storage_options
+    ensure_table(plan.uri, silver_schema, ("event_date",), plan.table.description,
+                 change_feed=True, storage_options=options)
+    ensure_table(plan.quarantine_uri, QUARANTINE_SCHEMA, (),
                  f"records rejected by {plan.table.qualified_name}'s contract or suite, with "
-                 "every rule they failed")
-    ensure_table(spark, plan.quality_uri, QUALITY_SCHEMA, (),
-                 "Great Expectations results per silver micro-batch")
-    ensure_table(spark, plan.ledger_uri, LEDGER_SCHEMA, (),
-                 "per-batch accounting: bronze = silver + quarantined + duplicates")
+                 "every rule they failed", storage_options=options)
+    ensure_table(plan.quality_uri, QUALITY_SCHEMA, (),
+                 "Great Expectations results per silver micro-batch", storage_options=options)
+    ensure_table(plan.ledger_uri, LEDGER_SCHEMA, (),
+                 "per-batch accounting: bronze = silver + quarantined + duplicates",
+                 storage_options=options)
 
 
 def contract_changes(table: T.StructType, rows: T.StructType
@@ -634,7 +636,7 @@ def silver_writer(spark: SparkSession, plan: SilverPlan, printer: Printer,
     """The batch writer of a silver table and its lineage, its tables created. ``bronze``:
     the bronze rows it will read, with their version (a stream, or a batch of them)."""
     rows = silver_rows(classify(bronze, plan))
-    ensure_tables(spark, plan, rows.schema)
+    ensure_tables(plan, rows.schema)
     columns = evolve(spark, plan, rows.schema, printer)
     name = plan.table.qualified_name
     spec = QuerySpec(name, storage_dataset(plan.bronze_uri), plan.bronze_uri,

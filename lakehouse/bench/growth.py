@@ -81,7 +81,7 @@ def measure(spark: SparkSession, plan: SilverPlan, gold: GoldPlan, sizes: Sequen
         (grown(base, plan, size).write.format("delta").mode("overwrite")
          .option("overwriteSchema", "true").option("delta.enableChangeDataFeed", "true")
          .partitionBy("event_date").save(silver_uri))
-        ensure_tables(spark, grown_plan, spark.read.format("delta").load(silver_uri).schema)
+        ensure_tables(grown_plan, spark.read.format("delta").load(silver_uri).schema)
         table = recompute(gold.agg, spark.read.format("delta").load(silver_uri))
         (table.withColumn(UPDATED_AT, F.current_timestamp()).write.format("delta")
          .mode("overwrite").option("overwriteSchema", "true").save(grown_gold.uri))

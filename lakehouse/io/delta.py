@@ -13,14 +13,14 @@ on every commit here. One writer per app id and table is what the table locks
 (``lakehouse.io.locks``) guarantee.
 
 Reads that need no JVM (commit metadata, versions, what a bronze table holds) use
-delta-rs, and so do the few rows the driver makes itself (``append_rows``); every table
-is created without deletion vectors so delta-rs and DuckDB read it.
+delta-rs, and so do the few rows the driver makes itself (``append_rows``) and the
+creation of every table (``ensure_table``: no deletion vectors, so delta-rs and DuckDB
+read it).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -35,10 +35,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.storage import file_names, filesystem, is_dir, join, remove_tree
+from lakehouse.io.storage import filesystem, join
 from lakehouse.steps import step, table_of
-
-log = logging.getLogger(__name__)
 
 MERGE_KEYS = "lakehouse.keys"
 """Commit metadata of every MERGE: the key columns, so tools can compare versions by key."""
@@ -278,40 +276,22 @@ def max_kafka_offsets(uri: str, storage_options: Mapping[str, str] | None = None
 
 # -- writing with delta-spark --------------------------------------------------------------
 
-def ensure_table(spark: SparkSession, uri: str, schema: StructType,
-                 partition_by: Sequence[str] = (), description: str = "",
-                 change_feed: bool = False) -> None:
-    """Create an empty Delta table with this schema unless one exists. ``change_feed``:
-    record the change data feed, which downstream streams read to know each row's commit
-    version. A table that exists is left as it is without asking Spark (a job's start-up
-    checks every table it writes: a listing each, not a Delta transaction each)."""
-    from delta.tables import DeltaTable
-    if _has_commit(uri):
-        return
-    builder = (DeltaTable.createIfNotExists(spark).location(uri).addColumns(schema)
-               .partitionedBy(*partition_by))
-    if description:
-        builder = builder.comment(description)
-    if change_feed:
-        builder = builder.property("delta.enableChangeDataFeed", "true")
-    builder.execute()
+def ensure_table(uri: str, schema: StructType, partition_by: Sequence[str] = (),
+                 description: str = "", change_feed: bool = False,
+                 storage_options: Mapping[str, str] | None = None) -> None:
+    """Create an empty Delta table with this (Spark) schema unless one exists, with delta-rs:
+    one small commit and no Spark job (creating a job's tables through delta-spark took
+    ~0.6 s each on a cold driver, 16 tables on a fresh warehouse). ``change_feed``: record
+    the change data feed, which downstream streams read to know each row's commit version.
+    The create is one atomic put of version 0; a ``_delta_log`` left without a commit (a
+    create killed earlier) is not a table yet, and is created over."""
+    RsTable.create(uri, arrow_schema(schema), mode="ignore", partition_by=list(partition_by),
+                   description=description or None,
+                   configuration={CHANGE_FEED: "true"} if change_feed else None,
+                   storage_options=dict(storage_options or {}) or None)
 
 
-def _has_commit(uri: str) -> bool:
-    """Whether ``uri`` holds a Delta table with at least one commit. A create killed before
-    its first commit leaves a ``_delta_log`` with no commit in it, which Delta then takes
-    for a table and refuses to load (DELTA_TABLE_NOT_FOUND). Nothing was committed, so
-    nothing is lost by removing it (the caller creates the table again)."""
-    log_uri = join(uri, "_delta_log")
-    if not is_dir(log_uri):
-        return False
-    names = file_names(log_uri)
-    if any(n == "_last_checkpoint" or (n[:20].isdigit() and n[20:21] == ".") for n in names):
-        return True
-    log.warning("%s has a _delta_log with no commit (a create was interrupted); creating "
-                "the table again", uri)
-    remove_tree(log_uri)
-    return False
+CHANGE_FEED = "delta.enableChangeDataFeed"
 
 
 def write_failed(doing: str, uri: str, batch_id: int, exc: Exception) -> LakehouseError:
@@ -467,6 +447,13 @@ def size_bytes(size: str) -> int:
     text = size.strip().lower()
     scale = {"k": 2**10, "m": 2**20, "g": 2**30}.get(text[-1:], 1)
     return int(text.rstrip("kmg")) * scale
+
+
+def files_added(uri: str, first: int, last: int) -> int:
+    """How many data files the commits ``first`` to ``last`` added, from their log entries
+    (none: a range holding only a table's create, or only removals, has no rows to
+    stream)."""
+    return sum(size[1] for v in range(first, last + 1) if (size := commit_size(uri, v)))
 
 
 def versions_up_to_bytes(uri: str, first: int, last: int, max_bytes: int) -> int:

@@ -80,7 +80,7 @@ def test_versions_a_stream_has_not_read_keep_their_files(
         tmp_path: Path, spark: SparkSession) -> None:
     cfg = config(tmp_path)
     bronze = str(tmp_path / "bronze" / "orders")
-    ensure_table(spark, bronze, spark.createDataFrame([], "k string, n long").schema,
+    ensure_table(bronze, spark.createDataFrame([], "k string, n long").schema,
                  change_feed=True)  # version 0
     write(spark, bronze, 1, "append")  # 1
     write(spark, bronze, 2)  # 2: removes version 1's file

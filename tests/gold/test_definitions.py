@@ -157,7 +157,7 @@ def writer_for(spark: SparkSession, table: GoldTable, silver: StructType,
                            "warehouse": {"root": str(warehouse)}})
     plan = load_gold_plan(config, table)
     sch = schemas(spark, plan.agg, silver)
-    ensure_gold_tables(spark, plan, sch)
+    ensure_gold_tables(plan, sch)
     return GoldWriter(plan, sch, lambda _: None, table.qualified_name)
 
 

@@ -40,7 +40,7 @@ def test_commit_metadata_merges_user_metadata() -> None:
 
 def test_append_commits_each_batch_once(spark: SparkSession, tmp_path: Path) -> None:
     uri = str(tmp_path / "t")
-    ensure_table(spark, uri, SCHEMA, change_feed=True)
+    ensure_table(uri, SCHEMA, change_feed=True)
     rows = spark.createDataFrame([("a", 1), ("b", 2)], SCHEMA)
     first = append(rows, uri, BatchCommit("writer-1", 0, {"lakehouse.query": "q"}))
     assert first.written and first.rows == 2 and first.version == latest_version(uri)
@@ -61,16 +61,16 @@ def test_a_create_killed_before_its_first_commit_is_created_again(
     uri = tmp_path / "t"
     (uri / "_delta_log" / "_staged_commits").mkdir(parents=True)  # what a kill mid-create leaves
     (uri / "_delta_log" / ".00000000000000000000.json.3f2a.tmp").write_text("{")
-    ensure_table(spark, str(uri), SCHEMA)
+    ensure_table(str(uri), SCHEMA)
     assert latest_version(str(uri)) == 0
     append(spark.createDataFrame([("a", 1)], SCHEMA), str(uri), BatchCommit("w", 0))
-    ensure_table(spark, str(uri), SCHEMA)  # a table with commits is left alone
+    ensure_table(str(uri), SCHEMA)  # a table with commits is left alone
     assert spark.read.format("delta").load(str(uri)).count() == 1
 
 
 def test_merge_and_replace_are_idempotent(spark: SparkSession, tmp_path: Path) -> None:
     uri = str(tmp_path / "t")
-    ensure_table(spark, uri, SCHEMA)
+    ensure_table(uri, SCHEMA)
     append(spark.createDataFrame([("a", 1), ("b", 2)], SCHEMA), uri, BatchCommit("w", 0))
     upserts = spark.createDataFrame([("b", 20), ("c", 3)], SCHEMA)
 
@@ -96,7 +96,7 @@ def test_merge_and_replace_are_idempotent(spark: SparkSession, tmp_path: Path) -
 
 def test_appended_rows_leave_out_rewriting_commits(spark: SparkSession, tmp_path: Path) -> None:
     uri = str(tmp_path / "t")
-    ensure_table(spark, uri, SCHEMA, change_feed=True)
+    ensure_table(uri, SCHEMA, change_feed=True)
     append(spark.createDataFrame([("a", 1), ("b", 2)], SCHEMA), uri, BatchCommit("w", 0))
     replace(spark.createDataFrame([("a", 10)], SCHEMA), uri, BatchCommit("w", 1), where="k = 'a'")
     append(spark.createDataFrame([("c", 3)], SCHEMA), uri, BatchCommit("w", 2))
@@ -118,7 +118,7 @@ def test_max_kafka_offsets_read_without_a_jvm(spark: SparkSession, tmp_path: Pat
 def test_another_process_sees_what_each_writer_committed(spark: SparkSession,
                                                         tmp_path: Path) -> None:
     uri = str(tmp_path / "t")
-    ensure_table(spark, uri, SCHEMA)
+    ensure_table(uri, SCHEMA)
     rows = spark.createDataFrame([("a", 1)], SCHEMA)
     for batch in (3, 4):
         append(rows, uri, BatchCommit("w", batch))
@@ -130,7 +130,7 @@ def test_another_process_sees_what_each_writer_committed(spark: SparkSession,
     assert marks.last_batch(uri, "x") == 1 and marks.last_batch(uri, "w") == 4
     assert not append(rows, uri, BatchCommit("w", 2)).written  # older than w's last batch
     shutil.rmtree(tmp_path / "t")  # a table made again at the same place starts afresh
-    ensure_table(spark, uri, SCHEMA)
+    ensure_table(uri, SCHEMA)
     assert marks.last_batch(uri, "w") is None
     assert append(rows, uri, BatchCommit("w", 0)).written
 
@@ -139,10 +139,10 @@ def test_ensure_table_creates_once_and_redoes_a_create_killed_before_its_commit(
         spark: SparkSession, tmp_path: Path) -> None:
     uri = str(tmp_path / "t")
     (tmp_path / "t" / "_delta_log").mkdir(parents=True)  # a create killed before its commit
-    ensure_table(spark, uri, SCHEMA, description="a table")
+    ensure_table(uri, SCHEMA, description="a table")
     assert DeltaTable(uri).version() == 0
     assert DeltaTable(uri).schema().to_arrow().names == ["k", "n"]
     other = T.StructType([T.StructField("x", T.StringType())])
-    ensure_table(spark, uri, other)  # it exists: left as it is, no new commit
+    ensure_table(uri, other)  # it exists: left as it is, no new commit
     assert DeltaTable(uri).version() == 0
     assert DeltaTable(uri).schema().to_arrow().names == ["k", "n"]
