@@ -99,6 +99,28 @@ def start_run(config: Path, warehouse: Path) -> Job:
     return proc
 
 
+def run_pipelines(config: Path, spark: SparkSession,
+                  tables: list[str] | None = None) -> subprocess.CompletedProcess:
+    """What ``lakehouse --conf CONFIG run --until-idle [--table ...]`` does, on the suite's
+    warm Spark session, for a test whose subject is what the pipelines write rather than
+    the command's process (a cold JVM costs ~30 s a run, most of it compiling Spark's
+    code). Returns what the command would: its exit code, the run's progress lines, and
+    ``error: ...`` for a coded error. The command's own process, its summary and its
+    Spark session run in the CLI and chaos tests."""
+    from lakehouse.config import load_config
+    from lakehouse.errors import LakehouseError
+    from lakehouse.runner import run
+    lines: list[str] = []
+    argv = ["run", "--until-idle", *[a for t in tables or [] for a in ("--table", t)]]
+    try:
+        run(load_config(config), until_idle=True, tables=tables, spark=spark,
+            printer=lines.append)
+    except LakehouseError as exc:
+        return subprocess.CompletedProcess(argv, exc.exit_code, "\n".join(lines),
+                                           f"error: {exc}")
+    return subprocess.CompletedProcess(argv, 0, "\n".join(lines), "")
+
+
 def assert_gold_verified(config: Path, spark: SparkSession,
                          tables: list[str] | None = None) -> None:
     """What ``lakehouse verify gold`` checks (each gold table equals its recomputation from

@@ -1,5 +1,5 @@
 """The fault suite runs a quick subset by default (CI); ``--chaos-full`` runs the full set
-(30 kills instead of 10, the 20-minute soak)."""
+(30 kills instead of 6, the 20-minute soak instead of one minute)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from lakehouse.broker import EmbeddedBroker
 from lakehouse.generator import generate
 from lakehouse.io.kafka_producer import produce
 from tests.chaos.checker import check
-from tests.conftest import free_port, lakehouse, start_run, write_config
+from tests.conftest import free_port, run_pipelines, start_run, write_config
 
 pytestmark = pytest.mark.integration
 TOPIC = "shop.orders.v1"
@@ -69,7 +69,7 @@ def test_a_job_waits_out_a_broker_outage_and_stops_after_its_timeout(
 
     own_broker.up()  # the next run catches up with what was produced meanwhile
     produce(own_broker.bootstrap, TOPIC, generate("orders", 300, seed=3, faults=0.2))
-    again = lakehouse(config, "run", "--until-idle")
+    again = run_pipelines(config, spark)
     assert again.returncode == 0, again.stderr[-3000:]
     verdict = check(config, own_broker.bootstrap, TOPIC, warehouse, spark)
     assert verdict.produced == 1100

@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 from lakehouse.generator import Record
 from lakehouse.io.kafka_producer import produce
 from tests.chaos.checker import check
-from tests.conftest import ROOT, lakehouse, write_config
+from tests.conftest import ROOT, lakehouse, run_pipelines, write_config
 from tests.integration.gold_world import BASE, order
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ def test_contract_changes_between_runs_lose_nothing(broker: str, tmp_path: Path,
     first[1]["coupon"] = "WINTER"  # a field the contract does not name
     first[2]["quantity"] = "2"  # a type the contract does not allow
     send(broker, topic, first)
-    assert (run := lakehouse(config, "run", "--until-idle")).returncode == 0, run.stderr[-3000:]
+    assert (run := run_pipelines(config, spark)).returncode == 0, run.stderr[-3000:]
     rows = silver(warehouse)
     assert json.loads(rows["o-1"]["extras"]) == {"coupon": "WINTER"}
     assert "o-2" not in rows and len(rows) == 9
@@ -64,7 +64,7 @@ def test_contract_changes_between_runs_lose_nothing(broker: str, tmp_path: Path,
     second = [order(n, BASE) for n in range(10, 14)]
     second[0]["coupon"] = "SPRING"
     send(broker, topic, second)
-    run = lakehouse(config, "run", "--until-idle")
+    run = run_pipelines(config, spark)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "the contract adds coupon string" in run.stdout
     rows = silver(warehouse)
@@ -83,6 +83,6 @@ def test_contract_changes_between_runs_lose_nothing(broker: str, tmp_path: Path,
 
     contract["fields"]["quantity"] = {"type": "integer", "required": True}
     contract_file.write_text(yaml.safe_dump(contract))
-    assert (run := lakehouse(config, "run", "--until-idle")).returncode == 0, run.stderr[-3000:]
+    assert (run := run_pipelines(config, spark)).returncode == 0, run.stderr[-3000:]
     assert "o-20" in silver(warehouse)
     print(check(config, broker, topic, warehouse, spark).describe())

@@ -22,7 +22,7 @@ def test_a_damaged_checkpoint_names_the_reset_and_the_reset_loses_nothing(
     w = World(broker, tmp_path, shape="tables")  # silver's and gold's own checkpoints
     first = [order(n, BASE) for n in range(20)]
     w.send(first, [])
-    assert w.run().returncode == 0
+    assert w.run_here(spark).returncode == 0
     offsets = w.warehouse / "_checkpoints" / "silver.orders" / "offsets"
     newest = max(int(p.name) for p in offsets.iterdir() if p.name.isdigit())
     (offsets / str(newest)).write_text("")  # e.g. a disk that filled up mid-write
@@ -47,7 +47,7 @@ def test_a_damaged_checkpoint_names_the_reset_and_the_reset_loses_nothing(
     (unstarted / "metadata").write_text('{"id":"8c3c1f0e-0000-4000-8000-000000000000"}')
     (unstarted / "offsets" / ".0.5d1f2b7e.tmp").write_text("v1\n")
 
-    done = w.run()
+    done = w.run_here(spark)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "[gold.revenue_by_category_5m] removed a checkpoint without progress" in done.stdout
     ids = DeltaTable(str(w.warehouse / "silver" / "orders")).to_pyarrow_table(

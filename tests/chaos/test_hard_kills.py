@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from lakehouse.generator import generate
 from lakehouse.io.kafka_producer import produce
 from tests.chaos.checker import check
-from tests.conftest import lakehouse, start_run, write_config
+from tests.conftest import run_pipelines, start_run, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def test_the_job_survives_hard_kills_while_events_arrive(
     finally:
         producing.clear()
         thread.join(timeout=60)
-    done = lakehouse(config, "run", "--until-idle")
+    done = run_pipelines(config, spark)  # the catch-up after the kills
     assert done.returncode == 0, done.stderr[-3000:]
     verdict = check(config, broker, topic, warehouse, spark)
     assert verdict.produced == sum(sent) and verdict.silver > 0

@@ -28,7 +28,7 @@ from lakehouse.generator import generate
 from lakehouse.io.delta import max_kafka_offsets
 from lakehouse.io.kafka_producer import produce
 from tests.chaos.checker import check
-from tests.conftest import free_port, lakehouse, start_run, write_config
+from tests.conftest import free_port, run_pipelines, start_run, write_config
 
 pytestmark = pytest.mark.integration
 RATE = 200  # events per second
@@ -179,7 +179,7 @@ def test_a_steady_stream_keeps_memory_and_files_flat_and_lag_returns_to_zero(
     assert end.open_files <= warm.open_files + 50, "the driver JVM's open files grew"
     assert end.lag == 0
 
-    done = lakehouse(config, "run", "--until-idle")
+    done = run_pipelines(config, spark)
     assert done.returncode == 0, done.stderr[-3000:]
     verdict = check(config, broker, topic, warehouse, spark)
     assert verdict.produced == RATE * seconds

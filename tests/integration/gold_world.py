@@ -12,11 +12,12 @@ from typing import Any
 
 import yaml
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
 from lakehouse.generator import Record
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
-from tests.conftest import ROOT, free_port, lakehouse, write_config
+from tests.conftest import ROOT, free_port, lakehouse, run_pipelines, write_config
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 BASE = NOW - timedelta(minutes=20)
@@ -74,6 +75,10 @@ class World:
 
     def run(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
         return lakehouse(self.config, *(args or ("run", "--until-idle")), crash_at=crash_at)
+
+    def run_here(self, spark: SparkSession) -> subprocess.CompletedProcess:
+        """``run --until-idle`` on the suite's Spark session (``run_pipelines``)."""
+        return run_pipelines(self.config, spark)
 
     def gold(self, name: str) -> list[dict[str, Any]]:
         return DeltaTable(str(self.warehouse / "gold" / name)).to_pyarrow_table().to_pylist()

@@ -49,7 +49,7 @@ def test_the_chained_shape_survives_kills_and_switches_shape(
               for n in range(20)]
     world.send([*orders, b"{broken", orders[3]], [*clicks, clicks[0]])
     shape(world, "tables")
-    done = world.run()  # a query per table: each has a checkpoint
+    done = world.run_here(spark)  # a query per table: each has a checkpoint
     assert done.returncode == 0, done.stderr[-3000:]
     assert_accounted(world)
 
@@ -74,7 +74,7 @@ def test_the_chained_shape_survives_kills_and_switches_shape(
              f"{next_version(world, 'silver/clickstream')}")
     died = world.run(crash_at=crash)
     assert died.returncode != 0 and "crashing on purpose" in died.stderr, died.stderr[-2000:]
-    done = world.run()
+    done = world.run_here(spark)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "started bronze.orders <- topic" in done.stdout
     assert "then silver.orders, gold.revenue_by_category_5m" in done.stdout
@@ -86,7 +86,7 @@ def test_the_chained_shape_survives_kills_and_switches_shape(
     # A query per table again: each resumes where the chain left its table.
     shape(world, "tables")
     world.send([order(70, BASE), orders[5]], [click(80, "u1", "s1", BASE)])
-    done = world.run()
+    done = world.run_here(spark)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "[silver.orders] no checkpoint but the ledger covers bronze" in done.stdout
     assert_gold_exact(world, spark)

@@ -45,7 +45,7 @@ def test_a_forgotten_subject_is_gone_from_every_table_and_version(
     malformed = b'{"event_id": "o-101", "customer_id": "' + SUBJECT.encode() + b'", '
     clicks = [click(n, f"c-{2 + n % 2}", f"s-c-{2 + n % 2}", BASE) for n in range(6)]
     w.send([*orders, orders[2], bad, malformed], clicks)  # orders[2]: a redelivery
-    assert (run := w.run()).returncode == 0, run.stderr[-3000:]
+    assert (run := w.run_here(spark)).returncode == 0, run.stderr[-3000:]
     pseudo = pseudonym(DEV_KEY, SUBJECT)
     silver = DeltaTable(str(w.warehouse / "silver" / "orders")).to_pyarrow_table().to_pylist()
     assert pseudo in {r["customer_id"] for r in silver}  # pseudonymised, not raw
@@ -99,7 +99,7 @@ def test_a_forgotten_subject_is_gone_from_every_table_and_version(
 
     # The pipelines go on, from where they were.
     w.send([order(n, BASE) for n in range(20, 25)], [click(9, "c-4", "s-c-4", BASE)])
-    assert (run := w.run()).returncode == 0, run.stderr[-3000:]
+    assert (run := w.run_here(spark)).returncode == 0, run.stderr[-3000:]
     silver = DeltaTable(str(w.warehouse / "silver" / "orders")).to_pyarrow_table().to_pylist()
     assert sorted(r["event_id"] for r in silver) == sorted(
         f"o-{n}" for n in range(25) if n % 5 != 2 or n >= 20)

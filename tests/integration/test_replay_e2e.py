@@ -18,12 +18,12 @@ from pyspark.sql import SparkSession
 
 from lakehouse.io.delta import history
 from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID
-from tests.conftest import ROOT, assert_gold_verified
+from tests.conftest import ROOT, assert_gold_verified, run_pipelines
 from tests.integration.test_silver_e2e import order, orders_accounting, record, run, setup
 
 pytestmark = pytest.mark.integration
 
-TABLES = ("run", "--until-idle", "--table", "orders", "--table", "gold.revenue_by_category_5m")
+TABLES = ["orders", "gold.revenue_by_category_5m"]
 
 
 def event_ids(warehouse: Path, name: str) -> list[str]:
@@ -41,7 +41,7 @@ def test_replay_after_changing_the_suite(broker: str, tmp_path: Path, spark: Spa
     nine = [order(200 + n, quantity=9) for n in range(5)]         # valid today
     events = [order(n) for n in range(60)] + lower + nine + [order(5)]  # one redelivery
     produce(broker, topic, [record(e) for e in events] + [record(b"{x")])
-    done = run(config, *TABLES)
+    done = run_pipelines(config, spark, TABLES)
     assert done.returncode == 0, done.stderr[-3000:]
     before = orders_accounting(config)
     assert before.holds and before.quarantined == 11 and before.duplicates == 1
@@ -107,7 +107,7 @@ def test_replay_after_changing_the_suite(broker: str, tmp_path: Path, spark: Spa
     done = run(config, "replay", "gold.revenue_by_category_5m", "--yes")
     assert done.returncode == 0, done.stderr[-3000:]
     produce(broker, topic, [record(order(n)) for n in range(300, 305)])
-    done = run(config, *TABLES)
+    done = run_pipelines(config, spark, TABLES)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "continuing from version" in done.stdout
     assert_gold_verified(config, spark, ["gold.revenue_by_category_5m"])
@@ -118,7 +118,8 @@ def test_replay_after_changing_the_suite(broker: str, tmp_path: Path, spark: Spa
     assert orders_accounting(config).holds
 
 
-def test_bronze_reset_lands_only_what_is_missing(broker: str, tmp_path: Path) -> None:
+def test_bronze_reset_lands_only_what_is_missing(broker: str, tmp_path: Path,
+                                                 spark: SparkSession) -> None:
     from lakehouse.generator import Record
     from lakehouse.io.kafka_admin import metadata_consumer, watermarks
     from lakehouse.io.kafka_producer import produce
@@ -138,7 +139,7 @@ def test_bronze_reset_lands_only_what_is_missing(broker: str, tmp_path: Path) ->
     # A bronze table that started late: it holds only the second half of each partition.
     config, _ = setup(broker, tmp_path, starting_offsets=json.dumps({topic: half}))
     warehouse = tmp_path / "warehouse"
-    done = run(config, "run", "--until-idle", "--table", "bronze.orders")
+    done = run_pipelines(config, spark, ["bronze.orders"])
     assert done.returncode == 0, done.stderr[-3000:]
     bronze = warehouse / "bronze" / "orders"
     held = DeltaTable(str(bronze)).to_pyarrow_table().num_rows
@@ -153,7 +154,7 @@ def test_bronze_reset_lands_only_what_is_missing(broker: str, tmp_path: Path) ->
     again = run(config, "replay", "bronze.orders", "--from-time", "2000-01-01T00:00:00Z", "--yes")
     assert again.returncode == 0 and "0 missing records landed" in again.stdout
 
-    done = run(config)  # silver picks up the landed records like any others
+    done = run_pipelines(config, spark, ["orders"])  # silver picks up the landed records like any others
     assert done.returncode == 0, done.stderr[-3000:]
     acc = orders_accounting(config)
     assert acc.holds and acc.bronze_rows == acc.silver_rows == 60

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
 from lakehouse.config import load_config
 from lakehouse.generator import Fault, Record, generate
@@ -21,7 +22,7 @@ from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
 from lakehouse.registry import discover_silver
 from lakehouse.silver import accounting
-from tests.conftest import ROOT, lakehouse, write_config
+from tests.conftest import ROOT, lakehouse, run_pipelines, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -104,8 +105,8 @@ def orders_accounting(config: Path) -> Any:
     return accounting(load_config(config), orders)
 
 
-def test_silver_holds_unique_valid_events_and_quarantine_the_rest(broker: str,
-                                                                  tmp_path: Path) -> None:
+def test_silver_holds_unique_valid_events_and_quarantine_the_rest(
+        broker: str, tmp_path: Path, spark: SparkSession) -> None:
     config, topic = setup(broker, tmp_path)
     warehouse = tmp_path / "warehouse"
     first = valid_events(0, 40)
@@ -113,7 +114,7 @@ def test_silver_holds_unique_valid_events_and_quarantine_the_rest(broker: str,
     batch1 = [record(e) for e in first] + [record(p) for p, _ in INVALID] \
         + [record(e) for e in redelivered]
     assert produce(broker, topic, batch1) == len(batch1)
-    done = run(config)
+    done = run_pipelines(config, spark, ["orders"])
     assert done.returncode == 0, done.stderr[-3000:]
 
     silver = table(warehouse, "orders")
@@ -142,7 +143,7 @@ def test_silver_holds_unique_valid_events_and_quarantine_the_rest(broker: str,
     second = valid_events(100, 10)
     batch2 = [record(e) for e in second] + [record(first[i]) for i in (0, 1, 39)]
     produce(broker, topic, batch2)
-    done = run(config)
+    done = run_pipelines(config, spark, ["orders"])
     assert done.returncode == 0, done.stderr[-3000:]
     ids = table(warehouse, "orders").column("event_id").to_pylist()
     assert len(ids) == len(set(ids)) == 50
@@ -175,7 +176,8 @@ def test_silver_holds_unique_valid_events_and_quarantine_the_rest(broker: str,
     assert again.returncode == 2 and "LH-QUARANTINE-001" in again.stderr
 
 
-def test_identity_holds_after_hard_kills_mid_batch(broker: str, tmp_path: Path) -> None:
+def test_identity_holds_after_hard_kills_mid_batch(broker: str, tmp_path: Path,
+                                                   spark: SparkSession) -> None:
     config, topic = setup(broker, tmp_path, max_offsets_per_trigger=100,
                           silver={"max_bytes_per_trigger": "24k"})
     records = list(generate("orders", 700, seed=7, faults=0.25))
@@ -186,7 +188,7 @@ def test_identity_holds_after_hard_kills_mid_batch(broker: str, tmp_path: Path) 
                   "silver.orders:after_delta_commit:4"):
         died = run(config, crash_at=crash)
         assert died.returncode != 0 and "crashing on purpose" in died.stderr, died.stderr[-2000:]
-    done = run(config)
+    done = run_pipelines(config, spark, ["orders"])
     assert done.returncode == 0, done.stderr[-3000:]
 
     valid = [json.loads(r.value)["event_id"] for r in records if r.fault in (None, Fault.LATE)]
