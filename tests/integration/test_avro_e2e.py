@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
 from lakehouse.config import load_config
 from lakehouse.generator import JSON, Fault, Record, order_event, wire_fault
@@ -22,7 +23,7 @@ from lakehouse.io.kafka_producer import produce
 from lakehouse.registry import discover_silver
 from lakehouse.schemas import avro_encoding
 from lakehouse.silver import accounting
-from tests.conftest import ROOT, lakehouse, write_config
+from tests.conftest import ROOT, lakehouse, run_pipelines, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,7 @@ def silver_rows(warehouse: Path) -> dict[str, dict[str, Any]]:
 
 
 def test_avro_orders_land_as_their_json_twins_and_faults_are_quarantined(
-        broker: str, schema_registry: str, tmp_path: Path) -> None:
+        broker: str, schema_registry: str, tmp_path: Path, spark: SparkSession) -> None:
     avro_topic, json_topic = f"avro.{tmp_path.name}", f"json.{tmp_path.name}"
     ensure_topics(broker, [TopicSpec(avro_topic, 3), TopicSpec(json_topic, 3)])
     v1 = contracts(tmp_path / "v1")
@@ -102,8 +103,7 @@ def test_avro_orders_land_as_their_json_twins_and_faults_are_quarantined(
     assert produce(broker, json_topic, [Record(e["order_id"].encode(), JSON.encode(e), ())
                                         for e in twins]) == 120
 
-    runs = {path: lakehouse(path, "run", "--until-idle", "--table", "orders")
-            for path in (avro_v2, json_v2)}
+    runs = {path: run_pipelines(path, spark, ["orders"]) for path in (avro_v2, json_v2)}
     for done in runs.values():
         assert done.returncode == 0, done.stderr[-3000:]
     assert f"schema of orders: subject {avro_topic}-value" in runs[avro_v2].stdout
