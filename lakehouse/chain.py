@@ -38,7 +38,7 @@ from lakehouse.config import Config
 from lakehouse.gold import GoldPlan, gold_writer, load_gold_plan, read_progress
 from lakehouse.io.delta import (
     CHANGE_COLUMNS,
-    files_added,
+    adds_files,
     latest_version,
     read_changes_between,
     size_bytes,
@@ -92,7 +92,7 @@ class Stage:
             if self.pinned is not None and self.pinned >= first:
                 end = min(self.pinned, last)
             self.pinned = None
-            if files_added(self.input_uri, first, end):  # else no rows: no batch to run
+            if adds_files(self.input_uri, first, end):  # else no rows: no batch to run
                 changes = read_changes_between(spark, self.input_uri, first, end)
                 self.events.batch(
                     self.name, first, self.lineage.run_id,

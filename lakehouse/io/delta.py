@@ -449,11 +449,11 @@ def size_bytes(size: str) -> int:
     return int(text.rstrip("kmg")) * scale
 
 
-def files_added(uri: str, first: int, last: int) -> int:
-    """How many data files the commits ``first`` to ``last`` added, from their log entries
-    (none: a range holding only a table's create, or only removals, has no rows to
-    stream)."""
-    return sum(size[1] for v in range(first, last + 1) if (size := commit_size(uri, v)))
+def adds_files(uri: str, first: int, last: int) -> bool:
+    """Whether any commit from ``first`` to ``last`` added a data file (read from their log
+    entries up to the first that did). A range holding only a table's create, or only
+    removals, has no rows to stream."""
+    return any(size and size[1] for size in (commit_size(uri, v) for v in range(first, last + 1)))
 
 
 def versions_up_to_bytes(uri: str, first: int, last: int, max_bytes: int) -> int:

@@ -14,8 +14,10 @@ from pyspark.sql import types as T
 from lakehouse.io.delta import (
     BatchCommit,
     BatchMarks,
+    adds_files,
     append,
     appended_rows,
+    arrow_schema,
     commit_metadata,
     ensure_table,
     history,
@@ -146,3 +148,17 @@ def test_ensure_table_creates_once_and_redoes_a_create_killed_before_its_commit(
     ensure_table(uri, other)  # it exists: left as it is, no new commit
     assert DeltaTable(uri).version() == 0
     assert DeltaTable(uri).schema().to_arrow().names == ["k", "n"]
+
+
+def test_a_range_adds_files_only_where_a_commit_added_data(tmp_path: Path) -> None:
+    import pyarrow as pa
+    from deltalake import write_deltalake
+    uri = str(tmp_path / "t")
+    ensure_table(uri, SCHEMA, change_feed=True)  # version 0: the create, no file
+    assert not adds_files(uri, 0, 0)
+    write_deltalake(uri, pa.Table.from_pylist([{"k": "a", "n": 1}], arrow_schema(SCHEMA)),
+                    mode="append")  # version 1: one file
+    DeltaTable(uri).delete("k = 'a'")  # version 2: a removal only
+    assert latest_version(uri) == 2
+    assert adds_files(uri, 0, 2) and adds_files(uri, 1, 1)
+    assert not adds_files(uri, 2, 2)
