@@ -27,6 +27,7 @@ from lakehouse.aggregates import UPDATED_AT, recompute
 from lakehouse.gold import GoldPlan, gold_writer
 from lakehouse.io.delta import (
     CHANGE_COLUMNS,
+    CHANGE_FEED,
     VERSION_COLUMN,
     BatchCommit,
     latest_version,
@@ -79,7 +80,7 @@ def measure(spark: SparkSession, plan: SilverPlan, gold: GoldPlan, sizes: Sequen
     for n, size in enumerate(sizes):
         t0 = time.monotonic()
         (grown(base, plan, size).write.format("delta").mode("overwrite")
-         .option("overwriteSchema", "true").option("delta.enableChangeDataFeed", "true")
+         .option("overwriteSchema", "true").option(CHANGE_FEED, "true")
          .partitionBy("event_date").save(silver_uri))
         ensure_tables(grown_plan, spark.read.format("delta").load(silver_uri).schema)
         table = recompute(gold.agg, spark.read.format("delta").load(silver_uri))

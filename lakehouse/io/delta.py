@@ -274,7 +274,11 @@ def max_kafka_offsets(uri: str, storage_options: Mapping[str, str] | None = None
     return out
 
 
-# -- writing with delta-spark --------------------------------------------------------------
+# -- writing: batches with delta-spark, creates and driver-made rows with delta-rs --------
+
+CHANGE_FEED = "delta.enableChangeDataFeed"
+"""The table property that records the change data feed."""
+
 
 def ensure_table(uri: str, schema: StructType, partition_by: Sequence[str] = (),
                  description: str = "", change_feed: bool = False,
@@ -289,9 +293,6 @@ def ensure_table(uri: str, schema: StructType, partition_by: Sequence[str] = (),
                    description=description or None,
                    configuration={CHANGE_FEED: "true"} if change_feed else None,
                    storage_options=dict(storage_options or {}) or None)
-
-
-CHANGE_FEED = "delta.enableChangeDataFeed"
 
 
 def write_failed(doing: str, uri: str, batch_id: int, exc: Exception) -> LakehouseError:
