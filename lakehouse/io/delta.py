@@ -288,7 +288,11 @@ def ensure_table(uri: str, schema: StructType, partition_by: Sequence[str] = (),
     ~0.6 s each on a cold driver, 16 tables on a fresh warehouse). ``change_feed``: record
     the change data feed, which downstream streams read to know each row's commit version.
     The create is one atomic put of version 0; a ``_delta_log`` left without a commit (a
-    create killed earlier) is not a table yet, and is created over."""
+    create killed earlier) is not a table yet, and is created over. A table that exists costs
+    one listing of its log, not a load of its state (a job's start-up asks for every
+    table it writes)."""
+    if latest_version(uri) is not None:
+        return
     RsTable.create(uri, arrow_schema(schema), mode="ignore", partition_by=list(partition_by),
                    description=description or None,
                    configuration={CHANGE_FEED: "true"} if change_feed else None,
