@@ -33,6 +33,8 @@ DELTA_CONF = {
     # Timestamps as Parquet INT64 microseconds (not legacy INT96), as those readers expect.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
+CODEGEN_CACHE = 2000
+"""Generated classes the driver keeps (Spark's default: 100)."""
 
 
 def build_session(config: Config, streaming: bool = False) -> SparkSession:
@@ -71,6 +73,11 @@ def build_session(config: Config, streaming: bool = False) -> SparkSession:
     # Delta rebuilds a table's state with 50 tasks by default: far too many on 2 cores.
     builder = builder.config("spark.databricks.delta.snapshotPartitions",
                              str(config.spark.shuffle_partitions))
+    # Every micro-batch plans the same few dozen queries again, Delta's log reads among
+    # them, whose projections over its wide action schema compile to large classes. With
+    # Spark's default of 100 cached classes they were compiled anew each batch (a JFR
+    # profile of the steady load: a third of the driver JVM's CPU in code generation).
+    builder = builder.config("spark.sql.codegen.cache.maxEntries", str(CODEGEN_CACHE))
     if not SparkSession.getActiveSession() and not _submitted():
         builder = (builder.master(config.spark.master)
                    .config("spark.driver.memory", config.spark.driver_memory)
