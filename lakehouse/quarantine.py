@@ -5,9 +5,10 @@ bronze and Kafka coordinates, every rule it failed with a readable reason, the b
 that rejected it. ``list`` and ``show`` read it with delta-rs (no JVM). ``replay`` runs
 chosen open records through the one silver batch path (``lakehouse.silver.route``: the
 current contract and suite, dedup, Great Expectations, the critical-rule stop) as a
-Spark batch read from the quarantine table: the ones that now pass go to silver with an
-insert-only MERGE on the key, exactly once (Delta transaction ``<table>:quarantine-replay``
-and idempotent by Kafka coordinates), and are marked ``replayed`` (or ``duplicate`` when
+Spark batch read from the quarantine table: the ones that now pass are appended to silver
+under the table's write lock, as the stream's batches are, exactly once (app id
+``<table>:quarantine-replay`` in the commit, and idempotent by Kafka coordinates), and
+are marked ``replayed`` (or ``duplicate`` when
 silver holds their event from another delivery) by a MERGE into the quarantine table;
 the rest stay open. Only counts reach the driver.
 """
@@ -47,13 +48,14 @@ from lakehouse.silver import (
     BatchReport,
     Routed,
     SilverPlan,
+    append_new,
     held_keys,
-    insert_new,
     ledger_row,
     load_plan,
     mark_held,
     quality_rows,
     route,
+    writing,
 )
 
 Printer = Callable[[str], None]
@@ -215,33 +217,36 @@ def replay(config: Config, table: SilverTable, selection: Selection, spark: Spar
             f"against {plan.contract.source_file} and {plan.suite.source_file} ...")
     app = f"{table.qualified_name}:quarantine-replay"
     batch_id = _next_batch(plan, app)
-    routed = route(plan, as_bronze(chosen), batch_id)
-    outcome: DataFrame | None = None
-    try:
-        first, last = routed.versions
-        commit = BatchCommit(app, batch_id, {
-            "lakehouse.query": app, "lakehouse.replayed_records": routed.rows,
-            RUN_ID: str(generate_new_uuid()),
-            BRONZE_VERSIONS: json.dumps({"from": first, "to": last})})
-        columns = spark.read.format("delta").load(plan.uri).schema
-        written = insert_new(plan, routed.silver, routed.dates, commit, columns) \
-            if routed.new_rows else WriteResult(None, 0)
-        outcome = _resolutions(plan, routed).persist()
-        counts = {r["resolution"]: int(r["n"]) for r in outcome.groupBy("resolution")
-                  .agg(F.count(F.lit(1)).alias("n")).collect()}
-        replayed, duplicates = counts.get("replayed", 0), counts.get("duplicate", 0)
-        if replayed + duplicates:
-            _mark_resolved(plan, outcome, commit)
-        if routed.results:
-            append_rows(quality_rows(plan, app, batch_id, routed.results), plan.quality_uri,
-                        commit, plan.storage_options)
-        report = ReplayReport(routed.rows, replayed, duplicates, routed.quarantined,
-                              written.version, time.monotonic() - started)
-        _ledger_line(plan, routed, commit, report)
-    finally:
-        if outcome is not None:
-            outcome.unpersist()
-        routed.release()
+    # The stream's silver batches wait while the replay finds which records are new and
+    # appends them (``lakehouse.silver.writing``).
+    with writing(plan):
+        routed = route(plan, as_bronze(chosen), batch_id)
+        outcome: DataFrame | None = None
+        try:
+            first, last = routed.versions
+            commit = BatchCommit(app, batch_id, {
+                "lakehouse.query": app, "lakehouse.replayed_records": routed.rows,
+                RUN_ID: str(generate_new_uuid()),
+                BRONZE_VERSIONS: json.dumps({"from": first, "to": last})})
+            columns = spark.read.format("delta").load(plan.uri).schema
+            written = append_new(plan, routed, commit, columns) if routed.new_rows \
+                else WriteResult(None, 0)
+            outcome = _resolutions(plan, routed).persist()
+            counts = {r["resolution"]: int(r["n"]) for r in outcome.groupBy("resolution")
+                      .agg(F.count(F.lit(1)).alias("n")).collect()}
+            replayed, duplicates = counts.get("replayed", 0), counts.get("duplicate", 0)
+            if replayed + duplicates:
+                _mark_resolved(plan, outcome, commit)
+            if routed.results:
+                append_rows(quality_rows(plan, app, batch_id, routed.results), plan.quality_uri,
+                            commit, plan.storage_options)
+            report = ReplayReport(routed.rows, replayed, duplicates, routed.quarantined,
+                                  written.version, time.monotonic() - started)
+            _ledger_line(plan, routed, commit, report)
+        finally:
+            if outcome is not None:
+                outcome.unpersist()
+            routed.release()
     return report
 
 

@@ -13,9 +13,11 @@ its bronze version). Each micro-batch, every step a Spark job on the executors:
    computed from the same pass's counts with GX's formulas (``rules.results``), goes to
    ``silver._quality``. A critical expectation over its threshold stops the query before
    anything is written.
-4. Writes, each idempotent per batch (Delta transaction id = batch id): quarantine
-   (append), silver (an insert-only MERGE on the key, pruned by event date), quality,
-   then the batch's line in the ``silver._batches`` ledger.
+4. Writes, each idempotent per batch (its app and batch id in the commit): quarantine
+   (append), silver (an append of the new rows), quality, then the batch's line in the
+   ``silver._batches`` ledger. From the dedup read of silver (2.) to the silver commit
+   the batch holds the table's write lock (``lakehouse.io.locks.writing``), as a
+   quarantine replay of the table does: the rows found new are still new when they land.
 
 Only counts reach the driver. Writes are also idempotent by Kafka coordinates: a record
 silver or quarantine already holds is never written again, so a replay after a crash, a
@@ -30,6 +32,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -55,10 +58,10 @@ from lakehouse.io.delta import (
     appended_rows,
     arrow_schema,
     ensure_table,
-    merge,
     open_table,
     read_changes,
 )
+from lakehouse.io.locks import writing as table_writing
 from lakehouse.io.schema_registry import SchemaRegistry, registry_for
 from lakehouse.lineage.datasets import (
     BRONZE_VERSIONS,
@@ -155,6 +158,8 @@ class SilverPlan:
     ledger_uri: str
     bronze_uri: str
     critical_max_unexpected_percent: float
+    warehouse_root: str
+    """Where the table's write lock lives (``lakehouse.io.locks.writing``)."""
     storage_options: dict[str, str] = field(default_factory=dict)
     pii_key: bytes = field(default=b"", repr=False)
     """The key of the pseudonyms of the contract's pii fields (empty if it has none)."""
@@ -183,7 +188,7 @@ def load_plan(config: Config, table: SilverTable) -> SilverPlan:
                       wh.table_uri("silver", table.quarantine_name),
                       wh.table_uri("silver", "_quality"), wh.table_uri("silver", "_batches"),
                       wh.table_uri("bronze", table.bronze),
-                      config.silver.critical_max_unexpected_percent,
+                      config.silver.critical_max_unexpected_percent, wh.root,
                       dict(wh.storage_options),
                       pii_key(config) if contract.pii_fields else b"", avro)
 
@@ -427,15 +432,20 @@ def not_yet_quarantined(plan: SilverPlan, rejected: DataFrame, versions: tuple[i
     return rejected.join(held, list(COORDINATES), "left_anti")
 
 
-def insert_new(plan: SilverPlan, rows: DataFrame, dates: Sequence[date],
-               commit: BatchCommit, columns: T.StructType) -> WriteResult:
-    """Insert-only MERGE of new silver rows on the key, pruned to the batch's event
-    dates: a key silver already holds is never inserted twice, even by a concurrent
-    writer (quarantine replay). ``columns``: the table's (``evolve`` returns them)."""
-    pruned = f"t.event_date IN ({', '.join(repr(d.isoformat()) for d in dates)})" \
-        if dates else "FALSE"
-    return merge(conform(rows, columns), plan.uri, f"t.{plan.key} = s.{plan.key} AND {pruned}",
-                 lambda m: m.whenNotMatchedInsertAll(), commit)
+def append_new(plan: SilverPlan, routed: Routed, commit: BatchCommit,
+               columns: T.StructType) -> WriteResult:
+    """Append the batch's new silver rows (``columns``: the table's, which ``evolve``
+    returns). ``route`` found them new against silver under the table's write lock
+    (``writing``), which the caller holds until this commit: no other writer adds a key
+    in between, so an append keeps silver's keys unique without a MERGE (whose every
+    commit costs delta-spark a rebuild of the table's state)."""
+    return append(conform(routed.silver, columns), plan.uri, commit, ("event_date",))
+
+
+def writing(plan: SilverPlan) -> AbstractContextManager[None]:
+    """The silver table's write lock: held from the dedup read of silver to the commit of
+    the rows it found new, by the stream and by a quarantine replay alike."""
+    return table_writing(plan.warehouse_root, plan.table.qualified_name)
 
 
 def quality_rows(plan: SilverPlan, app_id: str, batch_id: int,
@@ -477,8 +487,8 @@ def write_batch(plan: SilverPlan, routed: Routed, commit: BatchCommit, query_nam
                                                              routed.versions), batch_id),
                          plan.quarantine_uri, commit) if routed.quarantined else WriteResult(None, 0)
     faults.crash_point(query_name, "after_quarantine_commit", batch_id)
-    written = insert_new(plan, routed.silver, routed.dates, commit, columns) \
-        if routed.new_rows else WriteResult(None, 0)
+    written = append_new(plan, routed, commit, columns) if routed.new_rows \
+        else WriteResult(None, 0)
     faults.crash_point(query_name, "after_delta_commit", batch_id)
     writes = [Written(plan.uri, written.version, written.rows),
               Written(plan.quarantine_uri, quarantined.version, quarantined.rows)]
@@ -510,15 +520,16 @@ class SilverWriter:
     def __call__(self, df: DataFrame, run: BatchRun) -> BatchIO:
         started = time.monotonic()
         bronze = storage_dataset(self.plan.bronze_uri)
-        routed = route(self.plan, appended_rows(df), run.batch_id)
-        try:
-            if routed.rows == 0:
-                return BatchIO([Read(bronze, 0)])
-            routing = time.monotonic() - started
-            report, writes = write_batch(self.plan, routed, run.commit(), self.query_name,
-                                         started, self.columns)
-        finally:
-            routed.release()
+        with writing(self.plan):
+            routed = route(self.plan, appended_rows(df), run.batch_id)
+            try:
+                if routed.rows == 0:
+                    return BatchIO([Read(bronze, 0)])
+                routing = time.monotonic() - started
+                report, writes = write_batch(self.plan, routed, run.commit(),
+                                             self.query_name, started, self.columns)
+            finally:
+                routed.release()
         version = f"version {report.silver_version}" if report.silver_version is not None \
             else "no new silver rows"
         self.printer(f"[{self.query_name}] batch {run.batch_id}: {report.describe()} -> "

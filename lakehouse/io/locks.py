@@ -7,8 +7,13 @@ when the process ends, however it ends (a SIGKILL leaves no stale lock), and the
 names the holder for the error message. The locks live beside the checkpoints, not in
 them, because replays move checkpoints aside.
 
+A table that two jobs may add rows to side by side (a silver table: its stream and a
+quarantine replay) also has a write lock, ``<layer>.<table>.write.lock`` (``writing``),
+which orders their read-then-commit steps and is held for seconds.
+
 ``flock`` needs a local (or NFS-with-locks) warehouse; on an object store there is no
-lock and the scheduler must run one copy of each job, as with Spark itself.
+lock and the scheduler must run one copy of each job, as with Spark itself (and no
+quarantine replay of a table while its stream runs).
 """
 
 from __future__ import annotations
@@ -128,3 +133,24 @@ def holder(warehouse_root: str, table: str) -> dict[str, object] | None:
     finally:
         os.close(fd)
     return None
+
+
+@contextlib.contextmanager
+def writing(warehouse_root: str, table: str) -> Iterator[None]:
+    """Hold ``table``'s write lock while the block runs, waiting for it if another writer
+    (a thread or a process) holds it: the jobs that may write one table side by side (a
+    silver table's stream and a quarantine replay of it) take it around what they read of
+    the table and the commit that depends on it, so each sees the other's rows. The table
+    lock (``table_locks``) says who runs a table; this one only orders commits, for
+    seconds. On an object store there is no lock (see the module's note)."""
+    folder = lock_dir(warehouse_root)
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / f"{table}.write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor releases the lock

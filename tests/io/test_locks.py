@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.locks import holder, lock_dir, table_locks
+from lakehouse.io.locks import holder, lock_dir, table_locks, writing
 from tests.conftest import ROOT
 
 HOLD = textwrap.dedent("""
@@ -83,3 +85,43 @@ def test_a_warehouse_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> 
         pass
     assert caught.value.code is ErrorCode.WAREHOUSE_NOT_WRITABLE
     assert "Not a directory" in str(caught.value) and "warehouse.root" in str(caught.value)
+
+
+WRITE = textwrap.dedent("""
+    import sys, time
+    from lakehouse.io.locks import writing
+    with writing(sys.argv[1], "silver.orders"):
+        print("writing", flush=True)
+        sys.stdin.readline()
+    print("done", flush=True)
+""")
+
+
+def test_a_write_lock_waits_for_the_other_writer(tmp_path: Path) -> None:
+    other = subprocess.Popen([sys.executable, "-c", WRITE, str(tmp_path)], cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert other.stdin is not None and other.stdout is not None
+    try:
+        assert other.stdout.readline().strip() == "writing"
+        entered = threading.Event()
+
+        def write() -> None:
+            with writing(str(tmp_path), "silver.orders"):
+                entered.set()
+
+        waiter = threading.Thread(target=write)
+        waiter.start()
+        # Another table's write lock is free meanwhile; this one is not.
+        with writing(str(tmp_path), "silver.clickstream"):
+            pass
+        time.sleep(0.5)
+        assert not entered.is_set()
+        other.stdin.write("\n")
+        other.stdin.flush()
+        assert other.stdout.readline().strip() == "done"
+        waiter.join(timeout=30)
+        assert entered.is_set()
+    finally:
+        other.kill()
+        other.wait()

@@ -69,7 +69,7 @@ def plan() -> SilverPlan:
     suite = load_suite(ROOT / "expectations" / "orders.suite.json",
                        tuple(f.name for f in contract.fields))
     table = next(t for t in discover_silver() if t.name == "orders")
-    return SilverPlan(table, contract, suite, "s", "q", "ql", "l", "b", 100.0)
+    return SilverPlan(table, contract, suite, "s", "q", "ql", "l", "b", 100.0, "w")
 
 
 PLAN = plan()

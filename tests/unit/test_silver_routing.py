@@ -22,7 +22,7 @@ def orders_plan(limit: float = 5.0) -> SilverPlan:
     suite = load_suite(ROOT / "expectations" / "orders.suite.json",
                        tuple(f.name for f in contract.fields))
     table = SilverTable("orders", "orders", "orders", lambda df: df, "")
-    return SilverPlan(table, contract, suite, "u", "q", "ql", "l", "b", limit)
+    return SilverPlan(table, contract, suite, "u", "q", "ql", "l", "b", limit, "w")
 
 
 def verdicts(plan: SilverPlan, failures: dict[str, int], rows: int = 100,
