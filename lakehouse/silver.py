@@ -60,6 +60,7 @@ from lakehouse.io.delta import (
     ensure_table,
     open_table,
     read_changes,
+    read_files,
 )
 from lakehouse.io.locks import writing as table_writing
 from lakehouse.io.schema_registry import SchemaRegistry, registry_for
@@ -345,13 +346,15 @@ class Routed:
 
 def held_keys(plan: SilverPlan, spark: SparkSession, dates: Sequence[date],
               before_version: int | None = None) -> DataFrame:
-    """Silver's keys and coordinates in the given event dates (partition pruned), only
-    those from bronze versions before ``before_version`` if given."""
-    silver = spark.read.format("delta").load(plan.uri)
-    where = F.col("event_date").isin(list(dates)) if dates else F.lit(False)
+    """Silver's keys and coordinates in the given event dates (only their partitions'
+    files are read), only those from bronze versions before ``before_version`` if
+    given."""
+    days = ", ".join(f"'{d.isoformat()}'" for d in dates)
+    held = read_files(spark, plan.uri, [plan.key, *COORDINATES, "_bronze_version"],
+                      f"event_date IN ({days})" if dates else "FALSE", plan.storage_options)
     if before_version is not None:
-        where = where & (F.col("_bronze_version") < before_version)
-    return silver.filter(where).select(plan.key, *COORDINATES)
+        held = held.filter(F.col("_bronze_version") < before_version)
+    return held.select(plan.key, *COORDINATES)
 
 
 def route(plan: SilverPlan, bronze: DataFrame, batch_id: int,
@@ -427,8 +430,12 @@ class BatchReport:
 def not_yet_quarantined(plan: SilverPlan, rejected: DataFrame, versions: tuple[int, int]
                         ) -> DataFrame:
     """Drop rejected records quarantine already holds (same coordinates)."""
-    held = (rejected.sparkSession.read.format("delta").load(plan.quarantine_uri)
-            .filter(F.col("_bronze_version").between(*versions)).select(*COORDINATES))
+    first, last = versions
+    held = (read_files(rejected.sparkSession, plan.quarantine_uri,
+                       [*COORDINATES, "_bronze_version"],
+                       f"_bronze_version >= {first} AND _bronze_version <= {last}",
+                       plan.storage_options)
+            .filter(F.col("_bronze_version").between(first, last)).select(*COORDINATES))
     return rejected.join(held, list(COORDINATES), "left_anti")
 
 

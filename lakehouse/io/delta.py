@@ -274,6 +274,29 @@ def max_kafka_offsets(uri: str, storage_options: Mapping[str, str] | None = None
     return out
 
 
+def read_files(spark: SparkSession, uri: str, columns: Sequence[str], select: str,
+               storage_options: Mapping[str, str] | None = None) -> DataFrame:
+    """``columns`` of the table's rows in the files ``select`` keeps, as a Spark scan of
+    Parquet files the table's log lists (read by delta-rs on the driver). ``select`` is a
+    SQL predicate over partition columns (exact: a file holds one partition) or over
+    data columns (the files whose statistics allow a match: the caller filters their
+    rows). No delta-spark snapshot: delta-spark rebuilds a table's whole state with Spark
+    jobs at each new version before it scans it, which a micro-batch that looks up part
+    of a table written one batch before paid every time. Exact for the project's tables:
+    no deletion vectors, no column mapping (``ensure_table``), so the files hold exactly
+    the rows."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+    table = open_table(uri, storage_options)
+    if table is None:
+        raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND, f"no Delta table at {uri}")
+    schema = pa.schema(table.schema().to_arrow())  # type: ignore[arg-type]
+    wanted = from_arrow_schema(pa.schema([schema.field(c) for c in columns]))
+    files = table.file_uris(file_pruning_predicate=select)
+    if not files:
+        return spark.createDataFrame([], wanted)
+    return spark.read.schema(wanted).parquet(*files)
+
+
 # -- writing: batches with delta-spark, creates and driver-made rows with delta-rs --------
 
 CHANGE_FEED = "delta.enableChangeDataFeed"

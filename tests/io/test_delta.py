@@ -24,6 +24,7 @@ from lakehouse.io.delta import (
     latest_version,
     max_kafka_offsets,
     merge,
+    read_files,
     replace,
 )
 
@@ -106,6 +107,26 @@ def test_appended_rows_leave_out_rewriting_commits(spark: SparkSession, tmp_path
                .option("startingVersion", 0).load(uri))
     rows = {(r["k"], r["_commit_version"]) for r in appended_rows(changes).collect()}
     assert rows == {("a", 1), ("b", 1), ("c", 3)}  # version 2 (the overwrite) is left out
+
+
+def test_read_files_reads_the_files_the_log_keeps(spark: SparkSession, tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    schema = T.StructType([*SCHEMA.fields, T.StructField("day", T.StringType())])
+    ensure_table(uri, schema, ("day",))
+    append(spark.createDataFrame([("a", 1, "d1"), ("b", 2, "d2")], schema), uri,
+           BatchCommit("w", 0), ("day",))
+    append(spark.createDataFrame([("c", 30, "d1")], schema), uri, BatchCommit("w", 1), ("day",))
+    # A rewrite removes a file: its rows are gone from what the log lists.
+    replace(spark.createDataFrame([("a", 10, "d1")], schema), uri, BatchCommit("w", 2),
+            where="day = 'd1'", partition_by=("day",))
+
+    def keys(select: str) -> set[tuple[str, int]]:
+        return {(r["k"], r["n"]) for r in read_files(spark, uri, ["k", "n"], select).collect()}
+
+    assert keys("day IN ('d1')") == {("a", 10)}
+    assert keys("day IN ('d1', 'd2')") == {("a", 10), ("b", 2)}
+    assert keys("n >= 5") == {("a", 10)}  # files whose statistics allow n >= 5
+    assert keys("FALSE") == set()
 
 
 def test_max_kafka_offsets_read_without_a_jvm(spark: SparkSession, tmp_path: Path) -> None:
