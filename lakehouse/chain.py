@@ -37,10 +37,9 @@ from pyspark.sql.streaming import StreamingQuery
 from lakehouse.config import Config
 from lakehouse.gold import GoldPlan, gold_writer, load_gold_plan, read_progress
 from lakehouse.io.delta import (
-    CHANGE_COLUMNS,
     adds_files,
     latest_version,
-    read_changes_between,
+    read_appended,
     size_bytes,
     versions_up_to_bytes,
 )
@@ -93,7 +92,7 @@ class Stage:
                 end = min(self.pinned, last)
             self.pinned = None
             if adds_files(self.input_uri, first, end):  # else no rows: no batch to run
-                changes = read_changes_between(spark, self.input_uri, first, end)
+                changes = read_appended(spark, self.input_uri, first, end)
                 self.events.batch(
                     self.name, first, self.lineage.run_id,
                     partial(self.lineage.tracked, first, partial(self.writer, changes)),
@@ -146,7 +145,7 @@ def _schema_frame(spark: SparkSession, uri: str) -> DataFrame:
     """An input table's rows with their version, as the stage's batches will have them
     (its latest commit's changes: only the schema is used)."""
     last = latest_version(uri) or 0
-    return read_changes_between(spark, uri, last, last).drop(*CHANGE_COLUMNS)
+    return read_appended(spark, uri, last, last)
 
 
 def _own_checkpoint_removed(config: Config, name: str, printer: Printer) -> None:

@@ -60,7 +60,6 @@ from lakehouse.io.delta import (
     VERSION_COLUMN,
     BatchCommit,
     WriteResult,
-    appended_rows,
     ensure_table,
     history,
     merge,
@@ -80,7 +79,7 @@ from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.latency import event_time_aggregates, event_times
 from lakehouse.registry import GoldTable
-from lakehouse.spark import start_batches
+from lakehouse.spark import appended_only, start_batches
 from lakehouse.steps import step
 
 Printer = Callable[[str], None]
@@ -244,7 +243,7 @@ class GoldWriter:
     def __call__(self, df: DataFrame, run: BatchRun) -> BatchIO:
         started = time.monotonic()
         silver = storage_dataset(self.plan.silver_uri)
-        rows = appended_rows(df).persist()
+        rows = df.persist()
         try:
             times = event_time_aggregates(EVENT_TIME) if EVENT_TIME in rows.columns else []
             with step("read silver rows"):
@@ -365,7 +364,10 @@ def start_gold(spark: SparkSession, config: Config, table: GoldTable,
     changes = read_changes(spark, plan.silver_uri, config.gold.max_bytes_per_trigger, start)
     writer, spec = gold_writer(spark, plan, printer, changes.drop(*CHANGE_COLUMNS))
     tracker = (lineage or Lineage.off(config)).query(spec)
-    return start_batches(changes, config, query_name, writer, tracker, events)
+    return start_batches(changes, config, query_name,
+                         appended_only(writer, plan.silver_uri,
+                                       config.warehouse.checkpoint_uri(query_name)),
+                         tracker, events)
 
 
 def gold_writer(spark: SparkSession, plan: GoldPlan, printer: Printer, silver: DataFrame

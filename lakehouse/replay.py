@@ -49,10 +49,10 @@ from lakehouse.io.delta import (
     MERGE_KEYS,
     BatchCommit,
     append_rows,
-    appended_rows,
     last_batch,
     latest_version,
     open_table,
+    read_appended,
     replace,
 )
 from lakehouse.io.storage import is_dir, remove_tree
@@ -118,12 +118,8 @@ def first_version_at(uri: str, at: datetime, storage_options: dict[str, str]) ->
 
 def read_bronze(spark: SparkSession, uri: str, first: int, last: int) -> DataFrame:
     """Bronze records of versions ``first..last`` with the version that added each
-    (``_commit_version``): the change data feed of that range, appending commits only,
-    exactly what the silver stream reads."""
-    changes = (spark.read.format("delta").option("readChangeFeed", "true")
-               .option("startingVersion", str(first)).option("endingVersion", str(last))
-               .load(uri))
-    return appended_rows(changes)
+    (``_commit_version``): appending commits only, exactly what the silver stream reads."""
+    return read_appended(spark, uri, first, last)
 
 
 def _in_range(first: int, last: int) -> str:

@@ -55,7 +55,6 @@ from lakehouse.io.delta import (
     WriteResult,
     append,
     append_rows,
-    appended_rows,
     arrow_schema,
     ensure_table,
     open_table,
@@ -89,7 +88,7 @@ from lakehouse.quality.contract import (
 )
 from lakehouse.quality.rules import RuleResult, Suite, apply_rules, load_suite, results, statistics
 from lakehouse.registry import SilverTable, bronze_source
-from lakehouse.spark import start_batches
+from lakehouse.spark import appended_only, start_batches
 from lakehouse.steps import step
 
 Printer = Callable[[str], None]
@@ -528,7 +527,7 @@ class SilverWriter:
         started = time.monotonic()
         bronze = storage_dataset(self.plan.bronze_uri)
         with writing(self.plan):
-            routed = route(self.plan, appended_rows(df), run.batch_id)
+            routed = route(self.plan, df, run.batch_id)
             try:
                 if routed.rows == 0:
                     return BatchIO([Read(bronze, 0)])
@@ -681,7 +680,10 @@ def start_silver(spark: SparkSession, config: Config, table: SilverTable,
     bronze = read_changes(spark, plan.bronze_uri, config.silver.max_bytes_per_trigger, start)
     writer, spec = silver_writer(spark, plan, printer, bronze.drop(*CHANGE_COLUMNS))
     tracker = (lineage or Lineage.off(config)).query(spec)
-    return start_batches(bronze, config, query_name, writer, tracker, events)
+    return start_batches(bronze, config, query_name,
+                         appended_only(writer, plan.bronze_uri,
+                                       config.warehouse.checkpoint_uri(query_name)),
+                         tracker, events)
 
 
 @dataclass(frozen=True)

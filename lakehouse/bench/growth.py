@@ -26,12 +26,11 @@ from lakehouse import steps
 from lakehouse.aggregates import UPDATED_AT, recompute
 from lakehouse.gold import GoldPlan, gold_writer
 from lakehouse.io.delta import (
-    CHANGE_COLUMNS,
     CHANGE_FEED,
     VERSION_COLUMN,
     BatchCommit,
     latest_version,
-    read_changes_between,
+    read_appended,
 )
 from lakehouse.lineage.datasets import BatchRun
 from lakehouse.silver import SilverPlan, ensure_tables, route, write_batch
@@ -117,8 +116,8 @@ def _silver_batch(spark: SparkSession, plan: SilverPlan, n: int, records: int
 def _gold_batch(spark: SparkSession, plan: GoldPlan) -> tuple[float, dict[str, float]]:
     last = latest_version(plan.silver_uri)
     assert last is not None
-    changes = read_changes_between(spark, plan.silver_uri, last, last)
-    writer, _ = gold_writer(spark, plan, lambda _: None, changes.drop(*CHANGE_COLUMNS))
+    changes = read_appended(spark, plan.silver_uri, last, last)
+    writer, _ = gold_writer(spark, plan, lambda _: None, changes)
     with steps.collecting() as taken:
         started = time.monotonic()
         writer(changes, BatchRun("bench", "bench", last, "bench:growth"))

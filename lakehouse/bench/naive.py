@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.io.delta import appended_rows
+from lakehouse.io.delta import read_appended
 from lakehouse.quality.contract import RULES, failure_list, parse
 from lakehouse.quality.gx import Validator
 from lakehouse.silver import SilverPlan, classify, for_routing, route
@@ -34,10 +34,7 @@ ROW = "_row"
 def bronze_batch(spark: SparkSession, plan: SilverPlan, first: int, last: int) -> DataFrame:
     """The bronze rows versions ``first``..``last`` appended, with their version: what
     silver's stream read as one micro-batch."""
-    changes = (spark.read.format("delta").option("readChangeFeed", "true")
-               .option("startingVersion", str(first)).option("endingVersion", str(last))
-               .load(plan.bronze_uri))
-    return appended_rows(changes)
+    return read_appended(spark, plan.bronze_uri, first, last)
 
 
 def naive_split(plan: SilverPlan, validator: Validator, bronze: DataFrame

@@ -462,12 +462,14 @@ def read_changes(spark: SparkSession, uri: str, max_bytes_per_trigger: str,
             .filter(F.col(VERSION_COLUMN) >= starting_version))
 
 
-def read_changes_between(spark: SparkSession, uri: str, first: int, last: int) -> DataFrame:
-    """The change data feed of versions ``first`` to ``last`` (inclusive), read once: the
-    same columns as ``read_changes``' micro-batches."""
-    return (spark.read.format("delta").option("readChangeFeed", "true")
-            .option("startingVersion", str(first)).option("endingVersion", str(last))
-            .load(uri))
+def read_appended(spark: SparkSession, uri: str, first: int, last: int) -> DataFrame:
+    """The rows the appending commits from version ``first`` to ``last`` added, each with
+    its version (``_commit_version``), read once from the change data feed: what a
+    stream of the table's changes delivers (``appended_rows``)."""
+    changes = (spark.read.format("delta").option("readChangeFeed", "true")
+               .option("startingVersion", str(first)).option("endingVersion", str(last))
+               .load(uri))
+    return appended_rows(changes, rewriting(uri, first, last))
 
 
 def size_bytes(size: str) -> int:
@@ -497,11 +499,37 @@ def versions_up_to_bytes(uri: str, first: int, last: int, max_bytes: int) -> int
     return last
 
 
-def appended_rows(changes: DataFrame) -> DataFrame:
-    """The rows that appending commits added to the table. Commits that rewrote rows (a
-    replay's overwrite, a restore) are left out whole, as ``skipChangeCommits`` does:
-    what they change downstream is rebuilt by a replay of that table."""
+def rewriting(uri: str, first: int, last: int) -> list[int]:
+    """The versions from ``first`` to ``last`` whose commit rewrote rows (removed a data
+    file or recorded changed rows: an overwrite, a restore, a delete, an updating MERGE),
+    from their log entries."""
+    return [v for v in range(first, last + 1) if _rewrites(log_entry(uri, v))]
+
+
+def _rewrites(actions: list[dict[str, Any]]) -> bool:
+    return any("cdc" in a or ("remove" in a and a["remove"].get("dataChange", True))
+               for a in actions)
+
+
+def appended_rows(changes: DataFrame, rewritten: Sequence[int]) -> DataFrame:
+    """The rows that appending commits added to the table: the change feed without the
+    versions in ``rewritten`` (``rewriting``), which are left out whole, as
+    ``skipChangeCommits`` does: what they change downstream is rebuilt by a replay of
+    that table. (Known from the log on the driver: no second scan of the feed.)"""
     from pyspark.sql import functions as F
-    rewritten = (changes.filter(F.col("_change_type") != "insert")
-                 .select(VERSION_COLUMN).distinct())
-    return changes.join(rewritten, VERSION_COLUMN, "left_anti").drop(*CHANGE_COLUMNS)
+    kept = changes.filter(~F.col(VERSION_COLUMN).isin(list(rewritten))) if rewritten \
+        else changes
+    return kept.drop(*CHANGE_COLUMNS)
+
+
+def stream_batch_versions(checkpoint: str, batch_id: int) -> tuple[int, int]:
+    """The table versions micro-batch ``batch_id`` of the single-source change-feed query
+    with this checkpoint may hold (from the previous batch's end offset, or version 0, to
+    its own), from Spark's offset log, written before the batch runs."""
+    def version(n: int) -> int:
+        fs, path = filesystem(join(checkpoint, "offsets", str(n)))
+        with fs.open_input_stream(path) as stream:
+            lines = [ln for ln in stream.read().decode("utf-8").splitlines() if ln.strip()]
+        return int(json.loads(lines[-1])["reservoirVersion"])
+
+    return (version(batch_id - 1) if batch_id else 0), version(batch_id)
