@@ -226,13 +226,14 @@ class RunSummary:
 
 def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None,
         spark: SparkSession | None = None, printer: Printer = print,
-        then: Callable[[], None] | None = None,
+        then: Sequence[Callable[[], None]] = (),
         bronze_reset: Mapping[str, str] | None = None) -> RunSummary:
     """Run the pipelines, in the configured shape (``streaming.shape``: a query per table,
     or chained per source). ``until_idle``: process everything available, then stop;
     otherwise run until Ctrl-C / SIGTERM, then stop cleanly between micro-batches.
-    ``then`` (with ``until_idle``) runs once everything is processed, with the queries
-    still running; what it produces is processed too before the run stops.
+    ``then`` (with ``until_idle``): steps run in turn once everything is processed, with
+    the queries still running; what each produces is processed before the next step, and
+    before the run stops.
     ``bronze_reset``: bronze table -> JSON offsets to start it from (see start_bronze)."""
     from lakehouse.silver import load_plan
     # Unknown tables and sources, bad contracts and suites fail before Spark starts.
@@ -290,7 +291,7 @@ def check_checkpoint(config: Config, table: str, printer: Printer) -> None:
 
 def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverTable],
          gold: Sequence[GoldTable], *, until_idle: bool, spark: SparkSession | None,
-         printer: Printer, then: Callable[[], None] | None,
+         printer: Printer, then: Sequence[Callable[[], None]],
          bronze_reset: Mapping[str, str] | None) -> RunSummary:
     from lakehouse.chain import start_chain
     from lakehouse.gold import start_gold
@@ -356,8 +357,8 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
         if until_idle:
             for q in queries:
                 _await(q.processAllAvailable, q)
-            if then is not None:
-                then()  # more input while the queries keep running
+            for step in then:
+                step()  # more input while the queries keep running
                 for q in queries:
                     _await(q.processAllAvailable, q)
         else:

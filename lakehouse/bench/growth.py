@@ -5,7 +5,7 @@ The grown silver table is built directly with Spark, not through the stream: the
 silver rows copied under new event ids, their event times moved back by 0..29 days (the
 dates spread over a month, as real data's are), partitioned by event date as silver is.
 At each size one batch of bronze records silver has never seen goes through the
-project's own path (``route`` then ``write_batch``: dedup against silver, the MERGE, the
+project's own path (``route`` then ``write_batch``: dedup against silver, the append, the
 side tables), then the gold table built from that silver (``recompute``) takes the rows
 the batch inserted through its writer. The steps of each (``lakehouse.steps``)
 say where the time went.

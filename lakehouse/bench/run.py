@@ -358,7 +358,7 @@ class _Bench:
         since = datetime.now(UTC)
         log0 = background_totals()
         run(config, until_idle=True, tables=tables, spark=spark,
-            printer=self._indented, then=load)
+            printer=self._indented, then=[load])
         log_writes = (background_totals().get(EVENT_LOG_WRITES, 0.0)
                       - log0.get(EVENT_LOG_WRITES, 0.0))
         rows = [{**r, "duration_ms": dict(r["duration_ms"] or [])}
