@@ -15,7 +15,8 @@ from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import appended_rows, rewriting, stream_batch_versions
+from lakehouse.io.checkpoints import delta_batch_versions
+from lakehouse.io.delta import appended_rows, rewriting
 from lakehouse.jvm import JarSet, jars
 from lakehouse.lineage.datasets import BatchIO, BatchRun
 from lakehouse.lineage.listener import session_conf
@@ -149,7 +150,7 @@ def appended_only(writer: BatchWriter, uri: str, checkpoint: str) -> BatchWriter
     """``writer`` fed the appended rows (``appended_rows``) of each micro-batch of a
     stream of the table at ``uri``'s change feed checkpointed at ``checkpoint``."""
     def each(df: DataFrame, run: BatchRun) -> BatchIO:
-        versions = stream_batch_versions(checkpoint, run.batch_id)
+        versions = delta_batch_versions(checkpoint, run.batch_id)
         return writer(appended_rows(df, rewriting(uri, *versions)), run)
     return each
 

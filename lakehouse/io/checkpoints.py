@@ -1,5 +1,6 @@
-"""Spark checkpoints the project reads before Spark does: is one damaged, and moving one
-aside so the next run starts its query afresh.
+"""Spark checkpoints the project reads before Spark does: is one damaged, moving one
+aside so the next run starts its query afresh, and which table versions a change-feed
+query's micro-batch covers.
 
 Spark writes a checkpoint's files atomically, but a disk that filled up, a copy cut short
 or a hand edit leaves an empty or half-written entry, and Spark then fails the query with
@@ -93,6 +94,18 @@ def move_aside(uri: str, label: str) -> str | None:
     aside = f"{uri}.{label}-{int(time.time())}"
     move(uri, aside)
     return aside
+
+
+def delta_batch_versions(checkpoint: str, batch_id: int) -> tuple[int, int]:
+    """The table versions micro-batch ``batch_id`` of the single-source Delta query with
+    this checkpoint may hold (from the previous batch's end offset, or version 0, to its
+    own), from Spark's offset log, written before the batch runs."""
+    def version(n: int) -> int:
+        lines = [ln for ln in _text(join(checkpoint, "offsets", str(n))).splitlines()
+                 if ln.strip()]
+        return int(json.loads(lines[-1])["reservoirVersion"])
+
+    return (version(batch_id - 1) if batch_id else 0), version(batch_id)
 
 
 def _text(uri: str) -> str:

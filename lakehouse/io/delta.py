@@ -521,15 +521,3 @@ def appended_rows(changes: DataFrame, rewritten: Sequence[int]) -> DataFrame:
         else changes
     return kept.drop(*CHANGE_COLUMNS)
 
-
-def stream_batch_versions(checkpoint: str, batch_id: int) -> tuple[int, int]:
-    """The table versions micro-batch ``batch_id`` of the single-source change-feed query
-    with this checkpoint may hold (from the previous batch's end offset, or version 0, to
-    its own), from Spark's offset log, written before the batch runs."""
-    def version(n: int) -> int:
-        fs, path = filesystem(join(checkpoint, "offsets", str(n)))
-        with fs.open_input_stream(path) as stream:
-            lines = [ln for ln in stream.read().decode("utf-8").splitlines() if ln.strip()]
-        return int(json.loads(lines[-1])["reservoirVersion"])
-
-    return (version(batch_id - 1) if batch_id else 0), version(batch_id)

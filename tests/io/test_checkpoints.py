@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.io.checkpoints import damage, entry_problem, has_checkpoint, move_aside, remove_unstarted
+from lakehouse.io.checkpoints import (
+    damage,
+    delta_batch_versions,
+    entry_problem,
+    has_checkpoint,
+    move_aside,
+    remove_unstarted,
+)
 
 OFFSETS = ('v1\n{"batchWatermarkMs":0,"batchTimestampMs":1,"conf":{}}\n'
            '{"shop.orders.v1":{"0":12,"1":9}}')
@@ -85,3 +92,16 @@ def test_a_checkpoint_without_an_offsets_entry_holds_no_progress_and_is_removed(
     started = _checkpoint(tmp_path / "started", offsets=1, commits=0)
     assert has_checkpoint(f"file://{started}")
     assert not remove_unstarted(str(started)) and (started / "offsets" / "0").exists()
+
+
+def test_a_stream_batch_spans_the_versions_of_its_offsets(tmp_path: Path) -> None:
+    offsets = tmp_path / "offsets"
+    offsets.mkdir()
+    for batch, version in ((0, 3), (1, 7)):
+        (offsets / str(batch)).write_text(
+            'v1\n{"batchWatermarkMs":0,"batchTimestampMs":1}\n'
+            f'{{"sourceVersion":1,"reservoirId":"r","reservoirVersion":{version},'
+            '"index":-1,"isStartingVersion":false}')
+    assert delta_batch_versions(str(tmp_path), 0) == (0, 3)
+    assert delta_batch_versions(str(tmp_path), 1) == (3, 7)
+

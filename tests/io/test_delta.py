@@ -27,7 +27,6 @@ from lakehouse.io.delta import (
     read_files,
     replace,
     rewriting,
-    stream_batch_versions,
 )
 
 SCHEMA = T.StructType([T.StructField("k", T.StringType()), T.StructField("n", T.LongType())])
@@ -112,18 +111,6 @@ def test_appended_rows_leave_out_rewriting_commits(spark: SparkSession, tmp_path
             for r in appended_rows(changes, rewriting(uri, 0, 3)).collect()}
     assert rows == {("a", 1), ("b", 1), ("c", 3)}  # version 2 (the overwrite) is left out
     assert "_change_type" not in appended_rows(changes, []).columns
-
-
-def test_a_stream_batch_spans_the_versions_of_its_offsets(tmp_path: Path) -> None:
-    offsets = tmp_path / "offsets"
-    offsets.mkdir()
-    for batch, version in ((0, 3), (1, 7)):
-        (offsets / str(batch)).write_text(
-            'v1\n{"batchWatermarkMs":0,"batchTimestampMs":1}\n'
-            f'{{"sourceVersion":1,"reservoirId":"r","reservoirVersion":{version},'
-            '"index":-1,"isStartingVersion":false}')
-    assert stream_batch_versions(str(tmp_path), 0) == (0, 3)
-    assert stream_batch_versions(str(tmp_path), 1) == (3, 7)
 
 
 def test_read_files_reads_the_files_the_log_keeps(spark: SparkSession, tmp_path: Path) -> None:
