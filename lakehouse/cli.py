@@ -211,23 +211,28 @@ def cmd_topics(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.io.kafka_admin import admin_client, list_topics
     from lakehouse.runner import ensure_source_topics
     _say(ensure_broker(config))
-    for name in ensure_source_topics(config, sorted(config.sources)):
+    for name in ensure_source_topics(config, config.source_names):
         _say(f"created topic {name}")
     topics = list_topics(admin_client(config.kafka.bootstrap_servers,
                                       config.kafka.client_properties),
                          config.kafka.bootstrap_servers)
-    for name, source in sorted(config.sources.items()):
+    for name in config.source_names:
+        source = config.source(name)
         _say(f"{name:<14} {source.topic:<24} {topics.get(source.topic, 0)} partitions")
     return 0
 
 
 def cmd_produce(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.generator import generate
+    from lakehouse.generator import generate, load_shape
+    from lakehouse.io.event_files import line_records, read_lines
     from lakehouse.io.kafka_producer import produce
     from lakehouse.runner import ensure_source_topics
     from lakehouse.schemas import encoding_for
     source = config.source(args.source)
     fmt = args.format or source.format
+    # Everything that can refuse the command does so before a topic is created.
+    shape = load_shape(config.expectations_dir, args.source)
+    lines = read_lines(Path(args.from_file)) if args.from_file else None
     _say(ensure_broker(config))
     if fmt == "avro":
         if source.format != "avro":
@@ -238,22 +243,29 @@ def cmd_produce(config: Config, args: argparse.Namespace) -> int:
     ensure_source_topics(config, [args.source])
     encoding = encoding_for(config, args.source, fmt)
     started = time.monotonic()
-    sent = produce(config.kafka.bootstrap_servers, source.topic,
-                   generate(args.source, args.count, args.seed, args.faults,
-                            encoding=encoding),
+    if lines is not None:
+        records = line_records(lines, shape.contract.key,
+                               encoding.encode if fmt == "avro" else None)
+        total, origin = len(lines), f"from {args.from_file}"
+    else:
+        records = generate(shape, args.count, args.seed, args.faults, encoding=encoding)
+        total, origin = args.count, f"seed {args.seed}, faults {args.faults:.0%}"
+    sent = produce(config.kafka.bootstrap_servers, source.topic, records,
                    config.kafka.client_properties,
-                   progress=lambda n: _say(f"  produced {n:,}/{args.count:,}"))
+                   progress=lambda n: _say(f"  produced {n:,}/{total:,}"))
     took = time.monotonic() - started
     _say(f"produced {sent:,} {args.source} events ({fmt}) to {source.topic} in {took:.1f}s "
-         f"(seed {args.seed}, faults {args.faults:.0%})")
+         f"({origin})")
     return 0
 
 
 def _as_avro(config: Config, source: str) -> Config:
     """``config`` with ``source`` in Avro (``produce --format avro`` on a JSON source)."""
     import dataclasses
+
+    from lakehouse.config import SourceSettings
     sources = dict(config.sources)
-    sources[source] = dataclasses.replace(sources[source], format="avro")
+    sources[source] = dataclasses.replace(sources.get(source, SourceSettings()), format="avro")
     return dataclasses.replace(config, sources=sources)
 
 
@@ -310,7 +322,8 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     selection = q.Selection(tuple(args.rule or ()), tuple(args.batch or ()),
                             tuple(_record(r) for r in args.record or ()), args.all)
     if args.action == "show":
-        rows = q.select(q.read_quarantine(load_plan(config, table)),
+        plan = load_plan(config, table)
+        rows = q.select(q.read_quarantine(plan),
                         selection if not selection.empty else q.Selection(everything=True))
         _say(f"silver.{table.quarantine_name}: {rows.num_rows:,} open records match"
              + (f" (showing {args.limit})" if rows.num_rows > args.limit else ""))
@@ -318,7 +331,7 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
             value = _shown(rec["value"])
             _say(f"- {rec['_topic']}:{rec['_partition']}:{rec['_offset']} (bronze v"
                  f"{rec['_bronze_version']}, batch {rec['batch_id']}, "
-                 f"{rec['quarantined_at']:%Y-%m-%d %H:%M:%S}Z) event_id={rec['event_id']}")
+                 f"{rec['quarantined_at']:%Y-%m-%d %H:%M:%S}Z) {plan.key}={rec['event_id']}")
             for rule, reason in zip(rec["failed_rules"], rec["reasons"], strict=False):
                 _say(f"    {rule}: {reason}")
             _say(f"    value: {value[:200]}{'...' if len(value) > 200 else ''}")
@@ -629,24 +642,27 @@ def _print_accounting(config: Config) -> None:
 
 
 def cmd_demo(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.generator import generate
+    from lakehouse.generator import generate, load_shape
     from lakehouse.io.kafka_producer import produce
     from lakehouse.runner import ensure_source_topics, run
     from lakehouse.schemas import encoding_for
     started = time.monotonic()
+    sources = config.source_names
+    shapes = {name: load_shape(config.expectations_dir, name) for name in sources}
     _say(f"1/4 broker: {ensure_broker(config)}")
-    registry = ensure_registry(config, sorted(config.sources))
+    registry = ensure_registry(config, list(sources))
     if registry:
         _say(f"1/4 {registry}")
-    ensure_source_topics(config, sorted(config.sources))
+    ensure_source_topics(config, sources)
     seed = int(time.time())
-    encodings = {name: encoding_for(config, name) for name in config.sources}
+    encodings = {name: encoding_for(config, name) for name in sources}
 
     def send(count: int, seed: int, step: str) -> None:
-        for name in sorted(config.sources):
-            source = config.sources[name]
+        for name in sources:
+            source = config.source(name)
             n = produce(config.kafka.bootstrap_servers, source.topic,
-                        generate(name, count, seed, args.faults, encoding=encodings[name]),
+                        generate(shapes[name], count, seed, args.faults,
+                                 encoding=encodings[name]),
                         config.kafka.client_properties)
             _say(f"{step} produced {n:,} {name} events ({source.format}, faults "
                  f"{args.faults:.0%}) to {source.topic}")
@@ -893,10 +909,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "its configured partition count, and list them.")
     p.set_defaults(func=cmd_topics)
 
-    p = sub.add_parser("produce", help="send synthetic events to a source's topic",
-                       description="Produce realistic synthetic events (deterministic per seed) "
-                                   "to the topic of SOURCE, optionally with faults mixed in.")
-    p.add_argument("source", help="a configured source, e.g. orders or clickstream")
+    p = sub.add_parser("produce", help="send synthetic events, or your own, to a source's topic",
+                       description="Produce synthetic events made from the source's contract "
+                                   "and suite (deterministic per seed) to the topic of SOURCE, "
+                                   "optionally with faults mixed in; or, with --from, your own "
+                                   "events from a JSON-lines file.")
+    p.add_argument("source", help="a source, e.g. orders or clickstream (every contract in "
+                                  "expectations/ declares one)")
+    p.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="send the events of FILE instead: JSON lines, one event per line, the "
+                        "Kafka key from the contract's key field; a line that is not JSON is "
+                        "sent as it is (silver quarantines it)")
     p.add_argument("--count", type=int, default=1000, help="number of events (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--faults", type=float, nargs="?", const=0.1, default=0.0,

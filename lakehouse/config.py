@@ -18,6 +18,7 @@ starts, with an error naming the key and the file.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import typing
@@ -272,17 +273,40 @@ class SloConfig:
 
 
 @dataclass(frozen=True)
-class SourceConfig:
-    """One Kafka topic that lands in a bronze table of the same name."""
+class SourceSettings:
+    """A deployment's settings of one source (``sources.<name>``), where they differ from
+    what its contract declares (``<expectations>/<name>.contract.yaml``)."""
 
+    enabled: bool = True
+    """False: this deployment does not run the source; its tables are skipped, said so."""
+    topic: str = ""
+    """Empty: the contract's topic."""
+    partitions: int = 0
+    """0: the contract's (the topic's partitions when the project creates it)."""
+    format: str = ""
+    """Empty: the contract's (``json`` or ``avro``)."""
+    replication_factor: int = 1
+    max_offsets_per_trigger: int = 0
+    """0 means the streaming default."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One source as this deployment runs it: its contract's declaration with the
+    config's settings applied. Its records land in the bronze table of the same name."""
+
+    name: str
     topic: str
-    partitions: int = 6
+    partitions: int
     replication_factor: int = 1
     max_offsets_per_trigger: int = 0
     """0 means the streaming default."""
     format: str = "json"
     """``json`` (one JSON object per value) or ``avro`` (Confluent wire format, its schema
     derived from the contract and registered under ``<topic>-value``)."""
+
+
+CONTRACT_SUFFIX = ".contract.yaml"
 
 
 @dataclass(frozen=True)
@@ -302,20 +326,67 @@ class Config:
     observe: ObserveConfig = field(default_factory=ObserveConfig)
     slo: SloConfig = field(default_factory=SloConfig)
     schema_registry: SchemaRegistryConfig = field(default_factory=SchemaRegistryConfig)
-    sources: Mapping[str, SourceConfig] = field(default_factory=dict)
+    sources: Mapping[str, SourceSettings] = field(default_factory=dict)
+    """Per-source settings; the sources themselves are declared by their contracts."""
     source_file: str = ""
     """The YAML file this was read from (set by the loader, not by the file)."""
 
+    @functools.cached_property
+    def _declared(self) -> dict[str, SourceConfig]:
+        """Every source a contract declares, with this config's settings applied (read
+        once); settings naming no contract fail here."""
+        from lakehouse.quality.contract import load_contract
+        folder = self.expectations_dir
+        declared = {}
+        for path in sorted(folder.glob(f"*{CONTRACT_SUFFIX}")):
+            contract = load_contract(path)
+            name = path.name.removesuffix(CONTRACT_SUFFIX)
+            own = self.sources.get(name, SourceSettings())
+            declared[name] = SourceConfig(
+                name, own.topic or contract.topic, own.partitions or contract.partitions,
+                own.replication_factor, own.max_offsets_per_trigger,
+                own.format or contract.format)
+        for name in self.sources:
+            if name not in declared:
+                raise LakehouseError(
+                    ErrorCode.UNKNOWN_SOURCE,
+                    f"{self.source_file}: sources.{name} sets a source no contract declares "
+                    f"(contracts in {folder}: {', '.join(declared) or 'none'})",
+                    hint=f"write {folder / (name + CONTRACT_SUFFIX)} (see "
+                         "expectations/README.md), or remove sources."
+                         f"{name} from the config", source=name, key=f"sources.{name}")
+        return declared
+
+    @property
+    def declared_sources(self) -> tuple[str, ...]:
+        """Every source a contract declares (run by this deployment or not), sorted."""
+        return tuple(self._declared)
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        """The sources this deployment runs: every declared one not disabled, sorted."""
+        return tuple(n for n in self._declared
+                     if self.sources.get(n, SourceSettings()).enabled)
+
+    def source_unavailable(self, name: str) -> str | None:
+        """Why this deployment does not run source ``name`` (None: it does)."""
+        if name not in self._declared:
+            return (f"no contract declares source {name!r} "
+                    f"({self.expectations_dir / (name + CONTRACT_SUFFIX)} does not exist)")
+        if not self.sources.get(name, SourceSettings()).enabled:
+            return f"source {name!r} is disabled in {self.source_file} (sources.{name}.enabled)"
+        return None
+
     def source(self, name: str) -> SourceConfig:
-        """The named source, or an error listing the configured ones."""
-        if name not in self.sources:
-            raise LakehouseError(
-                ErrorCode.UNKNOWN_SOURCE,
-                f"unknown source {name!r} (configured: {', '.join(sorted(self.sources)) or 'none'})",
-                hint=f"add it under 'sources:' in {self.source_file}",
-                source=name,
-            )
-        return self.sources[name]
+        """The named source as this deployment runs it, or LH-DEF-001 saying why not."""
+        why = self.source_unavailable(name)
+        if why is not None:
+            hint = (f"set sources.{name}.enabled: true in {self.source_file}"
+                    if name in self._declared else
+                    f"write its contract (see expectations/README.md); runnable sources: "
+                    f"{', '.join(self.source_names) or 'none'}")
+            raise LakehouseError(ErrorCode.UNKNOWN_SOURCE, why, hint=hint, source=name)
+        return self._declared[name]
 
     @property
     def expectations_dir(self) -> Path:
@@ -536,13 +607,13 @@ def _check_values(config: Config) -> None:
     if slo.lag_p95_records < 0:
         raise bad("slo.lag_p95_records", "must be zero or positive")
     for name, source in config.sources.items():
-        if source.partitions <= 0:
-            raise bad(f"sources.{name}.partitions", "must be positive")
+        if source.partitions < 0:
+            raise bad(f"sources.{name}.partitions", "must be positive (0: the contract's)")
+        if source.replication_factor <= 0:
+            raise bad(f"sources.{name}.replication_factor", "must be positive")
         if source.max_offsets_per_trigger < 0:
             raise bad(f"sources.{name}.max_offsets_per_trigger", "must be 0 (default) or more")
-        if not source.topic.strip():
-            raise bad(f"sources.{name}.topic", "must not be empty")
-        if source.format not in FORMATS:
+        if source.format and source.format not in FORMATS:
             raise bad(f"sources.{name}.format", f"must be one of {', '.join(FORMATS)}, not "
                       f"{source.format!r}")
     registry = config.schema_registry

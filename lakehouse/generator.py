@@ -1,11 +1,21 @@
-"""Realistic synthetic events for the ``orders`` and ``clickstream`` sources (pure).
+"""Synthetic events for any source, derived from its contract and its suite (pure).
 
-``generate(source, count, seed, faults)`` returns Kafka records (key, value bytes,
-headers) deterministically for a seed. With ``faults`` a share of the records is one of:
-an exact redelivery of an earlier event, malformed JSON, a missing required field, an
-out-of-range value, a wrong type, a late event (event time hours in the past), or a poison
-pill (``POISON``: binary garbage, JSON nested 1,000 levels deep, invalid UTF-8, NaN or
-Infinity, a duplicate key, a tombstone). ``poison_pill`` makes each pill on demand, and
+``generate(shape, count, seed, faults)`` returns Kafka records (key, value bytes, headers)
+deterministically for a seed. An ``EventShape`` is a source's contract
+(``lakehouse.quality.contract``) and GX suite (``lakehouse.quality.rules``): a valid event
+has every required field (optional ones most of the time), a fresh key, an event time in
+the last two minutes, and every other field a value of its type that passes every suite
+rule on it (a member of an in-set, a number inside a between, a string a regex generates,
+``rstr``). Two sources have a hand-written maker besides (``REALISTIC``: currency follows
+country, lognormal amounts, weighted event types, session ids that embed the user), the
+realism a contract cannot express; it makes their valid events.
+
+With ``faults`` a share of the records is one of: an exact redelivery of an earlier event,
+malformed JSON, a missing required field, an out-of-range value (one that breaks a suite
+rule), a wrong JSON type, a late event (event time hours in the past), or a poison pill
+(``POISON``: binary garbage, JSON nested 1,000 levels deep, invalid UTF-8, NaN or
+Infinity, a duplicate key, a tombstone). The faults always come from the contract and the
+suite, on the contract's own field names. ``poison_pill`` makes each pill on demand, and
 also the one the random mix leaves out: a value of several MB (``oversized``), which would
 dominate a benchmark's bytes.
 
@@ -14,20 +24,34 @@ Values are JSON unless an ``Encoding`` says otherwise: ``avro_encoding`` (in
 malformed value, a missing required field or a wrong type, so on an Avro topic the faults
 are in the framing and the payload instead: a wrong magic byte, a schema id the registry
 does not have, a truncated payload (``AVRO_FAULTS``).
+
+Only ``load_shape`` reads files.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
+import re
+import string
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from functools import cached_property
+from itertools import chain
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import rstr
 
 from lakehouse.errors import ErrorCode, LakehouseError
+
+if TYPE_CHECKING:
+    from lakehouse.quality.contract import Contract, Field
+    from lakehouse.quality.rules import Rule, Suite
 
 
 class Fault(StrEnum):
@@ -67,6 +91,17 @@ class Record:
     fault: Fault | None = None
 
 
+@dataclass(frozen=True)
+class Encoding:
+    """How events become Kafka values, and which faults that format can carry."""
+
+    encode: Callable[[dict[str, Any]], bytes]
+    faults: tuple[Fault, ...]
+    content_type: bytes
+
+
+# -- hand-written makers: the realism a contract cannot express ------------------------------
+
 CATEGORIES = ("electronics", "books", "garden", "toys", "grocery", "fashion", "sports",
               "beauty", "café & küche", "文具")
 COUNTRIES = ("US", "GB", "DE", "FR", "NL", "ES", "IT", "SE", "JP", "BR", "IN", "CA")
@@ -80,15 +115,6 @@ PAGES = ("/", "/search", "/c/electronics", "/c/books", "/p/{id}", "/cart", "/che
 DEVICES = ("desktop", "mobile", "tablet")
 
 
-@dataclass(frozen=True)
-class Encoding:
-    """How events become Kafka values, and which faults that format can carry."""
-
-    encode: Callable[[dict[str, Any]], bytes]
-    faults: tuple[Fault, ...]
-    content_type: bytes
-
-
 def _weighted(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
     return rng.choices([k for k, _ in table], weights=[w for _, w in table])[0]
 
@@ -97,11 +123,15 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
 def order_event(rng: random.Random, now: datetime) -> dict[str, Any]:
     """One valid order event."""
     country = rng.choice(COUNTRIES)
     return {
-        "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "event_id": _uuid(rng),
         "event_type": _weighted(rng, ORDER_EVENTS),
         "order_id": f"o-{rng.randrange(1, 10**7):07d}",
         "customer_id": f"c-{rng.randrange(1, 10**6):06d}",
@@ -120,7 +150,7 @@ def click_event(rng: random.Random, now: datetime) -> dict[str, Any]:
     user = rng.randrange(1, 600)
     page = rng.choice(PAGES).format(id=rng.randrange(1, 5000))
     return {
-        "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "event_id": _uuid(rng),
         "event_type": _weighted(rng, CLICK_EVENTS),
         "user_id": f"u-{user:05d}",
         "session_id": f"s-{user:05d}-{rng.randrange(0, 3)}",
@@ -133,49 +163,332 @@ def click_event(rng: random.Random, now: datetime) -> dict[str, Any]:
     }
 
 
+Maker = Callable[[random.Random, datetime], dict[str, Any]]
+REALISTIC: dict[str, Maker] = {"orders": order_event, "clickstream": click_event}
+"""Hand-written makers of valid events, by contract name."""
+
+
+# -- suite rules, evaluated in Python as ``lakehouse.quality.rules.COMPILERS`` does ----------
+
+NOT_NULL = "expect_column_values_to_not_be_null"
+IN_SET = "expect_column_values_to_be_in_set"
+NOT_IN_SET = "expect_column_values_to_not_be_in_set"
+BETWEEN = "expect_column_values_to_be_between"
+LENGTHS = "expect_column_value_lengths_to_be_between"
+MATCH = "expect_column_values_to_match_regex"
+NOT_MATCH = "expect_column_values_to_not_match_regex"
+_NUMERIC = re.compile(r"^(integer|number|decimal\(\d+,\s*\d+\))$")
+_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+_DRAWS = 12
+"""Values drawn for a field before the last one is kept (a rule it cannot satisfy)."""
+TYPICAL = (1, 1000)
+"""Numbers are drawn here when the field's rules allow it (else inside the rules)."""
+
+
+def _within(value: Any, kw: Mapping[str, Any]) -> bool:
+    try:
+        low, high = kw.get("min_value"), kw.get("max_value")
+        if low is not None and (value <= low if kw.get("strict_min") else value < low):
+            return False
+        return not (high is not None
+                    and (value >= high if kw.get("strict_max") else value > high))
+    except TypeError:
+        return False
+
+
+def passes(rule: Rule, value: Any) -> bool:
+    """Whether ``value`` passes ``rule`` (GX row semantics: a null passes every rule but
+    not-null)."""
+    kw = rule.kwargs
+    if value is None:
+        return rule.type != NOT_NULL
+    if rule.type == IN_SET:
+        return value in list(kw["value_set"])
+    if rule.type == NOT_IN_SET:
+        return value not in list(kw["value_set"])
+    if rule.type == BETWEEN:
+        return not isinstance(value, bool | str) and _within(value, kw)
+    if rule.type == LENGTHS:
+        return _within(len(str(value)), kw)
+    if rule.type == MATCH:
+        return re.search(kw["regex"], str(value)) is not None
+    if rule.type == NOT_MATCH:
+        return re.search(kw["regex"], str(value)) is None
+    return True
+
+
+class _Xeger(rstr.Rstr):  # type: ignore[misc]
+    """``rstr``'s regex-to-string generator, made deterministic for a seed (a negated
+    character class picks from a sorted alphabet, not a set's hash order), with short
+    repeats and ``.`` as Java reads it (no line terminators)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__(rng)
+        self._cases = {**self._cases,
+                       "any": lambda x: self._random.choice(_DOT)}
+
+    def _handle_in(self, value: Any) -> Any:
+        candidates = list(chain(*(self._handle_state(i) for i in value)))
+        if candidates[0] is False:
+            candidates = sorted(set(string.printable).difference(candidates[1:]))
+        return self._random.choice(candidates)
+
+    def _handle_repeat(self, start_range: int, end_range: int, value: Any) -> str:
+        end_range = min(end_range, start_range + 10)
+        times = self._random.randint(start_range, end_range)
+        return "".join("".join(self._handle_state(i) for i in value) for _ in range(times))
+
+
+_DOT = [c for c in string.printable if c not in "\n\r"]
+
+
+# -- the shape of one source's events --------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class SourceShape:
-    """How to make one source's events and which fields the faults may break."""
+class EventShape:
+    """How to make one source's events: its contract, its suite, and optionally a
+    hand-written maker."""
 
-    make: Callable[[random.Random, datetime], dict[str, Any]]
-    key_field: str
-    required: tuple[str, ...]
-    range_breaks: tuple[tuple[str, Any], ...]
-    type_breaks: tuple[tuple[str, Any], ...]
+    contract: Contract
+    suite: Suite
+    make: Maker | None = None
+    """Makes valid events (``REALISTIC``); None: derived from the contract and suite."""
+
+    @property
+    def key_field(self) -> str:
+        """The field whose value is the Kafka key (the contract's key)."""
+        return self.contract.key
+
+    @cached_property
+    def required(self) -> tuple[str, ...]:
+        """The contract's required fields."""
+        return tuple(f.name for f in self.contract.fields if f.required)
+
+    @cached_property
+    def rules_of(self) -> dict[str, tuple[Rule, ...]]:
+        """The suite's rules by the field they check."""
+        return {f.name: tuple(r for r in self.suite.rules if r.column == f.name)
+                for f in self.contract.fields}
+
+    @cached_property
+    def range_breaks(self) -> tuple[tuple[str, Any], ...]:
+        """``(field, value)``: a value of the field's JSON type that breaks a suite rule on
+        it (and no contract rule)."""
+        fields = {f.name: f for f in self.contract.fields}
+        return tuple((rule.column, value) for rule in self.suite.rules
+                     if rule.column in fields
+                     for value in _rule_breaks(rule, fields[rule.column]))
+
+    @cached_property
+    def type_breaks(self) -> tuple[tuple[str, Any], ...]:
+        """``(field, value)``: a value of the wrong JSON type for each field."""
+        return tuple((f.name, _wrong_type(f)) for f in self.contract.fields)
 
 
-SHAPES: dict[str, SourceShape] = {
-    "orders": SourceShape(
-        order_event, "order_id",
-        ("event_id", "event_type", "order_id", "customer_id", "event_time", "amount",
-         "currency", "quantity", "category", "country"),
-        (("amount", -5.0), ("amount", 2_000_000.0), ("quantity", 0), ("quantity", 20_000),
-         ("currency", "usd"), ("country", "Germany")),
-        (("amount", "12.50"), ("quantity", 2.5), ("customer_id", 1234))),
-    "clickstream": SourceShape(
-        click_event, "user_id",
-        ("event_id", "event_type", "user_id", "session_id", "url", "event_time"),
-        (("event_type", "Page View"), ("url", "not a url")),
-        (("user_id", 42), ("event_time", 1700000000))),
-}
+def event_shape(contract: Contract, suite: Suite) -> EventShape:
+    """The shape of a source's events, with its hand-written maker if it has one."""
+    return EventShape(contract, suite, REALISTIC.get(contract.name))
 
 
-def generate(source: str, count: int, seed: int = 0, faults: float = 0.0,
+def contract_event(shape: EventShape, rng: random.Random, now: datetime,
+                   serial: int = 0) -> dict[str, Any]:
+    """One valid event derived from the contract and suite: the key a fresh uuid4 (or
+    ``serial`` for an integer key), the event time in the two minutes before ``now``, every
+    other field its default or a value that passes the suite's rules on it; optional
+    fields present 9 times in 10 (always if a rule says not null)."""
+    contract = shape.contract
+    event: dict[str, Any] = {}
+    for fld in contract.fields:
+        rules = shape.rules_of[fld.name]
+        if not (fld.required or fld.name in (contract.key, contract.event_time)
+                or any(r.type == NOT_NULL for r in rules)) and rng.random() >= 0.9:
+            continue
+        if fld.name == contract.event_time:
+            event[fld.name] = _iso(now - timedelta(seconds=rng.uniform(0, 120)))
+        elif fld.name == contract.key and fld.type in ("string", "integer"):
+            key: Any = _uuid(rng) if fld.type == "string" else serial
+            event[fld.name] = key if all(passes(r, key) for r in rules) \
+                else _value(fld, rules, rng, now)
+        elif fld.default is not None and all(passes(r, fld.default) for r in rules):
+            event[fld.name] = fld.default
+        else:
+            event[fld.name] = _value(fld, rules, rng, now)
+    return event
+
+
+def _value(fld: Field, rules: tuple[Rule, ...], rng: random.Random, now: datetime) -> Any:
+    value = None
+    for attempt in range(_DRAWS):
+        value = _draw(fld, rules, rng, now, attempt)
+        if fld.type == "timestamp" or all(passes(r, value) for r in rules):
+            return value
+    return value
+
+
+def _draw(fld: Field, rules: tuple[Rule, ...], rng: random.Random, now: datetime,
+          attempt: int) -> Any:
+    members = [r.kwargs["value_set"] for r in rules if r.type == IN_SET]
+    if members and list(members[0]):
+        return rng.choice(list(members[0]))
+    if fld.type == "timestamp":
+        return _iso(now - timedelta(seconds=rng.uniform(0, 86_400)))
+    if fld.type == "boolean":
+        return rng.random() < 0.5
+    if _NUMERIC.match(fld.type):
+        return _number(fld, [r.kwargs for r in rules if r.type == BETWEEN], rng, attempt)
+    regexes = [r.kwargs["regex"] for r in rules if r.type == MATCH]
+    if regexes:
+        return _Xeger(rng).xeger(regexes[attempt % len(regexes)])
+    word = f"{fld.name}-{rng.randrange(1, 10_000)}"
+    lengths = [r for r in rules if r.type == LENGTHS]
+    if attempt < _DRAWS // 2 and all(passes(r, word) for r in lengths):
+        return word
+    low, high = _length_bounds([r.kwargs for r in lengths])
+    return "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(low, high)))
+
+
+def _length_bounds(bounds: list[Mapping[str, Any]]) -> tuple[int, int]:
+    low, high = 1, None
+    for kw in bounds:
+        if kw.get("min_value") is not None:
+            low = max(low, math.floor(kw["min_value"]) + (1 if kw.get("strict_min") else 0))
+        if kw.get("max_value") is not None:
+            top = math.ceil(kw["max_value"]) - (1 if kw.get("strict_max") else 0)
+            high = top if high is None else min(high, top)
+    high = max(low, 12) if high is None else high
+    return (low, high) if low <= high else (low, low)
+
+
+def _number(fld: Field, bounds: list[Mapping[str, Any]], rng: random.Random,
+            attempt: int) -> int | float:
+    """A number of the field's type inside every ``between`` (in ``TYPICAL`` when that
+    overlaps): an integer, a decimal's scale that fits its precision, else 2 places."""
+    decimal = _DECIMAL.match(fld.type)
+    scale = int(decimal.group(2)) if decimal else 0 if fld.type == "integer" else 2
+    limit = 10.0 ** (int(decimal.group(1)) - scale) - 10.0 ** -scale if decimal else math.inf
+    low, high = -limit, limit
+    for kw in bounds:
+        if kw.get("min_value") is not None:
+            low = max(low, float(kw["min_value"]))
+        if kw.get("max_value") is not None:
+            high = min(high, float(kw["max_value"]))
+    if math.isinf(low) and math.isinf(high):
+        low, high = TYPICAL
+    elif math.isinf(low):
+        low = high - (TYPICAL[1] - TYPICAL[0])
+    elif math.isinf(high):
+        high = low + (TYPICAL[1] - TYPICAL[0])
+    if attempt < _DRAWS // 2 and max(low, TYPICAL[0]) < min(high, TYPICAL[1]):
+        low, high = max(low, TYPICAL[0]), min(high, TYPICAL[1])
+    if attempt == _DRAWS - 1:  # the last draw: the middle (every strict bound excluded)
+        middle = (low + high) / 2
+        return round(middle) if scale == 0 else round(middle, scale)
+    if scale == 0:
+        return rng.randint(math.ceil(low), math.floor(high)) if math.ceil(low) <= high \
+            else round(low)
+    return round(rng.uniform(low, high), scale)
+
+
+# -- faults, derived from the contract and suite ---------------------------------------------
+
+
+def _rule_breaks(rule: Rule, fld: Field) -> list[Any]:
+    """Values of ``fld``'s JSON type that break ``rule``."""
+    kw = rule.kwargs
+    numeric = bool(_NUMERIC.match(fld.type))
+    if rule.type == NOT_NULL:
+        return [None] if not fld.required and fld.default is None else []
+    if rule.type == BETWEEN and numeric:
+        out = []
+        if kw.get("min_value") is not None:
+            out.append(math.floor(kw["min_value"]) - 1)
+        if kw.get("max_value") is not None:
+            out.append(math.ceil(kw["max_value"]) + 1)
+        return [v for v in out if _fits(fld, v)]
+    if rule.type in (IN_SET, NOT_IN_SET):
+        members = list(kw["value_set"])
+        typed = [m for m in members if _has_type(fld, m)]
+        if rule.type == NOT_IN_SET:
+            return typed[:1]
+        if fld.type == "string":
+            word = f"unknown-{fld.name}"
+            while word in members:
+                word += "-x"
+            return [word]
+        if fld.type == "boolean":
+            return [b for b in (True, False) if b not in members][:1]
+        if numeric:
+            number = max((math.floor(m) for m in typed), default=0) + 1
+            while number in members:
+                number += 1
+            return [number] if _fits(fld, number) else []
+        return []
+    if fld.type != "string":
+        return []
+    if rule.type == LENGTHS:
+        out = []
+        low, high = kw.get("min_value"), kw.get("max_value")
+        if low is not None and (low >= 1 or (kw.get("strict_min") and low >= 0)):
+            out.append("")
+        if high is not None and high >= 0:
+            out.append("x" * (math.floor(high) + 1))
+        return out
+    if rule.type == MATCH:
+        return [c for c in ("not a match!", "#", "0", "") if not re.search(kw["regex"], c)][:1]
+    if rule.type == NOT_MATCH:
+        xeger = _Xeger(random.Random(0))
+        matching = [s for s in (xeger.xeger(kw["regex"]) for _ in range(5))
+                    if re.search(kw["regex"], s)]
+        return matching[:1]
+    return []
+
+
+def _has_type(fld: Field, value: Any) -> bool:
+    if fld.type in ("string", "timestamp"):
+        return isinstance(value, str)
+    if fld.type == "boolean":
+        return isinstance(value, bool)
+    if fld.type == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _fits(fld: Field, value: int | float) -> bool:
+    """A number the contract reads as the field's type (a decimal's precision)."""
+    decimal = _DECIMAL.match(fld.type)
+    if decimal:
+        return abs(value) < 10 ** (int(decimal.group(1)) - int(decimal.group(2)))
+    return abs(value) < 2**63
+
+
+def _wrong_type(fld: Field) -> Any:
+    """A JSON value the contract rejects for ``fld``: a number as a string, a string as
+    a number, a timestamp as epoch seconds, an integer as a fraction."""
+    if fld.type == "string":
+        return 1234
+    if fld.type == "integer":
+        return 2.5
+    if fld.type == "timestamp":
+        return 1700000000
+    if fld.type == "boolean":
+        return "true"
+    return "12.50"
+
+
+def generate(shape: EventShape, count: int, seed: int = 0, faults: float = 0.0,
              now: datetime | None = None, encoding: Encoding | None = None) -> Iterator[Record]:
-    """``count`` records for ``source``; a ``faults`` share of them broken on purpose.
-    ``encoding``: how values are written (default JSON)."""
-    if source not in SHAPES:
-        raise LakehouseError(ErrorCode.NO_GENERATOR,
-                             f"no generator for source {source!r} (have: {', '.join(SHAPES)})")
+    """``count`` records of ``shape``'s source; a ``faults`` share of them broken on
+    purpose. ``encoding``: how values are written (default JSON)."""
     if not 0.0 <= faults <= 1.0:
         raise LakehouseError(ErrorCode.CONFIG_BAD_VALUE, "--faults must be between 0 and 1")
-    shape = SHAPES[source]
     encoding = encoding or JSON
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
     history: list[Record] = []
     headers = (("content-type", encoding.content_type), ("producer", b"lakehouse-generator"))
-    for _ in range(count):
+    key_field = shape.key_field
+    for n in range(count):
         if faults and rng.random() < faults:
             fault = rng.choice(encoding.faults)
             if fault is Fault.DUPLICATE and history:
@@ -184,16 +497,20 @@ def generate(source: str, count: int, seed: int = 0, faults: float = 0.0,
                 continue
             if fault is Fault.DUPLICATE:
                 fault = encoding.faults[1]
-            event = shape.make(rng, now)
+            event = _valid(shape, rng, now, n)
             yield _broken(rng, shape, event, fault, headers, now, encoding.encode)
             continue
-        event = shape.make(rng, now)
-        record = Record(str(event[shape.key_field]).encode(), encoding.encode(event), headers)
+        event = _valid(shape, rng, now, n)
+        record = Record(str(event[key_field]).encode(), encoding.encode(event), headers)
         history.append(record)
         yield record
 
 
-def _broken(rng: random.Random, shape: SourceShape, event: dict[str, Any], fault: Fault,
+def _valid(shape: EventShape, rng: random.Random, now: datetime, n: int) -> dict[str, Any]:
+    return shape.make(rng, now) if shape.make else contract_event(shape, rng, now, n)
+
+
+def _broken(rng: random.Random, shape: EventShape, event: dict[str, Any], fault: Fault,
             headers: tuple[tuple[str, bytes], ...], now: datetime,
             encode: Callable[[dict[str, Any]], bytes]) -> Record:
     key = str(event[shape.key_field]).encode()
@@ -205,17 +522,20 @@ def _broken(rng: random.Random, shape: SourceShape, event: dict[str, Any], fault
         return Record(key, value, headers, fault)
     if fault is Fault.POISON:
         pill = rng.choice(POISON_PILLS[:-1])
-        return Record(key, poison_pill(pill, event, rng), headers, fault)
-    if fault is Fault.MISSING_FIELD:
-        event.pop(rng.choice(shape.required))
-    elif fault is Fault.OUT_OF_RANGE:
+        return Record(key, poison_pill(pill, event, rng, key_field=shape.key_field), headers,
+                      fault)
+    present = [f for f in shape.required if f in event]
+    if fault is Fault.MISSING_FIELD and present:
+        event.pop(rng.choice(present))
+    elif fault is Fault.OUT_OF_RANGE and shape.range_breaks:
         field, value = rng.choice(shape.range_breaks)
         event[field] = value
-    elif fault is Fault.WRONG_TYPE:
+    elif fault in (Fault.MISSING_FIELD, Fault.OUT_OF_RANGE, Fault.WRONG_TYPE):
+        # Nothing required to drop, or nothing in the suite to break: a wrong type.
         field, value = rng.choice(shape.type_breaks)
         event[field] = value
     elif fault is Fault.LATE:
-        event["event_time"] = _iso(now - timedelta(hours=rng.uniform(1, 30)))
+        event[shape.contract.event_time] = _iso(now - timedelta(hours=rng.uniform(1, 30)))
     return Record(key, encode(event), headers, fault)
 
 
@@ -237,28 +557,54 @@ def wire_fault(fault: Fault, value: bytes, rng: random.Random) -> bytes:
     raise ValueError(f"{fault} is not a wire-format fault")
 
 
+def _new_key(event: dict[str, Any], name: str) -> bytes:
+    """``name``, or a variant of it the event does not have (a pill adds one key)."""
+    while name in event:
+        name += "_"
+    return json.dumps(name).encode()
+
+
 def poison_pill(kind: str, event: dict[str, Any], rng: random.Random | None = None,
-                size: int = 3 * 1024 * 1024) -> bytes | None:
+                size: int = 3 * 1024 * 1024, key_field: str = "event_id") -> bytes | None:
     """A hostile value made from ``event`` (see ``POISON_PILLS``); ``size`` is the length
-    of an ``oversized`` one."""
+    of an ``oversized`` one, ``key_field`` the key a ``duplicate_key`` one repeats."""
     rng = rng or random.Random(0)
     text = _dump(event)
     if kind == "garbage":
         return bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64)))
     if kind == "deep":
-        return text[:-1] + b',"nested":' + b"[" * 1000 + b"]" * 1000 + b"}"
+        return text[:-1] + b"," + _new_key(event, "nested") + b":" + b"[" * 1000 \
+            + b"]" * 1000 + b"}"
     if kind == "invalid_utf8":
-        return text[:-1] + b',"note":"caf\xe9 \xff"}'
+        return text[:-1] + b"," + _new_key(event, "note") + b':"caf\xe9 \xff"}'
     if kind in ("nan", "infinity"):
-        number = next(k for k, v in event.items() if isinstance(v, (int, float))
-                      and not isinstance(v, bool))
+        number = next((k for k, v in event.items() if isinstance(v, int | float)
+                       and not isinstance(v, bool)), None)
         literal = b"NaN" if kind == "nan" else b"Infinity"
+        if number is None:  # no numeric field: a new key holds it
+            return text[:-1] + b"," + _new_key(event, "number") + b":" + literal + b"}"
         return _dump({**event, number: "@"}).replace(b'"@"', literal)
     if kind == "duplicate_key":
-        return text[:-1] + b',"event_id":"' + str(uuid.UUID(int=rng.getrandbits(128))).encode() \
-            + b'"}'
+        return text[:-1] + b"," + json.dumps(key_field).encode() + b':"' \
+            + str(uuid.UUID(int=rng.getrandbits(128))).encode() + b'"}'
     if kind == "tombstone":
         return None
     if kind == "oversized":
-        return text[:-1] + b',"padding":"' + b"x" * max(0, size - len(text) - 14) + b'"}'
+        return text[:-1] + b"," + _new_key(event, "padding") + b':"' \
+            + b"x" * max(0, size - len(text) - 14) + b'"}'
     raise ValueError(f"unknown poison pill {kind!r} (have: {', '.join(POISON_PILLS)})")
+
+
+# -- the one reader --------------------------------------------------------------------------
+
+
+def load_shape(expectations_dir: Path, source: str) -> EventShape:
+    """The shape of ``source``'s events from ``<dir>/<source>.contract.yaml`` and
+    ``<dir>/<source>.suite.json``."""
+    from lakehouse.quality.contract import load_contract
+    from lakehouse.quality.rules import load_suite
+
+    contract = load_contract(Path(expectations_dir) / f"{source}.contract.yaml")
+    suite = load_suite(Path(expectations_dir) / f"{source}.suite.json",
+                       tuple(f.name for f in contract.fields))
+    return event_shape(contract, suite)

@@ -21,6 +21,8 @@ from lakehouse.registry import (
     BronzeTable,
     GoldTable,
     SilverTable,
+    default_bronze,
+    default_silver,
     discover_bronze,
     discover_gold,
     discover_silver,
@@ -85,11 +87,31 @@ class Query:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A table this deployment does not run, and why (its source is disabled in the
+    config or declared by no contract)."""
+
+    name: str
+    reason: str
+    hint: str
+    """What makes the config run it."""
+
+
+@dataclass(frozen=True)
 class Graph:
-    """Every table and query of the project, in flow order."""
+    """Every table and query of the project this deployment runs, in flow order."""
 
     nodes: tuple[Node, ...]
     queries: tuple[Query, ...]
+    skipped: tuple[Skipped, ...] = ()
+    """Defined tables left out, each with its reason (``warnings`` says them)."""
+
+    def warnings(self) -> list[str]:
+        """One line per reason a table is left out, naming the tables."""
+        by_reason: dict[str, list[str]] = {}
+        for s in self.skipped:
+            by_reason.setdefault(s.reason, []).append(s.name)
+        return [f"skipping {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
 
     def node(self, name: str) -> Node:
         """The table ``layer.table`` (LH-DEF-003 naming the tables when unknown)."""
@@ -121,9 +143,18 @@ class Graph:
         for n in names:
             matches = [q.name for q in self.queries if n in (q.name, q.name.split(".", 1)[1])]
             if not matches:
+                self._not_run(n)
                 self.query(n)  # raises, listing the queries
             chosen.update(matches)
         return [q for q in self.queries if q.name in chosen]
+
+    def _not_run(self, name: str) -> None:
+        """LH-DEF-004 if ``name`` is a table this deployment leaves out."""
+        for s in self.skipped:
+            if name in (s.name, s.name.split(".", 1)[1]):
+                raise LakehouseError(
+                    ErrorCode.TABLE_NOT_RUN, f"{s.name} is not run by this config: {s.reason}",
+                    hint=s.hint, table=s.name)
 
     def downstream(self, name: str) -> list[Query]:
         """The queries reading table ``name``."""
@@ -136,9 +167,12 @@ class Graph:
 
 def build(config: Config) -> Graph:
     """The project's graph: definitions discovered, URIs and checkpoints from ``config``.
-    Definitions naming a table that is not defined fail here, before anything starts; a
-    bronze table's source is looked up in the config when its query starts (a config may
-    name only the sources it runs)."""
+
+    Every source a contract declares gets a bronze and a silver table where no definition
+    makes one (``registry.default_bronze``/``default_silver``). Tables whose source the
+    config does not run (disabled, or declared by no contract) are left out with their
+    reason (``Graph.skipped``), and so is everything downstream of them. Definitions naming
+    a table that is not defined fail here, before anything starts."""
     wh = config.warehouse
     nodes: list[Node] = []
     queries: list[Query] = []
@@ -152,22 +186,47 @@ def build(config: Config) -> Graph:
         queries.append(Query(name, layer, definition, input_, wh.checkpoint_uri(name),
                              tuple(f"{layer.value}.{t}" for t, _, _ in tables)))
 
-    bronze = discover_bronze()
+    defined = discover_bronze()
+    landed = {b.source for b in defined}
+    bronze = sorted([*defined, *(default_bronze(s) for s in config.declared_sources
+                                 if s not in landed)], key=lambda b: b.name)
+    left_out: dict[str, tuple[str, str]] = {}
+    """Table (``layer.name``) -> why it is not run, and what would run it."""
     for b in bronze:
+        why = config.source_unavailable(b.source)
+        if why is not None:
+            left_out[f"bronze.{b.name}"] = (why, (
+                f"set sources.{b.source}.enabled: true in {config.source_file}"
+                if b.source in config.declared_sources else
+                f"write {config.expectations_dir / (b.source + '.contract.yaml')} and its "
+                "suite (README: Adding a source)"))
+            continue
         add(Layer.BRONZE, b, f"source:{b.source}",
             [(b.name, Role.TABLE, KAFKA_COORDINATES)])
-    known = {b.name for b in bronze}
-    for s in discover_silver():
+    known = {b.name: b for b in bronze}
+    defined_silver = discover_silver()
+    read = {s.bronze for s in defined_silver}
+    silver = sorted([*defined_silver, *(default_silver(b) for b in bronze
+                                        if b.name not in read
+                                        and b.source in config.declared_sources)],
+                    key=lambda s: s.name)
+    for s in silver:
         if s.bronze not in known:
             raise LakehouseError(ErrorCode.BAD_DEFINITION,
                                  f"silver.{s.name} reads bronze.{s.bronze}, which is not defined",
                                  hint="define it in bronze/ or fix the silver_table decorator")
+        if f"bronze.{s.bronze}" in left_out:
+            left_out[f"silver.{s.name}"] = left_out[f"bronze.{s.bronze}"]
+            continue
         key = load_contract(Path(config.expectations_dir) / f"{s.contract}.contract.yaml").key
         add(Layer.SILVER, s, f"bronze.{s.bronze}",
             [(s.name, Role.TABLE, (key,)), (s.quarantine_name, Role.QUARANTINE, COORDINATES),
              ("_quality", Role.QUALITY, ()), ("_batches", Role.LEDGER, ())])
     silvers = {q.definition.name for q in queries if q.layer == Layer.SILVER}
     for g in discover_gold():
+        if f"silver.{g.silver}" in left_out:
+            left_out[f"gold.{g.name}"] = left_out[f"silver.{g.silver}"]
+            continue
         if g.silver not in silvers:
             raise LakehouseError(ErrorCode.BAD_DEFINITION,
                                  f"gold.{g.name} reads silver.{g.silver}, which is not defined",
@@ -181,4 +240,5 @@ def build(config: Config) -> Graph:
         seen = unique.get(n.name)
         unique[n.name] = n if seen is None else replace(
             seen, queries=seen.queries + n.queries, inputs=seen.inputs + n.inputs)
-    return Graph(tuple(unique.values()), tuple(queries))
+    return Graph(tuple(unique.values()), tuple(queries),
+                 tuple(Skipped(n, why, hint) for n, (why, hint) in left_out.items()))

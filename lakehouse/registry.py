@@ -135,6 +135,26 @@ def gold_table(*, silver: str, name: str | None = None
     return mark
 
 
+def default_bronze(source: str) -> BronzeTable:
+    """The bronze table of a source no definition in ``bronze/`` lands: ``bronze.<source>``,
+    its records as they arrived (``lakehouse.landing.land``)."""
+    from lakehouse.landing import land
+    return BronzeTable(source, source, land, ("ingest_date",),
+                       f"{source} events exactly as they arrived")
+
+
+def default_silver(bronze: BronzeTable) -> SilverTable:
+    """The silver table of a bronze table no definition in ``silver/`` reads: the same
+    name, its source's contract and suite, no derived columns."""
+    return SilverTable(bronze.name, bronze.name, bronze.source, _as_parsed,
+                       f"{bronze.source} events that passed their contract and suite, once "
+                       "per key")
+
+
+def _as_parsed(events: DataFrame) -> DataFrame:
+    return events
+
+
 def _first_line(doc: str | None) -> str:
     return doc.strip().splitlines()[0] if doc and doc.strip() else ""
 

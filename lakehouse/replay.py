@@ -197,7 +197,7 @@ def replay_silver(spark: SparkSession, config: Config, table: SilverTable,
                    before_version=first)
     try:
         before = _before(spark, plan, routed, first, last)
-        quarantined = quarantine_rows(routed.quarantine, n)
+        quarantined = quarantine_rows(routed.quarantine, plan.key, n)
         commit = BatchCommit(app, n, {
             "lakehouse.query": app, BRONZE_VERSIONS: json.dumps({"from": first, "to": last}),
             RUN_ID: str(generate_new_uuid()), "lakehouse.replay": n})

@@ -237,7 +237,11 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     ``bronze_reset``: bronze table -> JSON offsets to start it from (see start_bronze)."""
     from lakehouse.silver import load_plan
     # Unknown tables and sources, bad contracts and suites fail before Spark starts.
-    selected = graph.build(config).select(tables)
+    pipeline = graph.build(config)
+    selected = pipeline.select(tables)
+    if not tables:
+        for line in pipeline.warnings():
+            printer(f"warning: {line}")
     chosen = [q.definition for q in selected if isinstance(q.definition, BronzeTable)]
     silver = [q.definition for q in selected if isinstance(q.definition, SilverTable)]
     gold = [q.definition for q in selected if isinstance(q.definition, GoldTable)]
@@ -263,7 +267,7 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
 def silver_sources(config: Config, silver: Sequence[SilverTable]) -> list[str]:
     """The configured sources the silver tables read (the ones that need the registry when
     they are Avro)."""
-    return sorted({bronze_source(s.bronze) for s in silver} & set(config.sources))
+    return sorted({bronze_source(s.bronze) for s in silver} & set(config.source_names))
 
 
 def selected_silver(config: Config, tables: Sequence[str] | None) -> list[SilverTable]:

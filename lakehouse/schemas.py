@@ -107,8 +107,8 @@ def check(config: Config, against: str, level: str | None = None) -> list[Contra
         contract = load_contract(path)
         new = avro_schema(contract)
         if against == REGISTRY:
-            source = config.sources.get(contract.name)
-            if source is None or source.format != "avro":
+            name = path.name.removesuffix(SUFFIX)
+            if name not in config.source_names or config.source(name).format != "avro":
                 out.append(ContractCheck(contract.name, against, level, "json"))
                 continue
             deployed = _registered(config, contract.name, level)
@@ -149,7 +149,7 @@ def _registered(config: Config, source: str, level: str) -> list[dict[str, Any]]
     """The schemas the new one must be compatible with: the subject's newest, or every
     version for a transitive level (none if nothing is registered)."""
     registry = registry_for(config)
-    name = subject(config.sources[source].topic)
+    name = subject(config.source(source).topic)
     if level.endswith("_TRANSITIVE"):
         return [json.loads(text) for _, text in sorted(registry.writers(name).items())]
     latest = registry.latest(name)

@@ -179,7 +179,8 @@ def load_plan(config: Config, table: SilverTable) -> SilverPlan:
     suite = load_suite(folder / f"{table.contract}.suite.json",
                        tuple(f.name for f in contract.fields))
     wh = config.warehouse
-    source = config.sources.get(bronze_source(table.bronze))
+    name = bronze_source(table.bronze)
+    source = config.source(name) if name in config.source_names else None
     avro = None
     if source is not None and source.format == "avro":
         avro = AvroSource(registry_for(config), subject(source.topic),
@@ -252,11 +253,11 @@ def mark_held(records: DataFrame, held: DataFrame, key: str) -> DataFrame:
                          renamed["_h_key"].isNotNull().alias("_held"), same.alias("_same"))
 
 
-def quarantine_rows(rejected: DataFrame, batch_id: int) -> DataFrame:
-    """Rejected records in the quarantine table's shape."""
-    event_id = F.col("event_id") if "event_id" in rejected.columns else F.lit(None)
+def quarantine_rows(rejected: DataFrame, key: str, batch_id: int) -> DataFrame:
+    """Rejected records in the quarantine table's shape; its ``event_id`` column holds
+    each record's contract ``key`` (whatever the field is called), where it could be read."""
     return rejected.select(
-        event_id.cast("string").alias("event_id"), "failed_rules", "reasons", "key", "value",
+        F.col(key).cast("string").alias("event_id"), "failed_rules", "reasons", "key", "value",
         *COORDINATES, "_bronze_version", "_kafka_timestamp", "_ingested_at",
         F.lit(batch_id).cast("long").alias("batch_id"),
         F.current_timestamp().alias("quarantined_at"),
@@ -490,7 +491,8 @@ def write_batch(plan: SilverPlan, routed: Routed, commit: BatchCommit, query_nam
     commit = commit.with_metadata(**{"lakehouse.query": query_name,
                                      BRONZE_VERSIONS: f'{{"from": {first}, "to": {last}}}'})
     quarantined = append(quarantine_rows(not_yet_quarantined(plan, routed.quarantine,
-                                                             routed.versions), batch_id),
+                                                             routed.versions), plan.key,
+                                         batch_id),
                          plan.quarantine_uri, commit) if routed.quarantined else WriteResult(None, 0)
     faults.crash_point(query_name, "after_quarantine_commit", batch_id)
     written = append_new(plan, routed, commit, columns) if routed.new_rows \

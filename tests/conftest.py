@@ -34,17 +34,20 @@ def free_port() -> int:
 
 
 def lakehouse(config: Path, *args: str, env: Mapping[str, str] | None = None,
-              crash_at: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+              crash_at: str | None = None, timeout: float = 600,
+              project: Path = ROOT) -> subprocess.CompletedProcess:
     """``lakehouse --conf CONFIG ARGS...`` in a process group of its own, as a user runs it
-    (``crash_at`` sets ``LAKEHOUSE_CRASH_AT``; the crash kills the group: Python and its
-    JVM). A run that outlives ``timeout`` fails the test with the tail of its output and a
-    thread dump of its JVMs, so a hang in CI says where it hung."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    from the ``project`` folder, whose definitions it imports (``crash_at`` sets
+    ``LAKEHOUSE_CRASH_AT``; the crash kills the group: Python and its JVM). A run that
+    outlives ``timeout`` fails the test with the tail of its output and a thread dump of
+    its JVMs, so a hang in CI says where it hung."""
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(
+        [str(project), str(ROOT)])), **(env or {})}
     full_env.pop("LAKEHOUSE_CRASH_AT", None)
     if crash_at:
         full_env["LAKEHOUSE_CRASH_AT"] = crash_at
     argv = [sys.executable, "-m", "lakehouse.cli", "--conf", str(config), *args]
-    with subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
+    with subprocess.Popen(argv, cwd=project, env=full_env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -162,8 +165,10 @@ def _dump_java_threads(group: int) -> None:
 def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool = False,
                  broker_dir: Path | None = None, silver: dict | None = None,
                  kafka: dict | None = None, spark: dict | None = None,
-                 observe: dict | None = None, **streaming: object) -> Path:
-    """A config file for a test: its own warehouse, the given broker."""
+                 observe: dict | None = None, topics: dict[str, str] | None = None,
+                 **streaming: object) -> Path:
+    """A config file for a test: its own warehouse, the given broker; ``topics``: source
+    -> the topic this test reads it from instead of its contract's."""
     doc = {
         "project": "test",
         "kafka": {"bootstrap_servers": bootstrap,
@@ -176,8 +181,7 @@ def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool 
         "silver": silver or {},
         "privacy": {"dev_key": "tests-only-not-a-secret"},
         "observe": {"flush_seconds": 1, **(observe or {})},
-        "sources": {"orders": {"topic": "shop.orders.v1", "partitions": 6},
-                    "clickstream": {"topic": "web.clickstream.v1", "partitions": 3}},
+        "sources": {name: {"topic": topic} for name, topic in (topics or {}).items()},
     }
     path.write_text(yaml.safe_dump(doc))
     return path

@@ -46,7 +46,7 @@ from lakehouse.bench.profile import breakdown, without_listener
 from lakehouse.bench.report import percentiles
 from lakehouse.broker import EmbeddedBroker
 from lakehouse.config import SHAPES, Config, parse_config
-from lakehouse.generator import generate
+from lakehouse.generator import generate, load_shape
 from lakehouse.io.delta import open_table
 from lakehouse.io.kafka_producer import produce
 from lakehouse.io.processes import free_port
@@ -117,6 +117,7 @@ class _Bench:
         self.broker = EmbeddedBroker(f"127.0.0.1:{free_port('127.0.0.1')}",
                                      str(work / "broker"))
         self.config = bench_config(work, self.broker.bootstrap)
+        self.shape = load_shape(Path(self.config.expectations_dir), SOURCE)
         self.result: dict[str, Any] = {"mode": mode.name, "machine": _machine(),
                                        "started_at": datetime.now(UTC).isoformat()}
 
@@ -141,7 +142,7 @@ class _Bench:
         ensure_source_topics(self.config, [SOURCE])
         n = self.mode.backlog
         t0 = time.monotonic()
-        produce(self.broker.bootstrap, TOPIC, generate(SOURCE, n, seed=7, faults=0.1),
+        produce(self.broker.bootstrap, TOPIC, generate(self.shape, n, seed=7, faults=0.1),
                 progress=lambda k: self.say(f"  produced {k:,} of {n:,} orders"),
                 progress_every=max(n // 4, 1))
         self.say(f"1/7 backlog: {n:,} orders (10% faults) produced in "
@@ -252,9 +253,13 @@ class _Bench:
         return kafka_options(self.config, table)
 
     def _plan(self) -> Any:
-        from lakehouse.registry import discover_silver
         from lakehouse.silver import load_plan
-        return load_plan(self.config, next(t for t in discover_silver() if t.name == SOURCE))
+        return load_plan(self.config, self._silver_table())
+
+    def _silver_table(self) -> SilverTable:
+        table = graph.build(self.config).query(f"silver.{SOURCE}").definition
+        assert isinstance(table, SilverTable)
+        return table
 
     def _naive(self, spark: Any) -> None:
         plan = self._plan()
@@ -317,7 +322,7 @@ class _Bench:
 
     def _bare_chained(self, spark: Any, n: int) -> dict[str, Any]:
         mode = self.mode
-        records = list(generate(SOURCE, mode.rate * mode.load_seconds, seed=11 + n))
+        records = list(generate(self.shape, mode.rate * mode.load_seconds, seed=11 + n))
 
         def load() -> None:
             self.say(f"6/7 freshness (bare chained peer): {mode.rate:,} events/s for "
@@ -346,7 +351,7 @@ class _Bench:
         sampler = LagSampler(self.broker.bootstrap, TOPIC, checkpoint)
         paced: list[Any] = []
         # Made before the clock starts: the producer must not be what limits the rate.
-        records = list(generate(SOURCE, rate * seconds, seed=11 + n, faults=0.0))
+        records = list(generate(self.shape, rate * seconds, seed=11 + n, faults=0.0))
 
         def load() -> None:
             self.say(f"6/7 freshness ({shape} shape{', ' + variant if variant else ''}): "
@@ -379,9 +384,8 @@ class _Bench:
                 "lag_samples": sampler.samples}
 
     def _checks(self) -> None:
-        from lakehouse.registry import discover_silver
         from lakehouse.silver import accounting
-        table: SilverTable = next(t for t in discover_silver() if t.name == SOURCE)
+        table = self._silver_table()
         silver = open_table(self.config.warehouse.table_uri("silver", SOURCE),
                             dict(self.config.warehouse.storage_options))
         assert silver is not None

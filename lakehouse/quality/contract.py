@@ -24,6 +24,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakehouse.config import FORMATS
 from lakehouse.errors import ErrorCode, LakehouseError
 
 RULES = "_failed_rules"
@@ -47,6 +48,7 @@ TOMBSTONE, TOO_LARGE, INVALID_UTF8 = "tombstone", "too_large", "invalid_utf8"
 MAX_DEPTH = 1000
 """Spark's JSON parser refuses values nested deeper than this."""
 NON_FINITE = r"[:\[,]\s*-?(NaN|Infinity)\s*[,\]}]"
+DEFAULT_PARTITIONS = 3
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,12 @@ class Contract:
     max_record_bytes: int = 1024 * 1024
     """The largest raw value parsed; a larger one is quarantined unread
     (``contract.too_large``)."""
+    topic: str = ""
+    """The Kafka topic the source's events arrive on (default: the source's name)."""
+    partitions: int = DEFAULT_PARTITIONS
+    """The topic's partitions when the project creates it (a deployment may override)."""
+    format: str = "json"
+    """How values are written: ``json`` or ``avro`` (a deployment may override)."""
 
     @property
     def pii_fields(self) -> tuple[str, ...]:
@@ -151,8 +159,8 @@ def parse_contract(text: str, where: str) -> Contract:
         raise bad(f"not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise bad("must be a mapping")
-    allowed = {"name", "description", "topic", "key", "event_time", "max_future_seconds",
-               "max_record_bytes", "fields"}
+    allowed = {"name", "description", "topic", "partitions", "format", "key", "event_time",
+               "max_future_seconds", "max_record_bytes", "fields"}
     unknown = set(raw) - allowed
     if unknown:
         raise bad(f"unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
@@ -201,8 +209,21 @@ def parse_contract(text: str, where: str) -> Contract:
     largest = raw.get("max_record_bytes", Contract.max_record_bytes)
     if not isinstance(largest, int) or isinstance(largest, bool) or largest < 1:
         raise bad("max_record_bytes must be a positive integer (bytes)")
-    return Contract(str(raw.get("name") or path.name.split(".")[0]), raw["key"],
-                    raw["event_time"], future, tuple(fields), where, largest)
+    name = str(raw.get("name") or path.name.split(".")[0])
+    topic = raw.get("topic", name)
+    if not isinstance(topic, str) or not topic.strip():
+        raise bad("'topic' must name the Kafka topic the events arrive on, e.g. "
+                  "topic: shop.payments.v1 (default: the source's name)")
+    partitions = raw.get("partitions", DEFAULT_PARTITIONS)
+    if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1:
+        raise bad("partitions must be a positive integer (the topic's, when the project "
+                  "creates it)")
+    fmt = raw.get("format", "json")
+    if fmt not in FORMATS:
+        raise bad(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    return Contract(name, raw["key"],
+                    raw["event_time"], future, tuple(fields), where, largest, topic.strip(),
+                    partitions, fmt)
 
 
 def _default_fits(ftype: str, value: Any) -> bool:

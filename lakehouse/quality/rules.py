@@ -144,7 +144,10 @@ def load_suite(path: str | Path, columns: tuple[str, ...] | None = None) -> Suit
                               hint=hint or "see expectations/README.md", file=str(path))
 
     if not path.is_file():
-        raise bad(ErrorCode.SUITE_INVALID, "file not found")
+        raise bad(ErrorCode.SUITE_INVALID, "file not found",
+                  hint=f"every contract needs its suite beside it; one with no rules is "
+                       f'{{"name": "{path.name.split(".")[0]}", "expectations": []}} '
+                       "(see expectations/README.md)")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -30,8 +30,7 @@ from lakehouse.timetravel import (
 def config(root: Path) -> Config:
     return parse_config({"project": "t", "kafka": {"bootstrap_servers": "127.0.0.1:1"},
                          "warehouse": {"root": str(root)},
-                         "retention": {"audit_window_hours": 24},
-                         "sources": {"orders": {"topic": "o"}, "clickstream": {"topic": "c"}}})
+                         "retention": {"audit_window_hours": 24}})
 
 
 def write(spark: SparkSession, uri: str, n: int, mode: str = "overwrite",

@@ -12,10 +12,12 @@ from pyspark.sql import functions as F
 from lakehouse.bench.naive import mismatches, naive_split
 from lakehouse.config import load_config
 from lakehouse.generator import generate
+from lakehouse.graph import build
+from lakehouse.landing import land
 from lakehouse.quality.gx import Validator
-from lakehouse.registry import discover_bronze, discover_silver
 from lakehouse.silver import SilverPlan, load_plan
 from tests.conftest import write_config
+from tests.shapes import shape
 
 RAW = ("key binary, value binary, topic string, partition int, offset long, "
        "timestamp timestamp, timestampType int, "
@@ -27,16 +29,15 @@ def bronze_batch(spark: SparkSession, count: int) -> DataFrame:
     them (with their bronze version)."""
     now = datetime.now(UTC)
     rows = [(r.key, r.value, "orders", n % 3, n, now, 0, [(k, v) for k, v in r.headers])
-            for n, r in enumerate(generate("orders", count, seed=3, faults=0.3))]
+            for n, r in enumerate(generate(shape("orders"), count, seed=3, faults=0.3))]
     raw = spark.createDataFrame(rows, RAW)
-    land = next(t for t in discover_bronze() if t.name == "orders")
-    return land.transform(raw).withColumn("_commit_version", F.lit(1).cast("long"))
+    return land(raw).withColumn("_commit_version", F.lit(1).cast("long"))
 
 
 def plan(tmp_path: Path) -> SilverPlan:
     config = load_config(str(write_config(tmp_path / "conf.yaml", "127.0.0.1:1",
                                           tmp_path / "wh")))
-    return load_plan(config, next(t for t in discover_silver() if t.name == "orders"))
+    return load_plan(config, build(config).query("silver.orders").definition)
 
 
 def test_the_naive_split_routes_every_record_as_silver_does(

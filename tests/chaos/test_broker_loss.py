@@ -17,6 +17,7 @@ from lakehouse.generator import generate
 from lakehouse.io.kafka_producer import produce
 from tests.chaos.checker import check
 from tests.conftest import free_port, run_pipelines, start_run, write_config
+from tests.shapes import shape
 
 pytestmark = pytest.mark.integration
 TOPIC = "shop.orders.v1"
@@ -52,13 +53,13 @@ def test_a_job_waits_out_a_broker_outage_and_stops_after_its_timeout(
     warehouse = tmp_path / "warehouse"
     config = write_config(tmp_path / "conf.yaml", own_broker.bootstrap, warehouse,
                           kafka={"unavailable_timeout_seconds": 30})
-    produce(own_broker.bootstrap, TOPIC, generate("orders", 400, seed=1, faults=0.2))
+    produce(own_broker.bootstrap, TOPIC, generate(shape("orders"), 400, seed=1, faults=0.2))
     with start_run(config, warehouse) as job:
         wait_for(lambda: ledgered(warehouse) == 400, "the first records in silver")
         own_broker.down()  # a short outage (stop, 2 s, start: well inside the 30 s): the job waits
         time.sleep(2)
         own_broker.up()
-        produce(own_broker.bootstrap, TOPIC, generate("orders", 400, seed=2, faults=0.2))
+        produce(own_broker.bootstrap, TOPIC, generate(shape("orders"), 400, seed=2, faults=0.2))
         wait_for(lambda: ledgered(warehouse) == 800, "the records produced after the outage")
         own_broker.down()  # and one longer than the timeout: the job stops
         out, err = job.communicate(timeout=300)
@@ -68,7 +69,7 @@ def test_a_job_waits_out_a_broker_outage_and_stops_after_its_timeout(
     assert "Traceback" not in err
 
     own_broker.up()  # the next run catches up with what was produced meanwhile
-    produce(own_broker.bootstrap, TOPIC, generate("orders", 300, seed=3, faults=0.2))
+    produce(own_broker.bootstrap, TOPIC, generate(shape("orders"), 300, seed=3, faults=0.2))
     again = run_pipelines(config, spark)
     assert again.returncode == 0, again.stderr[-3000:]
     verdict = check(config, own_broker.bootstrap, TOPIC, warehouse, spark)

@@ -45,8 +45,8 @@ def test_contract_changes_between_runs_lose_nothing(broker: str, tmp_path: Path,
     contract_file = expectations / "orders.contract.yaml"
     warehouse = tmp_path / "warehouse"
     config = write_config(tmp_path / "conf.yaml", broker, warehouse,
-                          silver={"expectations_dir": str(expectations)})
-    config.write_text(config.read_text().replace("shop.orders.v1", topic))
+                          silver={"expectations_dir": str(expectations)},
+                          topics={"orders": topic})
 
     first = [order(n, BASE) for n in range(10)]
     first[1]["coupon"] = "WINTER"  # a field the contract does not name

@@ -18,6 +18,7 @@ from lakehouse.generator import generate
 from lakehouse.io.kafka_producer import produce
 from tests.chaos.checker import check
 from tests.conftest import run_pipelines, start_run, write_config
+from tests.shapes import shape
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +27,7 @@ def test_the_job_survives_hard_kills_while_events_arrive(
         broker: str, tmp_path: Path, full: bool, spark: SparkSession) -> None:
     topic = f"orders.kills.{tmp_path.name}"
     warehouse = tmp_path / "warehouse"
-    config = write_config(tmp_path / "conf.yaml", broker, warehouse)
-    config.write_text(config.read_text().replace("shop.orders.v1", topic))
+    config = write_config(tmp_path / "conf.yaml", broker, warehouse, topics={"orders": topic})
     kills = 30 if full else 6
     rng = random.Random(kills)
     producing = threading.Event()
@@ -37,7 +37,7 @@ def test_the_job_survives_hard_kills_while_events_arrive(
     def producer() -> None:  # 100 events (faults included) every second until told to stop
         seed = 0
         while producing.is_set():
-            sent.append(produce(broker, topic, generate("orders", 100, seed=seed, faults=0.2)))
+            sent.append(produce(broker, topic, generate(shape("orders"), 100, seed=seed, faults=0.2)))
             seed += 1
             time.sleep(1)
 

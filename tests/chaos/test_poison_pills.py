@@ -18,6 +18,7 @@ from lakehouse.io.kafka_producer import produce
 from tests.chaos.checker import check
 from tests.conftest import lakehouse, write_config
 from tests.integration.gold_world import NOW
+from tests.shapes import shape
 
 pytestmark = pytest.mark.integration
 RULES = {"garbage": "contract.invalid_utf8", "deep": "contract.malformed_json",
@@ -30,12 +31,11 @@ def test_each_poison_pill_is_quarantined_with_its_reason(broker: str, tmp_path: 
                                                          spark: SparkSession) -> None:
     topic = f"orders.poison.{tmp_path.name}"
     warehouse = tmp_path / "warehouse"
-    config = write_config(tmp_path / "conf.yaml", broker, warehouse)
-    config.write_text(config.read_text().replace("shop.orders.v1", topic))
+    config = write_config(tmp_path / "conf.yaml", broker, warehouse, topics={"orders": topic})
     rng = random.Random(5)
     pills = [Record(f"p{n}".encode(), poison_pill(kind, order_event(rng, NOW), rng), ())
              for n, kind in enumerate(POISON_PILLS)]
-    valid = list(generate("orders", 200, seed=9))
+    valid = list(generate(shape("orders"), 200, seed=9))
     assert produce(broker, topic, valid[:100] + pills + valid[100:]) == 200 + len(pills)
 
     alone = lakehouse(config, "run", "--until-idle", "--table", "silver.orders")

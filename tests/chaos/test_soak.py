@@ -29,6 +29,7 @@ from lakehouse.io.delta import max_kafka_offsets
 from lakehouse.io.kafka_producer import produce
 from tests.chaos.checker import check
 from tests.conftest import free_port, run_pipelines, start_run, write_config
+from tests.shapes import shape
 
 pytestmark = pytest.mark.integration
 RATE = 200  # events per second
@@ -123,8 +124,7 @@ def test_a_steady_stream_keeps_memory_and_files_flat_and_lag_returns_to_zero(
     metrics = free_port()
     config = write_config(tmp_path / "conf.yaml", broker, warehouse,
                           spark={"driver_memory": "1g"}, observe={"metrics_port": metrics},
-                          trigger_seconds=2)
-    config.write_text(config.read_text().replace("shop.orders.v1", topic))
+                          topics={"orders": topic}, trigger_seconds=2)
     seconds = 1200 if full else 60
     producing = threading.Event()
     producing.set()
@@ -134,7 +134,7 @@ def test_a_steady_stream_keeps_memory_and_files_flat_and_lag_returns_to_zero(
             if not producing.is_set():
                 return
             began = time.monotonic()
-            produce(broker, topic, generate("orders", RATE, seed=second, faults=0.1))
+            produce(broker, topic, generate(shape("orders"), RATE, seed=second, faults=0.1))
             time.sleep(max(0.0, 1 - (time.monotonic() - began)))
 
     job = start_run(config, warehouse)

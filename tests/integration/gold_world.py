@@ -49,10 +49,11 @@ class World:
     def __init__(self, broker: str, root: Path, shape: str = "chained") -> None:
         self.broker = broker
         self.warehouse = root / "warehouse"
-        self.config = write_config(root / "conf.yaml", broker, self.warehouse, shape=shape)
         suffix = root.name
-        doc = yaml.safe_load(self.config.read_text().replace("shop.orders.v1", f"orders.{suffix}")
-                             .replace("web.clickstream.v1", f"clicks.{suffix}"))
+        self.config = write_config(root / "conf.yaml", broker, self.warehouse, shape=shape,
+                                   topics={"orders": f"orders.{suffix}",
+                                           "clickstream": f"clicks.{suffix}"})
+        doc = yaml.safe_load(self.config.read_text())
         # Lineage goes to the file and to a lineage server that is down: the pipelines
         # must not notice.
         doc["lineage"] = {"http_url": f"http://127.0.0.1:{free_port()}",

@@ -16,11 +16,11 @@ import yaml
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
+from lakehouse import graph
 from lakehouse.config import load_config
 from lakehouse.generator import JSON, Fault, Record, order_event, wire_fault
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
-from lakehouse.registry import discover_silver
 from lakehouse.schemas import avro_encoding
 from lakehouse.silver import accounting
 from tests.conftest import ROOT, lakehouse, run_pipelines, write_config
@@ -47,7 +47,7 @@ def config(tmp_path: Path, name: str, broker: str, registry: str, topic: str, fm
     path = write_config(tmp_path / f"{fmt}-{expectations.name}.yaml", broker, tmp_path / name,
                         silver={"expectations_dir": str(expectations)})
     doc = yaml.safe_load(path.read_text())
-    doc["sources"]["orders"].update(topic=topic, format=fmt)
+    doc["sources"] = {"orders": {"topic": topic, "format": fmt}}
     doc["schema_registry"] = {"url": registry, "embedded": {"enabled": False}}
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -123,8 +123,8 @@ def test_avro_orders_land_as_their_json_twins_and_faults_are_quarantined(
     reasons = " | ".join(r for row in quarantine for r in row["reasons"])
     assert "byte 0x7B" in reasons and "shorter than the Confluent wire format" in reasons
     assert f"is not a registered version of subject {avro_topic}-value" in reasons
-    acc = accounting(load_config(avro_v2), next(t for t in discover_silver()
-                                                if t.name == "orders"))
+    v2 = load_config(avro_v2)
+    acc = accounting(v2, graph.build(v2).query("silver.orders").definition)
     assert (acc.bronze_rows, acc.quarantined, acc.duplicates) == (127, 6, 1) and acc.holds
 
 

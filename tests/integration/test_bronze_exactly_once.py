@@ -17,8 +17,6 @@ from tests.conftest import lakehouse, write_config
 
 pytestmark = pytest.mark.integration
 
-TOPIC = "shop.orders.v1"
-
 
 def run_pipeline(config: Path, crash_at: str | None = None) -> subprocess.CompletedProcess:
     return lakehouse(config, "run", "--until-idle", "--table", "bronze.orders",
@@ -35,9 +33,8 @@ def bronze_rows(warehouse: Path) -> list[tuple[str, int, int]]:
 def make_setup(broker: str, tmp_path: Path, n: int) -> tuple[Path, Path]:
     topic = f"orders.{tmp_path.name}"
     warehouse = tmp_path / "warehouse"
-    config = write_config(tmp_path / "conf.yaml", broker, warehouse, max_offsets_per_trigger=250)
-    text = config.read_text().replace(TOPIC, topic)
-    config.write_text(text)
+    config = write_config(tmp_path / "conf.yaml", broker, warehouse, max_offsets_per_trigger=250,
+                          topics={"orders": topic})
     ensure_topics(broker, [TopicSpec(topic, 6)])
     # Identical payloads on purpose: they are distinct Kafka records and all must land.
     records = [Record(b"o-1", b'{"same":"payload"}', ()) if i % 10 == 0

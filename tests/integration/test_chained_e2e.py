@@ -14,7 +14,7 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from lakehouse.config import load_config
-from lakehouse.registry import discover_silver
+from lakehouse.graph import Layer, build
 from lakehouse.silver import accounting
 from tests.integration.gold_world import BASE, DAY0, World, click, order
 from tests.integration.test_gold_e2e import assert_gold_exact
@@ -36,8 +36,8 @@ def next_version(world: World, table: str) -> int:
 
 def assert_accounted(world: World) -> None:
     config = load_config(world.config)
-    for table in discover_silver():
-        check = accounting(config, table)
+    for query in build(config).layer(Layer.SILVER):
+        check = accounting(config, query.definition)
         assert check.holds, check.describe()
 
 

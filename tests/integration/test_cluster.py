@@ -31,6 +31,7 @@ from lakehouse.generator import generate
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
 from tests.conftest import lakehouse
+from tests.shapes import shape
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +64,8 @@ def write_config(path: Path, bootstrap: str, warehouse: Path, topics: dict[str, 
         "spark": {"master": "local[2]", "shuffle_partitions": 2},
         "streaming": {"trigger_seconds": 0.5, "max_offsets_per_trigger": 50000},
         "privacy": {"dev_key": "tests-only-not-a-secret"},
-        "sources": {"orders": {"topic": topics["orders"], "partitions": 6},
-                    "clickstream": {"topic": topics["clickstream"], "partitions": 3}},
+        "sources": {"orders": {"topic": topics["orders"]},
+                    "clickstream": {"topic": topics["clickstream"]}},
     }))
     return path
 
@@ -93,7 +94,7 @@ def world(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wor
     local = write_config(base / "local.yaml", broker, base / "warehouse-local", topics)
     ensure_topics(broker, [TopicSpec(topics["orders"], 6), TopicSpec(topics["clickstream"], 3)])
     for source, topic in topics.items():
-        assert produce(broker, topic, generate(source, EVENTS, SEED, 0.1)) == EVENTS
+        assert produce(broker, topic, generate(shape(source), EVENTS, SEED, 0.1)) == EVENTS
     cluster = LocalCluster(Path(load_config(on_cluster).warehouse.root) / "_cluster")
     up = lakehouse(on_cluster, "cluster", "up", timeout=300)
     try:

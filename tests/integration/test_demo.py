@@ -11,6 +11,7 @@ import yaml
 from deltalake import DeltaTable
 
 from tests.conftest import free_port, lakehouse, start_run, write_config
+from tests.integration.payments import project_with_payments
 from tests.observe.browser import data_pixels, screenshot
 from tests.observe.test_report import PLOTS
 
@@ -19,28 +20,36 @@ pytestmark = pytest.mark.integration
 
 def test_demo_on_fresh_warehouse(tmp_path: Path) -> None:
     """The demo with its own broker and schema registry, orders in Avro (the documented
-    conf switch), clickstream in JSON."""
+    conf switch), clickstream in JSON, and a third source added as the README says
+    (payments: a contract, a suite and a gold file), its events made from its contract."""
     warehouse = tmp_path / "warehouse"
+    project = project_with_payments(tmp_path / "project")
     config = write_config(tmp_path / "conf.yaml", f"127.0.0.1:{free_port()}", warehouse,
-                          embedded=True)
+                          embedded=True,
+                          silver={"expectations_dir": str(project / "expectations")})
     doc = yaml.safe_load(config.read_text())
-    doc["sources"]["orders"]["format"] = "avro"
+    doc["sources"] = {"orders": {"format": "avro"}}
     doc["schema_registry"] = {"url": f"http://127.0.0.1:{free_port()}/apis/ccompat/v7"}
     config.write_text(yaml.safe_dump(doc))
     try:
-        result = lakehouse(config, "demo", "--count", "400", "--live-count", "50")
+        result = lakehouse(config, "demo", "--count", "400", "--live-count", "50",
+                           project=project)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         assert "demo finished" in result.stdout
         assert "schema registry running" in result.stdout
         assert "produced 400 orders events (avro" in result.stdout
         assert "produced 400 clickstream events (json" in result.stdout
+        assert "produced 400 payments events (json" in result.stdout
+        assert "silver.payments: bronze 450 = silver " in result.stdout
+        assert DeltaTable(str(warehouse / "gold" / "payments_by_method_daily")).version() >= 1
+        assert "payment_id=None" not in result.stdout
         rules = {rule for row in DeltaTable(str(warehouse / "silver" / "orders_quarantine"))
                  .to_pyarrow_table(columns=["failed_rules"]).column(0).to_pylist()
                  for rule in row}
         assert rules & {"contract.avro_magic_byte", "contract.avro_unknown_schema_id",
                         "contract.avro_undecodable"}, rules
         assert not {r for r in rules if r.startswith("contract.type")}, rules
-        for name in ("orders", "clickstream"):
+        for name in ("orders", "clickstream", "payments"):
             table = DeltaTable(str(warehouse / "bronze" / name))
             assert table.to_pyarrow_table(columns=["offset"]).num_rows == 450
             assert f"bronze.{name}" in result.stdout
@@ -79,12 +88,13 @@ def _observed(config: Path, warehouse: Path, demo_out: str, tmp_path: Path) -> N
     by: dict[str, list[dict]] = {}
     for row in events:
         by.setdefault(row["pipeline"], []).append(row)
-    assert set(by) == {"bronze.orders", "bronze.clickstream", "silver.orders",
-                       "silver.clickstream", "gold.revenue_by_category_5m",
-                       "gold.revenue_by_country_daily", "gold.active_users_1m",
-                       "gold.sessions_daily"}
+    assert set(by) == {"bronze.orders", "bronze.clickstream", "bronze.payments",
+                       "silver.orders", "silver.clickstream", "silver.payments",
+                       "gold.revenue_by_category_5m", "gold.revenue_by_country_daily",
+                       "gold.active_users_1m", "gold.sessions_daily",
+                       "gold.payments_by_method_daily"}
     assert not [r for r in events if r["error"]]
-    for name in ("orders", "clickstream"):
+    for name in ("orders", "clickstream", "payments"):
         assert sum(r["input_rows"] for r in by[f"bronze.{name}"]) == 450  # each record once
         assert all(r["kafka_lag"] is not None and dict(r["duration_ms"]).get("addBatch")
                    for r in by[f"bronze.{name}"])

@@ -12,8 +12,8 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from lakehouse.config import load_config
+from lakehouse.graph import Layer, build
 from lakehouse.privacy import pseudonym
-from lakehouse.registry import discover_silver
 from lakehouse.silver import accounting
 from tests.conftest import assert_gold_verified, lakehouse
 from tests.integration.gold_world import BASE, World, click, order
@@ -93,8 +93,9 @@ def test_a_forgotten_subject_is_gone_from_every_table_and_version(
     assert {r["subject_pseudonym"] for r in audit} == {pseudo} and all(r["by"] for r in audit)
 
     config = load_config(w.config)
-    for table in discover_silver():
-        assert accounting(config, table).holds, accounting(config, table).describe()
+    for query in build(config).layer(Layer.SILVER):
+        check = accounting(config, query.definition)
+        assert check.holds, check.describe()
     assert_gold_verified(w.config, spark)
 
     # The pipelines go on, from where they were.
@@ -103,8 +104,9 @@ def test_a_forgotten_subject_is_gone_from_every_table_and_version(
     silver = DeltaTable(str(w.warehouse / "silver" / "orders")).to_pyarrow_table().to_pylist()
     assert sorted(r["event_id"] for r in silver) == sorted(
         f"o-{n}" for n in range(25) if n % 5 != 2 or n >= 20)
-    for table in discover_silver():
-        assert accounting(config, table).holds, accounting(config, table).describe()
+    for query in build(config).layer(Layer.SILVER):
+        check = accounting(config, query.definition)
+        assert check.holds, check.describe()
     assert_gold_verified(w.config, spark)
 
 
@@ -129,7 +131,7 @@ def test_an_avro_record_naming_the_subject_is_found_readable_or_not(  # type: ig
     from tests.conftest import write_config
 
     config = load_config(write_config(tmp_path / "conf.yaml", "127.0.0.1:1", tmp_path / "wh"))
-    plan = load_plan(config, next(t for t in discover_silver() if t.name == "orders"))
+    plan = load_plan(config, build(config).query("silver.orders").definition)
     plan = dataclasses.replace(plan, avro=AvroSource(
         SchemaRegistry("http://127.0.0.1:1"), "s-value", json.dumps(avro_schema(plan.contract))))
 

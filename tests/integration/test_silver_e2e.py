@@ -16,13 +16,14 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
+from lakehouse import graph
 from lakehouse.config import load_config
 from lakehouse.generator import Fault, Record, generate
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
-from lakehouse.registry import discover_silver
 from lakehouse.silver import accounting
 from tests.conftest import ROOT, lakehouse, run_pipelines, write_config
+from tests.shapes import shape
 
 pytestmark = pytest.mark.integration
 
@@ -84,8 +85,8 @@ def valid_events(first: int, count: int) -> list[dict[str, Any]]:
 
 def setup(broker: str, tmp_path: Path, **config: Any) -> tuple[Path, str]:
     topic = f"orders.{tmp_path.name}"
-    path = write_config(tmp_path / "conf.yaml", broker, tmp_path / "warehouse", **config)
-    path.write_text(path.read_text().replace("shop.orders.v1", topic))
+    path = write_config(tmp_path / "conf.yaml", broker, tmp_path / "warehouse",
+                        topics={"orders": topic}, **config)
     ensure_topics(broker, [TopicSpec(topic, 3)])
     return path, topic
 
@@ -101,8 +102,8 @@ def table(warehouse: Path, name: str) -> Any:
 
 
 def orders_accounting(config: Path) -> Any:
-    orders = next(t for t in discover_silver() if t.name == "orders")
-    return accounting(load_config(config), orders)
+    loaded = load_config(config)
+    return accounting(loaded, graph.build(loaded).query("silver.orders").definition)
 
 
 def test_silver_holds_unique_valid_events_and_quarantine_the_rest(
@@ -180,7 +181,7 @@ def test_identity_holds_after_hard_kills_mid_batch(broker: str, tmp_path: Path,
                                                    spark: SparkSession) -> None:
     config, topic = setup(broker, tmp_path, max_offsets_per_trigger=100,
                           silver={"max_bytes_per_trigger": "24k"})
-    records = list(generate("orders", 700, seed=7, faults=0.25))
+    records = list(generate(shape("orders"), 700, seed=7, faults=0.25))
     produce(broker, topic, records)
     faults = Counter(r.fault for r in records)
     assert faults[Fault.DUPLICATE] and faults[Fault.MALFORMED]

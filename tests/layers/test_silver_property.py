@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.quality.contract import load_contract
 from lakehouse.quality.rules import load_suite
-from lakehouse.registry import discover_silver
+from lakehouse.registry import default_bronze, default_silver
 from lakehouse.silver import SilverPlan, classify, firsts, for_routing
 from tests.conftest import ROOT
 
@@ -68,7 +68,7 @@ def plan() -> SilverPlan:
     contract = load_contract(ROOT / "expectations" / "orders.contract.yaml")
     suite = load_suite(ROOT / "expectations" / "orders.suite.json",
                        tuple(f.name for f in contract.fields))
-    table = next(t for t in discover_silver() if t.name == "orders")
+    table = default_silver(default_bronze("orders"))
     return SilverPlan(table, contract, suite, "s", "q", "ql", "l", "b", 100.0, "w")
 
 

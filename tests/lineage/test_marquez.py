@@ -54,8 +54,8 @@ def wait_for(fetch: Any, ok: Any, seconds: float = 60.0) -> Any:
 def test_marquez_shows_one_connected_graph_from_topic_to_gold(
         marquez: Marquez, broker: str, tmp_path: Path) -> None:
     path = write_config(tmp_path / "conf.yaml", broker, tmp_path / "wh")
-    doc = yaml.safe_load(path.read_text().replace("shop.orders.v1", "orders.marquez"))
-    doc["sources"] = {"orders": doc["sources"]["orders"]}
+    doc = yaml.safe_load(path.read_text())
+    doc["sources"] = {"orders": {"topic": "orders.marquez"}, "clickstream": {"enabled": False}}
     doc["lineage"] = {"http_url": marquez.url, "namespace": "shop-marquez"}
     path.write_text(yaml.safe_dump(doc))
     config = load_config(str(path))

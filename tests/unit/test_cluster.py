@@ -98,7 +98,8 @@ def test_py_files_zip_of_the_project_has_every_job_entry_point(tmp_path: Path) -
     for layer in ("bronze", "silver", "gold"):
         assert f"pipelines/{layer}_job.py" in names
     assert {"lakehouse/__init__.py", "lakehouse/log4j2.properties", "pipelines/_job.py",
-            "bronze/orders.py", "silver/orders.py", "gold/orders.py"} <= names
+            "bronze/__init__.py", "silver/__init__.py", "lakehouse/landing.py",
+            "gold/orders.py"} <= names
     assert {n.split("/")[0] for n in names} == set(PY_PACKAGES)
 
 

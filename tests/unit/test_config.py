@@ -55,7 +55,7 @@ def test_local_defaults() -> None:
 def test_the_schema_registry_settings() -> None:
     base = {"project": "p", "kafka": {"bootstrap_servers": "h:1"},
             "warehouse": {"root": "/tmp/w"},
-            "sources": {"orders": {"topic": "t", "format": "avro"}}}
+            "sources": {"orders": {"format": "avro"}}}
     config = parse_config(base, env={"LAKEHOUSE_SCHEMA_REGISTRY_URL": "https://sr:8081"})
     assert config.source("orders").format == "avro"
     assert config.schema_registry.url == "https://sr:8081"
@@ -65,7 +65,7 @@ def test_the_schema_registry_settings() -> None:
     assert secret.schema_registry.client_properties == {"basic.auth.user.info": "u:p"}
     assert error_of(parse_config, {**base, "schema_registry": {"client_properties": {
         "basic.auth.user.info": "${SR_AUTH}"}}}, env={}).code is ErrorCode.SECRET_NOT_SET
-    for bad, key in (({"sources": {"orders": {"topic": "t", "format": "xml"}}},
+    for bad, key in (({"sources": {"orders": {"format": "xml"}}},
                       "sources.orders.format"),
                      ({"schema_registry": {"compatibility": "SIDEWAYS"}},
                       "schema_registry.compatibility"),
@@ -96,10 +96,62 @@ def test_missing_key(tmp_path: Path) -> None:
 
 
 def test_missing_nested_key(tmp_path: Path) -> None:
-    doc = {**MINIMAL, "sources": {"orders": {"partitions": 3}}}
+    doc = {**MINIMAL, "kafka": {"embedded": {"enabled": True}}}
     err = error_of(load_config, write(tmp_path, doc), env={})
     assert err.code is ErrorCode.CONFIG_MISSING_KEY
-    assert err.params["key"] == "sources.orders.topic"
+    assert err.params["key"] == "kafka.bootstrap_servers"
+
+
+def contracts(tmp_path: Path, *names: str) -> Path:
+    """A folder of the project's contracts, plus a payments contract if named."""
+    folder = tmp_path / "expectations"
+    folder.mkdir()
+    for name in names:
+        source = ROOT / "expectations" / f"{name}.contract.yaml"
+        text = source.read_text() if source.exists() else PAYMENTS
+        (folder / f"{name}.contract.yaml").write_text(text)
+    return folder
+
+
+PAYMENTS = """name: payments
+topic: shop.payments.v1
+key: payment_id
+event_time: paid_at
+fields:
+  payment_id: {type: string, required: true}
+  paid_at: {type: timestamp, required: true}
+"""
+
+
+def test_sources_are_declared_by_their_contracts_and_settings_override(
+        tmp_path: Path) -> None:
+    folder = contracts(tmp_path, "orders", "payments")
+    config = parse_config({**MINIMAL, "silver": {"expectations_dir": str(folder)},
+                           "sources": {"orders": {"partitions": 2, "format": "avro"}}})
+    assert config.source_names == ("orders", "payments")
+    payments = config.source("payments")
+    assert (payments.topic, payments.partitions, payments.format) == (
+        "shop.payments.v1", 3, "json")  # the contract's, and its defaults
+    orders = config.source("orders")
+    assert (orders.topic, orders.partitions, orders.format) == ("shop.orders.v1", 2, "avro")
+
+
+def test_a_disabled_or_undeclared_source_says_why_and_what_to_do(tmp_path: Path) -> None:
+    folder = contracts(tmp_path, "orders", "payments")
+    config = parse_config({**MINIMAL, "silver": {"expectations_dir": str(folder)},
+                           "sources": {"payments": {"enabled": False}}})
+    assert config.source_names == ("orders",)
+    assert config.declared_sources == ("orders", "payments")
+    err = error_of(config.source, "payments")
+    assert err.code is ErrorCode.UNKNOWN_SOURCE and "disabled" in str(err)
+    assert "sources.payments.enabled: true" in err.hint
+    err = error_of(config.source, "refunds")
+    assert err.code is ErrorCode.UNKNOWN_SOURCE and "refunds.contract.yaml" in str(err)
+    assert "orders" in err.hint
+    typo = parse_config({**MINIMAL, "silver": {"expectations_dir": str(folder)},
+                         "sources": {"payment": {"partitions": 2}}})
+    err = error_of(lambda: typo.source_names)
+    assert err.code is ErrorCode.UNKNOWN_SOURCE and err.params["key"] == "sources.payment"
 
 
 @pytest.mark.parametrize("patch,key", [
@@ -108,7 +160,7 @@ def test_missing_nested_key(tmp_path: Path) -> None:
     ({"streaming": {"max_offsets_per_trigger": 0}}, "streaming.max_offsets_per_trigger"),
     ({"streaming": {"starting_offsets": "beginning"}}, "streaming.starting_offsets"),
     ({"kafka": {"bootstrap_servers": "no-port"}}, "kafka.bootstrap_servers"),
-    ({"sources": {"orders": {"topic": "t", "partitions": 0}}}, "sources.orders.partitions"),
+    ({"sources": {"orders": {"partitions": -1}}}, "sources.orders.partitions"),
     ({"spark": ["not", "a", "mapping"]}, "spark"),
     ({"spark": {"driver_memory": "4 GB"}}, "spark.driver_memory"),
     ({"streaming": {"shape": "chain"}}, "streaming.shape"),

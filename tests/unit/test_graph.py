@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,15 @@ from lakehouse import graph
 from lakehouse.config import parse_config
 from lakehouse.errors import ErrorCode, LakehouseError
 
+ROOT = Path(__file__).resolve().parents[2]
 
-def config(tmp_path: Path, **sources: dict) -> graph.Graph:
+
+def config(tmp_path: Path, expectations: Path | None = None, **sources: dict) -> graph.Graph:
     return graph.build(parse_config({
         "project": "p", "kafka": {"bootstrap_servers": "h:1"},
         "warehouse": {"root": str(tmp_path)},
-        "sources": sources or {"orders": {"topic": "shop.orders.v1"},
-                               "clickstream": {"topic": "web.clickstream.v1"}}}))
+        "silver": {"expectations_dir": str(expectations or ROOT / "expectations")},
+        "sources": sources}))
 
 
 def test_every_table_knows_its_layer_inputs_keys_and_location(tmp_path: Path) -> None:
@@ -52,9 +55,52 @@ def test_selection_by_qualified_or_bare_name(tmp_path: Path) -> None:
     assert err.value.code is ErrorCode.UNKNOWN_TABLE
 
 
-def test_a_config_may_name_only_the_sources_it_runs(tmp_path: Path) -> None:
-    g = config(tmp_path, orders={"topic": "shop.orders.v1"})  # no clickstream source
-    assert g.node("bronze.clickstream").inputs == ("source:clickstream",)
+def test_a_contract_alone_makes_a_source_with_its_bronze_and_silver_tables(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "expectations"
+    shutil.copytree(ROOT / "expectations", folder)
+    (folder / "payments.contract.yaml").write_text(
+        "name: payments\ntopic: shop.payments.v1\nkey: payment_id\nevent_time: paid_at\n"
+        "fields:\n  payment_id: {type: string, required: true}\n"
+        "  paid_at: {type: timestamp, required: true}\n")
+    g = config(tmp_path / "wh", folder)
+    assert g.node("bronze.payments").inputs == ("source:payments",)
+    assert g.node("silver.payments").keys == ("payment_id",)
+    assert g.node("silver.payments").inputs == ("bronze.payments",)
+    assert g.query("silver.payments").definition.contract == "payments"
+    assert not g.skipped
+
+
+def test_tables_of_a_source_the_config_does_not_run_are_skipped_saying_why(
+        tmp_path: Path) -> None:
+    g = config(tmp_path, clickstream={"enabled": False})
+    assert "bronze.clickstream" not in [q.name for q in g.queries]
+    assert [s.name for s in g.skipped] == [
+        "bronze.clickstream", "silver.clickstream", "gold.active_users_1m",
+        "gold.sessions_daily"]
+    (line,) = g.warnings()
+    assert line.startswith("skipping bronze.clickstream, silver.clickstream, "
+                           "gold.active_users_1m, gold.sessions_daily: source 'clickstream' "
+                           "is disabled")
+    assert [q.name for q in g.select(None)][:2] == ["bronze.orders", "silver.orders"]
+    for name in ("silver.clickstream", "clickstream", "gold.sessions_daily"):
+        with pytest.raises(LakehouseError) as err:
+            g.select([name])
+        assert err.value.code is ErrorCode.TABLE_NOT_RUN
+        assert "sources.clickstream.enabled: true" in err.value.hint
+
+
+def test_a_bronze_definition_whose_source_has_no_contract_is_skipped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lakehouse.landing import land
+    from lakehouse.registry import BronzeTable
+    refunds = BronzeTable("refunds", "refunds", land, ("ingest_date",), "refunds")
+    monkeypatch.setattr(graph, "discover_bronze", lambda: [refunds])
+    g = config(tmp_path)
+    assert [s.name for s in g.skipped] == ["bronze.refunds"]
+    assert "no contract declares source 'refunds'" in g.skipped[0].reason
+    assert "refunds.contract.yaml" in g.skipped[0].hint
+    assert "bronze.orders" in [q.name for q in g.queries]  # the default for orders
 
 
 def test_a_definition_reading_an_undefined_table_fails_before_anything_runs(

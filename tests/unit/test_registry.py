@@ -1,16 +1,26 @@
-"""Discovery of table definitions in the medallion folders."""
+"""Table definitions: the decorators, discovery, and the default tables of a source."""
 
 from __future__ import annotations
 
-from lakehouse.registry import bronze_table, discover_bronze
+from lakehouse.registry import (
+    bronze_table,
+    default_bronze,
+    default_silver,
+    discover_bronze,
+    discover_silver,
+)
 
 
-def test_project_bronze_tables_discovered() -> None:
-    tables = {t.name: t for t in discover_bronze()}
-    assert set(tables) >= {"orders", "clickstream"}
-    assert tables["orders"].source == "orders"
-    assert tables["orders"].partition_by == ("ingest_date",)
-    assert tables["orders"].qualified_name == "bronze.orders"
+def test_a_source_needs_no_bronze_or_silver_file_of_its_own() -> None:
+    """The project's sources land and parse by default: no definitions in the folders."""
+    assert discover_bronze() == [] and discover_silver() == []
+    bronze = default_bronze("payments")
+    assert (bronze.name, bronze.source, bronze.partition_by) == (
+        "payments", "payments", ("ingest_date",))
+    assert bronze.qualified_name == "bronze.payments"
+    silver = default_silver(bronze)
+    assert (silver.name, silver.bronze, silver.contract) == ("payments", "payments", "payments")
+    assert silver.transform("rows") == "rows"  # type: ignore[arg-type]
 
 
 def test_decorator_has_no_side_effects() -> None:

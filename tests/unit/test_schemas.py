@@ -24,8 +24,7 @@ def repo(tmp_path: Path) -> Path:
     (tmp_path / "conf.yaml").write_text(yaml.safe_dump({
         "project": "p", "kafka": {"bootstrap_servers": "127.0.0.1:1"},
         "warehouse": {"root": str(tmp_path / "wh")},
-        "silver": {"expectations_dir": str(tmp_path / "expectations")},
-        "sources": {"orders": {"topic": "shop.orders.v1"}}}))
+        "silver": {"expectations_dir": str(tmp_path / "expectations")}}))
     for args in (["init", "-q"], ["add", "."],
                  ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "v1"]):
         subprocess.run(["git", *args], cwd=tmp_path, check=True)

@@ -1,4 +1,5 @@
-"""The shared shape of every bronze table: Kafka's record, untouched, plus ingest time."""
+"""The shape of every bronze table by default: Kafka's record, untouched, plus ingest time
+(a bronze definition that transforms starts from it: ``land(raw)``)."""
 
 from __future__ import annotations
 
