@@ -377,15 +377,20 @@ class Config:
             return f"source {name!r} is disabled in {self.source_file} (sources.{name}.enabled)"
         return None
 
+    def source_remedy(self, name: str) -> str:
+        """What makes this deployment run source ``name`` (see ``source_unavailable``)."""
+        if name in self._declared:
+            return f"set sources.{name}.enabled: true in {self.source_file}"
+        return (f"write {self.expectations_dir / (name + CONTRACT_SUFFIX)} and its suite "
+                f"(README: Adding a source); runnable sources: "
+                f"{', '.join(self.source_names) or 'none'}")
+
     def source(self, name: str) -> SourceConfig:
         """The named source as this deployment runs it, or LH-DEF-001 saying why not."""
         why = self.source_unavailable(name)
         if why is not None:
-            hint = (f"set sources.{name}.enabled: true in {self.source_file}"
-                    if name in self._declared else
-                    f"write its contract (see expectations/README.md); runnable sources: "
-                    f"{', '.join(self.source_names) or 'none'}")
-            raise LakehouseError(ErrorCode.UNKNOWN_SOURCE, why, hint=hint, source=name)
+            raise LakehouseError(ErrorCode.UNKNOWN_SOURCE, why,
+                                 hint=self.source_remedy(name), source=name)
         return self._declared[name]
 
     @property

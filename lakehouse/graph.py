@@ -195,15 +195,11 @@ def build(config: Config) -> Graph:
     for b in bronze:
         why = config.source_unavailable(b.source)
         if why is not None:
-            left_out[f"bronze.{b.name}"] = (why, (
-                f"set sources.{b.source}.enabled: true in {config.source_file}"
-                if b.source in config.declared_sources else
-                f"write {config.expectations_dir / (b.source + '.contract.yaml')} and its "
-                "suite (README: Adding a source)"))
+            left_out[f"bronze.{b.name}"] = (why, config.source_remedy(b.source))
             continue
         add(Layer.BRONZE, b, f"source:{b.source}",
             [(b.name, Role.TABLE, KAFKA_COORDINATES)])
-    known = {b.name: b for b in bronze}
+    known = {b.name for b in bronze}
     defined_silver = discover_silver()
     read = {s.bronze for s in defined_silver}
     silver = sorted([*defined_silver, *(default_silver(b) for b in bronze

@@ -36,6 +36,7 @@ from lakehouse.io.delta import (
     BatchCommit,
     WriteResult,
     append_rows,
+    last_batch,
     latest_version,
     merge,
     open_table,
@@ -185,11 +186,11 @@ def as_bronze(rows: DataFrame) -> DataFrame:
 
 
 def _next_batch(plan: SilverPlan, app: str) -> int:
-    """The replay's batch id: one past the last any table got from ``app``."""
-    done = [open_table(uri, plan.storage_options) for uri in
+    """The replay's batch id: one past the last any table's commits record from ``app``
+    (``lakehouse.batch_id`` in their metadata, as every project write records it)."""
+    done = [last_batch(uri, app) for uri in
             (plan.uri, plan.quarantine_uri, plan.quality_uri, plan.ledger_uri)]
-    versions = [t.transaction_version(app) for t in done if t is not None]
-    return max((int(v) for v in versions if v is not None), default=-1) + 1
+    return max((b for b in done if b is not None), default=-1) + 1
 
 
 def replay(config: Config, table: SilverTable, selection: Selection, spark: SparkSession,

@@ -322,8 +322,8 @@ def replay_gold(spark: SparkSession, config: Config, table: GoldTable,
             f"{version} ...")
     app = f"{table.qualified_name}:replay"
     before = open_table(target_uri, opts)
-    done = None if before is None else before.transaction_version(app)
-    n = 0 if done is None else int(done) + 1
+    done = last_batch(target_uri, app)
+    n = 0 if done is None else done + 1
     metadata: dict[str, Any] = {
         "lakehouse.query": app, RUN_ID: str(generate_new_uuid()),
         SILVER_VERSIONS: json.dumps({"from": 0, "to": version}),

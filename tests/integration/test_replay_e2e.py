@@ -116,6 +116,14 @@ def test_replay_after_changing_the_suite(broker: str, tmp_path: Path, spark: Spa
                      {x["event_id"] for x in nine})
     assert sum(gold.column("orders").to_pylist()) == placed["order_placed"] - 1 + 5  # -dup
     assert orders_accounting(config).holds
+    # A second replay of gold is a batch of its own: it is written, not skipped.
+    again = run(config, "replay", "gold.revenue_by_category_5m", "--yes")
+    assert again.returncode == 0, again.stderr[-3000:]
+    replays = [int(c["lakehouse.batch_id"]) for c in history(
+        DeltaTable(str(warehouse / "gold" / "revenue_by_category_5m")))
+        if c.get("lakehouse.app_id") == "gold.revenue_by_category_5m:replay"]
+    assert sorted(replays) == [0, 1]
+    assert_gold_verified(config, spark, ["gold.revenue_by_category_5m"])
 
 
 def test_bronze_reset_lands_only_what_is_missing(broker: str, tmp_path: Path,

@@ -175,6 +175,15 @@ def test_silver_holds_unique_valid_events_and_quarantine_the_rest(
     assert acc.silver_rows == 51 and acc.quarantined == len(INVALID) - 1 and acc.holds
     again = run(config, "quarantine", "replay", "orders", "--rule", "amount_in_range")
     assert again.returncode == 2 and "LH-QUARANTINE-001" in again.stderr
+    # A second replay, of another rule fixed later, lands too (its own batch id).
+    suite.write_text(suite.read_text().replace('"column": "quantity", "min_value": 1',
+                                               '"column": "quantity", "min_value": 0'))
+    second = run(config, "quarantine", "replay", "orders", "--rule", "quantity_in_range")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "1 -> silver" in second.stdout
+    assert "ev-905" in table(warehouse, "orders").column("event_id").to_pylist()
+    acc = orders_accounting(config)
+    assert acc.silver_rows == 52 and acc.quarantined == len(INVALID) - 2 and acc.holds
 
 
 def test_identity_holds_after_hard_kills_mid_batch(broker: str, tmp_path: Path,

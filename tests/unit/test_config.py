@@ -147,7 +147,7 @@ def test_a_disabled_or_undeclared_source_says_why_and_what_to_do(tmp_path: Path)
     assert "sources.payments.enabled: true" in err.hint
     err = error_of(config.source, "refunds")
     assert err.code is ErrorCode.UNKNOWN_SOURCE and "refunds.contract.yaml" in str(err)
-    assert "orders" in err.hint
+    assert "refunds.contract.yaml" in err.hint and "orders" in err.hint
     typo = parse_config({**MINIMAL, "silver": {"expectations_dir": str(folder)},
                          "sources": {"payment": {"partitions": 2}}})
     err = error_of(lambda: typo.source_names)
