@@ -21,7 +21,7 @@ def test_py4j_connection_tracebacks_on_the_root_logger_are_dropped() -> None:
 
 
 def test_a_quarantined_value_is_shown_as_text_or_as_hex() -> None:
-    from lakehouse.cli import _shown
+    from lakehouse.cli.audit import _shown
     assert _shown(b'{"a": "caf\xc3\xa9"}') == '{"a": "café"}'
     assert _shown(None) == "null (a tombstone)"
     assert _shown(b"\x00\x00\x00\x00\x01\x02ab") == "8 bytes, hex 00 00 00 00 01 02 61 62"
