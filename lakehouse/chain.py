@@ -26,7 +26,7 @@ query reads Kafka.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -47,12 +47,11 @@ from lakehouse.io.storage import is_dir, remove_tree
 from lakehouse.lineage.datasets import BatchIO, BatchRun
 from lakehouse.lineage.tracking import Lineage, QueryLineage, new_run_id
 from lakehouse.observe.events import EventLog
+from lakehouse.printing import Printer
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 from lakehouse.runner import BronzeWriter, bronze_writer
 from lakehouse.silver import load_plan, routed_up_to, silver_writer
 from lakehouse.spark import BatchWriter, start_batches
-
-Printer = Callable[[str], None]
 
 CHAINED = "chained"
 """The Delta transaction app id of a chained stage is ``<table>:chained``."""

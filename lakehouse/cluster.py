@@ -34,7 +34,7 @@ import time
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.processes import read_state, running_java, stop_java, write_state
 from lakehouse.jvm import PROJECT_ROOT, JarSet, jars
+from lakehouse.printing import Printer
 
 HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
@@ -363,7 +364,7 @@ def submit_argv(layer: str, master: str, config_file: str, py_files: Path, *,
 
 
 def submit(layer: str, master: str, config: Config, data_dir: Path, *,
-           java_options: str = "", printer: Callable[[str], None] = print) -> float:
+           java_options: str = "", printer: Printer = print) -> float:
     """Run one layer job with ``spark-submit`` until idle, its output going to ours (and
     in our process group, so Ctrl-C stops it too); the seconds it took. A job that fails
     is LH-CLUSTER-003."""

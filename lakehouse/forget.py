@@ -27,7 +27,6 @@ from __future__ import annotations
 import getpass
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -51,12 +50,12 @@ from lakehouse.io.delta import (
 )
 from lakehouse.io.locks import table_locks
 from lakehouse.lineage.datasets import BRONZE_VERSIONS
+from lakehouse.printing import Printer
 from lakehouse.privacy import pseudonym
 from lakehouse.quality.avro import avro_string
 from lakehouse.registry import GoldTable, SilverTable
-from lakehouse.silver import FORGET, BatchReport, SilverPlan, accounting, ledger_row, load_plan
+from lakehouse.silver import BatchReport, LedgerKind, SilverPlan, accounting, ledger_row, load_plan
 
-Printer = Callable[[str], None]
 AUDIT_SCHEMA = T.StructType([
     T.StructField("forgotten_at", T.TimestampType()), T.StructField("by", T.StringType()),
     T.StructField("subject_pseudonym", T.StringType()), T.StructField("table", T.StringType()),
@@ -172,7 +171,7 @@ def _forget_table(spark: SparkSession, config: Config, plan: SilverPlan, subject
                         {"from": erased_at, "to": erased_at})}))
     duplicates = bronze - silver - open_rows - dup_rows
     report = BatchReport(-bronze, -silver, -open_rows, -duplicates, 0, None, 0.0)
-    append_rows(ledger_row(plan, FORGET, app, n, (erased_at, erased_at), report),
+    append_rows(ledger_row(plan, LedgerKind.FORGET, app, n, (erased_at, erased_at), report),
                 plan.ledger_uri, BatchCommit(app, n, meta), plan.storage_options)
     aside = move_aside(config.warehouse.checkpoint_uri(name), "forget")
     if aside:
@@ -187,7 +186,7 @@ def _earlier_forgets(plan: SilverPlan, app: str) -> int:
     ledger = open_table(plan.ledger_uri, plan.storage_options)
     if ledger is None:
         return 0
-    return ledger.to_pyarrow_dataset().count_rows(filter=(pc.field("kind") == FORGET)
+    return ledger.to_pyarrow_dataset().count_rows(filter=(pc.field("kind") == LedgerKind.FORGET)
                                                   & (pc.field("app_id") == app))
 
 

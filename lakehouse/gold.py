@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import reduce
@@ -78,11 +78,10 @@ from lakehouse.lineage.datasets import (
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.latency import event_time_aggregates, event_times
+from lakehouse.printing import Printer
 from lakehouse.registry import GoldTable
 from lakehouse.spark import appended_only, start_batches
 from lakehouse.steps import step
-
-Printer = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from typing import TypeVar
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.kafka_admin import answers
+from lakehouse.printing import Printer
 
-Printer = Callable[[str], None]
 Q = TypeVar("Q")
 
 REPORT_EVERY = 30.0

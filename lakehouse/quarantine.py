@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
 
@@ -42,11 +41,13 @@ from lakehouse.io.delta import (
     open_table,
 )
 from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID
+from lakehouse.printing import Printer
 from lakehouse.registry import SilverTable
 from lakehouse.silver import (
     COORDINATES,
     QUARANTINE_SCHEMA,
     BatchReport,
+    LedgerKind,
     Routed,
     SilverPlan,
     append_new,
@@ -58,8 +59,6 @@ from lakehouse.silver import (
     route,
     writing,
 )
-
-Printer = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -279,5 +278,5 @@ def _ledger_line(plan: SilverPlan, routed: Routed, commit: BatchCommit,
     duplicate); no bronze rows of its own."""
     line = BatchReport(0, report.to_silver, -(report.to_silver + report.duplicates), 0,
                        report.duplicates, report.silver_version, report.seconds)
-    append_rows(ledger_row(plan, "replay", commit.app_id, commit.batch_id, routed.versions,
+    append_rows(ledger_row(plan, LedgerKind.REPLAY, commit.app_id, commit.batch_id, routed.versions,
                            line), plan.ledger_uri, commit, plan.storage_options)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import replace as with_fields
 from datetime import datetime
@@ -57,11 +56,12 @@ from lakehouse.io.delta import (
 )
 from lakehouse.io.storage import is_dir, remove_tree
 from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS
+from lakehouse.printing import Printer
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 from lakehouse.silver import (
     COORDINATES,
-    REBUILD,
     BatchReport,
+    LedgerKind,
     Routed,
     SilverPlan,
     ledger_row,
@@ -70,8 +70,6 @@ from lakehouse.silver import (
     quarantine_rows,
     route,
 )
-
-Printer = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -232,7 +230,7 @@ def _ledger_line(plan: SilverPlan, routed: Routed, before: _Before, commit: Batc
     line = BatchReport(0, routed.new_rows - before.silver,
                        routed.quarantined - before.open_quarantined, 0, adjustment, None,
                        time.monotonic() - started)
-    append_rows(ledger_row(plan, REBUILD, commit.app_id, commit.batch_id, (first, last), line),
+    append_rows(ledger_row(plan, LedgerKind.REBUILD, commit.app_id, commit.batch_id, (first, last), line),
                 plan.ledger_uri, commit, plan.storage_options)
 
 

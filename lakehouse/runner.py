@@ -52,13 +52,13 @@ from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.metrics import serving
 from lakehouse.outage import Outage
+from lakehouse.printing import Printer
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable, bronze_source
 from lakehouse.schemas import publish
 from lakehouse.spark import start_batches, stop_session
 
 log = logging.getLogger(__name__)
 
-Printer = Callable[[str], None]
 
 EARLIEST = -2
 """Spark's ``startingOffsets`` JSON for 'the earliest offset Kafka holds'."""

@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from pathlib import Path
 
 import pyarrow as pa
@@ -76,6 +77,7 @@ from lakehouse.lineage.datasets import (
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.latency import EventTimes, event_time_aggregates, event_times
+from lakehouse.printing import Printer
 from lakehouse.privacy import pii_key, pseudonymise
 from lakehouse.quality.avro import parse_avro, reader_schema, subject
 from lakehouse.quality.contract import (
@@ -91,8 +93,6 @@ from lakehouse.registry import SilverTable, bronze_source
 from lakehouse.spark import appended_only, start_batches
 from lakehouse.steps import step
 
-Printer = Callable[[str], None]
-
 # Bronze columns carried into silver (renamed) so every row names the record it came from,
 # and when Kafka took it (gold's event -> gold latency starts there).
 LINEAGE = (("topic", "_topic"), ("partition", "_partition"), ("offset", "_offset"),
@@ -101,10 +101,21 @@ LINEAGE = (("topic", "_topic"), ("partition", "_partition"), ("offset", "_offset
 COORDINATES = ("_topic", "_partition", "_offset")
 # Columns of a routed batch that describe the raw record, not the silver row.
 RECORD_ONLY = frozenset({"key", "value", "failed_rules", "reasons"})
-REBUILD = "rebuild"
-"""Ledger kind of a ``lakehouse replay`` of a silver table."""
-FORGET = "forget"
-"""Ledger kind of an erasure (``lakehouse forget``): negative counts."""
+
+
+class LedgerKind(StrEnum):
+    """What wrote a line of the ledger (``silver._batches``), its ``kind`` column."""
+
+    STREAM = "stream"
+    """A micro-batch of the streaming query."""
+    REBUILD = "rebuild"
+    """A ``lakehouse replay`` of the table from bronze: it replaces the lines it covers."""
+    REPLAY = "replay"
+    """A ``lakehouse quarantine replay``: records moved from quarantine to silver."""
+    FORGET = "forget"
+    """An erasure (``lakehouse forget``): negative counts."""
+
+
 BRONZE_COLUMNS = frozenset({"key", "value", "topic", "partition", "offset", "timestamp",
                             "timestamp_type", "headers", "ingested_at", "ingest_date",
                             VERSION_COLUMN})
@@ -468,7 +479,7 @@ def quality_rows(plan: SilverPlan, app_id: str, batch_id: int,
         schema=arrow_schema(QUALITY_SCHEMA))
 
 
-def ledger_row(plan: SilverPlan, kind: str, app_id: str, batch_id: int,
+def ledger_row(plan: SilverPlan, kind: LedgerKind, app_id: str, batch_id: int,
                versions: tuple[int, int], report: BatchReport) -> pa.Table:
     """One line of ``silver._batches``: where every record of a batch went."""
     return pa.Table.from_pylist([{
@@ -507,7 +518,7 @@ def write_batch(plan: SilverPlan, routed: Routed, commit: BatchCommit, query_nam
     report = BatchReport(routed.rows, routed.silver_rows, routed.quarantined,
                          routed.duplicates_in_batch, routed.duplicates_in_silver,
                          written.version, time.monotonic() - started)
-    line = append_rows(ledger_row(plan, "stream", commit.app_id, batch_id, routed.versions,
+    line = append_rows(ledger_row(plan, LedgerKind.STREAM, commit.app_id, batch_id, routed.versions,
                                   report), plan.ledger_uri, commit, plan.storage_options)
     writes.append(Written(plan.ledger_uri, line.version, line.rows))
     return report, writes
@@ -555,7 +566,7 @@ def routed_up_to(plan: SilverPlan) -> int | None:
     account (its ledger), if any."""
     done = _rows(plan.ledger_uri, plan.storage_options,
                  (pc.field("table") == plan.table.qualified_name)
-                 & pc.field("kind").isin(["stream", FORGET]),
+                 & pc.field("kind").isin([LedgerKind.STREAM, LedgerKind.FORGET]),
                  ["bronze_to_version"])
     if done is None or done.num_rows == 0:
         return None
@@ -750,7 +761,8 @@ def accounting(config: Config, table: SilverTable) -> Accounting:
     # the change a rebuild made to the duplicates of the range it re-routed.
     ledger = _rows(plan.ledger_uri, opts,
                    (pc.field("table") == table.qualified_name)
-                   & pc.field("kind").isin(["stream", REBUILD, FORGET]),
+                   & pc.field("kind").isin([LedgerKind.STREAM, LedgerKind.REBUILD,
+                                            LedgerKind.FORGET]),
                    ["bronze_rows", "duplicates_in_batch", "duplicates_in_silver"])
 
     def total(name: str) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,9 @@ from lakehouse.io.delta import (
     read_appended,
 )
 from lakehouse.lineage.datasets import BatchRun
+from lakehouse.printing import Printer
 from lakehouse.silver import SilverPlan, ensure_tables, route, write_batch
 
-Printer = Callable[[str], None]
 DAYS = 30
 
 

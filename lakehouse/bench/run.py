@@ -26,7 +26,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,10 +53,10 @@ from lakehouse.io.processes import free_port
 from lakehouse.jvm import PROJECT_ROOT
 from lakehouse.observe.events import WRITES as EVENT_LOG_WRITES
 from lakehouse.observe.figures import read_events
+from lakehouse.printing import Printer
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 from lakehouse.steps import background_totals
 
-Printer = Callable[[str], None]
 SOURCE = "orders"
 SUSTAINED_P95_S = 30.0
 """A rate is sustained when produce -> gold p95 stays within this (and lag with it)."""
@@ -262,12 +262,14 @@ class _Bench:
         return table
 
     def _naive(self, spark: Any) -> None:
+        from lakehouse.silver import LedgerKind
         plan = self._plan()
         ledger = open_table(plan.ledger_uri, plan.storage_options)
         assert ledger is not None
         lines = ledger.to_pyarrow_table(columns=["kind", "bronze_from_version",
                                                  "bronze_to_version", "bronze_rows"])
-        lines = lines.filter(pc.field("kind") == "stream").sort_by("bronze_from_version")
+        lines = lines.filter(pc.field("kind") == LedgerKind.STREAM) \
+            .sort_by("bronze_from_version")
         ranges = [(r["bronze_from_version"], r["bronze_to_version"], r["bronze_rows"])
                   for r in lines.to_pylist()][:self.mode.naive_batches]
         self.say(f"5/7 naive GX pattern vs project silver on {len(ranges)} silver batches ...")
