@@ -34,6 +34,7 @@ from functools import partial
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from lakehouse.batch import BatchIO, BatchRun
 from lakehouse.config import Config
 from lakehouse.gold import GoldPlan, gold_writer, load_gold_plan, read_progress
 from lakehouse.io.delta import (
@@ -44,7 +45,6 @@ from lakehouse.io.delta import (
     versions_up_to_bytes,
 )
 from lakehouse.io.storage import is_dir, remove_tree
-from lakehouse.lineage.datasets import BatchIO, BatchRun
 from lakehouse.lineage.tracking import Lineage, QueryLineage, new_run_id
 from lakehouse.observe.events import EventLog
 from lakehouse.printing import Printer

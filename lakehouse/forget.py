@@ -36,6 +36,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse import graph
+from lakehouse.batch import BRONZE_VERSIONS
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import move_aside
@@ -49,7 +50,6 @@ from lakehouse.io.delta import (
     open_table,
 )
 from lakehouse.io.locks import table_locks
-from lakehouse.lineage.datasets import BRONZE_VERSIONS
 from lakehouse.printing import Printer
 from lakehouse.privacy import pseudonym
 from lakehouse.quality.avro import avro_string

@@ -17,9 +17,9 @@ from datetime import datetime
 import pyarrow.compute as pc
 
 from lakehouse import graph
+from lakehouse.batch import BRONZE_VERSIONS, SILVER_VERSIONS
 from lakehouse.config import Config
 from lakehouse.io.delta import history, open_table
-from lakehouse.lineage.datasets import BRONZE_VERSIONS, SILVER_VERSIONS
 from lakehouse.registry import GoldTable
 
 

@@ -52,6 +52,7 @@ from lakehouse.aggregates import (
     rollup_key_columns,
     with_rollup_keys,
 )
+from lakehouse.batch import SILVER_VERSIONS, BatchIO, BatchRun, QuerySpec, Read, Written, storage_dataset
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import has_checkpoint
@@ -65,15 +66,6 @@ from lakehouse.io.delta import (
     merge,
     open_table,
     read_changes,
-)
-from lakehouse.lineage.datasets import (
-    SILVER_VERSIONS,
-    BatchIO,
-    BatchRun,
-    QuerySpec,
-    Read,
-    Written,
-    storage_dataset,
 )
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog

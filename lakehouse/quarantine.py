@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from lakehouse import graph
+from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import (
@@ -40,7 +41,6 @@ from lakehouse.io.delta import (
     merge,
     open_table,
 )
-from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID
 from lakehouse.printing import Printer
 from lakehouse.registry import SilverTable
 from lakehouse.silver import (

@@ -41,6 +41,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import faults
+from lakehouse.batch import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import move_aside
@@ -55,7 +56,6 @@ from lakehouse.io.delta import (
     replace,
 )
 from lakehouse.io.storage import is_dir, remove_tree
-from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS
 from lakehouse.printing import Printer
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 from lakehouse.silver import (

@@ -30,15 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from lakehouse import faults, graph
-from lakehouse.config import Config
-from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.checkpoints import damage, has_checkpoint, remove_unstarted
-from lakehouse.io.delta import append, ensure_table, max_kafka_offsets
-from lakehouse.io.kafka_admin import TopicSpec, admin_client, ensure_topics, topic_partitions
-from lakehouse.io.kafka_offsets import OffsetRange, batch_ranges
-from lakehouse.io.kafka_security import jvm_properties
-from lakehouse.io.locks import table_locks
-from lakehouse.lineage.datasets import (
+from lakehouse.batch import (
     KAFKA_OFFSETS,
     BatchIO,
     BatchRun,
@@ -48,6 +40,14 @@ from lakehouse.lineage.datasets import (
     Written,
     kafka_dataset,
 )
+from lakehouse.config import Config
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.checkpoints import damage, has_checkpoint, remove_unstarted
+from lakehouse.io.delta import append, ensure_table, max_kafka_offsets
+from lakehouse.io.kafka_admin import TopicSpec, admin_client, ensure_topics, topic_partitions
+from lakehouse.io.kafka_offsets import OffsetRange, batch_ranges
+from lakehouse.io.kafka_security import jvm_properties
+from lakehouse.io.locks import table_locks
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.metrics import serving

@@ -46,6 +46,16 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse import faults
+from lakehouse.batch import (
+    BRONZE_VERSIONS,
+    Assertion,
+    BatchIO,
+    BatchRun,
+    QuerySpec,
+    Read,
+    Written,
+    storage_dataset,
+)
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import has_checkpoint
@@ -64,16 +74,6 @@ from lakehouse.io.delta import (
 )
 from lakehouse.io.locks import writing as table_writing
 from lakehouse.io.schema_registry import SchemaRegistry, registry_for
-from lakehouse.lineage.datasets import (
-    BRONZE_VERSIONS,
-    Assertion,
-    BatchIO,
-    BatchRun,
-    QuerySpec,
-    Read,
-    Written,
-    storage_dataset,
-)
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.latency import EventTimes, event_time_aggregates, event_times

@@ -13,12 +13,12 @@ from typing import Protocol
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from lakehouse.batch import BatchIO, BatchRun
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import delta_batch_versions
 from lakehouse.io.delta import appended_rows, rewriting
 from lakehouse.jvm import JarSet, jars
-from lakehouse.lineage.datasets import BatchIO, BatchRun
 from lakehouse.lineage.listener import session_conf
 from lakehouse.lineage.tracking import QueryLineage, new_run_id
 from lakehouse.observe.events import EventLog

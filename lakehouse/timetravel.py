@@ -23,6 +23,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from lakehouse import graph
+from lakehouse.batch import BRONZE_VERSIONS, KAFKA_OFFSETS, QUERY_RUN_ID, RUN_ID, SILVER_VERSIONS
 from lakehouse.catalog import require_tables, table_uri
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
@@ -35,13 +36,6 @@ from lakehouse.io.delta import (
     session_conf,
 )
 from lakehouse.io.delta import history as commit_history
-from lakehouse.lineage.datasets import (
-    BRONZE_VERSIONS,
-    KAFKA_OFFSETS,
-    QUERY_RUN_ID,
-    RUN_ID,
-    SILVER_VERSIONS,
-)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

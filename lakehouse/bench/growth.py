@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from lakehouse import steps
 from lakehouse.aggregates import UPDATED_AT, recompute
+from lakehouse.batch import BatchRun
 from lakehouse.gold import GoldPlan, gold_writer
 from lakehouse.io.delta import (
     CHANGE_FEED,
@@ -32,7 +33,6 @@ from lakehouse.io.delta import (
     latest_version,
     read_appended,
 )
-from lakehouse.lineage.datasets import BatchRun
 from lakehouse.printing import Printer
 from lakehouse.silver import SilverPlan, ensure_tables, route, write_batch
 

@@ -90,8 +90,8 @@ def cmd_lineage(config: Config, args: argparse.Namespace) -> int:
 
 
 def lineage_graph(config: Config, events: list[str] | None) -> Any:
+    from lakehouse.batch import storage_dataset
     from lakehouse.catalog import split_name, table_names
-    from lakehouse.lineage.datasets import storage_dataset
     from lakehouse.lineage.graph import build, read_events
     paths = events or [config.lineage_file, config.listener_file]
     found = read_events(*paths)

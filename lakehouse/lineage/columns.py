@@ -206,3 +206,18 @@ def _stronger(sources: Sources, hop: str) -> Sources:
 def _merge(into: Sources, more: Sources) -> None:
     for column, subtype in more.items():
         into[column] = max(into.get(column, subtype), subtype, key=_RANK.__getitem__)
+
+
+Derived = dict[str, list[tuple[str, str, str]]]
+
+
+def column_lineage_fields(lineage: ColumnLineage) -> tuple[Derived, list[tuple[str, str]]]:
+    """(output column -> [(input column, DIRECT|INDIRECT, subtype)], dataset-wide
+    [(input column, INDIRECT subtype)]) for one input dataset. Output columns that take
+    no input column directly (e.g. ``count(*)``) depend on the dataset-wide ones only.
+    Every input column belongs to the query's one input dataset."""
+    fields = {out: [(column, "DIRECT", subtype) for column, subtype in sorted(src.items())]
+              for out, src in lineage.fields.items() if src}
+    dataset = [(column, subtype) for column, subtypes in sorted(lineage.indirect.items())
+               for subtype in sorted(subtypes)]
+    return fields, dataset

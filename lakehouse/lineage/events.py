@@ -42,8 +42,8 @@ from openlineage.client.facet_v2 import (
 )
 from pyspark.sql.pandas.types import from_arrow_type
 
-from lakehouse.lineage.columns import ColumnLineage
-from lakehouse.lineage.datasets import Assertion, DatasetName, column_lineage_fields
+from lakehouse.batch import Assertion, DatasetName
+from lakehouse.lineage.columns import ColumnLineage, column_lineage_fields
 from lakehouse.lineage.listener import RunRef
 
 PRODUCER = "https://github.com/lakehouse-project/lakehouse"

@@ -20,12 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from lakehouse import graph
-from lakehouse.catalog import require_tables, split_name, table_uri
-from lakehouse.config import Config
-from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import open_table
-from lakehouse.io.kafka_offsets import OffsetRange
-from lakehouse.lineage.datasets import (
+from lakehouse.batch import (
     BRONZE_VERSIONS,
     KAFKA_OFFSETS,
     QUERY_RUN_ID,
@@ -33,6 +28,11 @@ from lakehouse.lineage.datasets import (
     SILVER_VERSIONS,
     kafka_dataset,
 )
+from lakehouse.catalog import require_tables, split_name, table_uri
+from lakehouse.config import Config
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.delta import open_table
+from lakehouse.io.kafka_offsets import OffsetRange
 from lakehouse.timetravel import AsOf, resolve, versions
 from lakehouse.timetravel import Version as Commit
 

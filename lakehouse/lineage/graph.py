@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lakehouse.lineage.datasets import DatasetName
+from lakehouse.batch import DatasetName
 from lakehouse.lineage.events import BATCH_SUFFIX, PRODUCER
 
 

@@ -26,11 +26,11 @@ from openlineage.client.event_v2 import RunState
 from openlineage.client.uuid import generate_new_uuid
 from pyspark.sql import SparkSession
 
+from lakehouse.batch import BatchIO, BatchRun, QuerySpec, Written, storage_dataset
 from lakehouse.config import Config
 from lakehouse.io.delta import commit_size, open_table
 from lakehouse.lineage import events
 from lakehouse.lineage.columns import ColumnLineage, plan_nodes, trace
-from lakehouse.lineage.datasets import BatchIO, BatchRun, QuerySpec, Written, storage_dataset
 from lakehouse.lineage.emitter import Emitter, transports
 from lakehouse.lineage.listener import ApplicationRun, RunRef, application_run
 

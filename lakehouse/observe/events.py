@@ -29,8 +29,8 @@ from typing import Any
 import pyarrow as pa
 
 from lakehouse import steps
+from lakehouse.batch import BatchIO
 from lakehouse.config import Config
-from lakehouse.lineage.datasets import BatchIO
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
+from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
 from lakehouse.config import Config, parse_config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import ensure_table, history
-from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID
 from lakehouse.query import run_query
 from lakehouse.timetravel import (
     RETENTION_CHECK_CONF,

@@ -24,16 +24,10 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from lakehouse.aggregates import recompute
+from lakehouse.batch import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS, kafka_dataset, storage_dataset
 from lakehouse.config import load_config
 from lakehouse.gold import compare, load_gold_plan
 from lakehouse.io.delta import history as delta_history
-from lakehouse.lineage.datasets import (
-    BRONZE_VERSIONS,
-    RUN_ID,
-    SILVER_VERSIONS,
-    kafka_dataset,
-    storage_dataset,
-)
 from lakehouse.lineage.events import PRODUCER
 from lakehouse.lineage.explain import explain
 from lakehouse.lineage.graph import build, read_events

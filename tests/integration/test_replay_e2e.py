@@ -16,8 +16,8 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
+from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
 from lakehouse.io.delta import history
-from lakehouse.lineage.datasets import BRONZE_VERSIONS, RUN_ID
 from tests.conftest import ROOT, assert_gold_verified, run_pipelines
 from tests.integration.test_silver_e2e import order, orders_accounting, record, run, setup
 

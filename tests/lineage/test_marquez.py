@@ -15,11 +15,11 @@ from urllib.parse import quote
 
 import yaml
 
+from lakehouse.batch import kafka_dataset, storage_dataset
 from lakehouse.config import load_config
 from lakehouse.generator import Record
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
-from lakehouse.lineage.datasets import kafka_dataset, storage_dataset
 from lakehouse.lineage.marquez import Marquez
 from tests.conftest import lakehouse, write_config
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from lakehouse.batch import BatchIO, DatasetName, Read, Written
 from lakehouse.config import parse_config
-from lakehouse.lineage.datasets import BatchIO, DatasetName, Read, Written
 from lakehouse.observe.events import (
     SCHEMA,
     EventLog,

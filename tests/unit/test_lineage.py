@@ -12,10 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.config import parse_config
-from lakehouse.lineage import events
-from lakehouse.lineage.columns import ColumnLineage
-from lakehouse.lineage.datasets import (
+from lakehouse.batch import (
     KAFKA_OFFSETS,
     SILVER_VERSIONS,
     Assertion,
@@ -23,6 +20,9 @@ from lakehouse.lineage.datasets import (
     kafka_dataset,
     storage_dataset,
 )
+from lakehouse.config import parse_config
+from lakehouse.lineage import events
+from lakehouse.lineage.columns import ColumnLineage
 from lakehouse.lineage.emitter import Emitter, transports
 from lakehouse.lineage.explain import Commit, covered_upto, offset_ranges, version_range
 from lakehouse.lineage.graph import build, dot, html_page, read_events, text_tree

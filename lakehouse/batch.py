@@ -1,4 +1,6 @@
-"""What a run reads and writes, named the OpenLineage way (pure).
+"""The batch protocol: what one micro-batch (or one command's run) reads and writes, the
+ids it commits under, and the commit-metadata keys that say what each commit was built
+from (pure). The writers return it, and lineage and the event log both read it.
 
 Dataset naming follows the OpenLineage naming spec: a Kafka topic is
 (``kafka://<first bootstrap host:port>``, ``<topic>``); a Delta table is named by its
@@ -14,7 +16,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lakehouse.io.delta import BatchCommit
-from lakehouse.lineage.columns import ColumnLineage
 from lakehouse.observe.latency import EventTimes
 
 # Commit metadata keys: who wrote a commit and exactly what it was built from.
@@ -136,18 +137,3 @@ class QuerySpec:
     derivations: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
     """Output URI -> a function returning the DataFrame whose logical plan computes that
     output from the input (called once, off the query's start-up path)."""
-
-
-Derived = dict[str, list[tuple[str, str, str]]]
-
-
-def column_lineage_fields(lineage: ColumnLineage) -> tuple[Derived, list[tuple[str, str]]]:
-    """(output column -> [(input column, DIRECT|INDIRECT, subtype)], dataset-wide
-    [(input column, INDIRECT subtype)]) for one input dataset. Output columns that take
-    no input column directly (e.g. ``count(*)``) depend on the dataset-wide ones only.
-    Every input column belongs to the query's one input dataset."""
-    fields = {out: [(column, "DIRECT", subtype) for column, subtype in sorted(src.items())]
-              for out, src in lineage.fields.items() if src}
-    dataset = [(column, subtype) for column, subtypes in sorted(lineage.indirect.items())
-               for subtype in sorted(subtypes)]
-    return fields, dataset
