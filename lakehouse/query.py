@@ -22,11 +22,11 @@ from typing import IO, Any
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from lakehouse.audit.timetravel import AsOf, open_as_of
 from lakehouse.catalog import SCHEMAS, referenced_tables, require_tables
 from lakehouse.catalog import replace_tables as replace_tables  # re-exported
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.timetravel import AsOf, open_as_of
 
 FORMATS = ("table", "csv", "json", "parquet")
 

@@ -190,7 +190,7 @@ def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Apache Kafka broker process (KRaft, single node) on a free port."""
-    from lakehouse.broker import EmbeddedBroker
+    from lakehouse.servers.broker import EmbeddedBroker
     b = EmbeddedBroker(f"127.0.0.1:{free_port()}", str(tmp_path_factory.mktemp("broker")))
     b.up()
     yield b.bootstrap
@@ -200,7 +200,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Apicurio Registry process on a free port; its Confluent-compatible API's URL."""
-    from lakehouse.apicurio import EmbeddedRegistry
+    from lakehouse.servers.apicurio import EmbeddedRegistry
     registry = EmbeddedRegistry("127.0.0.1", free_port(), str(tmp_path_factory.mktemp("reg")))
     registry.up()
     yield registry.url

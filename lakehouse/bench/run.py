@@ -44,7 +44,6 @@ from lakehouse.bench.peers import bare_bronze, bare_chained, bare_parse
 from lakehouse.bench.probe import Probe, Roles, python_workers
 from lakehouse.bench.profile import breakdown, without_listener
 from lakehouse.bench.report import percentiles
-from lakehouse.broker import EmbeddedBroker
 from lakehouse.config import SHAPES, Config, parse_config
 from lakehouse.generator import generate, load_shape
 from lakehouse.io.delta import open_table
@@ -55,6 +54,7 @@ from lakehouse.observe.events import WRITES as EVENT_LOG_WRITES
 from lakehouse.observe.figures import read_events
 from lakehouse.printing import Printer
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
+from lakehouse.servers.broker import EmbeddedBroker
 from lakehouse.steps import background_totals
 
 SOURCE = "orders"

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse import quarantine as q
+    from lakehouse.audit import quarantine as q
     from lakehouse.silver import load_plan
     tables = [q.find_table(config, args.table)] if args.table else silver_tables(config)
     if args.action == "list":
@@ -68,16 +68,16 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_history(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.audit.timetravel import history
     from lakehouse.query import write_result
-    from lakehouse.timetravel import history
     rows = history(config, args.table)
     write_result(rows.slice(0, args.limit) if args.limit else rows, args.format, None)
     return 0
 
 
 def cmd_diff(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.audit.timetravel import diff, parse_as_of
     from lakehouse.query import aligned, to_json
-    from lakehouse.timetravel import diff, parse_as_of
     result, old, new = diff(config, args.table, parse_as_of(args.old), parse_as_of(args.new))
     parts = (("added", result.added), ("removed", result.removed), ("changed", result.changed))
     if args.format == "json":
@@ -93,8 +93,8 @@ def cmd_diff(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_restore(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.audit.timetravel import open_as_of, parse_as_of, resolve, restore, versions
     from lakehouse.catalog import split_name
-    from lakehouse.timetravel import open_as_of, parse_as_of, resolve, restore, versions
     target = parse_as_of(args.to)
     current = open_as_of(config, args.table, None)
     version = resolve(versions(current), target, args.table)
@@ -114,10 +114,10 @@ def cmd_restore(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_replay(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.audit.replay import replay_bronze
+    from lakehouse.audit.timetravel import parse_as_of
     from lakehouse.io.locks import table_locks
     from lakehouse.registry import BronzeTable
-    from lakehouse.replay import replay_bronze
-    from lakehouse.timetravel import parse_as_of
     pipeline = graph.build(config)
     query = pipeline.query(args.table)
     definition = query.definition
@@ -150,10 +150,10 @@ def cmd_replay(config: Config, args: argparse.Namespace) -> int:
 
 def _replay_in_spark(config: Config, args: argparse.Namespace, pipeline: graph.Graph,
                      query: graph.Query) -> None:
+    from lakehouse.audit.replay import first_version_at, replay_gold, replay_silver
+    from lakehouse.audit.timetravel import parse_as_of
     from lakehouse.registry import GoldTable, SilverTable
-    from lakehouse.replay import first_version_at, replay_gold, replay_silver
     from lakehouse.spark import build_session, stop_session
-    from lakehouse.timetravel import parse_as_of
     definition = query.definition
     spark = build_session(config)
     try:
@@ -220,8 +220,8 @@ RESUMES_FROM = {graph.Layer.BRONZE: "the Kafka offsets the table holds",
 
 
 def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.audit.timetravel import vacuum
     from lakehouse.catalog import require_tables, table_names
-    from lakehouse.timetravel import vacuum
     tables = args.table or table_names(config)
     require_tables(config, tables)
     for table in tables:
@@ -237,7 +237,7 @@ def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_forget(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.forget import forget, subject_tables, touched
+    from lakehouse.audit.forget import forget, subject_tables, touched
     tables = touched(subject_tables(config))
     if not tables:
         say("no contract marks a field pii: true; nothing holds personal data")

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 
 def cmd_query(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.audit.timetravel import parse_as_of
     from lakehouse.query import run_query, write_result
-    from lakehouse.timetravel import parse_as_of
     started = time.monotonic()
     result = run_query(config, args.sql, parse_as_of(args.as_of) if args.as_of else None)
     written = write_result(result, args.format, args.output)
@@ -109,8 +109,8 @@ def lineage_graph(config: Config, events: list[str] | None) -> Any:
 
 
 def cmd_explain(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.audit.timetravel import parse_as_of
     from lakehouse.lineage.explain import explain
-    from lakehouse.timetravel import parse_as_of
     result = explain(config, args.table, parse_as_of(args.as_of) if args.as_of else args.version)
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=2))

@@ -12,15 +12,15 @@ from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 
 if TYPE_CHECKING:
-    from lakehouse.apicurio import EmbeddedRegistry
-    from lakehouse.broker import EmbeddedBroker
+    from lakehouse.servers.apicurio import EmbeddedRegistry
+    from lakehouse.servers.broker import EmbeddedBroker
 
 
 
 
 def _embedded_broker(config: Config, port: int | None = None) -> EmbeddedBroker:
     """The warehouse's embedded broker, on ``port`` instead of the configured one if given."""
-    from lakehouse.broker import EmbeddedBroker
+    from lakehouse.servers.broker import EmbeddedBroker
     bootstrap = config.kafka.bootstrap_servers
     if port is not None:
         bootstrap = f"{bootstrap.rpartition(':')[0]}:{port}"
@@ -69,7 +69,7 @@ def _embedded_registry(config: Config) -> EmbeddedRegistry:
     """The warehouse's embedded schema registry, at the configured URL's host and port."""
     from urllib.parse import urlsplit
 
-    from lakehouse.apicurio import EmbeddedRegistry
+    from lakehouse.servers.apicurio import EmbeddedRegistry
     url = urlsplit(config.schema_registry.url)
     return EmbeddedRegistry(url.hostname or "127.0.0.1", url.port or 80,
                             config.registry_data_dir,
@@ -99,7 +99,7 @@ def cmd_registry(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_marquez(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.io.storage import join
-    from lakehouse.lineage.marquez import Marquez
+    from lakehouse.servers.marquez import Marquez
     server = Marquez(args.home, join(config.warehouse.root, "_marquez"), port=args.port,
                      admin_port=args.port + 1)
     if args.action == "up":
@@ -116,7 +116,7 @@ def cmd_marquez(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_cluster(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.cluster import (
+    from lakehouse.servers.cluster import (
         LAYERS,
         SHORT_JVM_OPTIONS,
         WORKER_CORES,

@@ -20,6 +20,8 @@ from datetime import datetime
 from typing import Any
 
 from lakehouse import graph
+from lakehouse.audit.timetravel import AsOf, resolve, versions
+from lakehouse.audit.timetravel import Version as Commit
 from lakehouse.batch import (
     BRONZE_VERSIONS,
     KAFKA_OFFSETS,
@@ -33,8 +35,6 @@ from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import open_table
 from lakehouse.io.kafka_offsets import OffsetRange
-from lakehouse.timetravel import AsOf, resolve, versions
-from lakehouse.timetravel import Version as Commit
 
 INPUT_KEY = {"bronze": KAFKA_OFFSETS, "silver": BRONZE_VERSIONS, "gold": SILVER_VERSIONS}
 

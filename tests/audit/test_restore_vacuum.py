@@ -11,12 +11,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
-from lakehouse.config import Config, parse_config
-from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import ensure_table, history
-from lakehouse.query import run_query
-from lakehouse.timetravel import (
+from lakehouse.audit.timetravel import (
     RETENTION_CHECK_CONF,
     USER_METADATA_CONF,
     open_as_of,
@@ -25,6 +20,11 @@ from lakehouse.timetravel import (
     vacuum,
     versions,
 )
+from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
+from lakehouse.config import Config, parse_config
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.delta import ensure_table, history
+from lakehouse.query import run_query
 
 
 def config(root: Path) -> Config:

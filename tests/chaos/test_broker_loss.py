@@ -12,9 +12,9 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from lakehouse.broker import EmbeddedBroker
 from lakehouse.generator import generate
 from lakehouse.io.kafka_producer import produce
+from lakehouse.servers.broker import EmbeddedBroker
 from tests.chaos.checker import check
 from tests.conftest import free_port, run_pipelines, start_run, write_config
 from tests.shapes import shape

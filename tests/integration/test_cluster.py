@@ -25,11 +25,11 @@ import yaml
 from deltalake import DeltaTable
 
 from lakehouse.catalog import table_names
-from lakehouse.cluster import LocalCluster, master_state
 from lakehouse.config import load_config
 from lakehouse.generator import generate
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
+from lakehouse.servers.cluster import LocalCluster, master_state
 from tests.conftest import lakehouse
 from tests.shapes import shape
 

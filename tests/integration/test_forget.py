@@ -123,7 +123,7 @@ def test_an_avro_record_naming_the_subject_is_found_readable_or_not(  # type: ig
     import fastavro
     from pyspark.sql import functions as F
 
-    from lakehouse.forget import in_raw
+    from lakehouse.audit.forget import in_raw
     from lakehouse.generator import order_event
     from lakehouse.io.schema_registry import SchemaRegistry
     from lakehouse.quality.avro import avro_schema, avro_string, to_datum

@@ -12,13 +12,13 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from lakehouse.audit.timetravel import diff, open_as_of, versions
 from lakehouse.catalog import table_names, table_uri
 from lakehouse.config import load_config
 from lakehouse.gold import compare
 from lakehouse.io.delta import history as commit_history
 from lakehouse.io.delta import open_table
 from lakehouse.query import run_query
-from lakehouse.timetravel import diff, open_as_of, versions
 from tests.integration.gold_world import NOW, World
 
 pytestmark = pytest.mark.integration

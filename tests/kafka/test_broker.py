@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from lakehouse.broker import EmbeddedBroker
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.servers.broker import EmbeddedBroker
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.lineage.marquez import HOME_ENV, Marquez
+from lakehouse.servers.marquez import HOME_ENV, Marquez
 from tests.conftest import free_port
 
 

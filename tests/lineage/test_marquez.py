@@ -20,7 +20,7 @@ from lakehouse.config import load_config
 from lakehouse.generator import Record
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
-from lakehouse.lineage.marquez import Marquez
+from lakehouse.servers.marquez import Marquez
 from tests.conftest import lakehouse, write_config
 
 

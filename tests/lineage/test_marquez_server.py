@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from lakehouse.lineage.marquez import Marquez
+from lakehouse.servers.marquez import Marquez
 
 NS = "t"
 PRODUCER = "https://github.com/example/lakehouse/tests"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from lakehouse.audit.quarantine import Selection, as_bronze, matches, select
 from lakehouse.io.delta import VERSION_COLUMN
-from lakehouse.quarantine import Selection, as_bronze, matches, select
 from lakehouse.silver import QUARANTINE_SCHEMA
 
 STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

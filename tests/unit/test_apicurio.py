@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.apicurio import ENV_JAVA, EmbeddedRegistry, java_version, registry_java
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.servers.apicurio import ENV_JAVA, EmbeddedRegistry, java_version, registry_java
 
 
 def jdk(root: Path, name: str, version: str) -> Path:

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakehouse.cluster import (
+from lakehouse.config import default_expectations_dir
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.servers.cluster import (
     PY_PACKAGES,
     ClusterStatus,
     LocalCluster,
@@ -18,8 +20,6 @@ from lakehouse.cluster import (
     master_state,
     submit_argv,
 )
-from lakehouse.config import default_expectations_dir
-from lakehouse.errors import ErrorCode, LakehouseError
 from tests.conftest import ROOT, free_port
 
 JARS = [Path("/jars/delta-spark_2.13-4.4.0.jar"), Path("/jars/spark-sql-kafka-0-10_2.13-4.2.0.jar")]

@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from lakehouse.audit.quarantine import Selection, rule_summary, select
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.quality.contract import load_contract
 from lakehouse.quality.rules import load_suite, results
-from lakehouse.quarantine import Selection, rule_summary, select
 from lakehouse.registry import SilverTable
 from lakehouse.silver import SilverPlan, check_critical
 from tests.conftest import ROOT

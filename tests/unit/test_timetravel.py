@@ -10,9 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import commit_metadata
-from lakehouse.timetravel import (
+from lakehouse.audit.timetravel import (
     CLOCK_MARGIN_SECONDS,
     Version,
     diff_tables,
@@ -24,6 +22,8 @@ from lakehouse.timetravel import (
     resolve,
     row_counts,
 )
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.delta import commit_metadata
 
 T0 = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
 

@@ -62,7 +62,7 @@ NOT_INSTALLED_HINT = (
     "lib/ may stay empty); copy the result here and set MARQUEZ_HOME to its folder")
 
 CONFIG = """\
-# Written by lakehouse.lineage.marquez on every start; edits are overwritten.
+# Written by lakehouse.servers.marquez on every start; edits are overwritten.
 server:
   applicationConnectors:
     - type: http

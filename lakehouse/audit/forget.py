@@ -193,9 +193,9 @@ def _earlier_forgets(plan: SilverPlan, app: str) -> int:
 def forget(config: Config, subject: str, *, printer: Printer = print,
            by: str | None = None) -> Forgotten:
     """Erase ``subject`` from every table holding personal data (see the module doc)."""
-    from lakehouse.replay import replay_gold
+    from lakehouse.audit.replay import replay_gold
+    from lakehouse.audit.timetravel import vacuum
     from lakehouse.spark import build_session
-    from lakehouse.timetravel import vacuum
     started = time.monotonic()
     by = by or getpass.getuser()
     config = replace(config, lineage=replace(config.lineage, enabled=False))
