@@ -177,8 +177,6 @@ BETWEEN = "expect_column_values_to_be_between"
 LENGTHS = "expect_column_value_lengths_to_be_between"
 MATCH = "expect_column_values_to_match_regex"
 NOT_MATCH = "expect_column_values_to_not_match_regex"
-_NUMERIC = re.compile(r"^(integer|number|decimal\(\d+,\s*\d+\))$")
-_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 _DRAWS = 12
 """Values drawn for a field before the last one is kept (a rule it cannot satisfy)."""
 TYPICAL = (1, 1000)
@@ -335,7 +333,7 @@ def _draw(fld: Field, rules: tuple[Rule, ...], rng: random.Random, now: datetime
         return _iso(now - timedelta(seconds=rng.uniform(0, 86_400)))
     if fld.type == "boolean":
         return rng.random() < 0.5
-    if _NUMERIC.match(fld.type):
+    if fld.numeric:
         return _number(fld, [r.kwargs for r in rules if r.type == BETWEEN], rng, attempt)
     regexes = [r.kwargs["regex"] for r in rules if r.type == MATCH]
     if regexes:
@@ -364,9 +362,9 @@ def _number(fld: Field, bounds: list[Mapping[str, Any]], rng: random.Random,
             attempt: int) -> int | float:
     """A number of the field's type inside every ``between`` (in ``TYPICAL`` when that
     overlaps): an integer, a decimal's scale that fits its precision, else 2 places."""
-    decimal = _DECIMAL.match(fld.type)
-    scale = int(decimal.group(2)) if decimal else 0 if fld.type == "integer" else 2
-    limit = 10.0 ** (int(decimal.group(1)) - scale) - 10.0 ** -scale if decimal else math.inf
+    decimal = fld.decimal
+    scale = decimal[1] if decimal else 0 if fld.type == "integer" else 2
+    limit = 10.0 ** (decimal[0] - scale) - 10.0 ** -scale if decimal else math.inf
     low, high = -limit, limit
     for kw in bounds:
         if kw.get("min_value") is not None:
@@ -396,7 +394,7 @@ def _number(fld: Field, bounds: list[Mapping[str, Any]], rng: random.Random,
 def _rule_breaks(rule: Rule, fld: Field) -> list[Any]:
     """Values of ``fld``'s JSON type that break ``rule``."""
     kw = rule.kwargs
-    numeric = bool(_NUMERIC.match(fld.type))
+    numeric = fld.numeric
     if rule.type == NOT_NULL:
         return [None] if not fld.required and fld.default is None else []
     if rule.type == BETWEEN and numeric:
@@ -456,9 +454,9 @@ def _has_type(fld: Field, value: Any) -> bool:
 
 def _fits(fld: Field, value: int | float) -> bool:
     """A number the contract reads as the field's type (a decimal's precision)."""
-    decimal = _DECIMAL.match(fld.type)
-    if decimal:
-        return abs(value) < 10 ** (int(decimal.group(1)) - int(decimal.group(2)))
+    if fld.decimal:
+        precision, scale = fld.decimal
+        return abs(value) < 10 ** (precision - scale)
     return abs(value) < 2**63
 
 

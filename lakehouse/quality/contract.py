@@ -65,11 +65,21 @@ class Field:
     """Personal data: silver holds a keyed pseudonym of it (``lakehouse.privacy``)."""
 
     @property
+    def decimal(self) -> tuple[int, int] | None:
+        """``(precision, scale)`` of a ``decimal(p,s)`` field, else None."""
+        match = _DECIMAL.match(self.type)
+        return (int(match.group(1)), int(match.group(2))) if match else None
+
+    @property
+    def numeric(self) -> bool:
+        """A JSON number: integer, number or decimal."""
+        return self.type in ("integer", "number") or self.decimal is not None
+
+    @property
     def spark_type(self) -> T.DataType:
         """The silver column type."""
-        match = _DECIMAL.match(self.type)
-        if match:
-            return T.DecimalType(int(match.group(1)), int(match.group(2)))
+        if self.decimal:
+            return T.DecimalType(*self.decimal)
         return {"string": T.StringType(), "integer": T.LongType(), "number": T.DoubleType(),
                 "boolean": T.BooleanType(), "timestamp": T.TimestampType()}[self.type]
 
