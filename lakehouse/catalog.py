@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, load_config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import open_table
+from lakehouse.io.delta import open_table, read_table
 from lakehouse.io.storage import is_dir, join, sub_dirs
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def register_views(spark: SparkSession, config: Config | None = None,
     config = config or load_config()
     views = []
     for name in names or table_names(config):
-        spark.read.format("delta").load(table_uri(config, name)) \
+        read_table(spark, table_uri(config, name)) \
             .createOrReplaceTempView(view_name(name))
         views.append(view_name(name))
     return views

@@ -66,6 +66,7 @@ from lakehouse.io.delta import (
     merge,
     open_table,
     read_changes,
+    read_table,
 )
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
@@ -267,7 +268,7 @@ class GoldWriter:
         plan, sch, agg = self.plan, self.schemas, self.plan.agg
         spark = part.sparkSession
         batch_id = commit.batch_id
-        stored = (spark.read.format("delta").load(plan.state_uri or plan.uri)
+        stored = (read_table(spark, plan.state_uri or plan.uri)
                   .select(*sch.state.fieldNames()))
         merged = merge_states(agg, sch.types, part.persist(), stored)
         if agg.rollup is None:
@@ -447,7 +448,6 @@ def verify(spark: SparkSession, config: Config, table: GoldTable) -> GoldCheck:
     if version is None:
         expected = current.schema.empty_table().drop_columns([UPDATED_AT])
     else:
-        silver = (spark.read.format("delta").option("versionAsOf", str(version))
-                  .load(plan.silver_uri))
+        silver = read_table(spark, plan.silver_uri, version)
         expected = recompute(plan.agg, silver).toArrow()
     return compare(current, expected, plan.agg.output_keys, table.qualified_name, version)

@@ -43,7 +43,7 @@ from lakehouse.batch import (
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import damage, has_checkpoint, remove_unstarted
-from lakehouse.io.delta import append, ensure_table, max_kafka_offsets
+from lakehouse.io.delta import append, ensure_table, max_kafka_offsets, read_table
 from lakehouse.io.kafka_admin import TopicSpec, admin_client, ensure_topics, topic_partitions
 from lakehouse.io.kafka_offsets import OffsetRange, batch_ranges
 from lakehouse.io.kafka_security import jvm_properties
@@ -132,7 +132,7 @@ class BronzeWriter:
         batch_id = run.batch_id
         ranges = commit_ranges(batch_ranges(self.checkpoint, batch_id))
         offsets = sum(r["to"] - r["from"] for r in ranges)
-        batch = not_held(df, df.sparkSession.read.format("delta").load(self.uri)) \
+        batch = not_held(df, read_table(df.sparkSession, self.uri)) \
             if self.skip_held else df
         commit = run.commit(**{"lakehouse.query": self.query_name, KAFKA_OFFSETS: ranges})
         faults.crash_point(self.query_name, "before_delta_commit", batch_id)

@@ -13,25 +13,27 @@ its bronze version). Each micro-batch, every step a Spark job on the executors:
    computed from the same pass's counts with GX's formulas (``rules.results``), goes to
    ``silver._quality``. A critical expectation over its threshold stops the query before
    anything is written.
-4. Writes, each idempotent per batch (its app and batch id in the commit): quarantine
-   (append), silver (an append of the new rows), quality, then the batch's line in the
-   ``silver._batches`` ledger. From the dedup read of silver (2.) to the silver commit
-   the batch holds the table's write lock (``lakehouse.io.locks.writing``), as a
-   quarantine replay of the table does: the rows found new are still new when they land.
+4. ``commit_change`` writes it, each part idempotent per batch (its app and batch id in
+   the commit): silver (an append of the new rows), the quarantine (append), quality,
+   then the batch's line in the ``silver._batches`` ledger. From the dedup read of silver
+   (2.) to the silver commit the batch holds the table's write lock
+   (``lakehouse.io.locks.writing``), as a quarantine replay of the table does: the rows
+   found new are still new when they land.
 
 Only counts reach the driver. Writes are also idempotent by Kafka coordinates: a record
 silver or quarantine already holds is never written again, so a replay after a crash, a
 new checkpoint, or a quarantine replay keep the accounting identity
 ``bronze rows = silver rows + quarantined + duplicates`` per batch and in total.
-``route`` and ``write_batch`` are the one silver batch path: the stream, ``lakehouse
-replay`` and ``quarantine replay`` all go through them.
+``route`` and ``commit_change`` are the one silver batch path: the stream, ``lakehouse
+replay``, ``quarantine replay`` and ``forget`` all go through ``commit_change`` (the
+first three through ``route`` too), each a ``Change`` of its ledger kind.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -68,9 +70,11 @@ from lakehouse.io.delta import (
     append_rows,
     arrow_schema,
     ensure_table,
+    last_batch,
     open_table,
     read_changes,
     read_files,
+    read_table,
 )
 from lakehouse.io.locks import writing as table_writing
 from lakehouse.io.schema_registry import SchemaRegistry, registry_for
@@ -467,7 +471,7 @@ def writing(plan: SilverPlan) -> AbstractContextManager[None]:
 
 
 def quality_rows(plan: SilverPlan, app_id: str, batch_id: int,
-                 verdicts: list[RuleResult]) -> pa.Table:
+                 verdicts: Sequence[RuleResult]) -> pa.Table:
     """Each expectation's result on one batch, as rows of ``silver._quality``."""
     now = datetime.now(UTC)
     return pa.Table.from_pylist([
@@ -493,35 +497,104 @@ def ledger_row(plan: SilverPlan, kind: LedgerKind, app_id: str, batch_id: int,
         "seconds": report.seconds}], schema=arrow_schema(LEDGER_SCHEMA))
 
 
-def write_batch(plan: SilverPlan, routed: Routed, commit: BatchCommit, query_name: str,
-                started: float, columns: T.StructType) -> tuple[BatchReport, list[Written]]:
-    """Commit a routed batch: quarantine, silver (its ``columns``), quality, then its
-    ledger line."""
-    batch_id = commit.batch_id
-    first, last = routed.versions
-    commit = commit.with_metadata(**{"lakehouse.query": query_name,
-                                     BRONZE_VERSIONS: f'{{"from": {first}, "to": {last}}}'})
-    quarantined = append(quarantine_rows(not_yet_quarantined(plan, routed.quarantine,
-                                                             routed.versions), plan.key,
-                                         batch_id),
-                         plan.quarantine_uri, commit) if routed.quarantined else WriteResult(None, 0)
-    faults.crash_point(query_name, "after_quarantine_commit", batch_id)
-    written = append_new(plan, routed, commit, columns) if routed.new_rows \
-        else WriteResult(None, 0)
-    faults.crash_point(query_name, "after_delta_commit", batch_id)
-    writes = [Written(plan.uri, written.version, written.rows),
-              Written(plan.quarantine_uri, quarantined.version, quarantined.rows)]
-    if routed.results:
-        quality = append_rows(quality_rows(plan, commit.app_id, batch_id, routed.results),
-                              plan.quality_uri, commit, plan.storage_options)
-        writes.append(Written(plan.quality_uri, quality.version, quality.rows))
-    report = BatchReport(routed.rows, routed.silver_rows, routed.quarantined,
-                         routed.duplicates_in_batch, routed.duplicates_in_silver,
-                         written.version, time.monotonic() - started)
-    line = append_rows(ledger_row(plan, LedgerKind.STREAM, commit.app_id, batch_id, routed.versions,
-                                  report), plan.ledger_uri, commit, plan.storage_options)
-    writes.append(Written(plan.ledger_uri, line.version, line.rows))
-    return report, writes
+# -- the one write side: every change to silver, its quarantine, quality and ledger ------
+
+TableWrite = Callable[[BatchCommit], WriteResult]
+"""One table's part of a change: an append, a replace or a MERGE, idempotent per commit."""
+
+
+LedgerLine = Callable[[WriteResult, WriteResult], "BatchReport"]
+"""A change's ledger line, from what its silver and quarantine writes did."""
+
+
+def unchanged(commit: BatchCommit) -> WriteResult:
+    """A table's part of a change that writes nothing there."""
+    return WriteResult(None, 0)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to a silver table's side, whoever makes it: the stream, a replay, a
+    quarantine replay or an erasure. ``commit`` names the writer and its batch."""
+
+    kind: LedgerKind
+    commit: BatchCommit
+    versions: tuple[int, int]
+    """The bronze versions the change accounts for."""
+    line: LedgerLine
+    silver: TableWrite = unchanged
+    quarantine: TableWrite = unchanged
+    results: Sequence[RuleResult] = ()
+    """Each expectation's result, for ``silver._quality``."""
+    ledger_first: bool = False
+    """Write the ledger line before the tables: a rebuild's counts are taken before they
+    change, and a rebuild that died half way is resumed from its line."""
+
+
+def commit_change(plan: SilverPlan, change: Change) -> tuple[BatchReport, list[Written]]:
+    """The one way silver's side changes: (the ledger line first, for a rebuild), silver,
+    the quarantine, the expectation results, then the ledger line. Every commit carries
+    the writer's app and batch id and the bronze versions, so each part is written once
+    however often the change is retried."""
+    first, last = change.versions
+    commit = change.commit.with_metadata(**{BRONZE_VERSIONS: json.dumps(
+        {"from": first, "to": last})})
+    query, batch_id = str(commit.metadata.get("lakehouse.query", commit.app_id)), commit.batch_id
+    writes: list[Written] = []
+
+    def write(uri: str, result: WriteResult) -> WriteResult:
+        writes.append(Written(uri, result.version, result.rows))
+        return result
+
+    def ledger(line: BatchReport) -> None:
+        write(plan.ledger_uri, append_rows(
+            ledger_row(plan, change.kind, commit.app_id, batch_id, change.versions, line),
+            plan.ledger_uri, commit, plan.storage_options))
+
+    nothing = WriteResult(None, 0)
+    if change.ledger_first:
+        ledger(change.line(nothing, nothing))
+    silver = write(plan.uri, change.silver(commit))
+    faults.crash_point(query, "after_delta_commit", batch_id)
+    quarantine = write(plan.quarantine_uri, change.quarantine(commit))
+    faults.crash_point(query, "after_quarantine_commit", batch_id)
+    if change.results:
+        write(plan.quality_uri, append_rows(
+            quality_rows(plan, commit.app_id, batch_id, change.results), plan.quality_uri,
+            commit, plan.storage_options))
+    line = change.line(silver, quarantine)
+    if not change.ledger_first:
+        ledger(line)
+    return line, writes
+
+
+def next_batch(plan: SilverPlan, app: str) -> int:
+    """The batch id of writer ``app``'s next change: one past the last that any of the
+    table's side records (a change that died half way gets its own id again only if no
+    table holds it yet)."""
+    done = [last_batch(uri, app) for uri in
+            (plan.uri, plan.quarantine_uri, plan.quality_uri, plan.ledger_uri)]
+    return max((b for b in done if b is not None), default=-1) + 1
+
+
+def stream_change(plan: SilverPlan, routed: Routed, commit: BatchCommit, started: float,
+                  columns: T.StructType) -> Change:
+    """A stream batch as a change: new silver rows appended (``columns``: the table's),
+    rejected records the quarantine does not hold yet appended."""
+    def quarantine(c: BatchCommit) -> WriteResult:
+        if not routed.quarantined:
+            return WriteResult(None, 0)
+        rows = not_yet_quarantined(plan, routed.quarantine, routed.versions)
+        return append(quarantine_rows(rows, plan.key, c.batch_id), plan.quarantine_uri, c)
+
+    def line(silver: WriteResult, _: WriteResult) -> BatchReport:
+        return BatchReport(routed.rows, routed.silver_rows, routed.quarantined,
+                           routed.duplicates_in_batch, routed.duplicates_in_silver,
+                           silver.version, time.monotonic() - started)
+
+    return Change(LedgerKind.STREAM, commit, routed.versions, line,
+                  (lambda c: append_new(plan, routed, c, columns)) if routed.new_rows
+                  else unchanged, quarantine, routed.results)
 
 
 # -- the streaming query -------------------------------------------------------------------
@@ -545,8 +618,9 @@ class SilverWriter:
                 if routed.rows == 0:
                     return BatchIO([Read(bronze, 0)])
                 routing = time.monotonic() - started
-                report, writes = write_batch(self.plan, routed, run.commit(),
-                                             self.query_name, started, self.columns)
+                commit = run.commit().with_metadata(**{"lakehouse.query": self.query_name})
+                report, writes = commit_change(self.plan, stream_change(
+                    self.plan, routed, commit, started, self.columns))
             finally:
                 routed.release()
         version = f"version {report.silver_version}" if report.silver_version is not None \
@@ -615,7 +689,7 @@ def evolve(spark: SparkSession, plan: SilverPlan, rows: T.StructType,
     """Bring silver's columns in line with the contract (``contract_changes``): add the
     new fields' columns, or refuse a type change before anything is written. Returns the
     table's columns afterwards."""
-    table = spark.read.format("delta").load(plan.uri).schema
+    table = read_table(spark, plan.uri).schema
     added, conflicts = contract_changes(table, rows)
     if conflicts:
         raise LakehouseError(
@@ -650,7 +724,7 @@ def prepare_tables(spark: SparkSession, config: Config, table: SilverTable,
     if open_table(plan.uri, plan.storage_options) is None \
             or open_table(plan.bronze_uri, plan.storage_options) is None:
         return
-    bronze = (spark.read.format("delta").load(plan.bronze_uri)
+    bronze = (read_table(spark, plan.bronze_uri)
               .withColumn(VERSION_COLUMN, F.lit(0).cast("long")))
     evolve(spark, plan, silver_rows(classify(bronze, plan)).schema, printer)
 

@@ -25,24 +25,21 @@ has not routed (LH-FORGET-001): the counts would not add up.
 from __future__ import annotations
 
 import getpass
-import json
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse import graph
-from lakehouse.batch import BRONZE_VERSIONS
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import move_aside
 from lakehouse.io.delta import (
     BatchCommit,
-    append_rows,
+    WriteResult,
     committed,
     ensure_table,
     latest_version,
@@ -54,7 +51,16 @@ from lakehouse.printing import Printer
 from lakehouse.privacy import pseudonym
 from lakehouse.quality.avro import avro_string
 from lakehouse.registry import GoldTable, SilverTable
-from lakehouse.silver import BatchReport, LedgerKind, SilverPlan, accounting, ledger_row, load_plan
+from lakehouse.silver import (
+    BatchReport,
+    Change,
+    LedgerKind,
+    SilverPlan,
+    accounting,
+    commit_change,
+    load_plan,
+    next_batch,
+)
 
 AUDIT_SCHEMA = T.StructType([
     T.StructField("forgotten_at", T.TimestampType()), T.StructField("by", T.StringType()),
@@ -134,13 +140,11 @@ def in_silver(plan: SilverPlan, pseudonym_col: Column) -> Column:
     return _any([F.col(f"t.{f}") == pseudonym_col for f in plan.contract.pii_fields])
 
 
-def _erase(uri: str, on: Column, subject: DataFrame, commit: BatchCommit) -> int:
-    """Delete the rows of ``uri`` matching ``on`` (``t`` the table, ``s`` the subject); the
-    rows deleted, also when an earlier try of the same forget committed it."""
+def _erase(uri: str, on: Column, subject: DataFrame, commit: BatchCommit) -> WriteResult:
+    """Delete the rows of ``uri`` matching ``on`` (``t`` the table, ``s`` the subject); its
+    ``rows``: the rows deleted, also when an earlier try of the same forget committed it."""
     written = merge(subject, uri, on, lambda m: m.whenMatchedDelete(), commit)
-    if not written.written:
-        written = committed(uri, commit)
-    return int(written.metrics.get("numTargetRowsDeleted", 0)) if written.written else 0
+    return written if written.written else committed(uri, commit)
 
 
 def _forget_table(spark: SparkSession, config: Config, plan: SilverPlan, subject: str,
@@ -148,46 +152,44 @@ def _forget_table(spark: SparkSession, config: Config, plan: SilverPlan, subject
     pseudo = pseudonym(plan.pii_key, subject)
     name = plan.table.qualified_name
     app = f"forget:{pseudo[:16]}"
-    n = _earlier_forgets(plan, app)
     source = spark.createDataFrame([(subject, pseudo, avro_string(subject))],
                                    "subject string, pseudonym string, encoded binary")
-    meta = {"lakehouse.query": "lakehouse forget", "lakehouse.forget": pseudo}
+    commit = BatchCommit(app, next_batch(plan, app),
+                         {"lakehouse.query": "lakehouse forget", "lakehouse.forget": pseudo})
 
-    def commit(part: str, **more: object) -> BatchCommit:
-        return BatchCommit(f"{app}:{part}", n, {**meta, **more})
+    def part(c: BatchCommit, name: str) -> BatchCommit:
+        return BatchCommit(f"{c.app_id}:{name}", c.batch_id, c.metadata)
 
     raw = in_raw(plan, F.col("t.value"), F.col("s.subject"), F.col("s.encoded"))
-    bronze = _erase(plan.bronze_uri, raw, source, commit("bronze"))
+    bronze = _erase(plan.bronze_uri, raw, source, part(commit, "bronze")).rows
     erased_at = latest_version(plan.bronze_uri) or 0
-    open_rows = _erase(plan.quarantine_uri, raw & F.col("t.resolution").isNull(), source,
-                       commit("quarantine_open"))
-    dup_rows = _erase(plan.quarantine_uri, raw & (F.col("t.resolution") == "duplicate"),
-                      source, commit("quarantine_duplicate"))
-    resolved = _erase(plan.quarantine_uri, raw, source, commit("quarantine_resolved"))
-    # Silver's commit records that it has taken the bronze erasure into account, so the
-    # vacuum does not keep the erased files for silver's stream (which skips the commit).
-    silver = _erase(plan.uri, in_silver(plan, F.col("s.pseudonym")), source,
-                    commit("silver", **{BRONZE_VERSIONS: json.dumps(
-                        {"from": erased_at, "to": erased_at})}))
-    duplicates = bronze - silver - open_rows - dup_rows
-    report = BatchReport(-bronze, -silver, -open_rows, -duplicates, 0, None, 0.0)
-    append_rows(ledger_row(plan, LedgerKind.FORGET, app, n, (erased_at, erased_at), report),
-                plan.ledger_uri, BatchCommit(app, n, meta), plan.storage_options)
+    quarantined: dict[str, int] = {}
+
+    def quarantine(c: BatchCommit) -> WriteResult:
+        for kind, which in (("open", F.col("t.resolution").isNull()),
+                            ("duplicate", F.col("t.resolution") == "duplicate"),
+                            ("resolved", F.lit(True))):
+            quarantined[kind] = _erase(plan.quarantine_uri, raw & which, source,
+                                       part(c, f"quarantine_{kind}")).rows
+        return WriteResult(None, sum(quarantined.values()))
+
+    def line(silver: WriteResult, _: WriteResult) -> BatchReport:
+        duplicates = bronze - silver.rows - quarantined["open"] - quarantined["duplicate"]
+        return BatchReport(-bronze, -silver.rows, -quarantined["open"], -duplicates, 0, None,
+                           0.0)
+
+    # Silver's commit records (as every part's does) the bronze version of the erasure, so
+    # the vacuum does not keep the erased files for silver's stream (which skips it).
+    report, _ = commit_change(plan, Change(
+        LedgerKind.FORGET, commit, (erased_at, erased_at), line,
+        lambda c: _erase(plan.uri, in_silver(plan, F.col("s.pseudonym")), source,
+                         part(c, "silver")), quarantine))
     aside = move_aside(config.warehouse.checkpoint_uri(name), "forget")
     if aside:
         printer(f"[{name}] checkpoint moved to {aside}: the next run resumes after bronze "
                 f"version {erased_at}")
-    return {f"bronze.{plan.table.bronze}": bronze, name: silver,
-            f"silver.{plan.table.quarantine_name}": open_rows + dup_rows + resolved}
-
-
-def _earlier_forgets(plan: SilverPlan, app: str) -> int:
-    """How many erasures of this subject the table's ledger records."""
-    ledger = open_table(plan.ledger_uri, plan.storage_options)
-    if ledger is None:
-        return 0
-    return ledger.to_pyarrow_dataset().count_rows(filter=(pc.field("kind") == LedgerKind.FORGET)
-                                                  & (pc.field("app_id") == app))
+    return {f"bronze.{plan.table.bronze}": bronze, name: -report.silver_rows,
+            f"silver.{plan.table.quarantine_name}": sum(quarantined.values())}
 
 
 def forget(config: Config, subject: str, *, printer: Printer = print,

@@ -15,7 +15,6 @@ the rest stay open. Only counts reach the driver.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from functools import reduce
@@ -28,18 +27,17 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from lakehouse import graph
-from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
+from lakehouse.batch import RUN_ID
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import (
     VERSION_COLUMN,
     BatchCommit,
     WriteResult,
-    append_rows,
-    last_batch,
     latest_version,
     merge,
     open_table,
+    read_table,
 )
 from lakehouse.printing import Printer
 from lakehouse.registry import SilverTable
@@ -47,16 +45,16 @@ from lakehouse.silver import (
     COORDINATES,
     QUARANTINE_SCHEMA,
     BatchReport,
+    Change,
     LedgerKind,
     Routed,
     SilverPlan,
     append_new,
-    held_keys,
-    ledger_row,
+    commit_change,
     load_plan,
-    mark_held,
-    quality_rows,
+    next_batch,
     route,
+    unchanged,
     writing,
 )
 
@@ -184,14 +182,6 @@ def as_bronze(rows: DataFrame) -> DataFrame:
         F.col("_bronze_version").alias(VERSION_COLUMN))
 
 
-def _next_batch(plan: SilverPlan, app: str) -> int:
-    """The replay's batch id: one past the last any table's commits record from ``app``
-    (``lakehouse.batch_id`` in their metadata, as every project write records it)."""
-    done = [last_batch(uri, app) for uri in
-            (plan.uri, plan.quarantine_uri, plan.quality_uri, plan.ledger_uri)]
-    return max((b for b in done if b is not None), default=-1) + 1
-
-
 def replay(config: Config, table: SilverTable, selection: Selection, spark: SparkSession,
            printer: Printer = print) -> ReplayReport:
     """Re-process the selected open records with the current contract and suite."""
@@ -208,56 +198,55 @@ def replay(config: Config, table: SilverTable, selection: Selection, spark: Spar
         raise nothing
     # One snapshot of the quarantine: the selection stays the same however often Spark
     # evaluates it, whatever the stream appends meanwhile.
-    chosen = (spark.read.format("delta").option("versionAsOf", str(version))
-              .load(plan.quarantine_uri).filter(matches(selection)))
+    chosen = read_table(spark, plan.quarantine_uri, version).filter(matches(selection))
     selected = chosen.count()
     if selected == 0:
         raise nothing
     printer(f"re-checking {selected:,} quarantined records of {table.qualified_name} "
             f"against {plan.contract.source_file} and {plan.suite.source_file} ...")
     app = f"{table.qualified_name}:quarantine-replay"
-    batch_id = _next_batch(plan, app)
+    batch_id = next_batch(plan, app)
     # The stream's silver batches wait while the replay finds which records are new and
     # appends them (``lakehouse.silver.writing``).
     with writing(plan):
         routed = route(plan, as_bronze(chosen), batch_id)
-        outcome: DataFrame | None = None
+        outcome = resolutions(plan, routed).persist()
         try:
-            first, last = routed.versions
-            commit = BatchCommit(app, batch_id, {
-                "lakehouse.query": app, "lakehouse.replayed_records": routed.rows,
-                RUN_ID: str(generate_new_uuid()),
-                BRONZE_VERSIONS: json.dumps({"from": first, "to": last})})
-            columns = spark.read.format("delta").load(plan.uri).schema
-            written = append_new(plan, routed, commit, columns) if routed.new_rows \
-                else WriteResult(None, 0)
-            outcome = _resolutions(plan, routed).persist()
             counts = {r["resolution"]: int(r["n"]) for r in outcome.groupBy("resolution")
                       .agg(F.count(F.lit(1)).alias("n")).collect()}
             replayed, duplicates = counts.get("replayed", 0), counts.get("duplicate", 0)
-            if replayed + duplicates:
-                _mark_resolved(plan, outcome, commit)
-            if routed.results:
-                append_rows(quality_rows(plan, app, batch_id, routed.results), plan.quality_uri,
-                            commit, plan.storage_options)
-            report = ReplayReport(routed.rows, replayed, duplicates, routed.quarantined,
-                                  written.version, time.monotonic() - started)
-            _ledger_line(plan, routed, commit, report)
+            columns = read_table(spark, plan.uri).schema
+            commit = BatchCommit(app, batch_id, {
+                "lakehouse.query": app, "lakehouse.replayed_records": routed.rows,
+                RUN_ID: str(generate_new_uuid())})
+
+            def line(silver: WriteResult, _: WriteResult) -> BatchReport:
+                return BatchReport(0, replayed, -(replayed + duplicates), 0, duplicates,
+                                   silver.version, time.monotonic() - started)
+
+            report, _ = commit_change(plan, Change(
+                LedgerKind.REPLAY, commit, routed.versions, line,
+                (lambda c: append_new(plan, routed, c, columns)) if routed.new_rows
+                else unchanged,
+                (lambda c: _mark_resolved(plan, outcome, c)) if replayed + duplicates
+                else unchanged, routed.results))
         finally:
-            if outcome is not None:
-                outcome.unpersist()
+            outcome.unpersist()
             routed.release()
-    return report
+    return ReplayReport(routed.rows, replayed, duplicates, routed.quarantined,
+                        report.silver_version, report.seconds)
 
 
-def _resolutions(plan: SilverPlan, routed: Routed) -> DataFrame:
-    """Coordinates and resolution of the records that now pass: ``replayed`` if silver
-    holds this very record (same coordinates), else ``duplicate`` (silver holds the
-    event from another delivery). Read after the insert."""
-    passed = routed.records.filter(F.size("failed_rules") == 0).select(plan.key, *COORDINATES)
-    marked = mark_held(passed, held_keys(plan, passed.sparkSession, routed.dates), plan.key)
-    return marked.select(*COORDINATES, F.when(F.col("_same"), F.lit("replayed"))
-                         .otherwise(F.lit("duplicate")).alias("resolution"))
+def resolutions(plan: SilverPlan, routed: Routed) -> DataFrame:
+    """Coordinates and resolution of the records that now pass: ``replayed`` where the
+    record is the one silver holds (or will, once the batch's new rows are in: the first
+    delivery of a key silver does not hold yet), else ``duplicate`` (silver holds the
+    event from another delivery)."""
+    kept = (routed.candidates.filter(~F.col("_held") | F.col("_same"))
+            .select(*COORDINATES, F.lit("replayed").alias("resolution")))
+    passed = routed.records.filter(F.size("failed_rules") == 0).select(*COORDINATES)
+    return passed.join(kept, list(COORDINATES), "left").select(
+        *COORDINATES, F.coalesce("resolution", F.lit("duplicate")).alias("resolution"))
 
 
 def _mark_resolved(plan: SilverPlan, outcome: DataFrame, commit: BatchCommit) -> WriteResult:
@@ -270,13 +259,3 @@ def _mark_resolved(plan: SilverPlan, outcome: DataFrame, commit: BatchCommit) ->
                      "t.resolution IS NULL",
                      {"resolution": "s.resolution", "resolved_at": "s.resolved_at"}),
                  commit)
-
-
-def _ledger_line(plan: SilverPlan, routed: Routed, commit: BatchCommit,
-                 report: ReplayReport) -> None:
-    """The replay's ``replay`` line: records moved from quarantine to silver (or found
-    duplicate); no bronze rows of its own."""
-    line = BatchReport(0, report.to_silver, -(report.to_silver + report.duplicates), 0,
-                       report.duplicates, report.silver_version, report.seconds)
-    append_rows(ledger_row(plan, LedgerKind.REPLAY, commit.app_id, commit.batch_id, routed.versions,
-                           line), plan.ledger_uri, commit, plan.storage_options)

@@ -40,7 +40,6 @@ from openlineage.client.uuid import generate_new_uuid
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse import faults
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
@@ -48,11 +47,11 @@ from lakehouse.io.checkpoints import move_aside
 from lakehouse.io.delta import (
     MERGE_KEYS,
     BatchCommit,
-    append_rows,
     last_batch,
     latest_version,
     open_table,
     read_appended,
+    read_table,
     replace,
 )
 from lakehouse.io.storage import is_dir, remove_tree
@@ -61,12 +60,14 @@ from lakehouse.registry import BronzeTable, GoldTable, SilverTable
 from lakehouse.silver import (
     COORDINATES,
     BatchReport,
+    Change,
     LedgerKind,
+    LedgerLine,
     Routed,
     SilverPlan,
-    ledger_row,
+    commit_change,
     load_plan,
-    quality_rows,
+    next_batch,
     quarantine_rows,
     route,
 )
@@ -142,8 +143,8 @@ def _before(spark: SparkSession, plan: SilverPlan, routed: Routed, first: int, l
     silver and quarantine (Spark jobs; counts reach the driver)."""
     where = F.expr(_in_range(first, last))
     coords = list(COORDINATES)
-    silver_old = spark.read.format("delta").load(plan.uri).filter(where).select(*coords)
-    quarantine_old = (spark.read.format("delta").load(plan.quarantine_uri).filter(where)
+    silver_old = read_table(spark, plan.uri).filter(where).select(*coords)
+    quarantine_old = (read_table(spark, plan.quarantine_uri).filter(where)
                       .select(*coords, "resolution"))
     open_old = quarantine_old.filter(F.col("resolution").isNull()).select(*coords)
     marks = quarantine_old.agg(
@@ -176,8 +177,7 @@ def replay_silver(spark: SparkSession, config: Config, table: SilverTable,
         printer(f"[{table.qualified_name}] replay {n} stopped half way: resuming it "
                 f"(bronze versions {first}..{last})")
     else:
-        done = last_batch(plan.ledger_uri, app)
-        n = 0 if done is None else done + 1
+        n = next_batch(plan, app)
         newest = latest_version(plan.bronze_uri)
         if newest is None:
             raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND,
@@ -206,32 +206,27 @@ def replay_silver(spark: SparkSession, config: Config, table: SilverTable,
         if side is not None:
             _write_side_tables(spark, plan, side, routed, quarantined, first, commit)
         else:
-            if pending is None:
-                _ledger_line(plan, routed, before, commit, first, last, started)
-            if routed.results:
-                append_rows(quality_rows(plan, app, n, routed.results), plan.quality_uri,
-                            commit, plan.storage_options)
             where = _in_range(first, last)
-            replace(routed.silver, plan.uri, commit, where, ("event_date",))
-            faults.crash_point(app, "after_delta_commit", n)
-            replace(quarantined, plan.quarantine_uri, commit, where)
+            commit_change(plan, Change(
+                LedgerKind.REBUILD, commit, (first, last), _ledger_line(routed, before, started),
+                lambda c: replace(routed.silver, plan.uri, c, where, ("event_date",)),
+                lambda c: replace(quarantined, plan.quarantine_uri, c, where),
+                routed.results, ledger_first=True))
     finally:
         routed.release()
     return with_fields(report, seconds=time.monotonic() - started)
 
 
-def _ledger_line(plan: SilverPlan, routed: Routed, before: _Before, commit: BatchCommit,
-                 first: int, last: int, started: float) -> None:
+def _ledger_line(routed: Routed, before: _Before, started: float
+                 ) -> LedgerLine:
     """The replay's ``rebuild`` line: no bronze rows of its own, and the change it makes
     to silver, open quarantine and (as ``duplicates_in_silver``) the duplicates, so the
     accounting identity holds once the tables are replaced."""
     adjustment = (before.silver - routed.new_rows) \
         + (before.open_quarantined - routed.quarantined) + before.resolved_duplicates
-    line = BatchReport(0, routed.new_rows - before.silver,
-                       routed.quarantined - before.open_quarantined, 0, adjustment, None,
-                       time.monotonic() - started)
-    append_rows(ledger_row(plan, LedgerKind.REBUILD, commit.app_id, commit.batch_id, (first, last), line),
-                plan.ledger_uri, commit, plan.storage_options)
+    return lambda *_: BatchReport(0, routed.new_rows - before.silver,
+                                  routed.quarantined - before.open_quarantined, 0, adjustment,
+                                  None, time.monotonic() - started)
 
 
 def _pending(plan: SilverPlan, app: str) -> tuple[int, int, int] | None:
@@ -273,7 +268,7 @@ def _write_side_tables(spark: SparkSession, plan: SilverPlan, side: tuple[str, s
     side_commit = BatchCommit(commit.app_id, 0, commit.metadata)
     for source, rebuilt, target, parts in ((plan.uri, routed.silver, side[0], ("event_date",)),
                                            (plan.quarantine_uri, quarantined, side[1], ())):
-        kept = spark.read.format("delta").load(source).filter(earlier)
+        kept = read_table(spark, source).filter(earlier)
         replace(kept.unionByName(rebuilt), target, side_commit, None, parts)
 
 
@@ -313,8 +308,7 @@ def replay_gold(spark: SparkSession, config: Config, table: GoldTable,
     if into and open_table(target_uri, opts) is not None:
         raise LakehouseError(ErrorCode.REPLAY_TARGET_EXISTS, f"gold.{into} exists already",
                              hint="pick another --into name")
-    silver = (spark.read.format("delta").option("versionAsOf", str(version))
-              .load(plan.silver_uri))
+    silver = read_table(spark, plan.silver_uri, version)
     ensure_gold_tables(plan, schemas(spark, agg, silver.schema))
     printer(f"[{table.qualified_name}] recomputing from silver.{table.silver} version "
             f"{version} ...")

@@ -5,7 +5,7 @@ The grown silver table is built directly with Spark, not through the stream: the
 silver rows copied under new event ids, their event times moved back by 0..29 days (the
 dates spread over a month, as real data's are), partitioned by event date as silver is.
 At each size one batch of bronze records silver has never seen goes through the
-project's own path (``route`` then ``write_batch``: dedup against silver, the append, the
+project's own path (``route`` then ``commit_change``: dedup against silver, the append, the
 side tables), then the gold table built from that silver (``recompute``) takes the rows
 the batch inserted through its writer. The steps of each (``lakehouse.steps``)
 say where the time went.
@@ -32,9 +32,10 @@ from lakehouse.io.delta import (
     BatchCommit,
     latest_version,
     read_appended,
+    read_table,
 )
 from lakehouse.printing import Printer
-from lakehouse.silver import SilverPlan, ensure_tables, route, write_batch
+from lakehouse.silver import SilverPlan, commit_change, ensure_tables, route, stream_change
 
 DAYS = 30
 
@@ -57,7 +58,7 @@ def grown(base: DataFrame, plan: SilverPlan, rows: int) -> DataFrame:
 def bronze_slice(spark: SparkSession, plan: SilverPlan, n: int, records: int) -> DataFrame:
     """The ``n``-th slice of about ``records`` bronze records (by offset in each Kafka
     partition), as a silver batch reads them (with a commit version)."""
-    bronze = spark.read.format("delta").load(plan.bronze_uri)
+    bronze = read_table(spark, plan.bronze_uri)
     partitions = max(1, bronze.select("partition").distinct().count())
     width = max(1, records // partitions)
     return (bronze.filter(F.col("offset").between(n * width, (n + 1) * width - 1))
@@ -68,7 +69,7 @@ def measure(spark: SparkSession, plan: SilverPlan, gold: GoldPlan, sizes: Sequen
             records: int, work: Path, say: Printer) -> list[dict[str, Any]]:
     """Per size: rows in silver, the silver batch's seconds and steps, the gold table's
     rows and its batch's seconds and steps."""
-    base = spark.read.format("delta").load(plan.uri)
+    base = read_table(spark, plan.uri)
     silver_uri = str(work / "silver")
     grown_plan = dataclasses.replace(
         plan, uri=silver_uri, quarantine_uri=str(work / "quarantine"),
@@ -81,12 +82,12 @@ def measure(spark: SparkSession, plan: SilverPlan, gold: GoldPlan, sizes: Sequen
         (grown(base, plan, size).write.format("delta").mode("overwrite")
          .option("overwriteSchema", "true").option(CHANGE_FEED, "true")
          .partitionBy("event_date").save(silver_uri))
-        ensure_tables(grown_plan, spark.read.format("delta").load(silver_uri).schema)
-        table = recompute(gold.agg, spark.read.format("delta").load(silver_uri))
+        ensure_tables(grown_plan, read_table(spark, silver_uri).schema)
+        table = recompute(gold.agg, read_table(spark, silver_uri))
         (table.withColumn(UPDATED_AT, F.current_timestamp()).write.format("delta")
          .mode("overwrite").option("overwriteSchema", "true").save(grown_gold.uri))
         built = time.monotonic() - t0
-        gold_rows = spark.read.format("delta").load(grown_gold.uri).count()
+        gold_rows = read_table(spark, grown_gold.uri).count()
         silver_s, silver_steps = _silver_batch(spark, grown_plan, n, records)
         gold_s, gold_steps = _gold_batch(spark, grown_gold)
         say(f"    growth: {size:,} rows in silver (built in {built:.0f}s): silver batch "
@@ -100,13 +101,13 @@ def measure(spark: SparkSession, plan: SilverPlan, gold: GoldPlan, sizes: Sequen
 def _silver_batch(spark: SparkSession, plan: SilverPlan, n: int, records: int
                   ) -> tuple[float, dict[str, float]]:
     batch = bronze_slice(spark, plan, n, records)
-    columns = spark.read.format("delta").load(plan.uri).schema
+    columns = read_table(spark, plan.uri).schema
     with steps.collecting() as taken:
         started = time.monotonic()
         routed = route(plan, batch, n)
         try:
-            write_batch(plan, routed, BatchCommit("bench:growth", n), "bench growth", started,
-                        columns)
+            commit = BatchCommit("bench:growth", n, {"lakehouse.query": "bench growth"})
+            commit_change(plan, stream_change(plan, routed, commit, started, columns))
         finally:
             routed.release()
         seconds = time.monotonic() - started

@@ -30,6 +30,7 @@ from pyspark.sql import types as T
 
 from lakehouse.bench.limit import Rate
 from lakehouse.bench.report import percentiles
+from lakehouse.io.delta import read_table
 from lakehouse.quality.rules import rule_failure
 from lakehouse.silver import SilverPlan
 
@@ -43,7 +44,7 @@ def bare_bronze(spark: SparkSession, kafka: dict[str, str], work: Path) -> Rate:
              .trigger(availableNow=True).start(str(work / "bare_bronze")))
     query.awaitTermination()
     seconds = time.monotonic() - started
-    return Rate(spark.read.format("delta").load(str(work / "bare_bronze")).count(), seconds)
+    return Rate(read_table(spark, str(work / "bare_bronze")).count(), seconds)
 
 
 def contract_checks(plan: SilverPlan) -> list[Column]:
@@ -57,7 +58,7 @@ def bare_parse(spark: SparkSession, plan: SilverPlan) -> Rate:
     """Bronze's rows parsed and checked into the ``noop`` sink: the floor for silver."""
     contract = plan.contract
     reader = T.StructType([T.StructField(f.name, f.read_type) for f in contract.fields])
-    bronze = spark.read.format("delta").load(plan.bronze_uri)
+    bronze = read_table(spark, plan.bronze_uri)
     parsed = bronze.select(F.from_json(F.col("value").cast("string"), reader).alias("r")) \
         .select(*[F.col(f"r.{f.name}").cast(f.spark_type).alias(f.name)
                   for f in contract.fields])
@@ -135,7 +136,7 @@ def bare_chained(spark: SparkSession, kafka: dict[str, str], plan: SilverPlan, w
         return {"batches": 0, "batch_s": 0.0, "produce_to_gold_s": {}}
     committed = spark.createDataFrame(list(chained.commits.items()),
                                       "_batch long, committed double")
-    delays = (spark.read.format("delta").load(str(work / "silver")).join(committed, "_batch")
+    delays = (read_table(spark, str(work / "silver")).join(committed, "_batch")
               .select((F.col("committed") - F.col("_kafka_timestamp").cast("double"))
                       .alias("delay")))
     marks = delays.agg(F.percentile_approx("delay", [0.5, 0.95, 0.99], 10_000).alias("p"),

@@ -274,6 +274,14 @@ def max_kafka_offsets(uri: str, storage_options: Mapping[str, str] | None = None
     return out
 
 
+def read_table(spark: SparkSession, uri: str, version: int | None = None) -> DataFrame:
+    """The Delta table at ``uri`` as a Spark DataFrame: as it is now, or as of ``version``."""
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", str(version))
+    return reader.load(uri)
+
+
 def read_files(spark: SparkSession, uri: str, columns: Sequence[str], select: str,
                storage_options: Mapping[str, str] | None = None) -> DataFrame:
     """``columns`` of the table's rows in the files ``select`` keeps, as a Spark scan of

@@ -53,8 +53,8 @@ def test_the_chained_shape_survives_kills_and_switches_shape(
     assert done.returncode == 0, done.stderr[-3000:]
     assert_accounted(world)
 
-    # Chained from here. Killed inside the silver stage, between its quarantine and silver
-    # commits.
+    # Chained from here. Killed inside the silver stage, after its silver and quarantine
+    # commits, before its ledger line.
     shape(world, "chained")
     world.send([order(50, BASE), b"not json", order(51, BASE), orders[4]], [])
     crash = f"silver.orders:after_quarantine_commit:{next_version(world, 'bronze/orders')}"
