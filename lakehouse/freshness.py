@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 
 from lakehouse import graph
 from lakehouse.batch import BRONZE_VERSIONS, SILVER_VERSIONS
-from lakehouse.config import Config
 from lakehouse.io.delta import history, open_table
 from lakehouse.registry import GoldTable
 
@@ -76,11 +75,12 @@ class Freshness:
                 f"p95 {p95:.1f}s, max {s[-1]:.1f}s over {len(s):,} events")
 
 
-def freshness(config: Config, gold: GoldTable, since: datetime) -> Freshness:
+def freshness(pipeline: graph.Graph, gold: GoldTable, since: datetime) -> Freshness:
     """Delays of the events produced at or after ``since`` that reached this gold table."""
+    config = pipeline.config
     wh, opts = config.warehouse, dict(config.warehouse.storage_options)
     silver = open_table(wh.table_uri("silver", gold.silver), opts)
-    bronze_name = _bronze_of(config, gold.silver)
+    bronze_name = _bronze_of(pipeline, gold.silver)
     bronze = open_table(wh.table_uri("bronze", bronze_name), opts)
     if silver is None or bronze is None:
         return Freshness(gold.qualified_name, [])
@@ -102,5 +102,5 @@ def freshness(config: Config, gold: GoldTable, since: datetime) -> Freshness:
     return Freshness(gold.qualified_name, delays)
 
 
-def _bronze_of(config: Config, silver_name: str) -> str:
-    return graph.build(config).bronze(f"silver.{silver_name}").name.split(".", 1)[1]
+def _bronze_of(pipeline: graph.Graph, silver_name: str) -> str:
+    return pipeline.bronze(f"silver.{silver_name}").name.split(".", 1)[1]

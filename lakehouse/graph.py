@@ -1,10 +1,11 @@
 """The pipeline graph: every table the project builds, and how they connect.
 
-Built once per command from the table definitions (``bronze/``, ``silver/``, ``gold/``)
+Built once per command, at its entry point, from the table definitions (``bronze/``, ``silver/``, ``gold/``)
 and the config: each table's layer and role, the query that writes it and that query's
 checkpoint, the tables (or Kafka topic) it reads, its storage URI and the columns that
-identify its rows. The runner, replay, quarantine, time travel, freshness, explain and
-the spark-submit entry points ask it instead of re-deriving any of this.
+identify its rows. The command hands it down: the runner, replay, quarantine, forget,
+time travel, freshness, explain, status and the report ask it (and its ``config``)
+instead of building or re-deriving any of this.
 """
 
 from __future__ import annotations
@@ -99,8 +100,10 @@ class Skipped:
 
 @dataclass(frozen=True)
 class Graph:
-    """Every table and query of the project this deployment runs, in flow order."""
+    """Every table and query of the project this deployment runs, in flow order, and the
+    config it was built from: a command builds it once and hands it down."""
 
+    config: Config
     nodes: tuple[Node, ...]
     queries: tuple[Query, ...]
     skipped: tuple[Skipped, ...] = ()
@@ -236,5 +239,5 @@ def build(config: Config) -> Graph:
         seen = unique.get(n.name)
         unique[n.name] = n if seen is None else replace(
             seen, queries=seen.queries + n.queries, inputs=seen.inputs + n.inputs)
-    return Graph(tuple(unique.values()), tuple(queries),
+    return Graph(config, tuple(unique.values()), tuple(queries),
                  tuple(Skipped(n, why, hint) for n, (why, hint) in left_out.items()))

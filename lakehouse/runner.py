@@ -224,7 +224,7 @@ class RunSummary:
     seconds: float = 0.0
 
 
-def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None,
+def run(pipeline: graph.Graph, *, until_idle: bool, tables: Sequence[str] | None = None,
         spark: SparkSession | None = None, printer: Printer = print,
         then: Sequence[Callable[[], None]] = (),
         bronze_reset: Mapping[str, str] | None = None) -> RunSummary:
@@ -237,7 +237,7 @@ def run(config: Config, *, until_idle: bool, tables: Sequence[str] | None = None
     ``bronze_reset``: bronze table -> JSON offsets to start it from (see start_bronze)."""
     from lakehouse.silver import load_plan
     # Unknown tables and sources, bad contracts and suites fail before Spark starts.
-    pipeline = graph.build(config)
+    config = pipeline.config
     selected = pipeline.select(tables)
     if not tables:
         for line in pipeline.warnings():
@@ -270,9 +270,10 @@ def silver_sources(config: Config, silver: Sequence[SilverTable]) -> list[str]:
     return sorted({bronze_source(s.bronze) for s in silver} & set(config.source_names))
 
 
-def selected_silver(config: Config, tables: Sequence[str] | None) -> list[SilverTable]:
+def selected_silver(pipeline: graph.Graph, tables: Sequence[str] | None
+                    ) -> list[SilverTable]:
     """The silver tables a run of ``tables`` (None: all) starts."""
-    return [q.definition for q in graph.build(config).select(tables)
+    return [q.definition for q in pipeline.select(tables)
             if isinstance(q.definition, SilverTable)]
 
 

@@ -23,15 +23,14 @@ def main(layer: str, doc: str, argv: list[str] | None = None) -> int:
                         help=f"only this {layer} table (repeatable)")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.conf)
+        pipeline = graph.build(load_config(args.conf))
         if args.table:
             tables = [f"{layer}.{t.removeprefix(layer + '.')}" for t in args.table]
         else:
-            pipeline = graph.build(config)
             tables = [q.name for q in pipeline.layer(graph.Layer(layer))]
             for line in pipeline.warnings():
                 print(f"warning: {line}")
-        run(config, until_idle=args.until_idle, tables=tables)
+        run(pipeline, until_idle=args.until_idle, tables=tables)
     except LakehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

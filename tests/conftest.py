@@ -110,13 +110,14 @@ def run_pipelines(config: Path, spark: SparkSession,
     code). Returns what the command would: its exit code, the run's progress lines, and
     ``error: ...`` for a coded error. The command's own process, its summary and its
     Spark session run in the CLI and chaos tests."""
+    from lakehouse import graph
     from lakehouse.config import load_config
     from lakehouse.errors import LakehouseError
     from lakehouse.runner import run
     lines: list[str] = []
     argv = ["run", "--until-idle", *[a for t in tables or [] for a in ("--table", t)]]
     try:
-        run(load_config(config), until_idle=True, tables=tables, spark=spark,
+        run(graph.build(load_config(config)), until_idle=True, tables=tables, spark=spark,
             printer=lines.append)
     except LakehouseError as exc:
         return subprocess.CompletedProcess(argv, exc.exit_code, "\n".join(lines),

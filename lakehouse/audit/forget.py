@@ -91,14 +91,14 @@ class Forgotten:
         return "\n".join(lines)
 
 
-def subject_tables(config: Config) -> list[tuple[SilverTable, list[GoldTable]]]:
+def subject_tables(pipeline: graph.Graph) -> list[tuple[SilverTable, list[GoldTable]]]:
     """The silver tables holding personal data, each with the gold tables reading it."""
-    g = graph.build(config)
+    config = pipeline.config
     out = []
-    for q in g.layer(graph.Layer.SILVER):
+    for q in pipeline.layer(graph.Layer.SILVER):
         table = q.definition
         if isinstance(table, SilverTable) and load_plan(config, table).contract.pii_fields:
-            out.append((table, [d.definition for d in g.downstream(q.name)
+            out.append((table, [d.definition for d in pipeline.downstream(q.name)
                                 if isinstance(d.definition, GoldTable)]))
     return out
 
@@ -192,16 +192,17 @@ def _forget_table(spark: SparkSession, config: Config, plan: SilverPlan, subject
             f"silver.{plan.table.quarantine_name}": sum(quarantined.values())}
 
 
-def forget(config: Config, subject: str, *, printer: Printer = print,
+def forget(pipeline: graph.Graph, subject: str, *, printer: Printer = print,
            by: str | None = None) -> Forgotten:
     """Erase ``subject`` from every table holding personal data (see the module doc)."""
     from lakehouse.audit.replay import replay_gold
     from lakehouse.audit.timetravel import vacuum
     from lakehouse.spark import build_session
+    config = pipeline.config
     started = time.monotonic()
     by = by or getpass.getuser()
     config = replace(config, lineage=replace(config.lineage, enabled=False))
-    tables = subject_tables(config)
+    tables = subject_tables(pipeline)
     names = touched(tables)
     plans = [load_plan(config, silver) for silver, _ in tables]
     with table_locks(config.warehouse.root, names, "lakehouse forget"):
@@ -229,7 +230,7 @@ def forget(config: Config, subject: str, *, printer: Printer = print,
                           config.warehouse.storage_options) is None:
                 continue  # e.g. the state of a gold table that keeps none
             printer(f"vacuuming {table} (retention 0) ...")
-            vacuumed[table] = len(vacuum(config, table, 0, force=True, spark=spark).files)
+            vacuumed[table] = len(vacuum(pipeline, table, 0, force=True, spark=spark).files)
         pseudo = pseudonym(plans[0].pii_key, subject) if plans else ""
         _audit(spark, config, pseudo, by, rows)
     return Forgotten(pseudo, rows, recomputed, vacuumed, time.monotonic() - started)

@@ -77,9 +77,9 @@ class Selection:
         return not (self.rules or self.batches or self.coordinates or self.everything)
 
 
-def find_table(config: Config, name: str) -> SilverTable:
+def find_table(pipeline: graph.Graph, name: str) -> SilverTable:
     """``orders``, ``silver.orders`` or ``silver.orders_quarantine`` -> the silver table."""
-    query = graph.build(config).query(
+    query = pipeline.query(
         "silver." + name.removeprefix("silver.").removesuffix("_quarantine"))
     assert isinstance(query.definition, SilverTable)
     return query.definition

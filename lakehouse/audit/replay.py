@@ -43,6 +43,7 @@ from pyspark.sql import functions as F
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.graph import Graph
 from lakehouse.io.checkpoints import move_aside
 from lakehouse.io.delta import (
     MERGE_KEYS,
@@ -388,25 +389,25 @@ def kafka_start(config: Config, topic: str, start: dict[int, int] | datetime
     return offsets
 
 
-def replay_bronze(config: Config, table: BronzeTable, start: dict[int, int] | datetime,
+def replay_bronze(pipeline: Graph, table: BronzeTable, start: dict[int, int] | datetime,
                   printer: Printer = print) -> BronzeReplay:
     """Reset a bronze table's query to earlier Kafka offsets and run it until idle,
     landing only the records the table does not hold; its old checkpoint is kept aside.
     The query starts from Spark's ``startingOffsets`` JSON with every partition's offset
     (``runner.start_bronze(..., reset_to=...)``)."""
     from lakehouse.runner import run
-    started = time.monotonic()
+    started, config = time.monotonic(), pipeline.config
     topic = config.source(table.source).topic
     offsets = kafka_start(config, topic, start)
     opts = dict(config.warehouse.storage_options)
-    uri = config.warehouse.table_uri("bronze", table.name)
+    uri = pipeline.node(table.qualified_name).uri
     current = open_table(uri, opts)
     before = 0 if current is None else int(current.count())
-    aside = move_aside(config.warehouse.checkpoint_uri(table.qualified_name), "before-reset")
+    aside = move_aside(pipeline.query(table.qualified_name).checkpoint, "before-reset")
     if aside:
         printer(f"[{table.qualified_name}] old checkpoint kept at {aside}")
     reset = json.dumps({topic: {str(p): o for p, o in offsets.items()}})
-    run(config, until_idle=True, tables=[table.qualified_name], printer=printer,
+    run(pipeline, until_idle=True, tables=[table.qualified_name], printer=printer,
         bronze_reset={table.qualified_name: reset})
     after = open_table(uri, opts)
     return BronzeReplay(table.qualified_name, offsets, before,

@@ -272,10 +272,10 @@ def _norm(value: Any) -> Any:
     return value
 
 
-def table_keys(config: Config, table: str, log: Sequence[Version]) -> list[str]:
+def table_keys(pipeline: graph.Graph, table: str, log: Sequence[Version]) -> list[str]:
     """The columns that identify a row of ``table``: Kafka coordinates in bronze and
     quarantine, the contract key in silver, the merge keys gold's commits record."""
-    known = {n.name: n for n in graph.build(config).nodes}
+    known = {n.name: n for n in pipeline.nodes}
     if table in known and known[table].keys:
         return list(known[table].keys)
     recorded = [v.metadata[MERGE_KEYS] for v in reversed(log) if MERGE_KEYS in v.metadata]
@@ -285,14 +285,15 @@ def table_keys(config: Config, table: str, log: Sequence[Version]) -> list[str]:
     return list(json.loads(keys) if isinstance(keys, str) else keys)
 
 
-def diff(config: Config, table: str, old: AsOf, new: AsOf) -> tuple[TableDiff, int, int]:
+def diff(pipeline: graph.Graph, table: str, old: AsOf, new: AsOf) -> tuple[TableDiff, int, int]:
     """``lakehouse diff``: the two versions compared by the table's key."""
+    config = pipeline.config
     latest = open_as_of(config, table, None)
     log = versions(latest)
     first, second = resolve(log, old, table), resolve(log, new, table)
     before = _open_version(config, table, latest, first, log).to_pyarrow_table()
     after = _open_version(config, table, latest, second, log).to_pyarrow_table()
-    return diff_tables(before, after, table_keys(config, table, log)), first, second
+    return diff_tables(before, after, table_keys(pipeline, table, log)), first, second
 
 
 # -- writes (delta-spark) ------------------------------------------------------------------
@@ -383,14 +384,15 @@ class Vacuumed:
     dry_run: bool
 
 
-def unread_versions(config: Config, table: str, log: Sequence[Version]) -> list[int]:
+def unread_versions(pipeline: graph.Graph, table: str, log: Sequence[Version]) -> list[int]:
     """Versions of ``table`` a downstream streaming query has not processed yet (silver
     reads bronze, gold reads silver), per the input ranges their commits record."""
+    config = pipeline.config
     from lakehouse.freshness import coverings
     from lakehouse.registry import GoldTable
     wh, opts = config.warehouse, dict(config.warehouse.storage_options)
     readers = []
-    for q in graph.build(config).downstream(table):
+    for q in pipeline.downstream(table):
         key = BRONZE_VERSIONS if q.layer == graph.Layer.SILVER else SILVER_VERSIONS
         readers += [(wh.table_uri(q.layer, q.definition.name), key)]
         if isinstance(q.definition, GoldTable):  # two-stage: its state commits last
@@ -425,13 +427,14 @@ def effective_retention(hours: float, log: Sequence[Version], unread: Sequence[i
     return math.ceil(wanted)
 
 
-def vacuum(config: Config, table: str, retention_hours: float | None, *, force: bool = False,
+def vacuum(pipeline: graph.Graph, table: str, retention_hours: float | None, *, force: bool = False,
            dry_run: bool = False, spark: SparkSession | None = None) -> Vacuumed:
     """Delete, with delta-spark, the data files no version younger than the retention
     still needs, keeping versions inside the audit window unless ``force``, and the files
     of versions a streaming reader has not read yet always. ``dry_run``: list them only.
     The retention is counted in whole hours, rounded up (Delta's unit).
     ``spark``: the session to run it on (default: the project's)."""
+    config = pipeline.config
     from delta.tables import DeltaTable as SparkDeltaTable
     window = config.retention.audit_window_hours
     hours = window if retention_hours is None else retention_hours
@@ -443,7 +446,7 @@ def vacuum(config: Config, table: str, retention_hours: float | None, *, force: 
             hint="auditors could no longer read those versions; pass --force if that is "
                  "really meant", table=table)
     log = versions(_open_latest(config, table))
-    keep = unread_versions(config, table, log)
+    keep = unread_versions(pipeline, table, log)
     if effective_retention(hours, log, keep, datetime.now(UTC)) is None:
         return Vacuumed(table, [], keep, dry_run)
 

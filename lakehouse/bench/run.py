@@ -117,6 +117,7 @@ class _Bench:
         self.broker = EmbeddedBroker(f"127.0.0.1:{free_port('127.0.0.1')}",
                                      str(work / "broker"))
         self.config = bench_config(work, self.broker.bootstrap)
+        self.pipeline = graph.build(self.config)
         self.shape = load_shape(Path(self.config.expectations_dir), SOURCE)
         self.result: dict[str, Any] = {"mode": mode.name, "machine": _machine(),
                                        "started_at": datetime.now(UTC).isoformat()}
@@ -185,7 +186,7 @@ class _Bench:
 
     def _gold_tables(self) -> list[str]:
         """The gold tables built from the bench's source."""
-        return [q.name for q in graph.build(self.config).layer(graph.Layer.GOLD)
+        return [q.name for q in self.pipeline.layer(graph.Layer.GOLD)
                 if isinstance(q.definition, GoldTable) and q.definition.silver == SOURCE]
 
     def _indented(self, line: str) -> None:
@@ -210,7 +211,7 @@ class _Bench:
                                      ("gold", gold, "")):
             cpu0 = probe.cpu_seconds()
             t0 = time.monotonic()
-            summary = run(self.config, until_idle=True, tables=tables, spark=spark,
+            summary = run(self.pipeline, until_idle=True, tables=tables, spark=spark,
                           printer=self._indented)
             seconds = time.monotonic() - t0
             probe.sample()
@@ -248,7 +249,7 @@ class _Bench:
 
     def _kafka(self) -> dict[str, str]:
         from lakehouse.runner import kafka_options
-        table = graph.build(self.config).query(f"bronze.{SOURCE}").definition
+        table = self.pipeline.query(f"bronze.{SOURCE}").definition
         assert isinstance(table, BronzeTable)
         return kafka_options(self.config, table)
 
@@ -257,7 +258,7 @@ class _Bench:
         return load_plan(self.config, self._silver_table())
 
     def _silver_table(self) -> SilverTable:
-        table = graph.build(self.config).query(f"silver.{SOURCE}").definition
+        table = self.pipeline.query(f"silver.{SOURCE}").definition
         assert isinstance(table, SilverTable)
         return table
 
@@ -317,7 +318,7 @@ class _Bench:
         sizes = self.mode.growth
         self.say(f"7/7 growth: a silver and a gold batch with {', '.join(f'{n:,}' for n in sizes)}"
                  " rows in silver ...")
-        table = graph.build(self.config).query(self._gold_tables()[0]).definition
+        table = self.pipeline.query(self._gold_tables()[0]).definition
         assert isinstance(table, GoldTable)
         self.result["growth"] = measure(spark, self._plan(), load_gold_plan(self.config, table),
                                         sizes, GROWTH_BATCH, self.work / "growth", self.say)
@@ -345,7 +346,7 @@ class _Bench:
         from lakehouse.runner import run
         config = dataclasses.replace(self.config, streaming=dataclasses.replace(
             self.config.streaming, shape=shape))
-        g = graph.build(config)
+        g = dataclasses.replace(self.pipeline, config=config)  # the same tables, run in `shape`
         gold = self._gold_tables()
         tables = [f"bronze.{SOURCE}", f"silver.{SOURCE}", *gold]
         rate, seconds = rate or self.mode.rate, seconds or self.mode.load_seconds
@@ -364,14 +365,14 @@ class _Bench:
 
         since = datetime.now(UTC)
         log0 = background_totals()
-        run(config, until_idle=True, tables=tables, spark=spark,
+        run(g, until_idle=True, tables=tables, spark=spark,
             printer=self._indented, then=[load])
         log_writes = (background_totals().get(EVENT_LOG_WRITES, 0.0)
                       - log0.get(EVENT_LOG_WRITES, 0.0))
         rows = [{**r, "duration_ms": dict(r["duration_ms"] or [])}
                 for r in read_events(config, since).to_pylist()]
         profile = breakdown(rows)
-        delays = {name: percentiles(freshness(config, definition, since).seconds)
+        delays = {name: percentiles(freshness(g, definition, since).seconds)
                   for name in gold
                   if isinstance(definition := g.query(name).definition, GoldTable)}
         lags = [lag for _, lag in sampler.samples]

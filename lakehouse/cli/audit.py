@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.audit import quarantine as q
     from lakehouse.silver import load_plan
-    tables = [q.find_table(config, args.table)] if args.table else silver_tables(config)
+    pipeline = graph.build(config)
+    tables = [q.find_table(pipeline, args.table)] if args.table else silver_tables(pipeline)
     if args.action == "list":
         for table in tables:
             rows = q.read_quarantine(load_plan(config, table))
@@ -63,7 +64,7 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     finally:
         stop_session(spark)
     say(report.describe())
-    print_accounting(config)
+    print_accounting(pipeline)
     return 0
 
 
@@ -78,7 +79,7 @@ def cmd_history(config: Config, args: argparse.Namespace) -> int:
 def cmd_diff(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.audit.timetravel import diff, parse_as_of
     from lakehouse.query import aligned, to_json
-    result, old, new = diff(config, args.table, parse_as_of(args.old), parse_as_of(args.new))
+    result, old, new = diff(graph.build(config), args.table, parse_as_of(args.old), parse_as_of(args.new))
     parts = (("added", result.added), ("removed", result.removed), ("changed", result.changed))
     if args.format == "json":
         print(json.dumps({"table": args.table, "from": old, "to": new, "keys": result.keys,
@@ -136,7 +137,7 @@ def cmd_replay(config: Config, args: argparse.Namespace) -> int:
         else:
             start = _partition_offsets(args.from_offsets)
         with table_locks(config.warehouse.root, [args.table], "lakehouse replay"):
-            say(replay_bronze(config, definition, start, say).describe())
+            say(replay_bronze(pipeline, definition, start, say).describe())
         return 0
     if args.from_offsets is not None:
         raise LakehouseError(ErrorCode.BAD_ARGUMENTS, "--from-offsets is for bronze tables")
@@ -224,8 +225,9 @@ def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.catalog import require_tables, table_names
     tables = args.table or table_names(config)
     require_tables(config, tables)
+    pipeline = graph.build(config)
     for table in tables:
-        done = vacuum(config, table, args.retention_hours, force=args.force,
+        done = vacuum(pipeline, table, args.retention_hours, force=args.force,
                       dry_run=args.dry_run)
         verb = "would remove" if done.dry_run else "removed"
         kept = f"; kept the files of versions {done.kept_versions[0]}..{done.kept_versions[-1]}" \
@@ -238,7 +240,8 @@ def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_forget(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.audit.forget import forget, subject_tables, touched
-    tables = touched(subject_tables(config))
+    pipeline = graph.build(config)
+    tables = touched(subject_tables(pipeline))
     if not tables:
         say("no contract marks a field pii: true; nothing holds personal data")
         return 0
@@ -247,7 +250,7 @@ def cmd_forget(config: Config, args: argparse.Namespace) -> int:
          "to any earlier version of them will no longer be possible (the audit window does "
          "not apply).")
     confirm("erase the subject?", args.yes)
-    say(forget(config, args.subject, printer=say).describe())
+    say(forget(pipeline, args.subject, printer=say).describe())
     return 0
 
 

@@ -43,16 +43,17 @@ def print_tables(config: Config) -> None:
         say(f"{s.name:<28} {s.rows:>10,} {s.version:>8}  {s.uri}")
 
 
-def silver_tables(config: Config) -> list[SilverTable]:
+def silver_tables(pipeline: graph.Graph) -> list[SilverTable]:
     from lakehouse.registry import SilverTable
-    return [q.definition for q in graph.build(config).layer(graph.Layer.SILVER)
+    return [q.definition for q in pipeline.layer(graph.Layer.SILVER)
             if isinstance(q.definition, SilverTable)]
 
 
-def print_accounting(config: Config) -> None:
+def print_accounting(pipeline: graph.Graph) -> None:
     """Per silver table: where every bronze record went, and the contract pass rate."""
+    config = pipeline.config
     from lakehouse.silver import accounting
-    for table in silver_tables(config):
+    for table in silver_tables(pipeline):
         acc = accounting(config, table)
         if acc.bronze_rows:
             rate = 1 - (acc.quarantined / acc.bronze_rows)

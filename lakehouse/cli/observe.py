@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from lakehouse import graph
 from lakehouse.cli.common import say, seconds, write_file
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
@@ -36,12 +37,13 @@ def cmd_query(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.observe.figures import status_lines
+    pipeline = graph.build(config)
     if not args.watch:
-        say("\n".join(status_lines(config, datetime.now(UTC))))
+        say("\n".join(status_lines(pipeline, datetime.now(UTC))))
         return 0
     try:
         while True:  # home and clear, then the screen: a terminal shows it in place
-            lines = status_lines(config, datetime.now(UTC))
+            lines = status_lines(pipeline, datetime.now(UTC))
             say("\x1b[H\x1b[2J" + "\n".join(lines)
                  + f"\n\n(every {args.watch:g} s; Ctrl-C stops)")
             time.sleep(args.watch)
@@ -51,7 +53,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_slo(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.observe.figures import describe_slos, slo_results
-    results = slo_results(config, datetime.now(UTC))
+    results = slo_results(graph.build(config), datetime.now(UTC))
     say("\n".join(describe_slos(results, config.slo.window_minutes)))
     breached = [r.name for r in results if r.breached]
     if breached:
@@ -65,7 +67,7 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     say(f"reading the event log and silver's quality over the last "
          f"{config.slo.window_minutes:g} minutes ...")
-    page = render(read_report(config, now), config, now)
+    page = render(read_report(graph.build(config), now), config, now)
     out = write_file(args.output, page)
     say(f"report -> {out} ({len(page) / 1024:,.0f} KB) in {time.monotonic() - started:.1f}s")
     return 0
@@ -111,7 +113,7 @@ def lineage_graph(config: Config, events: list[str] | None) -> Any:
 def cmd_explain(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.audit.timetravel import parse_as_of
     from lakehouse.lineage.explain import explain
-    result = explain(config, args.table, parse_as_of(args.as_of) if args.as_of else args.version)
+    result = explain(graph.build(config), args.table, parse_as_of(args.as_of) if args.as_of else args.version)
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:

@@ -105,15 +105,16 @@ def _as_avro(config: Config, source: str) -> Config:
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.runner import run, selected_silver, silver_sources
+    pipeline = graph.build(config)
     say(ensure_broker(config))
     registry = ensure_registry(config, silver_sources(config,
-                                                      selected_silver(config, args.table)))
+                                                      selected_silver(pipeline, args.table)))
     if registry:
         say(registry)
-    summary = run(config, until_idle=args.until_idle, tables=args.table, printer=say)
+    summary = run(pipeline, until_idle=args.until_idle, tables=args.table, printer=say)
     say(f"done in {summary.seconds:.1f}s")
     print_tables(config)
-    print_accounting(config)
+    print_accounting(pipeline)
     return 0
 
 
@@ -151,6 +152,7 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.runner import ensure_source_topics, run
     from lakehouse.schemas import encoding_for
     started = time.monotonic()
+    pipeline = graph.build(config)
     sources = config.source_names
     shapes = {name: load_shape(config.expectations_dir, name) for name in sources}
     say(f"1/4 broker: {ensure_broker(config)}")
@@ -182,14 +184,14 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     # The events go in once the pipelines run: what the freshness figures and the SLO
     # measure is the pipelines, not the wait for a JVM to start.
     say("2/4 starting the pipelines; the events follow once they run")
-    run(config, until_idle=True, printer=say,
+    run(pipeline, until_idle=True, printer=say,
         then=[lambda: send(args.count, seed, "3/4"),
               *([produce_live] if args.live_count else [])])
     say(f"demo finished in {time.monotonic() - started:.1f}s; tables:")
     print_tables(config)
-    print_accounting(config)
+    print_accounting(pipeline)
     if live:
-        _print_freshness(config, live[0])
+        _print_freshness(pipeline, live[0])
     if config.lineage.enabled and config.lineage.file:
         from lakehouse.lineage.graph import text_tree
         say(f"lineage (OpenLineage events in {config.listener_file} and "
@@ -197,18 +199,18 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
              "lakehouse lineage --format html --output lineage.html draws it):")
         print(text_tree(lineage_graph(config, None)))
     if config.observe.events:
-        _demo_observed(config, args.report or beside_warehouse(config, "report.html"))
+        _demo_observed(pipeline, args.report or beside_warehouse(config, "report.html"))
     return 0
 
 
-def _demo_observed(config: Config, report: str) -> None:
+def _demo_observed(pipeline: graph.Graph, report: str) -> None:
     """The demo's last words: the status screen, the SLOs and the report."""
     from lakehouse.observe.figures import describe_slos, slo_results, status_lines
     from lakehouse.observe.report import read_report, render
-    now = datetime.now(UTC)
-    say("\n".join(["", *status_lines(config, now), ""]))
-    say("\n".join(describe_slos(slo_results(config, now), config.slo.window_minutes)))
-    out = write_file(report, render(read_report(config, now), config, now))
+    now, config = datetime.now(UTC), pipeline.config
+    say("\n".join(["", *status_lines(pipeline, now), ""]))
+    say("\n".join(describe_slos(slo_results(pipeline, now), config.slo.window_minutes)))
+    out = write_file(report, render(read_report(pipeline, now), config, now))
     say(f"report (plots of throughput, lag, freshness, quality): {out}")
 
 
@@ -224,12 +226,12 @@ def cmd_bench(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_freshness(config: Config, since: datetime) -> None:
+def _print_freshness(pipeline: graph.Graph, since: datetime) -> None:
     from lakehouse.freshness import freshness
     from lakehouse.registry import GoldTable
-    for q in graph.build(config).layer(graph.Layer.GOLD):
+    for q in pipeline.layer(graph.Layer.GOLD):
         assert isinstance(q.definition, GoldTable)
-        say(freshness(config, q.definition, since).describe())
+        say(freshness(pipeline, q.definition, since).describe())
 
 
 def register_contract(sub: Any) -> None:

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lakehouse import graph
 from lakehouse.cli.common import print_accounting, print_tables, say
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
@@ -169,7 +170,7 @@ def cmd_cluster(config: Config, args: argparse.Namespace) -> int:
             say(f"{layer} job finished in {took:.1f}s")
         print_tables(config)
         if "silver" in (args.layers or LAYERS):
-            print_accounting(config)
+            print_accounting(graph.build(config))
     return 0
 
 

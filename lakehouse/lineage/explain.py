@@ -31,7 +31,6 @@ from lakehouse.batch import (
     kafka_dataset,
 )
 from lakehouse.catalog import require_tables, split_name, table_uri
-from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import open_table
 from lakehouse.io.kafka_offsets import OffsetRange
@@ -113,12 +112,12 @@ def span(commit: Commit, key: str) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def input_table(config: Config, layer: str, query: str) -> str | None:
+def input_table(pipeline: graph.Graph, layer: str, query: str) -> str | None:
     """The table a query of ``layer`` reads (None for bronze: it reads Kafka)."""
     if layer == "bronze":
         return None
     name = query.split(":", 1)[0]
-    found = [q.input for q in graph.build(config).queries if q.name == name]
+    found = [q.input for q in pipeline.queries if q.name == name]
     return found[0] if found else None
 
 
@@ -155,9 +154,10 @@ def offset_ranges(commits: dict[int, Commit], first: int, last: int) -> list[Kaf
     return [KafkaRecords(OffsetRange(t, p, s, e), n) for (t, p), (s, e, n) in sorted(acc.items())]
 
 
-def explain(config: Config, table: str, as_of: AsOf | None = None) -> Explanation:
+def explain(pipeline: graph.Graph, table: str, as_of: AsOf | None = None) -> Explanation:
     """Walk ``table`` back to Kafka offsets, as of a version, as of an instant (the
     version current then: what an auditor asks) or, by default, at its latest version."""
+    config = pipeline.config
     layer, _ = split_name(table)
     require_tables(config, [table])
     opts = dict(config.warehouse.storage_options)
@@ -190,7 +190,7 @@ def explain(config: Config, table: str, as_of: AsOf | None = None) -> Explanatio
     window: tuple[int, int] | None = (version, version)
     upto: int | None = version
     while current_layer != "bronze":
-        below = input_table(config, current_layer, str(query or current))
+        below = input_table(pipeline, current_layer, str(query or current))
         if below is None:
             raise LakehouseError(ErrorCode.LINEAGE_NOT_A_BATCH,
                                  f"cannot tell which table {current} reads",

@@ -71,21 +71,23 @@ class Pipeline:
     """The holder of the table's lock (``pid``, ``host``, ``doing``, ``since``)."""
 
 
-def pipelines(config: Config) -> list[Pipeline]:
+def pipelines(pipeline: graph.Graph) -> list[Pipeline]:
     """Every table of the pipeline graph, in flow order, with the job writing it now."""
+    config = pipeline.config
     out = []
-    for q in graph.build(config).queries:
+    for q in pipeline.queries:
         out.append(Pipeline(q.name, q.layer.value, q.input,
                             holder(config.warehouse.root, q.name)))
     return out
 
 
-def silver_duplicates(config: Config, since: datetime) -> dict[str, tuple[int, int]]:
+def silver_duplicates(pipeline: graph.Graph, since: datetime) -> dict[str, tuple[int, int]]:
     """Per silver table: (records, extra copies) among the records it took in since
     ``since``: every copy silver holds of their event ids counts (pruned to their event
     dates, as silver's own dedup is)."""
+    config = pipeline.config
     out: dict[str, tuple[int, int]] = {}
-    for q in graph.build(config).layer(graph.Layer.SILVER):
+    for q in pipeline.layer(graph.Layer.SILVER):
         table = q.definition
         assert isinstance(table, SilverTable)
         dt = open_table(config.warehouse.table_uri("silver", table.name),
@@ -265,9 +267,10 @@ def evaluate_slos(slo: SloConfig, events: pa.Table,
     ]
 
 
-def slo_results(config: Config, now: datetime) -> list[SloResult]:
+def slo_results(pipeline: graph.Graph, now: datetime) -> list[SloResult]:
     """Every objective of the config, judged over its window ending ``now``; an error if
     there is no event log to judge them on."""
+    config = pipeline.config
     since = window_start(config.slo, now)
     if open_table(events_uri(config), config.warehouse.storage_options) is None:
         raise LakehouseError(ErrorCode.NO_EVENTS,
@@ -275,7 +278,7 @@ def slo_results(config: Config, now: datetime) -> list[SloResult]:
                              hint="run the pipelines first (lakehouse run, or make demo); "
                                   "observe.events must be on")
     return evaluate_slos(config.slo, read_events(config, since),
-                         silver_duplicates(config, since))
+                         silver_duplicates(pipeline, since))
 
 
 def window_start(slo: SloConfig, now: datetime) -> datetime:
@@ -299,12 +302,13 @@ def describe_slos(results: Sequence[SloResult], minutes: float) -> list[str]:
     return lines
 
 
-def status_lines(config: Config, now: datetime) -> list[str]:
+def status_lines(pipeline: graph.Graph, now: datetime) -> list[str]:
     """The ``lakehouse status`` screen for the warehouse now."""
+    config = pipeline.config
     minutes = config.slo.window_minutes
     start = window_start(config.slo, now)
     events = read_events(config, min(start, now - STATUS_HISTORY))
-    found = pipelines(config)
+    found = pipelines(pipeline)
     lines = [f"status of {config.project} at {now:%Y-%m-%d %H:%M:%S} UTC (warehouse "
              f"{config.warehouse.root})", ""]
     latest = {source: latest_version(config.warehouse.table_uri(*source.split(".", 1)))

@@ -65,10 +65,11 @@ class ReportData:
     freshness_objective_s: float
 
 
-def read_quality(config: Config, since: datetime) -> tuple[list[tuple[str, str, int, int]],
+def read_quality(pipeline: graph.Graph, since: datetime) -> tuple[list[tuple[str, str, int, int]],
                                                           list[tuple[str, str, int]]]:
     """Per silver table and rule: records checked and failed (``silver._quality``), and
     records quarantined for it, since ``since``."""
+    config = pipeline.config
     rules: list[tuple[str, str, int, int]] = []
     reasons: list[tuple[str, str, int]] = []
     wh = config.warehouse
@@ -80,7 +81,7 @@ def read_quality(config: Config, since: datetime) -> tuple[list[tuple[str, str, 
                 """SELECT "table", rule, sum(element_count), sum(unexpected_count)
                    FROM quality WHERE validated_at >= $since
                    GROUP BY ALL ORDER BY 1, 2""", {"since": since}).fetchall()]
-        for q in graph.build(config).layer(graph.Layer.SILVER):
+        for q in pipeline.layer(graph.Layer.SILVER):
             assert isinstance(q.definition, SilverTable)
             table = open_table(wh.table_uri("silver", q.definition.quarantine_name),
                                wh.storage_options)
@@ -94,12 +95,13 @@ def read_quality(config: Config, since: datetime) -> tuple[list[tuple[str, str, 
     return rules, reasons
 
 
-def read_report(config: Config, now: datetime) -> ReportData:
+def read_report(pipeline: graph.Graph, now: datetime) -> ReportData:
     """Everything the report shows, over the SLO window that ends ``now``."""
+    config = pipeline.config
     since = window_start(config.slo, now)
-    rules, reasons = read_quality(config, since)
-    return ReportData(read_events(config, since), rules, reasons, slo_results(config, now),
-                      status_lines(config, now), config.slo.window_minutes,
+    rules, reasons = read_quality(pipeline, since)
+    return ReportData(read_events(config, since), rules, reasons, slo_results(pipeline, now),
+                      status_lines(pipeline, now), config.slo.window_minutes,
                       config.slo.freshness_p95_seconds)
 
 

@@ -11,6 +11,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
+from lakehouse import graph
 from lakehouse.audit.timetravel import (
     RETENTION_CHECK_CONF,
     USER_METADATA_CONF,
@@ -57,13 +58,13 @@ def test_vacuum_respects_the_audit_window_and_old_versions_fail_clearly(
     assert run_query(cfg, "SELECT n FROM gold.t", 0).to_pylist() == [{"n": 0}]
 
     with pytest.raises(LakehouseError) as err:
-        vacuum(cfg, "gold.t", 0, spark=spark)
+        vacuum(graph.build(cfg), "gold.t", 0, spark=spark)
     assert err.value.code == ErrorCode.TIME_INSIDE_AUDIT_WINDOW
-    assert vacuum(cfg, "gold.t", None, spark=spark).files == []  # the audit window is kept
-    dry = vacuum(cfg, "gold.t", 0, force=True, dry_run=True, spark=spark)
+    assert vacuum(graph.build(cfg), "gold.t", None, spark=spark).files == []  # the audit window is kept
+    dry = vacuum(graph.build(cfg), "gold.t", 0, force=True, dry_run=True, spark=spark)
     assert sorted(dry.files) == sorted(files_of(uri, 0) | files_of(uri, 1))
     assert run_query(cfg, "SELECT n FROM gold.t", 0).num_rows == 1  # nothing deleted
-    done = vacuum(cfg, "gold.t", 0, force=True, spark=spark)
+    done = vacuum(graph.build(cfg), "gold.t", 0, force=True, spark=spark)
     assert sorted(done.files) == sorted(dry.files)
     assert not any((Path(uri) / f).exists() for f in done.files)
     with pytest.raises(LakehouseError) as err:
@@ -87,10 +88,10 @@ def test_versions_a_stream_has_not_read_keep_their_files(
     silver = str(tmp_path / "silver" / "orders")
     write(spark, silver, 0, "append", {BRONZE_VERSIONS: json.dumps({"from": 0, "to": 1})})
     log = versions(open_as_of(cfg, "bronze.orders", None))
-    assert unread_versions(cfg, "bronze.orders", log) == [2, 3]
+    assert unread_versions(graph.build(cfg), "bronze.orders", log) == [2, 3]
 
     # Everything after version 1 was committed within the hour (Delta's unit): kept.
-    done = vacuum(cfg, "bronze.orders", 0, force=True, spark=spark)
+    done = vacuum(graph.build(cfg), "bronze.orders", 0, force=True, spark=spark)
     assert (done.files, done.kept_versions) == ([], [2, 3])
     # The change feed of versions 2 and 3 reads the files they removed and added.
     changes = (spark.read.format("delta").option("readChangeFeed", "true")
@@ -100,7 +101,7 @@ def test_versions_a_stream_has_not_read_keep_their_files(
 
     # Once silver has read every version, the files only older versions need go.
     write(spark, silver, 1, "append", {BRONZE_VERSIONS: json.dumps({"from": 2, "to": 3})})
-    done = vacuum(cfg, "bronze.orders", 0, force=True, spark=spark)
+    done = vacuum(graph.build(cfg), "bronze.orders", 0, force=True, spark=spark)
     assert done.kept_versions == []
     assert sorted(done.files) == sorted(files_of(bronze, 1) | files_of(bronze, 2))
     assert run_query(cfg, "SELECT n FROM bronze.orders").to_pylist() == [{"n": 3}]
@@ -116,7 +117,7 @@ def test_nothing_is_vacuumed_before_a_reader_has_read_anything(
     for n in range(3):
         write(spark, bronze, n)
     write(spark, str(tmp_path / "silver" / "orders"), 0)  # records no bronze versions
-    done = vacuum(cfg, "bronze.orders", 0, force=True, spark=spark)
+    done = vacuum(graph.build(cfg), "bronze.orders", 0, force=True, spark=spark)
     assert (done.files, done.kept_versions) == ([], [0, 1, 2])
     assert run_query(cfg, "SELECT n FROM bronze.orders", 0).to_pylist() == [{"n": 0}]
 
@@ -142,7 +143,7 @@ def test_restore_commits_the_old_contents_and_records_why(
     with pytest.raises(LakehouseError) as err:
         restore(cfg, "gold.t", 4, spark=spark)  # the version it is at
     assert err.value.code == ErrorCode.TIME_NO_VERSION
-    vacuum(cfg, "gold.t", 0, force=True, spark=spark)
+    vacuum(graph.build(cfg), "gold.t", 0, force=True, spark=spark)
     with pytest.raises(LakehouseError) as err:
         restore(cfg, "gold.t", 1, spark=spark)  # its files are gone
     assert err.value.code == ErrorCode.TIME_VACUUMED

@@ -23,6 +23,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
+from lakehouse import graph
 from lakehouse.aggregates import recompute
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS, kafka_dataset, storage_dataset
 from lakehouse.config import load_config
@@ -176,7 +177,7 @@ def test_explain_rebuilds_an_earlier_gold_version_from_kafka_offsets(world: Worl
     assert then.num_rows
     assert not then.equals(DeltaTable(uri).to_pyarrow_table())  # later runs changed it
 
-    result = explain(config, f"gold.{name}", version)
+    result = explain(graph.build(config), f"gold.{name}", version)
     assert [h.table for h in result.hops] == [f"gold.{name}", "silver.orders", "bronze.orders"]
     ranges = result.version_offsets
     assert {r.range.topic for r in ranges} == {world.topics["orders"]}

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from lakehouse import graph
 from lakehouse.audit.timetravel import diff, open_as_of, versions
 from lakehouse.catalog import table_names, table_uri
 from lakehouse.config import load_config
@@ -116,7 +117,7 @@ def test_diff_and_restore_round_trip(world: World) -> None:
     old = world.revenue_version_after_run1  # type: ignore[attr-defined]
     uri = config.warehouse.table_uri("gold", "revenue_by_category_5m")
     latest = DeltaTable(uri).version()
-    result, _, _ = diff(config, TABLE, old, latest)
+    result, _, _ = diff(graph.build(config), TABLE, old, latest)
     assert result.keys == KEYS
     # The late events of run 2 went into windows run 1 had created: changed, not added.
     late = {(r["window_start"], r["category"])
@@ -132,11 +133,11 @@ def test_diff_and_restore_round_trip(world: World) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     restored = DeltaTable(uri)
     assert restored.version() == latest + 1
-    back, _, _ = diff(config, TABLE, old, latest + 1)
+    back, _, _ = diff(graph.build(config), TABLE, old, latest + 1)
     assert back.added.num_rows == back.removed.num_rows == back.changed.num_rows == 0
     done = world.run("restore", TABLE, "--to", str(latest), "--yes")
     assert done.returncode == 0, done.stderr[-2000:]
-    again, _, _ = diff(config, TABLE, latest, latest + 2)
+    again, _, _ = diff(graph.build(config), TABLE, latest, latest + 2)
     assert again.added.num_rows == again.removed.num_rows == again.changed.num_rows == 0
     history = json.loads(world.run("history", TABLE, "--limit", "2", "--format", "json").stdout)
     assert [h["operation"] for h in history] == ["RESTORE", "RESTORE"]
