@@ -34,8 +34,8 @@ from functools import partial
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from lakehouse import graph
 from lakehouse.batch import BatchIO, BatchRun
-from lakehouse.config import Config
 from lakehouse.gold import GoldPlan, gold_writer, load_gold_plan, read_progress
 from lakehouse.io.delta import (
     adds_files,
@@ -147,17 +147,18 @@ def _schema_frame(spark: SparkSession, uri: str) -> DataFrame:
     return read_appended(spark, uri, last, last)
 
 
-def _own_checkpoint_removed(config: Config, name: str, printer: Printer) -> None:
-    checkpoint = config.warehouse.checkpoint_uri(name)
+def _own_checkpoint_removed(pipeline: graph.Graph, name: str, printer: Printer) -> None:
+    checkpoint = pipeline.query(name).checkpoint
     if is_dir(checkpoint):
         remove_tree(checkpoint)
         printer(f"[{name}] runs chained: removed its own checkpoint (its ledger and commits "
                 "say where it stands)")
 
 
-def _gold_stage(spark: SparkSession, config: Config, table: GoldTable, printer: Printer,
+def _gold_stage(spark: SparkSession, pipeline: graph.Graph, table: GoldTable, printer: Printer,
                 lineage: Lineage, events: EventLog) -> Stage:
-    plan: GoldPlan = load_gold_plan(config, table)
+    config = pipeline.config
+    plan: GoldPlan = load_gold_plan(pipeline, table)
     writer, spec = gold_writer(spark, plan, printer, _schema_frame(spark, plan.silver_uri))
     done = read_progress(plan.progress_uri, plan.storage_options)
     if done is not None:
@@ -173,10 +174,11 @@ def _gold_stage(spark: SparkSession, config: Config, table: GoldTable, printer: 
                  size_bytes(config.gold.max_bytes_per_trigger), pinned)
 
 
-def _silver_stage(spark: SparkSession, config: Config, table: SilverTable,
+def _silver_stage(spark: SparkSession, pipeline: graph.Graph, table: SilverTable,
                   golds: Sequence[GoldTable], printer: Printer, lineage: Lineage,
                   events: EventLog) -> Stage:
-    plan = load_plan(config, table)
+    config = pipeline.config
+    plan = load_plan(pipeline, table)
     writer, spec = silver_writer(spark, plan, printer, _schema_frame(spark, plan.bronze_uri))
     done = routed_up_to(plan)
     if done is not None:
@@ -185,11 +187,11 @@ def _silver_stage(spark: SparkSession, config: Config, table: SilverTable,
     stage = Stage(table.qualified_name, plan.bronze_uri, writer, lineage.query(spec), events,
                   0 if done is None else done + 1,
                   size_bytes(config.silver.max_bytes_per_trigger))
-    stage.then = [_gold_stage(spark, config, g, printer, lineage, events) for g in golds]
+    stage.then = [_gold_stage(spark, pipeline, g, printer, lineage, events) for g in golds]
     return stage
 
 
-def start_chain(spark: SparkSession, config: Config, bronze: BronzeTable,
+def start_chain(spark: SparkSession, pipeline: graph.Graph, bronze: BronzeTable,
                 silvers: Sequence[tuple[SilverTable, Sequence[GoldTable]]], printer: Printer,
                 lineage: Lineage, reset_to: str | None = None, events: EventLog | None = None
                 ) -> tuple[StreamingQuery, list[str]]:
@@ -197,14 +199,15 @@ def start_chain(spark: SparkSession, config: Config, bronze: BronzeTable,
     tables) up with what bronze holds, then start the bronze table's query, whose every
     micro-batch catches them up again. Returns the query and the names of the tables it
     drives after bronze."""
-    out, writer, spec = bronze_writer(spark, config, bronze, printer, reset_to)
+    config = pipeline.config
+    out, writer, spec = bronze_writer(spark, pipeline, bronze, printer, reset_to)
     events = events or EventLog.off(config)
-    stages = [_silver_stage(spark, config, s, golds, printer, lineage, events)
+    stages = [_silver_stage(spark, pipeline, s, golds, printer, lineage, events)
               for s, golds in silvers]
     chain = ChainWriter(writer, stages)
     driven = chain.all_stages()
     for stage in driven:
-        _own_checkpoint_removed(config, stage.name, printer)
+        _own_checkpoint_removed(pipeline, stage.name, printer)
         stage.lineage.started(new_run_id(), f"{stage.name}:{CHAINED}")
     catch_up_all(stages, spark)
     query = start_batches(out, config, bronze.qualified_name, chain, lineage.query(spec),

@@ -40,7 +40,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import DataType, StructField, StructType, TimestampType
 
-from lakehouse import faults
+from lakehouse import faults, graph
 from lakehouse.aggregates import (
     UPDATED_AT,
     Aggregate,
@@ -53,7 +53,6 @@ from lakehouse.aggregates import (
     with_rollup_keys,
 )
 from lakehouse.batch import SILVER_VERSIONS, BatchIO, BatchRun, QuerySpec, Read, Written, storage_dataset
-from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import has_checkpoint
 from lakehouse.io.delta import (
@@ -88,6 +87,8 @@ class GoldPlan:
     """The internal state table of a two-stage aggregate."""
     silver_uri: str
     storage_options: dict[str, str] = field(default_factory=dict)
+    checkpoint: str = ""
+    """The checkpoint of the table's streaming query."""
 
     @property
     def progress_uri(self) -> str:
@@ -95,13 +96,18 @@ class GoldPlan:
         return self.state_uri or self.uri
 
 
-def load_gold_plan(config: Config, table: GoldTable) -> GoldPlan:
-    """Build the definition (needs a SparkSession) and locate the tables."""
+def load_gold_plan(pipeline: graph.Graph, table: GoldTable) -> GoldPlan:
+    """Build the definition (needs a SparkSession); its tables and checkpoint are the
+    graph's (a two-stage table's state, known once the definition is built, lives beside
+    it)."""
+    config = pipeline.config
     wh = config.warehouse
     agg = table.build()
-    return GoldPlan(table, agg, wh.table_uri("gold", table.name),
+    query = pipeline.query(table.qualified_name)
+    return GoldPlan(table, agg, pipeline.node(query.name).uri,
                     wh.table_uri("gold", table.state_name) if agg.rollup else None,
-                    wh.table_uri("silver", table.silver), dict(wh.storage_options))
+                    pipeline.node(query.input).uri, dict(wh.storage_options),
+                    query.checkpoint)
 
 
 # -- pure: the incremental step (Spark, on small frames) -------------------------------
@@ -335,11 +341,12 @@ def ensure_gold_tables(plan: GoldPlan, sch: Schemas) -> None:
                      f"{', '.join(plan.agg.keys)})", storage_options=plan.storage_options)
 
 
-def start_gold(spark: SparkSession, config: Config, table: GoldTable,
+def start_gold(spark: SparkSession, pipeline: graph.Graph, table: GoldTable,
                printer: Printer, lineage: Lineage | None = None,
                events: EventLog | None = None) -> StreamingQuery:
     """Start the streaming query that keeps one gold table up to date from silver."""
-    plan = load_gold_plan(config, table)
+    config = pipeline.config
+    plan = load_gold_plan(pipeline, table)
     query_name = table.qualified_name
     if open_table(plan.silver_uri, plan.storage_options) is None:
         raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND,
@@ -347,7 +354,7 @@ def start_gold(spark: SparkSession, config: Config, table: GoldTable,
                              hint=f"run silver.{table.silver} first (lakehouse run runs all "
                                   "layers in order)")
     start = None
-    if not has_checkpoint(config.warehouse.checkpoint_uri(query_name)):
+    if not has_checkpoint(plan.checkpoint):
         done = read_progress(plan.progress_uri, plan.storage_options)
         if done is not None:
             printer(f"[{query_name}] no checkpoint but the table covers silver up to "
@@ -357,8 +364,7 @@ def start_gold(spark: SparkSession, config: Config, table: GoldTable,
     writer, spec = gold_writer(spark, plan, printer, changes.drop(*CHANGE_COLUMNS))
     tracker = (lineage or Lineage.off(config)).query(spec)
     return start_batches(changes, config, query_name,
-                         appended_only(writer, plan.silver_uri,
-                                       config.warehouse.checkpoint_uri(query_name)),
+                         appended_only(writer, plan.silver_uri, plan.checkpoint),
                          tracker, events)
 
 
@@ -434,10 +440,10 @@ def _norm(value: Any) -> Any:
     return value.normalize() if isinstance(value, Decimal) else value
 
 
-def verify(spark: SparkSession, config: Config, table: GoldTable) -> GoldCheck:
+def verify(spark: SparkSession, pipeline: graph.Graph, table: GoldTable) -> GoldCheck:
     """Compare the streamed table with one batch query over silver, as of the silver
     version the table has read."""
-    plan = load_gold_plan(config, table)
+    plan = load_gold_plan(pipeline, table)
     gold = open_table(plan.uri, plan.storage_options)
     if gold is None:
         raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND,

@@ -159,6 +159,10 @@ class Graph:
                     ErrorCode.TABLE_NOT_RUN, f"{s.name} is not run by this config: {s.reason}",
                     hint=s.hint, table=s.name)
 
+    def outputs(self, query: str) -> list[Node]:
+        """The tables query ``query`` writes, in its order (its own table first)."""
+        return [self.node(n) for n in self.query(query).outputs]
+
     def downstream(self, name: str) -> list[Query]:
         """The queries reading table ``name``."""
         return [q for q in self.queries if q.input == name]

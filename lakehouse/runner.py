@@ -159,7 +159,7 @@ def _span(ranges: list[dict[str, Any]]) -> str:
     return " ".join(parts[:6]) + (" ..." if len(parts) > 6 else "")
 
 
-def resume_offsets(config: Config, table: BronzeTable, printer: Printer) -> str | None:
+def resume_offsets(pipeline: graph.Graph, table: BronzeTable, printer: Printer) -> str | None:
     """Starting offsets for a new checkpoint over a table that already holds records.
 
     A deleted (or moved) checkpoint must not make the query read Kafka again from the
@@ -167,9 +167,10 @@ def resume_offsets(config: Config, table: BronzeTable, printer: Printer) -> str 
     and from the earliest offset in partitions it holds nothing of (Spark's connector
     wants every partition named).
     """
-    if has_checkpoint(config.warehouse.checkpoint_uri(table.qualified_name)):
+    config = pipeline.config
+    if has_checkpoint(pipeline.query(table.qualified_name).checkpoint):
         return None
-    held = max_kafka_offsets(config.warehouse.table_uri("bronze", table.name),
+    held = max_kafka_offsets(pipeline.node(table.qualified_name).uri,
                              config.warehouse.storage_options)
     if not held:
         return None
@@ -183,35 +184,37 @@ def resume_offsets(config: Config, table: BronzeTable, printer: Printer) -> str 
     return json.dumps(start)
 
 
-def bronze_writer(spark: SparkSession, config: Config, table: BronzeTable, printer: Printer,
+def bronze_writer(spark: SparkSession, pipeline: graph.Graph, table: BronzeTable, printer: Printer,
                   reset_to: str | None = None) -> tuple[DataFrame, BronzeWriter, QuerySpec]:
     """A bronze table's Kafka stream, its batch writer and its lineage, the table created;
     with ``reset_to`` (Spark's ``startingOffsets`` JSON, on a new checkpoint) from those
     offsets, landing only the records the table does not hold yet."""
+    config = pipeline.config
     options = kafka_options(config, table)
-    resume = reset_to or resume_offsets(config, table, printer)
+    resume = reset_to or resume_offsets(pipeline, table, printer)
     if resume:
         options["startingOffsets"] = resume
     raw = spark.readStream.format("kafka").options(**options).load()
     out = table.transform(raw)
-    uri = config.warehouse.table_uri("bronze", table.name)
+    uri = pipeline.node(table.qualified_name).uri
     ensure_table(uri, out.schema, table.partition_by, table.description, change_feed=True,
                  storage_options=config.warehouse.storage_options)
     query_name = table.qualified_name
     topic = kafka_dataset(config.kafka.bootstrap_servers, config.source(table.source).topic)
     writer = BronzeWriter(table, uri, query_name,
-                          config.warehouse.checkpoint_uri(query_name), printer, topic,
+                          pipeline.query(query_name).checkpoint, printer, topic,
                           skip_held=reset_to is not None)
     return out, writer, QuerySpec(query_name, topic, None, [uri], {uri: lambda: out})
 
 
-def start_bronze(spark: SparkSession, config: Config, table: BronzeTable,
+def start_bronze(spark: SparkSession, pipeline: graph.Graph, table: BronzeTable,
                  printer: Printer = print, lineage: Lineage | None = None,
                  reset_to: str | None = None, events: EventLog | None = None
                  ) -> StreamingQuery:
     """Start the streaming query that lands one source in its bronze table (see
     ``bronze_writer`` for ``reset_to``)."""
-    out, writer, spec = bronze_writer(spark, config, table, printer, reset_to)
+    config = pipeline.config
+    out, writer, spec = bronze_writer(spark, pipeline, table, printer, reset_to)
     tracker = (lineage or Lineage.off(config)).query(spec)
     return start_batches(out, config, table.qualified_name, writer, tracker, events)
 
@@ -246,7 +249,7 @@ def run(pipeline: graph.Graph, *, until_idle: bool, tables: Sequence[str] | None
     silver = [q.definition for q in selected if isinstance(q.definition, SilverTable)]
     gold = [q.definition for q in selected if isinstance(q.definition, GoldTable)]
     for s in silver:
-        load_plan(config, s)
+        load_plan(pipeline, s)
     # The schemas silver reads the Avro sources with, from their contracts: a contract the
     # subject's level forbids is refused here, before anything is read. (Bronze lands the
     # bytes untouched and needs no registry.)
@@ -256,11 +259,11 @@ def run(pipeline: graph.Graph, *, until_idle: bool, tables: Sequence[str] | None
     with table_locks(config.warehouse.root, [q.definition.qualified_name for q in selected],
                      "lakehouse run"):
         for q in selected:
-            check_checkpoint(config, q.definition.qualified_name, printer)
+            check_checkpoint(pipeline, q.definition.qualified_name, printer)
         created = ensure_source_topics(config, [t.source for t in chosen])
         for name in created:
             printer(f"created topic {name}")
-        return _run(config, chosen, silver, gold, until_idle=until_idle, spark=spark,
+        return _run(pipeline, chosen, silver, gold, until_idle=until_idle, spark=spark,
                     printer=printer, then=then, bronze_reset=bronze_reset)
 
 
@@ -277,11 +280,11 @@ def selected_silver(pipeline: graph.Graph, tables: Sequence[str] | None
             if isinstance(q.definition, SilverTable)]
 
 
-def check_checkpoint(config: Config, table: str, printer: Printer) -> None:
+def check_checkpoint(pipeline: graph.Graph, table: str, printer: Printer) -> None:
     """Fail, naming the way out, if the checkpoint of ``table``'s query is damaged (Spark's
     own failure would name neither the file nor the remedy); remove one that holds no
     progress (its query was killed before it planned a batch)."""
-    checkpoint = config.warehouse.checkpoint_uri(table)
+    checkpoint = pipeline.query(table).checkpoint
     problem = damage(checkpoint)
     if problem:
         raise LakehouseError(
@@ -294,10 +297,11 @@ def check_checkpoint(config: Config, table: str, printer: Printer) -> None:
                 "before its first batch); the table resumes from its own commits")
 
 
-def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverTable],
+def _run(pipeline: graph.Graph, chosen: Sequence[BronzeTable], silver: Sequence[SilverTable],
          gold: Sequence[GoldTable], *, until_idle: bool, spark: SparkSession | None,
          printer: Printer, then: Sequence[Callable[[], None]],
          bronze_reset: Mapping[str, str] | None) -> RunSummary:
+    config = pipeline.config
     from lakehouse.chain import start_chain
     from lakehouse.gold import start_gold
     from lakehouse.silver import prepare_tables, start_silver
@@ -325,14 +329,14 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
         cleanup.callback(lineage.close)
         cleanup.callback(_stop_all, queries, driven, lineage, printer)
         for s in silver:
-            prepare_tables(spark, config, s, printer)
+            prepare_tables(spark, pipeline, s, printer)
         for t in chosen:
             reset = (bronze_reset or {}).get(t.qualified_name)
             topic = config.source(t.source).topic
             if config.streaming.shape == "chained":
                 stages = [(s, [g for g in gold if g.silver == s.name])
                           for s in silver if s.bronze == t.name]
-                query, names = start_chain(spark, config, t, stages, printer, lineage, reset,
+                query, names = start_chain(spark, pipeline, t, stages, printer, lineage, reset,
                                            events)
                 readers[query.name] = partial(_chain_query, spark, config, t, stages,
                                               printer, lineage, None, events)
@@ -340,8 +344,8 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
                 rides = f", then {', '.join(names)} in each micro-batch" if names else ""
                 printer(f"started {t.qualified_name} <- topic {topic}{rides}")
             else:
-                query = start_bronze(spark, config, t, printer, lineage, reset, events)
-                readers[query.name] = partial(start_bronze, spark, config, t, printer, lineage,
+                query = start_bronze(spark, pipeline, t, printer, lineage, reset, events)
+                readers[query.name] = partial(start_bronze, spark, pipeline, t, printer, lineage,
                                               None, events)
                 printer(f"started {t.qualified_name} <- topic {topic}")
             queries.append(_initialized(query))
@@ -349,14 +353,14 @@ def _run(config: Config, chosen: Sequence[BronzeTable], silver: Sequence[SilverT
         for s in silver:
             if s.qualified_name in chained:
                 continue
-            queries.append(_initialized(start_silver(spark, config, s, printer, lineage,
+            queries.append(_initialized(start_silver(spark, pipeline, s, printer, lineage,
                                                      events)))
             printer(f"started {s.qualified_name} <- bronze.{s.bronze} "
                     f"(contract and suite {s.contract})")
         for g in gold:
             if g.qualified_name in chained:
                 continue
-            queries.append(_initialized(start_gold(spark, config, g, printer, lineage,
+            queries.append(_initialized(start_gold(spark, pipeline, g, printer, lineage,
                                                    events)))
             printer(f"started {g.qualified_name} <- silver.{g.silver}")
         if until_idle:

@@ -47,7 +47,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
-from lakehouse import faults
+from lakehouse import faults, graph
 from lakehouse.batch import (
     BRONZE_VERSIONS,
     Assertion,
@@ -58,7 +58,6 @@ from lakehouse.batch import (
     Written,
     storage_dataset,
 )
-from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import has_checkpoint
 from lakehouse.io.delta import (
@@ -180,6 +179,8 @@ class SilverPlan:
     """The key of the pseudonyms of the contract's pii fields (empty if it has none)."""
     avro: AvroSource | None = None
     """Where an Avro source's writer schemas are (None: the source is JSON)."""
+    checkpoint: str = ""
+    """The checkpoint of the table's streaming query."""
 
     @property
     def key(self) -> str:
@@ -187,8 +188,10 @@ class SilverPlan:
         return self.contract.key
 
 
-def load_plan(config: Config, table: SilverTable) -> SilverPlan:
-    """Load the table's contract and suite (errors name the file) and its table URIs."""
+def load_plan(pipeline: graph.Graph, table: SilverTable) -> SilverPlan:
+    """Load the table's contract and suite (errors name the file); its tables and
+    checkpoint are the graph's."""
+    config = pipeline.config
     folder = Path(config.expectations_dir)
     contract = load_contract(folder / f"{table.contract}.contract.yaml")
     suite = load_suite(folder / f"{table.contract}.suite.json",
@@ -200,13 +203,16 @@ def load_plan(config: Config, table: SilverTable) -> SilverPlan:
     if source is not None and source.format == "avro":
         avro = AvroSource(registry_for(config), subject(source.topic),
                           json.dumps(reader_schema(contract)))
-    return SilverPlan(table, contract, suite, wh.table_uri("silver", table.name),
-                      wh.table_uri("silver", table.quarantine_name),
-                      wh.table_uri("silver", "_quality"), wh.table_uri("silver", "_batches"),
-                      wh.table_uri("bronze", table.bronze),
+    def uri(role: graph.Role) -> str:
+        return next(n.uri for n in pipeline.outputs(table.qualified_name) if n.role == role)
+
+    return SilverPlan(table, contract, suite, uri(graph.Role.TABLE),
+                      uri(graph.Role.QUARANTINE), uri(graph.Role.QUALITY),
+                      uri(graph.Role.LEDGER), pipeline.node(f"bronze.{table.bronze}").uri,
                       config.silver.critical_max_unexpected_percent, wh.root,
                       dict(wh.storage_options),
-                      pii_key(config) if contract.pii_fields else b"", avro)
+                      pii_key(config) if contract.pii_fields else b"", avro,
+                      pipeline.query(table.qualified_name).checkpoint)
 
 
 # -- pure: classification and routing (Spark) ---------------------------------------------
@@ -647,10 +653,10 @@ def routed_up_to(plan: SilverPlan) -> int | None:
     return int(pc.max(done.column("bronze_to_version")).as_py())
 
 
-def resume_version(plan: SilverPlan, config: Config) -> int | None:
+def resume_version(plan: SilverPlan) -> int | None:
     """For a new checkpoint over a silver table with history: the first bronze version its
     ledger does not cover (nothing is processed, and counted, twice)."""
-    if has_checkpoint(config.warehouse.checkpoint_uri(plan.table.qualified_name)):
+    if has_checkpoint(plan.checkpoint):
         return None
     done = routed_up_to(plan)
     return None if done is None else done + 1
@@ -716,11 +722,11 @@ def conform(rows: DataFrame, table: T.StructType) -> DataFrame:
                          for f in table.fields])
 
 
-def prepare_tables(spark: SparkSession, config: Config, table: SilverTable,
+def prepare_tables(spark: SparkSession, pipeline: graph.Graph, table: SilverTable,
                    printer: Printer) -> None:
     """Before any query of a run starts: fit an existing silver table to its contract
     (``evolve``), so a contract it cannot take stops the run before anything is read."""
-    plan = load_plan(config, table)
+    plan = load_plan(pipeline, table)
     if open_table(plan.uri, plan.storage_options) is None \
             or open_table(plan.bronze_uri, plan.storage_options) is None:
         return
@@ -749,18 +755,19 @@ def silver_writer(spark: SparkSession, plan: SilverPlan, printer: Printer,
     return SilverWriter(plan, printer, name, columns), spec
 
 
-def start_silver(spark: SparkSession, config: Config, table: SilverTable,
+def start_silver(spark: SparkSession, pipeline: graph.Graph, table: SilverTable,
                  printer: Printer, lineage: Lineage | None = None,
                  events: EventLog | None = None) -> StreamingQuery:
     """Start the streaming query that builds one silver table from its bronze table."""
-    plan = load_plan(config, table)
+    config = pipeline.config
+    plan = load_plan(pipeline, table)
     query_name = table.qualified_name
     if open_table(plan.bronze_uri, plan.storage_options) is None:
         raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND,
                              f"{query_name} reads bronze.{table.bronze}, which does not exist",
                              hint=f"run bronze.{table.bronze} first (lakehouse run runs all "
                                   "layers in order)")
-    start = resume_version(plan, config)
+    start = resume_version(plan)
     if start is not None:
         printer(f"[{query_name}] no checkpoint but the ledger covers bronze up to version "
                 f"{start - 1}: continuing from version {start}")
@@ -769,7 +776,7 @@ def start_silver(spark: SparkSession, config: Config, table: SilverTable,
     tracker = (lineage or Lineage.off(config)).query(spec)
     return start_batches(bronze, config, query_name,
                          appended_only(writer, plan.bronze_uri,
-                                       config.warehouse.checkpoint_uri(query_name)),
+                                       plan.checkpoint),
                          tracker, events)
 
 
@@ -827,9 +834,9 @@ def _count(uri: str, storage_options: dict[str, str],
     return int(table.to_pyarrow_dataset().count_rows(filter=filter))
 
 
-def accounting(config: Config, table: SilverTable) -> Accounting:
+def accounting(pipeline: graph.Graph, table: SilverTable) -> Accounting:
     """The accounting identity of one silver table, from its tables and ledger."""
-    plan = load_plan(config, table)
+    plan = load_plan(pipeline, table)
     opts = plan.storage_options
     # Stream lines count each bronze record once; rebuild lines (lakehouse replay) hold
     # the change a rebuild made to the duplicates of the range it re-routed.

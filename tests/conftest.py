@@ -134,12 +134,11 @@ def assert_gold_verified(config: Path, spark: SparkSession,
     from lakehouse.config import load_config
     from lakehouse.gold import verify
     from lakehouse.registry import GoldTable
-    cfg = load_config(config)
-    pipeline = graph.build(cfg)
+    pipeline = graph.build(load_config(config))
     chosen = pipeline.select(tables) if tables else pipeline.layer(graph.Layer.GOLD)
     for query in chosen:
         if isinstance(query.definition, GoldTable):
-            check = verify(spark, cfg, query.definition)
+            check = verify(spark, pipeline, query.definition)
             assert check.equal, check.describe()
 
 

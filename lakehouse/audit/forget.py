@@ -93,11 +93,10 @@ class Forgotten:
 
 def subject_tables(pipeline: graph.Graph) -> list[tuple[SilverTable, list[GoldTable]]]:
     """The silver tables holding personal data, each with the gold tables reading it."""
-    config = pipeline.config
     out = []
     for q in pipeline.layer(graph.Layer.SILVER):
         table = q.definition
-        if isinstance(table, SilverTable) and load_plan(config, table).contract.pii_fields:
+        if isinstance(table, SilverTable) and load_plan(pipeline, table).contract.pii_fields:
             out.append((table, [d.definition for d in pipeline.downstream(q.name)
                                 if isinstance(d.definition, GoldTable)]))
     return out
@@ -147,7 +146,7 @@ def _erase(uri: str, on: Column, subject: DataFrame, commit: BatchCommit) -> Wri
     return written if written.written else committed(uri, commit)
 
 
-def _forget_table(spark: SparkSession, config: Config, plan: SilverPlan, subject: str,
+def _forget_table(spark: SparkSession, pipeline: graph.Graph, plan: SilverPlan, subject: str,
                   printer: Printer) -> dict[str, int]:
     pseudo = pseudonym(plan.pii_key, subject)
     name = plan.table.qualified_name
@@ -184,7 +183,7 @@ def _forget_table(spark: SparkSession, config: Config, plan: SilverPlan, subject
         LedgerKind.FORGET, commit, (erased_at, erased_at), line,
         lambda c: _erase(plan.uri, in_silver(plan, F.col("s.pseudonym")), source,
                          part(c, "silver")), quarantine))
-    aside = move_aside(config.warehouse.checkpoint_uri(name), "forget")
+    aside = move_aside(plan.checkpoint, "forget")
     if aside:
         printer(f"[{name}] checkpoint moved to {aside}: the next run resumes after bronze "
                 f"version {erased_at}")
@@ -201,13 +200,16 @@ def forget(pipeline: graph.Graph, subject: str, *, printer: Printer = print,
     config = pipeline.config
     started = time.monotonic()
     by = by or getpass.getuser()
-    config = replace(config, lineage=replace(config.lineage, enabled=False))
+    # Lineage off: the plans would name the subject.
+    pipeline = replace(pipeline, config=replace(config, lineage=replace(config.lineage,
+                                                                       enabled=False)))
+    config = pipeline.config
     tables = subject_tables(pipeline)
     names = touched(tables)
-    plans = [load_plan(config, silver) for silver, _ in tables]
+    plans = [load_plan(pipeline, silver) for silver, _ in tables]
     with table_locks(config.warehouse.root, names, "lakehouse forget"):
         for silver, _ in tables:
-            acc = accounting(config, silver)
+            acc = accounting(pipeline, silver)
             if acc.ledger_bronze_rows != acc.bronze_rows:
                 raise LakehouseError(
                     ErrorCode.FORGET_NOT_CAUGHT_UP,
@@ -220,9 +222,9 @@ def forget(pipeline: graph.Graph, subject: str, *, printer: Printer = print,
         rows: dict[str, int] = {}
         recomputed: list[str] = []
         for (_, golds), plan in zip(tables, plans, strict=True):
-            rows.update(_forget_table(spark, config, plan, subject, printer))
+            rows.update(_forget_table(spark, pipeline, plan, subject, printer))
             for gold in golds:
-                replay_gold(spark, config, gold, printer=printer)
+                replay_gold(spark, pipeline, gold, printer=printer)
                 recomputed.append(gold.qualified_name)
         vacuumed = {}
         for table in names:

@@ -28,7 +28,6 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from lakehouse import graph
 from lakehouse.batch import RUN_ID
-from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import (
     VERSION_COLUMN,
@@ -182,14 +181,14 @@ def as_bronze(rows: DataFrame) -> DataFrame:
         F.col("_bronze_version").alias(VERSION_COLUMN))
 
 
-def replay(config: Config, table: SilverTable, selection: Selection, spark: SparkSession,
+def replay(pipeline: graph.Graph, table: SilverTable, selection: Selection, spark: SparkSession,
            printer: Printer = print) -> ReplayReport:
     """Re-process the selected open records with the current contract and suite."""
     if selection.empty:
         raise LakehouseError(ErrorCode.QUARANTINE_NO_MATCH,
                              "say which records to replay: --rule, --batch, --record or --all")
     started = time.monotonic()
-    plan = load_plan(config, table)
+    plan = load_plan(pipeline, table)
     version = latest_version(plan.quarantine_uri)
     nothing = LakehouseError(ErrorCode.QUARANTINE_NO_MATCH,
                              f"no open quarantined record of {table.qualified_name} matches",

@@ -40,6 +40,7 @@ from openlineage.client.uuid import generate_new_uuid
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse import graph
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
@@ -158,13 +159,13 @@ def _before(spark: SparkSession, plan: SilverPlan, routed: Routed, first: int, l
         silver_old.join(routed.quarantine.select(*coords), coords, "left_semi").count())
 
 
-def replay_silver(spark: SparkSession, config: Config, table: SilverTable,
+def replay_silver(spark: SparkSession, pipeline: graph.Graph, table: SilverTable,
                   first: int | None = None, into: str | None = None,
                   printer: Printer = print) -> SilverReplay:
     """Rebuild ``table`` (or a side table ``silver.<into>``) from bronze versions
     ``first``.. (default: all) with the current contract and suite."""
     started = time.monotonic()
-    plan = load_plan(config, table)
+    plan = load_plan(pipeline, table)
     opts = plan.storage_options
     app = f"{table.qualified_name}:replay"
     if open_table(plan.uri, opts) is None or open_table(plan.quarantine_uri, opts) is None:
@@ -291,13 +292,13 @@ class GoldReplay:
                 f"{self.rows_after:,} rows)")
 
 
-def replay_gold(spark: SparkSession, config: Config, table: GoldTable,
+def replay_gold(spark: SparkSession, pipeline: graph.Graph, table: GoldTable,
                 into: str | None = None, printer: Printer = print) -> GoldReplay:
     """Recompute ``table`` (and its state) whole from silver as it is now."""
     from lakehouse.aggregates import partial, recompute, with_rollup_keys
     from lakehouse.gold import ensure_gold_tables, load_gold_plan, schemas, stamped
     started = time.monotonic()
-    plan = load_gold_plan(config, table)
+    plan = load_gold_plan(pipeline, table)
     opts, agg = plan.storage_options, plan.agg
     silver_table = open_table(plan.silver_uri, opts)
     if silver_table is None:
@@ -329,7 +330,7 @@ def replay_gold(spark: SparkSession, config: Config, table: GoldTable,
         replace(state, plan.state_uri,
                 BatchCommit(app, n, {**metadata, MERGE_KEYS: json.dumps(agg.keys)}))
     if not into:
-        checkpoint = config.warehouse.checkpoint_uri(table.qualified_name)
+        checkpoint = plan.checkpoint
         if is_dir(checkpoint):
             remove_tree(checkpoint)
             printer(f"[{table.qualified_name}] removed its checkpoint: the next run continues "

@@ -255,7 +255,7 @@ class _Bench:
 
     def _plan(self) -> Any:
         from lakehouse.silver import load_plan
-        return load_plan(self.config, self._silver_table())
+        return load_plan(self.pipeline, self._silver_table())
 
     def _silver_table(self) -> SilverTable:
         table = self.pipeline.query(f"silver.{SOURCE}").definition
@@ -320,7 +320,7 @@ class _Bench:
                  " rows in silver ...")
         table = self.pipeline.query(self._gold_tables()[0]).definition
         assert isinstance(table, GoldTable)
-        self.result["growth"] = measure(spark, self._plan(), load_gold_plan(self.config, table),
+        self.result["growth"] = measure(spark, self._plan(), load_gold_plan(self.pipeline, table),
                                         sizes, GROWTH_BATCH, self.work / "growth", self.say)
 
     def _bare_chained(self, spark: Any, n: int) -> dict[str, Any]:
@@ -394,7 +394,7 @@ class _Bench:
         assert silver is not None
         ids = silver.to_pyarrow_table(columns=["event_id"]).column("event_id")
         duplicates = len(ids) - pc.count_distinct(ids).as_py()
-        acc = accounting(self.config, table)
+        acc = accounting(self.pipeline, table)
         self.result["checks"] = {"silver_duplicates": duplicates,
                                  "accounting_holds": acc.holds,
                                  "accounting": acc.describe()}

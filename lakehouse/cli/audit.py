@@ -26,7 +26,7 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     tables = [q.find_table(pipeline, args.table)] if args.table else silver_tables(pipeline)
     if args.action == "list":
         for table in tables:
-            rows = q.read_quarantine(load_plan(config, table))
+            rows = q.read_quarantine(load_plan(pipeline, table))
             open_rows = rows.filter(rows.column("resolution").is_null())
             say(f"silver.{table.quarantine_name}: {open_rows.num_rows:,} open, "
                  f"{rows.num_rows - open_rows.num_rows:,} resolved by replays")
@@ -43,7 +43,7 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     selection = q.Selection(tuple(args.rule or ()), tuple(args.batch or ()),
                             tuple(_record(r) for r in args.record or ()), args.all)
     if args.action == "show":
-        plan = load_plan(config, table)
+        plan = load_plan(pipeline, table)
         rows = q.select(q.read_quarantine(plan),
                         selection if not selection.empty else q.Selection(everything=True))
         say(f"silver.{table.quarantine_name}: {rows.num_rows:,} open records match"
@@ -60,7 +60,7 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.spark import build_session, stop_session
     spark = build_session(config)
     try:
-        report = q.replay(config, table, selection, spark, printer=say)
+        report = q.replay(pipeline, table, selection, spark, printer=say)
     finally:
         stop_session(spark)
     say(report.describe())
@@ -168,7 +168,7 @@ def _replay_in_spark(config: Config, args: argparse.Namespace, pipeline: graph.G
                                          "for a version")
                 first = first_version_at(pipeline.node(query.input).uri, at,
                                          dict(config.warehouse.storage_options))
-            report = replay_silver(spark, config, definition, first, args.into, say)
+            report = replay_silver(spark, pipeline, definition, first, args.into, say)
             say(report.describe())
             readers = [q.name for q in pipeline.downstream(query.name)]
             if readers and not args.into:
@@ -179,7 +179,7 @@ def _replay_in_spark(config: Config, args: argparse.Namespace, pipeline: graph.G
             if args.from_bronze_version is not None or args.from_time:
                 say("gold is recomputed whole from silver (exact either way); "
                      "--from-bronze-version / --from-time do not narrow it")
-            say(replay_gold(spark, config, definition, args.into, say).describe())
+            say(replay_gold(spark, pipeline, definition, args.into, say).describe())
     finally:
         stop_session(spark)
 

@@ -51,10 +51,9 @@ def silver_tables(pipeline: graph.Graph) -> list[SilverTable]:
 
 def print_accounting(pipeline: graph.Graph) -> None:
     """Per silver table: where every bronze record went, and the contract pass rate."""
-    config = pipeline.config
     from lakehouse.silver import accounting
     for table in silver_tables(pipeline):
-        acc = accounting(config, table)
+        acc = accounting(pipeline, table)
         if acc.bronze_rows:
             rate = 1 - (acc.quarantined / acc.bronze_rows)
             say(f"{acc.describe()}; pass rate {rate:.1%}")

@@ -132,7 +132,7 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
     tables = [q.definition for q in chosen if isinstance(q.definition, GoldTable)]
     spark = build_session(config)
     try:
-        checks = [verify(spark, config, t) for t in tables]
+        checks = [verify(spark, pipeline, t) for t in tables]
     finally:
         stop_session(spark)
     for check in checks:

@@ -37,7 +37,8 @@ def bronze_batch(spark: SparkSession, count: int) -> DataFrame:
 def plan(tmp_path: Path) -> SilverPlan:
     config = load_config(str(write_config(tmp_path / "conf.yaml", "127.0.0.1:1",
                                           tmp_path / "wh")))
-    return load_plan(config, build(config).query("silver.orders").definition)
+    pipeline = build(config)
+    return load_plan(pipeline, pipeline.query("silver.orders").definition)
 
 
 def test_the_naive_split_routes_every_record_as_silver_does(

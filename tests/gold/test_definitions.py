@@ -29,6 +29,7 @@ from pyspark.sql.types import (
 from lakehouse.aggregates import partial, recompute
 from lakehouse.config import parse_config
 from lakehouse.gold import GoldWriter, compare, ensure_gold_tables, load_gold_plan, schemas
+from lakehouse.graph import build
 from lakehouse.io.delta import BatchCommit
 from lakehouse.registry import GoldTable, discover_gold
 
@@ -155,7 +156,7 @@ def writer_for(spark: SparkSession, table: GoldTable, silver: StructType,
                warehouse: Path) -> GoldWriter:
     config = parse_config({"project": "t", "kafka": {"bootstrap_servers": "127.0.0.1:1"},
                            "warehouse": {"root": str(warehouse)}})
-    plan = load_gold_plan(config, table)
+    plan = load_gold_plan(build(config), table)
     sch = schemas(spark, plan.agg, silver)
     ensure_gold_tables(plan, sch)
     return GoldWriter(plan, sch, lambda _: None, table.qualified_name)

@@ -124,7 +124,8 @@ def test_avro_orders_land_as_their_json_twins_and_faults_are_quarantined(
     assert "byte 0x7B" in reasons and "shorter than the Confluent wire format" in reasons
     assert f"is not a registered version of subject {avro_topic}-value" in reasons
     v2 = load_config(avro_v2)
-    acc = accounting(v2, graph.build(v2).query("silver.orders").definition)
+    pipeline = graph.build(v2)
+    acc = accounting(pipeline, pipeline.query("silver.orders").definition)
     assert (acc.bronze_rows, acc.quarantined, acc.duplicates) == (127, 6, 1) and acc.holds
 
 

@@ -35,9 +35,9 @@ def next_version(world: World, table: str) -> int:
 
 
 def assert_accounted(world: World) -> None:
-    config = load_config(world.config)
-    for query in build(config).layer(Layer.SILVER):
-        check = accounting(config, query.definition)
+    pipeline = build(load_config(world.config))
+    for query in pipeline.layer(Layer.SILVER):
+        check = accounting(pipeline, query.definition)
         assert check.holds, check.describe()
 
 

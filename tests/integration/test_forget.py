@@ -92,9 +92,9 @@ def test_a_forgotten_subject_is_gone_from_every_table_and_version(
     assert {r["table"]: r["rows"] for r in audit}["bronze.orders"] == 7
     assert {r["subject_pseudonym"] for r in audit} == {pseudo} and all(r["by"] for r in audit)
 
-    config = load_config(w.config)
-    for query in build(config).layer(Layer.SILVER):
-        check = accounting(config, query.definition)
+    pipeline = build(load_config(w.config))
+    for query in pipeline.layer(Layer.SILVER):
+        check = accounting(pipeline, query.definition)
         assert check.holds, check.describe()
     assert_gold_verified(w.config, spark)
 
@@ -104,8 +104,8 @@ def test_a_forgotten_subject_is_gone_from_every_table_and_version(
     silver = DeltaTable(str(w.warehouse / "silver" / "orders")).to_pyarrow_table().to_pylist()
     assert sorted(r["event_id"] for r in silver) == sorted(
         f"o-{n}" for n in range(25) if n % 5 != 2 or n >= 20)
-    for query in build(config).layer(Layer.SILVER):
-        check = accounting(config, query.definition)
+    for query in pipeline.layer(Layer.SILVER):
+        check = accounting(pipeline, query.definition)
         assert check.holds, check.describe()
     assert_gold_verified(w.config, spark)
 
@@ -131,7 +131,8 @@ def test_an_avro_record_naming_the_subject_is_found_readable_or_not(  # type: ig
     from tests.conftest import write_config
 
     config = load_config(write_config(tmp_path / "conf.yaml", "127.0.0.1:1", tmp_path / "wh"))
-    plan = load_plan(config, build(config).query("silver.orders").definition)
+    pipeline = build(config)
+    plan = load_plan(pipeline, pipeline.query("silver.orders").definition)
     plan = dataclasses.replace(plan, avro=AvroSource(
         SchemaRegistry("http://127.0.0.1:1"), "s-value", json.dumps(avro_schema(plan.contract))))
 

@@ -199,7 +199,7 @@ def test_explain_rebuilds_an_earlier_gold_version_from_kafka_offsets(world: Worl
     rows = silver.join(coordinates, ["_topic", "_partition", "_offset"], join_type="inner")
     assert 0 < rows.num_rows < silver.num_rows
     gold = next(t for t in discover_gold() if t.name == name)
-    agg = load_gold_plan(config, gold).agg
+    agg = load_gold_plan(graph.build(config), gold).agg
     frame = spark.createDataFrame(rows.select(silver.column_names))
     rebuilt = recompute(agg, frame).toArrow()
     check = compare(then, rebuilt, agg.output_keys, f"gold.{name}", version)

@@ -103,7 +103,8 @@ def table(warehouse: Path, name: str) -> Any:
 
 def orders_accounting(config: Path) -> Any:
     loaded = load_config(config)
-    return accounting(loaded, graph.build(loaded).query("silver.orders").definition)
+    pipeline = graph.build(loaded)
+    return accounting(pipeline, pipeline.query("silver.orders").definition)
 
 
 def test_silver_holds_unique_valid_events_and_quarantine_the_rest(
