@@ -14,7 +14,7 @@ the output groups a batch touched from their complete state rows. That stays exa
 with no approximation bound.
 
 Every function here is a pure DataFrame transformation; the streaming engine
-(``lakehouse.gold``) and the batch recomputation (``lakehouse verify gold``) apply the
+(``lakehouse.layers.gold``) and the batch recomputation (``lakehouse verify gold``) apply the
 same ones.
 """
 

@@ -165,7 +165,7 @@ class StreamingConfig:
     (0: one task per Kafka partition)."""
     shape: str = "chained"
     """``chained``: one query per source; each micro-batch lands bronze, then routes it
-    into silver, then merges that into gold (``lakehouse.chain``): a record waits for one
+    into silver, then merges that into gold (``lakehouse.layers.chain``): a record waits for one
     trigger, not one per layer. ``tables``: one streaming query per table, each with its
     own checkpoint and trigger (tables restart and replay on their own)."""
 

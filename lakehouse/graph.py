@@ -235,7 +235,7 @@ def build(config: Config) -> Graph:
                                  f"gold.{g.name} reads silver.{g.silver}, which is not defined",
                                  hint="define it in silver/ or fix the gold_table decorator")
         # A two-stage table's state (gold._<name>_state) is known once its definition is
-        # built on a SparkSession: lakehouse.gold.GoldPlan.
+        # built on a SparkSession: lakehouse.layers.gold.GoldPlan.
         add(Layer.GOLD, g, f"silver.{g.silver}", [(g.name, Role.TABLE, ())])
     # silver._quality and silver._batches are shared by every silver query: one node each.
     unique: dict[str, Node] = {}

@@ -3,12 +3,13 @@ configured shape (``streaming.shape``).
 
 In the ``tables`` shape each table gets its own query, checkpoint and Delta writer, so
 tables can be restarted and replayed independently; in the ``chained`` shape one query
-per source drives its silver and gold tables too (``lakehouse.chain``). Bronze reads
+per source drives its silver and gold tables too (``lakehouse.layers.chain``). Bronze reads
 Kafka with Spark's Kafka connector; silver reads its bronze table and gold its silver
 table as Delta streams (the change data feed, for each row's commit version). Writes go
 through ``foreachBatch`` into delta-spark with the batch id as the Delta transaction
 version (see ``lakehouse.io.delta``).
 """
+
 
 from __future__ import annotations
 
@@ -26,28 +27,16 @@ from typing import Any
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException, StreamingQueryException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
-from lakehouse import faults, graph
-from lakehouse.batch import (
-    KAFKA_OFFSETS,
-    BatchIO,
-    BatchRun,
-    DatasetName,
-    QuerySpec,
-    Read,
-    Written,
-    kafka_dataset,
-)
+from lakehouse import graph
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.checkpoints import damage, has_checkpoint, remove_unstarted
-from lakehouse.io.delta import append, ensure_table, max_kafka_offsets, read_table
-from lakehouse.io.kafka_admin import TopicSpec, admin_client, ensure_topics, topic_partitions
-from lakehouse.io.kafka_offsets import OffsetRange, batch_ranges
-from lakehouse.io.kafka_security import jvm_properties
+from lakehouse.io.checkpoints import damage, remove_unstarted
+from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.locks import table_locks
+from lakehouse.layers.bronze import start_bronze
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.metrics import serving
@@ -55,38 +44,9 @@ from lakehouse.outage import Outage
 from lakehouse.printing import Printer
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable, bronze_source
 from lakehouse.schemas import publish
-from lakehouse.spark import start_batches, stop_session
+from lakehouse.spark import stop_session
 
 log = logging.getLogger(__name__)
-
-
-EARLIEST = -2
-"""Spark's ``startingOffsets`` JSON for 'the earliest offset Kafka holds'."""
-
-
-def kafka_options(config: Config, table: BronzeTable) -> dict[str, str]:
-    """Options of Spark's Kafka source for one bronze table (``kafka.*`` client settings,
-    e.g. SASL or SSL, pass through to the connector's consumers)."""
-    source = config.source(table.source)
-    streaming = config.streaming
-    opts = {
-        "kafka.bootstrap.servers": config.kafka.bootstrap_servers,
-        "subscribe": source.topic,
-        "startingOffsets": streaming.starting_offsets,
-        "maxOffsetsPerTrigger": str(source.max_offsets_per_trigger
-                                    or streaming.max_offsets_per_trigger),
-        "failOnDataLoss": str(streaming.fail_on_data_loss).lower(),
-        "includeHeaders": "true",
-    }
-    if streaming.min_partitions:
-        opts["minPartitions"] = str(streaming.min_partitions)
-    # Give up on a broker that went away sooner than the Java client's defaults (30 s a
-    # request, 60 s an API call, which Spark retries three times), so an outage is
-    # noticed and a stop is not held for minutes; client_properties override these.
-    opts.update({"kafka.request.timeout.ms": "15000", "kafka.default.api.timeout.ms": "20000"})
-    client = jvm_properties(config.kafka.client_properties)
-    opts.update({f"kafka.{k}": v for k, v in client.items()})
-    return opts
 
 
 def ensure_source_topics(config: Config, sources: Sequence[str]) -> list[str]:
@@ -94,129 +54,6 @@ def ensure_source_topics(config: Config, sources: Sequence[str]) -> list[str]:
     specs = [TopicSpec(s.topic, s.partitions, s.replication_factor)
              for s in map(config.source, sources)]
     return ensure_topics(config.kafka.bootstrap_servers, specs, config.kafka.client_properties)
-
-
-def not_held(batch: DataFrame, bronze: DataFrame) -> DataFrame:
-    """The batch's records whose Kafka coordinates the bronze table does not hold yet."""
-    held = bronze.select("topic", "partition", "offset")
-    return batch.join(held, ["topic", "partition", "offset"], "left_anti")
-
-
-def commit_ranges(ranges: Sequence[OffsetRange]) -> list[dict[str, Any]]:
-    """Offset ranges as bronze commits record them: ``{topic, partition, from, to}``, end
-    exclusive."""
-    return [{"topic": r.topic, "partition": r.partition, "from": r.start, "to": r.end}
-            for r in ranges]
-
-
-@dataclass
-class BronzeWriter:
-    """The foreachBatch function of one bronze query: an idempotent Delta append.
-
-    The batch's Kafka offset ranges come from the query's offset log (Spark writes them
-    before the batch runs), so the batch is read from Kafka once, by the write itself:
-    nothing is cached and no job runs but the append."""
-
-    table: BronzeTable
-    uri: str
-    query_name: str
-    checkpoint: str
-    printer: Printer
-    source: DatasetName
-    skip_held: bool = False
-    """Drop records the table already holds (same partition and offset): a reset to
-    earlier offsets lands only what is missing."""
-
-    def __call__(self, df: DataFrame, run: BatchRun) -> BatchIO:
-        started = time.monotonic()
-        batch_id = run.batch_id
-        ranges = commit_ranges(batch_ranges(self.checkpoint, batch_id))
-        offsets = sum(r["to"] - r["from"] for r in ranges)
-        batch = not_held(df, read_table(df.sparkSession, self.uri)) \
-            if self.skip_held else df
-        commit = run.commit(**{"lakehouse.query": self.query_name, KAFKA_OFFSETS: ranges})
-        faults.crash_point(self.query_name, "before_delta_commit", batch_id)
-        result = append(batch, self.uri, commit, self.table.partition_by)
-        faults.crash_point(self.query_name, "after_delta_commit", batch_id)
-        if result.written:
-            skipped = f"; {offsets - result.rows:,} records of the {offsets:,} offsets were " \
-                "in the table already" if self.skip_held and result.rows < offsets else ""
-            self.printer(f"[{self.query_name}] batch {batch_id}: {result.rows:,} rows -> "
-                         f"version {result.version} in {time.monotonic() - started:.2f}s "
-                         f"({_span(ranges)}){skipped}")
-        else:
-            self.printer(f"[{self.query_name}] batch {batch_id}: already in the table "
-                         f"(replay after a restart, or nothing new), skipped {offsets:,} "
-                         "offsets")
-        # Every offset of the batch landed as a row, unless it was partly or wholly held.
-        read = result.rows if result.written and not self.skip_held else offsets
-        return BatchIO([Read(self.source, read, offsets=ranges)],
-                       [Written(self.uri, result.version, result.rows)])
-
-
-def _span(ranges: list[dict[str, Any]]) -> str:
-    parts = [f"p{r['partition']}:{r['from']}-{r['to'] - 1}" for r in ranges]
-    return " ".join(parts[:6]) + (" ..." if len(parts) > 6 else "")
-
-
-def resume_offsets(pipeline: graph.Graph, table: BronzeTable, printer: Printer) -> str | None:
-    """Starting offsets for a new checkpoint over a table that already holds records.
-
-    A deleted (or moved) checkpoint must not make the query read Kafka again from the
-    configured start and land every record twice: continue after what the table holds,
-    and from the earliest offset in partitions it holds nothing of (Spark's connector
-    wants every partition named).
-    """
-    config = pipeline.config
-    if has_checkpoint(pipeline.query(table.qualified_name).checkpoint):
-        return None
-    held = max_kafka_offsets(pipeline.node(table.qualified_name).uri,
-                             config.warehouse.storage_options)
-    if not held:
-        return None
-    topic = config.source(table.source).topic
-    admin = admin_client(config.kafka.bootstrap_servers, config.kafka.client_properties)
-    partitions = topic_partitions(admin, config.kafka.bootstrap_servers, topic)
-    start = {topic: {str(p): held.get(topic, {}).get(str(p), EARLIEST) for p in partitions}}
-    printer(f"[{table.qualified_name}] no checkpoint but the table holds records: "
-            f"continuing after them ({len(held.get(topic, {}))} of {len(partitions)} "
-            "partitions)")
-    return json.dumps(start)
-
-
-def bronze_writer(spark: SparkSession, pipeline: graph.Graph, table: BronzeTable, printer: Printer,
-                  reset_to: str | None = None) -> tuple[DataFrame, BronzeWriter, QuerySpec]:
-    """A bronze table's Kafka stream, its batch writer and its lineage, the table created;
-    with ``reset_to`` (Spark's ``startingOffsets`` JSON, on a new checkpoint) from those
-    offsets, landing only the records the table does not hold yet."""
-    config = pipeline.config
-    options = kafka_options(config, table)
-    resume = reset_to or resume_offsets(pipeline, table, printer)
-    if resume:
-        options["startingOffsets"] = resume
-    raw = spark.readStream.format("kafka").options(**options).load()
-    out = table.transform(raw)
-    uri = pipeline.node(table.qualified_name).uri
-    ensure_table(uri, out.schema, table.partition_by, table.description, change_feed=True,
-                 storage_options=config.warehouse.storage_options)
-    query_name = table.qualified_name
-    topic = kafka_dataset(config.kafka.bootstrap_servers, config.source(table.source).topic)
-    writer = BronzeWriter(table, uri, query_name,
-                          pipeline.query(query_name).checkpoint, printer, topic,
-                          skip_held=reset_to is not None)
-    return out, writer, QuerySpec(query_name, topic, None, [uri], {uri: lambda: out})
-
-
-def start_bronze(spark: SparkSession, pipeline: graph.Graph, table: BronzeTable,
-                 printer: Printer = print, lineage: Lineage | None = None,
-                 reset_to: str | None = None, events: EventLog | None = None
-                 ) -> StreamingQuery:
-    """Start the streaming query that lands one source in its bronze table (see
-    ``bronze_writer`` for ``reset_to``)."""
-    config = pipeline.config
-    out, writer, spec = bronze_writer(spark, pipeline, table, printer, reset_to)
-    tracker = (lineage or Lineage.off(config)).query(spec)
-    return start_batches(out, config, table.qualified_name, writer, tracker, events)
 
 
 @dataclass
@@ -238,7 +75,7 @@ def run(pipeline: graph.Graph, *, until_idle: bool, tables: Sequence[str] | None
     the queries still running; what each produces is processed before the next step, and
     before the run stops.
     ``bronze_reset``: bronze table -> JSON offsets to start it from (see start_bronze)."""
-    from lakehouse.silver import load_plan
+    from lakehouse.layers.routing import load_plan
     # Unknown tables and sources, bad contracts and suites fail before Spark starts.
     config = pipeline.config
     selected = pipeline.select(tables)
@@ -302,9 +139,9 @@ def _run(pipeline: graph.Graph, chosen: Sequence[BronzeTable], silver: Sequence[
          printer: Printer, then: Sequence[Callable[[], None]],
          bronze_reset: Mapping[str, str] | None) -> RunSummary:
     config = pipeline.config
-    from lakehouse.chain import start_chain
-    from lakehouse.gold import start_gold
-    from lakehouse.silver import prepare_tables, start_silver
+    from lakehouse.layers.chain import start_chain
+    from lakehouse.layers.gold import start_gold
+    from lakehouse.layers.silver import prepare_tables, start_silver
     started = time.monotonic()
     own_session = spark is None
     spark = spark or _session(config, printer)
@@ -403,7 +240,7 @@ def stop_query(query: StreamingQuery, printer: Printer) -> None:
 
 
 def _chain_query(*args: Any) -> StreamingQuery:
-    from lakehouse.chain import start_chain
+    from lakehouse.layers.chain import start_chain
     return start_chain(*args)[0]
 
 

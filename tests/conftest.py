@@ -132,7 +132,7 @@ def assert_gold_verified(config: Path, spark: SparkSession,
     command itself runs in tests/integration/test_gold_e2e.py."""
     from lakehouse import graph
     from lakehouse.config import load_config
-    from lakehouse.gold import verify
+    from lakehouse.layers.gold import verify
     from lakehouse.registry import GoldTable
     pipeline = graph.build(load_config(config))
     chosen = pipeline.select(tables) if tables else pipeline.layer(graph.Layer.GOLD)

@@ -47,20 +47,13 @@ from lakehouse.io.delta import (
     open_table,
 )
 from lakehouse.io.locks import table_locks
+from lakehouse.layers.ledger import BatchReport, LedgerKind, accounting
+from lakehouse.layers.routing import SilverPlan, load_plan
+from lakehouse.layers.silver import Change, commit_change, next_batch
 from lakehouse.printing import Printer
 from lakehouse.privacy import pseudonym
 from lakehouse.quality.avro import avro_string
 from lakehouse.registry import GoldTable, SilverTable
-from lakehouse.silver import (
-    BatchReport,
-    Change,
-    LedgerKind,
-    SilverPlan,
-    accounting,
-    commit_change,
-    load_plan,
-    next_batch,
-)
 
 AUDIT_SCHEMA = T.StructType([
     T.StructField("forgotten_at", T.TimestampType()), T.StructField("by", T.StringType()),

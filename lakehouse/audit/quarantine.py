@@ -3,7 +3,7 @@
 ``silver.<table>_quarantine`` holds every rejected record: its raw key and value, its
 bronze and Kafka coordinates, every rule it failed with a readable reason, the batch
 that rejected it. ``list`` and ``show`` read it with delta-rs (no JVM). ``replay`` runs
-chosen open records through the one silver batch path (``lakehouse.silver.route``: the
+chosen open records through the one silver batch path (``lakehouse.layers.routing.route``: the
 current contract and suite, dedup, Great Expectations, the critical-rule stop) as a
 Spark batch read from the quarantine table: the ones that now pass are appended to silver
 under the table's write lock, as the stream's batches are, exactly once (app id
@@ -38,24 +38,11 @@ from lakehouse.io.delta import (
     open_table,
     read_table,
 )
+from lakehouse.layers.ledger import QUARANTINE_SCHEMA, BatchReport, LedgerKind
+from lakehouse.layers.routing import COORDINATES, Routed, SilverPlan, load_plan, route
+from lakehouse.layers.silver import Change, append_new, commit_change, next_batch, unchanged, writing
 from lakehouse.printing import Printer
 from lakehouse.registry import SilverTable
-from lakehouse.silver import (
-    COORDINATES,
-    QUARANTINE_SCHEMA,
-    BatchReport,
-    Change,
-    LedgerKind,
-    Routed,
-    SilverPlan,
-    append_new,
-    commit_change,
-    load_plan,
-    next_batch,
-    route,
-    unchanged,
-    writing,
-)
 
 
 @dataclass(frozen=True)
@@ -206,7 +193,7 @@ def replay(pipeline: graph.Graph, table: SilverTable, selection: Selection, spar
     app = f"{table.qualified_name}:quarantine-replay"
     batch_id = next_batch(plan, app)
     # The stream's silver batches wait while the replay finds which records are new and
-    # appends them (``lakehouse.silver.writing``).
+    # appends them (``lakehouse.layers.silver.writing``).
     with writing(plan):
         routed = route(plan, as_bronze(chosen), batch_id)
         outcome = resolutions(plan, routed).persist()

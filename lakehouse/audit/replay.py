@@ -3,7 +3,7 @@ contract, a suite or a gold definition was fixed.
 
 Silver: the bronze records of versions ``first..last`` (read as a batch from bronze's
 change data feed, exactly the rows the stream sees) go through the one silver batch path,
-``lakehouse.silver.route``, with the current contract and suite: classified, deduplicated
+``lakehouse.layers.routing.route``, with the current contract and suite: classified, deduplicated
 within the range (first delivery in bronze order) and against the silver rows from
 earlier bronze versions, validated by Great Expectations, and stopped with
 LH-QUALITY-001 before anything is written when a critical expectation fails. In the same
@@ -57,22 +57,11 @@ from lakehouse.io.delta import (
     replace,
 )
 from lakehouse.io.storage import is_dir, remove_tree
+from lakehouse.layers.ledger import BatchReport, LedgerKind
+from lakehouse.layers.routing import COORDINATES, Routed, SilverPlan, load_plan, quarantine_rows, route
+from lakehouse.layers.silver import Change, LedgerLine, commit_change, next_batch
 from lakehouse.printing import Printer
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
-from lakehouse.silver import (
-    COORDINATES,
-    BatchReport,
-    Change,
-    LedgerKind,
-    LedgerLine,
-    Routed,
-    SilverPlan,
-    commit_change,
-    load_plan,
-    next_batch,
-    quarantine_rows,
-    route,
-)
 
 
 @dataclass(frozen=True)
@@ -296,7 +285,7 @@ def replay_gold(spark: SparkSession, pipeline: graph.Graph, table: GoldTable,
                 into: str | None = None, printer: Printer = print) -> GoldReplay:
     """Recompute ``table`` (and its state) whole from silver as it is now."""
     from lakehouse.aggregates import partial, recompute, with_rollup_keys
-    from lakehouse.gold import ensure_gold_tables, load_gold_plan, schemas, stamped
+    from lakehouse.layers.gold import ensure_gold_tables, load_gold_plan, schemas, stamped
     started = time.monotonic()
     plan = load_gold_plan(pipeline, table)
     opts, agg = plan.storage_options, plan.agg
@@ -395,7 +384,7 @@ def replay_bronze(pipeline: Graph, table: BronzeTable, start: dict[int, int] | d
     """Reset a bronze table's query to earlier Kafka offsets and run it until idle,
     landing only the records the table does not hold; its old checkpoint is kept aside.
     The query starts from Spark's ``startingOffsets`` JSON with every partition's offset
-    (``runner.start_bronze(..., reset_to=...)``)."""
+    (``layers.bronze.start_bronze(..., reset_to=...)``)."""
     from lakehouse.runner import run
     started, config = time.monotonic(), pipeline.config
     topic = config.source(table.source).topic

@@ -25,7 +25,6 @@ from pyspark.sql import functions as F
 from lakehouse import steps
 from lakehouse.aggregates import UPDATED_AT, recompute
 from lakehouse.batch import BatchRun
-from lakehouse.gold import GoldPlan, gold_writer
 from lakehouse.io.delta import (
     CHANGE_FEED,
     VERSION_COLUMN,
@@ -34,8 +33,10 @@ from lakehouse.io.delta import (
     read_appended,
     read_table,
 )
+from lakehouse.layers.gold import GoldPlan, gold_writer
+from lakehouse.layers.routing import SilverPlan, route
+from lakehouse.layers.silver import commit_change, ensure_tables, stream_change
 from lakehouse.printing import Printer
-from lakehouse.silver import SilverPlan, commit_change, ensure_tables, route, stream_change
 
 DAYS = 30
 

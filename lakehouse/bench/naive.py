@@ -9,7 +9,7 @@ valid ones (``subtract`` would drop duplicate records).
 
 The project's silver evaluates every rule as a compiled predicate in the parse's
 projection, computes each expectation's result from that pass's counts (GX's formulas)
-and deduplicates the valid records against silver: ``lakehouse.silver.route``. The
+and deduplicates the valid records against silver: ``lakehouse.layers.routing.route``. The
 comparison runs both over the same batches (the bronze version ranges silver's ledger
 recorded), materialises both outputs of each without writing them (Spark's ``noop``
 sink), and checks that both give every record exactly the same set of failed rules.
@@ -24,9 +24,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.io.delta import read_appended
+from lakehouse.layers.routing import SilverPlan, classify, for_routing, route
 from lakehouse.quality.contract import RULES, failure_list, parse
 from lakehouse.quality.gx import Validator
-from lakehouse.silver import SilverPlan, classify, for_routing, route
 
 ROW = "_row"
 

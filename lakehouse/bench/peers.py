@@ -31,8 +31,8 @@ from pyspark.sql import types as T
 from lakehouse.bench.limit import Rate
 from lakehouse.bench.report import percentiles
 from lakehouse.io.delta import read_table
+from lakehouse.layers.routing import SilverPlan
 from lakehouse.quality.rules import rule_failure
-from lakehouse.silver import SilverPlan
 
 
 def bare_bronze(spark: SparkSession, kafka: dict[str, str], work: Path) -> Rate:

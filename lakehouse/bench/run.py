@@ -53,7 +53,7 @@ from lakehouse.jvm import PROJECT_ROOT
 from lakehouse.observe.events import WRITES as EVENT_LOG_WRITES
 from lakehouse.observe.figures import read_events
 from lakehouse.printing import Printer
-from lakehouse.registry import BronzeTable, GoldTable, SilverTable
+from lakehouse.registry import GoldTable, SilverTable
 from lakehouse.servers.broker import EmbeddedBroker
 from lakehouse.steps import background_totals
 
@@ -248,13 +248,11 @@ class _Bench:
                 "per_s": timed.per_second}
 
     def _kafka(self) -> dict[str, str]:
-        from lakehouse.runner import kafka_options
-        table = self.pipeline.query(f"bronze.{SOURCE}").definition
-        assert isinstance(table, BronzeTable)
-        return kafka_options(self.config, table)
+        from lakehouse.io.kafka_source import kafka_options
+        return kafka_options(self.config, SOURCE)
 
     def _plan(self) -> Any:
-        from lakehouse.silver import load_plan
+        from lakehouse.layers.routing import load_plan
         return load_plan(self.pipeline, self._silver_table())
 
     def _silver_table(self) -> SilverTable:
@@ -263,7 +261,7 @@ class _Bench:
         return table
 
     def _naive(self, spark: Any) -> None:
-        from lakehouse.silver import LedgerKind
+        from lakehouse.layers.ledger import LedgerKind
         plan = self._plan()
         ledger = open_table(plan.ledger_uri, plan.storage_options)
         assert ledger is not None
@@ -314,7 +312,7 @@ class _Bench:
         self.result["throughput"] = steps
 
     def _growth(self, spark: Any) -> None:
-        from lakehouse.gold import load_gold_plan
+        from lakehouse.layers.gold import load_gold_plan
         sizes = self.mode.growth
         self.say(f"7/7 growth: a silver and a gold batch with {', '.join(f'{n:,}' for n in sizes)}"
                  " rows in silver ...")
@@ -387,7 +385,7 @@ class _Bench:
                 "lag_samples": sampler.samples}
 
     def _checks(self) -> None:
-        from lakehouse.silver import accounting
+        from lakehouse.layers.ledger import accounting
         table = self._silver_table()
         silver = open_table(self.config.warehouse.table_uri("silver", SOURCE),
                             dict(self.config.warehouse.storage_options))

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.audit import quarantine as q
-    from lakehouse.silver import load_plan
+    from lakehouse.layers.routing import load_plan
     pipeline = graph.build(config)
     tables = [q.find_table(pipeline, args.table)] if args.table else silver_tables(pipeline)
     if args.action == "list":

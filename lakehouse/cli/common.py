@@ -51,7 +51,7 @@ def silver_tables(pipeline: graph.Graph) -> list[SilverTable]:
 
 def print_accounting(pipeline: graph.Graph) -> None:
     """Per silver table: where every bronze record went, and the contract pass rate."""
-    from lakehouse.silver import accounting
+    from lakehouse.layers.ledger import accounting
     for table in silver_tables(pipeline):
         acc = accounting(pipeline, table)
         if acc.bronze_rows:

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.bench.growth import DAYS, grown
 from lakehouse.bench.peers import contract_checks
-from lakehouse.silver import classify, for_routing
+from lakehouse.layers.routing import classify, for_routing
 from tests.bench.test_naive import bronze_batch, plan
 
 

@@ -14,8 +14,8 @@ from lakehouse.config import load_config
 from lakehouse.generator import generate
 from lakehouse.graph import build
 from lakehouse.landing import land
+from lakehouse.layers.routing import SilverPlan, load_plan
 from lakehouse.quality.gx import Validator
-from lakehouse.silver import SilverPlan, load_plan
 from tests.conftest import write_config
 from tests.shapes import shape
 

@@ -28,9 +28,9 @@ from pyspark.sql.types import (
 
 from lakehouse.aggregates import partial, recompute
 from lakehouse.config import parse_config
-from lakehouse.gold import GoldWriter, compare, ensure_gold_tables, load_gold_plan, schemas
 from lakehouse.graph import build
 from lakehouse.io.delta import BatchCommit
+from lakehouse.layers.gold import GoldWriter, compare, ensure_gold_tables, load_gold_plan, schemas
 from lakehouse.registry import GoldTable, discover_gold
 
 T0 = datetime(2026, 11, 20, 17, 58, 0, tzinfo=UTC)

@@ -21,8 +21,8 @@ from lakehouse.config import load_config
 from lakehouse.generator import JSON, Fault, Record, order_event, wire_fault
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
+from lakehouse.layers.ledger import accounting
 from lakehouse.schemas import avro_encoding
-from lakehouse.silver import accounting
 from tests.conftest import ROOT, lakehouse, run_pipelines, write_config
 
 pytestmark = pytest.mark.integration

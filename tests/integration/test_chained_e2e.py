@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.config import load_config
 from lakehouse.graph import Layer, build
-from lakehouse.silver import accounting
+from lakehouse.layers.ledger import accounting
 from tests.integration.gold_world import BASE, DAY0, World, click, order
 from tests.integration.test_gold_e2e import assert_gold_exact
 

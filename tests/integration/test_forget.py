@@ -13,8 +13,8 @@ from pyspark.sql import SparkSession
 
 from lakehouse.config import load_config
 from lakehouse.graph import Layer, build
+from lakehouse.layers.ledger import accounting
 from lakehouse.privacy import pseudonym
-from lakehouse.silver import accounting
 from tests.conftest import assert_gold_verified, lakehouse
 from tests.integration.gold_world import BASE, World, click, order
 
@@ -126,8 +126,8 @@ def test_an_avro_record_naming_the_subject_is_found_readable_or_not(  # type: ig
     from lakehouse.audit.forget import in_raw
     from lakehouse.generator import order_event
     from lakehouse.io.schema_registry import SchemaRegistry
+    from lakehouse.layers.routing import AvroSource, load_plan
     from lakehouse.quality.avro import avro_schema, avro_string, to_datum
-    from lakehouse.silver import AvroSource, load_plan
     from tests.conftest import write_config
 
     config = load_config(write_config(tmp_path / "conf.yaml", "127.0.0.1:1", tmp_path / "wh"))

@@ -21,7 +21,7 @@ from lakehouse.config import load_config
 from lakehouse.generator import Fault, Record, generate
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
-from lakehouse.silver import accounting
+from lakehouse.layers.ledger import accounting
 from tests.conftest import ROOT, lakehouse, run_pipelines, write_config
 from tests.shapes import shape
 

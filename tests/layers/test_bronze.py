@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from lakehouse.runner import not_held
+from lakehouse.layers.bronze import not_held
 
 
 def test_not_held_drops_exactly_the_coordinates_bronze_has(spark: SparkSession) -> None:

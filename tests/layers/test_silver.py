@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 
-from lakehouse.silver import firsts, mark_held
+from lakehouse.layers.routing import firsts, mark_held
 
 RECORDS = "event_id string, amount double, _topic string, _partition int, _offset long, " \
           "_bronze_version long"

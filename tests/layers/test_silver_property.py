@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse.layers.routing import SilverPlan, classify, firsts, for_routing
 from lakehouse.quality.contract import load_contract
 from lakehouse.quality.rules import load_suite
 from lakehouse.registry import default_bronze, default_silver
-from lakehouse.silver import SilverPlan, classify, firsts, for_routing
 from tests.conftest import ROOT
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from lakehouse.audit.quarantine import Selection, as_bronze, matches, select
 from lakehouse.io.delta import VERSION_COLUMN
-from lakehouse.silver import QUARANTINE_SCHEMA
+from lakehouse.layers.ledger import QUARANTINE_SCHEMA
 
 STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -10,10 +10,10 @@ import pytest
 
 from lakehouse.audit.quarantine import Selection, rule_summary, select
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.layers.routing import SilverPlan, check_critical
 from lakehouse.quality.contract import load_contract
 from lakehouse.quality.rules import load_suite, results
 from lakehouse.registry import SilverTable
-from lakehouse.silver import SilverPlan, check_critical
 from tests.conftest import ROOT
 
 
@@ -104,7 +104,7 @@ def test_suite_and_contract_files_in_the_project_load(tmp_path: Path) -> None:
 def test_a_contract_edit_adds_columns_and_refuses_type_changes() -> None:
     from pyspark.sql import types as T
 
-    from lakehouse.silver import contract_changes
+    from lakehouse.layers.routing import contract_changes
     table = T.StructType([T.StructField("a", T.StringType()), T.StructField("b", T.LongType()),
                           T.StructField("gone", T.StringType())])
     rows = T.StructType([T.StructField("a", T.StringType()), T.StructField("b", T.DoubleType()),
@@ -116,7 +116,7 @@ def test_a_contract_edit_adds_columns_and_refuses_type_changes() -> None:
 
 
 def test_the_accounting_line_tells_a_stream_behind_from_a_broken_identity() -> None:
-    from lakehouse.silver import Accounting
+    from lakehouse.layers.ledger import Accounting
     caught_up = Accounting("silver.orders", 100, 90, 7, 3, 100)
     assert caught_up.holds and caught_up.describe().endswith("(holds)")
     behind = Accounting("silver.orders", 140, 90, 7, 3, 100)

@@ -36,7 +36,6 @@ from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse import graph
 from lakehouse.batch import BatchIO, BatchRun
-from lakehouse.gold import GoldPlan, gold_writer, load_gold_plan, read_progress
 from lakehouse.io.delta import (
     adds_files,
     latest_version,
@@ -45,12 +44,15 @@ from lakehouse.io.delta import (
     versions_up_to_bytes,
 )
 from lakehouse.io.storage import is_dir, remove_tree
+from lakehouse.layers.bronze import BronzeWriter, bronze_writer
+from lakehouse.layers.gold import GoldPlan, gold_writer, load_gold_plan, read_progress
+from lakehouse.layers.ledger import routed_up_to
+from lakehouse.layers.routing import load_plan
+from lakehouse.layers.silver import silver_writer
 from lakehouse.lineage.tracking import Lineage, QueryLineage, new_run_id
 from lakehouse.observe.events import EventLog
 from lakehouse.printing import Printer
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
-from lakehouse.runner import BronzeWriter, bronze_writer
-from lakehouse.silver import load_plan, routed_up_to, silver_writer
 from lakehouse.spark import BatchWriter, start_batches
 
 CHAINED = "chained"
