@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
-from deltalake import DeltaTable
 
 from lakehouse.audit.timetravel import AsOf, open_as_of
 from lakehouse.catalog import SCHEMAS, referenced_tables, require_tables
 from lakehouse.catalog import replace_tables as replace_tables  # re-exported
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.delta import RsTable
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -60,7 +60,7 @@ def run_query(config: Config, sql: str, as_of: AsOf | None = None) -> pa.Table:
         con.close()
 
 
-def scan_sql(con: Any, dt: DeltaTable, name: str) -> str:
+def scan_sql(con: Any, dt: RsTable, name: str) -> str:
     """A SELECT over one Delta snapshot, in the table's column order.
 
     Local tables: DuckDB's own Parquet reader over the snapshot's files (row groups

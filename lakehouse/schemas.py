@@ -185,18 +185,13 @@ def avro_encoding(config: Config, source: str) -> Encoding:
     """Events of an Avro source as its producers write them: confluent-kafka's
     ``AvroSerializer`` with the contract's schema (published first, so the serializer only
     looks its id up)."""
-    from confluent_kafka.schema_registry.avro import AvroSerializer
-    from confluent_kafka.serialization import MessageField, SerializationContext
-
-    topic = config.source(source).topic
     publish(config, [source])
     contract = source_contract(config, source)
-    serializer = AvroSerializer(registry_for(config).client, json.dumps(avro_schema(contract)),
-                                conf={"auto.register.schemas": False})
-    context = SerializationContext(topic, MessageField.VALUE)
+    serialize = registry_for(config).avro_serializer(config.source(source).topic,
+                                                     avro_schema(contract))
 
     def encode(event: dict[str, Any]) -> bytes:
-        return bytes(serializer(to_datum(event, contract), context))
+        return serialize(to_datum(event, contract))
 
     return Encoding(encode, AVRO_FAULTS, b"application/vnd.apache.avro")
 

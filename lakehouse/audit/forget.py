@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -40,8 +41,11 @@ from lakehouse.io.checkpoints import move_aside
 from lakehouse.io.delta import (
     BatchCommit,
     WriteResult,
+    append_rows,
+    arrow_schema,
     committed,
     ensure_table,
+    last_batch,
     latest_version,
     merge,
     open_table,
@@ -227,7 +231,7 @@ def forget(pipeline: graph.Graph, subject: str, *, printer: Printer = print,
             printer(f"vacuuming {table} (retention 0) ...")
             vacuumed[table] = len(vacuum(pipeline, table, 0, force=True, spark=spark).files)
         pseudo = pseudonym(plans[0].pii_key, subject) if plans else ""
-        _audit(spark, config, pseudo, by, rows)
+        _audit(config, pseudo, by, rows)
     return Forgotten(pseudo, rows, recomputed, vacuumed, time.monotonic() - started)
 
 
@@ -236,13 +240,13 @@ def audit_uri(config: Config) -> str:
     return config.warehouse.table_uri("_system", "forgotten")
 
 
-def _audit(spark: SparkSession, config: Config, pseudo: str, by: str,
-           rows: dict[str, int]) -> None:
-    uri = audit_uri(config)
+def _audit(config: Config, pseudo: str, by: str, rows: dict[str, int]) -> None:
+    uri, options = audit_uri(config), config.warehouse.storage_options
     ensure_table(uri, AUDIT_SCHEMA, (), "one row per table per lakehouse forget: when, by "
-                 "whom, the subject's pseudonym, rows erased",
-                 storage_options=config.warehouse.storage_options)
-    now = datetime.now(UTC)
-    frame = spark.createDataFrame([(now, by, pseudo, t, n) for t, n in rows.items()],
-                                  AUDIT_SCHEMA)
-    frame.write.format("delta").mode("append").save(uri)
+                 "whom, the subject's pseudonym, rows erased", storage_options=options)
+    now, app = datetime.now(UTC), f"forget:{pseudo[:16]}:audit"
+    done = last_batch(uri, app)
+    append_rows(pa.Table.from_pylist(
+        [{"forgotten_at": now, "by": by, "subject_pseudonym": pseudo, "table": t, "rows": n}
+         for t, n in rows.items()], schema=arrow_schema(AUDIT_SCHEMA)),
+        uri, BatchCommit(app, 0 if done is None else done + 1), options)

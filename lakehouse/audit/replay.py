@@ -56,6 +56,7 @@ from lakehouse.io.delta import (
     read_table,
     replace,
 )
+from lakehouse.io.kafka_admin import offsets_at
 from lakehouse.io.storage import is_dir, remove_tree
 from lakehouse.layers.ledger import BatchReport, LedgerKind
 from lakehouse.layers.routing import COORDINATES, Routed, SilverPlan, load_plan, quarantine_rows, route
@@ -351,23 +352,11 @@ def kafka_start(config: Config, topic: str, start: dict[int, int] | datetime
                 ) -> dict[int, int]:
     """Per partition, the offset to re-read from: as given, or the first record at or
     after an instant; an error if Kafka no longer retains it."""
-    from confluent_kafka import TopicPartition
-
-    from lakehouse.io.kafka_admin import metadata_consumer, topic_partitions, watermarks
-    consumer = metadata_consumer(config.kafka.bootstrap_servers, config.kafka.client_properties)
-    try:
-        partitions = topic_partitions(consumer, config.kafka.bootstrap_servers, topic)
-        marks = watermarks(consumer, topic, partitions)
-        if isinstance(start, datetime):
-            ms = int(start.timestamp() * 1000)
-            found = consumer.offsets_for_times([TopicPartition(topic, p, ms) for p in partitions],
-                                               timeout=30)
-            offsets = {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1]
-                       for tp in found}
-        else:
-            offsets = {p: start.get(p, marks[p][1]) for p in partitions}
-    finally:
-        consumer.close()
+    at = int(start.timestamp() * 1000) if isinstance(start, datetime) else None
+    marks, found = offsets_at(config.kafka.bootstrap_servers, config.kafka.client_properties,
+                              topic, at)
+    offsets = found if isinstance(start, datetime) else \
+        {p: start.get(p, high) for p, (_, high) in marks.items()}
     gone = {p: marks[p][0] for p, o in offsets.items() if o < marks[p][0]}
     if gone:
         raise LakehouseError(

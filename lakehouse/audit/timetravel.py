@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from deltalake import DeltaTable
 
 from lakehouse import graph
 from lakehouse.batch import BRONZE_VERSIONS, KAFKA_OFFSETS, QUERY_RUN_ID, RUN_ID, SILVER_VERSIONS
@@ -29,11 +28,12 @@ from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import (
     MERGE_KEYS,
-    USER_METADATA_CONF,
+    RsTable,
     commit_metadata,
     find_commit,
     open_table,
-    session_conf,
+    restore_version,
+    vacuum_files,
 )
 from lakehouse.io.delta import history as commit_history
 
@@ -69,7 +69,7 @@ class Version:
     metadata: Mapping[str, Any]
 
 
-def versions(dt: DeltaTable) -> list[Version]:
+def versions(dt: RsTable) -> list[Version]:
     """The versions still in a table's log, oldest first, each with its commit metadata
     (``commitInfo`` and the project's keys from its ``userMetadata``)."""
     out = [Version(int(c["version"]), datetime.fromtimestamp(int(c["timestamp"]) / 1000, UTC),
@@ -97,7 +97,7 @@ def resolve(log: Sequence[Version], as_of: AsOf, table: str) -> int:
     return before[-1].version
 
 
-def open_as_of(config: Config, table: str, as_of: AsOf | None) -> DeltaTable:
+def open_as_of(config: Config, table: str, as_of: AsOf | None) -> RsTable:
     """``layer.name`` as it was at ``as_of`` (latest if None)."""
     dt = _open_latest(config, table)
     if as_of is None:
@@ -106,7 +106,7 @@ def open_as_of(config: Config, table: str, as_of: AsOf | None) -> DeltaTable:
     return _open_version(config, table, dt, resolve(log, as_of, table), log)
 
 
-def _open_latest(config: Config, table: str) -> DeltaTable:
+def _open_latest(config: Config, table: str) -> RsTable:
     uri = table_uri(config, table)
     dt = open_table(uri, config.warehouse.storage_options)
     if dt is None:
@@ -115,8 +115,8 @@ def _open_latest(config: Config, table: str) -> DeltaTable:
     return dt
 
 
-def _open_version(config: Config, table: str, latest: DeltaTable, version: int,
-                  log: Sequence[Version]) -> DeltaTable:
+def _open_version(config: Config, table: str, latest: RsTable, version: int,
+                  log: Sequence[Version]) -> RsTable:
     """The table at ``version`` (in ``log``), or TIME_VACUUMED if its files are gone."""
     dt = latest if version == latest.version() else open_table(
         table_uri(config, table), config.warehouse.storage_options, version=version)
@@ -297,11 +297,6 @@ def diff(pipeline: graph.Graph, table: str, old: AsOf, new: AsOf) -> tuple[Table
 
 
 # -- writes (delta-spark) ------------------------------------------------------------------
-RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
-"""Delta's own refusal of a vacuum retention below the table's (168 h by default)."""
-LISTING_PARALLELISM_CONF = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
-"""Tasks of vacuum's file listing jobs: 10,000 by default, which takes Spark ~40 s per
-table on a small machine for a handful of files."""
 
 
 def _session(config: Config, spark: SparkSession | None) -> SparkSession:
@@ -335,7 +330,6 @@ def restore(config: Config, table: str, target: AsOf, reason: str = "",
     """Make ``target``'s contents the table's current version: a RESTORE commit by
     delta-spark whose ``userMetadata`` records what it restored, from which version, why,
     and the run id. ``spark``: the session to run it on (default: the project's)."""
-    from delta.tables import DeltaTable as SparkDeltaTable
     from openlineage.client.uuid import generate_new_uuid
     dt = _open_latest(config, table)
     previous = dt.version()
@@ -351,8 +345,7 @@ def restore(config: Config, table: str, target: AsOf, reason: str = "",
     uri = table_uri(config, table)
     session = _session(config, spark)
     try:
-        with session_conf(session, {USER_METADATA_CONF: json.dumps(metadata, sort_keys=True)}):
-            SparkDeltaTable.forPath(session, uri).restoreToVersion(version)
+        restore_version(session, uri, version, metadata)
     except Exception as exc:
         raise LakehouseError(
             ErrorCode.DELTA_WRITE_FAILED,
@@ -435,7 +428,6 @@ def vacuum(pipeline: graph.Graph, table: str, retention_hours: float | None, *, 
     The retention is counted in whole hours, rounded up (Delta's unit).
     ``spark``: the session to run it on (default: the project's)."""
     config = pipeline.config
-    from delta.tables import DeltaTable as SparkDeltaTable
     window = config.retention.audit_window_hours
     hours = window if retention_hours is None else retention_hours
     if hours < window and not force:
@@ -455,18 +447,12 @@ def vacuum(pipeline: graph.Graph, table: str, retention_hours: float | None, *, 
 
     uri = table_uri(config, table)
     session = _session(config, spark)
-    # The audit window (checked above) replaces Delta's own minimum retention.
-    confs = {RETENTION_CHECK_CONF: "false",
-             LISTING_PARALLELISM_CONF: str(max(2, session.sparkContext.defaultParallelism))}
-    with session_conf(session, confs):
-        try:
-            files = _vacuum_candidates(session, uri, retention())
-            if files and not dry_run:
-                SparkDeltaTable.forPath(session, uri).vacuum(float(retention()))
-        except Exception as exc:
-            raise LakehouseError(ErrorCode.DELTA_WRITE_FAILED,
-                                 f"vacuuming {table} failed: {_first_line(exc)}",
-                                 table=table) from exc
+    try:
+        files = vacuum_files(session, uri, retention, dry_run)
+    except Exception as exc:
+        raise LakehouseError(ErrorCode.DELTA_WRITE_FAILED,
+                             f"vacuuming {table} failed: {_first_line(exc)}",
+                             table=table) from exc
     if files and not dry_run and "://" not in uri:  # what is gone (the clock moved on)
         files = [f for f in files if not (Path(uri) / f).exists()]
     return Vacuumed(table, sorted(files), keep, dry_run)
@@ -475,23 +461,3 @@ def vacuum(pipeline: graph.Graph, table: str, retention_hours: float | None, *, 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _vacuum_candidates(spark: SparkSession, uri: str, hours: int) -> list[str]:
-    """The files ``VACUUM ... RETAIN hours HOURS`` would delete (its DRY RUN), relative to
-    the table's location."""
-    path = uri.replace("`", "``")
-    rows = spark.sql(f"VACUUM delta.`{path}` RETAIN {hours} HOURS DRY RUN").collect()
-    return [relative_path(str(r["path"]), uri) for r in rows]
-
-
-def relative_path(path: str, uri: str) -> str:
-    """``path`` relative to the table at ``uri`` (as given if outside it) (pure)."""
-    def bare(text: str) -> str:
-        if text.startswith("file:"):
-            text = "/" + text[len("file:"):].lstrip("/")
-        return text.rstrip("/")
-
-    root = bare(uri) + "/"
-    full = bare(path)
-    return full[len(root):] if full.startswith(root) else path

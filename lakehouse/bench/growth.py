@@ -26,12 +26,13 @@ from lakehouse import steps
 from lakehouse.aggregates import UPDATED_AT, recompute
 from lakehouse.batch import BatchRun
 from lakehouse.io.delta import (
-    CHANGE_FEED,
     VERSION_COLUMN,
     BatchCommit,
+    ensure_table,
     latest_version,
     read_appended,
     read_table,
+    replace,
 )
 from lakehouse.layers.gold import GoldPlan, gold_writer
 from lakehouse.layers.routing import SilverPlan, route
@@ -80,13 +81,12 @@ def measure(spark: SparkSession, plan: SilverPlan, gold: GoldPlan, sizes: Sequen
     out = []
     for n, size in enumerate(sizes):
         t0 = time.monotonic()
-        (grown(base, plan, size).write.format("delta").mode("overwrite")
-         .option("overwriteSchema", "true").option(CHANGE_FEED, "true")
-         .partitionBy("event_date").save(silver_uri))
+        build, rows = BatchCommit("bench:growth:build", n), grown(base, plan, size)
+        ensure_table(silver_uri, rows.schema, ("event_date",), change_feed=True)
+        replace(rows, silver_uri, build, None, ("event_date",))
         ensure_tables(grown_plan, read_table(spark, silver_uri).schema)
         table = recompute(gold.agg, read_table(spark, silver_uri))
-        (table.withColumn(UPDATED_AT, F.current_timestamp()).write.format("delta")
-         .mode("overwrite").option("overwriteSchema", "true").save(grown_gold.uri))
+        replace(table.withColumn(UPDATED_AT, F.current_timestamp()), grown_gold.uri, build)
         built = time.monotonic() - t0
         gold_rows = read_table(spark, grown_gold.uri).count()
         silver_s, silver_steps = _silver_batch(spark, grown_plan, n, records)

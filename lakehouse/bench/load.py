@@ -8,11 +8,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
-
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.generator import Record
-from lakehouse.io.kafka_admin import client_config
+from lakehouse.io.kafka_admin import metadata_consumer, topic_partitions, watermarks
 from lakehouse.io.kafka_offsets import committed_offsets
 from lakehouse.io.kafka_producer import new_producer
 
@@ -65,13 +63,10 @@ class LagSampler:
     """Every second: the topic's latest offsets minus what the bronze query committed."""
 
     def __init__(self, bootstrap: str, topic: str, checkpoint: str) -> None:
-        conf = client_config(bootstrap, None)
-        conf.update({"group.id": "bench-lag", "enable.auto.commit": False})
-        self.consumer = Consumer(conf)
+        self.consumer = metadata_consumer(bootstrap)
         self.topic = topic
         self.checkpoint = checkpoint
-        partitions = self.consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        self.partitions = sorted(partitions)
+        self.partitions = topic_partitions(self.consumer, bootstrap, topic)
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-lag", daemon=True)
@@ -79,12 +74,8 @@ class LagSampler:
     def lag(self) -> int:
         """Records produced to the topic that the bronze query has not committed."""
         done = committed_offsets(self.checkpoint).get(self.topic, {})
-        latest = 0
-        for p in self.partitions:
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p),
-                                                          timeout=10)
-            latest += high - int(done.get(str(p), 0))
-        return latest
+        marks = watermarks(self.consumer, self.topic, self.partitions, timeout=10)
+        return sum(high - int(done.get(str(p), 0)) for p, (_, high) in marks.items())
 
     def __enter__(self) -> LagSampler:
         self._thread.start()

@@ -390,6 +390,38 @@ def append_rows(rows: pa.Table, uri: str, commit: BatchCommit,
     return _landed(uri, before, commit)
 
 
+class Appender:
+    """One process's small appends to a partitioned table with delta-rs (an event log):
+    the table is kept open, so each write reads only the log's new commits."""
+
+    def __init__(self, uri: str, partition_by: Sequence[str],
+                 storage_options: Mapping[str, str] | None = None) -> None:
+        self.uri = uri
+        self.partition_by = list(partition_by)
+        self.storage_options = dict(storage_options or {}) or None
+        self._table: RsTable | None = None
+
+    def append(self, rows: pa.Table) -> None:
+        """Append ``rows`` in one commit (the table created by the first)."""
+        from deltalake import write_deltalake
+        try:
+            if self._table is None:
+                write_deltalake(self.uri, rows, mode="append", partition_by=self.partition_by,
+                                storage_options=self.storage_options)
+                self._table = RsTable(self.uri, storage_options=self.storage_options)
+            else:
+                write_deltalake(self._table, rows, mode="append",
+                                partition_by=self.partition_by)
+        except Exception:
+            self._table = None  # opened afresh next time
+            raise
+
+    def compact(self, partition: tuple[str, str]) -> None:
+        """Rewrite the small files of one partition (``(column, value)``) into few."""
+        if self._table is not None:
+            self._table.optimize.compact(partition_filters=[(partition[0], "=", partition[1])])
+
+
 def arrow_schema(schema: StructType) -> pa.Schema:
     """A table's Spark schema as Arrow's (timestamps in UTC), for ``append_rows``."""
     from pyspark.sql.pandas.types import to_arrow_schema
@@ -529,3 +561,48 @@ def appended_rows(changes: DataFrame, rewritten: Sequence[int]) -> DataFrame:
         else changes
     return kept.drop(*CHANGE_COLUMNS)
 
+
+# -- restore and vacuum (delta-spark) -------------------------------------------------------
+
+RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
+"""Delta's own refusal of a vacuum retention below the table's (168 h by default)."""
+LISTING_PARALLELISM_CONF = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+"""Tasks of vacuum's file listing jobs: 10,000 by default, which takes Spark ~40 s per
+table on a small machine for a handful of files."""
+
+
+def restore_version(spark: SparkSession, uri: str, version: int,
+                    metadata: Mapping[str, Any]) -> None:
+    """RESTORE the table to ``version``, the commit's ``userMetadata`` being ``metadata``."""
+    from delta.tables import DeltaTable
+    with session_conf(spark, {USER_METADATA_CONF: json.dumps(metadata, sort_keys=True)}):
+        DeltaTable.forPath(spark, uri).restoreToVersion(version)
+
+
+def vacuum_files(spark: SparkSession, uri: str, hours: Callable[[], int],
+                 dry_run: bool) -> list[str]:
+    """The data files ``VACUUM ... RETAIN hours() HOURS`` deletes (relative to the table),
+    deleted unless ``dry_run``; ``hours`` is asked just before each step (the clock moves).
+    The caller's own retention rule replaces Delta's minimum retention check."""
+    from delta.tables import DeltaTable
+    confs = {RETENTION_CHECK_CONF: "false",
+             LISTING_PARALLELISM_CONF: str(max(2, spark.sparkContext.defaultParallelism))}
+    with session_conf(spark, confs):
+        path = uri.replace("`", "``")
+        rows = spark.sql(f"VACUUM delta.`{path}` RETAIN {hours()} HOURS DRY RUN").collect()
+        files = [relative_path(str(r["path"]), uri) for r in rows]
+        if files and not dry_run:
+            DeltaTable.forPath(spark, uri).vacuum(float(hours()))
+    return files
+
+
+def relative_path(path: str, uri: str) -> str:
+    """``path`` relative to the table at ``uri`` (as given if outside it) (pure)."""
+    def bare(text: str) -> str:
+        if text.startswith("file:"):
+            text = "/" + text[len("file:"):].lstrip("/")
+        return text.rstrip("/")
+
+    root = bare(uri) + "/"
+    full = bare(path)
+    return full[len(root):] if full.startswith(root) else path

@@ -175,3 +175,22 @@ def watermarks(consumer: Consumer, topic: str, partitions: Iterable[int],
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
         out[p] = (int(low), int(high))
     return out
+
+
+def offsets_at(bootstrap_servers: str, properties: Mapping[str, str] | None, topic: str,
+               at_ms: int | None) -> tuple[dict[int, tuple[int, int]], dict[int, int]]:
+    """Per partition of ``topic``: its (log start offset, high watermark), and, given
+    ``at_ms``, the offset of its first record at or after that instant (the high
+    watermark where there is none)."""
+    consumer = metadata_consumer(bootstrap_servers, properties)
+    try:
+        partitions = topic_partitions(consumer, bootstrap_servers, topic)
+        marks = watermarks(consumer, topic, partitions)
+        if at_ms is None:
+            return marks, {}
+        found = consumer.offsets_for_times([TopicPartition(topic, p, at_ms) for p in partitions],
+                                           timeout=30)
+        return marks, {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1]
+                       for tp in found}
+    finally:
+        consumer.close()

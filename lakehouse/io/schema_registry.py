@@ -12,7 +12,7 @@ was written with.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -49,10 +49,17 @@ class SchemaRegistry:
     def __repr__(self) -> str:
         return f"SchemaRegistry({self.url!r})"
 
-    @property
-    def client(self) -> SchemaRegistryClient:
-        """The confluent-kafka client (for its serializers)."""
-        return self._client
+    def avro_serializer(self, topic: str, schema: Mapping[str, Any]
+                        ) -> Callable[[Mapping[str, Any]], bytes]:
+        """Datums of ``topic``'s values in the wire format its producers write:
+        confluent-kafka's ``AvroSerializer`` with ``schema``, which must be registered
+        already (the serializer only looks its id up)."""
+        from confluent_kafka.schema_registry.avro import AvroSerializer
+        from confluent_kafka.serialization import MessageField, SerializationContext
+        serializer = AvroSerializer(self._client, json.dumps(schema),
+                                    conf={"auto.register.schemas": False})
+        context = SerializationContext(topic, MessageField.VALUE)
+        return lambda datum: bytes(serializer(datum, context))
 
     def publish(self, subject: str, schema: Mapping[str, Any], level: str) -> int:
         """Set ``level`` on ``subject`` and register ``schema`` there (registering a schema

@@ -31,6 +31,7 @@ import pyarrow as pa
 from lakehouse import steps
 from lakehouse.batch import BatchIO
 from lakehouse.config import Config
+from lakehouse.io.delta import Appender
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,8 @@ class EventLog:
         self.persist = persist
         self.uri = events_uri(config)
         self.flush_seconds = config.observe.flush_seconds
-        self._write = write or self._append
+        self._log = Appender(self.uri, ("event_date",), config.warehouse.storage_options)
+        self._write = write or self._log.append
         self._lock = threading.Lock()
         self._rows: list[dict[str, Any]] = []
         self._waiting: dict[tuple[str, int], tuple[float, dict[str, Any]]] = {}
@@ -231,8 +233,6 @@ class EventLog:
         self._warned: set[str] = set()
         self._dropped = 0
         self._writes = 0
-        self._table: Any = None
-        """The event table once written (a ``deltalake.DeltaTable``), kept open."""
         self._written_alone: deque[tuple[str, int]] = deque(maxlen=10_000)
         """Batches written without their progress (it came late): their progress, if it
         still comes, is not a second row."""
@@ -366,31 +366,15 @@ class EventLog:
                 self._rows[:0] = rows
             return
         self._writes += 1
-        if self._writes % COMPACT_EVERY == 0 and self._write == self._append:
+        if self._writes % COMPACT_EVERY == 0 and self._write == self._log.append:
             try:  # the rows are committed: a compaction that fails is only reported
                 self._compact(rows[-1]["event_date"])
             except Exception as exc:
                 self._warn(f"cannot compact the event log {self.uri} ({exc}); it is "
                            "tried again after the next writes")
 
-    def _append(self, rows: pa.Table) -> None:
-        from deltalake import DeltaTable, write_deltalake
-        options = dict(self.config.warehouse.storage_options) or None
-        try:  # the open table: each write reads only the log's new commits
-            if self._table is None:
-                write_deltalake(self.uri, rows, mode="append", partition_by=["event_date"],
-                                storage_options=options)
-            else:
-                write_deltalake(self._table, rows, mode="append", partition_by=["event_date"])
-        except Exception:
-            self._table = None  # opened afresh next time
-            raise
-        if self._table is None:
-            self._table = DeltaTable(self.uri, storage_options=options)
-
     def _compact(self, day: Any) -> None:
-        if self._table is not None:
-            self._table.optimize.compact(partition_filters=[("event_date", "=", str(day))])
+        self._log.compact(("event_date", str(day)))
 
     def close(self, progress_wait: float = 3.0) -> None:
         """Stop the thread and write everything (rows still waiting get ``progress_wait``

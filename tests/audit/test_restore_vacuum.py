@@ -13,8 +13,6 @@ from pyspark.sql import SparkSession
 
 from lakehouse import graph
 from lakehouse.audit.timetravel import (
-    RETENTION_CHECK_CONF,
-    USER_METADATA_CONF,
     open_as_of,
     restore,
     unread_versions,
@@ -24,7 +22,7 @@ from lakehouse.audit.timetravel import (
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
 from lakehouse.config import Config, parse_config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import ensure_table, history
+from lakehouse.io.delta import RETENTION_CHECK_CONF, USER_METADATA_CONF, ensure_table, history
 from lakehouse.query import run_query
 
 

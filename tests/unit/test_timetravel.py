@@ -18,12 +18,11 @@ from lakehouse.audit.timetravel import (
     history_table,
     input_range,
     parse_as_of,
-    relative_path,
     resolve,
     row_counts,
 )
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import commit_metadata
+from lakehouse.io.delta import commit_metadata, relative_path
 
 T0 = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
 
