@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from lakehouse.io.delta import BatchCommit
+from lakehouse.io.delta_log import BatchCommit
 from lakehouse.observe.latency import EventTimes
 
 # Commit metadata keys: who wrote a commit and exactly what it was built from.

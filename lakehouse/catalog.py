@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from lakehouse.config import Config, load_config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import open_table, read_table
+from lakehouse.io.delta import read_table
+from lakehouse.io.delta_log import open_table
 from lakehouse.io.storage import is_dir, join, sub_dirs
 
 if TYPE_CHECKING:

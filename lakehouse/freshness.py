@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from lakehouse import graph
 from lakehouse.batch import BRONZE_VERSIONS, SILVER_VERSIONS
-from lakehouse.io.delta import history, open_table
+from lakehouse.io.delta_log import history, open_table
 from lakehouse.registry import GoldTable
 
 

@@ -26,7 +26,7 @@ from lakehouse.catalog import SCHEMAS, referenced_tables, require_tables
 from lakehouse.catalog import replace_tables as replace_tables  # re-exported
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import RsTable
+from lakehouse.io.delta_log import RsTable
 
 FORMATS = ("table", "csv", "json", "parquet")
 

@@ -17,7 +17,8 @@ from lakehouse.batch import BatchIO, BatchRun
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import delta_batch_versions
-from lakehouse.io.delta import appended_rows, rewriting
+from lakehouse.io.delta import appended_rows
+from lakehouse.io.delta_log import rewriting
 from lakehouse.jvm import JarSet, jars
 from lakehouse.lineage.listener import session_conf
 from lakehouse.lineage.tracking import QueryLineage, new_run_id

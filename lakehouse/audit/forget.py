@@ -38,18 +38,8 @@ from lakehouse import graph
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import move_aside
-from lakehouse.io.delta import (
-    BatchCommit,
-    WriteResult,
-    append_rows,
-    arrow_schema,
-    committed,
-    ensure_table,
-    last_batch,
-    latest_version,
-    merge,
-    open_table,
-)
+from lakehouse.io.delta import append_rows, arrow_schema, ensure_table, merge
+from lakehouse.io.delta_log import BatchCommit, WriteResult, committed, last_batch, latest_version, open_table
 from lakehouse.io.locks import table_locks
 from lakehouse.layers.ledger import BatchReport, LedgerKind, accounting
 from lakehouse.layers.routing import SilverPlan, load_plan

@@ -29,15 +29,8 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from lakehouse import graph
 from lakehouse.batch import RUN_ID
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import (
-    VERSION_COLUMN,
-    BatchCommit,
-    WriteResult,
-    latest_version,
-    merge,
-    open_table,
-    read_table,
-)
+from lakehouse.io.delta import VERSION_COLUMN, merge, read_table
+from lakehouse.io.delta_log import BatchCommit, WriteResult, latest_version, open_table
 from lakehouse.layers.ledger import QUARANTINE_SCHEMA, BatchReport, LedgerKind
 from lakehouse.layers.routing import COORDINATES, Routed, SilverPlan, load_plan, route
 from lakehouse.layers.silver import Change, append_new, commit_change, next_batch, unchanged, writing

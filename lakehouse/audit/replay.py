@@ -46,16 +46,8 @@ from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.graph import Graph
 from lakehouse.io.checkpoints import move_aside
-from lakehouse.io.delta import (
-    MERGE_KEYS,
-    BatchCommit,
-    last_batch,
-    latest_version,
-    open_table,
-    read_appended,
-    read_table,
-    replace,
-)
+from lakehouse.io.delta import read_appended, read_table, replace
+from lakehouse.io.delta_log import MERGE_KEYS, BatchCommit, last_batch, latest_version, open_table
 from lakehouse.io.kafka_admin import offsets_at
 from lakehouse.io.storage import is_dir, remove_tree
 from lakehouse.layers.ledger import BatchReport, LedgerKind

@@ -26,16 +26,9 @@ from lakehouse.batch import BRONZE_VERSIONS, KAFKA_OFFSETS, QUERY_RUN_ID, RUN_ID
 from lakehouse.catalog import require_tables, table_uri
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import (
-    MERGE_KEYS,
-    RsTable,
-    commit_metadata,
-    find_commit,
-    open_table,
-    restore_version,
-    vacuum_files,
-)
-from lakehouse.io.delta import history as commit_history
+from lakehouse.io.delta import restore_version, vacuum_files
+from lakehouse.io.delta_log import MERGE_KEYS, RsTable, commit_metadata, find_commit, open_table
+from lakehouse.io.delta_log import history as commit_history
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

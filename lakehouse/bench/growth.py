@@ -25,15 +25,8 @@ from pyspark.sql import functions as F
 from lakehouse import steps
 from lakehouse.aggregates import UPDATED_AT, recompute
 from lakehouse.batch import BatchRun
-from lakehouse.io.delta import (
-    VERSION_COLUMN,
-    BatchCommit,
-    ensure_table,
-    latest_version,
-    read_appended,
-    read_table,
-    replace,
-)
+from lakehouse.io.delta import VERSION_COLUMN, ensure_table, read_appended, read_table, replace
+from lakehouse.io.delta_log import BatchCommit, latest_version
 from lakehouse.layers.gold import GoldPlan, gold_writer
 from lakehouse.layers.routing import SilverPlan, route
 from lakehouse.layers.silver import commit_change, ensure_tables, stream_change

@@ -46,7 +46,7 @@ from lakehouse.bench.profile import breakdown, without_listener
 from lakehouse.bench.report import percentiles
 from lakehouse.config import SHAPES, Config, parse_config
 from lakehouse.generator import generate, load_shape
-from lakehouse.io.delta import open_table
+from lakehouse.io.delta_log import open_table
 from lakehouse.io.kafka_producer import produce
 from lakehouse.io.processes import free_port
 from lakehouse.jvm import PROJECT_ROOT

@@ -31,7 +31,8 @@ from lakehouse.batch import (
     kafka_dataset,
 )
 from lakehouse.io.checkpoints import has_checkpoint
-from lakehouse.io.delta import append, ensure_table, max_kafka_offsets, read_table
+from lakehouse.io.delta import append, ensure_table, read_table
+from lakehouse.io.delta_log import max_kafka_offsets
 from lakehouse.io.kafka_admin import admin_client, topic_partitions
 from lakehouse.io.kafka_offsets import OffsetRange, batch_ranges
 from lakehouse.io.kafka_source import kafka_options, read_kafka

@@ -36,13 +36,8 @@ from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse import graph
 from lakehouse.batch import BatchIO, BatchRun
-from lakehouse.io.delta import (
-    adds_files,
-    latest_version,
-    read_appended,
-    size_bytes,
-    versions_up_to_bytes,
-)
+from lakehouse.io.delta import read_appended
+from lakehouse.io.delta_log import adds_files, latest_version, size_bytes, versions_up_to_bytes
 from lakehouse.io.storage import is_dir, remove_tree
 from lakehouse.layers.bronze import BronzeWriter, bronze_writer
 from lakehouse.layers.gold import GoldPlan, gold_writer, load_gold_plan, read_progress

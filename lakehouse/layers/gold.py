@@ -55,18 +55,8 @@ from lakehouse.aggregates import (
 from lakehouse.batch import SILVER_VERSIONS, BatchIO, BatchRun, QuerySpec, Read, Written, storage_dataset
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import has_checkpoint
-from lakehouse.io.delta import (
-    CHANGE_COLUMNS,
-    VERSION_COLUMN,
-    BatchCommit,
-    WriteResult,
-    ensure_table,
-    history,
-    merge,
-    open_table,
-    read_changes,
-    read_table,
-)
+from lakehouse.io.delta import CHANGE_COLUMNS, VERSION_COLUMN, ensure_table, merge, read_changes, read_table
+from lakehouse.io.delta_log import BatchCommit, WriteResult, history, open_table
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.latency import event_time_aggregates, event_times

@@ -15,10 +15,8 @@ import pyarrow.compute as pc
 from pyspark.sql import types as T
 
 from lakehouse import graph
-from lakehouse.io.delta import (
-    arrow_schema,
-    open_table,
-)
+from lakehouse.io.delta import arrow_schema
+from lakehouse.io.delta_log import open_table
 from lakehouse.layers.routing import SilverPlan, load_plan
 from lakehouse.quality.rules import RuleResult
 from lakehouse.registry import SilverTable

@@ -57,17 +57,14 @@ from lakehouse.io.checkpoints import has_checkpoint
 from lakehouse.io.delta import (
     CHANGE_COLUMNS,
     VERSION_COLUMN,
-    BatchCommit,
-    WriteResult,
     append,
     append_rows,
     ensure_table,
-    last_batch,
-    open_table,
     read_changes,
     read_files,
     read_table,
 )
+from lakehouse.io.delta_log import BatchCommit, WriteResult, last_batch, open_table
 from lakehouse.io.locks import writing as table_writing
 from lakehouse.layers.ledger import (
     LEDGER_SCHEMA,

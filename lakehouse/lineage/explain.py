@@ -32,7 +32,7 @@ from lakehouse.batch import (
 )
 from lakehouse.catalog import require_tables, split_name, table_uri
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import open_table
+from lakehouse.io.delta_log import open_table
 from lakehouse.io.kafka_offsets import OffsetRange
 
 INPUT_KEY = {"bronze": KAFKA_OFFSETS, "silver": BRONZE_VERSIONS, "gold": SILVER_VERSIONS}

@@ -28,7 +28,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.batch import BatchIO, BatchRun, QuerySpec, Written, storage_dataset
 from lakehouse.config import Config
-from lakehouse.io.delta import commit_size, open_table
+from lakehouse.io.delta_log import commit_size, open_table
 from lakehouse.lineage import events
 from lakehouse.lineage.columns import ColumnLineage, plan_nodes, trace
 from lakehouse.lineage.emitter import Emitter, transports

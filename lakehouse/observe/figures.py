@@ -22,7 +22,7 @@ import pyarrow.dataset as ds
 from lakehouse import graph
 from lakehouse.config import Config, SloConfig
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import latest_version, open_table
+from lakehouse.io.delta_log import latest_version, open_table
 from lakehouse.io.locks import holder, lock_dir
 from lakehouse.observe.events import SCHEMA, events_uri
 from lakehouse.quality.contract import load_contract

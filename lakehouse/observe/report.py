@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from lakehouse import graph
 from lakehouse.config import Config
-from lakehouse.io.delta import open_table
+from lakehouse.io.delta_log import open_table
 from lakehouse.observe.figures import (
     SloResult,
     describe_slos,

@@ -22,7 +22,8 @@ from lakehouse.audit.timetravel import (
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
 from lakehouse.config import Config, parse_config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import RETENTION_CHECK_CONF, USER_METADATA_CONF, ensure_table, history
+from lakehouse.io.delta import RETENTION_CHECK_CONF, USER_METADATA_CONF, ensure_table
+from lakehouse.io.delta_log import history
 from lakehouse.query import run_query
 
 

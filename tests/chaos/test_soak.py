@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pyspark.sql import SparkSession
 
 from lakehouse.generator import generate
-from lakehouse.io.delta import max_kafka_offsets
+from lakehouse.io.delta_log import max_kafka_offsets
 from lakehouse.io.kafka_producer import produce
 from tests.chaos.checker import check
 from tests.conftest import free_port, run_pipelines, start_run, write_config

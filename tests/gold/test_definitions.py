@@ -29,7 +29,7 @@ from pyspark.sql.types import (
 from lakehouse.aggregates import partial, recompute
 from lakehouse.config import parse_config
 from lakehouse.graph import build
-from lakehouse.io.delta import BatchCommit
+from lakehouse.io.delta_log import BatchCommit
 from lakehouse.layers.gold import GoldWriter, compare, ensure_gold_tables, load_gold_plan, schemas
 from lakehouse.registry import GoldTable, discover_gold
 

@@ -10,7 +10,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lakehouse.generator import Record
-from lakehouse.io.delta import history as delta_history
+from lakehouse.io.delta_log import history as delta_history
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
 from tests.conftest import lakehouse, write_config

@@ -27,7 +27,7 @@ from lakehouse import graph
 from lakehouse.aggregates import recompute
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS, kafka_dataset, storage_dataset
 from lakehouse.config import load_config
-from lakehouse.io.delta import history as delta_history
+from lakehouse.io.delta_log import history as delta_history
 from lakehouse.layers.gold import compare, load_gold_plan
 from lakehouse.lineage.events import PRODUCER
 from lakehouse.lineage.explain import explain

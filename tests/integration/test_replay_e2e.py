@@ -17,7 +17,7 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
-from lakehouse.io.delta import history
+from lakehouse.io.delta_log import history
 from tests.conftest import ROOT, assert_gold_verified, run_pipelines
 from tests.integration.test_silver_e2e import order, orders_accounting, record, run, setup
 

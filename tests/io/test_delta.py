@@ -11,21 +11,15 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from lakehouse.io.delta import (
+from lakehouse.io.delta import append, appended_rows, arrow_schema, ensure_table, merge, read_files, replace
+from lakehouse.io.delta_log import (
     BatchCommit,
     BatchMarks,
     adds_files,
-    append,
-    appended_rows,
-    arrow_schema,
     commit_metadata,
-    ensure_table,
     history,
     latest_version,
     max_kafka_offsets,
-    merge,
-    read_files,
-    replace,
     rewriting,
 )
 

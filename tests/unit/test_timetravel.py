@@ -22,7 +22,7 @@ from lakehouse.audit.timetravel import (
     row_counts,
 )
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import commit_metadata, relative_path
+from lakehouse.io.delta_log import commit_metadata, relative_path
 
 T0 = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
 
