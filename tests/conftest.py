@@ -131,8 +131,8 @@ def assert_gold_verified(config: Path, spark: SparkSession,
     silver), run on the suite's Spark session: a warm JVM, not a new one per check. The
     command itself runs in tests/integration/test_gold_e2e.py."""
     from lakehouse import graph
+    from lakehouse.audit.verify import verify
     from lakehouse.config import load_config
-    from lakehouse.layers.gold import verify
     from lakehouse.registry import GoldTable
     pipeline = graph.build(load_config(config))
     chosen = pipeline.select(tables) if tables else pipeline.layer(graph.Layer.GOLD)

@@ -182,7 +182,7 @@ def forget(pipeline: graph.Graph, subject: str, *, printer: Printer = print,
            by: str | None = None) -> Forgotten:
     """Erase ``subject`` from every table holding personal data (see the module doc)."""
     from lakehouse.audit.replay import replay_gold
-    from lakehouse.audit.timetravel import vacuum
+    from lakehouse.audit.retention import vacuum
     from lakehouse.spark import build_session
     config = pipeline.config
     started = time.monotonic()

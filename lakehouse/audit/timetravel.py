@@ -12,10 +12,10 @@ is given.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +26,11 @@ from lakehouse.batch import BRONZE_VERSIONS, KAFKA_OFFSETS, QUERY_RUN_ID, RUN_ID
 from lakehouse.catalog import require_tables, table_uri
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import restore_version, vacuum_files
-from lakehouse.io.delta_log import MERGE_KEYS, RsTable, commit_metadata, find_commit, open_table
+from lakehouse.io.delta_log import MERGE_KEYS, RsTable, open_table
 from lakehouse.io.delta_log import history as commit_history
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    pass
 
 AsOf = int | datetime
 """A table version, or an instant (aware, UTC)."""
@@ -92,14 +91,14 @@ def resolve(log: Sequence[Version], as_of: AsOf, table: str) -> int:
 
 def open_as_of(config: Config, table: str, as_of: AsOf | None) -> RsTable:
     """``layer.name`` as it was at ``as_of`` (latest if None)."""
-    dt = _open_latest(config, table)
+    dt = open_latest(config, table)
     if as_of is None:
         return dt
     log = versions(dt)
-    return _open_version(config, table, dt, resolve(log, as_of, table), log)
+    return open_version(config, table, dt, resolve(log, as_of, table), log)
 
 
-def _open_latest(config: Config, table: str) -> RsTable:
+def open_latest(config: Config, table: str) -> RsTable:
     uri = table_uri(config, table)
     dt = open_table(uri, config.warehouse.storage_options)
     if dt is None:
@@ -108,7 +107,7 @@ def _open_latest(config: Config, table: str) -> RsTable:
     return dt
 
 
-def _open_version(config: Config, table: str, latest: RsTable, version: int,
+def open_version(config: Config, table: str, latest: RsTable, version: int,
                   log: Sequence[Version]) -> RsTable:
     """The table at ``version`` (in ``log``), or TIME_VACUUMED if its files are gone."""
     dt = latest if version == latest.version() else open_table(
@@ -236,8 +235,8 @@ def diff_tables(old: pa.Table, new: pa.Table, keys: Sequence[str],
     removed = [old_rows[k] for k in old_rows if k not in new_rows]
     compared = [c for c in new.column_names if c not in keys and c not in ignore]
     pairs = [(old_rows[k], new_rows[k]) for k in new_rows if k in old_rows
-             and any(_norm(old_rows[k].get(c)) != _norm(new_rows[k].get(c)) for c in compared)]
-    moved = [c for c in compared if any(_norm(a.get(c)) != _norm(b.get(c)) for a, b in pairs)]
+             and any(normalised(old_rows[k].get(c)) != normalised(new_rows[k].get(c)) for c in compared)]
+    moved = [c for c in compared if any(normalised(a.get(c)) != normalised(b.get(c)) for a, b in pairs)]
     changed = [{**{k: b[k] for k in keys}, **{c: b[c] for c in moved},
                 **{f"{c}__was": a.get(c) for c in moved}} for a, b in pairs]
     schema = pa.schema([new.schema.field(k) for k in keys]
@@ -251,17 +250,21 @@ def diff_tables(old: pa.Table, new: pa.Table, keys: Sequence[str],
 def _by_key(data: pa.Table, keys: Sequence[str]) -> dict[Any, dict[str, Any]]:
     out: dict[Any, dict[str, Any]] = {}
     for row in data.to_pylist():
-        key = tuple(_norm(row[k]) for k in keys) if keys else \
-            tuple(sorted((c, repr(_norm(v))) for c, v in row.items()))
+        key = tuple(normalised(row[k]) for k in keys) if keys else \
+            tuple(sorted((c, repr(normalised(v))) for c, v in row.items()))
         out[key] = row
     return out
 
 
-def _norm(value: Any) -> Any:
+def normalised(value: Any) -> Any:
+    """``value`` as rows compare it: a decimal without trailing zeros, lists and maps as
+    tuples (hashable) (pure)."""
+    if isinstance(value, Decimal):
+        return value.normalize()
     if isinstance(value, list):
-        return tuple(_norm(v) for v in value)
+        return tuple(normalised(v) for v in value)
     if isinstance(value, dict):
-        return tuple(sorted((k, _norm(v)) for k, v in value.items()))
+        return tuple(sorted((k, normalised(v)) for k, v in value.items()))
     return value
 
 
@@ -284,173 +287,6 @@ def diff(pipeline: graph.Graph, table: str, old: AsOf, new: AsOf) -> tuple[Table
     latest = open_as_of(config, table, None)
     log = versions(latest)
     first, second = resolve(log, old, table), resolve(log, new, table)
-    before = _open_version(config, table, latest, first, log).to_pyarrow_table()
-    after = _open_version(config, table, latest, second, log).to_pyarrow_table()
+    before = open_version(config, table, latest, first, log).to_pyarrow_table()
+    after = open_version(config, table, latest, second, log).to_pyarrow_table()
     return diff_tables(before, after, table_keys(pipeline, table, log)), first, second
-
-
-# -- writes (delta-spark) ------------------------------------------------------------------
-
-
-def _session(config: Config, spark: SparkSession | None) -> SparkSession:
-    """``spark``, else the project's session (created on first use, reused after)."""
-    if spark is not None:
-        return spark
-    from lakehouse.spark import build_session
-    return build_session(config)
-
-
-# -- restore -------------------------------------------------------------------------------
-
-RESTORED_TO = "lakehouse.restored_to"
-RESTORED_FROM = "lakehouse.restored_from"
-REASON = "lakehouse.reason"
-
-
-@dataclass(frozen=True)
-class Restored:
-    """What a restore did."""
-
-    table: str
-    target: int
-    previous: int
-    version: int
-    """The new version: the target's contents, committed on top."""
-
-
-def restore(config: Config, table: str, target: AsOf, reason: str = "",
-            spark: SparkSession | None = None) -> Restored:
-    """Make ``target``'s contents the table's current version: a RESTORE commit by
-    delta-spark whose ``userMetadata`` records what it restored, from which version, why,
-    and the run id. ``spark``: the session to run it on (default: the project's)."""
-    from openlineage.client.uuid import generate_new_uuid
-    dt = _open_latest(config, table)
-    previous = dt.version()
-    log = versions(dt)
-    version = resolve(log, target, table)
-    if version == previous:
-        raise LakehouseError(ErrorCode.TIME_NO_VERSION,
-                             f"{table} is at version {version} already; nothing to restore",
-                             table=table, version=version)
-    _open_version(config, table, dt, version, log)  # its files must still be there
-    run_id = str(generate_new_uuid())
-    metadata = {RESTORED_TO: version, RESTORED_FROM: previous, REASON: reason, RUN_ID: run_id}
-    uri = table_uri(config, table)
-    session = _session(config, spark)
-    try:
-        restore_version(session, uri, version, metadata)
-    except Exception as exc:
-        raise LakehouseError(
-            ErrorCode.DELTA_WRITE_FAILED,
-            f"restoring {table} to version {version} failed: {_first_line(exc)}",
-            hint=f"the table is unchanged unless lakehouse history {table} shows a RESTORE",
-            table=table, version=version) from exc
-    done = find_commit(uri, previous, lambda actions: any(
-        commit_metadata(a["commitInfo"]).get(RUN_ID) == run_id
-        for a in actions if "commitInfo" in a))
-    return Restored(table, version, previous, done.version or previous + 1)
-
-
-# -- vacuum --------------------------------------------------------------------------------
-
-CLOCK_MARGIN_SECONDS = 60.0
-"""Kept on top of the age of the last version the streaming readers have read: Delta's
-vacuum reads its clock a little after ours, and commit times come from the writers'."""
-
-
-@dataclass(frozen=True)
-class Vacuumed:
-    """What vacuuming one table did (or would do, in a dry run)."""
-
-    table: str
-    files: list[str]
-    """The files removed (or that would be), relative to the table's location."""
-    kept_versions: list[int]
-    """Versions whose files were kept because a streaming reader has not read them yet."""
-    dry_run: bool
-
-
-def unread_versions(pipeline: graph.Graph, table: str, log: Sequence[Version]) -> list[int]:
-    """Versions of ``table`` a downstream streaming query has not processed yet (silver
-    reads bronze, gold reads silver), per the input ranges their commits record."""
-    config = pipeline.config
-    from lakehouse.freshness import coverings
-    from lakehouse.registry import GoldTable
-    wh, opts = config.warehouse, dict(config.warehouse.storage_options)
-    readers = []
-    for q in pipeline.downstream(table):
-        key = BRONZE_VERSIONS if q.layer == graph.Layer.SILVER else SILVER_VERSIONS
-        readers += [(wh.table_uri(q.layer, q.definition.name), key)]
-        if isinstance(q.definition, GoldTable):  # two-stage: its state commits last
-            readers += [(wh.table_uri(q.layer, q.definition.state_name), key)]
-    if not readers:
-        return []
-    done = [max((c.last for c in coverings(uri, key, opts)), default=-1) for uri, key in readers
-            if open_table(uri, opts) is not None]
-    if not done:
-        return []
-    return [v.version for v in log if v.version > min(done)]
-
-
-def effective_retention(hours: float, log: Sequence[Version], unread: Sequence[int],
-                        now: datetime) -> int | None:
-    """The retention, in whole hours, to vacuum with: ``hours``, made longer if a
-    streaming reader has versions left to read (pure).
-
-    A reader of the change feed of an unread version needs the files that version wrote
-    and removed, and those were written or removed after the last version the readers
-    have read was committed: the retention reaches back to that commit (and
-    ``CLOCK_MARGIN_SECONDS`` more). Delta counts a vacuum's retention in whole hours (it
-    rounds what it is given): rounded up here, so at least that much is kept. None: the
-    readers have read none of the versions in the log, so every file is kept."""
-    wanted = max(0.0, hours)
-    if unread:
-        read = [v for v in log if v.version < min(unread)]
-        if not read:
-            return None
-        age = (now - read[-1].at).total_seconds() + CLOCK_MARGIN_SECONDS
-        wanted = max(wanted, age / 3600)
-    return math.ceil(wanted)
-
-
-def vacuum(pipeline: graph.Graph, table: str, retention_hours: float | None, *, force: bool = False,
-           dry_run: bool = False, spark: SparkSession | None = None) -> Vacuumed:
-    """Delete, with delta-spark, the data files no version younger than the retention
-    still needs, keeping versions inside the audit window unless ``force``, and the files
-    of versions a streaming reader has not read yet always. ``dry_run``: list them only.
-    The retention is counted in whole hours, rounded up (Delta's unit).
-    ``spark``: the session to run it on (default: the project's)."""
-    config = pipeline.config
-    window = config.retention.audit_window_hours
-    hours = window if retention_hours is None else retention_hours
-    if hours < window and not force:
-        raise LakehouseError(
-            ErrorCode.TIME_INSIDE_AUDIT_WINDOW,
-            f"a retention of {hours:g} h would remove versions younger than the audit window "
-            f"({window:g} h, retention.audit_window_hours in {config.source_file})",
-            hint="auditors could no longer read those versions; pass --force if that is "
-                 "really meant", table=table)
-    log = versions(_open_latest(config, table))
-    keep = unread_versions(pipeline, table, log)
-    if effective_retention(hours, log, keep, datetime.now(UTC)) is None:
-        return Vacuumed(table, [], keep, dry_run)
-
-    def retention() -> int:  # from the clock just before each call
-        return effective_retention(hours, log, keep, datetime.now(UTC)) or 0
-
-    uri = table_uri(config, table)
-    session = _session(config, spark)
-    try:
-        files = vacuum_files(session, uri, retention, dry_run)
-    except Exception as exc:
-        raise LakehouseError(ErrorCode.DELTA_WRITE_FAILED,
-                             f"vacuuming {table} failed: {_first_line(exc)}",
-                             table=table) from exc
-    if files and not dry_run and "://" not in uri:  # what is gone (the clock moved on)
-        files = [f for f in files if not (Path(uri) / f).exists()]
-    return Vacuumed(table, sorted(files), keep, dry_run)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

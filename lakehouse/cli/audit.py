@@ -94,7 +94,8 @@ def cmd_diff(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_restore(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.audit.timetravel import open_as_of, parse_as_of, resolve, restore, versions
+    from lakehouse.audit.retention import restore
+    from lakehouse.audit.timetravel import open_as_of, parse_as_of, resolve, versions
     from lakehouse.catalog import split_name
     target = parse_as_of(args.to)
     current = open_as_of(config, args.table, None)
@@ -221,7 +222,7 @@ RESUMES_FROM = {graph.Layer.BRONZE: "the Kafka offsets the table holds",
 
 
 def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.audit.timetravel import vacuum
+    from lakehouse.audit.retention import vacuum
     from lakehouse.catalog import require_tables, table_names
     tables = args.table or table_names(config)
     require_tables(config, tables)

@@ -124,7 +124,7 @@ def cmd_tables(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_verify(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.layers.gold import verify
+    from lakehouse.audit.verify import verify
     from lakehouse.registry import GoldTable
     from lakehouse.spark import build_session, stop_session
     pipeline = graph.build(config)

@@ -30,11 +30,8 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from functools import reduce
-from typing import Any
 
-import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
@@ -369,81 +366,3 @@ def gold_writer(spark: SparkSession, plan: GoldPlan, printer: Printer, silver: D
     spec = QuerySpec(name, storage_dataset(plan.silver_uri), plan.silver_uri, outputs,
                      {plan.uri: lambda: recompute(plan.agg, silver)})
     return GoldWriter(plan, sch, printer, name), spec
-
-
-# -- verification: streamed gold == batch recomputation ----------------------------------
-
-@dataclass(frozen=True)
-class GoldCheck:
-    """A gold table compared with its recomputation from silver."""
-
-    table: str
-    silver_version: int | None
-    rows: int
-    only_in_gold: list[dict[str, Any]]
-    only_in_recompute: list[dict[str, Any]]
-    different: list[tuple[dict[str, Any], dict[str, Any]]]
-
-    @property
-    def equal(self) -> bool:
-        """No difference at all."""
-        return not (self.only_in_gold or self.only_in_recompute or self.different)
-
-    def describe(self) -> str:
-        """One line, plus a few differences if any."""
-        at = f"silver version {self.silver_version}" if self.silver_version is not None \
-            else "no silver data yet"
-        if self.equal:
-            return f"{self.table}: {self.rows:,} rows equal the recomputation from silver ({at})"
-        lines = [f"{self.table}: DIFFERS from the recomputation from silver ({at}): "
-                 f"{len(self.only_in_gold)} rows only in gold, {len(self.only_in_recompute)} "
-                 f"only in the recomputation, {len(self.different)} with other values"]
-        lines += [f"  only in gold: {_row(r)}" for r in self.only_in_gold[:5]]
-        lines += [f"  only in recomputation: {_row(r)}" for r in self.only_in_recompute[:5]]
-        lines += [f"  gold {_row(a)} != recomputed {_row(b)}" for a, b in self.different[:5]]
-        return "\n".join(lines)
-
-
-def _row(row: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in row.items())
-
-
-def compare(gold: pa.Table, expected: pa.Table, keys: Sequence[str], table: str,
-            silver_version: int | None) -> GoldCheck:
-    """Every difference between two versions of a table, matched by key (pure)."""
-    columns = expected.column_names
-
-    def by_key(data: pa.Table) -> dict[tuple[Any, ...], dict[str, Any]]:
-        return {tuple(_norm(r[k]) for k in keys): {c: r[c] for c in columns}
-                for r in data.select(columns).to_pylist()}
-
-    mine, theirs = by_key(gold), by_key(expected)
-    return GoldCheck(
-        table, silver_version, gold.num_rows,
-        [mine[k] for k in sorted(set(mine) - set(theirs), key=repr)],
-        [theirs[k] for k in sorted(set(theirs) - set(mine), key=repr)],
-        [(mine[k], theirs[k]) for k in sorted(set(mine) & set(theirs), key=repr)
-         if mine[k] != theirs[k]])
-
-
-def _norm(value: Any) -> Any:
-    return value.normalize() if isinstance(value, Decimal) else value
-
-
-def verify(spark: SparkSession, pipeline: graph.Graph, table: GoldTable) -> GoldCheck:
-    """Compare the streamed table with one batch query over silver, as of the silver
-    version the table has read."""
-    plan = load_gold_plan(pipeline, table)
-    gold = open_table(plan.uri, plan.storage_options)
-    if gold is None:
-        raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND,
-                             f"{table.qualified_name} does not exist yet",
-                             hint="run the pipelines first (lakehouse run --until-idle)")
-    version = read_progress(plan.uri, plan.storage_options)
-    current = gold.to_pyarrow_table()
-    if version is None:
-        expected = current.schema.empty_table().drop_columns([UPDATED_AT])
-    else:
-        silver = read_table(spark, plan.silver_uri, version)
-        expected = recompute(plan.agg, silver).toArrow()
-    return compare(current, expected, plan.agg.output_keys, table.qualified_name, version)

@@ -12,13 +12,8 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from lakehouse import graph
-from lakehouse.audit.timetravel import (
-    open_as_of,
-    restore,
-    unread_versions,
-    vacuum,
-    versions,
-)
+from lakehouse.audit.retention import restore, unread_versions, vacuum
+from lakehouse.audit.timetravel import open_as_of, versions
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
 from lakehouse.config import Config, parse_config
 from lakehouse.errors import ErrorCode, LakehouseError

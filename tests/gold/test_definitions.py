@@ -27,10 +27,11 @@ from pyspark.sql.types import (
 )
 
 from lakehouse.aggregates import partial, recompute
+from lakehouse.audit.verify import compare
 from lakehouse.config import parse_config
 from lakehouse.graph import build
 from lakehouse.io.delta_log import BatchCommit
-from lakehouse.layers.gold import GoldWriter, compare, ensure_gold_tables, load_gold_plan, schemas
+from lakehouse.layers.gold import GoldWriter, ensure_gold_tables, load_gold_plan, schemas
 from lakehouse.registry import GoldTable, discover_gold
 
 T0 = datetime(2026, 11, 20, 17, 58, 0, tzinfo=UTC)

@@ -14,11 +14,11 @@ from deltalake import DeltaTable
 
 from lakehouse import graph
 from lakehouse.audit.timetravel import diff, open_as_of, versions
+from lakehouse.audit.verify import compare
 from lakehouse.catalog import table_names, table_uri
 from lakehouse.config import load_config
 from lakehouse.io.delta_log import history as commit_history
 from lakehouse.io.delta_log import open_table
-from lakehouse.layers.gold import compare
 from lakehouse.query import run_query
 from tests.integration.gold_world import NOW, World
 

@@ -10,11 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pytest
 
+from lakehouse.audit.retention import CLOCK_MARGIN_SECONDS, effective_retention
 from lakehouse.audit.timetravel import (
-    CLOCK_MARGIN_SECONDS,
     Version,
     diff_tables,
-    effective_retention,
     history_table,
     input_range,
     parse_as_of,
