@@ -8,21 +8,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Protocol
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql import SparkSession
 
-from lakehouse.batch import BatchIO, BatchRun
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.checkpoints import delta_batch_versions
-from lakehouse.io.delta import appended_rows
-from lakehouse.io.delta_log import rewriting
 from lakehouse.jvm import JarSet, jars
 from lakehouse.lineage.listener import session_conf
-from lakehouse.lineage.tracking import QueryLineage, new_run_id
-from lakehouse.observe.events import EventLog
+from lakehouse.lineage.tracking import new_run_id
 
 LOG4J_CONF = Path(__file__).with_name("log4j2.properties")
 
@@ -139,45 +132,3 @@ def _submitted() -> bool:
     it launches the JVM first and hands pyspark the gateway's port."""
     return "PYSPARK_GATEWAY_PORT" in os.environ or "--master" in os.environ.get(
         "PYSPARK_SUBMIT_ARGS", "")
-
-
-class BatchWriter(Protocol):
-    """The work of one micro-batch: commit it, and say what it read and wrote."""
-
-    def __call__(self, df: DataFrame, run: BatchRun) -> BatchIO: ...
-
-
-def appended_only(writer: BatchWriter, uri: str, checkpoint: str) -> BatchWriter:
-    """``writer`` fed the appended rows (``appended_rows``) of each micro-batch of a
-    stream of the table at ``uri``'s change feed checkpointed at ``checkpoint``."""
-    def each(df: DataFrame, run: BatchRun) -> BatchIO:
-        versions = delta_batch_versions(checkpoint, run.batch_id)
-        return writer(appended_rows(df, rewriting(uri, *versions)), run)
-    return each
-
-
-def start_batches(df: DataFrame, config: Config, name: str, writer: BatchWriter,
-                  lineage: QueryLineage, events: EventLog | None = None) -> StreamingQuery:
-    """Start ``df`` as the streaming query ``name``: every micro-batch goes to ``writer``
-    (foreachBatch), checkpointed under the query's name, on the configured trigger. Its
-    writes commit under the Delta transaction app id ``<name>:<checkpoint's query id>``:
-    stable across restarts, new when the checkpoint is deleted, so a fresh checkpoint's
-    batches are never mistaken for replays.
-
-    Each micro-batch is a lineage run whose parent is the query's run: START before the
-    writer runs, then COMPLETE with what it read and wrote, or FAIL with its error. The
-    batch's run ids go into its commits (``BatchRun.commit``). Each is a row of the event
-    log (``events``), completed by Spark's progress of the batch.
-    """
-    log = events or EventLog.off(config)
-
-    def each(batch: DataFrame, batch_id: int) -> None:
-        log.batch(name, batch_id, lineage.run_id,
-                  lambda: lineage.tracked(batch_id, lambda run: writer(batch, run)))
-
-    query = (df.writeStream.queryName(name).foreachBatch(each)
-             .option("checkpointLocation", config.warehouse.checkpoint_uri(name))
-             .trigger(processingTime=f"{config.streaming.trigger_seconds} seconds")
-             .start())
-    lineage.started(str(query.runId), f"{name}:{query.id}")
-    return query

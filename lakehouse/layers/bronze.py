@@ -36,11 +36,11 @@ from lakehouse.io.delta_log import max_kafka_offsets
 from lakehouse.io.kafka_admin import admin_client, topic_partitions
 from lakehouse.io.kafka_offsets import OffsetRange, batch_ranges
 from lakehouse.io.kafka_source import kafka_options, read_kafka
+from lakehouse.layers.stream import start_batches
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.printing import Printer
 from lakehouse.registry import BronzeTable
-from lakehouse.spark import start_batches
 
 EARLIEST = -2
 """Spark's ``startingOffsets`` JSON for 'the earliest offset Kafka holds'."""
@@ -166,4 +166,5 @@ def start_bronze(spark: SparkSession, pipeline: graph.Graph, table: BronzeTable,
     config = pipeline.config
     out, writer, spec = bronze_writer(spark, pipeline, table, printer, reset_to)
     tracker = (lineage or Lineage.off(config)).query(spec)
-    return start_batches(out, config, table.qualified_name, writer, tracker, events)
+    return start_batches(out, config, table.qualified_name,
+                         pipeline.query(table.qualified_name).checkpoint, writer, tracker, events)

@@ -44,11 +44,11 @@ from lakehouse.layers.gold import GoldPlan, gold_writer, load_gold_plan, read_pr
 from lakehouse.layers.ledger import routed_up_to
 from lakehouse.layers.routing import load_plan
 from lakehouse.layers.silver import silver_writer
+from lakehouse.layers.stream import BatchWriter, start_batches
 from lakehouse.lineage.tracking import Lineage, QueryLineage, new_run_id
 from lakehouse.observe.events import EventLog
 from lakehouse.printing import Printer
 from lakehouse.registry import BronzeTable, GoldTable, SilverTable
-from lakehouse.spark import BatchWriter, start_batches
 
 CHAINED = "chained"
 """The Delta transaction app id of a chained stage is ``<table>:chained``."""
@@ -207,6 +207,7 @@ def start_chain(spark: SparkSession, pipeline: graph.Graph, bronze: BronzeTable,
         _own_checkpoint_removed(pipeline, stage.name, printer)
         stage.lineage.started(new_run_id(), f"{stage.name}:{CHAINED}")
     catch_up_all(stages, spark)
-    query = start_batches(out, config, bronze.qualified_name, chain, lineage.query(spec),
-                          events)
+    query = start_batches(out, config, bronze.qualified_name,
+                          pipeline.query(bronze.qualified_name).checkpoint, chain,
+                          lineage.query(spec), events)
     return query, [stage.name for stage in driven]

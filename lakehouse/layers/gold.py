@@ -50,16 +50,15 @@ from lakehouse.aggregates import (
     with_rollup_keys,
 )
 from lakehouse.batch import SILVER_VERSIONS, BatchIO, BatchRun, QuerySpec, Read, Written, storage_dataset
-from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import has_checkpoint
-from lakehouse.io.delta import CHANGE_COLUMNS, VERSION_COLUMN, ensure_table, merge, read_changes, read_table
+from lakehouse.io.delta import VERSION_COLUMN, ensure_table, merge, read_table
 from lakehouse.io.delta_log import BatchCommit, WriteResult, history, open_table
+from lakehouse.layers.stream import require_input, start_from_table
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.observe.latency import event_time_aggregates, event_times
 from lakehouse.printing import Printer
 from lakehouse.registry import GoldTable
-from lakehouse.spark import appended_only, start_batches
 from lakehouse.steps import step
 
 
@@ -335,11 +334,7 @@ def start_gold(spark: SparkSession, pipeline: graph.Graph, table: GoldTable,
     config = pipeline.config
     plan = load_gold_plan(pipeline, table)
     query_name = table.qualified_name
-    if open_table(plan.silver_uri, plan.storage_options) is None:
-        raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND,
-                             f"{query_name} reads silver.{table.silver}, which does not exist",
-                             hint=f"run silver.{table.silver} first (lakehouse run runs all "
-                                  "layers in order)")
+    require_input(query_name, f"silver.{table.silver}", plan.silver_uri, plan.storage_options)
     start = None
     if not has_checkpoint(plan.checkpoint):
         done = read_progress(plan.progress_uri, plan.storage_options)
@@ -347,12 +342,10 @@ def start_gold(spark: SparkSession, pipeline: graph.Graph, table: GoldTable,
             printer(f"[{query_name}] no checkpoint but the table covers silver up to "
                     f"version {done}: continuing from version {done + 1}")
             start = done + 1
-    changes = read_changes(spark, plan.silver_uri, config.gold.max_bytes_per_trigger, start)
-    writer, spec = gold_writer(spark, plan, printer, changes.drop(*CHANGE_COLUMNS))
-    tracker = (lineage or Lineage.off(config)).query(spec)
-    return start_batches(changes, config, query_name,
-                         appended_only(writer, plan.silver_uri, plan.checkpoint),
-                         tracker, events)
+    return start_from_table(spark, config, query_name, plan.checkpoint, plan.silver_uri,
+                            config.gold.max_bytes_per_trigger, start,
+                            lambda silver: gold_writer(spark, plan, printer, silver),
+                            lineage, events)
 
 
 def gold_writer(spark: SparkSession, plan: GoldPlan, printer: Printer, silver: DataFrame

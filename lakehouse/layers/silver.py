@@ -55,12 +55,10 @@ from lakehouse.batch import (
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import has_checkpoint
 from lakehouse.io.delta import (
-    CHANGE_COLUMNS,
     VERSION_COLUMN,
     append,
     append_rows,
     ensure_table,
-    read_changes,
     read_files,
     read_table,
 )
@@ -89,12 +87,12 @@ from lakehouse.layers.routing import (
     route,
     silver_rows,
 )
+from lakehouse.layers.stream import require_input, start_from_table
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.printing import Printer
 from lakehouse.quality.rules import RuleResult
 from lakehouse.registry import SilverTable
-from lakehouse.spark import appended_only, start_batches
 
 
 def not_yet_quarantined(plan: SilverPlan, rejected: DataFrame, versions: tuple[int, int]
@@ -344,19 +342,12 @@ def start_silver(spark: SparkSession, pipeline: graph.Graph, table: SilverTable,
     config = pipeline.config
     plan = load_plan(pipeline, table)
     query_name = table.qualified_name
-    if open_table(plan.bronze_uri, plan.storage_options) is None:
-        raise LakehouseError(ErrorCode.DELTA_TABLE_NOT_FOUND,
-                             f"{query_name} reads bronze.{table.bronze}, which does not exist",
-                             hint=f"run bronze.{table.bronze} first (lakehouse run runs all "
-                                  "layers in order)")
+    require_input(query_name, f"bronze.{table.bronze}", plan.bronze_uri, plan.storage_options)
     start = resume_version(plan)
     if start is not None:
         printer(f"[{query_name}] no checkpoint but the ledger covers bronze up to version "
                 f"{start - 1}: continuing from version {start}")
-    bronze = read_changes(spark, plan.bronze_uri, config.silver.max_bytes_per_trigger, start)
-    writer, spec = silver_writer(spark, plan, printer, bronze.drop(*CHANGE_COLUMNS))
-    tracker = (lineage or Lineage.off(config)).query(spec)
-    return start_batches(bronze, config, query_name,
-                         appended_only(writer, plan.bronze_uri,
-                                       plan.checkpoint),
-                         tracker, events)
+    return start_from_table(spark, config, query_name, plan.checkpoint, plan.bronze_uri,
+                            config.silver.max_bytes_per_trigger, start,
+                            lambda bronze: silver_writer(spark, plan, printer, bronze),
+                            lineage, events)
