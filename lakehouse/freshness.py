@@ -77,11 +77,10 @@ class Freshness:
 
 def freshness(pipeline: graph.Graph, gold: GoldTable, since: datetime) -> Freshness:
     """Delays of the events produced at or after ``since`` that reached this gold table."""
-    config = pipeline.config
-    wh, opts = config.warehouse, dict(config.warehouse.storage_options)
-    silver = open_table(wh.table_uri("silver", gold.silver), opts)
-    bronze_name = _bronze_of(pipeline, gold.silver)
-    bronze = open_table(wh.table_uri("bronze", bronze_name), opts)
+    opts = dict(pipeline.config.warehouse.storage_options)
+    silver_uri = pipeline.node(f"silver.{gold.silver}").uri
+    silver = open_table(silver_uri, opts)
+    bronze = open_table(pipeline.bronze(f"silver.{gold.silver}").uri, opts)
     if silver is None or bronze is None:
         return Freshness(gold.qualified_name, [])
     produced = bronze.to_pyarrow_table(columns=["topic", "partition", "offset", "timestamp"])
@@ -91,8 +90,8 @@ def freshness(pipeline: graph.Graph, gold: GoldTable, since: datetime) -> Freshn
     rows = silver.to_pyarrow_table(columns=["_topic", "_partition", "_offset", "_bronze_version"])
     rows = rows.rename_columns(["topic", "partition", "offset", "_bronze_version"])
     joined = produced.join(rows, ["topic", "partition", "offset"], join_type="inner")
-    silver_commits = coverings(wh.table_uri("silver", gold.silver), BRONZE_VERSIONS, opts)
-    gold_commits = coverings(wh.table_uri("gold", gold.name), SILVER_VERSIONS, opts)
+    silver_commits = coverings(silver_uri, BRONZE_VERSIONS, opts)
+    gold_commits = coverings(pipeline.node(gold.qualified_name).uri, SILVER_VERSIONS, opts)
     delays = []
     for r in joined.to_pylist():
         s = first_covering(silver_commits, r["_bronze_version"])
@@ -100,7 +99,3 @@ def freshness(pipeline: graph.Graph, gold: GoldTable, since: datetime) -> Freshn
         if g is not None:
             delays.append(g.at_ms / 1000 - r["timestamp"].timestamp())
     return Freshness(gold.qualified_name, delays)
-
-
-def _bronze_of(pipeline: graph.Graph, silver_name: str) -> str:
-    return pipeline.bronze(f"silver.{silver_name}").name.split(".", 1)[1]

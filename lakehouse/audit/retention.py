@@ -122,7 +122,7 @@ def unread_versions(pipeline: graph.Graph, table: str, log: Sequence[Version]) -
     readers = []
     for q in pipeline.downstream(table):
         key = BRONZE_VERSIONS if q.layer == graph.Layer.SILVER else SILVER_VERSIONS
-        readers += [(wh.table_uri(q.layer, q.definition.name), key)]
+        readers += [(pipeline.node(q.name).uri, key)]
         if isinstance(q.definition, GoldTable):  # two-stage: its state commits last
             readers += [(wh.table_uri(q.layer, q.definition.state_name), key)]
     if not readers:

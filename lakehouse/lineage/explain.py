@@ -30,7 +30,7 @@ from lakehouse.batch import (
     SILVER_VERSIONS,
     kafka_dataset,
 )
-from lakehouse.catalog import require_tables, split_name, table_uri
+from lakehouse.catalog import require_tables, split_name
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta_log import open_table
 from lakehouse.io.kafka_offsets import OffsetRange
@@ -161,7 +161,7 @@ def explain(pipeline: graph.Graph, table: str, as_of: AsOf | None = None) -> Exp
     layer, _ = split_name(table)
     require_tables(config, [table])
     opts = dict(config.warehouse.storage_options)
-    commits = table_commits(table_uri(config, table), opts)
+    commits = table_commits(pipeline.node(table).uri, opts)
     if isinstance(as_of, datetime):
         version = resolve([commits[v] for v in sorted(commits)], as_of, table)
     elif as_of is None:
@@ -202,7 +202,7 @@ def explain(pipeline: graph.Graph, table: str, as_of: AsOf | None = None) -> Exp
             upto = -1
         hops.append(Hop(below, window, upto))
         current, current_layer = below, split_name(below)[0]
-        commits_now = table_commits(table_uri(config, current), opts)
+        commits_now = table_commits(pipeline.node(current).uri, opts)
         query = current
     commit_offsets = offset_ranges(commits_now, *window) if window else []
     version_offsets = offset_ranges(commits_now, 0, upto if upto is not None else -1)

@@ -90,8 +90,7 @@ def silver_duplicates(pipeline: graph.Graph, since: datetime) -> dict[str, tuple
     for q in pipeline.layer(graph.Layer.SILVER):
         table = q.definition
         assert isinstance(table, SilverTable)
-        dt = open_table(config.warehouse.table_uri("silver", table.name),
-                        config.warehouse.storage_options)
+        dt = open_table(pipeline.node(q.name).uri, config.warehouse.storage_options)
         if dt is None:
             continue
         key = load_contract(Path(config.expectations_dir)
@@ -311,7 +310,7 @@ def status_lines(pipeline: graph.Graph, now: datetime) -> list[str]:
     found = pipelines(pipeline)
     lines = [f"status of {config.project} at {now:%Y-%m-%d %H:%M:%S} UTC (warehouse "
              f"{config.warehouse.root})", ""]
-    latest = {source: latest_version(config.warehouse.table_uri(*source.split(".", 1)))
+    latest = {source: latest_version(pipeline.node(source).uri)
               for source in {p.source for p in found if p.layer != "bronze"}}
     inputs = {source: v for source, v in latest.items() if v is not None}
     lines += describe_status(found, pipeline_figures(events, start), now, minutes,

@@ -73,7 +73,7 @@ def read_quality(pipeline: graph.Graph, since: datetime) -> tuple[list[tuple[str
     rules: list[tuple[str, str, int, int]] = []
     reasons: list[tuple[str, str, int]] = []
     wh = config.warehouse
-    quality = open_table(wh.table_uri("silver", "_quality"), wh.storage_options)
+    quality = open_table(pipeline.node("silver._quality").uri, wh.storage_options)
     with sql_over() as con:
         if quality is not None:
             con.register("quality", quality.to_pyarrow_dataset())
@@ -83,7 +83,7 @@ def read_quality(pipeline: graph.Graph, since: datetime) -> tuple[list[tuple[str
                    GROUP BY ALL ORDER BY 1, 2""", {"since": since}).fetchall()]
         for q in pipeline.layer(graph.Layer.SILVER):
             assert isinstance(q.definition, SilverTable)
-            table = open_table(wh.table_uri("silver", q.definition.quarantine_name),
+            table = open_table(pipeline.node(f"silver.{q.definition.quarantine_name}").uri,
                                wh.storage_options)
             if table is None:
                 continue
