@@ -161,7 +161,7 @@ def explain(pipeline: graph.Graph, table: str, as_of: AsOf | None = None) -> Exp
     layer, _ = split_name(table)
     require_tables(config, [table])
     opts = dict(config.warehouse.storage_options)
-    commits = table_commits(pipeline.node(table).uri, opts)
+    commits = table_commits(table_uri(config, table), opts)
     if isinstance(as_of, datetime):
         version = resolve([commits[v] for v in sorted(commits)], as_of, table)
     elif as_of is None:
