@@ -30,7 +30,7 @@ from lakehouse.batch import (
     SILVER_VERSIONS,
     kafka_dataset,
 )
-from lakehouse.catalog import require_tables, split_name
+from lakehouse.catalog import require_tables, split_name, table_uri
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta_log import open_table
 from lakehouse.io.kafka_offsets import OffsetRange
