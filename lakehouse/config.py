@@ -31,6 +31,7 @@ import yaml
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.storage import join
+from lakehouse.quality.contract import COMPATIBILITY_LEVELS, FORMATS, load_contract
 
 DEFAULT_CONF = "conf/local.yaml"
 ENV_CONF = "LAKEHOUSE_CONF"
@@ -38,11 +39,6 @@ ENV_BOOTSTRAP = "LAKEHOUSE_KAFKA_BOOTSTRAP"
 ENV_WAREHOUSE = "LAKEHOUSE_WAREHOUSE"
 ENV_LINEAGE_DISABLED = "LAKEHOUSE_LINEAGE_DISABLED"
 ENV_REGISTRY = "LAKEHOUSE_SCHEMA_REGISTRY_URL"
-FORMATS = ("json", "avro")
-"""How a source's values are written (``sources.<name>.format``)."""
-COMPATIBILITY_LEVELS = ("BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE",
-                        "FULL", "FULL_TRANSITIVE", "NONE")
-"""The compatibility levels of the Confluent schema registry API."""
 
 
 @dataclass(frozen=True)
@@ -335,7 +331,6 @@ class Config:
     def _declared(self) -> dict[str, SourceConfig]:
         """Every source a contract declares, with this config's settings applied (read
         once); settings naming no contract fail here."""
-        from lakehouse.quality.contract import load_contract
         folder = self.expectations_dir
         declared = {}
         for path in sorted(folder.glob(f"*{CONTRACT_SUFFIX}")):
