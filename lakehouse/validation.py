@@ -1,11 +1,12 @@
 """What pydantic found wrong with a file, said the project's way: the dotted key, and what
 it must be.
 
-The config (``lakehouse.config``) and the contracts (``lakehouse.quality.contract``) are
-pydantic dataclasses built with ``FILE``: frozen, a key the class does not have is an
-error, a bool, integer or number is taken only as itself (``StrictBool``, ``StrictInt``,
-``StrictFloat``: ``"yes"`` is no bool, ``"2"`` no integer), a string may be written as a
-number. Each module turns the ``Problem`` s into its own coded ``LakehouseError``.
+The config (``lakehouse.config``, ``lakehouse.settings``) and the contracts
+(``lakehouse.quality.contract``) are frozen pydantic dataclasses with ``FILE`` settings: a
+key the class does not have is an error, and a string may be written as a number. Their
+bools, integers and numbers are ``StrictBool``, ``StrictInt``, ``StrictFloat``: ``"yes"``
+is no bool, ``"2"`` no integer. Each module turns the first ``Problem`` into its own coded
+``LakehouseError``.
 """
 
 from __future__ import annotations
