@@ -38,9 +38,9 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.config import COMPATIBILITY_LEVELS
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.quality.contract import (
+    COMPATIBILITY_LEVELS,
     EXTRAS,
     TOMBSTONE,
     TOO_LARGE,

@@ -1,8 +1,9 @@
 """Data contracts: the fields, JSON types and required-ness of one source's events.
 
-A contract is a small YAML file (``expectations/<name>.contract.yaml``), written once; the
-Spark schema of the silver table and the parsing of raw Kafka values are derived from
-it. Types are strict: a JSON string ``"12.50"`` where the contract says number is a
+A contract is a small YAML file (``expectations/<name>.contract.yaml``), written once and
+checked when read (any mistake is LH-CONTRACT-001 naming the file and the key); the Spark
+schema of the silver table and the parsing of raw Kafka values are derived from it.
+Types are strict: a JSON string ``"12.50"`` where the contract says number is a
 violation, never coerced. Keys the contract does not name are kept, as one JSON string
 in the ``extras`` column.
 
@@ -15,17 +16,19 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
+import pydantic
 import yaml
+from pydantic import AfterValidator, BeforeValidator, StrictBool, StrictInt, TypeAdapter, model_validator
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse.config import FORMATS
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.validation import FILE, UNKNOWN_KEY, bad, must, problems
 
 RULES = "_failed_rules"
 REASONS = "_reasons"
@@ -42,27 +45,56 @@ _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 # ISO-8601 date-time with a zone: 2026-11-22T10:00:00Z, ...T10:00:00.123+02:00
 ISO_WITH_ZONE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$"
-_JSON_NUMBER = ("BIGINT", "DOUBLE", "DECIMAL")
 TOMBSTONE, TOO_LARGE, INVALID_UTF8 = "tombstone", "too_large", "invalid_utf8"
 """Why a value is quarantined unread (``_unread``)."""
 MAX_DEPTH = 1000
 """Spark's JSON parser refuses values nested deeper than this."""
 NON_FINITE = r"[:\[,]\s*-?(NaN|Infinity)\s*[,\]}]"
 DEFAULT_PARTITIONS = 3
+Format = Literal["json", "avro"]
+FORMATS: tuple[str, ...] = get_args(Format)
+"""How a source's values are written (a contract's ``format``, a config's
+``sources.<name>.format``)."""
+Compatibility = Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE",
+                        "FULL", "FULL_TRANSITIVE", "NONE"]
+COMPATIBILITY_LEVELS: tuple[str, ...] = get_args(Compatibility)
+"""The compatibility levels of the Confluent schema registry API: which changes of a
+contract (of its Avro schema) a level allows."""
+_TYPES = {"string": (T.StringType(), ("STRING",), "string"),
+          "integer": (T.LongType(), ("BIGINT",), "integer"),
+          "number": (T.DoubleType(), ("BIGINT", "DOUBLE", "DECIMAL"), "number"),
+          "boolean": (T.BooleanType(), ("BOOLEAN",), "boolean"),
+          "timestamp": (T.TimestampType(), ("STRING",), "string (ISO-8601)")}
+"""A field type's silver type, the variant types (prefixes) of its JSON values, and how a
+reason names them (a decimal's are a number's)."""
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=FILE)
 class Field:
     """One field of the contract."""
 
-    name: str
-    type: str
+    name: Annotated[str, must(_NAME.match, f"must match {_NAME.pattern}"), must(
+        lambda n: n != EXTRAS and not n.startswith("_"),
+        f"must not be '{EXTRAS}' or start with '_' (reserved)")]
+    type: Annotated[str, must(lambda t: t in _TYPES or _DECIMAL.match(t),
+                              f"must be one of {', '.join(_TYPES)}, decimal(p,s)")]
     """string | integer | number | boolean | timestamp | decimal(p,s)"""
-    required: bool = False
+    required: StrictBool = False
     default: Any = None
     description: str = ""
-    pii: bool = False
+    pii: StrictBool = False
     """Personal data: silver holds a keyed pseudonym of it (``lakehouse.privacy``)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Field:
+        if self.pii and self.type != "string":
+            raise bad("only string fields can be pii (silver holds a keyed hash of the text)",
+                      at="pii")
+        if self.default is not None and not _default_fits(self.type, self.default):
+            raise bad(f"{self.default!r} is not of type {self.type}"
+                      + (" (an ISO-8601 time with a zone offset or Z)"
+                         if self.type == "timestamp" else ""), at="default")
+        return self
 
     @property
     def decimal(self) -> tuple[int, int] | None:
@@ -78,10 +110,7 @@ class Field:
     @property
     def spark_type(self) -> T.DataType:
         """The silver column type."""
-        if self.decimal:
-            return T.DecimalType(*self.decimal)
-        return {"string": T.StringType(), "integer": T.LongType(), "number": T.DoubleType(),
-                "boolean": T.BooleanType(), "timestamp": T.TimestampType()}[self.type]
+        return T.DecimalType(*self.decimal) if self.decimal else _TYPES[self.type][0]
 
     @property
     def read_type(self) -> T.DataType:
@@ -92,22 +121,25 @@ class Field:
     @property
     def json_types(self) -> tuple[str, ...]:
         """Variant type names (prefixes) a JSON value of this field may have."""
-        if self.type in ("string", "timestamp"):
-            return ("STRING",)
-        if self.type == "integer":
-            return ("BIGINT",)
-        if self.type == "boolean":
-            return ("BOOLEAN",)
-        return _JSON_NUMBER
+        return _TYPES.get(self.type, _TYPES["number"])[1]
 
     @property
     def json_type_name(self) -> str:
         """How the reason text names the expected JSON type."""
-        return {"string": "string", "timestamp": "string (ISO-8601)", "integer": "integer",
-                "boolean": "boolean"}.get(self.type, "number")
+        return _TYPES.get(self.type, _TYPES["number"])[2]
 
 
-@dataclass(frozen=True)
+def _named(fields: Any) -> Any:
+    """The file's ``fields`` (a mapping: name -> definition) as Field values."""
+    if isinstance(fields, tuple):
+        return fields
+    if not isinstance(fields, dict) or not fields:
+        raise bad("must map field names to their definitions")
+    return tuple({**spec, "name": name} if isinstance(spec, dict) else
+                 {"name": name} if spec is None else spec for name, spec in fields.items())
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=FILE)
 class Contract:
     """The contract of one source's events."""
 
@@ -116,19 +148,33 @@ class Contract:
     """The field that identifies an event (deduplication key)."""
     event_time: str
     """The timestamp field events are dated by (silver's ``event_date`` partition)."""
-    max_future_seconds: int
+    max_future_seconds: Annotated[StrictInt, pydantic.Field(ge=0)]
     """How far after its processing time an event may claim to have happened."""
-    fields: tuple[Field, ...]
+    fields: Annotated[tuple[Field, ...], BeforeValidator(_named)]
     source_file: str = ""
-    max_record_bytes: int = 1024 * 1024
+    max_record_bytes: StrictInt = pydantic.Field(default=1024 * 1024, gt=0)
     """The largest raw value parsed; a larger one is quarantined unread
     (``contract.too_large``)."""
-    topic: str = ""
+    topic: Annotated[str, AfterValidator(str.strip), must(bool, (
+        "must name the Kafka topic the events arrive on, e.g. topic: shop.payments.v1 "
+        "(default: the source's name)"))] = ""
     """The Kafka topic the source's events arrive on (default: the source's name)."""
-    partitions: int = DEFAULT_PARTITIONS
+    partitions: StrictInt = pydantic.Field(default=DEFAULT_PARTITIONS, gt=0)
     """The topic's partitions when the project creates it (a deployment may override)."""
-    format: str = "json"
+    format: Format = "json"
     """How values are written: ``json`` or ``avro`` (a deployment may override)."""
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _keys_are_fields(self) -> Contract:
+        types = {f.name: f.type for f in self.fields}
+        for key in ("key", "event_time"):
+            if getattr(self, key) not in types:
+                raise bad(f"must name one of the fields, got {getattr(self, key)!r}", at=key)
+        if types[self.event_time] != "timestamp":
+            raise bad(f"must name a field of type timestamp, got {self.event_time!r} "
+                      f"({types[self.event_time]})", at="event_time")
+        return self
 
     @property
     def pii_fields(self) -> tuple[str, ...]:
@@ -156,96 +202,38 @@ def _invalid(where: str, message: str) -> LakehouseError:
                           file=where)
 
 
+_CONTRACT = TypeAdapter(Contract)
+
+
 def parse_contract(text: str, where: str) -> Contract:
     """Check a contract's YAML text (``where`` names it in errors: a file, ``REF:path``)."""
-    path = Path(where.rpartition(":")[2])
-
-    def bad(message: str) -> LakehouseError:
-        return _invalid(where, message)
-
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise bad(f"not valid YAML: {exc}") from exc
+        raise _invalid(where, f"not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise bad("must be a mapping")
-    allowed = {"name", "description", "topic", "partitions", "format", "key", "event_time",
-               "max_future_seconds", "max_record_bytes", "fields"}
-    unknown = set(raw) - allowed
-    if unknown:
-        raise bad(f"unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
-    if not isinstance(raw.get("fields"), dict) or not raw["fields"]:
-        raise bad("'fields' must map field names to their definitions")
-    fields = []
-    for name, spec in raw["fields"].items():
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise bad(f"field name {name!r} must match {_NAME.pattern}")
-        spec = spec or {}
-        if not isinstance(spec, dict) or set(spec) - {"type", "required", "default",
-                                                      "description", "pii"}:
-            raise bad(f"field {name}: allowed keys are type, required, default, description, "
-                      "pii")
-        ftype = str(spec.get("type", ""))
-        if ftype not in ("string", "integer", "number", "boolean", "timestamp") \
-                and not _DECIMAL.match(ftype):
-            raise bad(f"field {name}: type {ftype!r} is not one of string, integer, number, "
-                      "boolean, timestamp, decimal(p,s)")
-        if not isinstance(spec.get("required", False), bool):
-            raise bad(f"field {name}: required must be true or false")
-        pii = spec.get("pii", False)
-        if not isinstance(pii, bool):
-            raise bad(f"field {name}: pii must be true or false")
-        if pii and ftype != "string":
-            raise bad(f"field {name}: only string fields can be pii (silver holds a keyed "
-                      "hash of the text)")
-        default = spec.get("default")
-        if default is not None and not _default_fits(ftype, default):
-            raise bad(f"field {name}: default {default!r} is not a {ftype}"
-                      + (" (an ISO-8601 time with a zone offset or Z)"
-                         if ftype == "timestamp" else ""))
-        fields.append(Field(name, ftype, spec.get("required", False), default,
-                            str(spec.get("description", "")), pii))
-    names = {f.name for f in fields}
-    for key in ("key", "event_time"):
-        if raw.get(key) not in names:
-            raise bad(f"'{key}' must name one of the fields, got {raw.get(key)!r}")
-    if next(f.type for f in fields if f.name == raw["event_time"]) != "timestamp":
-        raise bad("the event_time field must have type timestamp")
-    if EXTRAS in names or any(n.startswith("_") for n in names):
-        raise bad(f"field names '{EXTRAS}' and names starting with '_' are reserved")
-    future = raw.get("max_future_seconds", 300)
-    if not isinstance(future, int) or future < 0:
-        raise bad("max_future_seconds must be a non-negative integer")
-    largest = raw.get("max_record_bytes", Contract.max_record_bytes)
-    if not isinstance(largest, int) or isinstance(largest, bool) or largest < 1:
-        raise bad("max_record_bytes must be a positive integer (bytes)")
-    name = str(raw.get("name") or path.name.split(".")[0])
-    topic = raw.get("topic", name)
-    if not isinstance(topic, str) or not topic.strip():
-        raise bad("'topic' must name the Kafka topic the events arrive on, e.g. "
-                  "topic: shop.payments.v1 (default: the source's name)")
-    partitions = raw.get("partitions", DEFAULT_PARTITIONS)
-    if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1:
-        raise bad("partitions must be a positive integer (the topic's, when the project "
-                  "creates it)")
-    fmt = raw.get("format", "json")
-    if fmt not in FORMATS:
-        raise bad(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    return Contract(name, raw["key"],
-                    raw["event_time"], future, tuple(fields), where, largest, topic.strip(),
-                    partitions, fmt)
+        raise _invalid(where, "must be a mapping")
+    name = raw.get("name") or Path(where.rpartition(":")[2]).name.split(".")[0]
+    try:
+        return _CONTRACT.validate_python({"max_future_seconds": 300, "topic": name, **raw,
+                                          "name": name, "source_file": where})
+    except pydantic.ValidationError as exc:
+        first = problems(exc)[0]
+        if first.loc[0] == "fields" and len(first.loc) > 1:  # a field by its name
+            first = replace(first, loc=("fields", list(raw["fields"])[int(first.loc[1])], *first.loc[2:]))
+        allowed = [k for k in first.allowed_keys(Contract) if len(first.loc) < 3 or k != "name"]
+        raise _invalid(where, first.text + (f" (allowed: {', '.join(allowed)})"
+                                            if first.kind == UNKNOWN_KEY else "")) from None
 
 
 def _default_fits(ftype: str, value: Any) -> bool:
     """Whether a contract default has the field's type."""
+    if isinstance(value, bool) or ftype == "boolean":
+        return isinstance(value, bool) and ftype == "boolean"
     if ftype in ("string", "timestamp"):
         return isinstance(value, str) and (ftype == "string" or bool(re.match(ISO_WITH_ZONE,
                                                                               value)))
-    if ftype == "boolean":
-        return isinstance(value, bool)
-    if ftype == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, int if ftype == "integer" else int | float)
 
 
 @dataclass(frozen=True)
