@@ -27,7 +27,6 @@ from lakehouse.io.processes import free_port, port_free
 from lakehouse.io.schema_registry import SchemaRegistry
 from lakehouse.jvm import jars_root
 from lakehouse.servers import supervisor
-from lakehouse.servers.supervisor import ServerStatus
 
 STATE_FILE = "registry.json"
 LOG_FILE = "registry.log"
@@ -83,7 +82,7 @@ class _Record:
     pid: int | None
 
 
-class EmbeddedRegistry:
+class EmbeddedRegistry(supervisor.Server[_Record]):
     """Controls the one Apicurio Registry of a data directory (a warehouse's ``_registry``)."""
 
     def __init__(self, host: str, port: int, data_dir: str,
@@ -106,24 +105,6 @@ class EmbeddedRegistry:
     def url(self) -> str:
         """The Confluent-compatible API's base URL (what clients are given)."""
         return f"http://{self.host}:{self.port}{API}"
-
-    @property
-    def log_file(self) -> Path:
-        """The registry's log (Quarkus's lines and anything the JVM prints)."""
-        return self._spec.log_file
-
-    def status(self) -> ServerStatus:
-        """Is the warehouse's registry running, and does it answer?"""
-        return supervisor.status(self._spec)
-
-    def up(self) -> ServerStatus:
-        """Start the registry unless it already runs; return once its API answers."""
-        supervisor.up(self._spec, self._start, self._moved, self.down)
-        return self.status()
-
-    def down(self, grace: float = 20.0) -> bool:
-        """Stop the warehouse's registry gracefully; True if one was running."""
-        return supervisor.down(self._spec, grace)
 
     def _moved(self, record: _Record) -> LakehouseError | None:
         if (record.host, record.port) == (self.host, self.port):

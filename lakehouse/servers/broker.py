@@ -85,7 +85,7 @@ class _Record:
     pid: int | None
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(supervisor.Server[_Record]):
     """Controls the one Kafka process of a data directory (a warehouse's ``_broker``)."""
 
     def __init__(self, bootstrap: str, data_dir: str, startup_timeout: float = 30.0,
@@ -120,28 +120,16 @@ class EmbeddedBroker:
         """librdkafka properties to connect as the admin user (none without SASL)."""
         return sasl_properties(self._admin, self._users[self._admin]) if self._users else {}
 
-    @property
-    def log_file(self) -> Path:
-        """The broker's log (Kafka's own lines and anything the JVM prints)."""
-        return self._spec.log_file
-
     def answering(self, timeout: float = 2.0) -> bool:
         """Whether a Kafka broker answers a metadata request at the address."""
         return _answers(self.host, self.port, self.client_properties, timeout)
 
-    def status(self) -> ServerStatus:
-        """Is the warehouse's broker running, and does it answer?"""
-        return supervisor.status(self._spec)
-
     def up(self) -> ServerStatus:
-        """Start the broker unless it already runs; return once it answers."""
+        """Start the broker unless it already runs (granting ``topic_acls`` when it starts);
+        return once it answers."""
         if supervisor.up(self._spec, self._start, self._moved, self.down):
             self._grant()
         return self.status()
-
-    def down(self, grace: float = 20.0) -> bool:
-        """Stop the warehouse's broker gracefully; True if one was running."""
-        return supervisor.down(self._spec, grace)
 
     def _moved(self, record: _Record) -> LakehouseError | None:
         if (record.host, record.port) == (self.host, self.port):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -188,3 +189,36 @@ def failed(spec: Spec[Any], message: str, hint: str,
     """The server's error (``spec.failed`` unless ``code``), with its fields."""
     return LakehouseError(code or spec.failed, message, hint=hint, **spec.fields,
                           data_dir=str(spec.data_dir))
+
+
+class Server(ABC, Generic[R]):
+    """A server its ``_spec`` describes, with ``up``, ``down``, ``status`` and its log; a
+    subclass gives its own ``_start`` and ``_moved`` (see ``up`` above)."""
+
+    _spec: Spec[R]
+
+    @property
+    def log_file(self) -> Path:
+        """The server's log (its own lines and anything the JVM prints)."""
+        return self._spec.log_file
+
+    def status(self) -> ServerStatus:
+        """Is the server running, and does it answer?"""
+        return status(self._spec)
+
+    def up(self) -> ServerStatus:
+        """Start the server unless it already runs; return once it answers."""
+        up(self._spec, self._start, self._moved, self.down)
+        return self.status()
+
+    def down(self, grace: float = 20.0) -> bool:
+        """Stop the server gracefully; True if one was running."""
+        return down(self._spec, grace)
+
+    @abstractmethod
+    def _start(self, record: R | None) -> R:
+        """Launch the server (given its last record); its new record."""
+
+    @abstractmethod
+    def _moved(self, record: R) -> LakehouseError | None:
+        """The error for the running server if it listens elsewhere, else None."""
