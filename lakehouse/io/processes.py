@@ -1,50 +1,76 @@
-"""Local server processes the project starts (the embedded broker, a local Marquez):
-their state files, telling whether a recorded pid still is that server, stopping it,
-finding free ports."""
+"""The processes of the local servers the project starts (the broker, the schema
+registry, Marquez, the Spark cluster's daemons): launching one with its log, telling
+whether a recorded pid still is that server, stopping it, its state file, free ports,
+its log's last lines."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
+import subprocess
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
+
+import psutil
 
 T = TypeVar("T")
 
 
+def launch(command: Sequence[str], cwd: Path, log: Path,
+           env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``command`` run in ``cwd``, in a session of its own (our Ctrl-C does not reach it),
+    its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(list(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def running_java(pid: int | None, work_dir: Path) -> int | None:
-    """``pid`` if that process still is a JVM working in ``work_dir`` (Linux ``/proc``),
-    so a recycled pid is never taken for the server; an exited child of ours is reaped."""
+    """``pid`` if that process still is a JVM working in ``work_dir``, so a recycled pid is
+    never taken for the server; an exited child of ours is reaped."""
     if pid is None:
         return None
     try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            proc.wait(timeout=0)  # reaps it if it is our child
             return None
-    except ChildProcessError:
-        pass
-    try:
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-        name = Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
+        return pid if (proc.name(), proc.cwd()) == ("java", str(work_dir)) else None
+    except psutil.Error:  # gone, not ours to inspect, or a zombie we cannot reap
         return None
-    return pid if (cwd, name) == (str(work_dir), "java") else None
 
 
 def stop_java(pid: int, work_dir: Path, grace: float) -> None:
     """SIGTERM, then SIGKILL if the JVM still runs after ``grace`` seconds; returns once
     it is gone."""
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and running_java(pid, work_dir) is not None:
-        time.sleep(0.1)
-    if running_java(pid, work_dir) is not None:
-        os.kill(pid, signal.SIGKILL)
-        while running_java(pid, work_dir) is not None:
-            time.sleep(0.05)
+    if running_java(pid, work_dir) is None:
+        return
+    try:
+        proc = psutil.Process(pid)
+        proc.terminate()
+        if not _ends(proc, grace):
+            proc.kill()
+            _ends(proc, None)
+    except psutil.NoSuchProcess:
+        pass
+
+
+def _ends(proc: psutil.Process, timeout: float | None) -> bool:
+    """Whether ``proc`` ends within ``timeout`` seconds (None: however long it takes); a
+    zombie nobody reaps has ended."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            proc.wait(timeout=0.1)  # reaps a child of ours
+            return True
+        except psutil.TimeoutExpired:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
 
 
 def port_free(host: str, port: int) -> bool:
@@ -58,11 +84,22 @@ def port_free(host: str, port: int) -> bool:
         return True
 
 
+def free_ports(host: str, count: int) -> list[int]:
+    """``count`` distinct ports nobody listens on now (the OS picks them, held together
+    while it does, so they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port(host: str) -> int:
     """A port nobody listens on now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    return free_ports(host, 1)[0]
 
 
 def read_state(path: Path, kind: type[T]) -> T | None:
@@ -90,28 +127,6 @@ def log_tail(log: Path, lines: int = 12) -> str:
     return "\n".join(kept[-lines:]) or "(empty log)"
 
 
-@dataclass(frozen=True)
-class ServerStatus:
-    """Whether a local server the project starts (the broker, the schema registry) runs
-    and answers, as ``<name> status`` reports it."""
-
-    running: bool
-    answering: bool
-    pid: int | None
-    address: str
-    """Where clients reach it (bootstrap servers, a URL)."""
-    data_dir: str
-    port_taken: bool = False
-    """Not running, and something else holds its port."""
-    keeps: str = "data"
-    """What ``data_dir`` holds, in words."""
-
-    def describe(self) -> str:
-        """One line for humans."""
-        if self.running and self.answering:
-            return f"running (pid {self.pid}) at {self.address}, {self.keeps} in {self.data_dir}"
-        if self.running:
-            return f"started (pid {self.pid}) but not answering at {self.address} yet"
-        if self.port_taken:
-            return f"not running; {self.address} is held by another process"
-        return f"not running (would serve {self.address}, {self.keeps} in {self.data_dir})"
+def last_lines(log: Path) -> str:
+    """A hint quoting the log: ``last lines of <log>:`` and its ``log_tail``."""
+    return f"last lines of {log}:\n{log_tail(log)}"

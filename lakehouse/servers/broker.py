@@ -22,10 +22,9 @@ import base64
 import os
 import stat
 import subprocess
-import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from confluent_kafka import KafkaException
@@ -40,17 +39,10 @@ from confluent_kafka.admin import (
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.kafka_admin import MAX_RECORD_BYTES, admin_client, answers
 from lakehouse.io.kafka_security import jaas_quoted, sasl_properties
-from lakehouse.io.processes import (
-    ServerStatus,
-    free_port,
-    log_tail,
-    port_free,
-    read_state,
-    running_java,
-    stop_java,
-    write_state,
-)
+from lakehouse.io.processes import free_port, last_lines, port_free
 from lakehouse.jvm import JarSet, jars, java
+from lakehouse.servers import supervisor
+from lakehouse.servers.supervisor import ServerStatus
 
 STATE_FILE = "broker.json"
 LOG_FILE = "broker.log"
@@ -93,7 +85,7 @@ class _Record:
     pid: int | None
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(supervisor.Server[_Record]):
     """Controls the one Kafka process of a data directory (a warehouse's ``_broker``)."""
 
     def __init__(self, bootstrap: str, data_dir: str, startup_timeout: float = 30.0,
@@ -112,6 +104,13 @@ class EmbeddedBroker:
         self._users = dict(users or {})
         self._admin = admin_user
         self._acls = {user: tuple(topics) for user, topics in (topic_acls or {}).items()}
+        self._spec = supervisor.Spec(
+            title=f"Apache Kafka at {self.bootstrap}", data_dir=self.data_dir,
+            record_type=_Record, record_file=STATE_FILE, log_name=LOG_FILE,
+            host=host, ports=(self.port,), address=self.bootstrap, address_of=_address,
+            answers=lambda record: _answers(record.host, record.port, self.client_properties),
+            failed=ErrorCode.BROKER_START_FAILED, fields={"bootstrap": self.bootstrap},
+            startup_timeout=startup_timeout)
 
     def __repr__(self) -> str:
         return f"EmbeddedBroker({self.bootstrap!r}, {str(self.data_dir)!r})"
@@ -121,61 +120,45 @@ class EmbeddedBroker:
         """librdkafka properties to connect as the admin user (none without SASL)."""
         return sasl_properties(self._admin, self._users[self._admin]) if self._users else {}
 
-    @property
-    def log_file(self) -> Path:
-        """The broker's log (Kafka's own lines and anything the JVM prints)."""
-        return self.data_dir / LOG_FILE
-
     def answering(self, timeout: float = 2.0) -> bool:
         """Whether a Kafka broker answers a metadata request at the address."""
-        return not port_free(self.host, self.port) and answers(
-            self.bootstrap, self.client_properties, timeout=timeout)
-
-    def status(self) -> ServerStatus:
-        """Is the warehouse's broker running, and does it answer?"""
-        record = self._record()
-        pid = self._running_pid(record)
-        if record is not None and pid is not None:
-            bootstrap = f"{record.host}:{record.port}"
-            return ServerStatus(True, answers(bootstrap, self.client_properties, timeout=2.0),
-                                pid, bootstrap, str(self.data_dir))
-        return ServerStatus(False, False, None, self.bootstrap, str(self.data_dir),
-                            port_taken=not port_free(self.host, self.port))
+        return _answers(self.host, self.port, self.client_properties, timeout)
 
     def up(self) -> ServerStatus:
-        """Start the broker unless it already runs; return once it answers."""
-        record = self._record()
-        if record is not None and self._running_pid(record) is not None:
-            if (record.host, record.port) != (self.host, self.port):
-                raise LakehouseError(
-                    ErrorCode.BROKER_RUNNING_ELSEWHERE,
-                    f"this warehouse's broker already runs at {record.host}:{record.port}, "
-                    f"not at {self.bootstrap}",
-                    hint=f"stop it first (lakehouse broker down) or use --port {record.port}",
-                    bootstrap=self.bootstrap, data_dir=str(self.data_dir))
-            return self._await_answer(record)
+        """Start the broker unless it already runs (granting ``topic_acls`` when it starts);
+        return once it answers."""
+        if supervisor.up(self._spec, self._start, self._moved, self.down):
+            self._grant()
+        return self.status()
+
+    def _moved(self, record: _Record) -> LakehouseError | None:
+        if (record.host, record.port) == (self.host, self.port):
+            return None
+        return supervisor.failed(
+            self._spec, f"this warehouse's broker already runs at {_address(record)}, "
+                        f"not at {self.bootstrap}",
+            f"stop it first (lakehouse broker down) or use --port {record.port}",
+            ErrorCode.BROKER_RUNNING_ELSEWHERE)
+
+    def _start(self, record: _Record | None) -> _Record:
+        """Refuse a port held by another process; format the storage once and launch
+        ``kafka.Kafka``."""
         if not port_free(self.host, self.port):
             other = ("a Kafka broker this warehouse did not start"
                      if self.answering(timeout=1.0) else "another process")
-            raise LakehouseError(
-                ErrorCode.BROKER_PORT_TAKEN,
-                f"port {self.port} is held by {other}; the broker of {self.data_dir} "
-                f"cannot listen at {self.bootstrap}",
-                hint="stop the other broker (`lakehouse broker down` with its config) or "
-                     "start this one on another port: lakehouse broker up --port N",
-                bootstrap=self.bootstrap, data_dir=str(self.data_dir))
+            raise supervisor.failed(
+                self._spec, f"port {self.port} is held by {other}; the broker of "
+                            f"{self.data_dir} cannot listen at {self.bootstrap}",
+                "stop the other broker (`lakehouse broker down` with its config) or start "
+                "this one on another port: lakehouse broker up --port N",
+                ErrorCode.BROKER_PORT_TAKEN)
         classpath = os.pathsep.join(str(jar) for jar in jars(JarSet.BROKER))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         record = self._prepare(record)
         if not (self.data_dir / STORAGE_DIR / "meta.properties").exists():
             self._format(classpath, record.cluster_id)
         proc = self._java(classpath, "kafka.Kafka", str(self.data_dir / PROPERTIES_FILE))
-        record = _Record(record.host, record.port, record.controller_port, record.cluster_id,
-                         proc.pid)
-        self._write_record(record)
-        status = self._await_answer(record)
-        self._grant()
-        return status
+        return replace(record, pid=proc.pid)
 
     def _grant(self) -> None:
         """Each user of ``topic_acls``: create, describe, read and write its topics, read
@@ -195,22 +178,9 @@ class EmbeddedBroker:
             try:
                 future.result()
             except KafkaException as exc:
-                raise LakehouseError(
-                    ErrorCode.BROKER_START_FAILED,
-                    f"granting {binding.principal} {binding.operation} on "
-                    f"{binding.name} failed: {exc}", hint=f"see {self.log_file}",
-                    bootstrap=self.bootstrap, data_dir=str(self.data_dir)) from exc
-
-    def down(self, grace: float = 20.0) -> bool:
-        """Stop the warehouse's broker gracefully; True if one was running."""
-        record = self._record()
-        pid = self._running_pid(record)
-        if record is None or pid is None:
-            return False
-        stop_java(pid, self.data_dir, grace)
-        self._write_record(_Record(record.host, record.port, record.controller_port,
-                                   record.cluster_id, None))
-        return True
+                raise supervisor.failed(
+                    self._spec, f"granting {binding.principal} {binding.operation} on "
+                                f"{binding.name} failed: {exc}", f"see {self.log_file}") from exc
 
     def _prepare(self, record: _Record | None) -> _Record:
         """The ports and cluster id of this start, with its properties and log4j files."""
@@ -286,52 +256,26 @@ class EmbeddedBroker:
             proc.wait()
             failed = True
         if failed:
-            raise LakehouseError(
-                ErrorCode.BROKER_START_FAILED,
-                f"formatting the Kafka storage in {self.data_dir / STORAGE_DIR} failed",
-                hint=f"last lines of {self.log_file}:\n{log_tail(self.log_file)}",
-                bootstrap=self.bootstrap, data_dir=str(self.data_dir))
+            raise supervisor.failed(
+                self._spec, f"formatting the Kafka storage in {self.data_dir / STORAGE_DIR} "
+                            "failed", last_lines(self.log_file))
 
     def _java(self, classpath: str, main: str, *args: str) -> subprocess.Popen[bytes]:
-        """A detached JVM running ``main`` in the data directory (how ``_running_pid``
-        knows it), its output appended to the broker log."""
+        """A detached JVM running ``main`` in the data directory."""
         command = [str(java()), *JVM_OPTIONS,
                    f"-Dlog4j2.configurationFile={self.data_dir / LOG4J_FILE}",
                    "-cp", classpath, main, *args]
-        try:
-            with self.log_file.open("ab") as log:
-                return subprocess.Popen(command, cwd=self.data_dir, stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        except FileNotFoundError as exc:
-            raise LakehouseError(ErrorCode.BROKER_START_FAILED, f"no Java at {java()}",
-                                 hint="install a JDK 17 or set JAVA_HOME") from exc
+        return supervisor.spawn(self._spec, command, "install a JDK 17 or set JAVA_HOME")
 
-    def _await_answer(self, record: _Record) -> ServerStatus:
-        """The status once the recorded broker answers; a clear error if it exits or stalls."""
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline and self._running_pid(record) is not None:
-            if self.answering(timeout=1.0):
-                return self.status()
-            time.sleep(0.2)
-        exited = self._running_pid(record) is None
-        self.down(grace=5.0)
-        reason = "exited" if exited else f"did not answer within {self.startup_timeout:.0f}s"
-        raise LakehouseError(
-            ErrorCode.BROKER_START_FAILED,
-            f"Apache Kafka at {self.bootstrap} {reason}",
-            hint=f"last lines of {self.log_file}:\n{log_tail(self.log_file)}",
-            bootstrap=self.bootstrap, data_dir=str(self.data_dir))
 
-    def _record(self) -> _Record | None:
-        return read_state(self.data_dir / STATE_FILE, _Record)
+def _address(record: _Record) -> str:
+    return f"{record.host}:{record.port}"
 
-    def _write_record(self, record: _Record) -> None:
-        write_state(self.data_dir / STATE_FILE, record)
 
-    def _running_pid(self, record: _Record | None) -> int | None:
-        return None if record is None else running_java(record.pid, self.data_dir)
-
+def _answers(host: str, port: int, properties: Mapping[str, str], timeout: float = 2.0) -> bool:
+    """Whether a Kafka broker answers a metadata request at host:port (at once False
+    while nothing listens there)."""
+    return not port_free(host, port) and answers(f"{host}:{port}", properties, timeout=timeout)
 
 
 def _formatted_cluster_id(storage: Path) -> str | None:

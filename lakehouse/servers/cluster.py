@@ -27,7 +27,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -41,7 +40,15 @@ from typing import Any
 
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.processes import read_state, running_java, stop_java, write_state
+from lakehouse.io.processes import (
+    free_ports,
+    last_lines,
+    launch,
+    read_state,
+    running_java,
+    stop_java,
+    write_state,
+)
 from lakehouse.jvm import PROJECT_ROOT, JarSet, jars
 from lakehouse.printing import Printer
 
@@ -209,7 +216,7 @@ class LocalCluster:
         self.down(grace=5.0)  # what is left of an earlier start: begin afresh
         home = spark_home()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        port, webui_port, *worker_ports = _free_ports(2 + self.workers)
+        port, webui_port, *worker_ports = free_ports(HOST, 2 + self.workers)
         procs = [self._spark_class(home, self.master_log, MASTER_CLASS, "--host", HOST,
                                    "--port", str(port), "--webui-port", str(webui_port))]
         record = _Record(port, webui_port, procs[0].pid)
@@ -253,11 +260,7 @@ class LocalCluster:
         env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": HOST,
                "SPARK_DAEMON_MEMORY": DAEMON_MEMORY,
                "SPARK_DAEMON_JAVA_OPTS": SHORT_JVM_OPTIONS}
-        with log.open("ab") as out:
-            return subprocess.Popen([str(home / "bin" / "spark-class"), main, *args],
-                                    cwd=self.data_dir, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+        return launch([str(home / "bin" / "spark-class"), main, *args], self.data_dir, log, env)
 
     def _await_workers(self, record: _Record,
                        procs: Sequence[subprocess.Popen[bytes]]) -> ClusterStatus:
@@ -282,8 +285,7 @@ class LocalCluster:
         raise LakehouseError(
             ErrorCode.CLUSTER_START_FAILED,
             f"the Spark standalone cluster of {self.data_dir} did not start: {reason}",
-            hint="Java 17 must be on PATH or in JAVA_HOME; "
-                 + "; ".join(f"last lines of {log}:\n{_tail(log)}" for log in logs),
+            hint="Java 17 must be on PATH or in JAVA_HOME; " + "; ".join(map(last_lines, logs)),
             data_dir=str(self.data_dir))
 
     def _exited(self, record: _Record, procs: Sequence[subprocess.Popen[bytes]]) -> list[Path]:
@@ -406,25 +408,3 @@ def _worker(raw: dict[str, Any]) -> WorkerStatus:
     return WorkerStatus(str(raw.get("id", "")), str(raw.get("host", "")),
                         int(raw.get("port", 0)), str(raw.get("state", "")),
                         int(raw.get("cores", 0)), int(raw.get("memory", 0)))
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct ports nothing listens on at the moment (held together while
-    the system picks them, so they differ)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind((HOST, 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _tail(log: Path, lines: int = 12) -> str:
-    try:
-        text = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    kept = [line[:300] for line in text if line.strip() and not line[0].isspace()]
-    return "\n".join(kept[-lines:]) or "(empty log)"
