@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lakehouse.io.delta_log import BatchCommit
-from lakehouse.observe.latency import EventTimes
 
 # Commit metadata keys: who wrote a commit and exactly what it was built from.
 RUN_ID = "lakehouse.run_id"
@@ -27,6 +26,26 @@ BRONZE_VERSIONS = "lakehouse.bronze_versions"
 """Silver: the bronze versions a commit was built from."""
 SILVER_VERSIONS = "lakehouse.silver_versions"
 """Gold: the silver versions a commit was built from."""
+
+
+@dataclass(frozen=True)
+class EventTimes:
+    """The Kafka timestamps (epoch ms) of one batch's records: the oldest, the 1st, 5th
+    and 50th percentiles, and the newest."""
+
+    oldest: float
+    p01: float
+    p05: float
+    p50: float
+    newest: float
+
+    def latencies(self, committed_ms: float) -> dict[str, float]:
+        """Event -> commit latency percentiles (pure): the p95 latency is the 5th
+        percentile of event times, the oldest 5% waited at least that long."""
+        return {"latency_p50_ms": committed_ms - self.p50,
+                "latency_p95_ms": committed_ms - self.p05,
+                "latency_p99_ms": committed_ms - self.p01,
+                "latency_max_ms": committed_ms - self.oldest}
 
 
 @dataclass(frozen=True, order=True)

@@ -2,7 +2,7 @@
 and how to read them from pandas and Spark.
 
 The one module the readers share for naming and finding tables: ``lakehouse.query``
-(DuckDB), ``lakehouse.audit.timetravel`` and ``lakehouse.lineage.explain`` import it, and it
+(DuckDB), ``lakehouse.audit.timetravel`` and ``lakehouse.audit.explain`` import it, and it
 imports none of them.
 """
 

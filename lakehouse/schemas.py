@@ -22,7 +22,7 @@ from typing import Any
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.generator import AVRO_FAULTS, JSON, Encoding
-from lakehouse.io.schema_registry import registry_for
+from lakehouse.io.schema_registry import SchemaRegistry
 from lakehouse.quality.avro import (
     Breach,
     avro_schema,
@@ -200,3 +200,8 @@ def encoding_for(config: Config, source: str, fmt: str | None = None) -> Encodin
     """How a source's values are written: its configured format unless ``fmt`` says."""
     fmt = fmt or config.source(source).format
     return avro_encoding(config, source) if fmt == "avro" else JSON
+
+
+def registry_for(config: Config) -> SchemaRegistry:
+    """The configured registry's client."""
+    return SchemaRegistry(config.schema_registry.url, config.schema_registry.client_properties)

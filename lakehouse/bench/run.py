@@ -248,7 +248,7 @@ class _Bench:
                 "per_s": timed.per_second}
 
     def _kafka(self) -> dict[str, str]:
-        from lakehouse.io.kafka_source import kafka_options
+        from lakehouse.layers.bronze import kafka_options
         return kafka_options(self.config, SOURCE)
 
     def _plan(self) -> Any:

@@ -111,8 +111,8 @@ def lineage_graph(config: Config, events: list[str] | None) -> Any:
 
 
 def cmd_explain(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.audit.explain import explain
     from lakehouse.audit.timetravel import parse_as_of
-    from lakehouse.lineage.explain import explain
     result = explain(graph.build(config), args.table, parse_as_of(args.as_of) if args.as_of else args.version)
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=2))

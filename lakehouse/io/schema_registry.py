@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from lakehouse.errors import ErrorCode, LakehouseError
-
-if TYPE_CHECKING:
-    from lakehouse.config import Config
 
 SUBJECT_NOT_FOUND = 40401
 INCOMPATIBLE = 409
@@ -147,8 +144,3 @@ class SchemaRegistry:
 
 def _avro(schema: Mapping[str, Any]) -> Schema:
     return Schema(json.dumps(schema, sort_keys=False), schema_type="AVRO")
-
-
-def registry_for(config: Config) -> SchemaRegistry:
-    """The configured registry's client."""
-    return SchemaRegistry(config.schema_registry.url, config.schema_registry.client_properties)

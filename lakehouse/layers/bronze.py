@@ -30,12 +30,14 @@ from lakehouse.batch import (
     Written,
     kafka_dataset,
 )
+from lakehouse.config import Config
 from lakehouse.io.checkpoints import has_checkpoint
 from lakehouse.io.delta import append, ensure_table, read_table
 from lakehouse.io.delta_log import max_kafka_offsets
 from lakehouse.io.kafka_admin import admin_client, topic_partitions
 from lakehouse.io.kafka_offsets import OffsetRange, batch_ranges
-from lakehouse.io.kafka_source import kafka_options, read_kafka
+from lakehouse.io.kafka_security import jvm_properties
+from lakehouse.io.kafka_source import read_kafka
 from lakehouse.layers.stream import start_batches
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
@@ -44,6 +46,31 @@ from lakehouse.registry import BronzeTable
 
 EARLIEST = -2
 """Spark's ``startingOffsets`` JSON for 'the earliest offset Kafka holds'."""
+
+
+def kafka_options(config: Config, source_name: str) -> dict[str, str]:
+    """Options of Spark's Kafka source for one source's topic (``kafka.*`` client settings,
+    e.g. SASL or SSL, pass through to the connector's consumers)."""
+    source = config.source(source_name)
+    streaming = config.streaming
+    opts = {
+        "kafka.bootstrap.servers": config.kafka.bootstrap_servers,
+        "subscribe": source.topic,
+        "startingOffsets": streaming.starting_offsets,
+        "maxOffsetsPerTrigger": str(source.max_offsets_per_trigger
+                                    or streaming.max_offsets_per_trigger),
+        "failOnDataLoss": str(streaming.fail_on_data_loss).lower(),
+        "includeHeaders": "true",
+    }
+    if streaming.min_partitions:
+        opts["minPartitions"] = str(streaming.min_partitions)
+    # Give up on a broker that went away sooner than the Java client's defaults (30 s a
+    # request, 60 s an API call, which Spark retries three times), so an outage is
+    # noticed and a stop is not held for minutes; client_properties override these.
+    opts.update({"kafka.request.timeout.ms": "15000", "kafka.default.api.timeout.ms": "20000"})
+    client = jvm_properties(config.kafka.client_properties)
+    opts.update({f"kafka.{k}": v for k, v in client.items()})
+    return opts
 
 
 def not_held(batch: DataFrame, bronze: DataFrame) -> DataFrame:

@@ -21,14 +21,15 @@ from pyspark.sql import types as T
 from lakehouse import graph
 from lakehouse.batch import (
     Assertion,
+    EventTimes,
 )
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import (
     VERSION_COLUMN,
     read_files,
 )
-from lakehouse.io.schema_registry import SchemaRegistry, registry_for
-from lakehouse.observe.latency import EventTimes, event_time_aggregates, event_times
+from lakehouse.io.schema_registry import SchemaRegistry
+from lakehouse.observe.latency import event_time_aggregates, event_times
 from lakehouse.privacy import pii_key, pseudonymise
 from lakehouse.quality.avro import parse_avro, reader_schema, subject
 from lakehouse.quality.contract import (
@@ -41,6 +42,7 @@ from lakehouse.quality.contract import (
 )
 from lakehouse.quality.rules import RuleResult, Suite, apply_rules, load_suite, results, statistics
 from lakehouse.registry import SilverTable, bronze_source
+from lakehouse.schemas import registry_for
 from lakehouse.steps import step
 
 # Bronze columns carried into silver (renamed) so every row names the record it came from,

@@ -4,34 +4,15 @@ Kafka timestamps, turned into latencies once the batch has committed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from lakehouse.batch import EventTimes
+
 _QUANTILES = [0.01, 0.05, 0.5]
 _PREFIX = "_event_ms"
-
-
-@dataclass(frozen=True)
-class EventTimes:
-    """The Kafka timestamps (epoch ms) of one batch's records: the oldest, the 1st, 5th
-    and 50th percentiles, and the newest."""
-
-    oldest: float
-    p01: float
-    p05: float
-    p50: float
-    newest: float
-
-    def latencies(self, committed_ms: float) -> dict[str, float]:
-        """Event -> commit latency percentiles (pure): the p95 latency is the 5th
-        percentile of event times, the oldest 5% waited at least that long."""
-        return {"latency_p50_ms": committed_ms - self.p50,
-                "latency_p95_ms": committed_ms - self.p05,
-                "latency_p99_ms": committed_ms - self.p01,
-                "latency_max_ms": committed_ms - self.oldest}
 
 
 def event_time_aggregates(column: str) -> list[Column]:

@@ -25,13 +25,13 @@ from pyspark.sql import SparkSession
 
 from lakehouse import graph
 from lakehouse.aggregates import recompute
+from lakehouse.audit.explain import explain
 from lakehouse.audit.verify import compare
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID, SILVER_VERSIONS, kafka_dataset, storage_dataset
 from lakehouse.config import load_config
 from lakehouse.io.delta_log import history as delta_history
 from lakehouse.layers.gold import load_gold_plan
 from lakehouse.lineage.events import PRODUCER
-from lakehouse.lineage.explain import explain
 from lakehouse.lineage.graph import build, read_events
 from lakehouse.registry import discover_gold
 from tests.integration.gold_world import World

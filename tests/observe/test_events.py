@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from lakehouse.batch import BatchIO, DatasetName, Read, Written
+from lakehouse.batch import BatchIO, DatasetName, EventTimes, Read, Written
 from lakehouse.config import parse_config
 from lakehouse.observe.events import (
     SCHEMA,
@@ -23,7 +23,6 @@ from lakehouse.observe.events import (
     source_lag,
     table_name,
 )
-from lakehouse.observe.latency import EventTimes
 
 KAFKA_SOURCE = {"description": "KafkaV2[Subscribe[shop.orders.v1]]",
                 "endOffset": {"shop.orders.v1": {"0": 120, "1": 80}},

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.audit.explain import Commit, covered_upto, offset_ranges, version_range
 from lakehouse.batch import (
     KAFKA_OFFSETS,
     SILVER_VERSIONS,
@@ -24,7 +25,6 @@ from lakehouse.config import parse_config
 from lakehouse.lineage import events
 from lakehouse.lineage.columns import ColumnLineage
 from lakehouse.lineage.emitter import Emitter, transports
-from lakehouse.lineage.explain import Commit, covered_upto, offset_ranges, version_range
 from lakehouse.lineage.graph import build, dot, html_page, read_events, text_tree
 from lakehouse.lineage.listener import RunRef, application_run, job_name, session_conf
 from tests.lineage_schema import validate
