@@ -116,7 +116,7 @@ def unread_versions(pipeline: graph.Graph, table: str, log: Sequence[Version]) -
     """Versions of ``table`` a downstream streaming query has not processed yet (silver
     reads bronze, gold reads silver), per the input ranges their commits record."""
     config = pipeline.config
-    from lakehouse.freshness import coverings
+    from lakehouse.observe.freshness import coverings
     from lakehouse.registry import GoldTable
     wh, opts = config.warehouse, dict(config.warehouse.storage_options)
     readers = []

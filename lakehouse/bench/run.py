@@ -13,7 +13,7 @@ default settings (``conf/local.yaml``) and one source, orders:
    each execution shape (``streaming.shape``: a query per table, then chained), then
    chained again with the openlineage-spark listener off the bus, then the bare chained
    peer; each event's produce -> gold delay read back from the tables' commits
-   (``lakehouse.freshness``), the bronze query's consumer lag sampled every second, and
+   (``lakehouse.observe.freshness``), the bronze query's consumer lag sampled every second, and
    where each micro-batch's time went (``lakehouse.bench.profile``);
 6. growth: a silver and a gold batch timed with more and more rows already in silver
    (``lakehouse.bench.growth``);
@@ -340,7 +340,7 @@ class _Bench:
 
     def _fresh(self, spark: Any, shape: str, n: int, variant: str = "", rate: int = 0,
                seconds: int = 0) -> dict[str, Any]:
-        from lakehouse.freshness import freshness
+        from lakehouse.observe.freshness import freshness
         from lakehouse.runner import run
         config = dataclasses.replace(self.config, streaming=dataclasses.replace(
             self.config.streaming, shape=shape))

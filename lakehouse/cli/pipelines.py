@@ -227,7 +227,7 @@ def cmd_bench(config: Config, args: argparse.Namespace) -> int:
 
 
 def _print_freshness(pipeline: graph.Graph, since: datetime) -> None:
-    from lakehouse.freshness import freshness
+    from lakehouse.observe.freshness import freshness
     from lakehouse.registry import GoldTable
     for q in pipeline.layer(graph.Layer.GOLD):
         assert isinstance(q.definition, GoldTable)
