@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from tenacity import Retrying, retry_if_result, sleep_using_event, wait_exponential
+
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.kafka_admin import answers
 from lakehouse.printing import Printer
@@ -101,20 +103,27 @@ class Outage:
 
     def restart(self, name: str, start: Callable[[], Q], reason: str,
                 stop: threading.Event) -> Q | None:
-        """Start a failed Kafka query again once the broker answers, with backoff; None if
-        ``stop`` is set meanwhile. Raises LH-KAFKA-004 past the timeout."""
+        """Start a failed Kafka query again once the broker answers, looking again after
+        1 s, doubling to ``MAX_BACKOFF`` (tenacity); None if ``stop`` is set. Raises
+        LH-KAFKA-004 past the timeout."""
         self.printer(f"query {name} failed while Kafka was away ({reason}); it restarts "
                      "from its checkpoint once the broker answers")
-        delay = 1.0
-        while True:
+
+        def look() -> bool | None:
+            """Whether the broker answers now; None once ``stop`` is set."""
+            if stop.is_set():
+                return None
             up = self.answering()
             self.observe(up, self.clock())
-            if up:
-                break
-            self.printer(f"  retrying in {delay:.0f}s")
-            if stop.wait(delay):
-                return None
-            delay = min(delay * 2, MAX_BACKOFF)
+            return up
+
+        answered = Retrying(
+            retry=retry_if_result(lambda up: up is False),
+            wait=wait_exponential(max=MAX_BACKOFF), sleep=sleep_using_event(stop),
+            before_sleep=lambda rs: self.printer(f"  retrying in {rs.upcoming_sleep:.0f}s"),
+        )(look)
+        if not answered:
+            return None
         query = start()
         self.printer(f"restarted {name}")
         return query

@@ -2,10 +2,10 @@
 
 Two copies of a pipeline on one checkpoint would both commit micro-batches, interleaved;
 Spark only refuses that inside one session. So every command that writes a table first
-takes ``<warehouse>/_locks/<layer>.<table>.lock`` with ``flock``: the kernel releases it
-when the process ends, however it ends (a SIGKILL leaves no stale lock), and the file
-names the holder for the error message. The locks live beside the checkpoints, not in
-them, because replays move checkpoints aside.
+takes ``<warehouse>/_locks/<layer>.<table>.lock``, a ``flock`` (filelock's
+``UnixFileLock``): the kernel releases it when the process ends, however it ends (a
+SIGKILL leaves no stale lock), and the file names the holder for the error message. The
+locks live beside the checkpoints, not in them, because replays move checkpoints aside.
 
 A table that two jobs may add rows to side by side (a silver table: its stream and a
 quarantine replay) also has a write lock, ``<layer>.<table>.write.lock`` (``writing``),
@@ -23,10 +23,11 @@ import fcntl
 import json
 import os
 import socket
-import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+
+from filelock import Timeout, UnixFileLock
 
 from lakehouse.errors import ErrorCode, LakehouseError
 
@@ -67,37 +68,29 @@ no-op, not a conflict with itself."""
 
 @contextlib.contextmanager
 def _lock(path: Path, table: str, doing: str) -> Iterator[None]:
+    """Take the exclusive lock, waiting up to a second (``holder``, for ``lakehouse
+    status``, holds a shared one for an instant while it looks), and write who holds it."""
     if path in _HELD:
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if not _take(fd):
-            raise _held_elsewhere(table, path)
+
+    def name_the_holder(fd: int) -> None:
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "doing": doing,
                   "since": datetime.now(UTC).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
-        _HELD.add(path)
-        try:
-            yield
-        finally:
-            _HELD.discard(path)
+
+    lock = UnixFileLock(path, timeout=1.0, mode=0o644, on_acquired=name_the_holder)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise _held_elsewhere(table, path) from None
+    _HELD.add(path)
+    try:
+        yield
     finally:
-        os.close(fd)  # closing the only descriptor releases the lock
-
-
-def _take(fd: int, tries: int = 20) -> bool:
-    """Take the exclusive lock, waiting up to about a second: ``holder`` (``lakehouse
-    status``) holds a shared one for an instant while it looks."""
-    for attempt in range(tries):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if attempt + 1 < tries:
-                time.sleep(0.05)
-    return False
+        _HELD.discard(path)
+        lock.release()
 
 
 def _held_elsewhere(table: str, path: Path) -> LakehouseError:
@@ -116,7 +109,9 @@ def _held_elsewhere(table: str, path: Path) -> LakehouseError:
 
 def holder(warehouse_root: str, table: str) -> dict[str, object] | None:
     """Who holds the lock of ``table`` now (``pid``, ``host``, ``doing``, ``since``), or
-    None: no job writes it (or the warehouse is on an object store, without locks)."""
+    None: no job writes it (or the warehouse is on an object store, without locks). It
+    looks with a shared ``flock``, which filelock does not offer: two looks never see each
+    other as the holder, and the file need only be readable."""
     folder = lock_dir(warehouse_root)
     path = folder / f"{table}.lock" if folder else None
     if path is None or not path.exists():
@@ -147,10 +142,5 @@ def writing(warehouse_root: str, table: str) -> Iterator[None]:
     if folder is None:
         yield
         return
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / f"{table}.write.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with UnixFileLock(folder / f"{table}.write.lock", mode=0o644):
         yield
-    finally:
-        os.close(fd)  # closing the only descriptor releases the lock

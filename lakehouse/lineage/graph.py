@@ -12,12 +12,13 @@ silver job -> silver tables -> gold jobs -> gold tables. The listener's runs els
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from jinja2 import Environment, PackageLoader
 
 from lakehouse.batch import DatasetName
 from lakehouse.lineage.events import BATCH_SUFFIX, PRODUCER
@@ -221,6 +222,10 @@ def _layers(g: Graph) -> dict[str, int]:
     return depth
 
 
+PAGE = Environment(loader=PackageLoader("lakehouse.lineage"), autoescape=True,
+                   keep_trailing_newline=True).get_template("lineage.html.j2")
+
+
 def html_page(g: Graph, title: str = "Lineage") -> str:
     """A self-contained HTML page: the graph as an inline SVG, columns left to right."""
     depth = _layers(g)
@@ -230,16 +235,13 @@ def html_page(g: Graph, title: str = "Lineage") -> str:
     width, height, gap_x, gap_y = 220, 46, 70, 22
     pos = {n: (20 + c * (width + gap_x), 20 + r * (height + gap_y))
            for c, ns in columns.items() for r, n in enumerate(ns)}
-    svg_w = 40 + len(columns) * (width + gap_x)
-    svg_h = 40 + max((len(ns) for ns in columns.values()), default=1) * (height + gap_y)
-    parts = []
-    edges = [(f"d:{d}", f"j:{j}") for d, j in g.reads] + [(f"j:{j}", f"d:{d}") for j, d in g.writes]
-    for a, b in sorted(edges):
+    edges = []
+    pairs = [(f"d:{d}", f"j:{j}") for d, j in g.reads] + [(f"j:{j}", f"d:{d}") for j, d in g.writes]
+    for a, b in sorted(pairs):
         (ax, ay), (bx, by) = pos[a], pos[b]
         x1, y1, x2, y2 = ax + width, ay + height // 2, bx, by + height // 2
-        mid = (x1 + x2) // 2
-        parts.append(f'<path d="M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}" '
-                     f'class="edge" marker-end="url(#arrow)"/>')
+        edges.append((x1, y1, (x1 + x2) // 2, x2, y2))
+    nodes = []
     for n, (x, y) in sorted(pos.items()):
         kind, key = n.split(":", 1)
         if kind == "j":
@@ -252,27 +254,8 @@ def html_page(g: Graph, title: str = "Lineage") -> str:
             label = data.label or data.id.name.rsplit("/", 1)[-1]
             sub = f"version {data.version}" if data.version is not None else data.id.namespace
             tip, css = str(data.id), "dataset"
-        parts.append(f'<g class="{css}"><title>{html.escape(tip)}</title>'
-                     f'<rect x="{x}" y="{y}" width="{width}" height="{height}" rx="8"/>'
-                     f'<text x="{x + 10}" y="{y + 19}" class="name">{html.escape(label)}</text>'
-                     f'<text x="{x + 10}" y="{y + 36}" class="sub">{html.escape(sub)}</text></g>')
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: Helvetica, Arial, sans-serif; margin: 24px; color: #222; }}
-.edge {{ fill: none; stroke: #8895a7; stroke-width: 1.5; }}
-.job rect {{ fill: #fff4d6; stroke: #c9a227; }}
-.job.failed rect {{ fill: #fde2e1; stroke: #c0392b; }}
-.dataset rect {{ fill: #e3efff; stroke: #4a78c2; }}
-.name {{ font-size: 12px; font-weight: bold; }} .sub {{ font-size: 11px; fill: #555; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p>Datasets (blue) and streaming jobs (yellow); hover for the full dataset name.</p>
-<svg xmlns="http://www.w3.org/2000/svg" width="{svg_w}" height="{svg_h}">
-<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7"
-markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#8895a7"/></marker></defs>
-{chr(10).join(parts)}
-</svg>
-<pre>{html.escape(text_tree(g))}</pre>
-</body></html>
-"""
+        nodes.append({"x": x, "y": y, "css": css, "tip": tip, "label": label, "sub": sub})
+    return PAGE.render(
+        title=title, edges=edges, nodes=nodes, width=width, height=height, tree=text_tree(g),
+        svg_w=40 + len(columns) * (width + gap_x),
+        svg_h=40 + max((len(ns) for ns in columns.values()), default=1) * (height + gap_y))

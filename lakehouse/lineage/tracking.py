@@ -31,7 +31,7 @@ from lakehouse.config import Config
 from lakehouse.io.delta_log import commit_size, open_table
 from lakehouse.lineage import events
 from lakehouse.lineage.columns import ColumnLineage, plan_nodes, trace
-from lakehouse.lineage.emitter import Emitter, transports
+from lakehouse.lineage.emitter import Emitter, transport
 from lakehouse.lineage.listener import ApplicationRun, RunRef, application_run
 
 log = logging.getLogger(__name__)
@@ -56,14 +56,14 @@ class Lineage:
     def for_session(cls, config: Config, spark: SparkSession) -> Lineage:
         """Emit through the configured transports (none when lineage is switched off),
         under the application run of ``spark``'s listener."""
-        sinks = transports(config) if config.lineage.enabled else []
+        emitter = Emitter(transport(config) if config.lineage.enabled else None)
         conf = dict(spark.sparkContext.getConf().getAll())
-        return cls(config, Emitter(sinks), application_run(conf))
+        return cls(config, emitter, application_run(conf))
 
     @classmethod
     def off(cls, config: Config) -> Lineage:
         """Track run ids only (for commit metadata); emit nothing."""
-        return cls(config, Emitter([]), None)
+        return cls(config, Emitter(None), None)
 
     def query(self, spec: QuerySpec) -> QueryLineage:
         """The lineage of one streaming query about to start."""

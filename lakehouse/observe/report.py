@@ -9,7 +9,6 @@ the audit). ``report.html#plot-<name>`` shows one plot alone.
 
 from __future__ import annotations
 
-import html
 import io
 import re
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+from jinja2 import Environment, PackageLoader
 
 from lakehouse import graph
 from lakehouse.config import Config
@@ -250,51 +250,12 @@ def plots(data: ReportData) -> list[Plot]:
 
 # -- the page ------------------------------------------------------------------------------
 
-STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; color: #1d1d1f; margin: 24px auto;
-       max-width: 1180px; padding: 0 16px; }
-h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 0 0 4px; }
-.meta { color: #666; margin-bottom: 16px; }
-pre { background: #f6f8fa; padding: 10px 12px; border-radius: 6px; overflow-x: auto;
-      font-size: 12px; }
-figure.plot { margin: 0 0 20px; padding: 12px 14px; border: 1px solid #e3e3e3;
-              border-radius: 8px; background: #fff; }
-figure.plot svg { width: 100%; height: auto; display: block; }
-figcaption { color: #555; margin-bottom: 6px; }
-.empty { color: #999; padding: 24px 0; }
-.breached { color: #b00020; font-weight: 600; }
-body:has(figure.plot:target) section.summary,
-body:has(figure.plot:target) figure.plot:not(:target) { display: none; }
-"""
+PAGE = Environment(loader=PackageLoader("lakehouse.observe"), autoescape=True,
+                   keep_trailing_newline=True).get_template("report.html.j2")
 
 
 def render(data: ReportData, config: Config, now: datetime) -> str:
     """The report page (pure)."""
-    breached = [s.name for s in data.slos if s.breached]
-    verdict = (f'<p class="breached">SLO breached: {html.escape(", ".join(breached))}</p>'
-               if breached else "<p>Every SLO with data is met.</p>")
-    figures = []
-    for p in plots(data):
-        body = p.svg if p.points else '<div class="empty">no data in the window</div>'
-        figures.append(
-            f'<figure class="plot" id="plot-{p.name}" data-points="{p.points}">'
-            f"<h2>{html.escape(p.title)}</h2><figcaption>{html.escape(p.caption)}"
-            f"</figcaption>{body}</figure>")
-    rows = data.events.num_rows
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>{html.escape(config.project)}: pipeline report</title>
-<style>{STYLE}</style></head>
-<body>
-<h1>{html.escape(config.project)}: how the pipelines ran</h1>
-<div class="meta">warehouse {html.escape(config.warehouse.root)} &middot; the last
-{data.slo_window_minutes:g} minutes to {now:%Y-%m-%d %H:%M:%S} UTC &middot; {rows:,} micro-batches
-in the event log window</div>
-<section class="summary">
-{verdict}
-<pre>{html.escape(chr(10).join(describe_slos(data.slos, data.slo_window_minutes)))}</pre>
-<pre>{html.escape(chr(10).join(data.status))}</pre>
-</section>
-{"".join(figures)}
-</body></html>
-"""
+    return PAGE.render(data=data, config=config, now=now, plots=plots(data),
+                       breached=[s.name for s in data.slos if s.breached],
+                       slos="\n".join(describe_slos(data.slos, data.slo_window_minutes)))
