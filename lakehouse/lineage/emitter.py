@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,33 @@ def transport(config: Config) -> CompositeTransport | None:
         parts["console"] = {"type": "console"}
     if not parts:
         return None
+    if "http" in parts and not any(isinstance(f, OneLineFailures) for f in HTTP_LOG.filters):
+        HTTP_LOG.addFilter(OneLineFailures())
     return CompositeTransport(CompositeConfig(transports=parts, continue_on_failure=True))
+
+
+HTTP_LOG = logging.getLogger("openlineage.client.transport.async_http")
+
+
+class OneLineFailures(logging.Filter):
+    """The async HTTP transport logs every event it could not send, with a traceback: keep
+    one line (with the cause) per ``every`` seconds, so a lineage server that is down does
+    not flood the job's output; the count is in the summary ``Emitter.close`` logs."""
+
+    def __init__(self, every: float = 30.0) -> None:
+        super().__init__()
+        self.every = every
+        self._next = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg, record.args = f"{record.getMessage()}: {record.exc_info[1]}", ()
+            record.exc_info = None
+        now = time.monotonic()
+        if record.levelno >= logging.ERROR and now < self._next:
+            return False
+        self._next = now + self.every if record.levelno >= logging.ERROR else self._next
+        return True
 
 
 class Emitter:
