@@ -125,6 +125,58 @@ def run_pipelines(config: Path, spark: SparkSession,
     return subprocess.CompletedProcess(argv, 0, "\n".join(lines), "")
 
 
+def replay_here(config: Path, spark: SparkSession, table: str,
+                into: str | None = None) -> subprocess.CompletedProcess:
+    """What ``lakehouse --conf CONFIG replay TABLE [--into INTO] --yes`` does for a silver or
+    gold table, on the suite's warm Spark session (as ``run_pipelines`` for ``run``): the
+    same replay under the same table lock. Returns the command's exit code, the replay's
+    lines and ``error: ...`` for a coded error. The command's own process (its
+    confirmation, its hints, a kill half way) runs in tests/integration/test_replay_e2e.py."""
+    from lakehouse import graph
+    from lakehouse.audit.replay import replay_gold, replay_silver
+    from lakehouse.config import load_config
+    from lakehouse.errors import LakehouseError
+    from lakehouse.io.locks import table_locks
+    from lakehouse.registry import GoldTable
+    cfg = load_config(config)
+    lines: list[str] = []
+    argv = ["replay", table, *(["--into", into] if into else []), "--yes"]
+    try:
+        definition = graph.build(cfg).query(table).definition
+        with table_locks(cfg.warehouse.root, [] if into else [table], "lakehouse replay"):
+            if isinstance(definition, GoldTable):
+                report = replay_gold(spark, cfg, definition, into, lines.append)
+            else:
+                report = replay_silver(spark, cfg, definition, None, into, lines.append)
+        lines.append(report.describe())
+    except LakehouseError as exc:
+        return subprocess.CompletedProcess(argv, exc.exit_code, "\n".join(lines),
+                                           f"error: {exc}")
+    return subprocess.CompletedProcess(argv, 0, "\n".join(lines), "")
+
+
+def quarantine_replay_here(config: Path, spark: SparkSession, table: str,
+                           rules: list[str]) -> subprocess.CompletedProcess:
+    """What ``lakehouse --conf CONFIG quarantine replay TABLE --rule R...`` does, on the
+    suite's warm Spark session; returns as ``replay_here`` does. The command's own process
+    runs in tests/integration/test_silver_e2e.py."""
+    from lakehouse.audit import quarantine
+    from lakehouse.config import load_config
+    from lakehouse.errors import LakehouseError
+    cfg = load_config(config)
+    lines: list[str] = []
+    argv = ["quarantine", "replay", table, *[a for r in rules for a in ("--rule", r)]]
+    try:
+        report = quarantine.replay(cfg, quarantine.find_table(cfg, table),
+                                   quarantine.Selection(tuple(rules), (), (), False), spark,
+                                   printer=lines.append)
+        lines.append(report.describe())
+    except LakehouseError as exc:
+        return subprocess.CompletedProcess(argv, exc.exit_code, "\n".join(lines),
+                                           f"error: {exc}")
+    return subprocess.CompletedProcess(argv, 0, "\n".join(lines), "")
+
+
 def assert_gold_verified(config: Path, spark: SparkSession,
                          tables: list[str] | None = None) -> None:
     """What ``lakehouse verify gold`` checks (each gold table equals its recomputation from

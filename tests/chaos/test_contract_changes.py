@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 from lakehouse.generator import Record
 from lakehouse.io.kafka_producer import produce
 from tests.chaos.checker import check
-from tests.conftest import ROOT, lakehouse, run_pipelines, write_config
+from tests.conftest import ROOT, run_pipelines, write_config
 from tests.integration.gold_world import BASE, order
 
 pytestmark = pytest.mark.integration
@@ -75,7 +75,7 @@ def test_contract_changes_between_runs_lose_nothing(broker: str, tmp_path: Path,
     contract["fields"]["quantity"] = {"type": "number", "required": True}
     contract_file.write_text(yaml.safe_dump(contract))
     send(broker, topic, [order(20, BASE)])
-    refused = lakehouse(config, "run", "--until-idle")
+    refused = run_pipelines(config, spark)
     assert refused.returncode == 2 and "LH-CONTRACT-002" in refused.stderr
     assert "quantity is bigint in the table, double in the contract" in refused.stderr
     assert "started" not in refused.stdout  # refused before any query read anything

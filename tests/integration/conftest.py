@@ -6,14 +6,17 @@ from datetime import timedelta
 
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
 from tests.integration.gold_world import BASE, DAY0, NOW, World, click, order
 
 
 @pytest.fixture(scope="package")
-def world(broker: str, tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(broker: str, tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> World:
     """Two runs: the second brings out-of-order events, events hours late into windows
-    gold already holds, a session growing longer, and a redelivery."""
+    gold already holds, a session growing longer, and a redelivery. The first is the
+    command's own process (its output and the Spark listener's lineage are checked); the
+    second runs on the suite's warm Spark session (a cold JVM costs ~30 s a run)."""
     # A query per table: these tests kill and reset one gold table's own query
     # (tests/integration/test_chained_e2e.py does the same in the default, chained shape).
     w = World(broker, tmp_path_factory.mktemp("gold"), shape="tables")
@@ -43,6 +46,6 @@ def world(broker: str, tmp_path_factory: pytest.TempPathFactory) -> World:
     clicks2 = [click(200 + n, f"u{n % 11}", f"s{n % 13}", BASE - timedelta(seconds=30 * n))
                for n in range(30)]
     w.send(orders2 + late2 + [orders1[0]], clicks2)
-    done = w.run()
+    done = w.run_here(spark, lineage=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return w

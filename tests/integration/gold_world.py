@@ -77,9 +77,20 @@ class World:
     def run(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
         return lakehouse(self.config, *(args or ("run", "--until-idle")), crash_at=crash_at)
 
-    def run_here(self, spark: SparkSession) -> subprocess.CompletedProcess:
-        """``run --until-idle`` on the suite's Spark session (``run_pipelines``)."""
-        return run_pipelines(self.config, spark)
+    def run_here(self, spark: SparkSession, *, lineage: bool = True
+                 ) -> subprocess.CompletedProcess:
+        """``run --until-idle`` on the suite's Spark session (``run_pipelines``).
+        ``lineage=False``: the same config with lineage switched off, for a warehouse whose
+        lineage events are checked (tests/integration/test_lineage_e2e.py): the suite's
+        session has no OpenLineage listener, so its runs would emit query runs without the
+        listener's application run as their parent."""
+        if lineage:
+            return run_pipelines(self.config, spark)
+        doc = yaml.safe_load(self.config.read_text())
+        doc["lineage"] = {"enabled": False}
+        quiet = self.config.with_name("conf-no-lineage.yaml")
+        quiet.write_text(yaml.safe_dump(doc))
+        return run_pipelines(quiet, spark)
 
     def gold(self, name: str) -> list[dict[str, Any]]:
         return DeltaTable(str(self.warehouse / "gold" / name)).to_pyarrow_table().to_pylist()

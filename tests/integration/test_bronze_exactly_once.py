@@ -8,19 +8,28 @@ from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
 from lakehouse.generator import Record
 from lakehouse.io.delta_log import history as delta_history
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
-from tests.conftest import lakehouse, write_config
+from tests.conftest import lakehouse, run_pipelines, write_config
 
 pytestmark = pytest.mark.integration
 
 
-def run_pipeline(config: Path, crash_at: str | None = None) -> subprocess.CompletedProcess:
+def run_pipeline(config: Path, crash_at: str) -> subprocess.CompletedProcess:
+    """The command's own process, killed at ``crash_at`` (it kills Python and its JVM)."""
     return lakehouse(config, "run", "--until-idle", "--table", "bronze.orders",
                      crash_at=crash_at)
+
+
+def run_here(config: Path, spark: SparkSession) -> subprocess.CompletedProcess:
+    """``run --until-idle --table bronze.orders`` on the suite's warm Spark session: a
+    restart resumes from what the killed process left on disk (its commits, its
+    checkpoint), not from anything of that process."""
+    return run_pipelines(config, spark, ["bronze.orders"])
 
 
 def bronze_rows(warehouse: Path) -> list[tuple[str, int, int]]:
@@ -45,7 +54,8 @@ def make_setup(broker: str, tmp_path: Path, n: int) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("point", ["after_delta_commit", "before_delta_commit"])
-def test_hard_kill_mid_batch_then_restart(broker: str, tmp_path: Path, point: str) -> None:
+def test_hard_kill_mid_batch_then_restart(broker: str, tmp_path: Path, point: str,
+                                         spark: SparkSession) -> None:
     n = 1200
     config, warehouse = make_setup(broker, tmp_path, n)
 
@@ -60,7 +70,7 @@ def test_hard_kill_mid_batch_then_restart(broker: str, tmp_path: Path, point: st
     assert all(0 < n <= 250 for n in recorded)  # maxOffsetsPerTrigger
     assert len(bronze_rows(warehouse)) == sum(recorded)
 
-    finished = run_pipeline(config)
+    finished = run_here(config, spark)
     assert finished.returncode == 0, finished.stderr[-3000:]
     if point == "after_delta_commit":
         assert "already in the table" in finished.stdout
@@ -71,15 +81,16 @@ def test_hard_kill_mid_batch_then_restart(broker: str, tmp_path: Path, point: st
 
     # A third run finds nothing new and writes nothing.
     version = DeltaTable(str(warehouse / "bronze" / "orders")).version()
-    again = run_pipeline(config)
+    again = run_here(config, spark)
     assert again.returncode == 0, again.stderr[-3000:]
     assert DeltaTable(str(warehouse / "bronze" / "orders")).version() == version
     assert len(bronze_rows(warehouse)) == n
 
 
-def test_commits_name_batch_and_offsets(broker: str, tmp_path: Path) -> None:
+def test_commits_name_batch_and_offsets(broker: str, tmp_path: Path,
+                                        spark: SparkSession) -> None:
     config, warehouse = make_setup(broker, tmp_path, 600)
-    assert run_pipeline(config).returncode == 0
+    assert run_here(config, spark).returncode == 0
     table = DeltaTable(str(warehouse / "bronze" / "orders"))
     writes = [h for h in reversed(delta_history(table)) if h.get("operation") == "WRITE"]
     assert all(w["engineInfo"].startswith("Apache-Spark/") and "Delta-Lake/4." in w["engineInfo"]
@@ -99,14 +110,15 @@ def test_commits_name_batch_and_offsets(broker: str, tmp_path: Path) -> None:
             "ingested_at", "ingest_date"} <= set(schema)
 
 
-def test_deleted_checkpoint_does_not_land_records_twice(broker: str, tmp_path: Path) -> None:
+def test_deleted_checkpoint_does_not_land_records_twice(broker: str, tmp_path: Path,
+                                                        spark: SparkSession) -> None:
     import shutil
     config, warehouse = make_setup(broker, tmp_path, 300)
-    assert run_pipeline(config).returncode == 0
+    assert run_here(config, spark).returncode == 0
     shutil.rmtree(warehouse / "_checkpoints" / "bronze.orders")
     topic = f"orders.{tmp_path.name}"
     produce(broker, topic, [Record(b"k", f'{{"late":{i}}}'.encode(), ()) for i in range(50)])
-    result = run_pipeline(config)
+    result = run_here(config, spark)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "continuing after them" in result.stdout
     rows = bronze_rows(warehouse)

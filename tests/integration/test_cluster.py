@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
 from lakehouse.catalog import table_names
 from lakehouse.config import load_config
@@ -30,7 +31,7 @@ from lakehouse.generator import generate
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
 from lakehouse.servers.cluster import LocalCluster, master_state
-from tests.conftest import lakehouse
+from tests.conftest import lakehouse, run_pipelines
 from tests.shapes import shape
 
 pytestmark = pytest.mark.integration
@@ -119,15 +120,18 @@ def test_cluster_up_starts_a_master_and_two_alive_workers(world: World) -> None:
 
 
 @pytest.mark.timeout(1500)
-def test_jobs_on_the_cluster_build_the_same_tables_as_local_mode(world: World) -> None:
+def test_jobs_on_the_cluster_build_the_same_tables_as_local_mode(world: World,
+                                                                 spark: SparkSession) -> None:
     before = set(world.cluster.status().completed_apps)
-    # Local mode runs meanwhile: the machine's cores are shared either way, and each run
-    # spends much of its time waiting (JVM start-up, the cluster's scheduling).
+    # Local mode (the reference the cluster's tables must equal) runs meanwhile, on the
+    # suite's warm local[2] session (run_pipelines: what `lakehouse run --until-idle`
+    # does, without a cold JVM competing with the cluster's for the two cores); the
+    # cluster's submission spends much of its time waiting (JVM start-up, scheduling).
     with ThreadPoolExecutor(1) as pool:
-        local_run = pool.submit(lakehouse, world.local, "run", "--until-idle", timeout=1200)
-        submitted = lakehouse(world.on_cluster, "cluster", "submit", "bronze", "silver",
-                              "gold", timeout=1200)
-        local = local_run.result()
+        cluster_run = pool.submit(lakehouse, world.on_cluster, "cluster", "submit", "bronze",
+                                  "silver", "gold", timeout=1200)
+        local = run_pipelines(world.local, spark)
+        submitted = cluster_run.result()
     assert submitted.returncode == 0, submitted.stdout[-5000:] + submitted.stderr[-5000:]
     for layer in ("bronze", "silver", "gold"):
         assert f"{layer} job finished in" in submitted.stdout

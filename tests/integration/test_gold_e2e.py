@@ -106,7 +106,9 @@ def test_gold_stays_exact_after_a_kill_and_a_lost_checkpoint(world: World,
     crash = f"gold.sessions_daily:after_output_commit:{world.next_batch('gold.sessions_daily')}"
     died = world.run(crash_at=crash)
     assert died.returncode != 0 and "crashing on purpose" in died.stderr, died.stderr[-2000:]
-    done = world.run()
+    # The restart (as the catch-up runs below) on the warm session: the killed process
+    # left its commits and checkpoints behind, which is what the restart resumes from.
+    done = world.run_here(spark, lineage=False)
     assert done.returncode == 0, done.stderr[-3000:]
     dates = {r["session_date"] for r in world.gold("sessions_daily")}
     assert day0 not in dates and day0 - timedelta(days=1) in dates
@@ -115,7 +117,7 @@ def test_gold_stays_exact_after_a_kill_and_a_lost_checkpoint(world: World,
     # A deleted checkpoint: the table's commits say which silver versions it holds.
     shutil.rmtree(world.warehouse / "_checkpoints" / "gold.revenue_by_category_5m")
     world.send([order(500, BASE - timedelta(minutes=1), "order_placed")], [])
-    done = world.run()
+    done = world.run_here(spark, lineage=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "continuing from version" in done.stdout
     assert_gold_exact(world, spark)

@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
 from lakehouse.io.delta_log import history
-from tests.conftest import ROOT, assert_gold_verified, run_pipelines
+from tests.conftest import ROOT, assert_gold_verified, replay_here, run_pipelines
 from tests.integration.test_silver_e2e import order, orders_accounting, record, run, setup
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,10 @@ def test_replay_after_changing_the_suite(broker: str, tmp_path: Path, spark: Spa
     suite.write_text(original.replace('"order_placed", ', ""))
     silver_version = DeltaTable(str(warehouse / "silver" / "orders")).version()
     ledger_version = DeltaTable(str(warehouse / "silver" / "_batches")).version()
-    stopped = run(config, "replay", "silver.orders", "--yes")
+    # The replays run on the suite's warm Spark session (replay_here), but for the
+    # command's own process where it is the subject: its confirmation, a kill half way and
+    # the restart after it, with the hint that gold must follow.
+    stopped = replay_here(config, spark, "silver.orders")
     assert stopped.returncode == 2 and "LH-QUALITY-001" in stopped.stderr, stopped.stderr[-2000:]
     assert "event_type_known" in stopped.stderr
     assert DeltaTable(str(warehouse / "silver" / "orders")).version() == silver_version
@@ -63,7 +66,7 @@ def test_replay_after_changing_the_suite(broker: str, tmp_path: Path, spark: Spa
     suite.write_text(original.replace('"^[A-Z]{3}$"', '"^[A-Za-z]{3}$"')
                      .replace('"max_value": 10000', '"max_value": 5'))
 
-    side = run(config, "replay", "silver.orders", "--into", "orders_v2")
+    side = replay_here(config, spark, "silver.orders", into="orders_v2")
     assert side.returncode == 0, side.stderr[-3000:]
     assert "10 moved quarantine -> silver, 5 silver -> quarantine" in side.stdout
     assert sorted(event_ids(warehouse, "orders_v2")) == sorted(
@@ -104,7 +107,7 @@ def test_replay_after_changing_the_suite(broker: str, tmp_path: Path, spark: Spa
     assert [(r["batch_id"], r["unexpected_count"]) for r in quantity] == [(0, 5)]  # GX saw them
 
     # Gold from the replayed silver, then the stream carries on from there.
-    done = run(config, "replay", "gold.revenue_by_category_5m", "--yes")
+    done = replay_here(config, spark, "gold.revenue_by_category_5m")
     assert done.returncode == 0, done.stderr[-3000:]
     produce(broker, topic, [record(order(n)) for n in range(300, 305)])
     done = run_pipelines(config, spark, TABLES)
@@ -117,7 +120,7 @@ def test_replay_after_changing_the_suite(broker: str, tmp_path: Path, spark: Spa
     assert sum(gold.column("orders").to_pylist()) == placed["order_placed"] - 1 + 5  # -dup
     assert orders_accounting(config).holds
     # A second replay of gold is a batch of its own: it is written, not skipped.
-    again = run(config, "replay", "gold.revenue_by_category_5m", "--yes")
+    again = replay_here(config, spark, "gold.revenue_by_category_5m")
     assert again.returncode == 0, again.stderr[-3000:]
     replays = [int(c["lakehouse.batch_id"]) for c in history(
         DeltaTable(str(warehouse / "gold" / "revenue_by_category_5m")))

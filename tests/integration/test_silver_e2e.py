@@ -22,7 +22,7 @@ from lakehouse.generator import Fault, Record, generate
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
 from lakehouse.layers.ledger import accounting
-from tests.conftest import ROOT, lakehouse, run_pipelines, write_config
+from tests.conftest import ROOT, lakehouse, quarantine_replay_here, run_pipelines, write_config
 from tests.shapes import shape
 
 pytestmark = pytest.mark.integration
@@ -174,12 +174,14 @@ def test_silver_holds_unique_valid_events_and_quarantine_the_rest(
     assert [(q["event_id"], q["resolution"]) for q in resolved] == [("ev-904", "replayed")]
     acc = orders_accounting(config)
     assert acc.silver_rows == 51 and acc.quarantined == len(INVALID) - 1 and acc.holds
-    again = run(config, "quarantine", "replay", "orders", "--rule", "amount_in_range")
+    # The command's own process replayed above; the same replay again, and another rule's,
+    # on the suite's warm Spark session.
+    again = quarantine_replay_here(config, spark, "orders", ["amount_in_range"])
     assert again.returncode == 2 and "LH-QUARANTINE-001" in again.stderr
     # A second replay, of another rule fixed later, lands too (its own batch id).
     suite.write_text(suite.read_text().replace('"column": "quantity", "min_value": 1',
                                                '"column": "quantity", "min_value": 0'))
-    second = run(config, "quarantine", "replay", "orders", "--rule", "quantity_in_range")
+    second = quarantine_replay_here(config, spark, "orders", ["quantity_in_range"])
     assert second.returncode == 0, second.stderr[-3000:]
     assert "1 -> silver" in second.stdout
     assert "ev-905" in table(warehouse, "orders").column("event_id").to_pylist()
@@ -218,12 +220,13 @@ def test_identity_holds_after_hard_kills_mid_batch(broker: str, tmp_path: Path,
     assert len(keys) == len(set(keys))
 
 
-def test_a_critical_rule_breach_stops_before_writing(broker: str, tmp_path: Path) -> None:
+def test_a_critical_rule_breach_stops_before_writing(broker: str, tmp_path: Path,
+                                                     spark: SparkSession) -> None:
     config, topic = setup(broker, tmp_path)
     events = [order(n, event_type="order_teleported" if n % 2 else "order_paid")
               for n in range(40)]
     produce(broker, topic, [record(e) for e in events])
-    done = run(config)
+    done = run_pipelines(config, spark, ["orders"])
     assert done.returncode == 2 and "LH-QUALITY-001" in done.stderr, done.stderr[-2000:]
     assert "event_type_known" in done.stderr
     warehouse = tmp_path / "warehouse"
