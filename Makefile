@@ -39,7 +39,7 @@ test: $(STAMP) $(JARS) ## lint, type-check, then every test (unit and end to end
 	$(BIN)/pytest
 
 unit: $(STAMP) ## the fast tests only (no broker, no Spark)
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest -m "not integration"
 
 bench: $(STAMP) $(JARS) ## the benchmark, full mode (`lakehouse bench --quick` for about 6 minutes)
 	$(BIN)/lakehouse bench --output bench.json

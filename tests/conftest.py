@@ -27,6 +27,19 @@ settings.register_profile("full", max_examples=100)
 settings.load_profile("ci")
 
 
+NEEDS_PROCESSES = {"broker", "spark"}
+"""Fixtures that start a broker process or a Spark session."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``integration`` every test that needs a broker or Spark (its fixtures say so)
+    or lives among the end-to-end and chaos scenarios: ``make unit`` runs the others."""
+    for item in items:
+        if NEEDS_PROCESSES & set(getattr(item, "fixturenames", ())) \
+                or item.path.parent.name in ("e2e", "chaos"):
+            item.add_marker(pytest.mark.integration)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -131,7 +144,7 @@ def replay_here(config: Path, spark: SparkSession, table: str,
     gold table, on the suite's warm Spark session (as ``run_pipelines`` for ``run``): the
     same replay under the same table lock. Returns the command's exit code, the replay's
     lines and ``error: ...`` for a coded error. The command's own process (its
-    confirmation, its hints, a kill half way) runs in tests/integration/test_replay_e2e.py."""
+    confirmation, its hints, a kill half way) runs in tests/e2e/test_replay_e2e.py."""
     from lakehouse import graph
     from lakehouse.audit.replay import replay_gold, replay_silver
     from lakehouse.config import load_config
@@ -139,15 +152,16 @@ def replay_here(config: Path, spark: SparkSession, table: str,
     from lakehouse.io.locks import table_locks
     from lakehouse.registry import GoldTable
     cfg = load_config(config)
+    pipeline = graph.build(cfg)
     lines: list[str] = []
     argv = ["replay", table, *(["--into", into] if into else []), "--yes"]
     try:
-        definition = graph.build(cfg).query(table).definition
+        definition = pipeline.query(table).definition
         with table_locks(cfg.warehouse.root, [] if into else [table], "lakehouse replay"):
             if isinstance(definition, GoldTable):
-                report = replay_gold(spark, cfg, definition, into, lines.append)
+                report = replay_gold(spark, pipeline, definition, into, lines.append)
             else:
-                report = replay_silver(spark, cfg, definition, None, into, lines.append)
+                report = replay_silver(spark, pipeline, definition, None, into, lines.append)
         lines.append(report.describe())
     except LakehouseError as exc:
         return subprocess.CompletedProcess(argv, exc.exit_code, "\n".join(lines),
@@ -159,7 +173,8 @@ def quarantine_replay_here(config: Path, spark: SparkSession, table: str,
                            rules: list[str]) -> subprocess.CompletedProcess:
     """What ``lakehouse --conf CONFIG quarantine replay TABLE --rule R...`` does, on the
     suite's warm Spark session; returns as ``replay_here`` does. The command's own process
-    runs in tests/integration/test_silver_e2e.py."""
+    runs in tests/e2e/test_silver_e2e.py."""
+    from lakehouse import graph
     from lakehouse.audit import quarantine
     from lakehouse.config import load_config
     from lakehouse.errors import LakehouseError
@@ -167,7 +182,8 @@ def quarantine_replay_here(config: Path, spark: SparkSession, table: str,
     lines: list[str] = []
     argv = ["quarantine", "replay", table, *[a for r in rules for a in ("--rule", r)]]
     try:
-        report = quarantine.replay(cfg, quarantine.find_table(cfg, table),
+        pipeline = graph.build(cfg)
+        report = quarantine.replay(pipeline, quarantine.find_table(pipeline, table),
                                    quarantine.Selection(tuple(rules), (), (), False), spark,
                                    printer=lines.append)
         lines.append(report.describe())
@@ -181,7 +197,7 @@ def assert_gold_verified(config: Path, spark: SparkSession,
                          tables: list[str] | None = None) -> None:
     """What ``lakehouse verify gold`` checks (each gold table equals its recomputation from
     silver), run on the suite's Spark session: a warm JVM, not a new one per check. The
-    command itself runs in tests/integration/test_gold_e2e.py."""
+    command itself runs in tests/e2e/test_gold_e2e.py."""
     from lakehouse import graph
     from lakehouse.audit.verify import verify
     from lakehouse.config import load_config

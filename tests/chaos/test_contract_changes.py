@@ -22,7 +22,7 @@ from lakehouse.generator import Record
 from lakehouse.io.kafka_producer import produce
 from tests.chaos.checker import check
 from tests.conftest import ROOT, run_pipelines, write_config
-from tests.integration.gold_world import BASE, order
+from tests.e2e.gold_world import BASE, order
 
 pytestmark = pytest.mark.integration
 

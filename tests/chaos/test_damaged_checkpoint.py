@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from tests.conftest import assert_gold_verified, lakehouse
-from tests.integration.gold_world import BASE, World, order
+from tests.e2e.gold_world import BASE, World, order
 
 pytestmark = pytest.mark.integration
 

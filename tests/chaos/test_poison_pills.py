@@ -17,7 +17,7 @@ from lakehouse.generator import POISON_PILLS, Record, generate, order_event, poi
 from lakehouse.io.kafka_producer import produce
 from tests.chaos.checker import check
 from tests.conftest import lakehouse, run_pipelines, write_config
-from tests.integration.gold_world import NOW
+from tests.e2e.gold_world import NOW
 from tests.shapes import shape
 
 pytestmark = pytest.mark.integration

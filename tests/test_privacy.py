@@ -11,7 +11,7 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.privacy import pii_key, pseudonym
 from lakehouse.quality.contract import load_contract
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = {"project": "p", "kafka": {"bootstrap_servers": "h:9092"},
            "warehouse": {"root": "/tmp/wh"}}
 

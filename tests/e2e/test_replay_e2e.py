@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
 from lakehouse.io.delta_log import history
 from tests.conftest import ROOT, assert_gold_verified, replay_here, run_pipelines
-from tests.integration.test_silver_e2e import order, orders_accounting, record, run, setup
+from tests.e2e.test_silver_e2e import order, orders_accounting, record, run, setup
 
 pytestmark = pytest.mark.integration
 

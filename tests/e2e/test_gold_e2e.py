@@ -16,7 +16,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from tests.conftest import assert_gold_verified
-from tests.integration.gold_world import BASE, DAY0, NOW, World, click, order
+from tests.e2e.gold_world import BASE, DAY0, NOW, World, click, order
 
 pytestmark = pytest.mark.integration
 

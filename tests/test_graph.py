@@ -11,7 +11,7 @@ from lakehouse import graph
 from lakehouse.config import parse_config
 from lakehouse.errors import ErrorCode, LakehouseError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def config(tmp_path: Path, expectations: Path | None = None, **sources: dict) -> graph.Graph:

@@ -11,7 +11,7 @@ import yaml
 from deltalake import DeltaTable
 
 from tests.conftest import free_port, lakehouse, start_run, write_config
-from tests.integration.payments import project_with_payments
+from tests.e2e.payments import project_with_payments
 from tests.observe.browser import data_pixels, screenshot
 from tests.observe.test_report import PLOTS
 

@@ -11,7 +11,7 @@ import yaml
 from lakehouse.config import load_config, parse_config
 from lakehouse.errors import ErrorCode, LakehouseError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 MINIMAL = {"project": "p", "kafka": {"bootstrap_servers": "h:9092"},
            "warehouse": {"root": "/tmp/wh"}}

@@ -16,8 +16,8 @@ from pyspark.sql import SparkSession
 from lakehouse.config import load_config
 from lakehouse.graph import Layer, build
 from lakehouse.layers.ledger import accounting
-from tests.integration.gold_world import BASE, DAY0, World, click, order
-from tests.integration.test_gold_e2e import assert_gold_exact
+from tests.e2e.gold_world import BASE, DAY0, World, click, order
+from tests.e2e.test_gold_e2e import assert_gold_exact
 
 pytestmark = pytest.mark.integration
 

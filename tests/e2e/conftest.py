@@ -8,7 +8,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
-from tests.integration.gold_world import BASE, DAY0, NOW, World, click, order
+from tests.e2e.gold_world import BASE, DAY0, NOW, World, click, order
 
 
 @pytest.fixture(scope="package")
@@ -18,7 +18,7 @@ def world(broker: str, tmp_path_factory: pytest.TempPathFactory, spark: SparkSes
     command's own process (its output and the Spark listener's lineage are checked); the
     second runs on the suite's warm Spark session (a cold JVM costs ~30 s a run)."""
     # A query per table: these tests kill and reset one gold table's own query
-    # (tests/integration/test_chained_e2e.py does the same in the default, chained shape).
+    # (tests/e2e/test_chained_e2e.py does the same in the default, chained shape).
     w = World(broker, tmp_path_factory.mktemp("gold"), shape="tables")
     orders1 = [order(n, BASE - timedelta(minutes=n * 3 % 40)) for n in range(30)]
     late1 = [order(100 + n, NOW - timedelta(hours=5, minutes=n), "order_placed")

@@ -16,7 +16,7 @@ from lakehouse.graph import Layer, build
 from lakehouse.layers.ledger import accounting
 from lakehouse.privacy import pseudonym
 from tests.conftest import assert_gold_verified, lakehouse
-from tests.integration.gold_world import BASE, World, click, order
+from tests.e2e.gold_world import BASE, World, click, order
 
 pytestmark = pytest.mark.integration
 SUBJECT = "c-2"

@@ -81,7 +81,7 @@ class World:
                  ) -> subprocess.CompletedProcess:
         """``run --until-idle`` on the suite's Spark session (``run_pipelines``).
         ``lineage=False``: the same config with lineage switched off, for a warehouse whose
-        lineage events are checked (tests/integration/test_lineage_e2e.py): the suite's
+        lineage events are checked (tests/e2e/test_lineage_e2e.py): the suite's
         session has no OpenLineage listener, so its runs would emit query runs without the
         listener's application run as their parent."""
         if lineage:

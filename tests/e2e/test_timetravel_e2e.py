@@ -20,7 +20,7 @@ from lakehouse.config import load_config
 from lakehouse.io.delta_log import history as commit_history
 from lakehouse.io.delta_log import open_table
 from lakehouse.query import run_query
-from tests.integration.gold_world import NOW, World
+from tests.e2e.gold_world import NOW, World
 
 pytestmark = pytest.mark.integration
 

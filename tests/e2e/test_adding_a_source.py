@@ -14,7 +14,7 @@ from deltalake import DeltaTable
 
 from lakehouse.io.kafka_admin import admin_client, list_topics
 from tests.conftest import lakehouse, write_config
-from tests.integration.payments import payment, project_with_payments
+from tests.e2e.payments import payment, project_with_payments
 
 pytestmark = pytest.mark.integration
 

@@ -34,7 +34,7 @@ from lakehouse.layers.gold import load_gold_plan
 from lakehouse.lineage.events import PRODUCER
 from lakehouse.lineage.graph import build, read_events
 from lakehouse.registry import discover_gold
-from tests.integration.gold_world import World
+from tests.e2e.gold_world import World
 from tests.lineage_schema import validate
 
 pytestmark = pytest.mark.integration
