@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
@@ -28,9 +28,6 @@ from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta_log import MERGE_KEYS, RsTable, open_table
 from lakehouse.io.delta_log import history as commit_history
-
-if TYPE_CHECKING:
-    pass
 
 AsOf = int | datetime
 """A table version, or an instant (aware, UTC)."""

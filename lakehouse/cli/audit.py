@@ -6,17 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lakehouse import graph
 from lakehouse.cli.common import confirm, print_accounting, say, silver_tables
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-
-if TYPE_CHECKING:
-    pass
-
-
 
 
 def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:

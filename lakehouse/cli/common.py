@@ -15,8 +15,6 @@ if TYPE_CHECKING:
     from lakehouse.registry import SilverTable
 
 
-
-
 def say(text: str) -> None:
     print(text, flush=True)
 

@@ -8,17 +8,12 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lakehouse import graph
 from lakehouse.cli.common import say, seconds, write_file
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-
-if TYPE_CHECKING:
-    pass
-
-
 
 
 def cmd_query(config: Config, args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lakehouse import graph
 from lakehouse.cli.common import beside_warehouse, print_accounting, print_tables, say, write_file
@@ -16,11 +16,6 @@ from lakehouse.cli.observe import lineage_graph
 from lakehouse.cli.servers import ensure_broker, ensure_registry
 from lakehouse.config import COMPATIBILITY_LEVELS, FORMATS, Config
 from lakehouse.errors import ErrorCode, LakehouseError
-
-if TYPE_CHECKING:
-    pass
-
-
 
 
 def cmd_contract(config: Config, args: argparse.Namespace) -> int:

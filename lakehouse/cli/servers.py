@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from lakehouse.servers.broker import EmbeddedBroker
 
 
-
-
 def _embedded_broker(config: Config, port: int | None = None) -> EmbeddedBroker:
     """The warehouse's embedded broker, on ``port`` instead of the configured one if given."""
     from lakehouse.servers.broker import EmbeddedBroker

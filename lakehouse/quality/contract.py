@@ -386,7 +386,6 @@ def _parse_plan(contract: Contract, processed_at: str) -> _ParsePlan:
     return _ParsePlan(names, unread, stages, typed, extras, failure_columns(failures, False))
 
 
-
 def _field(fld: Field, contract: Contract, obj: Column,
            processed_at: Column) -> tuple[Column, Column, list[Check]]:
     """One field: (value is valid, typed value, failures it can add), over the staged
