@@ -195,10 +195,10 @@ class _Bench:
     def _roles(self, jvm: int) -> Roles:
         broker = self.broker.status().pid
         me = os.getpid()
-        return {"driver JVM": lambda _: [jvm],
-                "driver Python": lambda _: [me],
-                "Python workers": lambda tree: python_workers(jvm, tree),
-                "broker": lambda _: [broker] if broker else []}
+        return {"driver JVM": lambda: [jvm],
+                "driver Python": lambda: [me],
+                "Python workers": lambda: python_workers(jvm),
+                "broker": lambda: [broker] if broker else []}
 
     def _layers(self, spark: Any, probe: Probe) -> None:
         from lakehouse.runner import run
