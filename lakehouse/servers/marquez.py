@@ -20,7 +20,6 @@ import os
 import shutil
 import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,7 +225,7 @@ class Marquez:
         if params:
             url += ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
         try:
-            with _LOCAL.open(url, timeout=30) as response:
+            with supervisor.LOCAL.open(url, timeout=30) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             body = exc.read().decode(errors="replace")
@@ -271,10 +270,6 @@ def _java() -> str:
     return str(java)
 
 
-_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-"""An opener that never sends requests for 127.0.0.1 through an HTTP proxy."""
-
-
 def _admin_url(record: _Record) -> str:
     return f"http://{HOST}:{record.admin_port}"
 
@@ -282,7 +277,7 @@ def _admin_url(record: _Record) -> str:
 def _healthy(admin_url: str) -> bool:
     """Whether Marquez's admin healthcheck (its database included) passes."""
     try:
-        with _LOCAL.open(f"{admin_url}/healthcheck", timeout=2) as response:
+        with supervisor.LOCAL.open(f"{admin_url}/healthcheck", timeout=2) as response:
             return int(response.status) == 200
     except (OSError, ValueError, http.client.HTTPException):
         return False
