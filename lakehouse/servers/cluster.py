@@ -33,7 +33,7 @@ import time
 import urllib.parse
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -242,13 +242,11 @@ class LocalCluster:
             return False
         stopped = False
         for pid in [*record.worker_pids, record.master_pid]:
-            if self._pid(pid) is not None:
-                assert pid is not None
+            if pid is not None and self._pid(pid) is not None:
                 stop_java(pid, self.data_dir, grace)
                 stopped = True
-        self._write_record(_Record(record.port, record.webui_port, None,
-                                   [None] * len(record.worker_pids),
-                                   record.worker_webui_ports))
+        self._write_record(replace(record, master_pid=None,
+                                   worker_pids=[None] * len(record.worker_pids)))
         return stopped
 
     def _spark_class(self, home: Path, log: Path, main: str,
@@ -269,10 +267,9 @@ class LocalCluster:
         deadline = time.monotonic() + self.startup_timeout
         exited: list[Path] = []
         while time.monotonic() < deadline and not exited:
-            state = master_state(web_ui)
-            alive = sum(1 for w in (state or {}).get("workers", []) if w.get("state") == "ALIVE")
-            if alive >= len(record.worker_pids):
-                return self.status()
+            status = self.status()
+            if status.healthy:
+                return status
             time.sleep(0.5)
             exited = self._exited(record, procs)
         self.down(grace=5.0)
