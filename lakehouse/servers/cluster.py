@@ -7,11 +7,9 @@ start scripts; ``spark-class`` computes Spark's JVM options and exports
 ``SPARK_SCALA_VERSION``, without which a Worker cannot build an executor's command), with
 ``SPARK_HOME`` the installed pyspark package. Everything binds to 127.0.0.1 on free ports;
 each Worker offers one core and 1 GB and keeps its executors' folders (jars and files
-fetched from the driver, stdout, stderr) in ``<data dir>/work-<n>``. ``up`` records pids
-and ports in ``cluster.json`` and returns once the Master's web UI lists every Worker as
-ALIVE (a fresh start empties the work folders first); ``down`` stops the Workers, then
-the Master (SIGTERM, then SIGKILL after a grace period) and keeps the work folders for
-inspection; ``status`` says whether it runs. ``up`` twice is fine.
+fetched from the driver, stdout, stderr) in ``<data dir>/work-<n>``, emptied by a fresh
+start and kept by ``down`` for inspection. Pids and ports are recorded in ``cluster.json``;
+``up`` twice is fine.
 
 ``submit_argv`` is the ``spark-submit`` of a layer job against any master URL: the
 Spark jars ``make setup`` fetched go with ``--jars`` (the driver's file server ships them

@@ -5,11 +5,9 @@ Marquez is not on this machine's Maven Central, so it is never fetched: ``home``
 runtime jars in ``lib/``. One data directory, one server: a PostgreSQL cluster of its own
 under ``pg/`` (initialised once; run as the ``postgres`` OS user when we are root, since
 PostgreSQL refuses to run as root), with a ``marquez`` role owning a ``marquez`` database,
-and the Marquez JVM, its ``marquez.yml`` and log next to it. ``up`` starts what is not
-running, records pids and ports in ``marquez.json`` and returns once the admin
-healthcheck passes; it refuses a port held by anything else. ``down`` stops Marquez
-gracefully (SIGTERM, then SIGKILL after a grace period), then PostgreSQL. ``up`` twice is
-fine. Everything listens on 127.0.0.1 only.
+and the Marquez JVM, its ``marquez.yml`` and log next to it, kept by
+``lakehouse.servers.supervisor`` (up once the admin healthcheck passes; PostgreSQL stopped
+after it). Everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -136,7 +134,6 @@ class Marquez:
         self.home = Path(home).expanduser().resolve() if home else None
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.port, self.admin_port, self.pg_port = port, admin_port, pg_port
-        self.startup_timeout = startup_timeout
         self._postgres = Postgres(self.data_dir / PG_DIR, HOST)
         self._spec = supervisor.Spec(
             title=f"Marquez at {self.url}", data_dir=self.data_dir, record_type=_Record,
