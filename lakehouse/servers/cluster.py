@@ -291,7 +291,6 @@ class LocalCluster:
         return [log for log, pid in zip(logs, pids, strict=True) if self._pid(pid) is None]
 
     def _logs(self, record: _Record) -> list[Path]:
-        """The Master's log, then each Worker's."""
         return [self.master_log, *map(self.worker_log, range(1, len(record.worker_pids) + 1))]
 
     def _record(self) -> _Record | None:
