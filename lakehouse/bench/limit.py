@@ -14,6 +14,7 @@ Two measurements of the same records on the same broker:
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import time
 import uuid
@@ -49,11 +50,10 @@ def parse_perf_summary(output: str) -> Rate:
     """The records and fetch time of ConsumerPerformance's summary line (pure): the rate
     without its consumer-group join."""
     lines = [ln for ln in output.splitlines() if ln.strip()]
-    header = next((i for i, ln in enumerate(lines) if ln.startswith("start.time")), None)
-    if header is None or header + 1 >= len(lines):
+    header = next((i for i, ln in enumerate(lines) if ln.startswith("start.time")), len(lines))
+    values = next(csv.DictReader(lines[header:], skipinitialspace=True), None)
+    if values is None:
         raise ValueError(f"no ConsumerPerformance summary in: {output[-500:]!r}")
-    names = [n.strip() for n in lines[header].split(",")]
-    values = dict(zip(names, (v.strip() for v in lines[header + 1].split(",")), strict=False))
     return Rate(int(values["data.consumed.in.nMsg"]), int(values["fetch.time.ms"]) / 1000)
 
 

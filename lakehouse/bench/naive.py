@@ -31,12 +31,6 @@ from lakehouse.quality.gx import Validator
 ROW = "_row"
 
 
-def bronze_batch(spark: SparkSession, plan: SilverPlan, first: int, last: int) -> DataFrame:
-    """The bronze rows versions ``first``..``last`` appended, with their version: what
-    silver's stream read as one micro-batch."""
-    return read_appended(spark, plan.bronze_uri, first, last)
-
-
 def naive_split(plan: SilverPlan, validator: Validator, bronze: DataFrame
                 ) -> tuple[DataFrame, DataFrame]:
     """(valid, invalid) records of a batch, the naive way; ``invalid`` has ``rules``
@@ -124,7 +118,7 @@ def compare(plan: SilverPlan, spark: SparkSession, ranges: list[tuple[int, int, 
     project = naive = 0.0
     mismatched = 0
     for n, (first, last, _) in enumerate(ranges):
-        batch = bronze_batch(spark, plan, first, last)
+        batch = read_appended(spark, plan.bronze_uri, first, last)  # one batch of silver's
         if n % 2:
             naive += time_naive(plan, validator, batch)
             project += time_project(plan, batch, n)

@@ -54,14 +54,18 @@ def contract_checks(plan: SilverPlan) -> list[Column]:
     return required + [rule_failure(rule)[0] for rule in plan.suite.rules]
 
 
+def _read(plan: SilverPlan) -> Column:
+    """The record's value parsed with the contract's read schema, a struct."""
+    schema = T.StructType([T.StructField(f.name, f.read_type) for f in plan.contract.fields])
+    return F.from_json(F.col("value").cast("string"), schema).alias("r")
+
+
 def bare_parse(spark: SparkSession, plan: SilverPlan) -> Rate:
     """Bronze's rows parsed and checked into the ``noop`` sink: the floor for silver."""
     contract = plan.contract
-    reader = T.StructType([T.StructField(f.name, f.read_type) for f in contract.fields])
     bronze = read_table(spark, plan.bronze_uri)
-    parsed = bronze.select(F.from_json(F.col("value").cast("string"), reader).alias("r")) \
-        .select(*[F.col(f"r.{f.name}").cast(f.spark_type).alias(f.name)
-                  for f in contract.fields])
+    parsed = bronze.select(_read(plan)).select(
+        *[F.col(f"r.{f.name}").cast(f.spark_type).alias(f.name) for f in contract.fields])
     fails = reduce(lambda a, b: a | b, [F.coalesce(c, F.lit(False))
                                         for c in contract_checks(plan)])
     started = time.monotonic()
@@ -89,10 +93,7 @@ class _Chained:
         batch.persist()
         try:
             batch.write.format("delta").mode("append").save(str(self.work / "bronze"))
-            reader = T.StructType([T.StructField(f.name, f.read_type)
-                                   for f in contract.fields])
-            rows = (batch.select(F.from_json(F.col("value").cast("string"), reader).alias("r"),
-                                 F.col("timestamp").alias("_kafka_timestamp"))
+            rows = (batch.select(_read(self.plan), F.col("timestamp").alias("_kafka_timestamp"))
                     .select(F.col(f"r.{key}").alias(key),
                             F.to_date(F.col(f"r.{contract.event_time}")).alias("day"),
                             "_kafka_timestamp", F.lit(batch_id).alias("_batch"))

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -44,39 +46,20 @@ def sample(pid: int) -> Sample | None:
                   kb.get("VmRSS", 0))
 
 
-def children() -> dict[int, list[int]]:
-    """Every process's children (by parent pid), now."""
-    out: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        out.setdefault(ppid, []).append(int(stat.parent.name))
-    return out
-
-
-def descendants(pid: int, tree: Mapping[int, list[int]]) -> list[int]:
-    """Every process below ``pid`` in ``tree`` (pure)."""
-    out, todo = [], list(tree.get(pid, []))
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(tree.get(p, []))
-    return out
-
-
-def python_workers(jvm: int, tree: Mapping[int, list[int]]) -> list[int]:
+def python_workers(jvm: int) -> list[int]:
     """The pyspark daemon and workers below a driver or executor JVM (not the short-lived
     helpers the JVM spawns, which carry its own memory figures until they exec)."""
     out = []
-    for pid in descendants(jvm, tree):
+    try:
+        below = psutil.Process(jvm).children(recursive=True)
+    except psutil.Error:
+        return []
+    for process in below:
         try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
+            if any("pyspark" in arg for arg in process.cmdline()):
+                out.append(process.pid)
+        except psutil.Error:
             continue
-        if b"pyspark" in command:
-            out.append(pid)
     return out
 
 
@@ -89,11 +72,10 @@ class Usage:
     """The largest peak resident set of any one of its processes."""
     peak_total_rss_mb: float
     """The largest sum of its processes' resident sets seen at one sample."""
-    processes: int
 
 
-Roles = Mapping[str, Callable[[Mapping[int, list[int]]], Iterable[int]]]
-"""Role name -> its processes' pids, given the process tree."""
+Roles = Mapping[str, Callable[[], Iterable[int]]]
+"""Role name -> its processes' pids now."""
 
 
 class Probe:
@@ -124,11 +106,10 @@ class Probe:
 
     def sample(self) -> None:
         """Take one sample of every role's processes now."""
-        tree = children()
         with self._lock:
             for role, pids in self.roles.items():
                 total = 0
-                for pid in pids(tree):
+                for pid in pids():
                     s = sample(pid)
                     if s is not None:
                         self._last[role][pid] = s
@@ -140,7 +121,7 @@ class Probe:
         with self._lock:
             return {role: Usage(sum(s.cpu_seconds for s in seen.values()),
                                 max((s.peak_rss_kb for s in seen.values()), default=0) / 1024,
-                                self._peak_total[role] / 1024, len(seen))
+                                self._peak_total[role] / 1024)
                     for role, seen in self._last.items()}
 
     def cpu_seconds(self) -> float:

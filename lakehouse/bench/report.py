@@ -23,6 +23,10 @@ def _n(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _quartet(p: Mapping[str, float]) -> str:
+    return " / ".join(_n(p.get(k), 1) for k in ("p50", "p95", "p99", "max"))
+
+
 PEER_TARGETS = {"bare bronze": "target >= 90%", "bare parse": "target >= 50%"}
 
 
@@ -93,8 +97,7 @@ def table(result: Mapping[str, Any]) -> str:
         rows.append((f"freshness, {fresh['shape']} shape{variant}: {_n(fresh['rate'])} events/s for "
                      f"{_n(fresh['seconds'])} s ({_n(fresh['events'])} events in gold)", "", ""))
         for table_name, p in fresh["produce_to_gold_s"].items():
-            rows.append((f"  {table_name} p50 / p95 / p99 / max (s)",
-                         " / ".join(_n(p.get(k), 1) for k in ("p50", "p95", "p99", "max")),
+            rows.append((f"  {table_name} p50 / p95 / p99 / max (s)", _quartet(p),
                          "p95 <= 5, p99 <= 8"))
         rows.append(("  bronze consumer lag: max / at end (records)",
                      f"{_n(fresh['lag_max'])} / {_n(fresh['lag_end'])}", ""))
@@ -105,8 +108,7 @@ def table(result: Mapping[str, Any]) -> str:
         p = bare["produce_to_gold_s"]
         rows.append((f"freshness, bare chained peer: {bare['batches']} batches, median "
                      f"{_n(bare['batch_s'], 1)} s each", "", ""))
-        rows.append(("  produce -> gold p50 / p95 / p99 / max (s)",
-                     " / ".join(_n(p.get(k), 1) for k in ("p50", "p95", "p99", "max")),
+        rows.append(("  produce -> gold p50 / p95 / p99 / max (s)", _quartet(p),
                      "the project's p95 below this"))
     steps = result.get("throughput", [])
     if steps:

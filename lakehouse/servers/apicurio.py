@@ -3,13 +3,11 @@
 Apicurio Registry serves the Confluent-compatible API at ``/apis/ccompat/v7``; it comes
 from Maven Central as ``io.apicurio:apicurio-registry-app:<version>:tar.gz:all``, which
 ``make setup`` unpacks into ``jvm/target/registry`` (``jvm/registry/pom.xml``), and runs
-as ``java -jar quarkus-run.jar``. One warehouse, one registry: its schemas live in an H2
-database file under the warehouse's ``_registry`` folder, so schema ids survive a restart
-and bronze's records stay decodable. ``up`` starts it, records pid and port in
-``registry.json`` and returns once the API answers; it refuses a port held by anything
-else. ``down`` stops it (SIGTERM, then SIGKILL after a grace period); ``status`` says
-whether it runs. ``up`` twice is fine. Nothing here is used when the configuration points
-at a real registry (``schema_registry.embedded.enabled: false``).
+as ``java -jar quarkus-run.jar``. One warehouse, one registry, kept by
+``lakehouse.servers.supervisor``: its schemas live in an H2 database file under the
+warehouse's ``_registry`` folder, so schema ids survive a restart and bronze's records stay
+decodable. Nothing here is used when the configuration points at a real registry
+(``schema_registry.embedded.enabled: false``).
 """
 
 from __future__ import annotations
@@ -89,7 +87,6 @@ class EmbeddedRegistry(supervisor.Server[_Record]):
                  startup_timeout: float = 90.0) -> None:
         self.host, self.port = host, port
         self.data_dir = Path(data_dir).resolve()
-        self.startup_timeout = startup_timeout
         self._spec = supervisor.Spec(
             title=f"Apicurio Registry at {host}:{port}", data_dir=self.data_dir,
             record_type=_Record, record_file=STATE_FILE, log_name=LOG_FILE,

@@ -2,12 +2,10 @@
 
 One warehouse, one broker: a single-node Apache Kafka in KRaft mode (broker and
 controller in one JVM) run from the jars ``make setup`` fetched (``lakehouse.jvm``), with
-its data, settings and log file under the warehouse's ``_broker`` folder. ``up`` formats
-the storage once, starts ``kafka.Kafka``, records pid and ports in ``broker.json`` and
-returns once a metadata request answers; it refuses a port held by anything else (another
-warehouse's broker included). ``down`` stops the recorded broker gracefully (SIGTERM,
-then SIGKILL after a grace period); ``status`` says whether it runs. ``up`` twice is
-fine. Nothing here is used when the configuration points at a real cluster.
+its data, settings and log file under the warehouse's ``_broker`` folder, kept by
+``lakehouse.servers.supervisor``; ``up`` formats the storage once and answers once a
+metadata request does. Nothing here is used when the configuration points at a real
+cluster.
 
 With ``users`` (``kafka.embedded.sasl_users``) the client listener wants SASL/PLAIN
 (``SASL_PLAINTEXT``) and KRaft's ``StandardAuthorizer`` denies what no ACL allows: ``up``

@@ -7,11 +7,9 @@ start scripts; ``spark-class`` computes Spark's JVM options and exports
 ``SPARK_SCALA_VERSION``, without which a Worker cannot build an executor's command), with
 ``SPARK_HOME`` the installed pyspark package. Everything binds to 127.0.0.1 on free ports;
 each Worker offers one core and 1 GB and keeps its executors' folders (jars and files
-fetched from the driver, stdout, stderr) in ``<data dir>/work-<n>``. ``up`` records pids
-and ports in ``cluster.json`` and returns once the Master's web UI lists every Worker as
-ALIVE (a fresh start empties the work folders first); ``down`` stops the Workers, then
-the Master (SIGTERM, then SIGKILL after a grace period) and keeps the work folders for
-inspection; ``status`` says whether it runs. ``up`` twice is fine.
+fetched from the driver, stdout, stderr) in ``<data dir>/work-<n>``, emptied by a fresh
+start and kept by ``down`` for inspection. Pids and ports are recorded in ``cluster.json``;
+``up`` twice is fine.
 
 ``submit_argv`` is the ``spark-submit`` of a layer job against any master URL: the
 Spark jars ``make setup`` fetched go with ``--jars`` (the driver's file server ships them
@@ -31,10 +29,9 @@ import subprocess
 import sys
 import time
 import urllib.parse
-import urllib.request
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +48,7 @@ from lakehouse.io.processes import (
 )
 from lakehouse.jvm import PROJECT_ROOT, JarSet, jars
 from lakehouse.printing import Printer
+from lakehouse.servers.supervisor import LOCAL
 
 HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
@@ -76,10 +74,6 @@ TOTAL_EXECUTOR_CORES = 2
 EXECUTOR_CORES = 1
 EXECUTOR_MEMORY = "768m"
 """Fits a Worker's 1 GB with room for the executor's off-heap memory."""
-
-_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-"""An opener that never sends requests for 127.0.0.1 through an HTTP proxy."""
-
 
 def spark_home() -> Path:
     """The installed pyspark package: the Spark distribution the wheel carries (its
@@ -190,14 +184,17 @@ class LocalCluster:
             return ClusterStatus(False, "", "", str(self.data_dir),
                                  len(record.worker_pids) if record else self.workers)
         web_ui = f"http://{HOST}:{record.webui_port}"
-        state = master_state(web_ui)
+        state = master_state(web_ui) or {}
         return ClusterStatus(
             True, f"spark://{HOST}:{record.port}", web_ui, str(self.data_dir),
             len(record.worker_pids), master,
             tuple(p for p in map(self._pid, record.worker_pids) if p is not None),
-            tuple(_worker(w) for w in (state or {}).get("workers", [])),
-            tuple(a["id"] for a in (state or {}).get("activeapps", [])),
-            tuple(a["id"] for a in (state or {}).get("completedapps", [])))
+            tuple(WorkerStatus(str(w.get("id", "")), str(w.get("host", "")),
+                               int(w.get("port", 0)), str(w.get("state", "")),
+                               int(w.get("cores", 0)), int(w.get("memory", 0)))
+                  for w in state.get("workers", [])),
+            tuple(a["id"] for a in state.get("activeapps", [])),
+            tuple(a["id"] for a in state.get("completedapps", [])))
 
     def up(self) -> ClusterStatus:
         """Start the Master and the Workers unless they run; return once every Worker is
@@ -243,13 +240,11 @@ class LocalCluster:
             return False
         stopped = False
         for pid in [*record.worker_pids, record.master_pid]:
-            if self._pid(pid) is not None:
-                assert pid is not None
+            if pid is not None and self._pid(pid) is not None:
                 stop_java(pid, self.data_dir, grace)
                 stopped = True
-        self._write_record(_Record(record.port, record.webui_port, None,
-                                   [None] * len(record.worker_pids),
-                                   record.worker_webui_ports))
+        self._write_record(replace(record, master_pid=None,
+                                   worker_pids=[None] * len(record.worker_pids)))
         return stopped
 
     def _spark_class(self, home: Path, log: Path, main: str,
@@ -270,15 +265,13 @@ class LocalCluster:
         deadline = time.monotonic() + self.startup_timeout
         exited: list[Path] = []
         while time.monotonic() < deadline and not exited:
-            state = master_state(web_ui)
-            alive = sum(1 for w in (state or {}).get("workers", []) if w.get("state") == "ALIVE")
-            if alive >= len(record.worker_pids):
-                return self.status()
+            status = self.status()
+            if status.healthy:
+                return status
             time.sleep(0.5)
             exited = self._exited(record, procs)
         self.down(grace=5.0)
-        logs = exited or [self.master_log, *map(self.worker_log,
-                                                range(1, len(record.worker_pids) + 1))]
+        logs = exited or self._logs(record)
         reason = (f"{', '.join(p.stem for p in exited)} exited" if exited
                   else f"not every worker was ALIVE at {web_ui} within "
                        f"{self.startup_timeout:.0f}s")
@@ -290,12 +283,15 @@ class LocalCluster:
 
     def _exited(self, record: _Record, procs: Sequence[subprocess.Popen[bytes]]) -> list[Path]:
         """The logs of the cluster's JVMs that are gone."""
-        logs = [self.master_log, *map(self.worker_log, range(1, len(record.worker_pids) + 1))]
+        logs = self._logs(record)
         if procs:  # ours: spark-class is a shell until it execs java
             return [log for log, proc in zip(logs, procs, strict=True)
                     if proc.poll() is not None]
         pids = [record.master_pid, *record.worker_pids]
         return [log for log, pid in zip(logs, pids, strict=True) if self._pid(pid) is None]
+
+    def _logs(self, record: _Record) -> list[Path]:
+        return [self.master_log, *map(self.worker_log, range(1, len(record.worker_pids) + 1))]
 
     def _record(self) -> _Record | None:
         return read_state(self.data_dir / STATE_FILE, _Record)
@@ -311,7 +307,7 @@ def master_state(web_ui: str, timeout: float = 2.0) -> dict[str, Any] | None:
     """The Master's state as its web UI serves it at ``/json/`` (workers, applications),
     None if it does not answer."""
     try:
-        with _LOCAL.open(f"{web_ui}/json/", timeout=timeout) as response:
+        with LOCAL.open(f"{web_ui}/json/", timeout=timeout) as response:
             state = json.loads(response.read())
     except (OSError, ValueError):
         return None
@@ -403,8 +399,3 @@ def _short(arg: str) -> str:
         return f"{Path(jar_list[0]).parent}/{{{len(jar_list)} jars}}"
     return arg
 
-
-def _worker(raw: dict[str, Any]) -> WorkerStatus:
-    return WorkerStatus(str(raw.get("id", "")), str(raw.get("host", "")),
-                        int(raw.get("port", 0)), str(raw.get("state", "")),
-                        int(raw.get("cores", 0)), int(raw.get("memory", 0)))

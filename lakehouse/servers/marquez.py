@@ -5,11 +5,9 @@ Marquez is not on this machine's Maven Central, so it is never fetched: ``home``
 runtime jars in ``lib/``. One data directory, one server: a PostgreSQL cluster of its own
 under ``pg/`` (initialised once; run as the ``postgres`` OS user when we are root, since
 PostgreSQL refuses to run as root), with a ``marquez`` role owning a ``marquez`` database,
-and the Marquez JVM, its ``marquez.yml`` and log next to it. ``up`` starts what is not
-running, records pids and ports in ``marquez.json`` and returns once the admin
-healthcheck passes; it refuses a port held by anything else. ``down`` stops Marquez
-gracefully (SIGTERM, then SIGKILL after a grace period), then PostgreSQL. ``up`` twice is
-fine. Everything listens on 127.0.0.1 only.
+and the Marquez JVM, its ``marquez.yml`` and log next to it, kept by
+``lakehouse.servers.supervisor`` (up once the admin healthcheck passes; PostgreSQL stopped
+after it). Everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -20,9 +18,8 @@ import os
 import shutil
 import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.processes import port_free
 from lakehouse.servers import supervisor
 from lakehouse.servers.postgres import Postgres, postgres_bindir
+from lakehouse.servers.supervisor import ServerStatus
 
 HOME_ENV = "MARQUEZ_HOME"
 STATE_FILE = "marquez.json"
@@ -88,32 +86,31 @@ class MarquezRequestError(Exception):
     """Marquez answered a read with an HTTP error (the message carries its body)."""
 
 
-@dataclass(frozen=True)
-class MarquezStatus:
-    """What ``lakehouse lineage`` reports about the local Marquez."""
+@dataclass(frozen=True, kw_only=True)
+class MarquezStatus(ServerStatus):
+    """What ``lakehouse lineage`` reports about the local Marquez: its server's status
+    (``port_taken``: its application or admin port) with its PostgreSQL and admin URL."""
 
-    running: bool
-    healthy: bool
-    pid: int | None
     postgres_pid: int | None
-    url: str
     admin_url: str
-    data_dir: str
-    port_taken: bool = False
-    """Not running, and something else holds its application or admin port."""
+
+    @property
+    def healthy(self) -> bool:
+        """Whether its admin healthcheck passes."""
+        return self.answering
 
     def describe(self) -> str:
         """One line for humans."""
         postgres = (f"PostgreSQL pid {self.postgres_pid}" if self.postgres_pid
                     else "PostgreSQL not running")
         if self.running and self.healthy:
-            return (f"running (pid {self.pid}) at {self.url}, admin {self.admin_url}, "
+            return (f"running (pid {self.pid}) at {self.address}, admin {self.admin_url}, "
                     f"{postgres}, data in {self.data_dir}")
         if self.running:
             return f"started (pid {self.pid}) but not healthy at {self.admin_url} yet; {postgres}"
         if self.port_taken:
-            return f"not running; {self.url} or {self.admin_url} is held by another process"
-        return f"not running (would serve {self.url}; {postgres}, data in {self.data_dir})"
+            return f"not running; {self.address} or {self.admin_url} is held by another process"
+        return f"not running (would serve {self.address}; {postgres}, data in {self.data_dir})"
 
 
 @dataclass(frozen=True)
@@ -127,7 +124,7 @@ class _Record:
     postgres_pid: int | None
 
 
-class Marquez:
+class Marquez(supervisor.Server[_Record]):
     """Controls the Marquez server and its PostgreSQL of one data directory."""
 
     def __init__(self, home: Path | str | None, data_dir: Path | str, port: int = 5000,
@@ -137,7 +134,6 @@ class Marquez:
         self.home = Path(home).expanduser().resolve() if home else None
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.port, self.admin_port, self.pg_port = port, admin_port, pg_port
-        self.startup_timeout = startup_timeout
         self._postgres = Postgres(self.data_dir / PG_DIR, HOST)
         self._spec = supervisor.Spec(
             title=f"Marquez at {self.url}", data_dir=self.data_dir, record_type=_Record,
@@ -156,18 +152,12 @@ class Marquez:
     def admin_url(self) -> str:
         return f"http://{HOST}:{self.admin_port}"
 
-    @property
-    def log_file(self) -> Path:
-        """Marquez's log (Dropwizard's lines and anything the JVM prints)."""
-        return self._spec.log_file
-
     def status(self) -> MarquezStatus:
         """Is this data directory's Marquez running, and does its healthcheck pass?"""
         server = supervisor.status(self._spec)
         record = supervisor.read(self._spec) if server.running else None
-        return MarquezStatus(server.running, server.answering, server.pid, self._postgres.pid(),
-                             server.address, _admin_url(record) if record else self.admin_url,
-                             server.data_dir, server.port_taken)
+        return MarquezStatus(**asdict(server), postgres_pid=self._postgres.pid(),
+                             admin_url=_admin_url(record) if record else self.admin_url)
 
     def up(self) -> MarquezStatus:
         """Start PostgreSQL and Marquez unless they run; return once Marquez is healthy."""
@@ -226,7 +216,7 @@ class Marquez:
         if params:
             url += ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
         try:
-            with _LOCAL.open(url, timeout=30) as response:
+            with supervisor.LOCAL.open(url, timeout=30) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             body = exc.read().decode(errors="replace")
@@ -271,10 +261,6 @@ def _java() -> str:
     return str(java)
 
 
-_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-"""An opener that never sends requests for 127.0.0.1 through an HTTP proxy."""
-
-
 def _admin_url(record: _Record) -> str:
     return f"http://{HOST}:{record.admin_port}"
 
@@ -282,7 +268,7 @@ def _admin_url(record: _Record) -> str:
 def _healthy(admin_url: str) -> bool:
     """Whether Marquez's admin healthcheck (its database included) passes."""
     try:
-        with _LOCAL.open(f"{admin_url}/healthcheck", timeout=2) as response:
+        with supervisor.LOCAL.open(f"{admin_url}/healthcheck", timeout=2) as response:
             return int(response.status) == 200
     except (OSError, ValueError, http.client.HTTPException):
         return False

@@ -198,10 +198,8 @@ def postgres_bindir(cluster_version: str | None) -> Path:
                                 check=False)
         if result.returncode == 0 and result.stdout.strip():
             candidates.append(Path(result.stdout.strip()))
-
-    def version(path: Path) -> tuple[int, ...]:
-        return tuple(int(part) for part in re.findall(r"\d+", path.parent.name))
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True,
+                         key=lambda path: [int(part) for part in re.findall(r"\d+", path.parent.name)])
     initdb = shutil.which("initdb")
     if initdb:
         candidates.append(Path(initdb).parent)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,9 @@ from lakehouse.io.processes import (
     stop_java,
     write_state,
 )
+
+LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""An opener that never sends requests for 127.0.0.1 through an HTTP proxy."""
 
 
 class Record(Protocol):
@@ -112,22 +116,11 @@ def read(spec: Spec[R]) -> R | None:
     return read_state(spec.data_dir / spec.record_file, spec.record_type)
 
 
-def write(spec: Spec[R], record: R) -> None:
-    write_state(spec.data_dir / spec.record_file, record)
-
-
-def running(spec: Spec[R]) -> tuple[R, int] | None:
-    """The record and pid of the server if it runs."""
-    record = read(spec)
-    pid = None if record is None else running_java(record.pid, spec.data_dir)
-    return None if record is None or pid is None else (record, pid)
-
-
 def status(spec: Spec[R]) -> ServerStatus:
     """Does the server run, and does it answer?"""
-    found = running(spec)
-    if found is not None:
-        record, pid = found
+    record = read(spec)
+    pid = None if record is None else running_java(record.pid, spec.data_dir)
+    if record is not None and pid is not None:
         return ServerStatus(True, spec.answers(record), pid, spec.address_of(record),
                             str(spec.data_dir), keeps=spec.keeps)
     taken = not all(port_free(spec.host, port) for port in spec.ports)
@@ -149,7 +142,7 @@ def up(spec: Spec[R], start: Callable[[R | None], R],
             raise error
     else:
         record = start(record)
-        write(spec, record)
+        write_state(spec.data_dir / spec.record_file, record)
     deadline = time.monotonic() + spec.startup_timeout
     while time.monotonic() < deadline and running_java(record.pid, spec.data_dir) is not None:
         if spec.answers(record):
@@ -170,7 +163,7 @@ def down(spec: Spec[R], grace: float, **cleared: None) -> bool:
     pid = running_java(record.pid, spec.data_dir)
     if pid is not None:
         stop_java(pid, spec.data_dir, grace)
-    write(spec, replace(record, pid=None, **cleared))
+    write_state(spec.data_dir / spec.record_file, replace(record, pid=None, **cleared))
     return pid is not None
 
 

@@ -1,4 +1,4 @@
-"""The benchmark's pure parts: reading Kafka's perf tool, percentiles, the process tree,
+"""The benchmark's pure parts: reading Kafka's perf tool, percentiles, a process sample,
 the checkpoint's committed offsets, and the table a person reads."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lakehouse.bench.limit import parse_perf_summary
-from lakehouse.bench.probe import descendants, sample
+from lakehouse.bench.probe import sample
 from lakehouse.bench.profile import breakdown, idle_ms
 from lakehouse.bench.report import percentiles, table
 
@@ -36,12 +36,6 @@ def test_percentiles_by_nearest_rank() -> None:
     assert p == {"p50": 50.5, "p95": 95.0, "p99": 99.0, "max": 100.0}
     assert percentiles([3.0]) == {"p50": 3.0, "p95": 3.0, "p99": 3.0, "max": 3.0}
     assert percentiles([]) == {}
-
-
-def test_descendants_walk_the_whole_tree() -> None:
-    tree = {1: [2, 3], 2: [4], 4: [5], 9: [10]}
-    assert sorted(descendants(1, tree)) == [2, 3, 4, 5]
-    assert descendants(10, tree) == []
 
 
 def test_a_live_process_is_sampled_and_a_gone_one_is_none() -> None:
