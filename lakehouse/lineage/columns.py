@@ -64,10 +64,7 @@ def trace(nodes: list[Node]) -> ColumnLineage:
     root, _ = _tree(nodes, 0)
     lineage: dict[int, Sources] = {}
     indirect: dict[str, set[str]] = {}
-    output = _walk(root, lineage, indirect)
-    fields: dict[str, Sources] = {}
-    for name, expr_id in output:
-        fields[name] = dict(lineage.get(expr_id, {}))
+    fields = {name: dict(lineage.get(expr_id, {})) for name, expr_id in _walk(root, lineage, indirect)}
     return ColumnLineage(fields, {c: frozenset(s) for c, s in indirect.items()})
 
 
@@ -104,7 +101,7 @@ def _walk(plan: _Plan, lineage: dict[int, Sources], indirect: dict[str, set[str]
         for name, expr_id in out:
             lineage[expr_id] = {name: IDENTITY}
         return out
-    for _, expr in _expressions(node):
+    for expr in _expressions(node):
         _define_aliases(expr, lineage)
     if plan.kind in _INDIRECT:
         field, subtype = _INDIRECT[plan.kind]
@@ -120,7 +117,7 @@ def _walk(plan: _Plan, lineage: dict[int, Sources], indirect: dict[str, set[str]
     if plan.kind == "Generate":
         generated = [_attribute(e[0]) for e in node.get("generatorOutput") or []]
         sources: Sources = {}
-        for _, expr in _expressions(node):
+        for expr in _expressions(node):
             for ref in _references(expr):
                 _merge(sources, _stronger(lineage.get(ref, {}), TRANSFORMATION))
         for _, expr_id in generated:
@@ -128,11 +125,11 @@ def _walk(plan: _Plan, lineage: dict[int, Sources], indirect: dict[str, set[str]
         return [*outputs[0], *generated]
     for field in ("projectList", "aggregateExpressions"):
         if field in node:
-            return [_named(expr) for expr in node[field]]
+            return [_attribute(expr[0]) for expr in node[field]]
     if plan.kind == "Join":
         return [*outputs[0], *(outputs[1] if len(outputs) > 1 else [])]
     if plan.kind == "Window":
-        return [*outputs[0], *(_named(e) for e in node.get("windowExpressions") or [])]
+        return [*outputs[0], *(_attribute(e[0]) for e in node.get("windowExpressions") or [])]
     if "output" in node:
         return [_attribute(expr[0]) for expr in node["output"]]
     return outputs[0]
@@ -164,11 +161,10 @@ def _subtree(expr: list[Node], start: int) -> Iterator[Node]:
         i += 1
 
 
-def _expressions(node: Node) -> Iterator[tuple[str, list[Node]]]:
+def _expressions(node: Node) -> Iterator[list[Node]]:
     """Every expression of a plan node (lists of pre-order expression nodes)."""
-    for key, value in node.items():
-        for expr in _expression_lists(value):
-            yield key, expr
+    for value in node.values():
+        yield from _expression_lists(value)
 
 
 def _expression_lists(value: Any) -> Iterator[list[Node]]:
@@ -187,10 +183,6 @@ def _references(expr: list[Node]) -> Iterator[int]:
             yield _expr_id(n)
 
 
-def _named(expr: list[Node]) -> tuple[str, int]:
-    return str(expr[0]["name"]), _expr_id(expr[0])
-
-
 def _attribute(node: Node) -> tuple[str, int]:
     return str(node["name"]), _expr_id(node)
 
@@ -207,17 +199,3 @@ def _merge(into: Sources, more: Sources) -> None:
     for column, subtype in more.items():
         into[column] = max(into.get(column, subtype), subtype, key=_RANK.__getitem__)
 
-
-Derived = dict[str, list[tuple[str, str, str]]]
-
-
-def column_lineage_fields(lineage: ColumnLineage) -> tuple[Derived, list[tuple[str, str]]]:
-    """(output column -> [(input column, DIRECT|INDIRECT, subtype)], dataset-wide
-    [(input column, INDIRECT subtype)]) for one input dataset. Output columns that take
-    no input column directly (e.g. ``count(*)``) depend on the dataset-wide ones only.
-    Every input column belongs to the query's one input dataset."""
-    fields = {out: [(column, "DIRECT", subtype) for column, subtype in sorted(src.items())]
-              for out, src in lineage.fields.items() if src}
-    dataset = [(column, subtype) for column, subtypes in sorted(lineage.indirect.items())
-               for subtype in sorted(subtypes)]
-    return fields, dataset
