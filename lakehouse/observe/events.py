@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -326,8 +326,7 @@ class EventLog:
     def totals(self) -> dict[str, Totals]:
         """Per pipeline, what it did since this process started (a copy)."""
         with self._lock:
-            return {name: Totals(t.batches, t.failed_batches, t.input_rows, t.quarantined,
-                                 t.duplicates, dict(t.output_rows), dict(t.last))
+            return {name: replace(t, output_rows=dict(t.output_rows), last=dict(t.last))
                     for name, t in self._totals.items()}
 
     # -- writing ---------------------------------------------------------------------------
@@ -368,13 +367,10 @@ class EventLog:
         self._writes += 1
         if self._writes % COMPACT_EVERY == 0 and self._write == self._log.append:
             try:  # the rows are committed: a compaction that fails is only reported
-                self._compact(rows[-1]["event_date"])
+                self._log.compact(("event_date", str(rows[-1]["event_date"])))
             except Exception as exc:
                 self._warn(f"cannot compact the event log {self.uri} ({exc}); it is "
                            "tried again after the next writes")
-
-    def _compact(self, day: Any) -> None:
-        self._log.compact(("event_date", str(day)))
 
     def close(self, progress_wait: float = 3.0) -> None:
         """Stop the thread and write everything (rows still waiting get ``progress_wait``

@@ -38,13 +38,10 @@ PERCENTILE_BUDGET = 0.05
 def sql_over(**tables: Any) -> Iterator[Any]:
     """A DuckDB connection on which each Arrow table or dataset is a view of its name."""
     import duckdb
-    con = duckdb.connect()
-    try:
+    with duckdb.connect() as con:
         for name, table in tables.items():
             con.register(name, table)
         yield con
-    finally:
-        con.close()
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -73,12 +70,8 @@ class Pipeline:
 
 def pipelines(pipeline: graph.Graph) -> list[Pipeline]:
     """Every table of the pipeline graph, in flow order, with the job writing it now."""
-    config = pipeline.config
-    out = []
-    for q in pipeline.queries:
-        out.append(Pipeline(q.name, q.layer.value, q.input,
-                            holder(config.warehouse.root, q.name)))
-    return out
+    root = pipeline.config.warehouse.root
+    return [Pipeline(q.name, q.layer.value, q.input, holder(root, q.name)) for q in pipeline.queries]
 
 
 def silver_duplicates(pipeline: graph.Graph, since: datetime) -> dict[str, tuple[int, int]]:
@@ -291,12 +284,8 @@ def describe_slos(results: Sequence[SloResult], minutes: float) -> list[str]:
     rows = [(r.name, r.objective, r.observed,
              "-" if r.burn_rate is None else "inf" if math.isinf(r.burn_rate)
              else f"{r.burn_rate:.2f}", r.status) for r in results]
-    widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
     lines = [f"SLOs over the last {minutes:g} minutes (burn rate: budget spent / budget "
-             "allowed; above 1 breaches)"]
-    for row in [head, *rows]:
-        lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True))
-                     .rstrip())
+             "allowed; above 1 breaches)", *_table(head, rows)]
     lines += [f"  {r.name}: {r.detail}" for r in results if r.detail]
     return lines
 
