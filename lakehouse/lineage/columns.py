@@ -61,60 +61,52 @@ def plan_nodes(df: Any) -> list[Node]:
 
 def trace(nodes: list[Node]) -> ColumnLineage:
     """Column lineage of the plan whose pre-order JSON nodes are ``nodes``."""
-    root, _ = _tree(nodes, 0)
     lineage: dict[int, Sources] = {}
     indirect: dict[str, set[str]] = {}
-    fields = {name: dict(lineage.get(expr_id, {})) for name, expr_id in _walk(root, lineage, indirect)}
+    output, _ = _walk(nodes, 0, lineage, indirect)
+    fields = {name: dict(lineage.get(expr_id, {})) for name, expr_id in output}
     return ColumnLineage(fields, {c: frozenset(s) for c, s in indirect.items()})
-
-
-@dataclass
-class _Plan:
-    node: Node
-    children: list[_Plan]
-
-    @property
-    def kind(self) -> str:
-        return str(self.node["class"]).rsplit(".", 1)[-1]
-
-
-def _tree(nodes: list[Node], i: int) -> tuple[_Plan, int]:
-    """Rebuild the tree from Spark's pre-order list (``num-children`` per node)."""
-    node = nodes[i]
-    i += 1
-    children = []
-    for _ in range(int(node.get("num-children", 0))):
-        child, i = _tree(nodes, i)
-        children.append(child)
-    return _Plan(node, children), i
 
 
 Output = list[tuple[str, int]]
 
 
-def _walk(plan: _Plan, lineage: dict[int, Sources], indirect: dict[str, set[str]]) -> Output:
-    """Fill ``lineage`` (expression id -> leaf sources) for ``plan``; its output columns."""
-    outputs = [_walk(child, lineage, indirect) for child in plan.children]
-    node = plan.node
-    if not plan.children:
+def _walk(nodes: list[Node], i: int, lineage: dict[int, Sources],
+          indirect: dict[str, set[str]]) -> tuple[Output, int]:
+    """Fill ``lineage`` (expression id -> leaf sources) for the plan rooted at ``nodes[i]``
+    (Spark's pre-order list, ``num-children`` per node), children first; its output
+    columns, and the index after it."""
+    node, outputs = nodes[i], []
+    i += 1
+    for _ in range(int(node.get("num-children", 0))):
+        output, i = _walk(nodes, i, lineage, indirect)
+        outputs.append(output)
+    return _output(node, outputs, lineage, indirect), i
+
+
+def _output(node: Node, outputs: list[Output], lineage: dict[int, Sources],
+            indirect: dict[str, set[str]]) -> Output:
+    """The output columns of ``node`` whose children give ``outputs``; fills ``lineage``."""
+    kind = str(node["class"]).rsplit(".", 1)[-1]
+    if not outputs:
         out = [_attribute(expr[0]) for expr in node.get("output") or []]
         for name, expr_id in out:
             lineage[expr_id] = {name: IDENTITY}
         return out
     for expr in _expressions(node):
         _define_aliases(expr, lineage)
-    if plan.kind in _INDIRECT:
-        field, subtype = _INDIRECT[plan.kind]
+    if kind in _INDIRECT:
+        field, subtype = _INDIRECT[kind]
         for expr in _expression_lists(node.get(field)):
             for ref in _references(expr):
                 for column in lineage.get(ref, {}):
                     indirect.setdefault(column, set()).add(subtype)
-    if plan.kind == "Union":
+    if kind == "Union":
         for other in outputs[1:]:
             for (_, first_id), (_, other_id) in zip(outputs[0], other, strict=False):
                 _merge(lineage.setdefault(first_id, {}), lineage.get(other_id, {}))
         return outputs[0]
-    if plan.kind == "Generate":
+    if kind == "Generate":
         generated = [_attribute(e[0]) for e in node.get("generatorOutput") or []]
         sources: Sources = {}
         for expr in _expressions(node):
@@ -126,9 +118,9 @@ def _walk(plan: _Plan, lineage: dict[int, Sources], indirect: dict[str, set[str]
     for field in ("projectList", "aggregateExpressions"):
         if field in node:
             return [_attribute(expr[0]) for expr in node[field]]
-    if plan.kind == "Join":
+    if kind == "Join":
         return [*outputs[0], *(outputs[1] if len(outputs) > 1 else [])]
-    if plan.kind == "Window":
+    if kind == "Window":
         return [*outputs[0], *(_attribute(e[0]) for e in node.get("windowExpressions") or [])]
     if "output" in node:
         return [_attribute(expr[0]) for expr in node["output"]]
