@@ -206,9 +206,8 @@ class QueryLineage:
         """The version a batch committed, with its rows, bytes and files."""
         if written.version is None:
             return None
-        size = commit_size(written.uri, written.version)
-        return events.CommitStats(written.version, written.rows,
-                                  size[0] if size else None, size[1] if size else None)
+        size = commit_size(written.uri, written.version) or (None, None)
+        return events.CommitStats(written.version, written.rows, *size)
 
 
 def _describe(error: BaseException) -> tuple[str, str]:
