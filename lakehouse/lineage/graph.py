@@ -205,12 +205,11 @@ def _q(text: str) -> str:
 
 
 def _edges(g: Graph) -> list[tuple[str, str]]:
-    """Every edge, between node keys ``d:<id>`` / ``j:<name>``."""
     return [(f"d:{d}", f"j:{j}") for d, j in g.reads] + [(f"j:{j}", f"d:{d}") for j, d in g.writes]
 
 
 def _layers(g: Graph) -> dict[str, int]:
-    """Column of every node (longest path from a source), by node key."""
+    """Column of every node (longest path from a source); keys ``d:<id>`` / ``j:<name>``."""
     depth = dict.fromkeys([f"d:{d}" for d in g.datasets] + [f"j:{j}" for j in g.jobs], 0)
     edges = _edges(g)
     for _ in range(len(depth)):

@@ -212,24 +212,19 @@ def evaluate_slos(slo: SloConfig, events: pa.Table,
     """Each objective of ``slo`` judged on the window's event rows and silver's duplicate
     counts (pure)."""
     with sql_over(events=events) as con:
-        fresh = con.execute("""
-            SELECT count(*), count(*) FILTER (WHERE latency_p95_ms > $limit),
-                   quantile_cont(latency_p95_ms, 0.95)
-            FROM events WHERE layer = 'gold' AND latency_p95_ms IS NOT NULL""",
-                            {"limit": slo.freshness_p95_seconds * 1000}).fetchone()
-        arrived = con.execute("""
-            SELECT count(*) FROM events
-            WHERE layer = 'bronze' AND input_rows > 0 AND error IS NULL""").fetchone()
-        quality = con.execute("""
-            SELECT coalesce(sum(input_rows), 0), coalesce(sum(quarantined), 0)
-            FROM events WHERE layer = 'silver' AND error IS NULL""").fetchone()
-        lag = con.execute("""
-            SELECT count(*), count(*) FILTER (WHERE kafka_lag > $limit),
+        found = con.execute("""
+            SELECT count(latency_p95_ms) FILTER (WHERE layer = 'gold'),
+                   count(*) FILTER (WHERE layer = 'gold' AND latency_p95_ms > $fresh),
+                   quantile_cont(latency_p95_ms, 0.95) FILTER (WHERE layer = 'gold'),
+                   count(*) FILTER (WHERE layer = 'bronze' AND input_rows > 0 AND error IS NULL),
+                   coalesce(sum(input_rows) FILTER (WHERE layer = 'silver' AND error IS NULL), 0),
+                   coalesce(sum(quarantined) FILTER (WHERE layer = 'silver' AND error IS NULL), 0),
+                   count(kafka_lag), count(*) FILTER (WHERE kafka_lag > $lag),
                    quantile_cont(kafka_lag, 0.95)
-            FROM events WHERE kafka_lag IS NOT NULL""",
-                          {"limit": slo.lag_p95_records}).fetchone()
-    assert fresh is not None and quality is not None and lag is not None \
-        and arrived is not None
+            FROM events""", {"fresh": slo.freshness_p95_seconds * 1000,
+                             "lag": slo.lag_p95_records}).fetchone()
+    assert found is not None
+    fresh, arrived, quality, lag = found[0:3], found[3:4], found[4:6], found[6:9]
     # Events landed in bronze but no gold batch committed any: gold is stuck, the worst
     # freshness there is (not "no data").
     stuck = not fresh[0] and arrived[0] > 0
