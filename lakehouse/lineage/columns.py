@@ -61,66 +61,55 @@ def plan_nodes(df: Any) -> list[Node]:
 
 def trace(nodes: list[Node]) -> ColumnLineage:
     """Column lineage of the plan whose pre-order JSON nodes are ``nodes``."""
-    root, _ = _tree(nodes, 0)
     lineage: dict[int, Sources] = {}
     indirect: dict[str, set[str]] = {}
-    output = _walk(root, lineage, indirect)
-    fields: dict[str, Sources] = {}
-    for name, expr_id in output:
-        fields[name] = dict(lineage.get(expr_id, {}))
+    output, _ = _walk(nodes, 0, lineage, indirect)
+    fields = {name: dict(lineage.get(expr_id, {})) for name, expr_id in output}
     return ColumnLineage(fields, {c: frozenset(s) for c, s in indirect.items()})
-
-
-@dataclass
-class _Plan:
-    node: Node
-    children: list[_Plan]
-
-    @property
-    def kind(self) -> str:
-        return str(self.node["class"]).rsplit(".", 1)[-1]
-
-
-def _tree(nodes: list[Node], i: int) -> tuple[_Plan, int]:
-    """Rebuild the tree from Spark's pre-order list (``num-children`` per node)."""
-    node = nodes[i]
-    i += 1
-    children = []
-    for _ in range(int(node.get("num-children", 0))):
-        child, i = _tree(nodes, i)
-        children.append(child)
-    return _Plan(node, children), i
 
 
 Output = list[tuple[str, int]]
 
 
-def _walk(plan: _Plan, lineage: dict[int, Sources], indirect: dict[str, set[str]]) -> Output:
-    """Fill ``lineage`` (expression id -> leaf sources) for ``plan``; its output columns."""
-    outputs = [_walk(child, lineage, indirect) for child in plan.children]
-    node = plan.node
-    if not plan.children:
+def _walk(nodes: list[Node], i: int, lineage: dict[int, Sources],
+          indirect: dict[str, set[str]]) -> tuple[Output, int]:
+    """Fill ``lineage`` (expression id -> leaf sources) for the plan rooted at ``nodes[i]``
+    (Spark's pre-order list, ``num-children`` per node), children first; its output
+    columns, and the index after it."""
+    node, outputs = nodes[i], []
+    i += 1
+    for _ in range(int(node.get("num-children", 0))):
+        output, i = _walk(nodes, i, lineage, indirect)
+        outputs.append(output)
+    return _output(node, outputs, lineage, indirect), i
+
+
+def _output(node: Node, outputs: list[Output], lineage: dict[int, Sources],
+            indirect: dict[str, set[str]]) -> Output:
+    """The output columns of ``node`` whose children give ``outputs``; fills ``lineage``."""
+    kind = str(node["class"]).rsplit(".", 1)[-1]
+    if not outputs:
         out = [_attribute(expr[0]) for expr in node.get("output") or []]
         for name, expr_id in out:
             lineage[expr_id] = {name: IDENTITY}
         return out
-    for _, expr in _expressions(node):
+    for expr in _expressions(node):
         _define_aliases(expr, lineage)
-    if plan.kind in _INDIRECT:
-        field, subtype = _INDIRECT[plan.kind]
+    if kind in _INDIRECT:
+        field, subtype = _INDIRECT[kind]
         for expr in _expression_lists(node.get(field)):
             for ref in _references(expr):
                 for column in lineage.get(ref, {}):
                     indirect.setdefault(column, set()).add(subtype)
-    if plan.kind == "Union":
+    if kind == "Union":
         for other in outputs[1:]:
             for (_, first_id), (_, other_id) in zip(outputs[0], other, strict=False):
                 _merge(lineage.setdefault(first_id, {}), lineage.get(other_id, {}))
         return outputs[0]
-    if plan.kind == "Generate":
+    if kind == "Generate":
         generated = [_attribute(e[0]) for e in node.get("generatorOutput") or []]
         sources: Sources = {}
-        for _, expr in _expressions(node):
+        for expr in _expressions(node):
             for ref in _references(expr):
                 _merge(sources, _stronger(lineage.get(ref, {}), TRANSFORMATION))
         for _, expr_id in generated:
@@ -128,11 +117,11 @@ def _walk(plan: _Plan, lineage: dict[int, Sources], indirect: dict[str, set[str]
         return [*outputs[0], *generated]
     for field in ("projectList", "aggregateExpressions"):
         if field in node:
-            return [_named(expr) for expr in node[field]]
-    if plan.kind == "Join":
+            return [_attribute(expr[0]) for expr in node[field]]
+    if kind == "Join":
         return [*outputs[0], *(outputs[1] if len(outputs) > 1 else [])]
-    if plan.kind == "Window":
-        return [*outputs[0], *(_named(e) for e in node.get("windowExpressions") or [])]
+    if kind == "Window":
+        return [*outputs[0], *(_attribute(e[0]) for e in node.get("windowExpressions") or [])]
     if "output" in node:
         return [_attribute(expr[0]) for expr in node["output"]]
     return outputs[0]
@@ -164,11 +153,10 @@ def _subtree(expr: list[Node], start: int) -> Iterator[Node]:
         i += 1
 
 
-def _expressions(node: Node) -> Iterator[tuple[str, list[Node]]]:
+def _expressions(node: Node) -> Iterator[list[Node]]:
     """Every expression of a plan node (lists of pre-order expression nodes)."""
-    for key, value in node.items():
-        for expr in _expression_lists(value):
-            yield key, expr
+    for value in node.values():
+        yield from _expression_lists(value)
 
 
 def _expression_lists(value: Any) -> Iterator[list[Node]]:
@@ -187,10 +175,6 @@ def _references(expr: list[Node]) -> Iterator[int]:
             yield _expr_id(n)
 
 
-def _named(expr: list[Node]) -> tuple[str, int]:
-    return str(expr[0]["name"]), _expr_id(expr[0])
-
-
 def _attribute(node: Node) -> tuple[str, int]:
     return str(node["name"]), _expr_id(node)
 
@@ -207,17 +191,3 @@ def _merge(into: Sources, more: Sources) -> None:
     for column, subtype in more.items():
         into[column] = max(into.get(column, subtype), subtype, key=_RANK.__getitem__)
 
-
-Derived = dict[str, list[tuple[str, str, str]]]
-
-
-def column_lineage_fields(lineage: ColumnLineage) -> tuple[Derived, list[tuple[str, str]]]:
-    """(output column -> [(input column, DIRECT|INDIRECT, subtype)], dataset-wide
-    [(input column, INDIRECT subtype)]) for one input dataset. Output columns that take
-    no input column directly (e.g. ``count(*)``) depend on the dataset-wide ones only.
-    Every input column belongs to the query's one input dataset."""
-    fields = {out: [(column, "DIRECT", subtype) for column, subtype in sorted(src.items())]
-              for out, src in lineage.fields.items() if src}
-    dataset = [(column, subtype) for column, subtypes in sorted(lineage.indirect.items())
-               for subtype in sorted(subtypes)]
-    return fields, dataset

@@ -83,20 +83,13 @@ class Emitter:
 
     def __init__(self, transport: CompositeTransport | None, capacity: int = 10_000) -> None:
         self.transport = transport
-        self.built = 0
         self.failed = 0
-        self.dropped = 0
         self._queue: queue.Queue[Build | None] = queue.Queue(capacity)
         self._thread: threading.Thread | None = None
         if transport is not None:
             self._thread = threading.Thread(target=self._work, name="lineage-builder",
                                             daemon=True)
             self._thread.start()
-
-    @property
-    def enabled(self) -> bool:
-        """False when no transport is configured (or lineage is switched off)."""
-        return self.transport is not None
 
     def submit(self, build: Build) -> None:
         """Queue an event; returns at once."""
@@ -105,7 +98,6 @@ class Emitter:
         try:
             self._queue.put_nowait(build)
         except queue.Full:
-            self.dropped += 1
             log.warning("lineage: event queue full (%d); dropping an event",
                         self._queue.maxsize)
 
@@ -142,7 +134,6 @@ class Emitter:
                 continue
             if event is None:
                 continue
-            self.built += 1
             try:
                 self.transport.emit(event)
             except Exception as exc:

@@ -43,7 +43,7 @@ from openlineage.client.facet_v2 import (
 from pyspark.sql.pandas.types import from_arrow_type
 
 from lakehouse.batch import Assertion, DatasetName
-from lakehouse.lineage.columns import ColumnLineage, column_lineage_fields
+from lakehouse.lineage.columns import ColumnLineage
 from lakehouse.lineage.listener import RunRef
 
 PRODUCER = "https://github.com/lakehouse-project/lakehouse"
@@ -99,11 +99,6 @@ class CommitStats:
     files: int | None = None
 
 
-def now_iso() -> str:
-    """An event time: ISO-8601 in UTC, with time."""
-    return datetime.now(UTC).isoformat()
-
-
 def job(namespace: str, name: str, micro_batch: bool) -> Job:
     """A query's job, or the job of its micro-batches."""
     kind = job_type_job.JobTypeJobFacet(processingType="STREAMING", integration="SPARK",
@@ -144,9 +139,9 @@ def _spark_type_name(t: pa.DataType) -> str:
 
 def column_lineage_facet(lineage: ColumnLineage, source: DatasetName
                          ) -> column_lineage_dataset.ColumnLineageDatasetFacet:
-    """The plan-derived lineage of an output's columns from ``source``'s columns."""
-    fields, dataset = column_lineage_fields(lineage)
-
+    """The plan-derived lineage of an output's columns from ``source``'s columns: each output
+    column's DIRECT inputs (one that takes none, e.g. ``count(*)``, depends on the
+    dataset-wide INDIRECT ones only)."""
     def field(column: str, kind: str, subtype: str) -> column_lineage_dataset.InputField:
         return column_lineage_dataset.InputField(
             namespace=source.namespace, name=source.name, field=column,
@@ -154,8 +149,10 @@ def column_lineage_facet(lineage: ColumnLineage, source: DatasetName
 
     return column_lineage_dataset.ColumnLineageDatasetFacet(
         fields={out: column_lineage_dataset.Fields(
-            inputFields=[field(c, k, s) for c, k, s in sources]) for out, sources in fields.items()},
-        dataset=[field(c, "INDIRECT", s) for c, s in dataset], producer=PRODUCER)
+            inputFields=[field(c, "DIRECT", s) for c, s in sorted(src.items())])
+            for out, src in lineage.fields.items() if src},
+        dataset=[field(c, "INDIRECT", s) for c, subtypes in sorted(lineage.indirect.items())
+                 for s in sorted(subtypes)], producer=PRODUCER)
 
 
 def input_dataset(name: DatasetName, versions: tuple[int, int] | None = None,
@@ -228,6 +225,6 @@ def run_event(state: RunState, job_: Job, run_id: str, facets: Mapping[str, RunF
               inputs: Sequence[InputDataset] = (),
               outputs: Sequence[OutputDataset] = ()) -> RunEvent:
     """One OpenLineage run event."""
-    return RunEvent(eventType=state, eventTime=now_iso(), producer=PRODUCER,
+    return RunEvent(eventType=state, eventTime=datetime.now(UTC).isoformat(), producer=PRODUCER,
                     run=Run(runId=run_id, facets=dict(facets)), job=job_,
                     inputs=list(inputs), outputs=list(outputs))

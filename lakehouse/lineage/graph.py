@@ -204,14 +204,15 @@ def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def _edges(g: Graph) -> list[tuple[str, str]]:
+    return [(f"d:{d}", f"j:{j}") for d, j in g.reads] + [(f"j:{j}", f"d:{d}") for j, d in g.writes]
+
+
 def _layers(g: Graph) -> dict[str, int]:
     """Column of every node (longest path from a source); keys ``d:<id>`` / ``j:<name>``."""
-    depth: dict[str, int] = {f"d:{d}": 0 for d in g.sources()}
-    edges = [(f"d:{d}", f"j:{j}") for d, j in g.reads] + [(f"j:{j}", f"d:{d}") for j, d in g.writes]
-    nodes = {f"d:{d}" for d in g.datasets} | {f"j:{j}" for j in g.jobs}
-    for n in nodes:
-        depth.setdefault(n, 0)
-    for _ in range(len(nodes)):
+    depth = dict.fromkeys([f"d:{d}" for d in g.datasets] + [f"j:{j}" for j in g.jobs], 0)
+    edges = _edges(g)
+    for _ in range(len(depth)):
         changed = False
         for a, b in edges:
             if depth[b] < depth[a] + 1:
@@ -236,8 +237,7 @@ def html_page(g: Graph, title: str = "Lineage") -> str:
     pos = {n: (20 + c * (width + gap_x), 20 + r * (height + gap_y))
            for c, ns in columns.items() for r, n in enumerate(ns)}
     edges = []
-    pairs = [(f"d:{d}", f"j:{j}") for d, j in g.reads] + [(f"j:{j}", f"d:{d}") for j, d in g.writes]
-    for a, b in sorted(pairs):
+    for a, b in sorted(_edges(g)):
         (ax, ay), (bx, by) = pos[a], pos[b]
         x1, y1, x2, y2 = ax + width, ay + height // 2, bx, by + height // 2
         edges.append((x1, y1, (x1 + x2) // 2, x2, y2))

@@ -4,8 +4,8 @@ The Spark listener (``lakehouse.lineage.listener``) reports every Spark action, 
 streaming query's foreachBatch hides its Kafka source and its micro-batches from it
 (OpenLineage #3398, #1581). This module adds exactly those runs: ``Lineage.query`` gives
 each streaming query a ``QueryLineage`` that ``start_batches`` drives: ``started`` once
-Spark gives the query its run id, then ``batch_started`` / ``batch_completed`` /
-``batch_failed`` around every micro-batch, and ``finished`` when the query stops.
+Spark gives the query its run id, then ``tracked`` around every micro-batch, and
+``finished`` when the query stops.
 
 A query run's parent is the listener's application run of the session; a micro-batch
 run's parent is its query run and its root the application's root, so a lineage server
@@ -121,33 +121,22 @@ class QueryLineage:
 
     # -- micro-batch runs ----------------------------------------------------------------
 
-    def batch_started(self, batch_id: int, timeout: float = 120.0) -> BatchRun:
-        """A micro-batch begins: its run (START is emitted). Spark may run the first batch
-        before ``start()`` returned the query's ids: it waits for ``started``."""
+    def tracked(self, batch_id: int, work: Callable[[BatchRun], BatchIO],
+                timeout: float = 120.0) -> BatchIO:
+        """Run one micro-batch's ``work`` as a run: START, then COMPLETE with what it read
+        and wrote, or FAIL with its error (raised again; nothing it did not commit is in the
+        tables). Spark may run the first batch before ``start()`` returned the query's ids:
+        it waits for ``started``."""
         self._ready.wait(timeout)
         run = BatchRun(new_run_id(), self.run_id, batch_id, self.app_id)
         self.emitter.submit(lambda: self._batch_event(run, RunState.START, None))
-        return run
-
-    def batch_completed(self, run: BatchRun, io: BatchIO) -> None:
-        """The micro-batch committed what ``io`` says."""
-        self.emitter.submit(lambda: self._batch_event(run, RunState.COMPLETE, io))
-
-    def batch_failed(self, run: BatchRun, error: BaseException) -> None:
-        """The micro-batch failed (nothing it did not commit is in the tables)."""
-        message, stack = _describe(error)
-        self.emitter.submit(lambda: self._batch_event(run, RunState.FAIL, None, message, stack))
-
-    def tracked(self, batch_id: int, work: Callable[[BatchRun], BatchIO]) -> BatchIO:
-        """Run one micro-batch's ``work`` as a run: START, then COMPLETE with what it read
-        and wrote, or FAIL with its error (raised again)."""
-        run = self.batch_started(batch_id)
         try:
             io = work(run)
         except BaseException as exc:
-            self.batch_failed(run, exc)
+            message, stack = _describe(exc)
+            self.emitter.submit(lambda: self._batch_event(run, RunState.FAIL, None, message, stack))
             raise
-        self.batch_completed(run, io)
+        self.emitter.submit(lambda: self._batch_event(run, RunState.COMPLETE, io))
         return io
 
     # -- building events (on the emitter's thread) -----------------------------------------
@@ -217,9 +206,8 @@ class QueryLineage:
         """The version a batch committed, with its rows, bytes and files."""
         if written.version is None:
             return None
-        size = commit_size(written.uri, written.version)
-        return events.CommitStats(written.version, written.rows,
-                                  size[0] if size else None, size[1] if size else None)
+        size = commit_size(written.uri, written.version) or (None, None)
+        return events.CommitStats(written.version, written.rows, *size)
 
 
 def _describe(error: BaseException) -> tuple[str, str]:

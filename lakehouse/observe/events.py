@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -326,8 +326,7 @@ class EventLog:
     def totals(self) -> dict[str, Totals]:
         """Per pipeline, what it did since this process started (a copy)."""
         with self._lock:
-            return {name: Totals(t.batches, t.failed_batches, t.input_rows, t.quarantined,
-                                 t.duplicates, dict(t.output_rows), dict(t.last))
+            return {name: replace(t, output_rows=dict(t.output_rows), last=dict(t.last))
                     for name, t in self._totals.items()}
 
     # -- writing ---------------------------------------------------------------------------
@@ -340,41 +339,35 @@ class EventLog:
         """Write the complete rows (``everything``: also those still waiting for their
         progress); a failure keeps them for the next flush."""
         with self._flushing:
-            self._flush(everything)
-
-    def _flush(self, everything: bool) -> None:
-        with self._lock:
-            now = time.monotonic()
-            late = [k for k, (at, _) in self._waiting.items()
-                    if everything or now - at > PROGRESS_WAIT_SECONDS]
-            for key in late:
-                row = self._waiting.pop(key)[1]
-                self._written_alone.append(key)
-                if self.persist:
-                    self._rows.append(row)
-                self._totals.setdefault(row["pipeline"], Totals()).add(row)
-            rows, self._rows = self._rows, []
-        if not rows:
-            return
-        try:
-            with steps.background(WRITES):
-                self._write(pa.Table.from_pylist(rows, schema=SCHEMA))
-        except Exception as exc:
-            self._warn(f"cannot write the event log {self.uri} ({exc}); its rows are kept "
-                       "and written when it can be")
             with self._lock:
-                self._rows[:0] = rows
-            return
-        self._writes += 1
-        if self._writes % COMPACT_EVERY == 0 and self._write == self._log.append:
-            try:  # the rows are committed: a compaction that fails is only reported
-                self._compact(rows[-1]["event_date"])
+                now = time.monotonic()
+                late = [k for k, (at, _) in self._waiting.items()
+                        if everything or now - at > PROGRESS_WAIT_SECONDS]
+                for key in late:
+                    row = self._waiting.pop(key)[1]
+                    self._written_alone.append(key)
+                    if self.persist:
+                        self._rows.append(row)
+                    self._totals.setdefault(row["pipeline"], Totals()).add(row)
+                rows, self._rows = self._rows, []
+            if not rows:
+                return
+            try:
+                with steps.background(WRITES):
+                    self._write(pa.Table.from_pylist(rows, schema=SCHEMA))
             except Exception as exc:
-                self._warn(f"cannot compact the event log {self.uri} ({exc}); it is "
-                           "tried again after the next writes")
-
-    def _compact(self, day: Any) -> None:
-        self._log.compact(("event_date", str(day)))
+                self._warn(f"cannot write the event log {self.uri} ({exc}); its rows are kept "
+                           "and written when it can be")
+                with self._lock:
+                    self._rows[:0] = rows
+                return
+            self._writes += 1
+            if self._writes % COMPACT_EVERY == 0 and self._write == self._log.append:
+                try:  # the rows are committed: a compaction that fails is only reported
+                    self._log.compact(("event_date", str(rows[-1]["event_date"])))
+                except Exception as exc:
+                    self._warn(f"cannot compact the event log {self.uri} ({exc}); it is "
+                               "tried again after the next writes")
 
     def close(self, progress_wait: float = 3.0) -> None:
         """Stop the thread and write everything (rows still waiting get ``progress_wait``

@@ -38,13 +38,10 @@ PERCENTILE_BUDGET = 0.05
 def sql_over(**tables: Any) -> Iterator[Any]:
     """A DuckDB connection on which each Arrow table or dataset is a view of its name."""
     import duckdb
-    con = duckdb.connect()
-    try:
+    with duckdb.connect() as con:
         for name, table in tables.items():
             con.register(name, table)
         yield con
-    finally:
-        con.close()
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -73,12 +70,8 @@ class Pipeline:
 
 def pipelines(pipeline: graph.Graph) -> list[Pipeline]:
     """Every table of the pipeline graph, in flow order, with the job writing it now."""
-    config = pipeline.config
-    out = []
-    for q in pipeline.queries:
-        out.append(Pipeline(q.name, q.layer.value, q.input,
-                            holder(config.warehouse.root, q.name)))
-    return out
+    root = pipeline.config.warehouse.root
+    return [Pipeline(q.name, q.layer.value, q.input, holder(root, q.name)) for q in pipeline.queries]
 
 
 def silver_duplicates(pipeline: graph.Graph, since: datetime) -> dict[str, tuple[int, int]]:
@@ -219,24 +212,19 @@ def evaluate_slos(slo: SloConfig, events: pa.Table,
     """Each objective of ``slo`` judged on the window's event rows and silver's duplicate
     counts (pure)."""
     with sql_over(events=events) as con:
-        fresh = con.execute("""
-            SELECT count(*), count(*) FILTER (WHERE latency_p95_ms > $limit),
-                   quantile_cont(latency_p95_ms, 0.95)
-            FROM events WHERE layer = 'gold' AND latency_p95_ms IS NOT NULL""",
-                            {"limit": slo.freshness_p95_seconds * 1000}).fetchone()
-        arrived = con.execute("""
-            SELECT count(*) FROM events
-            WHERE layer = 'bronze' AND input_rows > 0 AND error IS NULL""").fetchone()
-        quality = con.execute("""
-            SELECT coalesce(sum(input_rows), 0), coalesce(sum(quarantined), 0)
-            FROM events WHERE layer = 'silver' AND error IS NULL""").fetchone()
-        lag = con.execute("""
-            SELECT count(*), count(*) FILTER (WHERE kafka_lag > $limit),
+        found = con.execute("""
+            SELECT count(latency_p95_ms) FILTER (WHERE layer = 'gold'),
+                   count(*) FILTER (WHERE layer = 'gold' AND latency_p95_ms > $fresh),
+                   quantile_cont(latency_p95_ms, 0.95) FILTER (WHERE layer = 'gold'),
+                   count(*) FILTER (WHERE layer = 'bronze' AND input_rows > 0 AND error IS NULL),
+                   coalesce(sum(input_rows) FILTER (WHERE layer = 'silver' AND error IS NULL), 0),
+                   coalesce(sum(quarantined) FILTER (WHERE layer = 'silver' AND error IS NULL), 0),
+                   count(kafka_lag), count(*) FILTER (WHERE kafka_lag > $lag),
                    quantile_cont(kafka_lag, 0.95)
-            FROM events WHERE kafka_lag IS NOT NULL""",
-                          {"limit": slo.lag_p95_records}).fetchone()
-    assert fresh is not None and quality is not None and lag is not None \
-        and arrived is not None
+            FROM events""", {"fresh": slo.freshness_p95_seconds * 1000,
+                             "lag": slo.lag_p95_records}).fetchone()
+    assert found is not None
+    fresh, arrived, quality, lag = found[0:3], found[3:4], found[4:6], found[6:9]
     # Events landed in bronze but no gold batch committed any: gold is stuck, the worst
     # freshness there is (not "no data").
     stuck = not fresh[0] and arrived[0] > 0
@@ -291,12 +279,8 @@ def describe_slos(results: Sequence[SloResult], minutes: float) -> list[str]:
     rows = [(r.name, r.objective, r.observed,
              "-" if r.burn_rate is None else "inf" if math.isinf(r.burn_rate)
              else f"{r.burn_rate:.2f}", r.status) for r in results]
-    widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
     lines = [f"SLOs over the last {minutes:g} minutes (burn rate: budget spent / budget "
-             "allowed; above 1 breaches)"]
-    for row in [head, *rows]:
-        lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True))
-                     .rstrip())
+             "allowed; above 1 breaches)", *_table(head, rows)]
     lines += [f"  {r.name}: {r.detail}" for r in results if r.detail]
     return lines
 

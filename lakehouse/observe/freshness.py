@@ -49,13 +49,8 @@ def coverings(uri: str, key: str, storage_options: dict[str, str]) -> list[Cover
 
 def first_covering(commits: list[Covering], input_version: int) -> Covering | None:
     """The earliest commit whose range includes ``input_version`` (pure)."""
-    lasts = [c.last for c in commits]
-    i = bisect_left(lasts, input_version)
-    while i < len(commits):
-        if commits[i].first <= input_version <= commits[i].last:
-            return commits[i]
-        i += 1
-    return None
+    i = bisect_left(commits, input_version, key=lambda c: c.last)
+    return next((c for c in commits[i:] if c.first <= input_version <= c.last), None)
 
 
 @dataclass(frozen=True)

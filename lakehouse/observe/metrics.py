@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from prometheus_client import start_http_server
@@ -28,14 +29,8 @@ LATENCIES = (("50", "latency_p50_ms"), ("95", "latency_p95_ms"),
 
 def families(totals: dict[str, Totals]) -> list[Metric]:
     """The metric families of every pipeline's totals (pure)."""
-    def counter(name: str, doc: str, labels: tuple[str, ...] = ("pipeline",)
-                ) -> CounterMetricFamily:
-        return CounterMetricFamily(name, doc, labels=labels)
-
-    def gauge(name: str, doc: str, labels: tuple[str, ...] = ("pipeline",)
-              ) -> GaugeMetricFamily:
-        return GaugeMetricFamily(name, doc, labels=labels)
-
+    counter = partial(CounterMetricFamily, labels=("pipeline",))
+    gauge = partial(GaugeMetricFamily, labels=("pipeline",))
     batches = counter("lakehouse_batches", "Micro-batches run")
     failed = counter("lakehouse_failed_batches", "Micro-batches that failed")
     inputs = counter("lakehouse_input_records", "Records the batches read")
@@ -44,14 +39,14 @@ def families(totals: dict[str, Totals]) -> list[Metric]:
     duplicates = counter("lakehouse_duplicate_records",
                          "Records silver dropped as duplicates (counted, not lost)")
     outputs = counter("lakehouse_output_records", "Rows committed, per table",
-                      ("pipeline", "table"))
+                      labels=("pipeline", "table"))
     lag = gauge("lakehouse_kafka_lag_records",
                 "Records the topic held past the newest batch, per partition",
-                ("pipeline", "partition"))
+                labels=("pipeline", "partition"))
     duration = gauge("lakehouse_batch_duration_seconds", "Duration of the newest batch")
     latency = gauge("lakehouse_event_latency_seconds",
                     "Event (Kafka timestamp) to commit latency over the newest batch's records",
-                    ("pipeline", "percentile"))
+                    labels=("pipeline", "percentile"))
     last = gauge("lakehouse_last_batch_timestamp_seconds", "When the newest batch ended")
     newest = gauge("lakehouse_newest_event_timestamp_seconds",
                    "The newest Kafka timestamp committed (freshness: time() minus this)")

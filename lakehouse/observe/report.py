@@ -69,11 +69,10 @@ def read_quality(pipeline: graph.Graph, since: datetime) -> tuple[list[tuple[str
                                                           list[tuple[str, str, int]]]:
     """Per silver table and rule: records checked and failed (``silver._quality``), and
     records quarantined for it, since ``since``."""
-    config = pipeline.config
+    opts = pipeline.config.warehouse.storage_options
     rules: list[tuple[str, str, int, int]] = []
     reasons: list[tuple[str, str, int]] = []
-    wh = config.warehouse
-    quality = open_table(pipeline.node("silver._quality").uri, wh.storage_options)
+    quality = open_table(pipeline.node("silver._quality").uri, opts)
     with sql_over() as con:
         if quality is not None:
             con.register("quality", quality.to_pyarrow_dataset())
@@ -83,8 +82,7 @@ def read_quality(pipeline: graph.Graph, since: datetime) -> tuple[list[tuple[str
                    GROUP BY ALL ORDER BY 1, 2""", {"since": since}).fetchall()]
         for q in pipeline.layer(graph.Layer.SILVER):
             assert isinstance(q.definition, SilverTable)
-            table = open_table(pipeline.node(f"silver.{q.definition.quarantine_name}").uri,
-                               wh.storage_options)
+            table = open_table(pipeline.node(f"silver.{q.definition.quarantine_name}").uri, opts)
             if table is None:
                 continue
             con.register("quarantine", table.to_pyarrow_dataset())
