@@ -131,18 +131,15 @@ def covered_upto(commits: dict[int, Commit], key: str, version: int) -> int | No
 
 def offset_ranges(commits: dict[int, Commit], first: int, last: int) -> list[KafkaRecords]:
     """Per topic partition, the offsets bronze commits ``first..last`` hold (pure)."""
-    acc: dict[tuple[str, int], list[int]] = {}
+    acc: dict[tuple[str, int], tuple[int, int, int]] = {}
     for v, c in commits.items():
         if not first <= v <= last or KAFKA_OFFSETS not in c.metadata:
             continue
         for r in recorded(c.metadata, KAFKA_OFFSETS):
             k = (str(r["topic"]), int(r["partition"]))
             start, end = int(r["from"]), int(r["to"])
-            n = int(r.get("records", end - start))
-            if k in acc:
-                acc[k] = [min(acc[k][0], start), max(acc[k][1], end), acc[k][2] + n]
-            else:
-                acc[k] = [start, end, n]
+            low, high, n = acc.get(k, (start, end, 0))
+            acc[k] = (min(low, start), max(high, end), n + int(r.get("records", end - start)))
     return [KafkaRecords(OffsetRange(t, p, s, e), n) for (t, p), (s, e, n) in sorted(acc.items())]
 
 

@@ -99,12 +99,6 @@ def first_version_at(uri: str, at: datetime, storage_options: dict[str, str]) ->
     return later[0]
 
 
-def read_bronze(spark: SparkSession, uri: str, first: int, last: int) -> DataFrame:
-    """Bronze records of versions ``first..last`` with the version that added each
-    (``_commit_version``): appending commits only, exactly what the silver stream reads."""
-    return read_appended(spark, uri, first, last)
-
-
 def _in_range(first: int, last: int) -> str:
     return f"_bronze_version >= {first} AND _bronze_version <= {last}"
 
@@ -175,7 +169,8 @@ def replay_silver(spark: SparkSession, pipeline: graph.Graph, table: SilverTable
     printer(f"[{table.qualified_name}] re-checking the bronze records of versions "
             f"{first}..{last} against {plan.contract.source_file} and "
             f"{plan.suite.source_file} ...")
-    routed = route(plan, read_bronze(spark, plan.bronze_uri, first, last), n,
+    # Bronze's appending commits of the range, each row with its version: what the stream reads.
+    routed = route(plan, read_appended(spark, plan.bronze_uri, first, last), n,
                    before_version=first)
     try:
         before = _before(spark, plan, routed, first, last)

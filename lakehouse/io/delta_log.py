@@ -114,7 +114,7 @@ def log_entry(uri: str, version: int) -> list[dict[str, Any]]:
     try:
         with fs.open_input_stream(f"{path}/{version:020d}.json") as stream:
             lines = stream.read().decode("utf-8").splitlines()
-    except (OSError, FileNotFoundError):
+    except OSError:
         return []
     return [json.loads(line) for line in lines if line.strip()]
 
@@ -139,8 +139,7 @@ def find_commit(uri: str, after: int | None, match: Callable[[list[dict[str, Any
     for version in range(last, -1 if after is None else after, -1):
         actions = log_entry(uri, version)
         if match(actions):
-            info: dict[str, Any] = next((a["commitInfo"] for a in actions
-                                         if "commitInfo" in a), {})
+            info = _commit_info(actions) or {}
             metrics = {k: str(v) for k, v in (info.get("operationMetrics") or {}).items()}
             return WriteResult(version, _rows_written(metrics), metrics)
     return WriteResult(None, 0)
@@ -154,12 +153,16 @@ def committed(uri: str, commit: BatchCommit) -> WriteResult:
 
 def _writer_of(actions: list[dict[str, Any]]) -> tuple[str, int] | None:
     """(app id, batch id) a commit's metadata names, if it is one of the project's."""
-    info = next((a["commitInfo"] for a in actions if "commitInfo" in a), None)
+    info = _commit_info(actions)
     if info is None:
         return None
     meta = commit_metadata(info)
     app, batch = meta.get(APP_ID), meta.get(BATCH_ID)
     return (app, int(batch)) if isinstance(app, str) and isinstance(batch, int) else None
+
+
+def _commit_info(actions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((a["commitInfo"] for a in actions if "commitInfo" in a), None)
 
 
 def committed_by(commit: BatchCommit) -> Callable[[list[dict[str, Any]]], bool]:
@@ -236,8 +239,6 @@ def max_kafka_offsets(uri: str, storage_options: Mapping[str, str] | None = None
     if table is None:
         return {}
     data = table.to_pyarrow_table(columns=["topic", "partition", "offset"])
-    if data.num_rows == 0:
-        return {}
     out: dict[str, dict[str, int]] = {}
     for row in data.group_by(["topic", "partition"]).aggregate([("offset", "max")]).to_pylist():
         out.setdefault(row["topic"], {})[str(row["partition"])] = row["offset_max"] + 1
