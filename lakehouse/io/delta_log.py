@@ -145,10 +145,11 @@ def find_commit(uri: str, after: int | None, match: Callable[[list[dict[str, Any
     return WriteResult(None, 0)
 
 
-def committed(uri: str, commit: BatchCommit) -> WriteResult:
-    """The commit of batch ``commit.batch_id`` by ``commit.app_id`` anywhere in the log
-    (newest first), e.g. one a write skipped as already done."""
-    return find_commit(uri, None, committed_by(commit))
+def committed(uri: str, commit: BatchCommit, after: int | None = None) -> WriteResult:
+    """The newest commit of batch ``commit.batch_id`` by ``commit.app_id`` after version
+    ``after`` (anywhere in the log if None), e.g. one a write skipped as already done."""
+    wanted = (commit.app_id, commit.batch_id)
+    return find_commit(uri, after, lambda actions: _writer_of(actions) == wanted)
 
 
 def _writer_of(actions: list[dict[str, Any]]) -> tuple[str, int] | None:
@@ -163,11 +164,6 @@ def _writer_of(actions: list[dict[str, Any]]) -> tuple[str, int] | None:
 
 def _commit_info(actions: list[dict[str, Any]]) -> dict[str, Any] | None:
     return next((a["commitInfo"] for a in actions if "commitInfo" in a), None)
-
-
-def committed_by(commit: BatchCommit) -> Callable[[list[dict[str, Any]]], bool]:
-    """Matches the commit of batch ``commit.batch_id`` by ``commit.app_id``."""
-    return lambda actions: _writer_of(actions) == (commit.app_id, commit.batch_id)
 
 
 class BatchMarks:
@@ -307,7 +303,7 @@ def already(uri: str, commit: BatchCommit) -> tuple[WriteResult | None, int | No
 
 def landed(uri: str, before: int | None, commit: BatchCommit) -> WriteResult:
     """The commit ``commit`` made after version ``before`` (remembered as its writer's last)."""
-    result = find_commit(uri, before, committed_by(commit))
+    result = committed(uri, commit, before)
     if result.version is not None:
         MARKS.landed(uri, commit, result.version)
     return result
