@@ -3,13 +3,11 @@ contract, a suite or a gold definition was fixed.
 
 Silver: the bronze records of versions ``first..last`` (read as a batch from bronze's
 change data feed, exactly the rows the stream sees) go through the one silver batch path,
-``lakehouse.layers.routing.route``, with the current contract and suite: classified, deduplicated
-within the range (first delivery in bronze order) and against the silver rows from
-earlier bronze versions, validated by Great Expectations, and stopped with
-LH-QUALITY-001 before anything is written when a critical expectation fails. In the same
-table, the rows those versions produced are replaced, in silver and in quarantine, each
-by one overwrite-where commit (delta-spark, from the executors); ``--into NAME`` writes
-the rebuilt table (and its quarantine) beside it instead, for comparison first. Gold: the
+``lakehouse.layers.routing.route``, with the current contract and suite (a failed critical
+expectation stops it with LH-QUALITY-001 before anything is written). In the same table,
+the rows those versions produced are replaced, in silver and in quarantine, each by one
+overwrite-where commit (delta-spark, from the executors); ``--into NAME`` writes the
+rebuilt table (and its quarantine) beside it instead, for comparison first. Gold: the
 table (and its state) is recomputed whole from silver as of its latest version (Spark)
 and replaced in one commit each.
 

@@ -137,11 +137,8 @@ def row_counts(operation: str, metrics: Mapping[str, Any]) -> tuple[int | None, 
 
     Reads delta-spark's metrics (``numTargetRowsInserted``, ``numOutputRows``, ...) and
     those of commits delta-rs wrote before (``num_target_rows_inserted``, ...)."""
-    def get(*keys: str) -> int | None:
-        for key in keys:  # the first name the commit has: one engine's metric
-            if key in metrics and metrics[key] is not None:
-                return int(metrics[key])
-        return None
+    def get(*keys: str) -> int | None:  # the first name the commit has: one engine's metric
+        return next((int(metrics[k]) for k in keys if metrics.get(k) is not None), None)
 
     if operation == "MERGE":
         return (get("numTargetRowsInserted", "num_target_rows_inserted"),
