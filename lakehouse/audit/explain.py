@@ -1,7 +1,7 @@
 """Provenance: from a table version back to the Kafka offsets it was built from.
 
 Every pipeline commit records its exact input range in its commit metadata (the JSON in
-its ``userMetadata``, read back by ``lakehouse.io.delta.history``): Kafka offset ranges
+its ``userMetadata``, read back by ``lakehouse.io.delta_log.history``): Kafka offset ranges
 for bronze (``lakehouse.kafka_offsets``), bronze versions for silver
 (``lakehouse.bronze_versions``), silver versions for gold (``lakehouse.silver_versions``).
 ``explain`` follows them down, layer by layer, and gives two answers:
@@ -14,13 +14,12 @@ for bronze (``lakehouse.kafka_offsets``), bronze versions for silver
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from lakehouse import graph
-from lakehouse.audit.timetravel import AsOf, resolve, versions
+from lakehouse.audit.timetravel import AsOf, recorded, resolve, versions
 from lakehouse.audit.timetravel import Version as Commit
 from lakehouse.batch import (
     BRONZE_VERSIONS,
@@ -106,16 +105,8 @@ def table_commits(uri: str, storage_options: dict[str, str]) -> dict[int, Commit
     return {} if table is None else {v.version: v for v in versions(table)}
 
 
-def span(commit: Commit, key: str) -> Any:
-    """The input range a commit recorded under ``key`` (JSON text or a value)."""
-    value = commit.metadata.get(key)
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def input_table(pipeline: graph.Graph, layer: str, query: str) -> str | None:
-    """The table a query of ``layer`` reads (None for bronze: it reads Kafka)."""
-    if layer == "bronze":
-        return None
+def input_table(pipeline: graph.Graph, query: str) -> str | None:
+    """The table a silver or gold query reads (None if there is no such query)."""
     name = query.split(":", 1)[0]
     found = [q.input for q in pipeline.queries if q.name == name]
     return found[0] if found else None
@@ -124,7 +115,8 @@ def input_table(pipeline: graph.Graph, layer: str, query: str) -> str | None:
 def version_range(commits: dict[int, Commit], key: str, first: int, last: int
                   ) -> tuple[int, int] | None:
     """The input versions covered by the commits ``first..last`` (pure)."""
-    spans = [span(c, key) for v, c in commits.items() if first <= v <= last and key in c.metadata]
+    spans = [recorded(c.metadata, key) for v, c in commits.items()
+             if first <= v <= last and key in c.metadata]
     if not spans:
         return None
     return min(int(s["from"]) for s in spans), max(int(s["to"]) for s in spans)
@@ -132,25 +124,22 @@ def version_range(commits: dict[int, Commit], key: str, first: int, last: int
 
 def covered_upto(commits: dict[int, Commit], key: str, version: int) -> int | None:
     """The highest input version any commit up to ``version`` covers (pure)."""
-    tops = [int(span(c, key)["to"]) for v, c in commits.items()
+    tops = [int(recorded(c.metadata, key)["to"]) for v, c in commits.items()
             if v <= version and key in c.metadata]
     return max(tops, default=None)
 
 
 def offset_ranges(commits: dict[int, Commit], first: int, last: int) -> list[KafkaRecords]:
     """Per topic partition, the offsets bronze commits ``first..last`` hold (pure)."""
-    acc: dict[tuple[str, int], list[int]] = {}
+    acc: dict[tuple[str, int], tuple[int, int, int]] = {}
     for v, c in commits.items():
         if not first <= v <= last or KAFKA_OFFSETS not in c.metadata:
             continue
-        for r in span(c, KAFKA_OFFSETS):
+        for r in recorded(c.metadata, KAFKA_OFFSETS):
             k = (str(r["topic"]), int(r["partition"]))
             start, end = int(r["from"]), int(r["to"])
-            n = int(r.get("records", end - start))
-            if k in acc:
-                acc[k] = [min(acc[k][0], start), max(acc[k][1], end), acc[k][2] + n]
-            else:
-                acc[k] = [start, end, n]
+            low, high, n = acc.get(k, (start, end, 0))
+            acc[k] = (min(low, start), max(high, end), n + int(r.get("records", end - start)))
     return [KafkaRecords(OffsetRange(t, p, s, e), n) for (t, p), (s, e, n) in sorted(acc.items())]
 
 
@@ -188,24 +177,23 @@ def explain(pipeline: graph.Graph, table: str, as_of: AsOf | None = None) -> Exp
     hops = [Hop(table, None, version)]
     current, current_layer, commits_now = table, layer, commits
     window: tuple[int, int] | None = (version, version)
-    upto: int | None = version
+    upto = version
     while current_layer != "bronze":
-        below = input_table(pipeline, current_layer, str(query or current))
+        below = input_table(pipeline, str(query or current))
         if below is None:
             raise LakehouseError(ErrorCode.LINEAGE_NOT_A_BATCH,
                                  f"cannot tell which table {current} reads",
                                  hint="is its definition still in silver/ or gold/?")
         key = INPUT_KEY[current_layer]
         window = None if window is None else version_range(commits_now, key, *window)
-        upto = None if upto is None else covered_upto(commits_now, key, upto)
-        if upto is None:
-            upto = -1
+        found = covered_upto(commits_now, key, upto)
+        upto = -1 if found is None else found
         hops.append(Hop(below, window, upto))
         current, current_layer = below, split_name(below)[0]
         commits_now = table_commits(pipeline.node(current).uri, opts)
         query = current
     commit_offsets = offset_ranges(commits_now, *window) if window else []
-    version_offsets = offset_ranges(commits_now, 0, upto if upto is not None else -1)
+    version_offsets = offset_ranges(commits_now, 0, upto)
     return Explanation(
         table, version, top.operation, top.at.isoformat().replace("+00:00", "Z"),
         top.metadata.get(RUN_ID), top.metadata.get(QUERY_RUN_ID),

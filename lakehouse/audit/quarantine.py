@@ -8,9 +8,8 @@ current contract and suite, dedup, Great Expectations, the critical-rule stop) a
 Spark batch read from the quarantine table: the ones that now pass are appended to silver
 under the table's write lock, as the stream's batches are, exactly once (app id
 ``<table>:quarantine-replay`` in the commit, and idempotent by Kafka coordinates), and
-are marked ``replayed`` (or ``duplicate`` when
-silver holds their event from another delivery) by a MERGE into the quarantine table;
-the rest stay open. Only counts reach the driver.
+are marked ``replayed`` (or ``duplicate`` when silver holds their event from another
+delivery) by a MERGE into the quarantine table; the rest stay open. Only counts reach the driver.
 """
 
 from __future__ import annotations

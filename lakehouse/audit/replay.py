@@ -3,13 +3,11 @@ contract, a suite or a gold definition was fixed.
 
 Silver: the bronze records of versions ``first..last`` (read as a batch from bronze's
 change data feed, exactly the rows the stream sees) go through the one silver batch path,
-``lakehouse.layers.routing.route``, with the current contract and suite: classified, deduplicated
-within the range (first delivery in bronze order) and against the silver rows from
-earlier bronze versions, validated by Great Expectations, and stopped with
-LH-QUALITY-001 before anything is written when a critical expectation fails. In the same
-table, the rows those versions produced are replaced, in silver and in quarantine, each
-by one overwrite-where commit (delta-spark, from the executors); ``--into NAME`` writes
-the rebuilt table (and its quarantine) beside it instead, for comparison first. Gold: the
+``lakehouse.layers.routing.route``, with the current contract and suite (a failed critical
+expectation stops it with LH-QUALITY-001 before anything is written). In the same table,
+the rows those versions produced are replaced, in silver and in quarantine, each by one
+overwrite-where commit (delta-spark, from the executors); ``--into NAME`` writes the
+rebuilt table (and its quarantine) beside it instead, for comparison first. Gold: the
 table (and its state) is recomputed whole from silver as of its latest version (Spark)
 and replaced in one commit each.
 
@@ -99,12 +97,6 @@ def first_version_at(uri: str, at: datetime, storage_options: dict[str, str]) ->
     return later[0]
 
 
-def read_bronze(spark: SparkSession, uri: str, first: int, last: int) -> DataFrame:
-    """Bronze records of versions ``first..last`` with the version that added each
-    (``_commit_version``): appending commits only, exactly what the silver stream reads."""
-    return read_appended(spark, uri, first, last)
-
-
 def _in_range(first: int, last: int) -> str:
     return f"_bronze_version >= {first} AND _bronze_version <= {last}"
 
@@ -175,7 +167,8 @@ def replay_silver(spark: SparkSession, pipeline: graph.Graph, table: SilverTable
     printer(f"[{table.qualified_name}] re-checking the bronze records of versions "
             f"{first}..{last} against {plan.contract.source_file} and "
             f"{plan.suite.source_file} ...")
-    routed = route(plan, read_bronze(spark, plan.bronze_uri, first, last), n,
+    # Bronze's appending commits of the range, each row with its version: what the stream reads.
+    routed = route(plan, read_appended(spark, plan.bronze_uri, first, last), n,
                    before_version=first)
     try:
         before = _before(spark, plan, routed, first, last)

@@ -1,12 +1,7 @@
 """Time travel for auditors: a table's history, any table as of a version or an instant,
-the difference between two versions by key, restoring an earlier version, and vacuum.
-
-The reads (history, ``--as-of``, diff) go through delta-rs, with no JVM; commit metadata
-is read with ``lakehouse.io.delta.history`` (the project's keys live in each commit's
-``userMetadata``). The writes use delta-spark, as every other write: ``restore`` (itself
-a new version: time travel keeps the one it replaced) and ``vacuum``. Both take a
-``SparkSession``, or build the project's one (``lakehouse.spark.build_session``) if none
-is given.
+and the difference between two versions by key, all read by delta-rs, with no JVM; commit
+metadata is read with ``lakehouse.io.delta_log.history`` (the project's keys live in each
+commit's ``userMetadata``). Restore and vacuum, which write, are in ``retention``.
 """
 
 from __future__ import annotations
@@ -142,11 +137,8 @@ def row_counts(operation: str, metrics: Mapping[str, Any]) -> tuple[int | None, 
 
     Reads delta-spark's metrics (``numTargetRowsInserted``, ``numOutputRows``, ...) and
     those of commits delta-rs wrote before (``num_target_rows_inserted``, ...)."""
-    def get(*keys: str) -> int | None:
-        for key in keys:  # the first name the commit has: one engine's metric
-            if key in metrics and metrics[key] is not None:
-                return int(metrics[key])
-        return None
+    def get(*keys: str) -> int | None:  # the first name the commit has: one engine's metric
+        return next((int(metrics[k]) for k in keys if metrics.get(k) is not None), None)
 
     if operation == "MERGE":
         return (get("numTargetRowsInserted", "num_target_rows_inserted"),
@@ -159,16 +151,20 @@ def row_counts(operation: str, metrics: Mapping[str, Any]) -> tuple[int | None, 
             get("numDeletedRows", "num_removed_rows"))
 
 
+def recorded(metadata: Mapping[str, Any], key: str) -> Any:
+    """What a commit recorded under ``key`` (None if nothing), JSON text decoded (pure)."""
+    value = metadata.get(key)
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def input_range(metadata: Mapping[str, Any]) -> str | None:
     """What a commit was built from, in one short string (pure)."""
     for key, label in ((SILVER_VERSIONS, "silver"), (BRONZE_VERSIONS, "bronze")):
         if key in metadata:
-            span = metadata[key]
-            span = json.loads(span) if isinstance(span, str) else span
+            span = recorded(metadata, key)
             return f"{label} v{span['from']}..{span['to']}"
     if KAFKA_OFFSETS in metadata:
-        ranges = metadata[KAFKA_OFFSETS]
-        ranges = json.loads(ranges) if isinstance(ranges, str) else ranges
+        ranges = recorded(metadata, KAFKA_OFFSETS)
         return f"kafka {sum(int(r['to']) - int(r['from']) for r in ranges):,} offsets " \
                f"in {len(ranges)} partitions"
     if "lakehouse.restored_to" in metadata:
@@ -271,11 +267,8 @@ def table_keys(pipeline: graph.Graph, table: str, log: Sequence[Version]) -> lis
     known = {n.name: n for n in pipeline.nodes}
     if table in known and known[table].keys:
         return list(known[table].keys)
-    recorded = [v.metadata[MERGE_KEYS] for v in reversed(log) if MERGE_KEYS in v.metadata]
-    if not recorded:
-        return []
-    keys = recorded[0]
-    return list(json.loads(keys) if isinstance(keys, str) else keys)
+    merges = [v.metadata for v in reversed(log) if MERGE_KEYS in v.metadata]
+    return list(recorded(merges[0], MERGE_KEYS)) if merges else []
 
 
 def diff(pipeline: graph.Graph, table: str, old: AsOf, new: AsOf) -> tuple[TableDiff, int, int]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 
-from lakehouse.io.storage import file_names, filesystem, is_dir, join, move, remove_tree
+from lakehouse.io.storage import file_names, is_dir, join, move, read_text, remove_tree
 
 
 def has_checkpoint(uri: str) -> bool:
@@ -41,9 +41,9 @@ def entry_problem(text: str, log: str) -> str | None:
     """What is wrong with one entry of a checkpoint's ``offsets`` or ``commits`` log, or
     None (pure). An entry is a version line (``v1``), then JSON lines; an offsets entry
     has the batch's metadata, then one line per source (``-`` for a source without one)."""
-    lines = text.splitlines()
-    if not lines or not text.strip():
+    if not text.strip():
         return "is empty"
+    lines = text.splitlines()
     if not lines[0].startswith("v") or not lines[0][1:].isdigit():
         return f"does not start with a log version line (found {lines[0][:40]!r})"
     body = lines[1:]
@@ -73,14 +73,14 @@ def damage(uri: str) -> str | None:
     if "metadata" not in names:
         return "its metadata file (the query id) is missing"
     try:
-        json.loads(_text(join(uri, "metadata")))["id"]
+        json.loads(read_text(join(uri, "metadata"), "replace"))["id"]
     except (ValueError, KeyError, TypeError):
         return "its metadata file is not the query id JSON"
     if logs["commits"] and (not logs["offsets"] or logs["commits"][-1] > logs["offsets"][-1]):
         return f"commits/{logs['commits'][-1]} has no offsets entry"
     for log, batches in logs.items():
         if batches:
-            problem = entry_problem(_text(join(uri, log, str(batches[-1]))), log)
+            problem = entry_problem(read_text(join(uri, log, str(batches[-1])), "replace"), log)
             if problem:
                 return f"{log}/{batches[-1]} {problem}"
     return None
@@ -101,14 +101,8 @@ def delta_batch_versions(checkpoint: str, batch_id: int) -> tuple[int, int]:
     this checkpoint may hold (from the previous batch's end offset, or version 0, to its
     own), from Spark's offset log, written before the batch runs."""
     def version(n: int) -> int:
-        lines = [ln for ln in _text(join(checkpoint, "offsets", str(n))).splitlines()
+        lines = [ln for ln in read_text(join(checkpoint, "offsets", str(n)), "replace").splitlines()
                  if ln.strip()]
         return int(json.loads(lines[-1])["reservoirVersion"])
 
     return (version(batch_id - 1) if batch_id else 0), version(batch_id)
-
-
-def _text(uri: str) -> str:
-    fs, path = filesystem(uri)
-    with fs.open_input_stream(path) as stream:
-        return stream.read().decode("utf-8", errors="replace")

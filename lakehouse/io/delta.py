@@ -94,14 +94,6 @@ def ensure_table(uri: str, schema: StructType, partition_by: Sequence[str] = (),
                    storage_options=dict(storage_options or {}) or None)
 
 
-def write_failed(doing: str, uri: str, batch_id: int, exc: Exception) -> LakehouseError:
-    """The error of a micro-batch commit that failed (nothing was committed)."""
-    return LakehouseError(ErrorCode.DELTA_WRITE_FAILED,
-                          f"{doing} batch {batch_id} into {uri} failed: {exc}",
-                          hint="the batch was not committed; restarting the job retries it "
-                               "exactly once", table=uri, batch_id=batch_id)
-
-
 def append(df: DataFrame, uri: str, commit: BatchCommit,
            partition_by: Sequence[str] = ()) -> WriteResult:
     """Append ``df`` as batch ``commit.batch_id`` unless that batch is in the table."""
@@ -115,23 +107,33 @@ def replace(df: DataFrame, uri: str, commit: BatchCommit, where: str | None = No
     return _write(df, uri, commit, "overwrite", partition_by, where)
 
 
-def _write(df: DataFrame, uri: str, commit: BatchCommit, mode: str,
-           partition_by: Sequence[str], where: str | None = None) -> WriteResult:
+def _once(uri: str, commit: BatchCommit, mode: str, doing: str,
+          write: Callable[[], object]) -> WriteResult:
+    """Run ``write`` (one commit of batch ``commit.batch_id``) unless the table holds that
+    batch: the commit it made (a failure is DELTA_WRITE_FAILED, nothing committed)."""
     done, before = already(uri, commit)
     if done is not None:
         return done
+    try:
+        with step(f"{mode} {table_of(uri)}"):
+            write()
+    except Exception as exc:
+        raise LakehouseError(ErrorCode.DELTA_WRITE_FAILED,
+                             f"{doing} batch {commit.batch_id} into {uri} failed: {exc}",
+                             hint="the batch was not committed; restarting the job retries it "
+                                  "exactly once", table=uri, batch_id=commit.batch_id) from exc
+    return landed(uri, before, commit)
+
+
+def _write(df: DataFrame, uri: str, commit: BatchCommit, mode: str,
+           partition_by: Sequence[str], where: str | None = None) -> WriteResult:
     writer = (df.write.format("delta").mode(mode)
               .option("userMetadata", commit.user_metadata()))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     if where is not None:
         writer = writer.option("replaceWhere", where)
-    try:
-        with step(f"{mode} {table_of(uri)}"):
-            writer.save(uri)
-    except Exception as exc:
-        raise write_failed(f"{mode} of", uri, commit.batch_id, exc) from exc
-    return landed(uri, before, commit)
+    return _once(uri, commit, mode, f"{mode} of", lambda: writer.save(uri))
 
 
 def append_rows(rows: pa.Table, uri: str, commit: BatchCommit,
@@ -140,18 +142,10 @@ def append_rows(rows: pa.Table, uri: str, commit: BatchCommit,
     results: never a micro-batch's records) with delta-rs, as batch ``commit.batch_id``
     unless that batch is in the table: no Spark job, the same commit metadata."""
     from deltalake import CommitProperties, write_deltalake
-    done, before = already(uri, commit)
-    if done is not None:
-        return done
-    try:
-        with step(f"append {table_of(uri)}"):
-            write_deltalake(uri, rows, mode="append",
-                            storage_options=dict(storage_options or {}) or None,
-                            commit_properties=CommitProperties(
-                                custom_metadata={"userMetadata": commit.user_metadata()}))
-    except Exception as exc:
-        raise write_failed("append of", uri, commit.batch_id, exc) from exc
-    return landed(uri, before, commit)
+    return _once(uri, commit, "append", "append of", lambda: write_deltalake(
+        uri, rows, mode="append", storage_options=dict(storage_options or {}) or None,
+        commit_properties=CommitProperties(
+            custom_metadata={"userMetadata": commit.user_metadata()})))
 
 
 class Appender:
@@ -225,17 +219,13 @@ def merge(source: DataFrame, uri: str, on: str | Column, clauses: MergeSpec, com
     spark = source.sparkSession
     if keys:
         commit = commit.with_metadata(**{MERGE_KEYS: json.dumps(list(keys))})
-    done, before = already(uri, commit)
-    if done is not None:
-        return done
-    try:
-        with step(f"merge {table_of(uri)}"), \
-                session_conf(spark, {USER_METADATA_CONF: commit.user_metadata()}):
+
+    def write() -> None:
+        with session_conf(spark, {USER_METADATA_CONF: commit.user_metadata()}):
             clauses(DeltaTable.forPath(spark, uri).alias("t")
                     .merge(source.alias("s"), on)).execute()
-    except Exception as exc:
-        raise write_failed("merging", uri, commit.batch_id, exc) from exc
-    return landed(uri, before, commit)
+
+    return _once(uri, commit, "merge", "merging", write)
 
 
 # -- streaming reads -----------------------------------------------------------------------

@@ -114,7 +114,7 @@ def log_entry(uri: str, version: int) -> list[dict[str, Any]]:
     try:
         with fs.open_input_stream(f"{path}/{version:020d}.json") as stream:
             lines = stream.read().decode("utf-8").splitlines()
-    except (OSError, FileNotFoundError):
+    except OSError:
         return []
     return [json.loads(line) for line in lines if line.strip()]
 
@@ -139,22 +139,22 @@ def find_commit(uri: str, after: int | None, match: Callable[[list[dict[str, Any
     for version in range(last, -1 if after is None else after, -1):
         actions = log_entry(uri, version)
         if match(actions):
-            info: dict[str, Any] = next((a["commitInfo"] for a in actions
-                                         if "commitInfo" in a), {})
+            info = _commit_info(actions) or {}
             metrics = {k: str(v) for k, v in (info.get("operationMetrics") or {}).items()}
             return WriteResult(version, _rows_written(metrics), metrics)
     return WriteResult(None, 0)
 
 
-def committed(uri: str, commit: BatchCommit) -> WriteResult:
-    """The commit of batch ``commit.batch_id`` by ``commit.app_id`` anywhere in the log
-    (newest first), e.g. one a write skipped as already done."""
-    return find_commit(uri, None, committed_by(commit))
+def committed(uri: str, commit: BatchCommit, after: int | None = None) -> WriteResult:
+    """The newest commit of batch ``commit.batch_id`` by ``commit.app_id`` after version
+    ``after`` (anywhere in the log if None), e.g. one a write skipped as already done."""
+    wanted = (commit.app_id, commit.batch_id)
+    return find_commit(uri, after, lambda actions: _writer_of(actions) == wanted)
 
 
 def _writer_of(actions: list[dict[str, Any]]) -> tuple[str, int] | None:
     """(app id, batch id) a commit's metadata names, if it is one of the project's."""
-    info = next((a["commitInfo"] for a in actions if "commitInfo" in a), None)
+    info = _commit_info(actions)
     if info is None:
         return None
     meta = commit_metadata(info)
@@ -162,9 +162,8 @@ def _writer_of(actions: list[dict[str, Any]]) -> tuple[str, int] | None:
     return (app, int(batch)) if isinstance(app, str) and isinstance(batch, int) else None
 
 
-def committed_by(commit: BatchCommit) -> Callable[[list[dict[str, Any]]], bool]:
-    """Matches the commit of batch ``commit.batch_id`` by ``commit.app_id``."""
-    return lambda actions: _writer_of(actions) == (commit.app_id, commit.batch_id)
+def _commit_info(actions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((a["commitInfo"] for a in actions if "commitInfo" in a), None)
 
 
 class BatchMarks:
@@ -236,8 +235,6 @@ def max_kafka_offsets(uri: str, storage_options: Mapping[str, str] | None = None
     if table is None:
         return {}
     data = table.to_pyarrow_table(columns=["topic", "partition", "offset"])
-    if data.num_rows == 0:
-        return {}
     out: dict[str, dict[str, int]] = {}
     for row in data.group_by(["topic", "partition"]).aggregate([("offset", "max")]).to_pylist():
         out.setdefault(row["topic"], {})[str(row["partition"])] = row["offset_max"] + 1
@@ -306,7 +303,7 @@ def already(uri: str, commit: BatchCommit) -> tuple[WriteResult | None, int | No
 
 def landed(uri: str, before: int | None, commit: BatchCommit) -> WriteResult:
     """The commit ``commit`` made after version ``before`` (remembered as its writer's last)."""
-    result = find_commit(uri, before, committed_by(commit))
+    result = committed(uri, commit, before)
     if result.version is not None:
         MARKS.landed(uri, commit, result.version)
     return result

@@ -53,20 +53,16 @@ def admin_client(bootstrap_servers: str, properties: Mapping[str, str] | None = 
 
 def metadata_consumer(bootstrap_servers: str, properties: Mapping[str, str] | None = None) -> Consumer:
     """A consumer used only for metadata and watermarks; it never joins a group."""
-    conf = client_config(bootstrap_servers, properties)
-    conf.update({
-        "group.id": f"lakehouse-metadata-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-    })
-    return Consumer(conf)
+    return Consumer({**client_config(bootstrap_servers, properties),
+                     "group.id": f"lakehouse-metadata-{uuid.uuid4().hex[:8]}",
+                     "enable.auto.commit": False, "enable.auto.offset.store": False})
 
 
 def answers(bootstrap_servers: str, properties: Mapping[str, str] | None = None,
             timeout: float = 2.0) -> bool:
     """Whether a Kafka broker answers a metadata request within ``timeout`` seconds."""
-    conf = client_config(bootstrap_servers, properties)
-    conf.update({"log_level": 0, "socket.connection.setup.timeout.ms": 1000})
+    conf = {**client_config(bootstrap_servers, properties), "log_level": 0,
+            "socket.connection.setup.timeout.ms": 1000}
     try:
         AdminClient(conf).list_topics(timeout=timeout)
         return True
@@ -170,11 +166,9 @@ def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec],
 def watermarks(consumer: Consumer, topic: str, partitions: Iterable[int],
                timeout: float = METADATA_TIMEOUT_S) -> dict[int, tuple[int, int]]:
     """(log start offset, high watermark) for each partition."""
-    out: dict[int, tuple[int, int]] = {}
-    for p in partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-        out[p] = (int(low), int(high))
-    return out
+    marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+             for p in partitions}
+    return {p: (int(low), int(high)) for p, (low, high) in marks.items()}
 
 
 def offsets_at(bootstrap_servers: str, properties: Mapping[str, str] | None, topic: str,

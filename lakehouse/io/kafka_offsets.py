@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from lakehouse.io.storage import file_names, filesystem, join
+from lakehouse.io.storage import file_names, join, read_text
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,4 @@ def committed_offsets(checkpoint: str) -> Offsets:
 
 
 def _read(uri: str) -> Offsets:
-    fs, path = filesystem(uri)
-    with fs.open_input_stream(path) as stream:
-        return parse_log_entry(stream.read().decode("utf-8"))
+    return parse_log_entry(read_text(uri))

@@ -15,10 +15,9 @@ from lakehouse.io.kafka_admin import MAX_RECORD_BYTES, client_config
 def new_producer(bootstrap: str, properties: Mapping[str, str] | None = None) -> Producer:
     """An idempotent producer (acks from every in-sync replica, lz4 batches, records up to
     ``MAX_RECORD_BYTES``)."""
-    conf = client_config(bootstrap, properties)
-    conf.update({"enable.idempotence": True, "acks": "all", "linger.ms": 5,
-                 "compression.type": "lz4", "message.max.bytes": MAX_RECORD_BYTES})
-    return Producer(conf)
+    return Producer({**client_config(bootstrap, properties), "enable.idempotence": True,
+                     "acks": "all", "linger.ms": 5, "compression.type": "lz4",
+                     "message.max.bytes": MAX_RECORD_BYTES})
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[Record],

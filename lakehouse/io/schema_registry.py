@@ -23,6 +23,7 @@ from lakehouse.errors import ErrorCode, LakehouseError
 SUBJECT_NOT_FOUND = 40401
 INCOMPATIBLE = 409
 INVALID = 422
+_NEEDED = object()
 
 
 class SchemaRegistry:
@@ -87,14 +88,9 @@ class SchemaRegistry:
         """Schema id -> schema text of every version of ``subject``, soft-deleted ones
         included (records written with them stay in bronze and must still decode); none if
         the subject has none. Each version is fetched once."""
-        try:
-            versions = self._client.get_versions(subject, deleted=True)
-        except SchemaRegistryError as exc:
-            if exc.error_code == SUBJECT_NOT_FOUND or exc.http_status_code == 404:
-                return {}
-            raise self._unreachable(f"listing the versions of {subject}", exc) from exc
-        except Exception as exc:
-            raise self._unreachable(f"listing the versions of {subject}", exc) from exc
+        versions = self._call(f"listing the versions of {subject}",
+                              lambda: self._client.get_versions(subject, deleted=True),
+                              absent=[])
         out = {}
         for version in versions:
             key = (subject, version)
@@ -110,15 +106,9 @@ class SchemaRegistry:
 
     def latest(self, subject: str) -> dict[str, Any] | None:
         """The newest schema of ``subject`` (None if the subject has none)."""
-        try:
-            registered = self._client.get_latest_version(subject)
-        except SchemaRegistryError as exc:
-            if exc.error_code == SUBJECT_NOT_FOUND or exc.http_status_code == 404:
-                return None
-            raise self._unreachable(f"reading the latest schema of {subject}", exc) from exc
-        except Exception as exc:
-            raise self._unreachable(f"reading the latest schema of {subject}", exc) from exc
-        return dict(json.loads(str(registered.schema.schema_str)))
+        registered = self._call(f"reading the latest schema of {subject}",
+                                lambda: self._client.get_latest_version(subject), absent=None)
+        return None if registered is None else dict(json.loads(str(registered.schema.schema_str)))
 
     def answers(self) -> bool:
         """Whether the registry answers at all."""
@@ -128,9 +118,15 @@ class SchemaRegistry:
             return False
         return True
 
-    def _call(self, what: str, action: Any) -> Any:
+    def _call(self, what: str, action: Any, absent: Any = _NEEDED) -> Any:
+        """``action()``; ``absent`` if given and the subject or version does not exist."""
         try:
             return action()
+        except SchemaRegistryError as exc:
+            missing = exc.error_code == SUBJECT_NOT_FOUND or exc.http_status_code == 404
+            if missing and absent is not _NEEDED:
+                return absent
+            raise self._unreachable(what, exc) from exc
         except Exception as exc:
             raise self._unreachable(what, exc) from exc
 

@@ -47,6 +47,13 @@ def file_names(uri: str) -> list[str]:
     return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
 
 
+def read_text(uri: str, errors: str = "strict") -> str:
+    """The file at ``uri`` as UTF-8 text (``errors`` as for ``bytes.decode``)."""
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as stream:
+        return stream.read().decode("utf-8", errors)
+
+
 def remove_tree(uri: str) -> None:
     """Delete ``uri`` and everything under it, if it exists."""
     fs, path = filesystem(uri)
