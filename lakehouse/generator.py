@@ -40,14 +40,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.quality.samples import NOT_NULL, breaking_values, iso, passes, valid_value, wrong_type
-
-if TYPE_CHECKING:
-    from lakehouse.quality.contract import Contract
-    from lakehouse.quality.rules import Rule, Suite
+from lakehouse.quality.contract import Contract, load_contract
+from lakehouse.quality.rules import NOT_NULL, Rule, Suite, load_suite
+from lakehouse.quality.samples import breaking_values, iso, passes, valid_value, wrong_type
 
 
 class Fault(StrEnum):
@@ -360,9 +358,6 @@ def poison_pill(kind: str, event: dict[str, Any], rng: random.Random | None = No
 def load_shape(expectations_dir: Path, source: str) -> EventShape:
     """The shape of ``source``'s events from ``<dir>/<source>.contract.yaml`` and
     ``<dir>/<source>.suite.json``."""
-    from lakehouse.quality.contract import load_contract
-    from lakehouse.quality.rules import load_suite
-
     contract = load_contract(Path(expectations_dir) / f"{source}.contract.yaml")
     suite = load_suite(Path(expectations_dir) / f"{source}.suite.json",
                        tuple(f.name for f in contract.fields))
