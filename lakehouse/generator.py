@@ -314,11 +314,12 @@ def wire_fault(fault: Fault, value: bytes, rng: random.Random) -> bytes:
     raise ValueError(f"{fault} is not a wire-format fault")
 
 
-def _new_key(event: dict[str, Any], name: str) -> bytes:
-    """``name``, or a variant of it the event does not have (a pill adds one key)."""
+def _plus(event: dict[str, Any], name: str, value: bytes) -> bytes:
+    """The event's JSON with one key more: ``name`` (or a variant of it the event does not
+    have) holding the raw JSON ``value``."""
     while name in event:
         name += "_"
-    return json.dumps(name).encode()
+    return _dump(event)[:-1] + b"," + json.dumps(name).encode() + b":" + value + b"}"
 
 
 def poison_pill(kind: str, event: dict[str, Any], rng: random.Random | None = None,
@@ -330,16 +331,15 @@ def poison_pill(kind: str, event: dict[str, Any], rng: random.Random | None = No
     if kind == "garbage":
         return bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64)))
     if kind == "deep":
-        return text[:-1] + b"," + _new_key(event, "nested") + b":" + b"[" * 1000 \
-            + b"]" * 1000 + b"}"
+        return _plus(event, "nested", b"[" * 1000 + b"]" * 1000)
     if kind == "invalid_utf8":
-        return text[:-1] + b"," + _new_key(event, "note") + b':"caf\xe9 \xff"}'
+        return _plus(event, "note", b'"caf\xe9 \xff"')
     if kind in ("nan", "infinity"):
         number = next((k for k, v in event.items() if isinstance(v, int | float)
                        and not isinstance(v, bool)), None)
         literal = b"NaN" if kind == "nan" else b"Infinity"
         if number is None:  # no numeric field: a new key holds it
-            return text[:-1] + b"," + _new_key(event, "number") + b":" + literal + b"}"
+            return _plus(event, "number", literal)
         return _dump({**event, number: "@"}).replace(b'"@"', literal)
     if kind == "duplicate_key":
         return text[:-1] + b"," + json.dumps(key_field).encode() + b':"' \
@@ -347,8 +347,7 @@ def poison_pill(kind: str, event: dict[str, Any], rng: random.Random | None = No
     if kind == "tombstone":
         return None
     if kind == "oversized":
-        return text[:-1] + b"," + _new_key(event, "padding") + b':"' \
-            + b"x" * max(0, size - len(text) - 14) + b'"}'
+        return _plus(event, "padding", b'"' + b"x" * max(0, size - len(text) - 14) + b'"')
     raise ValueError(f"unknown poison pill {kind!r} (have: {', '.join(POISON_PILLS)})")
 
 
