@@ -175,7 +175,7 @@ def _run(pipeline: graph.Graph, chosen: Sequence[BronzeTable], silver: Sequence[
                           for s in silver if s.bronze == t.name]
                 query, names = start_chain(spark, pipeline, t, stages, printer, lineage, reset,
                                            events)
-                readers[query.name] = partial(_chain_query, spark, config, t, stages,
+                readers[query.name] = partial(_chain_query, spark, pipeline, t, stages,
                                               printer, lineage, None, events)
                 driven[query.name] = names
             else:
