@@ -35,7 +35,7 @@ import json
 import random
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
@@ -246,25 +246,19 @@ def generate(shape: EventShape, count: int, seed: int = 0, faults: float = 0.0,
     headers = (("content-type", encoding.content_type), ("producer", b"lakehouse-generator"))
     key_field = shape.key_field
     for n in range(count):
-        if faults and rng.random() < faults:
-            fault = rng.choice(encoding.faults)
-            if fault is Fault.DUPLICATE and history:
-                original = rng.choice(history[-500:])
-                yield Record(original.key, original.value, original.headers, Fault.DUPLICATE)
-                continue
-            if fault is Fault.DUPLICATE:
-                fault = encoding.faults[1]
-            event = _valid(shape, rng, now, n)
+        fault = rng.choice(encoding.faults) if faults and rng.random() < faults else None
+        if fault is Fault.DUPLICATE and history:
+            yield replace(rng.choice(history[-500:]), fault=fault)
+            continue
+        if fault is Fault.DUPLICATE:
+            fault = encoding.faults[1]
+        event = shape.make(rng, now) if shape.make else contract_event(shape, rng, now, n)
+        if fault is not None:
             yield _broken(rng, shape, event, fault, headers, now, encoding.encode)
             continue
-        event = _valid(shape, rng, now, n)
         record = Record(str(event[key_field]).encode(), encoding.encode(event), headers)
         history.append(record)
         yield record
-
-
-def _valid(shape: EventShape, rng: random.Random, now: datetime, n: int) -> dict[str, Any]:
-    return shape.make(rng, now) if shape.make else contract_event(shape, rng, now, n)
 
 
 def _broken(rng: random.Random, shape: EventShape, event: dict[str, Any], fault: Fault,

@@ -320,8 +320,9 @@ class _ParsePlan:
 def unread_checks(contract: Contract) -> tuple[Column, list[Check]]:
     """Why a raw ``value`` is left unread (the ``_unread`` column: a tombstone, or over
     ``max_record_bytes``), and the rules such a value fails."""
-    size = F.octet_length("value")
-    unread = (F.when(F.col("value").isNull(), F.lit(TOMBSTONE))
+    raw = F.col("value")
+    size = F.octet_length(raw)
+    unread = (F.when(raw.isNull(), F.lit(TOMBSTONE))
               .when(size > contract.max_record_bytes, F.lit(TOO_LARGE)))
     return unread, [
         Check("contract.tombstone", F.col("_unread") == TOMBSTONE,
