@@ -39,8 +39,9 @@ class Measure:
         raise NotImplementedError
 
     def merge(self, name: str) -> Column:
-        """Aggregate expression over partial results stored in column ``name``."""
-        raise NotImplementedError
+        """Aggregate expression over partial results stored in column ``name`` (by default
+        their sum)."""
+        return F.sum(name)
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,6 @@ class Count(Measure):
 
     def partial(self) -> Column:
         return F.count_if(self.where) if self.where is not None else F.count(F.lit(1))
-
-    def merge(self, name: str) -> Column:
-        return F.sum(name)
 
 
 @dataclass(frozen=True)
@@ -68,9 +66,6 @@ class Sum(Measure):
         if self.where is not None:
             value = F.when(self.where, value)
         return F.coalesce(F.sum(value), F.lit(0))
-
-    def merge(self, name: str) -> Column:
-        return F.sum(name)
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 LAYERS = ("bronze", "silver", "gold")
 SCHEMAS = (*LAYERS, "_system")
 """Where tables live: the layers, and ``_system`` (the event log, the erasure audit)."""
-_REF = re.compile(r'(?<![\w.])("?)(' + "|".join(SCHEMAS) + r')\1\s*\.\s*("?)([A-Za-z_]\w*)\3',
+_REF = re.compile(r"('(?:[^']|'')*')|"  # a string literal, left alone
+                  r'(?<![\w.])("?)(' + "|".join(SCHEMAS) + r')\2\s*\.\s*("?)([A-Za-z_]\w*)\4',
                   re.IGNORECASE)
-_STRING = re.compile(r"'(?:[^']|'')*'")
 
 
 @dataclass(frozen=True)
@@ -88,14 +88,7 @@ def referenced_tables(sql: str) -> list[str]:
 def replace_tables(sql: str, rename: Callable[[str], str]) -> str:
     """The SQL with every ``layer.name`` reference replaced by ``rename(name)``; string
     literals are left alone (pure)."""
-    def sub(text: str) -> str:
-        return _REF.sub(lambda m: rename(f"{m.group(2).lower()}.{m.group(4)}"), text)
-
-    out, last = [], 0
-    for literal in _STRING.finditer(sql):
-        out += [sub(sql[last:literal.start()]), literal.group(0)]
-        last = literal.end()
-    return "".join([*out, sub(sql[last:])])
+    return _REF.sub(lambda m: m.group(1) or rename(f"{m.group(3).lower()}.{m.group(5)}"), sql)
 
 
 def require_tables(config: Config, names: list[str]) -> list[str]:

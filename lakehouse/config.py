@@ -36,8 +36,6 @@ from lakehouse.quality.contract import COMPATIBILITY_LEVELS as COMPATIBILITY_LEV
 from lakehouse.quality.contract import FORMATS as FORMATS
 from lakehouse.quality.contract import load_contract
 from lakehouse.settings import SHAPES as SHAPES
-from lakehouse.settings import EmbeddedBrokerConfig as EmbeddedBrokerConfig
-from lakehouse.settings import EmbeddedRegistryConfig as EmbeddedRegistryConfig
 from lakehouse.settings import (
     GoldConfig,
     KafkaConfig,

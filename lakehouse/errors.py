@@ -8,6 +8,7 @@ hint that says what to do. Tests assert on the code, never on the wording.
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 
@@ -108,8 +109,4 @@ class LakehouseError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross process boundaries (Spark Python workers); keep them picklable.
-        return (_rebuild, (self.code, self.message, self.hint, self.params))
-
-
-def _rebuild(code: ErrorCode, message: str, hint: str, params: dict[str, Any]) -> LakehouseError:
-    return LakehouseError(code, message, hint=hint, **params)
+        return (partial(LakehouseError, hint=self.hint, **self.params), (self.code, self.message))

@@ -35,19 +35,17 @@ import json
 import random
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.quality.samples import NOT_NULL, breaking_values, iso, passes, valid_value, wrong_type
-
-if TYPE_CHECKING:
-    from lakehouse.quality.contract import Contract
-    from lakehouse.quality.rules import Rule, Suite
+from lakehouse.quality.contract import Contract, load_contract
+from lakehouse.quality.rules import NOT_NULL, Rule, Suite, load_suite
+from lakehouse.quality.samples import breaking_values, iso, passes, valid_value, wrong_type
 
 
 class Fault(StrEnum):
@@ -248,25 +246,19 @@ def generate(shape: EventShape, count: int, seed: int = 0, faults: float = 0.0,
     headers = (("content-type", encoding.content_type), ("producer", b"lakehouse-generator"))
     key_field = shape.key_field
     for n in range(count):
-        if faults and rng.random() < faults:
-            fault = rng.choice(encoding.faults)
-            if fault is Fault.DUPLICATE and history:
-                original = rng.choice(history[-500:])
-                yield Record(original.key, original.value, original.headers, Fault.DUPLICATE)
-                continue
-            if fault is Fault.DUPLICATE:
-                fault = encoding.faults[1]
-            event = _valid(shape, rng, now, n)
+        fault = rng.choice(encoding.faults) if faults and rng.random() < faults else None
+        if fault is Fault.DUPLICATE and history:
+            yield replace(rng.choice(history[-500:]), fault=fault)
+            continue
+        if fault is Fault.DUPLICATE:
+            fault = encoding.faults[1]
+        event = shape.make(rng, now) if shape.make else contract_event(shape, rng, now, n)
+        if fault is not None:
             yield _broken(rng, shape, event, fault, headers, now, encoding.encode)
             continue
-        event = _valid(shape, rng, now, n)
         record = Record(str(event[key_field]).encode(), encoding.encode(event), headers)
         history.append(record)
         yield record
-
-
-def _valid(shape: EventShape, rng: random.Random, now: datetime, n: int) -> dict[str, Any]:
-    return shape.make(rng, now) if shape.make else contract_event(shape, rng, now, n)
 
 
 def _broken(rng: random.Random, shape: EventShape, event: dict[str, Any], fault: Fault,
@@ -316,11 +308,12 @@ def wire_fault(fault: Fault, value: bytes, rng: random.Random) -> bytes:
     raise ValueError(f"{fault} is not a wire-format fault")
 
 
-def _new_key(event: dict[str, Any], name: str) -> bytes:
-    """``name``, or a variant of it the event does not have (a pill adds one key)."""
+def _plus(event: dict[str, Any], name: str, value: bytes) -> bytes:
+    """The event's JSON with one key more: ``name`` (or a variant of it the event does not
+    have) holding the raw JSON ``value``."""
     while name in event:
         name += "_"
-    return json.dumps(name).encode()
+    return _dump(event)[:-1] + b"," + json.dumps(name).encode() + b":" + value + b"}"
 
 
 def poison_pill(kind: str, event: dict[str, Any], rng: random.Random | None = None,
@@ -332,16 +325,15 @@ def poison_pill(kind: str, event: dict[str, Any], rng: random.Random | None = No
     if kind == "garbage":
         return bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64)))
     if kind == "deep":
-        return text[:-1] + b"," + _new_key(event, "nested") + b":" + b"[" * 1000 \
-            + b"]" * 1000 + b"}"
+        return _plus(event, "nested", b"[" * 1000 + b"]" * 1000)
     if kind == "invalid_utf8":
-        return text[:-1] + b"," + _new_key(event, "note") + b':"caf\xe9 \xff"}'
+        return _plus(event, "note", b'"caf\xe9 \xff"')
     if kind in ("nan", "infinity"):
         number = next((k for k, v in event.items() if isinstance(v, int | float)
                        and not isinstance(v, bool)), None)
         literal = b"NaN" if kind == "nan" else b"Infinity"
         if number is None:  # no numeric field: a new key holds it
-            return text[:-1] + b"," + _new_key(event, "number") + b":" + literal + b"}"
+            return _plus(event, "number", literal)
         return _dump({**event, number: "@"}).replace(b'"@"', literal)
     if kind == "duplicate_key":
         return text[:-1] + b"," + json.dumps(key_field).encode() + b':"' \
@@ -349,8 +341,7 @@ def poison_pill(kind: str, event: dict[str, Any], rng: random.Random | None = No
     if kind == "tombstone":
         return None
     if kind == "oversized":
-        return text[:-1] + b"," + _new_key(event, "padding") + b':"' \
-            + b"x" * max(0, size - len(text) - 14) + b'"}'
+        return _plus(event, "padding", b'"' + b"x" * max(0, size - len(text) - 14) + b'"')
     raise ValueError(f"unknown poison pill {kind!r} (have: {', '.join(POISON_PILLS)})")
 
 
@@ -360,9 +351,6 @@ def poison_pill(kind: str, event: dict[str, Any], rng: random.Random | None = No
 def load_shape(expectations_dir: Path, source: str) -> EventShape:
     """The shape of ``source``'s events from ``<dir>/<source>.contract.yaml`` and
     ``<dir>/<source>.suite.json``."""
-    from lakehouse.quality.contract import load_contract
-    from lakehouse.quality.rules import load_suite
-
     contract = load_contract(Path(expectations_dir) / f"{source}.contract.yaml")
     suite = load_suite(Path(expectations_dir) / f"{source}.suite.json",
                        tuple(f.name for f in contract.fields))

@@ -100,8 +100,6 @@ def cell(value: Any, width: int = 60) -> str:
         text = value.isoformat(sep=" ")
     elif isinstance(value, bytes):
         text = value.decode("utf-8", errors="replace")
-    elif isinstance(value, float):
-        text = repr(value)
     else:
         text = str(value)
     text = text.replace("\n", "\\n")

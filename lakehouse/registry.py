@@ -48,16 +48,9 @@ class BronzeTable:
 def bronze_table(*, source: str | None = None, name: str | None = None,
                  partition_by: Sequence[str] = ("ingest_date",)) -> Callable[[Transform], Transform]:
     """Declare a bronze table. ``source`` defaults to the table name."""
-
-    def mark(fn: Transform) -> Transform:
-        table = name or fn.__name__
-        spec = BronzeTable(name=table, source=source or table, transform=fn,
-                           partition_by=tuple(partition_by),
-                           description=_first_line(fn.__doc__))
-        setattr(fn, _SPEC_ATTR, spec)
-        return fn
-
-    return mark
+    return _marking(lambda fn: BronzeTable(
+        name or fn.__name__, source or name or fn.__name__, fn, tuple(partition_by),
+        _first_line(fn.__doc__)))
 
 
 @dataclass(frozen=True)
@@ -88,14 +81,9 @@ def silver_table(*, bronze: str | None = None, contract: str | None = None,
     The function receives the bronze rows parsed against the contract (typed contract
     fields, ``extras``) and may add derived columns; the suite then validates them.
     """
-
-    def mark(fn: Transform) -> Transform:
-        table = name or fn.__name__
-        setattr(fn, _SPEC_ATTR, SilverTable(table, bronze or table, contract or table, fn,
-                                            _first_line(fn.__doc__)))
-        return fn
-
-    return mark
+    return _marking(lambda fn: SilverTable(
+        name or fn.__name__, bronze or name or fn.__name__, contract or name or fn.__name__,
+        fn, _first_line(fn.__doc__)))
 
 
 @dataclass(frozen=True)
@@ -126,10 +114,16 @@ def gold_table(*, silver: str, name: str | None = None
                ) -> Callable[[Callable[[], Aggregate]], Callable[[], Aggregate]]:
     """Declare a gold table: a function returning the ``Aggregate`` of ``silver.<silver>``
     rows the table holds. Its first docstring line describes the table."""
+    return _marking(lambda fn: GoldTable(name or fn.__name__, silver, fn, _first_line(fn.__doc__)))
 
-    def mark(fn: Callable[[], Aggregate]) -> Callable[[], Aggregate]:
-        setattr(fn, _SPEC_ATTR, GoldTable(name or fn.__name__, silver, fn,
-                                          _first_line(fn.__doc__)))
+
+Fn = TypeVar("Fn", bound=Callable[..., object])
+
+
+def _marking(spec: Callable[[Fn], object]) -> Callable[[Fn], Fn]:
+    """A decorator attaching ``spec(fn)`` to the function it marks (and returning it)."""
+    def mark(fn: Fn) -> Fn:
+        setattr(fn, _SPEC_ATTR, spec(fn))
         return fn
 
     return mark

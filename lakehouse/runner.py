@@ -175,38 +175,32 @@ def _run(pipeline: graph.Graph, chosen: Sequence[BronzeTable], silver: Sequence[
                           for s in silver if s.bronze == t.name]
                 query, names = start_chain(spark, pipeline, t, stages, printer, lineage, reset,
                                            events)
-                readers[query.name] = partial(_chain_query, spark, config, t, stages,
+                readers[query.name] = partial(_chain_query, spark, pipeline, t, stages,
                                               printer, lineage, None, events)
                 driven[query.name] = names
-                rides = f", then {', '.join(names)} in each micro-batch" if names else ""
-                printer(f"started {t.qualified_name} <- topic {topic}{rides}")
             else:
-                query = start_bronze(spark, pipeline, t, printer, lineage, reset, events)
+                query, names = start_bronze(spark, pipeline, t, printer, lineage, reset, events), []
                 readers[query.name] = partial(start_bronze, spark, pipeline, t, printer, lineage,
                                               None, events)
-                printer(f"started {t.qualified_name} <- topic {topic}")
+            rides = f", then {', '.join(names)} in each micro-batch" if names else ""
+            printer(f"started {t.qualified_name} <- topic {topic}{rides}")
             queries.append(_initialized(query))
         chained = {name for names in driven.values() for name in names}
-        for s in silver:
-            if s.qualified_name in chained:
-                continue
-            queries.append(_initialized(start_silver(spark, pipeline, s, printer, lineage,
-                                                     events)))
-            printer(f"started {s.qualified_name} <- bronze.{s.bronze} "
-                    f"(contract and suite {s.contract})")
-        for g in gold:
-            if g.qualified_name in chained:
-                continue
-            queries.append(_initialized(start_gold(spark, pipeline, g, printer, lineage,
-                                                   events)))
-            printer(f"started {g.qualified_name} <- silver.{g.silver}")
+        downstream = [*((s.qualified_name, partial(start_silver, spark, pipeline, s),
+                         f"bronze.{s.bronze} (contract and suite {s.contract})") for s in silver),
+                      *((g.qualified_name, partial(start_gold, spark, pipeline, g),
+                         f"silver.{g.silver}") for g in gold)]
+        for name, start, reads in downstream:
+            if name not in chained:
+                queries.append(_initialized(start(printer, lineage, events)))
+                printer(f"started {name} <- {reads}")
         if until_idle:
             for q in queries:
-                _await(q.processAllAvailable, q)
+                _await(q)
             for step in then:
                 step()  # more input while the queries keep running
                 for q in queries:
-                    _await(q.processAllAvailable, q)
+                    _await(q)
         else:
             _run_forever(queries, readers, Outage(
                 config.kafka.bootstrap_servers, config.kafka.client_properties,
@@ -274,9 +268,10 @@ def _failure(query: StreamingQuery) -> LakehouseError | None:
     return error
 
 
-def _await(call: Callable[[], Any], query: StreamingQuery) -> None:
+def _await(query: StreamingQuery) -> None:
+    """Process everything available to the query, failing with our error if it fails."""
     try:
-        call()
+        query.processAllAvailable()
     except StreamingQueryException as exc:
         raise stream_error(query.name, exc) from None
 
@@ -351,9 +346,6 @@ class _ProgressListener(StreamingQueryListener):
         p = event.progress
         self.rows[p.name] = self.rows.get(p.name, 0) + int(p.numInputRows)
         self.events.progress(json.loads(p.json))
-
-    def onQueryIdle(self, event: Any) -> None:
-        pass
 
     def onQueryTerminated(self, event: Any) -> None:
         if event.exception:

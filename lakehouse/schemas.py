@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lakehouse.config import Config
+from lakehouse.config import CONTRACT_SUFFIX, Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.generator import AVRO_FAULTS, JSON, Encoding
 from lakehouse.io.schema_registry import SchemaRegistry
@@ -35,13 +35,12 @@ from lakehouse.quality.contract import Contract, Field, load_contract, parse_con
 
 REGISTRY = "registry"
 """``--against registry``: compare with the subjects' registered schemas."""
-SUFFIX = ".contract.yaml"
 CONTRACT_TYPES = ("string", "integer", "number", "boolean", "timestamp")
 
 
 def source_contract(config: Config, source: str) -> Contract:
     """The contract of a source's events (``<expectations>/<source>.contract.yaml``)."""
-    return load_contract(Path(config.expectations_dir) / f"{source}{SUFFIX}")
+    return load_contract(Path(config.expectations_dir) / f"{source}{CONTRACT_SUFFIX}")
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def check(config: Config, against: str, level: str | None = None) -> list[Contra
     for the Avro sources' subjects), under ``level`` (default: the configured one)."""
     level = (level or config.schema_registry.compatibility).upper()
     folder = Path(config.expectations_dir)
-    files = sorted(folder.glob(f"*{SUFFIX}"))
+    files = sorted(folder.glob(f"*{CONTRACT_SUFFIX}"))
     if not files:
         raise LakehouseError(ErrorCode.CONTRACT_INVALID, f"no contracts in {folder}",
                              hint="contracts are expectations/<name>.contract.yaml")
@@ -107,7 +106,7 @@ def check(config: Config, against: str, level: str | None = None) -> list[Contra
         contract = load_contract(path)
         new = avro_schema(contract)
         if against == REGISTRY:
-            name = path.name.removesuffix(SUFFIX)
+            name = path.name.removesuffix(CONTRACT_SUFFIX)
             if name not in config.source_names or config.source(name).format != "avro":
                 out.append(ContractCheck(contract.name, against, level, "json"))
                 continue

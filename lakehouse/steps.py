@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
+from typing import Any
 
 PREFIX = "step:"
 """``duration_ms`` keys of the steps (Spark's phases have none)."""
@@ -37,24 +38,22 @@ def collecting() -> Iterator[dict[str, float]]:
 
 
 @contextmanager
-def _timed(record: Callable[[float], None]) -> Iterator[None]:
-    """Hand the seconds the work inside took to ``record``, however it ends."""
+def _timed(totals: dict[str, float], name: str, lock: AbstractContextManager[Any]
+           ) -> Iterator[None]:
+    """Add the seconds the work inside took to ``totals[name]`` (holding ``lock``), however
+    it ends."""
     began = time.monotonic()
     try:
         yield
     finally:
-        record(time.monotonic() - began)
+        with lock:
+            totals[name] = totals.get(name, 0.0) + time.monotonic() - began
 
 
 def step(name: str) -> AbstractContextManager[None]:
     """Time the work inside as the step ``name`` of the batch being collected (if any)."""
     steps = _batch.get()
-
-    def record(seconds: float) -> None:
-        if steps is not None:
-            steps[name] = steps.get(name, 0.0) + seconds
-
-    return _timed(record)
+    return nullcontext() if steps is None else _timed(steps, name, nullcontext())
 
 
 def as_durations(steps: dict[str, float]) -> dict[str, int]:
@@ -64,11 +63,7 @@ def as_durations(steps: dict[str, float]) -> dict[str, int]:
 
 def background(name: str) -> AbstractContextManager[None]:
     """Time work done off every batch's path into the process-wide total ``name``."""
-    def record(seconds: float) -> None:
-        with _lock:
-            _background[name] = _background.get(name, 0.0) + seconds
-
-    return _timed(record)
+    return _timed(_background, name, _lock)
 
 
 def background_totals() -> dict[str, float]:

@@ -28,7 +28,6 @@ so ``lakehouse contract check`` fails before a deploy on what the registry would
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,16 +41,14 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.quality.contract import (
     COMPATIBILITY_LEVELS,
     EXTRAS,
-    TOMBSTONE,
-    TOO_LARGE,
     Check,
     Contract,
     Field,
     add_failures,
     future_check,
+    unread_checks,
 )
 
-_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 WIRE_HEADER = 5
 """Magic byte 0, then the schema id as a 4-byte big-endian integer; the Avro payload
 follows."""
@@ -100,10 +97,9 @@ def _avro_field(fld: Field) -> dict[str, Any]:
 
 
 def _avro_type(fld: Field) -> Any:
-    match = _DECIMAL.match(fld.type)
-    if match:
-        return {"type": "bytes", "logicalType": "decimal", "precision": int(match.group(1)),
-                "scale": int(match.group(2))}
+    if fld.decimal:
+        precision, scale = fld.decimal
+        return {"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}
     if fld.type == "timestamp":
         return {"type": "long", "logicalType": "timestamp-micros"}
     return {"string": "string", "integer": "long", "number": "double",
@@ -114,14 +110,12 @@ def _avro_default(fld: Field) -> Any:
     """A contract default as Avro's JSON encoding of the underlying type has it: a
     timestamp's microseconds since the epoch, a decimal's unscaled two's-complement bytes
     as a string of code points 0-255."""
-    match = _DECIMAL.match(fld.type)
-    if match:
-        unscaled = int(Decimal(str(fld.default)).scaleb(int(match.group(2))))
+    if fld.decimal:
+        unscaled = int(Decimal(str(fld.default)).scaleb(fld.decimal[1]))
         size = max(1, (unscaled.bit_length() + 8) // 8)
         return unscaled.to_bytes(size, "big", signed=True).decode("latin-1")
     if fld.type == "timestamp":
-        moment = datetime.fromisoformat(str(fld.default).replace("Z", "+00:00"))
-        return (moment - EPOCH) // timedelta(microseconds=1)
+        return (datetime.fromisoformat(fld.default) - EPOCH) // timedelta(microseconds=1)
     return fld.default
 
 
@@ -135,10 +129,10 @@ def to_datum(event: Mapping[str, Any], contract: Contract) -> dict[str, Any]:
         value = event.get(fld.name)
         if value is None:
             value = fld.default
-        if value is not None and _DECIMAL.match(fld.type):
+        if value is not None and fld.decimal:
             value = Decimal(str(value))
         elif value is not None and fld.type == "timestamp":
-            value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            value = datetime.fromisoformat(str(value))
         out[fld.name] = value
     return out
 
@@ -295,8 +289,7 @@ def parse_avro(df: DataFrame, contract: Contract, processed_at: str, subject: st
                if (found := breaches(json.loads(text), wanted, "BACKWARD"))}
     raw = F.col("value")
     size = F.octet_length(raw)
-    unread = (F.when(raw.isNull(), F.lit(TOMBSTONE))
-              .when(size > contract.max_record_bytes, F.lit(TOO_LARGE)))
+    unread, failures = unread_checks(contract)
     framed = unread.isNull() & (size >= WIRE_HEADER) & (F.substring(raw, 1, 1) == F.lit(b"\x00"))
     schema_id = F.when(framed, F.conv(F.hex(F.substring(raw, 2, 4)), 16, 10).cast("long"))
     known = schema_id.isin(*writers) if writers else F.lit(False)
@@ -316,13 +309,7 @@ def parse_avro(df: DataFrame, contract: Contract, processed_at: str, subject: st
     ok = F.col("_known") & F.col(f"_record.{DECODED}").isNotNull()
     ids = ", ".join(str(i) for i in sorted(writers)) or "none"
     first = F.upper(F.hex(F.substring(raw, 1, 1)))
-    failures = [
-        Check("contract.tombstone", F.col("_unread") == TOMBSTONE,
-              F.lit("value is null (a Kafka tombstone): an event needs a value")),
-        Check("contract.too_large", F.col("_unread") == TOO_LARGE,
-              F.concat(F.lit("value is "), F.format_number(size, 0),
-                       F.lit(f" bytes, over the contract's max_record_bytes "
-                             f"({contract.max_record_bytes:,})"))),
+    failures += [
         Check("contract.avro_magic_byte", F.col("_unread").isNull() & ~F.col("_framed"),
               F.when(size < WIRE_HEADER,
                      F.concat(F.lit("value is "), size.cast("string"),

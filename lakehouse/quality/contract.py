@@ -15,6 +15,7 @@ reason) out. It uses Spark's VARIANT type, so a record's JSON is parsed once, in
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -90,7 +91,7 @@ class Field:
         if self.pii and self.type != "string":
             raise bad("only string fields can be pii (silver holds a keyed hash of the text)",
                       at="pii")
-        if self.default is not None and not _default_fits(self.type, self.default):
+        if self.default is not None and not fits_type(self.type, self.default):
             raise bad(f"{self.default!r} is not of type {self.type}"
                       + (" (an ISO-8601 time with a zone offset or Z)"
                          if self.type == "timestamp" else ""), at="default")
@@ -226,8 +227,9 @@ def parse_contract(text: str, where: str) -> Contract:
                                             if first.kind == UNKNOWN_KEY else "")) from None
 
 
-def _default_fits(ftype: str, value: Any) -> bool:
-    """Whether a contract default has the field's type."""
+def fits_type(ftype: str, value: Any) -> bool:
+    """Whether ``value`` is a JSON value of contract type ``ftype`` (a timestamp: an ISO-8601
+    text with a zone), as a field's default must be."""
     if isinstance(value, bool) or ftype == "boolean":
         return isinstance(value, bool) and ftype == "boolean"
     if ftype in ("string", "timestamp"):
@@ -306,7 +308,6 @@ def parse(df: DataFrame, contract: Contract, processed_at: str) -> DataFrame:
 class _ParsePlan:
     """The expressions of a contract's parse, in the order ``parse`` applies them."""
 
-    names: list[str]
     unread: Column
     stages: list[list[Column]]
     """Column groups added one ``select`` after another (each uses the ones before)."""
@@ -316,15 +317,30 @@ class _ParsePlan:
     """``_failed_rules`` and ``_reasons`` (``failure_columns``), over the staged columns."""
 
 
+def unread_checks(contract: Contract) -> tuple[Column, list[Check]]:
+    """Why a raw ``value`` is left unread (the ``_unread`` column: a tombstone, or over
+    ``max_record_bytes``), and the rules such a value fails."""
+    raw = F.col("value")
+    size = F.octet_length(raw)
+    unread = (F.when(raw.isNull(), F.lit(TOMBSTONE))
+              .when(size > contract.max_record_bytes, F.lit(TOO_LARGE)))
+    return unread, [
+        Check("contract.tombstone", F.col("_unread") == TOMBSTONE,
+              F.lit("value is null (a Kafka tombstone): an event needs a value")),
+        Check("contract.too_large", F.col("_unread") == TOO_LARGE,
+              F.concat(F.lit("value is "), F.format_number(size, 0),
+                       F.lit(f" bytes, over the contract's max_record_bytes "
+                             f"({contract.max_record_bytes:,})")))]
+
+
 @functools.lru_cache(maxsize=32)
 def _parse_plan(contract: Contract, processed_at: str) -> _ParsePlan:
     names = [f.name for f in contract.fields]
     raw = F.col("value")
     # A value that is not text of a readable size is quarantined unread: one rule, and a
     # record of several MB costs no parse.
-    unread = (F.when(raw.isNull(), F.lit(TOMBSTONE))
-              .when(F.octet_length(raw) > contract.max_record_bytes, F.lit(TOO_LARGE))
-              .when(~F.expr("is_valid_utf8(cast(value as string))"), F.lit(INVALID_UTF8)))
+    unread, unread_failures = unread_checks(contract)
+    unread = unread.when(~F.expr("is_valid_utf8(cast(value as string))"), F.lit(INVALID_UTF8))
     text = F.when(F.col("_unread").isNull(), raw.cast("string"))
     reader = T.StructType([T.StructField(f.name, f.read_type) for f in contract.fields])
     stages = [[F.try_parse_json(text).alias(_VARIANT), text.rlike(r"^\s*\{").alias("_obj"),
@@ -339,12 +355,7 @@ def _parse_plan(contract: Contract, processed_at: str) -> _ParsePlan:
     keys = F.col("_keys")
     repeated = F.coalesce(F.size(keys) > F.size(F.array_distinct(keys)), F.lit(False))
     typed, failures = [], [
-        Check("contract.tombstone", F.col("_unread") == TOMBSTONE,
-              F.lit("value is null (a Kafka tombstone): an event needs a value")),
-        Check("contract.too_large", F.col("_unread") == TOO_LARGE,
-              F.concat(F.lit("value is "), F.format_number(F.octet_length(raw), 0),
-                       F.lit(f" bytes, over the contract's max_record_bytes "
-                             f"({contract.max_record_bytes:,})"))),
+        *unread_failures,
         Check("contract.invalid_utf8", F.col("_unread") == INVALID_UTF8,
               F.lit("value is not valid UTF-8 text")),
         Check("contract.duplicate_key", repeated,
@@ -383,8 +394,7 @@ def _parse_plan(contract: Contract, processed_at: str) -> _ParsePlan:
     unknown = F.array_except(keys, known)
     extras = F.when(obj & (F.size(unknown) > 0), F.to_json(F.map_filter(
         as_map, lambda k, _: ~F.array_contains(known, k)))).alias(EXTRAS)
-    return _ParsePlan(names, unread, stages, typed, extras, failure_columns(failures, False))
-
+    return _ParsePlan(unread, stages, typed, extras, failure_columns(failures, False))
 
 def _field(fld: Field, contract: Contract, obj: Column,
            processed_at: Column) -> tuple[Column, Column, list[Check]]:
@@ -393,34 +403,33 @@ def _field(fld: Field, contract: Contract, obj: Column,
     raw, jtype = F.col(f"_r_{fld.name}"), F.col(f"_t_{fld.name}")
     ok, parsed = F.col(f"_ok_{fld.name}"), F.col(f"_v_{fld.name}")
     present = jtype.isNotNull()
-    type_ok = _type_ok(fld)
+    known_type = functools.reduce(operator.or_, [jtype.startswith(p) for p in fld.json_types])
+    type_ok = present & known_type
     shown = F.substring(F.to_json(raw), 1, 80)
     checks = [Check(
-        f"contract.type:{fld.name}", present & ~_any_prefix(jtype, fld.json_types),
+        f"contract.type:{fld.name}", present & ~known_type,
         F.concat(F.lit(f"{fld.name} must be a JSON {fld.json_type_name}, got "),
                  F.lower(F.split(jtype, "[<(]")[0]), F.lit(": "), shown))]
     if fld.required:
         checks.append(Check(f"contract.required:{fld.name}", obj & ~present,
                             F.lit(f"{fld.name} is missing or null")))
     value = F.col(_VALUES)[fld.name]
-    good = type_ok & value.isNotNull()
+    good, broken = type_ok & value.isNotNull(), None
     if fld.type == "timestamp":
-        as_text = F.col(_VALUES)[fld.name]
+        good = type_ok & value.rlike(ISO_WITH_ZONE)
         value = F.expr(f"try_cast({_VALUES}.`{fld.name}` as timestamp)")
-        good = type_ok & as_text.rlike(ISO_WITH_ZONE) & value.isNotNull()
-        checks.append(Check(
-            f"contract.timestamp:{fld.name}", _type_ok(fld) & ~ok,
-            F.concat(F.lit(f"{fld.name} is not an ISO-8601 time with a zone offset or Z: "),
-                     shown)))
-        if fld.name == contract.event_time:
-            checks.append(future_check(contract, ok, parsed, shown, processed_at))
-    elif isinstance(fld.spark_type, T.DecimalType):
+        good &= value.isNotNull()
+        broken = ("timestamp", "is not an ISO-8601 time with a zone offset or Z")
+    elif fld.decimal:
         # The exact number, from the value's own JSON text (no per-value Cast expression).
         exact = F.expr(f"try_cast(to_json(_r_{fld.name}) as decimal(38,18))")
-        good = type_ok & value.isNotNull() & (value.cast("decimal(38,18)") == exact)
-        checks.append(Check(
-            f"contract.decimal:{fld.name}", _type_ok(fld) & ~ok,
-            F.concat(F.lit(f"{fld.name} does not fit {fld.type} exactly: "), shown)))
+        good &= value.cast("decimal(38,18)") == exact
+        broken = ("decimal", f"does not fit {fld.type} exactly")
+    if broken:
+        checks.append(Check(f"contract.{broken[0]}:{fld.name}", type_ok & ~ok,
+                            F.concat(F.lit(f"{fld.name} {broken[1]}: "), shown)))
+    if fld.name == contract.event_time:
+        checks.append(future_check(contract, ok, parsed, shown, processed_at))
     return good, value, checks
 
 
@@ -434,16 +443,3 @@ def future_check(contract: Contract, ok: Column, value: Column, shown: Column,
                           F.lit(f" is more than {contract.max_future_seconds}s after its "
                                 "processing time "),
                           F.date_format(processed_at, "yyyy-MM-dd'T'HH:mm:ss'Z'")))
-
-
-def _type_ok(fld: Field) -> Column:
-    """The field is present with an acceptable JSON type (over the staged columns)."""
-    jtype = F.col(f"_t_{fld.name}")
-    return jtype.isNotNull() & _any_prefix(jtype, fld.json_types)
-
-
-def _any_prefix(text: Column, prefixes: tuple[str, ...]) -> Column:
-    out = text.startswith(prefixes[0])
-    for p in prefixes[1:]:
-        out = out | text.startswith(p)
-    return out

@@ -40,20 +40,6 @@ def _gx() -> Any:
     return gx
 
 
-def gx_suite(suite: Suite) -> Any:
-    """The suite as a GX ``ExpectationSuite`` (GX checks each expectation's arguments)."""
-    _gx()
-    import great_expectations as gx
-    from great_expectations.expectations.expectation_configuration import (
-        ExpectationConfiguration,
-    )
-    expectations = [
-        ExpectationConfiguration(type=r.type, kwargs=dict(r.kwargs),
-                                 meta={**r.meta, "name": r.name}).to_domain_obj()
-        for r in suite.rules]
-    return gx.ExpectationSuite(name=suite.name, expectations=expectations)
-
-
 class Validator:
     """Validates Spark DataFrames (a micro-batch, on the executors) against one suite,
     reusing GX objects across batches."""
@@ -65,11 +51,17 @@ class Validator:
     def _validation(self) -> Any:
         if self._definition is None:
             gx = _gx()
+            from great_expectations.expectations.expectation_configuration import (
+                ExpectationConfiguration,
+            )
             name = f"{self.suite.name}-{id(self)}"
             source = _context.data_sources.add_spark(name)
             batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
-            suite = gx_suite(self.suite)
-            suite.name = name
+            # The suite as GX's (GX checks each expectation's arguments).
+            suite = gx.ExpectationSuite(name=name, expectations=[
+                ExpectationConfiguration(type=r.type, kwargs=dict(r.kwargs),
+                                         meta={**r.meta, "name": r.name}).to_domain_obj()
+                for r in self.suite.rules])
             self._definition = _context.validation_definitions.add(gx.ValidationDefinition(
                 name=name, data=batch, suite=_context.suites.add(suite)))
         return self._definition

@@ -72,10 +72,6 @@ class Suite:
     rules: tuple[Rule, ...]
     source_file: str = ""
 
-    def rule(self, name: str) -> Rule:
-        """The named rule."""
-        return next(r for r in self.rules if r.name == name)
-
 
 def _between(c: Column, kw: Mapping[str, Any]) -> Column:
     ok = F.lit(True)

@@ -12,15 +12,13 @@ import string
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import rstr
 
-if TYPE_CHECKING:
-    from lakehouse.quality.contract import Field
-    from lakehouse.quality.rules import Rule
+from lakehouse.quality.contract import Field, fits_type
+from lakehouse.quality.rules import NOT_NULL, Rule
 
-NOT_NULL = "expect_column_values_to_not_be_null"
 IN_SET = "expect_column_values_to_be_in_set"
 NOT_IN_SET = "expect_column_values_to_not_be_in_set"
 BETWEEN = "expect_column_values_to_be_between"
@@ -186,7 +184,9 @@ def breaking_values(rule: Rule, fld: Field) -> list[Any]:
         return [v for v in out if _fits(fld, v)]
     if rule.type in (IN_SET, NOT_IN_SET):
         members = list(kw["value_set"])
-        typed = [m for m in members if _has_type(fld, m)]
+        # Of the field's JSON type (a timestamp's: any string).
+        typed = [m for m in members
+                 if fits_type("string" if fld.type == "timestamp" else fld.type, m)]
         if rule.type == NOT_IN_SET:
             return typed[:1]
         if fld.type == "string":
@@ -222,16 +222,6 @@ def breaking_values(rule: Rule, fld: Field) -> list[Any]:
     return []
 
 
-def _has_type(fld: Field, value: Any) -> bool:
-    if fld.type in ("string", "timestamp"):
-        return isinstance(value, str)
-    if fld.type == "boolean":
-        return isinstance(value, bool)
-    if fld.type == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _fits(fld: Field, value: int | float) -> bool:
     """A number the contract reads as the field's type (a decimal's precision)."""
     if fld.decimal:
@@ -243,12 +233,5 @@ def _fits(fld: Field, value: int | float) -> bool:
 def wrong_type(fld: Field) -> Any:
     """A JSON value the contract rejects for ``fld``: a number as a string, a string as
     a number, a timestamp as epoch seconds, an integer as a fraction."""
-    if fld.type == "string":
-        return 1234
-    if fld.type == "integer":
-        return 2.5
-    if fld.type == "timestamp":
-        return 1700000000
-    if fld.type == "boolean":
-        return "true"
-    return "12.50"
+    return {"string": 1234, "integer": 2.5, "timestamp": 1700000000,
+            "boolean": "true"}.get(fld.type, "12.50")
