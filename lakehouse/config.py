@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -50,6 +51,7 @@ from lakehouse.settings import (
     Sources,
     SourceSettings,
     SparkConfig,
+    StorageConfig,
     StreamingConfig,
     WarehouseConfig,
 )
@@ -81,6 +83,7 @@ class Config:
     observe: ObserveConfig = field(default_factory=ObserveConfig)
     slo: SloConfig = field(default_factory=SloConfig)
     schema_registry: SchemaRegistryConfig = field(default_factory=SchemaRegistryConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     sources: Sources = field(default_factory=dict)
     """Per-source settings; the sources themselves are declared by their contracts."""
     source_file: str = ""
@@ -178,6 +181,23 @@ class Config:
     def registry_data_dir(self) -> str:
         """Where the embedded schema registry keeps its schemas."""
         return self.schema_registry.embedded.data_dir or join(self.warehouse.root, "_registry")
+
+    @property
+    def storage_data_dir(self) -> str:
+        """Where the embedded object store keeps its objects (never inside an object-store
+        warehouse: that is what it serves)."""
+        if self.storage.embedded.data_dir:
+            return _absolute(self.storage.embedded.data_dir)
+        if "://" in self.warehouse.root:
+            return _absolute(".lakehouse/storage")
+        return join(self.warehouse.root, "_storage")
+
+    @property
+    def storage_bucket(self) -> str:
+        """The bucket of an ``s3a://bucket/prefix`` warehouse; ``lakehouse`` for a local
+        one (what ``lakehouse storage up`` creates)."""
+        url = urlsplit(self.warehouse.root)
+        return url.netloc if url.scheme in ("s3", "s3a") else "lakehouse"
 
     @property
     def broker_data_dir(self) -> str:

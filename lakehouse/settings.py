@@ -148,6 +148,39 @@ class SchemaRegistryConfig(_Section):
 
 
 @dataclass(frozen=True, config=FILE)
+class EmbeddedStoreConfig(_Section):
+    """The S3-compatible store (SeaweedFS) the project starts itself with ``lakehouse
+    storage up``, to try a warehouse on object storage on a laptop, and for the tests."""
+
+    enabled: StrictBool = True
+    data_dir: str = ""
+    """Where it keeps its objects; default ``<warehouse>/_storage`` for a local
+    warehouse, else ``./.lakehouse/storage``."""
+    startup_timeout_seconds: StrictFloat = Field(default=30.0, gt=0)
+
+
+@dataclass(frozen=True, config=FILE)
+class StorageConfig(_Section):
+    """The S3-compatible object store of a warehouse at ``s3a://bucket/prefix``."""
+
+    endpoint: Annotated[str, must(lambda v: v.startswith(("http://", "https://")),
+                                  "must be an http(s) URL, e.g. http://127.0.0.1:18333")] = \
+        "http://127.0.0.1:18333"
+    region: str = "us-east-1"
+    credentials: Secrets = field(default_factory=dict, repr=False)
+    """``access_key`` and ``secret_key``; write ``${ENV_VAR}`` to take them from the
+    environment."""
+    embedded: EmbeddedStoreConfig = field(default_factory=EmbeddedStoreConfig)
+
+    @model_validator(mode="after")
+    def _keys(self) -> StorageConfig:
+        unknown = set(self.credentials) - {"access_key", "secret_key"}
+        if unknown:
+            raise bad("takes access_key and secret_key only", at=f"credentials.{min(unknown)}")
+        return self
+
+
+@dataclass(frozen=True, config=FILE)
 class WarehouseConfig(_Section):
     """Where tables and streaming checkpoints live (local path or object-store URI)."""
 

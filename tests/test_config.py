@@ -50,6 +50,8 @@ def test_local_defaults() -> None:
     assert config.schema_registry.embedded.enabled
     assert config.schema_registry.compatibility == "BACKWARD"
     assert config.registry_data_dir == config.warehouse.root + "/_registry"
+    assert config.storage.credentials["access_key"] == "lakehouse"
+    assert config.storage_data_dir == config.warehouse.root + "/_storage"
 
 
 def test_the_schema_registry_settings() -> None:
@@ -70,6 +72,29 @@ def test_the_schema_registry_settings() -> None:
                      ({"schema_registry": {"compatibility": "SIDEWAYS"}},
                       "schema_registry.compatibility"),
                      ({"schema_registry": {"url": "sr:8081"}}, "schema_registry.url")):
+        error = error_of(parse_config, {**base, **bad})
+        assert error.code is ErrorCode.CONFIG_BAD_VALUE and error.params["key"] == key
+
+
+def test_the_object_store_settings() -> None:
+    base = {"project": "p", "kafka": {"bootstrap_servers": "h:1"}, "warehouse": {"root": "/tmp/w"}}
+    local = parse_config(base)
+    assert local.storage.endpoint == "http://127.0.0.1:18333" and local.storage.embedded.enabled
+    assert local.storage_data_dir == "/tmp/w/_storage" and local.storage_bucket == "lakehouse"
+    remote = parse_config({**base, "warehouse": {"root": "s3a://lake/prod"}, "storage": {
+        "endpoint": "https://s3.example:9000", "credentials": {
+            "access_key": "${S3_KEY}", "secret_key": "${S3_SECRET}"}}},
+        env={"S3_KEY": "k", "S3_SECRET": "s3cr3t"})
+    assert remote.storage_bucket == "lake"
+    assert remote.storage_data_dir.endswith("/.lakehouse/storage"), "never inside the store"
+    assert remote.storage.credentials == {"access_key": "k", "secret_key": "s3cr3t"}
+    assert "s3cr3t" not in repr(remote)
+    assert error_of(parse_config, {**base, "storage": {"credentials": {
+        "secret_key": "${S3_SECRET}"}}}, env={}).code is ErrorCode.SECRET_NOT_SET
+    for bad, key in (({"storage": {"endpoint": "s3.example:9000"}}, "storage.endpoint"),
+                     ({"storage": {"credentials": {"token": "t"}}}, "storage.credentials.token"),
+                     ({"storage": {"embedded": {"startup_timeout_seconds": 0}}},
+                      "storage.embedded.startup_timeout_seconds")):
         error = error_of(parse_config, {**base, **bad})
         assert error.code is ErrorCode.CONFIG_BAD_VALUE and error.params["key"] == key
 

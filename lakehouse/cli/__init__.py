@@ -1,7 +1,7 @@
 """``lakehouse``: the command line of the streaming lakehouse.
 
 One module per command group registers its subcommands and does their parsing and
-printing: ``servers`` (broker, registry, marquez, cluster), ``pipelines`` (contract,
+printing: ``servers`` (broker, registry, storage, marquez, cluster), ``pipelines`` (contract,
 topics, produce, run, verify, tables, demo, bench), ``audit`` (quarantine, history, diff,
 restore, replay, checkpoint, vacuum, forget) and ``observe`` (query, status, slo, report,
 lineage, explain). Every command reads the configuration once (``--conf`` >
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     servers.register_broker(sub)
     servers.register_registry(sub)
+    servers.register_storage(sub)
     pipelines.register_contract(sub)
     servers.register_marquez(sub)
     servers.register_cluster(sub)

@@ -1,5 +1,5 @@
-"""The embedded servers and the local cluster: ``broker``, ``registry``, ``marquez``,
-``cluster``."""
+"""The embedded servers and the local cluster: ``broker``, ``registry``, ``storage``,
+``marquez``, ``cluster``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from lakehouse.errors import ErrorCode, LakehouseError
 if TYPE_CHECKING:
     from lakehouse.servers.apicurio import EmbeddedRegistry
     from lakehouse.servers.broker import EmbeddedBroker
+    from lakehouse.servers.seaweedfs import EmbeddedStore
 
 
 def _embedded_broker(config: Config, port: int | None = None) -> EmbeddedBroker:
@@ -48,7 +49,7 @@ def cmd_broker(config: Config, args: argparse.Namespace) -> int:
     return _control(broker, args.action, "broker", f"bootstrap servers: {broker.bootstrap}")
 
 
-def _control(server: EmbeddedBroker | EmbeddedRegistry, action: str, name: str,
+def _control(server: EmbeddedBroker | EmbeddedRegistry | EmbeddedStore, action: str, name: str,
              reach: str) -> int:
     """``<name> up|down|status`` of a local server: ``reach`` says, after ``up``, how
     clients reach it; ``status`` exits 0 if it answers, 3 if not."""
@@ -94,6 +95,36 @@ def cmd_registry(config: Config, args: argparse.Namespace) -> int:
     registry = _embedded_registry(config)
     return _control(registry, args.action, "schema registry",
                     f"Confluent-compatible API: {registry.url}")
+
+
+def _embedded_store(config: Config) -> EmbeddedStore:
+    """The warehouse's embedded object store, at the configured endpoint's host and port,
+    with the configured key (``storage.credentials``)."""
+    from urllib.parse import urlsplit
+
+    from lakehouse.servers.seaweedfs import EmbeddedStore
+    storage = config.storage
+    access, secret = storage.credentials.get("access_key"), storage.credentials.get("secret_key")
+    if not access or not secret:
+        raise LakehouseError(
+            ErrorCode.CONFIG_MISSING_KEY, "storage.credentials needs access_key and secret_key "
+            "for the embedded store", hint="set them in the config, e.g. secret_key: "
+            "${LAKEHOUSE_S3_SECRET_KEY} (conf/local.yaml has a local-only pair)")
+    url = urlsplit(storage.endpoint)
+    return EmbeddedStore(url.hostname or "127.0.0.1", url.port or 80, config.storage_data_dir,
+                         config.storage_bucket, storage.region, access, secret,
+                         storage.embedded.startup_timeout_seconds)
+
+
+def cmd_storage(config: Config, args: argparse.Namespace) -> int:
+    if not config.storage.embedded.enabled:
+        raise LakehouseError(
+            ErrorCode.STORAGE_NOT_EMBEDDED,
+            f"the object store is external ({config.storage.endpoint}); nothing to "
+            f"{args.action}", hint="set storage.embedded.enabled: true to use the embedded one")
+    store = _embedded_store(config)
+    return _control(store, args.action, "storage",
+                    f"S3 endpoint: {store.endpoint}, bucket: {store.bucket}")
 
 
 def cmd_marquez(config: Config, args: argparse.Namespace) -> int:
@@ -199,6 +230,21 @@ def register_registry(sub: Any) -> None:
                    help="up: start and wait until it answers; down: stop gracefully; "
                         "status: exit 0 if it answers, 3 if not")
     p.set_defaults(func=cmd_registry)
+
+
+def register_storage(sub: Any) -> None:
+    """``lakehouse storage``."""
+    p = sub.add_parser("storage", help="start, stop or inspect the warehouse's S3 object store",
+                       description="Control the embedded S3-compatible object store "
+                                   "(SeaweedFS) at storage.endpoint, with the warehouse's "
+                                   "bucket and storage.credentials' key; objects under "
+                                   "<warehouse>/_storage (storage.embedded.data_dir). A real "
+                                   "store needs only storage.endpoint and credentials.")
+    p.add_argument("action", choices=["up", "down", "status"],
+                   help="up: start, create the bucket and wait until it answers (refused if "
+                        "another process holds the port); down: stop gracefully; status: "
+                        "exit 0 if it answers, 3 if not")
+    p.set_defaults(func=cmd_storage)
 
 
 def register_marquez(sub: Any) -> None:

@@ -28,9 +28,10 @@ def launch(command: Sequence[str], cwd: Path, log: Path,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def running_java(pid: int | None, work_dir: Path) -> int | None:
-    """``pid`` if that process still is a JVM working in ``work_dir``, so a recycled pid is
-    never taken for the server; an exited child of ours is reaped."""
+def running_process(pid: int | None, work_dir: Path, program: str = "java") -> int | None:
+    """``pid`` if that process still is ``program`` (a JVM unless said) working in
+    ``work_dir``, so a recycled pid is never taken for the server; an exited child of ours
+    is reaped."""
     if pid is None:
         return None
     try:
@@ -38,15 +39,15 @@ def running_java(pid: int | None, work_dir: Path) -> int | None:
         if proc.status() == psutil.STATUS_ZOMBIE:
             proc.wait(timeout=0)  # reaps it if it is our child
             return None
-        return pid if (proc.name(), proc.cwd()) == ("java", str(work_dir)) else None
+        return pid if (proc.name(), proc.cwd()) == (program, str(work_dir)) else None
     except psutil.Error:  # gone, not ours to inspect, or a zombie we cannot reap
         return None
 
 
-def stop_java(pid: int, work_dir: Path, grace: float) -> None:
-    """SIGTERM, then SIGKILL if the JVM still runs after ``grace`` seconds; returns once
+def stop_process(pid: int, work_dir: Path, grace: float, program: str = "java") -> None:
+    """SIGTERM, then SIGKILL if the server still runs after ``grace`` seconds; returns once
     it is gone."""
-    if running_java(pid, work_dir) is None:
+    if running_process(pid, work_dir, program) is None:
         return
     try:
         proc = psutil.Process(pid)

@@ -42,8 +42,8 @@ from lakehouse.io.processes import (
     last_lines,
     launch,
     read_state,
-    running_java,
-    stop_java,
+    running_process,
+    stop_process,
     write_state,
 )
 from lakehouse.jvm import PROJECT_ROOT, JarSet, jars
@@ -241,7 +241,7 @@ class LocalCluster:
         stopped = False
         for pid in [*record.worker_pids, record.master_pid]:
             if pid is not None and self._pid(pid) is not None:
-                stop_java(pid, self.data_dir, grace)
+                stop_process(pid, self.data_dir, grace)
                 stopped = True
         self._write_record(replace(record, master_pid=None,
                                    worker_pids=[None] * len(record.worker_pids)))
@@ -300,7 +300,7 @@ class LocalCluster:
         write_state(self.data_dir / STATE_FILE, record)
 
     def _pid(self, pid: int | None) -> int | None:
-        return running_java(pid, self.data_dir)
+        return running_process(pid, self.data_dir)
 
 
 def master_state(web_ui: str, timeout: float = 2.0) -> dict[str, Any] | None:

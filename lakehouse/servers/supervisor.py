@@ -27,8 +27,8 @@ from lakehouse.io.processes import (
     launch,
     port_free,
     read_state,
-    running_java,
-    stop_java,
+    running_process,
+    stop_process,
     write_state,
 )
 
@@ -77,6 +77,8 @@ class Spec(Generic[R]):
     not_ready: str = "did not answer"
     keeps: str = "data"
     """What the data directory holds, in words."""
+    program: str = "java"
+    """The server's process name (its executable's)."""
 
     @property
     def log_file(self) -> Path:
@@ -111,6 +113,11 @@ class ServerStatus:
         return f"not running (would serve {self.address}, {self.keeps} in {self.data_dir})"
 
 
+def _alive(spec: Spec[Any], pid: int | None) -> int | None:
+    """``pid`` if it still is the server's process."""
+    return running_process(pid, spec.data_dir, spec.program)
+
+
 def read(spec: Spec[R]) -> R | None:
     """The server's record, None if it has none (or an unreadable one)."""
     return read_state(spec.data_dir / spec.record_file, spec.record_type)
@@ -119,7 +126,7 @@ def read(spec: Spec[R]) -> R | None:
 def status(spec: Spec[R]) -> ServerStatus:
     """Does the server run, and does it answer?"""
     record = read(spec)
-    pid = None if record is None else running_java(record.pid, spec.data_dir)
+    pid = None if record is None else _alive(spec, record.pid)
     if record is not None and pid is not None:
         return ServerStatus(True, spec.answers(record), pid, spec.address_of(record),
                             str(spec.data_dir), keeps=spec.keeps)
@@ -135,7 +142,7 @@ def up(spec: Spec[R], start: Callable[[R | None], R],
     the error for a running one listening elsewhere (None if it does not); ``stop``
     stops what failed to start."""
     record = read(spec)
-    started = record is None or running_java(record.pid, spec.data_dir) is None
+    started = record is None or _alive(spec, record.pid) is None
     if record is not None and not started:
         error = moved(record)
         if error is not None:
@@ -144,11 +151,11 @@ def up(spec: Spec[R], start: Callable[[R | None], R],
         record = start(record)
         write_state(spec.data_dir / spec.record_file, record)
     deadline = time.monotonic() + spec.startup_timeout
-    while time.monotonic() < deadline and running_java(record.pid, spec.data_dir) is not None:
+    while time.monotonic() < deadline and _alive(spec, record.pid) is not None:
         if spec.answers(record):
             return started
         time.sleep(spec.interval)
-    exited = running_java(record.pid, spec.data_dir) is None
+    exited = _alive(spec, record.pid) is None
     stop(5.0)
     reason = "exited" if exited else f"{spec.not_ready} within {spec.startup_timeout:.0f}s"
     raise failed(spec, f"{spec.title} {reason}", last_lines(spec.log_file))
@@ -160,21 +167,22 @@ def down(spec: Spec[R], grace: float, **cleared: None) -> bool:
     record = read(spec)
     if record is None:
         return False
-    pid = running_java(record.pid, spec.data_dir)
+    pid = _alive(spec, record.pid)
     if pid is not None:
-        stop_java(pid, spec.data_dir, grace)
+        stop_process(pid, spec.data_dir, grace, spec.program)
     write_state(spec.data_dir / spec.record_file, replace(record, pid=None, **cleared))
     return pid is not None
 
 
 def spawn(spec: Spec[Any], command: Sequence[str], hint: str) -> subprocess.Popen[bytes]:
-    """``command`` (a ``java`` first) launched in the data directory, which is how
-    ``running_java`` knows the server, its output appended to the log; ``hint`` says
-    what to do when there is no such Java."""
+    """``command`` (``spec.program`` first) launched in the data directory, which is how
+    ``running_process`` knows the server, its output appended to the log; ``hint`` says
+    what to do when there is no such program."""
     try:
         return launch(command, spec.data_dir, spec.log_file)
     except FileNotFoundError as exc:
-        raise LakehouseError(spec.failed, f"no Java at {command[0]}", hint=hint) from exc
+        what = "Java" if spec.program == "java" else spec.program
+        raise LakehouseError(spec.failed, f"no {what} at {command[0]}", hint=hint) from exc
 
 
 def failed(spec: Spec[Any], message: str, hint: str,
