@@ -25,13 +25,13 @@ from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.object_store import bucket_of
 from lakehouse.io.storage import join
 from lakehouse.quality.contract import COMPATIBILITY_LEVELS as COMPATIBILITY_LEVELS
 from lakehouse.quality.contract import FORMATS as FORMATS
@@ -196,8 +196,7 @@ class Config:
     def storage_bucket(self) -> str:
         """The bucket of an ``s3a://bucket/prefix`` warehouse; ``lakehouse`` for a local
         one (what ``lakehouse storage up`` creates)."""
-        url = urlsplit(self.warehouse.root)
-        return url.netloc if url.scheme in ("s3", "s3a") else "lakehouse"
+        return bucket_of(self.warehouse.root) or "lakehouse"
 
     @property
     def broker_data_dir(self) -> str:
@@ -266,8 +265,12 @@ def parse_config(
     wh = config.warehouse
     root = _absolute(wh.root)
     checkpoints = _absolute(wh.checkpoints) if wh.checkpoints else join(root, "_checkpoints")
+    # A warehouse on the object store: every delta-rs reader and writer reaches it with the
+    # storage section's endpoint and key (warehouse.storage_options still win).
+    options = {**config.storage.store.delta_rs_options(), **wh.storage_options} \
+        if bucket_of(root) else wh.storage_options
     return dataclasses.replace(config, warehouse=dataclasses.replace(
-        wh, root=root, checkpoints=checkpoints))
+        wh, root=root, checkpoints=checkpoints, storage_options=options))
 
 
 _CONFIG = TypeAdapter(Config)

@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
+from lakehouse.io.object_store import S3Store
 from lakehouse.io.storage import join
 from lakehouse.quality.contract import Compatibility, Format
 from lakehouse.validation import FILE, bad, must
@@ -167,9 +168,12 @@ class StorageConfig(_Section):
                                   "must be an http(s) URL, e.g. http://127.0.0.1:18333")] = \
         "http://127.0.0.1:18333"
     region: str = "us-east-1"
+    path_style: StrictBool = True
+    """Requests name the bucket in the path, as SeaweedFS, MinIO and most on-premises
+    stores want; false: in the host name (AWS's virtual-hosted style)."""
     credentials: Secrets = field(default_factory=dict, repr=False)
     """``access_key`` and ``secret_key``; write ``${ENV_VAR}`` to take them from the
-    environment."""
+    environment. None: the clients' own credential chain (environment, instance role)."""
     embedded: EmbeddedStoreConfig = field(default_factory=EmbeddedStoreConfig)
 
     @model_validator(mode="after")
@@ -179,6 +183,12 @@ class StorageConfig(_Section):
             raise bad("takes access_key and secret_key only", at=f"credentials.{min(unknown)}")
         return self
 
+    @property
+    def store(self) -> S3Store:
+        """The store as the clients reach it."""
+        return S3Store(self.endpoint, self.region, self.credentials.get("access_key"),
+                       self.credentials.get("secret_key"), self.path_style)
+
 
 @dataclass(frozen=True, config=FILE)
 class WarehouseConfig(_Section):
@@ -187,8 +197,10 @@ class WarehouseConfig(_Section):
     root: str
     checkpoints: str = ""
     """Default ``<root>/_checkpoints``."""
-    storage_options: Strings = field(default_factory=dict)
-    """Passed to delta-rs (e.g. AWS_REGION, AWS_ENDPOINT_URL)."""
+    storage_options: Strings = field(default_factory=dict, repr=False)
+    """Passed to delta-rs (e.g. AWS_REGION, AWS_ENDPOINT_URL); for a warehouse on the
+    object store, written over what ``storage:`` gives (its key among them: never
+    printed)."""
 
     def table_uri(self, layer: str, name: str) -> str:
         """The storage URI of table ``layer.name``."""

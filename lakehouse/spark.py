@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.object_store import bucket_of
 from lakehouse.jvm import JarSet, jars
 from lakehouse.lineage.listener import session_conf
 from lakehouse.lineage.tracking import new_run_id
@@ -40,6 +41,10 @@ def build_session(config: Config, streaming: bool = False) -> SparkSession:
     job submitted to a cluster keeps what spark-submit set (``--jars`` there). The
     OpenLineage listener is configured from ``lineage:`` (``lakehouse.lineage.listener``);
     a ``streaming`` session's column lineage comes from the project, not the listener.
+    A warehouse at ``s3a://bucket/...`` is reached through Hadoop's S3A connector with the
+    ``storage:`` section's endpoint and key, set for that bucket only (Spark redacts the
+    key in its UI and logs). Delta writes there with its default S3 log store: one
+    driver writes each table (this project runs one job per table or per source).
     """
     # Python workers must run the interpreter that has this project installed.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -81,11 +86,21 @@ def build_session(config: Config, streaming: bool = False) -> SparkSession:
                            f"-Dlog4j2.configurationFile=file:{LOG4J_CONF} "
                            f"{config.spark.driver_java_options}".strip())
                    .config("spark.jars", ",".join(str(j) for j in jars(JarSet.SPARK))))
-    for key, value in {**session_conf(config, new_run_id(), streaming), **config.spark.conf}.items():
+    for key, value in {**session_conf(config, new_run_id(), streaming),
+                       **object_store_conf(config), **config.spark.conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def object_store_conf(config: Config) -> dict[str, str]:
+    """The session's Hadoop S3A settings (``spark.hadoop.*``) for a warehouse on the
+    object store, for its bucket only; none for a local one."""
+    bucket = bucket_of(config.warehouse.root)
+    if bucket is None:
+        return {}
+    return {f"spark.hadoop.{k}": v for k, v in config.storage.store.hadoop_conf(bucket).items()}
 
 
 def stop_session(spark: SparkSession, drain_seconds: float = 120.0) -> None:

@@ -32,8 +32,12 @@ def error_of(fn, *args, **kwargs) -> LakehouseError:  # type: ignore[no-untyped-
 @pytest.mark.parametrize("name", ["local.yaml", "cluster.example.yaml"])
 def test_shipped_configs_parse(name: str) -> None:
     config = load_config(ROOT / "conf" / name, env={"LAKEHOUSE_KAFKA_PASSWORD": "x",
-                                                     "SCHEMA_REGISTRY_AUTH": "u:p"})
+                                                     "SCHEMA_REGISTRY_AUTH": "u:p",
+                                                     "LAKEHOUSE_S3_ACCESS_KEY": "k",
+                                                     "LAKEHOUSE_S3_SECRET_KEY": "s"})
     assert config.source("orders").topic == "shop.orders.v1"
+    if config.warehouse.root.startswith("s3a://"):
+        assert config.warehouse.storage_options["AWS_SECRET_ACCESS_KEY"] == "s"
     assert dataclasses.is_dataclass(config)
 
 

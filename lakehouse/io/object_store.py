@@ -8,16 +8,51 @@ from urllib.parse import urlsplit
 
 from pyarrow import fs
 
+S3_SCHEMES = ("s3", "s3a")
+
+
+def bucket_of(uri: str) -> str | None:
+    """The bucket of an ``s3://`` or ``s3a://`` URI, None for any other."""
+    url = urlsplit(uri)
+    return url.netloc if url.scheme in S3_SCHEMES else None
+
 
 @dataclass(frozen=True)
 class S3Store:
-    """Where an S3-compatible store answers and the key it is reached with."""
+    """Where an S3-compatible store answers and the key it is reached with (none: the
+    clients' own credential chain, e.g. an instance role)."""
 
     endpoint: str
     """``http(s)://host:port``."""
     region: str
-    access_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    path_style: bool = True
+    """Bucket in the path (``host/bucket/key``), as on-premises stores want; False: in the
+    host name, as AWS prefers."""
+
+    def delta_rs_options(self) -> dict[str, str]:
+        """delta-rs's (object_store's) storage options for the store. Its commits use a
+        conditional put (``If-None-Match: *``) by default: the store must honour it, as S3
+        and SeaweedFS do; no lock and no unsafe-rename switch is ever set."""
+        options = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": self.region,
+                   "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": str(not self.path_style).lower(),
+                   "AWS_ALLOW_HTTP": str(self.endpoint.startswith("http://")).lower()}
+        if self.access_key and self.secret_key:
+            options |= {"AWS_ACCESS_KEY_ID": self.access_key,
+                        "AWS_SECRET_ACCESS_KEY": self.secret_key}
+        return options
+
+    def hadoop_conf(self, bucket: str) -> dict[str, str]:
+        """Hadoop's S3A settings for ``bucket`` (per-bucket keys: other buckets keep their
+        own), for Spark's ``spark.hadoop.*``."""
+        at = f"fs.s3a.bucket.{bucket}."
+        conf = {at + "endpoint": self.endpoint, at + "endpoint.region": self.region,
+                at + "path.style.access": str(self.path_style).lower(),
+                at + "connection.ssl.enabled": str(self.endpoint.startswith("https://")).lower()}
+        if self.access_key and self.secret_key:
+            conf |= {at + "access.key": self.access_key, at + "secret.key": self.secret_key}
+        return conf
 
     def filesystem(self, timeout: float = 10.0) -> fs.S3FileSystem:
         """A client of the store (path-style requests; one attempt per call when
@@ -26,7 +61,7 @@ class S3Store:
         return fs.S3FileSystem(
             access_key=self.access_key, secret_key=self.secret_key, region=self.region,
             endpoint_override=url.netloc, scheme=url.scheme or "http",
-            force_virtual_addressing=False, connect_timeout=timeout, request_timeout=timeout,
+            force_virtual_addressing=not self.path_style, connect_timeout=timeout, request_timeout=timeout,
             retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=1 if timeout < 5 else 3))
 
     def has_bucket(self, bucket: str, timeout: float = 2.0) -> bool:

@@ -72,7 +72,7 @@ class GoldPlan:
     state_uri: str | None
     """The internal state table of a two-stage aggregate."""
     silver_uri: str
-    storage_options: dict[str, str] = field(default_factory=dict)
+    storage_options: dict[str, str] = field(default_factory=dict, repr=False)
     checkpoint: str = ""
     """The checkpoint of the table's streaming query."""
 

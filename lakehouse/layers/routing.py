@@ -86,7 +86,7 @@ class SilverPlan:
     critical_max_unexpected_percent: float
     warehouse_root: str
     """Where the table's write lock lives (``lakehouse.io.locks.writing``)."""
-    storage_options: dict[str, str] = field(default_factory=dict)
+    storage_options: dict[str, str] = field(default_factory=dict, repr=False)
     pii_key: bytes = field(default=b"", repr=False)
     """The key of the pseudonyms of the contract's pii fields (empty if it has none)."""
     avro: AvroSource | None = None
