@@ -41,12 +41,18 @@ def ensure_broker(config: Config) -> str:
 
 def cmd_broker(config: Config, args: argparse.Namespace) -> int:
     if not config.kafka.embedded.enabled:
-        raise LakehouseError(
-            ErrorCode.BROKER_NOT_EMBEDDED,
-            f"the broker is external ({config.kafka.bootstrap_servers}); nothing to "
-            f"{args.action}", hint="unset LAKEHOUSE_KAFKA_BOOTSTRAP to use the embedded one")
+        raise _external(ErrorCode.BROKER_NOT_EMBEDDED, "the broker",
+                        config.kafka.bootstrap_servers, args.action,
+                        "unset LAKEHOUSE_KAFKA_BOOTSTRAP to use the embedded one")
     broker = _embedded_broker(config, args.port)
     return _control(broker, args.action, "broker", f"bootstrap servers: {broker.bootstrap}")
+
+
+def _external(code: ErrorCode, what: str, where: str, action: str, hint: str
+              ) -> LakehouseError:
+    """The error of ``<server> up|down|status`` when the config points at a server of its
+    own: there is nothing here to control."""
+    return LakehouseError(code, f"{what} is external ({where}); nothing to {action}", hint=hint)
 
 
 def _control(server: EmbeddedBroker | EmbeddedRegistry | EmbeddedStore, action: str, name: str,
@@ -88,10 +94,9 @@ def ensure_registry(config: Config, sources: list[str]) -> str | None:
 
 def cmd_registry(config: Config, args: argparse.Namespace) -> int:
     if not config.schema_registry.embedded.enabled:
-        raise LakehouseError(
-            ErrorCode.REGISTRY_NOT_EMBEDDED,
-            f"the schema registry is external ({config.schema_registry.url}); nothing to "
-            f"{args.action}", hint="unset LAKEHOUSE_SCHEMA_REGISTRY_URL to use the embedded one")
+        raise _external(ErrorCode.REGISTRY_NOT_EMBEDDED, "the schema registry",
+                        config.schema_registry.url, args.action,
+                        "unset LAKEHOUSE_SCHEMA_REGISTRY_URL to use the embedded one")
     registry = _embedded_registry(config)
     return _control(registry, args.action, "schema registry",
                     f"Confluent-compatible API: {registry.url}")
@@ -118,10 +123,9 @@ def _embedded_store(config: Config) -> EmbeddedStore:
 
 def cmd_storage(config: Config, args: argparse.Namespace) -> int:
     if not config.storage.embedded.enabled:
-        raise LakehouseError(
-            ErrorCode.STORAGE_NOT_EMBEDDED,
-            f"the object store is external ({config.storage.endpoint}); nothing to "
-            f"{args.action}", hint="set storage.embedded.enabled: true to use the embedded one")
+        raise _external(ErrorCode.STORAGE_NOT_EMBEDDED, "the object store",
+                        config.storage.endpoint, args.action,
+                        "set storage.embedded.enabled: true to use the embedded one")
     store = _embedded_store(config)
     return _control(store, args.action, "storage",
                     f"S3 endpoint: {store.endpoint}, bucket: {store.bucket}")
