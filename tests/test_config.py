@@ -10,6 +10,7 @@ import yaml
 
 from lakehouse.config import load_config, parse_config
 from lakehouse.errors import ErrorCode, LakehouseError
+from tests.shapes import PAYMENTS_CONTRACT
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,19 +138,10 @@ def contracts(tmp_path: Path, *names: str) -> Path:
     folder.mkdir()
     for name in names:
         source = ROOT / "expectations" / f"{name}.contract.yaml"
-        text = source.read_text() if source.exists() else PAYMENTS
+        text = source.read_text() if source.exists() else PAYMENTS_CONTRACT
         (folder / f"{name}.contract.yaml").write_text(text)
     return folder
 
-
-PAYMENTS = """name: payments
-topic: shop.payments.v1
-key: payment_id
-event_time: paid_at
-fields:
-  payment_id: {type: string, required: true}
-  paid_at: {type: timestamp, required: true}
-"""
 
 
 def test_sources_are_declared_by_their_contracts_and_settings_override(
