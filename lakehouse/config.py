@@ -32,7 +32,7 @@ from pydantic.dataclasses import dataclass
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.object_store import bucket_of
-from lakehouse.io.storage import join
+from lakehouse.io.storage import join, reach
 from lakehouse.quality.contract import COMPATIBILITY_LEVELS as COMPATIBILITY_LEVELS
 from lakehouse.quality.contract import FORMATS as FORMATS
 from lakehouse.quality.contract import load_contract
@@ -174,23 +174,35 @@ class Config:
 
     @property
     def _lineage_dir(self) -> str:
-        return _absolute(self.lineage.dir) if self.lineage.dir \
-            else join(self.warehouse.root, "_lineage")
+        # OpenLineage's file transports (Python's and the Spark listener's) append to a
+        # local file, which an object store cannot do: beside an object-store warehouse
+        # the files stay on the driver's disk (the HTTP transport shares them).
+        return _absolute(self.lineage.dir) if self.lineage.dir else self._local("lineage")
 
     @property
     def registry_data_dir(self) -> str:
         """Where the embedded schema registry keeps its schemas."""
-        return self.schema_registry.embedded.data_dir or join(self.warehouse.root, "_registry")
+        return self.schema_registry.embedded.data_dir or self._local("registry")
 
     @property
     def storage_data_dir(self) -> str:
         """Where the embedded object store keeps its objects (never inside an object-store
         warehouse: that is what it serves)."""
-        if self.storage.embedded.data_dir:
-            return _absolute(self.storage.embedded.data_dir)
-        if "://" in self.warehouse.root:
-            return _absolute(".lakehouse/storage")
-        return join(self.warehouse.root, "_storage")
+        return _absolute(self.storage.embedded.data_dir) if self.storage.embedded.data_dir \
+            else self._local("storage")
+
+    def _local(self, name: str) -> str:
+        """``<warehouse>/_<name>`` for a warehouse on local disk; ``./.lakehouse/<name>``
+        beside one on an object store (a server's files or an appended log need a disk)."""
+        return _absolute(f".lakehouse/{name}") if "://" in self.warehouse.root \
+            else join(self.warehouse.root, f"_{name}")
+
+    @property
+    def store_buckets(self) -> list[str]:
+        """The object-store buckets holding the warehouse and its checkpoints (none for a
+        warehouse on disk)."""
+        return sorted({b for b in map(bucket_of, (self.warehouse.root,
+                                                  self.warehouse.checkpoints)) if b})
 
     @property
     def storage_bucket(self) -> str:
@@ -201,7 +213,7 @@ class Config:
     @property
     def broker_data_dir(self) -> str:
         """Where the embedded broker keeps its data."""
-        return self.kafka.embedded.data_dir or join(self.warehouse.root, "_broker")
+        return self.kafka.embedded.data_dir or self._local("broker")
 
 
 def default_expectations_dir(package_file: Path, cwd: Path) -> Path:
@@ -267,10 +279,15 @@ def parse_config(
     checkpoints = _absolute(wh.checkpoints) if wh.checkpoints else join(root, "_checkpoints")
     # A warehouse on the object store: every delta-rs reader and writer reaches it with the
     # storage section's endpoint and key (warehouse.storage_options still win).
-    options = {**config.storage.store.delta_rs_options(), **wh.storage_options} \
-        if bucket_of(root) else wh.storage_options
+    config = dataclasses.replace(config, warehouse=dataclasses.replace(
+        wh, root=root, checkpoints=checkpoints))
+    if not config.store_buckets:
+        return config
+    for bucket in config.store_buckets:  # and every file the project reads or writes there
+        reach(bucket, config.storage.store)
     return dataclasses.replace(config, warehouse=dataclasses.replace(
-        wh, root=root, checkpoints=checkpoints, storage_options=options))
+        config.warehouse, storage_options={**config.storage.store.delta_rs_options(),
+                                           **wh.storage_options}))
 
 
 _CONFIG = TypeAdapter(Config)

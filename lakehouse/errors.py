@@ -86,6 +86,9 @@ class ErrorCode(StrEnum):
     REGISTRY_NOT_EMBEDDED = "LH-REGISTRY-004"
     STORAGE_START_FAILED = "LH-STORAGE-001"
     STORAGE_NOT_EMBEDDED = "LH-STORAGE-002"
+    STORAGE_UNREACHABLE = "LH-STORAGE-003"
+    STORAGE_NO_BUCKET = "LH-STORAGE-004"
+    STORAGE_DENIED = "LH-STORAGE-005"
     METRICS_PORT_TAKEN = "LH-OBSERVE-001"
     NO_EVENTS = "LH-OBSERVE-002"
 
@@ -105,9 +108,9 @@ class LakehouseError(Exception):
 
     @property
     def exit_code(self) -> int:
-        """The process exit code: 75 (EX_TEMPFAIL, "try again later") when Kafka went away
-        for longer than the job waits, so a scheduler can restart it; 2 otherwise."""
-        return 75 if self.code is ErrorCode.BROKER_LOST else 2
+        """The process exit code: 75 (EX_TEMPFAIL, "try again later") when Kafka or the
+        object store went away, so a scheduler can restart the job; 2 otherwise."""
+        return 75 if self.code in (ErrorCode.BROKER_LOST, ErrorCode.STORAGE_UNREACHABLE) else 2
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross process boundaries (Spark Python workers); keep them picklable.

@@ -36,6 +36,7 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import damage, remove_unstarted
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.locks import table_locks
+from lakehouse.io.object_store import unanswered
 from lakehouse.layers.bronze import start_bronze
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
@@ -100,8 +101,14 @@ def run(pipeline: graph.Graph, *, until_idle: bool, tables: Sequence[str] | None
         created = ensure_source_topics(config, [t.source for t in chosen])
         for name in created:
             printer(f"created topic {name}")
-        return _run(pipeline, chosen, silver, gold, until_idle=until_idle, spark=spark,
-                    printer=printer, then=then, bronze_reset=bronze_reset)
+        try:
+            return _run(pipeline, chosen, silver, gold, until_idle=until_idle, spark=spark,
+                        printer=printer, then=then, bronze_reset=bronze_reset)
+        except Exception as exc:  # on a store that stopped answering: that is the cause
+            gone = unanswered(config.storage.store, config.store_buckets)
+            if gone is None:
+                raise
+            raise gone from exc
 
 
 def silver_sources(config: Config, silver: Sequence[SilverTable]) -> list[str]:

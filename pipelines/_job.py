@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from lakehouse import graph
+from lakehouse.cli.servers import ensure_store
 from lakehouse.config import load_config
 from lakehouse.errors import LakehouseError
 from lakehouse.runner import run
@@ -23,7 +24,9 @@ def main(layer: str, doc: str, argv: list[str] | None = None) -> int:
                         help=f"only this {layer} table (repeatable)")
     args = parser.parse_args(argv)
     try:
-        pipeline = graph.build(load_config(args.conf))
+        config = load_config(args.conf)
+        ensure_store(config)
+        pipeline = graph.build(config)
         if args.table:
             tables = [f"{layer}.{t.removeprefix(layer + '.')}" for t in args.table]
         else:
@@ -33,5 +36,5 @@ def main(layer: str, doc: str, argv: list[str] | None = None) -> int:
         run(pipeline, until_idle=args.until_idle, tables=tables)
     except LakehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     return 0

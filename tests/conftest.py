@@ -18,6 +18,8 @@ from hypothesis import settings
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from lakehouse.servers.seaweedfs import EmbeddedStore
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Each Hypothesis example of the routing property runs a Spark plan (about 8 s here): CI
@@ -97,16 +99,20 @@ class Job(subprocess.Popen[str]):
         return self.out_path.read_text(), self.err_path.read_text()
 
 
-def start_run(config: Path, warehouse: Path) -> Job:
+def start_run(config: Path) -> Job:
     """``lakehouse --conf CONFIG run`` (continuous) in a process group of its own, returned
     once its queries have started (their checkpoints folder exists). Its output goes to
-    ``run-<n>.out`` and ``.err`` beside the warehouse."""
+    ``run-<n>.out`` and ``.err`` beside the config."""
     import time
+
+    from lakehouse.config import load_config
+    from lakehouse.io.storage import is_dir
+    checkpoints = load_config(config).warehouse.checkpoints
     argv = [sys.executable, "-m", "lakehouse.cli", "--conf", str(config), "run"]
-    runs = len(list(warehouse.parent.glob("run-*.out")))
-    proc = Job(argv, warehouse.parent / f"run-{runs + 1}")
+    runs = len(list(config.parent.glob("run-*.out")))
+    proc = Job(argv, config.parent / f"run-{runs + 1}")
     deadline = time.monotonic() + 300
-    while not (warehouse / "_checkpoints").is_dir():
+    while not is_dir(checkpoints):
         if proc.poll() is not None or time.monotonic() > deadline:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
@@ -230,13 +236,14 @@ def _dump_java_threads(group: int) -> None:
     time.sleep(3)
 
 
-def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool = False,
+def write_config(path: Path, bootstrap: str, warehouse: Path | str, *, embedded: bool = False,
                  broker_dir: Path | None = None, silver: dict | None = None,
                  kafka: dict | None = None, spark: dict | None = None,
                  observe: dict | None = None, topics: dict[str, str] | None = None,
-                 **streaming: object) -> Path:
-    """A config file for a test: its own warehouse, the given broker; ``topics``: source
-    -> the topic this test reads it from instead of its contract's."""
+                 storage: dict | None = None, **streaming: object) -> Path:
+    """A config file for a test: its own warehouse (a folder, or ``s3a://...`` on the
+    ``storage`` store), the given broker; ``topics``: source -> the topic this test reads
+    it from instead of its contract's."""
     doc = {
         "project": "test",
         "kafka": {"bootstrap_servers": bootstrap,
@@ -250,6 +257,7 @@ def write_config(path: Path, bootstrap: str, warehouse: Path, *, embedded: bool 
         "privacy": {"dev_key": "tests-only-not-a-secret"},
         "observe": {"flush_seconds": 1, **(observe or {})},
         "sources": {name: {"topic": topic} for name, topic in (topics or {}).items()},
+        **({"storage": storage} if storage else {}),
     }
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -287,3 +295,28 @@ def spark(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     session = build_session(config)
     yield session
     session.stop()
+
+
+S3_KEY, S3_SECRET = "tests-key", "tests-only-not-a-secret"
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession
+                 ) -> Iterator[EmbeddedStore]:
+    """A real SeaweedFS process serving bucket ``lake``, which the suite's Spark session
+    reaches as ``build_session`` would (``store_settings`` gives a config's section)."""
+    from lakehouse.servers.seaweedfs import EmbeddedStore
+    store = EmbeddedStore("127.0.0.1", free_port(), str(tmp_path_factory.mktemp("storage")),
+                          "lake", "us-east-1", S3_KEY, S3_SECRET)
+    store.up()
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    for key, value in store.store().hadoop_conf(store.bucket).items():
+        hadoop.set(key, value)
+    yield store
+    store.down()
+
+
+def store_settings(store: EmbeddedStore) -> dict:
+    """A config's ``storage`` section for ``store``, a store it does not start itself."""
+    return {"endpoint": store.endpoint, "embedded": {"enabled": False},
+            "credentials": {"access_key": S3_KEY, "secret_key": S3_SECRET}}

@@ -64,12 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+READ_THE_WAREHOUSE = {"quarantine", "query", "status", "slo", "report", "history", "diff",
+                      "restore", "replay", "checkpoint", "vacuum", "forget", "verify",
+                      "explain", "tables"}
+"""Commands that read the warehouse without starting servers: on an object store, each
+checks first that the store answers (``run`` and ``demo`` start the embedded one)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lakehouse`` command."""
     args = build_parser().parse_args(argv)
     logging.root.addFilter(_py4j_connection_tracebacks)
     try:
         config = load_config(args.conf)
+        if args.command in READ_THE_WAREHOUSE:
+            servers.ensure_store(config)
         return int(args.func(config, args))
     except LakehouseError as exc:
         died = _driver_jvm_exited()

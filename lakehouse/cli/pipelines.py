@@ -13,7 +13,7 @@ from typing import Any
 from lakehouse import graph
 from lakehouse.cli.common import beside_warehouse, print_accounting, print_tables, say, write_file
 from lakehouse.cli.observe import lineage_graph
-from lakehouse.cli.servers import ensure_broker, ensure_registry
+from lakehouse.cli.servers import ensure_broker, ensure_registry, ensure_store
 from lakehouse.config import COMPATIBILITY_LEVELS, FORMATS, Config
 from lakehouse.errors import ErrorCode, LakehouseError
 
@@ -101,6 +101,8 @@ def _as_avro(config: Config, source: str) -> Config:
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.runner import run, selected_silver, silver_sources
     pipeline = graph.build(config)
+    if store := ensure_store(config, start=True):
+        say(store)
     say(ensure_broker(config))
     registry = ensure_registry(config, silver_sources(config,
                                                       selected_silver(pipeline, args.table)))
@@ -150,6 +152,8 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     pipeline = graph.build(config)
     sources = config.source_names
     shapes = {name: load_shape(config.expectations_dir, name) for name in sources}
+    if store := ensure_store(config, start=True):
+        say(f"1/4 {store}")
     say(f"1/4 broker: {ensure_broker(config)}")
     registry = ensure_registry(config, list(sources))
     if registry:

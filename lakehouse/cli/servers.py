@@ -121,6 +121,21 @@ def _embedded_store(config: Config) -> EmbeddedStore:
                          storage.embedded.startup_timeout_seconds)
 
 
+def ensure_store(config: Config, start: bool = False) -> str | None:
+    """Check the object store of a warehouse on one (None for a warehouse on disk), before
+    anything runs: it answers, the key is accepted, the bucket exists; ``start``: start the
+    embedded one first if the config wants it."""
+    from lakehouse.io.object_store import check_bucket
+    if not config.store_buckets:
+        return None
+    said = f"object store at {config.storage.endpoint}"
+    if start and config.storage.embedded.enabled:
+        said = f"object store {_embedded_store(config).up().describe()}"
+    for bucket in config.store_buckets:
+        check_bucket(config.storage.store, bucket)
+    return said
+
+
 def cmd_storage(config: Config, args: argparse.Namespace) -> int:
     if not config.storage.embedded.enabled:
         raise _external(ErrorCode.STORAGE_NOT_EMBEDDED, "the object store",

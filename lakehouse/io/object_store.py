@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from pyarrow import fs
 
+from lakehouse.errors import ErrorCode, LakehouseError
+
 S3_SCHEMES = ("s3", "s3a")
 
 
@@ -71,3 +73,40 @@ class S3Store:
         except OSError:
             return False
         return info.type == fs.FileType.Directory
+
+
+def check_bucket(store: S3Store, bucket: str, timeout: float = 5.0) -> None:
+    """Fail with a coded error unless ``store`` answers and lets its key read ``bucket``."""
+    where = f"{store.endpoint} (bucket {bucket})"
+    try:
+        info = store.filesystem(timeout).get_file_info(bucket)
+    except OSError as exc:
+        if "ACCESS_DENIED" in str(exc) or "FORBIDDEN" in str(exc).upper():
+            raise LakehouseError(
+                ErrorCode.STORAGE_DENIED, f"the object store at {where} refuses the key",
+                hint="check storage.credentials (access_key, secret_key) and the key's rights "
+                     "on the bucket", endpoint=store.endpoint, bucket=bucket) from None
+        raise LakehouseError(
+            ErrorCode.STORAGE_UNREACHABLE, f"the object store at {where} does not answer: "
+            f"{str(exc).rsplit(': ', 1)[-1]}",
+            hint="start it (`lakehouse storage up` for the embedded one) or fix "
+                 "storage.endpoint; a restart resumes where the run stopped",
+            endpoint=store.endpoint, bucket=bucket) from None
+    if info.type != fs.FileType.Directory:
+        raise LakehouseError(
+            ErrorCode.STORAGE_NO_BUCKET, f"the object store at {store.endpoint} has no bucket "
+            f"{bucket}", hint="create the bucket (the embedded store creates its warehouse's "
+                              "at `lakehouse storage up`) or fix warehouse.root",
+            endpoint=store.endpoint, bucket=bucket)
+
+
+def unanswered(store: S3Store, buckets: list[str]) -> LakehouseError | None:
+    """LH-STORAGE-003 if ``store`` holds one of ``buckets`` and does not answer now (a run
+    that failed then stops with it: a restart resumes); None if it answers."""
+    for bucket in buckets:
+        try:
+            check_bucket(store, bucket, timeout=2.0)
+        except LakehouseError as exc:
+            if exc.code is ErrorCode.STORAGE_UNREACHABLE:
+                return exc
+    return None

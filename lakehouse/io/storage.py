@@ -2,16 +2,28 @@
 
 Warehouse roots, tables and checkpoints are strings that may be local paths
 (``./warehouse``) or URIs (``s3a://bucket/shop``, ``file:///...``). Spark's Hadoop
-filesystems call S3 ``s3a``; pyarrow calls it ``s3``: both name the same objects.
+filesystems call S3 ``s3a``; pyarrow calls it ``s3``: both name the same objects. A
+bucket's store (endpoint and key) is the one ``reach`` was given for it, as the config
+names it (``lakehouse.config`` does so when it reads a warehouse on an object store);
+another bucket is reached with the AWS SDK's own chain (environment, instance role).
 """
 
 from __future__ import annotations
 
 import os
+from functools import cache
 
 import pyarrow.fs as pafs
 
+from lakehouse.io.object_store import S3_SCHEMES, S3Store
+
 _SCHEMES = {"s3a": "s3", "s3n": "s3"}
+_STORES: dict[str, S3Store] = {}
+
+
+def reach(bucket: str, store: S3Store) -> None:
+    """Reach ``bucket`` through ``store`` from now on."""
+    _STORES[bucket] = store
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -19,7 +31,15 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     if "://" not in uri:
         return pafs.LocalFileSystem(), os.path.abspath(uri)
     scheme, rest = uri.split("://", 1)
+    bucket = rest.split("/", 1)[0]
+    if scheme in S3_SCHEMES and bucket in _STORES:
+        return _client(_STORES[bucket]), rest.rstrip("/")
     return pafs.FileSystem.from_uri(f"{_SCHEMES.get(scheme, scheme)}://{rest}")
+
+
+@cache
+def _client(store: S3Store) -> pafs.FileSystem:
+    return store.filesystem()
 
 
 def join(root: str, *parts: str) -> str:

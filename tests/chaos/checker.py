@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
+from lakehouse.config import Config, load_config
+from lakehouse.io.delta_log import open_table
 from tests.conftest import assert_gold_verified
 
 Coordinates = tuple[int, int]
@@ -58,15 +59,19 @@ def topic_records(bootstrap: str, topic: str) -> dict[Coordinates, bytes | None]
         consumer.close()
 
 
-def _table(warehouse: Path, layer: str, name: str, columns: list[str]) -> list[dict]:
-    return DeltaTable(str(warehouse / layer / name)).to_pyarrow_table(columns=columns).to_pylist()
+def _table(config: Config, layer: str, name: str, columns: list[str]) -> list[dict]:
+    """A table's rows as delta-rs reads them (on disk or on the object store)."""
+    table = open_table(config.warehouse.table_uri(layer, name), config.warehouse.storage_options)
+    assert table is not None, f"there is no table {layer}.{name}"
+    return table.to_pyarrow_table(columns=columns).to_pylist()
 
 
-def check(config: Path, bootstrap: str, topic: str, warehouse: Path, spark: SparkSession,
+def check(config: Path, bootstrap: str, topic: str, spark: SparkSession,
           source: str = "orders") -> Verdict:
     """Check one source's tables against the broker; fails with the first broken promise."""
     produced = topic_records(bootstrap, topic)
-    bronze = _table(warehouse, "bronze", source, ["partition", "offset", "value"])
+    cfg = load_config(config)
+    bronze = _table(cfg, "bronze", source, ["partition", "offset", "value"])
     coordinates = [(r["partition"], r["offset"]) for r in bronze]
     assert len(coordinates) == len(set(coordinates)), "bronze holds a record twice"
     assert set(coordinates) == set(produced), \
@@ -74,12 +79,12 @@ def check(config: Path, bootstrap: str, topic: str, warehouse: Path, spark: Spar
     assert all(r["value"] == produced[(r["partition"], r["offset"])] for r in bronze), \
         "bronze changed a record's value"
 
-    silver = _table(warehouse, "silver", source, ["event_id", "_partition", "_offset"])
+    silver = _table(cfg, "silver", source, ["event_id", "_partition", "_offset"])
     ids = [r["event_id"] for r in silver]
     assert len(ids) == len(set(ids)), "silver holds an event id twice"
     in_silver = {(r["_partition"], r["_offset"]) for r in silver}
     assert len(in_silver) == len(silver) and in_silver <= set(produced)
-    quarantine = [r for r in _table(warehouse, "silver", f"{source}_quarantine",
+    quarantine = [r for r in _table(cfg, "silver", f"{source}_quarantine",
                                     ["_partition", "_offset", "resolved_at"])
                   if r["resolved_at"] is None]
     quarantined = {(r["_partition"], r["_offset"]) for r in quarantine}

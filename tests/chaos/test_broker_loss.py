@@ -54,7 +54,7 @@ def test_a_job_waits_out_a_broker_outage_and_stops_after_its_timeout(
     config = write_config(tmp_path / "conf.yaml", own_broker.bootstrap, warehouse,
                           kafka={"unavailable_timeout_seconds": 30})
     produce(own_broker.bootstrap, TOPIC, generate(shape("orders"), 400, seed=1, faults=0.2))
-    with start_run(config, warehouse) as job:
+    with start_run(config) as job:
         wait_for(lambda: ledgered(warehouse) == 400, "the first records in silver")
         own_broker.down()  # a short outage (stop, 2 s, start: well inside the 30 s): the job waits
         time.sleep(2)
@@ -72,6 +72,6 @@ def test_a_job_waits_out_a_broker_outage_and_stops_after_its_timeout(
     produce(own_broker.bootstrap, TOPIC, generate(shape("orders"), 300, seed=3, faults=0.2))
     again = run_pipelines(config, spark)
     assert again.returncode == 0, again.stderr[-3000:]
-    verdict = check(config, own_broker.bootstrap, TOPIC, warehouse, spark)
+    verdict = check(config, own_broker.bootstrap, TOPIC, spark)
     assert verdict.produced == 1100
     print(verdict.describe())

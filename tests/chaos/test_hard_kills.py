@@ -45,7 +45,7 @@ def test_the_job_survives_hard_kills_while_events_arrive(
     thread.start()
     try:
         for n in range(kills):
-            job = start_run(config, warehouse)
+            job = start_run(config)
             time.sleep(rng.uniform(6, 18))  # a random moment: starting, mid-batch, idle
             os.killpg(job.pid, signal.SIGKILL)
             job.communicate(timeout=60)
@@ -55,6 +55,6 @@ def test_the_job_survives_hard_kills_while_events_arrive(
         thread.join(timeout=60)
     done = run_pipelines(config, spark)  # the catch-up after the kills
     assert done.returncode == 0, done.stderr[-3000:]
-    verdict = check(config, broker, topic, warehouse, spark)
+    verdict = check(config, broker, topic, spark)
     assert verdict.produced == sum(sent) and verdict.silver > 0
     print(f"{kills} kills survived: {verdict.describe()}")

@@ -54,6 +54,6 @@ def test_each_poison_pill_is_quarantined_with_its_reason(broker: str, tmp_path: 
     silver = DeltaTable(str(warehouse / "silver" / "orders")).to_pyarrow_table(
         columns=["event_id"]).column("event_id").to_pylist()
     assert sorted(silver) == sorted(json.loads(r.value)["event_id"] for r in valid)
-    verdict = check(config, broker, topic, warehouse, spark)
+    verdict = check(config, broker, topic, spark)
     assert verdict.quarantined == len(POISON_PILLS)
     print(verdict.describe())

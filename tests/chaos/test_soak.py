@@ -137,7 +137,7 @@ def test_a_steady_stream_keeps_memory_and_files_flat_and_lag_returns_to_zero(
             produce(broker, topic, generate(shape("orders"), RATE, seed=second, faults=0.1))
             time.sleep(max(0.0, 1 - (time.monotonic() - began)))
 
-    job = start_run(config, warehouse)
+    job = start_run(config)
     thread = threading.Thread(target=producer, daemon=True)
     started = time.monotonic()
     thread.start()
@@ -181,7 +181,7 @@ def test_a_steady_stream_keeps_memory_and_files_flat_and_lag_returns_to_zero(
 
     done = run_pipelines(config, spark)
     assert done.returncode == 0, done.stderr[-3000:]
-    verdict = check(config, broker, topic, warehouse, spark)
+    verdict = check(config, broker, topic, spark)
     assert verdict.produced == RATE * seconds
     print(f"soak {seconds} s at {RATE}/s: JVM {warm.jvm_mb:,.0f} -> {end.jvm_mb:,.0f} MB, "
           f"Python {warm.python_mb:,.0f} -> {end.python_mb:,.0f} MB, open files "

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 def test_a_second_copy_refuses_to_start(broker: str, tmp_path: Path) -> None:
     warehouse = tmp_path / "warehouse"
     config = write_config(tmp_path / "conf.yaml", broker, warehouse)
-    with start_run(config, warehouse) as first:
+    with start_run(config) as first:
         try:
             second = lakehouse(config, "run", "--until-idle", "--table", "gold.sessions_daily")
             assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-3000:]

@@ -144,7 +144,7 @@ def test_killed_driver_jvm_is_a_clear_error(broker: str, tmp_path: Path) -> None
     says so, with its stable code, instead of a py4j connection traceback."""
     warehouse = tmp_path / "warehouse"
     config = write_config(tmp_path / "conf.yaml", broker, warehouse)
-    with start_run(config, warehouse) as proc:
+    with start_run(config) as proc:
         try:
             os.kill(_java_child(proc.pid), signal.SIGKILL)
             out, err = proc.communicate(timeout=300)

@@ -4,21 +4,22 @@ tables and a streaming checkpoint on a real SeaweedFS."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from pyarrow.fs import FileSelector
 from pyspark.sql import SparkSession
 
 from lakehouse.config import parse_config
+from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta_log import open_table
-from lakehouse.io.object_store import S3Store, bucket_of
+from lakehouse.io.object_store import S3Store, bucket_of, check_bucket, unanswered
 from lakehouse.servers.seaweedfs import EmbeddedStore
 from lakehouse.spark import object_store_conf
-from tests.conftest import free_port
+from tests.conftest import S3_KEY, S3_SECRET, free_port, lakehouse
 
-KEY, SECRET = "tests-key", "tests-only-not-a-secret"
+KEY, SECRET = S3_KEY, S3_SECRET
 
 
 def config_on(root: str, **storage: object):  # type: ignore[no-untyped-def]
@@ -57,25 +58,13 @@ def test_each_client_reaches_the_store_with_the_storage_settings() -> None:
     assert object_store_conf(config_on("/tmp/w")) == {}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[EmbeddedStore]:
-    store = EmbeddedStore("127.0.0.1", free_port(), str(tmp_path / "storage"),
-                          f"lake-{tmp_path.name.replace('_', '-')[:30].lower().rstrip('-')}",
-                          "us-east-1", KEY, SECRET)
-    store.up()
-    yield store
-    store.down()
-
-
 def test_spark_and_delta_rs_share_tables_and_a_checkpoint_on_the_store(
-        store: EmbeddedStore, spark: SparkSession) -> None:
-    config = config_on(f"s3a://{store.bucket}/shop", endpoint=store.endpoint)
-    # What build_session sets at start, set on the suite's running session.
-    hadoop = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+        object_store: EmbeddedStore, spark: SparkSession, tmp_path: Path) -> None:
+    store = object_store
+    config = config_on(f"s3a://{store.bucket}/{tmp_path.name}", endpoint=store.endpoint)
+    # What build_session sets at start (the fixture set it on the suite's session).
     settings = object_store_conf(config)
     assert settings[f"spark.hadoop.fs.s3a.bucket.{store.bucket}.endpoint"] == store.endpoint
-    for key, value in settings.items():
-        hadoop.set(key.removeprefix("spark.hadoop."), value)
     source = config.warehouse.table_uri("bronze", "numbers")
     copy = config.warehouse.table_uri("silver", "numbers")
     spark.range(10).write.format("delta").save(source)
@@ -91,5 +80,36 @@ def test_spark_and_delta_rs_share_tables_and_a_checkpoint_on_the_store(
         assert sorted(table.to_pyarrow_table().column("id").to_pylist()) == list(range(15))
     assert store.store().has_bucket(store.bucket)
     listed = store.store().filesystem().get_file_info(
-        FileSelector(f"{store.bucket}/shop/_checkpoints/silver.numbers"))
+        FileSelector(f"{store.bucket}/{tmp_path.name}/_checkpoints/silver.numbers"))
     assert {i.base_name for i in listed} >= {"commits", "offsets"}
+
+
+def test_a_store_that_cannot_be_used_is_named_before_anything_runs(
+        object_store: EmbeddedStore, tmp_path: Path) -> None:
+    good = object_store.store()
+    check_bucket(good, object_store.bucket)
+    with pytest.raises(LakehouseError) as denied:
+        check_bucket(S3Store(good.endpoint, good.region, KEY, "wrong"), object_store.bucket)
+    assert denied.value.code is ErrorCode.STORAGE_DENIED and denied.value.exit_code == 2
+    with pytest.raises(LakehouseError) as missing:
+        check_bucket(good, "no-such-bucket")
+    assert missing.value.code is ErrorCode.STORAGE_NO_BUCKET
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(LakehouseError) as away:
+        check_bucket(S3Store(nobody, good.region, KEY, SECRET), object_store.bucket)
+    assert away.value.code is ErrorCode.STORAGE_UNREACHABLE and away.value.exit_code == 75
+    assert unanswered(S3Store(nobody, good.region, KEY, SECRET), ["lake"]) is not None
+    assert unanswered(good, [object_store.bucket]) is None
+
+    # The commands say it before they start a server or Spark.
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(yaml.safe_dump({
+        "project": "p", "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+        "warehouse": {"root": f"s3a://{object_store.bucket}/{tmp_path.name}"},
+        "storage": {"endpoint": good.endpoint, "embedded": {"enabled": False},
+                    "credentials": {"access_key": KEY, "secret_key": "wrong"}}}))
+    for args in (["run", "--until-idle"], ["query", "SELECT 1"]):
+        refused = lakehouse(conf, *args, timeout=120)
+        assert refused.returncode == 2 and "[LH-STORAGE-005]" in refused.stderr, refused.stderr
+        assert "Spark" not in refused.stdout and "Kafka" not in refused.stdout
+        assert "wrong" not in refused.stdout + refused.stderr
