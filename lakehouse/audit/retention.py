@@ -11,7 +11,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse import graph
@@ -29,6 +28,7 @@ from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta import restore_version, vacuum_files
 from lakehouse.io.delta_log import commit_metadata, find_commit, open_table
+from lakehouse.io.storage import exists, join
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -188,8 +188,8 @@ def vacuum(pipeline: graph.Graph, table: str, retention_hours: float | None, *, 
         raise LakehouseError(ErrorCode.DELTA_WRITE_FAILED,
                              f"vacuuming {table} failed: {_first_line(exc)}",
                              table=table) from exc
-    if files and not dry_run and "://" not in uri:  # what is gone (the clock moved on)
-        files = [f for f in files if not (Path(uri) / f).exists()]
+    if files and not dry_run:  # what is gone (the clock moved on)
+        files = [f for f in files if not exists(join(uri, f))]
     return Vacuumed(table, sorted(files), keep, dry_run)
 
 

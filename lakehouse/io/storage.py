@@ -47,6 +47,12 @@ def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+def exists(uri: str) -> bool:
+    """Whether there is a file or directory at ``uri``."""
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
 def is_dir(uri: str) -> bool:
     """Whether ``uri`` is a directory (on an object store: a non-empty prefix)."""
     fs, path = filesystem(uri)

@@ -46,13 +46,16 @@ def click(n: int, user: str, session: str, at: datetime) -> dict[str, Any]:
 class World:
     """The broker topics, config and warehouse of this module, and what was produced."""
 
-    def __init__(self, broker: str, root: Path, shape: str = "chained") -> None:
+    def __init__(self, broker: str, root: Path, shape: str = "chained",
+                 warehouse: str | None = None, storage: dict | None = None) -> None:
+        """``warehouse``: an ``s3a://`` one on the ``storage`` store instead of a folder."""
         self.broker = broker
-        self.warehouse = root / "warehouse"
+        self.warehouse = warehouse or root / "warehouse"
         suffix = root.name
         self.config = write_config(root / "conf.yaml", broker, self.warehouse, shape=shape,
                                    topics={"orders": f"orders.{suffix}",
-                                           "clickstream": f"clicks.{suffix}"})
+                                           "clickstream": f"clicks.{suffix}"},
+                                   storage=storage)
         doc = yaml.safe_load(self.config.read_text())
         # Lineage goes to the file and to a lineage server that is down: the pipelines
         # must not notice.
