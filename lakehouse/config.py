@@ -177,25 +177,28 @@ class Config:
         # OpenLineage's file transports (Python's and the Spark listener's) append to a
         # local file, which an object store cannot do: beside an object-store warehouse
         # the files stay on the driver's disk (the HTTP transport shares them).
-        return _absolute(self.lineage.dir) if self.lineage.dir else self._local("lineage")
+        return _absolute(self.lineage.dir) if self.lineage.dir else self.local_dir("lineage")
 
     @property
     def registry_data_dir(self) -> str:
         """Where the embedded schema registry keeps its schemas."""
-        return self.schema_registry.embedded.data_dir or self._local("registry")
+        return self.schema_registry.embedded.data_dir or self.local_dir("registry")
 
     @property
     def storage_data_dir(self) -> str:
         """Where the embedded object store keeps its objects (never inside an object-store
         warehouse: that is what it serves)."""
         return _absolute(self.storage.embedded.data_dir) if self.storage.embedded.data_dir \
-            else self._local("storage")
+            else self.local_dir("storage")
 
-    def _local(self, name: str) -> str:
-        """``<warehouse>/_<name>`` for a warehouse on local disk; ``./.lakehouse/<name>``
-        beside one on an object store (a server's files or an appended log need a disk)."""
-        return _absolute(f".lakehouse/{name}") if "://" in self.warehouse.root \
-            else join(self.warehouse.root, f"_{name}")
+    def local_dir(self, name: str) -> str:
+        """``<warehouse>/_<name>`` for a warehouse on local disk; beside one on an object
+        store, ``./.lakehouse/<bucket>/<prefix>/_<name>`` (a server's files or an appended
+        log need a disk; each warehouse keeps its own)."""
+        root = self.warehouse.root
+        if "://" in root:
+            return _absolute(join(".lakehouse", root.split("://", 1)[1], f"_{name}"))
+        return join(root, f"_{name}")
 
     @property
     def store_buckets(self) -> list[str]:
@@ -213,7 +216,7 @@ class Config:
     @property
     def broker_data_dir(self) -> str:
         """Where the embedded broker keeps its data."""
-        return self.kafka.embedded.data_dir or self._local("broker")
+        return self.kafka.embedded.data_dir or self.local_dir("broker")
 
 
 def default_expectations_dir(package_file: Path, cwd: Path) -> Path:

@@ -156,7 +156,7 @@ class EmbeddedStoreConfig(_Section):
     enabled: StrictBool = True
     data_dir: str = ""
     """Where it keeps its objects; default ``<warehouse>/_storage`` for a local
-    warehouse, else ``./.lakehouse/storage``."""
+    warehouse, else ``./.lakehouse/<bucket>/<prefix>/_storage``."""
     startup_timeout_seconds: StrictFloat = Field(default=30.0, gt=0)
 
 

@@ -91,12 +91,12 @@ def test_the_object_store_settings() -> None:
             "access_key": "${S3_KEY}", "secret_key": "${S3_SECRET}"}}},
         env={"S3_KEY": "k", "S3_SECRET": "s3cr3t"})
     assert remote.storage_bucket == "lake"
-    assert remote.storage_data_dir.endswith("/.lakehouse/storage"), "never inside the store"
+    assert remote.storage_data_dir.endswith("/.lakehouse/lake/prod/_storage"), "not in the store"
     assert remote.store_buckets == ["lake"] and local.store_buckets == []
     # A server's files and an appended log need a disk: beside the store, on the driver's.
-    assert remote.broker_data_dir.endswith("/.lakehouse/broker")
-    assert remote.registry_data_dir.endswith("/.lakehouse/registry")
-    assert remote.lineage_file.endswith("/.lakehouse/lineage/lakehouse.jsonl")
+    assert remote.broker_data_dir.endswith("/.lakehouse/lake/prod/_broker")
+    assert remote.registry_data_dir.endswith("/.lakehouse/lake/prod/_registry")
+    assert remote.lineage_file.endswith("/.lakehouse/lake/prod/_lineage/lakehouse.jsonl")
     assert local.broker_data_dir == "/tmp/w/_broker" and local.lineage_file.startswith("/tmp/w/")
     assert remote.warehouse.checkpoints == "s3a://lake/prod/_checkpoints"
     assert remote.storage.credentials == {"access_key": "k", "secret_key": "s3cr3t"}

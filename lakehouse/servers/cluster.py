@@ -86,9 +86,9 @@ def spark_home() -> Path:
 
 
 def cluster_data_dir(config: Config) -> str:
-    """Where the warehouse's local cluster keeps its state, logs and work folders."""
-    from lakehouse.io.storage import join
-    return join(config.warehouse.root, "_cluster")
+    """Where the warehouse's local cluster keeps its state, logs and work folders (on
+    local disk, also beside a warehouse on an object store)."""
+    return config.local_dir("cluster")
 
 
 @dataclass(frozen=True)

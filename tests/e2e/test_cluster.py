@@ -3,15 +3,17 @@ Spark standalone cluster (a master and two workers started from the pyspark
 installation), build exactly the tables local mode builds from the same Kafka events.
 
 One cluster serves the module (``lakehouse cluster up`` / ``down``); both warehouses read
-the same topics of their own on the session's broker: warehouse A by the three layer jobs
-on the cluster (``lakehouse cluster submit``: spark-submit with the fetched jars in
-``--jars`` and the project's code in ``--py-files``), warehouse B by ``lakehouse run``
-in local mode.
+the same topics of their own on the session's broker: warehouse A, on the object store
+(a real SeaweedFS), by the three layer jobs on the cluster (``lakehouse cluster submit``:
+spark-submit with the fetched jars in ``--jars`` and the project's code in
+``--py-files``), whose executors share nothing on disk with the driver or each other;
+warehouse B, on local disk, by ``lakehouse run`` in local mode.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -20,18 +22,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import yaml
-from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from lakehouse.catalog import table_names
-from lakehouse.config import load_config
+from lakehouse.config import Config, load_config
 from lakehouse.generator import generate
+from lakehouse.io.delta_log import open_table
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.kafka_producer import produce
-from lakehouse.servers.cluster import LocalCluster, master_state
-from tests.conftest import lakehouse, run_pipelines
+from lakehouse.io.storage import is_dir
+from lakehouse.servers.cluster import LocalCluster, cluster_data_dir, master_state
+from lakehouse.servers.seaweedfs import EmbeddedStore
+from tests.conftest import ROOT, lakehouse, run_pipelines, store_settings
 from tests.shapes import shape
 
 pytestmark = pytest.mark.integration
@@ -57,8 +62,10 @@ class World:
     up_stdout: str
 
 
-def write_config(path: Path, bootstrap: str, warehouse: Path, topics: dict[str, str]) -> Path:
+def write_config(path: Path, bootstrap: str, warehouse: Path | str, topics: dict[str, str],
+                 storage: dict | None = None) -> Path:
     path.write_text(yaml.safe_dump({
+        **({"storage": storage} if storage else {}),
         "project": "cluster",
         "kafka": {"bootstrap_servers": bootstrap, "embedded": {"enabled": False}},
         "warehouse": {"root": str(warehouse)},
@@ -87,16 +94,19 @@ def processes_in(folder: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def world(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(broker: str, object_store: EmbeddedStore,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("cluster")
     run = uuid.uuid4().hex[:8]
     topics = {"orders": f"cluster.{run}.orders", "clickstream": f"cluster.{run}.clickstream"}
-    on_cluster = write_config(base / "cluster.yaml", broker, base / "warehouse-cluster", topics)
+    on_cluster = write_config(base / "cluster.yaml", broker,
+                              f"s3a://{object_store.bucket}/cluster-{run}", topics,
+                              store_settings(object_store))
     local = write_config(base / "local.yaml", broker, base / "warehouse-local", topics)
     ensure_topics(broker, [TopicSpec(topics["orders"], 6), TopicSpec(topics["clickstream"], 3)])
     for source, topic in topics.items():
         assert produce(broker, topic, generate(shape(source), EVENTS, SEED, 0.1)) == EVENTS
-    cluster = LocalCluster(Path(load_config(on_cluster).warehouse.root) / "_cluster")
+    cluster = LocalCluster(cluster_data_dir(load_config(on_cluster)))
     up = lakehouse(on_cluster, "cluster", "up", timeout=300)
     try:
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
@@ -106,6 +116,9 @@ def world(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wor
         assert down.returncode == 0, down.stderr[-3000:]
     assert "cluster stopped" in down.stdout
     assert processes_in(cluster.data_dir) == []
+    # Beside a warehouse on the store, the cluster's folder is the project's .lakehouse/.
+    assert cluster.data_dir.is_relative_to(ROOT / ".lakehouse")
+    shutil.rmtree(cluster.data_dir)
 
 
 def test_cluster_up_starts_a_master_and_two_alive_workers(world: World) -> None:
@@ -163,43 +176,54 @@ def test_jobs_on_the_cluster_build_the_same_tables_as_local_mode(world: World,
     for name in names:
         if name in ("silver._batches", "silver._quality") or name.startswith("_system."):
             continue  # per batch (the event log: per run); compared in total below
-        on_cluster = rows(cluster_conf.warehouse.root, name)
+        on_cluster = rows(cluster_conf, name)
         assert on_cluster, name
-        assert on_cluster == rows(local_conf.warehouse.root, name), name
+        assert on_cluster == rows(local_conf, name), name
     for name, keys, measures in (
             ("silver._batches", ("table",),
              ("bronze_rows", "silver_rows", "quarantined_rows", "duplicates_in_batch",
               "duplicates_in_silver")),
             ("silver._quality", ("table", "rule"), ("element_count", "unexpected_count"))):
-        assert totals(cluster_conf.warehouse.root, name, keys, measures) == \
-            totals(local_conf.warehouse.root, name, keys, measures), name
+        assert totals(cluster_conf, name, keys, measures) == \
+            totals(local_conf, name, keys, measures), name
     # The drivers on the cluster kept the event log: a row per batch of every pipeline.
-    logged = DeltaTable(f"{cluster_conf.warehouse.root}/_system/events").to_pyarrow_table(
-        columns=["pipeline", "input_rows"])
+    logged = table(cluster_conf, "_system.events").select(["pipeline", "input_rows"])
     by = logged.group_by("pipeline").aggregate([("input_rows", "sum")]).to_pylist()
     assert {r["pipeline"] for r in by} == {n for n in names if not n.startswith("_system.")
                                            and not n.split(".")[1].startswith("_")
                                            and not n.endswith("_quarantine")}
     assert {r["pipeline"]: r["input_rows_sum"] for r in by}["bronze.orders"] == EVENTS
-    bronze = rows(cluster_conf.warehouse.root, "bronze.orders")
+    bronze = rows(cluster_conf, "bronze.orders")
     assert len(bronze) == EVENTS
-    assert rows(cluster_conf.warehouse.root, "silver.orders_quarantine"), "faults were routed"
+    assert rows(cluster_conf, "silver.orders_quarantine"), "faults were routed"
+    # Nothing of the cluster's warehouse on local disk: every table and checkpoint is on
+    # the store; the executors' folders hold only what they fetched and their logs.
+    local = [p for p in Path(world.cluster.data_dir).rglob("*")
+             if p.name in ("_delta_log", "_checkpoints") or p.suffix == ".parquet"]
+    assert local == []
+    assert is_dir(cluster_conf.warehouse.checkpoint_uri("gold.sessions_daily"))
 
 
-def rows(root: str, name: str) -> list[str]:
+def table(config: Config, name: str) -> pa.Table:
+    """A table as delta-rs reads it, wherever the warehouse is."""
+    dt = open_table(config.warehouse.table_uri(*name.split(".")),
+                    config.warehouse.storage_options)
+    assert dt is not None, name
+    return dt.to_pyarrow_table()
+
+
+def rows(config: Config, name: str) -> list[str]:
     """The table's rows without the columns that say when they were written, sorted."""
-    layer, table = name.split(".")
-    data = DeltaTable(f"{root}/{layer}/{table}").to_pyarrow_table()
+    data = table(config, name)
     kept = [c for c in data.column_names if c not in IGNORED]
     return sorted(repr(r) for r in data.select(kept).to_pylist())
 
 
-def totals(root: str, name: str, keys: tuple[str, ...],
+def totals(config: Config, name: str, keys: tuple[str, ...],
            measures: tuple[str, ...]) -> dict[tuple[Any, ...], list[int]]:
     """Per key, the sums of the measures over every batch."""
-    layer, table = name.split(".")
     out: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * len(measures))
-    for row in DeltaTable(f"{root}/{layer}/{table}").to_pyarrow_table().to_pylist():
+    for row in table(config, name).to_pylist():
         sums = out[tuple(row[k] for k in keys)]
         for i, m in enumerate(measures):
             sums[i] += row[m]
