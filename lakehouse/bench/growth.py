@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -27,6 +26,7 @@ from lakehouse.aggregates import UPDATED_AT, recompute
 from lakehouse.batch import BatchRun
 from lakehouse.io.delta import VERSION_COLUMN, ensure_table, read_appended, read_table, replace
 from lakehouse.io.delta_log import BatchCommit, latest_version
+from lakehouse.io.storage import join
 from lakehouse.layers.gold import GoldPlan, gold_writer
 from lakehouse.layers.routing import SilverPlan, route
 from lakehouse.layers.silver import commit_change, ensure_tables, stream_change
@@ -61,15 +61,15 @@ def bronze_slice(spark: SparkSession, plan: SilverPlan, n: int, records: int) ->
 
 
 def measure(spark: SparkSession, plan: SilverPlan, gold: GoldPlan, sizes: Sequence[int],
-            records: int, work: Path, say: Printer) -> list[dict[str, Any]]:
+            records: int, work: str, say: Printer) -> list[dict[str, Any]]:
     """Per size: rows in silver, the silver batch's seconds and steps, the gold table's
     rows and its batch's seconds and steps."""
     base = read_table(spark, plan.uri)
-    silver_uri = str(work / "silver")
+    silver_uri = join(work, "silver")
     grown_plan = dataclasses.replace(
-        plan, uri=silver_uri, quarantine_uri=str(work / "quarantine"),
-        quality_uri=str(work / "_quality"), ledger_uri=str(work / "_batches"))
-    grown_gold = dataclasses.replace(gold, uri=str(work / "gold"), state_uri=None,
+        plan, uri=silver_uri, quarantine_uri=join(work, "quarantine"),
+        quality_uri=join(work, "_quality"), ledger_uri=join(work, "_batches"))
+    grown_gold = dataclasses.replace(gold, uri=join(work, "gold"), state_uri=None,
                                      silver_uri=silver_uri)
     out = []
     for n, size in enumerate(sizes):

@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.kafka_admin import client_config
+from lakehouse.io.storage import filesystem
 from lakehouse.jvm import JarSet, jars, java
 
 LOG4J = "rootLogger.level = ERROR\nrootLogger.appenderRef.err.ref = err\n" \
@@ -76,11 +77,13 @@ def kafka_consume(bootstrap: str, topic: str, records: int, work_dir: Path) -> R
     return parse_perf_summary(done.stdout)
 
 
-def consume_to_parquet(bootstrap: str, topic: str, records: int, out_dir: Path,
+def consume_to_parquet(bootstrap: str, topic: str, records: int, out_dir: str,
                        batch: int = 50_000) -> Rate:
     """confluent-kafka reading ``records`` records of ``topic`` from the start, written
-    to Parquet files of ``batch`` records with pyarrow."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    to Parquet files of ``batch`` records with pyarrow, in ``out_dir`` (a folder or an
+    object-store URI: where the warehouse is)."""
+    fs, folder = filesystem(out_dir)
+    fs.create_dir(folder, recursive=True)
     conf = client_config(bootstrap, None)
     conf.update({"group.id": f"bench-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
                  "auto.offset.reset": "earliest", "fetch.max.bytes": 52_428_800,
@@ -112,7 +115,8 @@ def consume_to_parquet(bootstrap: str, topic: str, records: int, out_dir: Path,
                 "offset": pa.array([m.offset() for m in rows], pa.int64()),
                 "timestamp": pa.array([m.timestamp()[1] for m in rows], pa.timestamp("ms")),
             })
-            pq.write_table(table, out_dir / f"part-{files:05d}.parquet", compression="snappy")
+            pq.write_table(table, f"{folder}/part-{files:05d}.parquet", compression="snappy",
+                           filesystem=fs)
             files += 1
             got += len(rows)
     finally:

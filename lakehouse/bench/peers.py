@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import reduce
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -31,20 +30,21 @@ from pyspark.sql import types as T
 from lakehouse.bench.limit import Rate
 from lakehouse.bench.report import percentiles
 from lakehouse.io.delta import read_table
+from lakehouse.io.storage import join
 from lakehouse.layers.routing import SilverPlan
 from lakehouse.quality.rules import rule_failure
 
 
-def bare_bronze(spark: SparkSession, kafka: dict[str, str], work: Path) -> Rate:
+def bare_bronze(spark: SparkSession, kafka: dict[str, str], work: str) -> Rate:
     """The backlog from Kafka into a Delta table by Spark alone (``availableNow``)."""
     started = time.monotonic()
     query = (spark.readStream.format("kafka").options(**kafka).load()
              .writeStream.format("delta")
-             .option("checkpointLocation", str(work / "_checkpoints" / "bare_bronze"))
-             .trigger(availableNow=True).start(str(work / "bare_bronze")))
+             .option("checkpointLocation", join(work, "_checkpoints", "bare_bronze"))
+             .trigger(availableNow=True).start(join(work, "bare_bronze")))
     query.awaitTermination()
     seconds = time.monotonic() - started
-    return Rate(read_table(spark, str(work / "bare_bronze")).count(), seconds)
+    return Rate(read_table(spark, join(work, "bare_bronze")).count(), seconds)
 
 
 def contract_checks(plan: SilverPlan) -> list[Column]:
@@ -65,7 +65,7 @@ def bare_parse(spark: SparkSession, plan: SilverPlan) -> Rate:
     contract = plan.contract
     bronze = read_table(spark, plan.bronze_uri)
     parsed = bronze.select(_read(plan)).select(
-        *[F.col(f"r.{f.name}").cast(f.spark_type).alias(f.name) for f in contract.fields])
+        *[F.col(f"r.{f.name}").try_cast(f.spark_type).alias(f.name) for f in contract.fields])
     fails = reduce(lambda a, b: a | b, [F.coalesce(c, F.lit(False))
                                         for c in contract_checks(plan)])
     started = time.monotonic()
@@ -79,7 +79,7 @@ class _Chained:
     """The bare chained peer's foreachBatch: append, insert-only MERGE, daily MERGE."""
 
     plan: SilverPlan
-    work: Path
+    work: str
     commits: dict[int, float] = field(default_factory=dict)
     """Batch id -> when its gold MERGE committed (epoch seconds)."""
     seconds: list[float] = field(default_factory=list)
@@ -92,13 +92,13 @@ class _Chained:
         key = contract.key
         batch.persist()
         try:
-            batch.write.format("delta").mode("append").save(str(self.work / "bronze"))
+            batch.write.format("delta").mode("append").save(join(self.work, "bronze"))
             rows = (batch.select(_read(self.plan), F.col("timestamp").alias("_kafka_timestamp"))
                     .select(F.col(f"r.{key}").alias(key),
                             F.to_date(F.col(f"r.{contract.event_time}")).alias("day"),
                             "_kafka_timestamp", F.lit(batch_id).alias("_batch"))
                     .filter(F.col(key).isNotNull()).dropDuplicates([key]))
-            silver, gold = str(self.work / "silver"), str(self.work / "gold")
+            silver, gold = join(self.work, "silver"), join(self.work, "gold")
             if not DeltaTable.isDeltaTable(spark, silver):
                 rows.limit(0).write.format("delta").save(silver)
                 rows.groupBy("day").count().limit(0).write.format("delta").save(gold)
@@ -114,7 +114,7 @@ class _Chained:
         self.seconds.append(time.monotonic() - started)
 
 
-def bare_chained(spark: SparkSession, kafka: dict[str, str], plan: SilverPlan, work: Path,
+def bare_chained(spark: SparkSession, kafka: dict[str, str], plan: SilverPlan, work: str,
                  trigger_seconds: float, load: Callable[[], Any]) -> dict[str, Any]:
     """Run the bare chained design from the topic's end while ``load`` produces; the
     per-batch seconds and each record's produce -> gold delay."""
@@ -122,7 +122,7 @@ def bare_chained(spark: SparkSession, kafka: dict[str, str], plan: SilverPlan, w
     options = {**kafka, "startingOffsets": "latest"}
     query = (spark.readStream.format("kafka").options(**options).load()
              .writeStream.foreachBatch(chained)
-             .option("checkpointLocation", str(work / "_checkpoints" / "bare_chained"))
+             .option("checkpointLocation", join(work, "_checkpoints", "bare_chained"))
              .trigger(processingTime=f"{trigger_seconds} seconds").start())
     try:
         while query.status["message"] == "Initializing sources" and query.isActive:
@@ -137,7 +137,7 @@ def bare_chained(spark: SparkSession, kafka: dict[str, str], plan: SilverPlan, w
         return {"batches": 0, "batch_s": 0.0, "produce_to_gold_s": {}}
     committed = spark.createDataFrame(list(chained.commits.items()),
                                       "_batch long, committed double")
-    delays = (read_table(spark, str(work / "silver")).join(committed, "_batch")
+    delays = (read_table(spark, join(work, "silver")).join(committed, "_batch")
               .select((F.col("committed") - F.col("_kafka_timestamp").cast("double"))
                       .alias("delay")))
     marks = delays.agg(F.percentile_approx("delay", [0.5, 0.95, 0.99], 10_000).alias("p"),

@@ -68,7 +68,7 @@ def _growth_rows(growth: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, st
 
 def table(result: Mapping[str, Any]) -> str:
     """The results as aligned rows: what, figure, and the target where there is one."""
-    rows: list[tuple[str, str, str]] = []
+    rows: list[tuple[str, str, str]] = [("warehouse", result["warehouse"], "")]
     limit = result["limit"]
     rows.append(("limit: Kafka's consumer (records/s)", _n(limit["kafka_consumer_per_s"]), ""))
     rows.append(("limit: consume + Parquet, no Spark (records/s)",

@@ -22,6 +22,7 @@ default settings (``conf/local.yaml``) and one source, orders:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -49,12 +50,14 @@ from lakehouse.generator import generate, load_shape
 from lakehouse.io.delta_log import open_table
 from lakehouse.io.kafka_producer import produce
 from lakehouse.io.processes import free_port
+from lakehouse.io.storage import join
 from lakehouse.jvm import PROJECT_ROOT
 from lakehouse.observe.events import WRITES as EVENT_LOG_WRITES
 from lakehouse.observe.figures import read_events
 from lakehouse.printing import Printer
 from lakehouse.registry import GoldTable, SilverTable
 from lakehouse.servers.broker import EmbeddedBroker
+from lakehouse.servers.seaweedfs import EmbeddedStore
 from lakehouse.steps import background_totals
 
 SOURCE = "orders"
@@ -89,50 +92,64 @@ FULL = Mode("full", 1_000_000, 4, 5_000, 120, (1_000_000, 5_000_000, 20_000_000)
             (5_000, 10_000, 20_000), 30)
 
 
-def bench_config(work: Path, bootstrap: str) -> Config:
+def bench_config(work: Path, bootstrap: str, store: EmbeddedStore | None = None) -> Config:
     """The project's default settings (``conf/local.yaml``) on this run's broker and
-    warehouse, with the orders source only, in JSON (what the limit and the naive pattern
-    are measured on)."""
+    warehouse (in ``work``, or on ``store``), with the orders source only, in JSON (what
+    the limit and the naive pattern are measured on)."""
     doc = yaml.safe_load((PROJECT_ROOT / "conf" / "local.yaml").read_text())
     doc["kafka"] = {"bootstrap_servers": bootstrap, "embedded": {"enabled": False}}
-    doc["warehouse"] = {"root": str(work / "warehouse")}
-    doc["sources"] = {SOURCE: {**doc["sources"][SOURCE], "topic": TOPIC, "format": "json"}}
+    doc["warehouse"] = {"root": f"s3a://{store.bucket}/warehouse" if store
+                        else str(work / "warehouse")}
+    if store:
+        doc["storage"] = {**doc.get("storage", {}), "endpoint": store.endpoint,
+                          "embedded": {"enabled": False}}
+    doc["sources"] = {SOURCE: {**(doc.get("sources") or {}).get(SOURCE, {}), "topic": TOPIC,
+                               "format": "json"}}
     return parse_config(doc)
 
 
-def run_bench(mode: Mode, printer: Printer, work_dir: Path | None = None) -> dict[str, Any]:
-    """Run every measurement of ``mode``; the results (see ``report.table``)."""
+def run_bench(mode: Mode, printer: Printer, work_dir: Path | None = None,
+              object_store: bool = False) -> dict[str, Any]:
+    """Run every measurement of ``mode``; the results (see ``report.table``).
+    ``object_store``: the warehouse on an S3 store of the run's own (SeaweedFS)."""
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lakehouse-bench-",
                                      dir=work_dir) as tmp:
-        return _Bench(mode, Path(tmp), printer).run()
+        return _Bench(mode, Path(tmp), printer, object_store).run()
 
 
 class _Bench:
-    def __init__(self, mode: Mode, work: Path, printer: Printer) -> None:
+    def __init__(self, mode: Mode, work: Path, printer: Printer, object_store: bool) -> None:
         self.mode = mode
         self.work = work
         self.say = printer
         self.broker = EmbeddedBroker(f"127.0.0.1:{free_port('127.0.0.1')}",
                                      str(work / "broker"))
-        self.config = bench_config(work, self.broker.bootstrap)
+        self.store = _store(work) if object_store else None
+        self.config = bench_config(work, self.broker.bootstrap, self.store)
+        self.scratch = join(self.config.warehouse.root, "_bench")
+        """Where the peers and the growth measurement write their tables."""
         self.pipeline = graph.build(self.config)
         self.shape = load_shape(Path(self.config.expectations_dir), SOURCE)
-        self.result: dict[str, Any] = {"mode": mode.name, "machine": _machine(),
-                                       "started_at": datetime.now(UTC).isoformat()}
+        self.result: dict[str, Any] = {
+            "mode": mode.name, "machine": _machine(),
+            "warehouse": "object store (SeaweedFS, S3 API)" if self.store else "local disk",
+            "started_at": datetime.now(UTC).isoformat()}
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
         self.say(f"bench ({self.mode.name}): broker at {self.broker.bootstrap}, "
-                 f"warehouse in {self.work}")
-        self.broker.up()
-        try:
+                 f"warehouse {self.config.warehouse.root} ({self.result['warehouse']})")
+        with contextlib.ExitStack() as servers:
+            if self.store:
+                self.store.up()
+                servers.callback(self.store.down)
+            self.broker.up()
+            servers.callback(self.broker.down)
             self._produce_backlog()
             self._limit()
             self._pipelines()
-        finally:
-            self.broker.down()
         self.result["seconds"] = time.monotonic() - started
         return self.result
 
@@ -153,7 +170,7 @@ class _Bench:
         n = self.mode.backlog
         kafka = kafka_consume(self.broker.bootstrap, TOPIC, n, self.work / "tools")
         self.say(f"2/7 limit: Kafka's consumer read {n:,} records at {kafka.per_second:,.0f}/s")
-        parquet = consume_to_parquet(self.broker.bootstrap, TOPIC, n, self.work / "parquet")
+        parquet = consume_to_parquet(self.broker.bootstrap, TOPIC, n, join(self.scratch, "parquet"))
         self.say(f"    consume + Parquet (confluent-kafka, pyarrow): "
                  f"{parquet.per_second:,.0f} records/s")
         self.result["limit"] = {"kafka_consumer_per_s": kafka.per_second,
@@ -235,7 +252,7 @@ class _Bench:
     def _peer(self, spark: Any, layer: str) -> dict[str, Any] | None:
         """The bare design of ``layer`` over the same records (``lakehouse.bench.peers``)."""
         if layer == "bronze":
-            timed, name = bare_bronze(spark, self._kafka(), self.work / "peers"), "bare bronze"
+            timed, name = bare_bronze(spark, self._kafka(), self.scratch), "bare bronze"
         elif layer == "silver":
             timed, name = bare_parse(spark, self._plan()), "bare parse"
         else:
@@ -317,7 +334,7 @@ class _Bench:
         table = self.pipeline.query(self._gold_tables()[0]).definition
         assert isinstance(table, GoldTable)
         self.result["growth"] = measure(spark, self._plan(), load_gold_plan(self.pipeline, table),
-                                        sizes, GROWTH_BATCH, self.work / "growth", self.say)
+                                        sizes, GROWTH_BATCH, join(self.scratch, "growth"), self.say)
 
     def _steady_load(self, n: int, rate: int, seconds: int, what: str,
                      during: str = "") -> Callable[[], Paced]:
@@ -332,7 +349,7 @@ class _Bench:
 
     def _bare_chained(self, spark: Any, n: int) -> dict[str, Any]:
         load = self._steady_load(n, self.mode.rate, self.mode.load_seconds, "bare chained peer")
-        peer = bare_chained(spark, self._kafka(), self._plan(), self.work / "peers" / "chained",
+        peer = bare_chained(spark, self._kafka(), self._plan(), join(self.scratch, "chained"),
                             self.config.streaming.trigger_seconds, load)
         p = peer["produce_to_gold_s"]
         self.say(f"    bare chained: {peer['batches']} batches, median {peer['batch_s']:.1f}s "
@@ -396,6 +413,14 @@ class _Bench:
                                  "accounting_holds": acc.holds,
                                  "accounting": acc.describe()}
         self.say(f"checks: {duplicates} duplicate event ids in silver; {acc.describe()}")
+
+
+def _store(work: Path) -> EmbeddedStore:
+    """An S3 store of the run's own, with conf/local.yaml's local-only key."""
+    storage = yaml.safe_load((PROJECT_ROOT / "conf" / "local.yaml").read_text())["storage"]
+    key = storage["credentials"]
+    return EmbeddedStore("127.0.0.1", free_port("127.0.0.1"), str(work / "storage"), "bench",
+                         storage.get("region", "us-east-1"), key["access_key"], key["secret_key"])
 
 
 def _machine() -> Mapping[str, Any]:

@@ -217,7 +217,7 @@ def cmd_bench(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.bench.report import table
     from lakehouse.bench.run import FULL, QUICK, run_bench
     result = run_bench(QUICK if args.quick else FULL, say,
-                       Path(args.work_dir) if args.work_dir else None)
+                       Path(args.work_dir) if args.work_dir else None, args.object_store)
     print(table(result))
     if args.output:
         write_file(args.output, json.dumps(result, indent=2, default=str) + "\n")
@@ -355,4 +355,8 @@ def register_bench(sub: Any) -> None:
     p.add_argument("--output", help="write the results as JSON to this file")
     p.add_argument("--work-dir", help="where the temporary broker and warehouse go "
                                       "(default: the system's temporary directory)")
+    p.add_argument("--object-store", action="store_true",
+                   help="the warehouse (tables, checkpoints, the peers' tables and the limit's "
+                        "Parquet files) on an S3 store of the run's own (SeaweedFS) instead "
+                        "of local disk")
     p.set_defaults(func=cmd_bench)

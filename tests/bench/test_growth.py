@@ -40,3 +40,15 @@ def test_the_bare_parse_checks_reject_what_the_contract_requires(spark: SparkSes
                                   ", ".join(f"{f.name} string" for f in p.contract.fields))
     first = empty.select(checks[0].alias("fails")).first()
     assert first is not None and first["fails"] is True  # a missing required field fails
+
+
+def test_the_bare_parse_peer_runs_over_every_kind_of_fault(spark: SparkSession,
+                                                           tmp_path: Path) -> None:
+    from lakehouse.bench.peers import bare_parse
+    from tests.bench.test_naive import bronze_batch
+    p = plan(tmp_path)
+    bronze = bronze_batch(spark, 400)
+    wrong_type = bronze.filter(F.col("value").cast("string").rlike('"event_time": *[0-9]'))
+    assert wrong_type.count() > 0, "the faults include an event time of the wrong type"
+    bronze.drop("_commit_version").write.format("delta").save(p.bronze_uri)
+    assert bare_parse(spark, p).records == 400

@@ -45,6 +45,7 @@ def test_a_live_process_is_sampled_and_a_gone_one_is_none() -> None:
 
 
 RESULT = {
+    "warehouse": "object store (SeaweedFS, S3 API)",
     "limit": {"kafka_consumer_per_s": 200_000.0, "consume_parquet_per_s": 100_000.0},
     "session_start_s": 9.5,
     "stages": [{"name": "bronze", "records": 1000, "seconds": 0.5, "per_s": 2000.0,
@@ -83,6 +84,7 @@ def test_the_table_shows_every_figure_with_its_target() -> None:
     lines = text.splitlines()
     assert lines[0].split() == ["measure", "figure", "target"]
     row = {ln.split("  ")[0].strip(): ln for ln in lines[2:]}
+    assert "object store" in row["warehouse"]
     assert "100,000" in row["limit: consume + Parquet, no Spark (records/s)"]
     assert "2% of the limit" in row["bronze (1,000 records, 0.5 s) records/s"]
     assert "6.0x faster" in text and "1.0 / 2.0 / 3.0 / 4.0" in text
