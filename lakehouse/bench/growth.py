@@ -75,7 +75,8 @@ def measure(spark: SparkSession, plan: SilverPlan, gold: GoldPlan, sizes: Sequen
     for n, size in enumerate(sizes):
         t0 = time.monotonic()
         build, rows = BatchCommit("bench:growth:build", n), grown(base, plan, size)
-        ensure_table(silver_uri, rows.schema, ("event_date",), change_feed=True)
+        ensure_table(silver_uri, rows.schema, ("event_date",), change_feed=True,
+                     storage_options=plan.storage_options)
         replace(rows, silver_uri, build, None, ("event_date",))
         ensure_tables(grown_plan, read_table(spark, silver_uri).schema)
         table = recompute(gold.agg, read_table(spark, silver_uri))

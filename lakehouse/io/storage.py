@@ -10,6 +10,7 @@ another bucket is reached with the AWS SDK's own chain (environment, instance ro
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import cache
 
@@ -81,10 +82,12 @@ def read_text(uri: str, errors: str = "strict") -> str:
 
 
 def remove_tree(uri: str) -> None:
-    """Delete ``uri`` and everything under it, if it exists."""
+    """Delete ``uri`` and everything under it, if it exists. (An object store may list as
+    a directory a prefix whose objects are gone, SeaweedFS for one: nothing to delete.)"""
     fs, path = filesystem(uri)
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
-        fs.delete_dir(path)
+        with contextlib.suppress(FileNotFoundError):
+            fs.delete_dir(path)
 
 
 def move(source: str, target: str) -> None:

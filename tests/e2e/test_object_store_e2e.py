@@ -84,6 +84,14 @@ def test_the_pipeline_on_the_object_store_through_hard_kills(
     rows = json.loads(listed.stdout)
     assert len(rows) == len(by_spark) > 0
     assert sum(r["orders"] for r in rows) == sum(r[2] for r in by_spark)
+    # The auditor's and the operator's readers, from the event log and the commits there.
+    explained = lakehouse(config, "explain", gold, "--format", "json", timeout=120)
+    assert explained.returncode == 0, explained.stderr[-2000:]
+    assert topic in explained.stdout, "traced back to the Kafka offsets"
+    for args in (["status"], ["report", "--output", str(tmp_path / "report.html")]):
+        done = lakehouse(config, *args, timeout=120)
+        assert done.returncode == 0, (args, done.stderr[-2000:])
+    assert "bronze.orders" in (tmp_path / "report.html").read_text()
 
 
 def test_the_store_stopped_mid_run_then_an_exact_resume(
