@@ -33,6 +33,7 @@ from lakehouse.catalog import require_tables, split_name, table_uri
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta_log import open_table
 from lakehouse.io.kafka_offsets import OffsetRange
+from lakehouse.quality.in_force import CONTRACT_SHA256, SUITE_SHA256
 
 INPUT_KEY = {"bronze": KAFKA_OFFSETS, "silver": BRONZE_VERSIONS, "gold": SILVER_VERSIONS}
 
@@ -73,6 +74,9 @@ class Explanation:
     kafka_namespace: str
     commit_offsets: list[KafkaRecords]
     version_offsets: list[KafkaRecords]
+    rules: list[dict[str, str]]
+    """The contracts and suites (content hashes) the silver commits of this commit's input
+    were routed with (``lakehouse audit rules`` prints the files)."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -89,6 +93,8 @@ class Explanation:
             lines.append(f"  {'  ' * i}<- {hop.table}: {this}the table version covers "
                          f"versions up to {hop.upto}")
         lines.append(f"  {'  ' * len(self.hops)}<- Kafka {self.kafka_namespace}")
+        lines += [f"rules in force: contract {r[CONTRACT_SHA256][:12]}, suite "
+                  f"{r[SUITE_SHA256][:12]} (lakehouse audit rules prints them)" for r in self.rules]
         for title, ranges in (("Kafka offsets this commit added", self.commit_offsets),
                               ("Kafka offsets the whole version was built from",
                                self.version_offsets)):
@@ -143,6 +149,13 @@ def offset_ranges(commits: dict[int, Commit], first: int, last: int) -> list[Kaf
     return [KafkaRecords(OffsetRange(t, p, s, e), n) for (t, p), (s, e, n) in sorted(acc.items())]
 
 
+def rules_in(commits: dict[int, Commit], window: tuple[int, int] | None) -> list[dict[str, str]]:
+    """The distinct rules in force the commits in ``window`` recorded (pure)."""
+    found = {(c.metadata[CONTRACT_SHA256], c.metadata[SUITE_SHA256]) for v, c in commits.items()
+             if window and window[0] <= v <= window[1] and CONTRACT_SHA256 in c.metadata}
+    return [{CONTRACT_SHA256: contract, SUITE_SHA256: suite} for contract, suite in sorted(found)]
+
+
 def explain(pipeline: graph.Graph, table: str, as_of: AsOf | None = None) -> Explanation:
     """Walk ``table`` back to Kafka offsets, as of a version, as of an instant (the
     version current then: what an auditor asks) or, by default, at its latest version."""
@@ -178,7 +191,10 @@ def explain(pipeline: graph.Graph, table: str, as_of: AsOf | None = None) -> Exp
     current, current_layer, commits_now = table, layer, commits
     window: tuple[int, int] | None = (version, version)
     upto = version
+    rules: list[dict[str, str]] = []
     while current_layer != "bronze":
+        if current_layer == "silver":
+            rules = rules_in(commits_now, window)
         below = input_table(pipeline, str(query or current))
         if below is None:
             raise LakehouseError(ErrorCode.LINEAGE_NOT_A_BATCH,
@@ -199,4 +215,4 @@ def explain(pipeline: graph.Graph, table: str, as_of: AsOf | None = None) -> Exp
         top.metadata.get(RUN_ID), top.metadata.get(QUERY_RUN_ID),
         top.metadata.get("lakehouse.batch_id"), top.metadata.get("lakehouse.query"), hops,
         kafka_dataset(config.kafka.bootstrap_servers, "").namespace,
-        commit_offsets, version_offsets)
+        commit_offsets, version_offsets, rules)

@@ -23,6 +23,7 @@ from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta_log import MERGE_KEYS, RsTable, open_table
 from lakehouse.io.delta_log import history as commit_history
+from lakehouse.quality.in_force import CONTRACT_SHA256, SUITE_SHA256
 
 AsOf = int | datetime
 """A table version, or an instant (aware, UTC)."""
@@ -127,7 +128,7 @@ HISTORY_SCHEMA = pa.schema([
     ("version", pa.int64()), ("committed_at", pa.timestamp("ms", tz="UTC")),
     ("operation", pa.string()), ("rows_added", pa.int64()), ("rows_updated", pa.int64()),
     ("rows_removed", pa.int64()), ("batch_id", pa.int64()), ("run_id", pa.string()),
-    ("query", pa.string()), ("input", pa.string()),
+    ("query", pa.string()), ("input", pa.string()), ("rules", pa.string()),
 ])
 
 
@@ -172,6 +173,13 @@ def input_range(metadata: Mapping[str, Any]) -> str | None:
     return None
 
 
+def rules_recorded(metadata: Mapping[str, Any]) -> str | None:
+    """The rules a silver-side commit applied, short (pure)."""
+    if CONTRACT_SHA256 not in metadata:
+        return None
+    return f"contract {metadata[CONTRACT_SHA256][:12]} suite {metadata[SUITE_SHA256][:12]}"
+
+
 def history_table(log: Sequence[Version]) -> pa.Table:
     """A table's versions, newest first, as rows for ``lakehouse history`` (pure)."""
     rows = []
@@ -184,7 +192,7 @@ def history_table(log: Sequence[Version]) -> pa.Table:
                      "batch_id": None if batch is None else int(batch),
                      "run_id": v.metadata.get(RUN_ID) or v.metadata.get(QUERY_RUN_ID),
                      "query": v.metadata.get("lakehouse.query"),
-                     "input": input_range(v.metadata)})
+                     "input": input_range(v.metadata), "rules": rules_recorded(v.metadata)})
     return pa.Table.from_pylist(rows, HISTORY_SCHEMA)
 
 

@@ -2,7 +2,7 @@
 
 One module per command group registers its subcommands and does their parsing and
 printing: ``servers`` (broker, registry, storage, marquez, cluster), ``pipelines`` (contract,
-topics, produce, run, verify, tables, demo, bench), ``audit`` (quarantine, history, diff,
+topics, produce, run, verify, tables, demo, bench), ``audit`` (quarantine, history, diff, audit rules,
 restore, replay, checkpoint, vacuum, forget) and ``observe`` (query, status, slo, report,
 lineage, explain). Every command reads the configuration once (``--conf`` >
 ``LAKEHOUSE_CONF`` > ``conf/local.yaml``) and fails with a stable error code before
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.register_checkpoint(sub)
     audit.register_vacuum(sub)
     audit.register_forget(sub)
+    audit.register_audit(sub)
     pipelines.register_verify(sub)
     observe.register_lineage(sub)
     observe.register_explain(sub)
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-READ_THE_WAREHOUSE = {"quarantine", "query", "status", "slo", "report", "history", "diff",
+READ_THE_WAREHOUSE = {"audit", "quarantine", "query", "status", "slo", "report", "history", "diff",
                       "restore", "replay", "checkpoint", "vacuum", "forget", "verify",
                       "explain", "tables"}
 """Commands that read the warehouse without starting servers: on an object store, each

@@ -1,5 +1,5 @@
 """Looking back and repairing: ``quarantine``, ``history``, ``diff``, ``restore``,
-``replay``, ``checkpoint``, ``vacuum``, ``forget``."""
+``replay``, ``checkpoint``, ``vacuum``, ``forget``, and the auditor's ``audit``."""
 
 from __future__ import annotations
 
@@ -60,6 +60,15 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
         stop_session(spark)
     say(report.describe())
     print_accounting(pipeline)
+    return 0
+
+
+def cmd_audit_rules(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.audit.rules import in_force
+    from lakehouse.audit.timetravel import parse_as_of
+    found = in_force(graph.build(config), args.table,
+                     parse_as_of(args.as_of) if args.as_of else None)
+    say(json.dumps(found.to_json(), indent=1) if args.format == "json" else found.describe())
     return 0
 
 
@@ -292,6 +301,29 @@ def register_quarantine(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="replay: every open record")
     p.add_argument("--limit", type=int, default=20, help="show: at most this many (20)")
     p.set_defaults(func=cmd_quarantine)
+
+
+def register_audit(sub: Any) -> None:
+    """``lakehouse audit``."""
+    p = sub.add_parser("audit", help="evidence for auditors: the rules in force",
+                       description="What an auditor takes away: the contract and suite a "
+                                   "table was routed with at a version or an instant, kept in "
+                                   "the warehouse by content hash.")
+    actions = p.add_subparsers(dest="action", required=True)
+    rules = actions.add_parser(
+        "rules", help="the contract and suite in force for a table version",
+        description="Print the contract and suite files a silver-side table's commit "
+                    "recorded (by SHA-256) at the version current then, from the warehouse's "
+                    "_system.rules archive; for a gold table, those of the silver version it "
+                    "was built from.",
+        epilog="e.g. lakehouse audit rules gold.revenue_by_category_5m --as-of "
+               "2026-11-24T18:00:00Z")
+    rules.add_argument("table", help="layer.table, e.g. silver.orders")
+    rules.add_argument("--as-of", metavar="VERSION|TIME",
+                       help="a version of the table, or an ISO-8601 instant (naive means UTC); "
+                            "default: the latest")
+    rules.add_argument("--format", choices=["text", "json"], default="text")
+    rules.set_defaults(func=cmd_audit_rules)
 
 
 def register_history(sub: Any) -> None:

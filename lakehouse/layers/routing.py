@@ -40,6 +40,7 @@ from lakehouse.quality.contract import (
     load_contract,
     parse,
 )
+from lakehouse.quality.in_force import RulesInForce
 from lakehouse.quality.rules import RuleResult, Suite, apply_rules, load_suite, results, statistics
 from lakehouse.registry import SilverTable, bronze_source
 from lakehouse.schemas import registry_for
@@ -86,6 +87,10 @@ class SilverPlan:
     critical_max_unexpected_percent: float
     warehouse_root: str
     """Where the table's write lock lives (``lakehouse.io.locks.writing``)."""
+    rules: RulesInForce
+    """The contract and suite files as read, recorded in every commit by their hashes."""
+    rules_uri: str
+    """The warehouse's archive of contracts and suites (``_system.rules``)."""
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)
     pii_key: bytes = field(default=b"", repr=False)
     """The key of the pseudonyms of the contract's pii fields (empty if it has none)."""
@@ -105,9 +110,9 @@ def load_plan(pipeline: graph.Graph, table: SilverTable) -> SilverPlan:
     checkpoint are the graph's."""
     config = pipeline.config
     folder = Path(config.expectations_dir)
-    contract = load_contract(folder / f"{table.contract}.contract.yaml")
-    suite = load_suite(folder / f"{table.contract}.suite.json",
-                       tuple(f.name for f in contract.fields))
+    files = (folder / f"{table.contract}.contract.yaml", folder / f"{table.contract}.suite.json")
+    contract = load_contract(files[0])
+    suite = load_suite(files[1], tuple(f.name for f in contract.fields))
     wh = config.warehouse
     name = bronze_source(table.bronze)
     source = config.source(name) if name in config.source_names else None
@@ -122,6 +127,7 @@ def load_plan(pipeline: graph.Graph, table: SilverTable) -> SilverPlan:
                       uri(graph.Role.QUARANTINE), uri(graph.Role.QUALITY),
                       uri(graph.Role.LEDGER), pipeline.node(f"bronze.{table.bronze}").uri,
                       config.silver.critical_max_unexpected_percent, wh.root,
+                      RulesInForce.read(*files), wh.table_uri("_system", "rules"),
                       dict(wh.storage_options),
                       pii_key(config) if contract.pii_fields else b"", avro,
                       pipeline.query(table.qualified_name).checkpoint)

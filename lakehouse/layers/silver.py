@@ -91,6 +91,7 @@ from lakehouse.layers.stream import require_input, start_from_table
 from lakehouse.lineage.tracking import Lineage
 from lakehouse.observe.events import EventLog
 from lakehouse.printing import Printer
+from lakehouse.quality.in_force import archive
 from lakehouse.quality.rules import RuleResult
 from lakehouse.registry import SilverTable
 
@@ -160,11 +161,12 @@ class Change:
 def commit_change(plan: SilverPlan, change: Change) -> tuple[BatchReport, list[Written]]:
     """The one way silver's side changes: (the ledger line first, for a rebuild), silver,
     the quarantine, the expectation results, then the ledger line. Every commit carries
-    the writer's app and batch id and the bronze versions, so each part is written once
-    however often the change is retried."""
+    the writer's app and batch id, the bronze versions and the rules in force (kept in the
+    archive first), so each part is written once however often the change is retried."""
     first, last = change.versions
+    archive(plan.rules, plan.rules_uri, plan.storage_options)  # what the commits name
     commit = change.commit.with_metadata(**{BRONZE_VERSIONS: json.dumps(
-        {"from": first, "to": last})})
+        {"from": first, "to": last})}, **plan.rules.metadata())
     query, batch_id = str(commit.metadata.get("lakehouse.query", commit.app_id)), commit.batch_id
     writes: list[Written] = []
 

@@ -12,6 +12,7 @@ from lakehouse.audit.quarantine import Selection, rule_summary, select
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.layers.routing import SilverPlan, check_critical
 from lakehouse.quality.contract import load_contract
+from lakehouse.quality.in_force import RulesInForce
 from lakehouse.quality.rules import load_suite, results
 from lakehouse.registry import SilverTable
 from tests.conftest import ROOT
@@ -22,7 +23,9 @@ def orders_plan(limit: float = 5.0) -> SilverPlan:
     suite = load_suite(ROOT / "expectations" / "orders.suite.json",
                        tuple(f.name for f in contract.fields))
     table = SilverTable("orders", "orders", "orders", lambda df: df, "")
-    return SilverPlan(table, contract, suite, "u", "q", "ql", "l", "b", limit, "w")
+    return SilverPlan(table, contract, suite, "u", "q", "ql", "l", "b", limit, "w",
+                      RulesInForce.read(ROOT / "expectations" / "orders.contract.yaml",
+                                        ROOT / "expectations" / "orders.suite.json"), "r")
 
 
 def verdicts(plan: SilverPlan, failures: dict[str, int], rows: int = 100,

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.layers.routing import SilverPlan, classify, firsts, for_routing
 from lakehouse.quality.contract import load_contract
+from lakehouse.quality.in_force import RulesInForce
 from lakehouse.quality.rules import load_suite
 from lakehouse.registry import default_bronze, default_silver
 from tests.conftest import ROOT
@@ -69,7 +70,9 @@ def plan() -> SilverPlan:
     suite = load_suite(ROOT / "expectations" / "orders.suite.json",
                        tuple(f.name for f in contract.fields))
     table = default_silver(default_bronze("orders"))
-    return SilverPlan(table, contract, suite, "s", "q", "ql", "l", "b", 100.0, "w")
+    return SilverPlan(table, contract, suite, "s", "q", "ql", "l", "b", 100.0, "w",
+                      RulesInForce.read(ROOT / "expectations" / "orders.contract.yaml",
+                                        ROOT / "expectations" / "orders.suite.json"), "r")
 
 
 PLAN = plan()
