@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -23,6 +22,7 @@ from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.delta_log import MERGE_KEYS, RsTable, open_table
 from lakehouse.io.delta_log import history as commit_history
+from lakehouse.io.storage import missing
 from lakehouse.quality.in_force import CONTRACT_SHA256, SUITE_SHA256
 
 AsOf = int | datetime
@@ -106,11 +106,11 @@ def open_version(config: Config, table: str, latest: RsTable, version: int,
     dt = latest if version == latest.version() else open_table(
         table_uri(config, table), config.warehouse.storage_options, version=version)
     assert dt is not None
-    missing = [f for f in dt.file_uris() if "://" not in f and not Path(f).exists()]
-    if missing:
+    gone = missing(dt.file_uris())
+    if gone:
         raise LakehouseError(
             ErrorCode.TIME_VACUUMED,
-            f"{table} version {version} can no longer be read: {len(missing)} of its "
+            f"{table} version {version} can no longer be read: {len(gone)} of its "
             f"{len(dt.file_uris())} data files were removed by VACUUM",
             hint=f"versions younger than the audit window "
                  f"({config.retention.audit_window_hours:g} h) are kept by lakehouse vacuum; "

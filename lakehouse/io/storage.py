@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from functools import cache
 
 import pyarrow.fs as pafs
@@ -52,6 +53,15 @@ def exists(uri: str) -> bool:
     """Whether there is a file or directory at ``uri``."""
     fs, path = filesystem(uri)
     return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def missing(uris: Sequence[str]) -> list[str]:
+    """Those of ``uris`` (files of one filesystem, e.g. one table's) that do not exist."""
+    if not uris:
+        return []
+    fs, _ = filesystem(uris[0])
+    infos = fs.get_file_info([filesystem(u)[1] for u in uris])
+    return [u for u, i in zip(uris, infos, strict=True) if i.type == pafs.FileType.NotFound]
 
 
 def is_dir(uri: str) -> bool:

@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.catalog import table_names, table_uri
 from lakehouse.config import load_config
+from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.generator import generate
 from lakehouse.io.kafka_producer import produce
 from lakehouse.io.storage import is_dir, join
@@ -190,6 +191,9 @@ def test_time_travel_restore_replay_vacuum_and_forget_on_the_object_store(
     gone = fs.get_file_info([filesystem(join(uri, f))[1] for f in vacuumed.files])
     assert all(i.type.name == "NotFound" for i in gone)
     assert run_query(config, sql).column("n")[0].as_py() == before, "the current version reads"
+    with pytest.raises(LakehouseError) as vacuumed:
+        run_query(config, sql, first)  # its files are gone: said so, not a storage error
+    assert vacuumed.value.code is ErrorCode.TIME_VACUUMED
 
     # Forget: the subject is erased from every current table; the accounting still holds.
     forgotten = forget(pipeline, "c-2", printer=print, by="tests")
