@@ -34,12 +34,13 @@ from lakehouse import graph
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import damage, remove_unstarted
+from lakehouse.io.delta import keep_properties
 from lakehouse.io.kafka_admin import TopicSpec, ensure_topics
 from lakehouse.io.locks import table_locks
 from lakehouse.io.object_store import unanswered
 from lakehouse.layers.bronze import start_bronze
 from lakehouse.lineage.tracking import Lineage
-from lakehouse.observe.events import EventLog
+from lakehouse.observe.events import EventLog, table_name
 from lakehouse.observe.metrics import serving
 from lakehouse.outage import Outage
 from lakehouse.printing import Printer
@@ -98,6 +99,7 @@ def run(pipeline: graph.Graph, *, until_idle: bool, tables: Sequence[str] | None
                      "lakehouse run"):
         for q in selected:
             check_checkpoint(pipeline, q.definition.qualified_name, printer)
+        keep_horizon(pipeline, selected, printer)
         created = ensure_source_topics(config, [t.source for t in chosen])
         for name in created:
             printer(f"created topic {name}")
@@ -122,6 +124,24 @@ def selected_silver(pipeline: graph.Graph, tables: Sequence[str] | None
     """The silver tables a run of ``tables`` (None: all) starts."""
     return [q.definition for q in pipeline.select(tables)
             if isinstance(q.definition, SilverTable)]
+
+
+def keep_horizon(pipeline: graph.Graph, selected: Sequence[graph.Query],
+                 printer: Printer) -> None:
+    """Before any query starts: the tables the run writes keep versions readable back to
+    the audit horizon (their Delta retention properties, set where they differ, e.g. after
+    the horizon changed: change it with the jobs stopped, as a property change fails a
+    concurrent writer's commit)."""
+    config = pipeline.config
+    wh, retention = config.warehouse, config.retention
+    uris = {n.uri for q in selected for n in pipeline.outputs(q.name)}
+    uris |= {wh.table_uri("gold", q.definition.state_name) for q in selected
+             if isinstance(q.definition, GoldTable)}
+    uris |= {wh.table_uri("_system", name) for name in ("events", "rules")}
+    for uri in sorted(uris):
+        if keep_properties(uri, retention.delta_properties, wh.storage_options):
+            printer(f"{table_name(uri, wh.root)}: keeps versions {retention.audit_horizon_days:g} "
+                    "days back (retention.audit_horizon_days)")
 
 
 def check_checkpoint(pipeline: graph.Graph, table: str, printer: Printer) -> None:

@@ -10,6 +10,7 @@ says (``must``).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import field
@@ -314,9 +315,23 @@ class LineageConfig(_Section):
 class RetentionConfig(_Section):
     """How long old table versions stay readable."""
 
-    audit_window_hours: StrictFloat = Field(default=168.0, ge=0)
-    """``lakehouse vacuum`` keeps every version younger than this unless forced (and is
-    its default retention): auditors can read the tables as they were this far back."""
+    audit_horizon_days: StrictFloat = Field(default=7.0, gt=0)
+    """Auditors can read every table as it was this far back: every table's Delta
+    retention (``delta.logRetentionDuration``, ``delta.deletedFileRetentionDuration``) is
+    set to it, and ``lakehouse vacuum`` never removes what it keeps (``forget``, the
+    erasure, is the one exception)."""
+
+    @property
+    def horizon_hours(self) -> int:
+        """The horizon in whole hours (Delta's unit), rounded up."""
+        return math.ceil(self.audit_horizon_days * 24)
+
+    @property
+    def delta_properties(self) -> dict[str, str]:
+        """The Delta table properties that keep versions readable back to the horizon."""
+        interval = f"interval {self.horizon_hours} hours"
+        return {"delta.logRetentionDuration": interval,
+                "delta.deletedFileRetentionDuration": interval}
 
 
 @dataclass(frozen=True, config=FILE)

@@ -219,7 +219,7 @@ def forget(pipeline: graph.Graph, subject: str, *, printer: Printer = print,
                           config.warehouse.storage_options) is None:
                 continue  # e.g. the state of a gold table that keeps none
             printer(f"vacuuming {table} (retention 0) ...")
-            vacuumed[table] = len(vacuum(pipeline, table, 0, force=True, spark=spark).files)
+            vacuumed[table] = len(vacuum(pipeline, table, 0, erasure=True, spark=spark).files)
         pseudo = pseudonym(plans[0].pii_key, subject) if plans else ""
         _audit(config, pseudo, by, rows)
     return Forgotten(pseudo, rows, recomputed, vacuumed, time.monotonic() - started)
@@ -233,7 +233,8 @@ def audit_uri(config: Config) -> str:
 def _audit(config: Config, pseudo: str, by: str, rows: dict[str, int]) -> None:
     uri, options = audit_uri(config), config.warehouse.storage_options
     ensure_table(uri, AUDIT_SCHEMA, (), "one row per table per lakehouse forget: when, by "
-                 "whom, the subject's pseudonym, rows erased", storage_options=options)
+                 "whom, the subject's pseudonym, rows erased", storage_options=options,
+                 properties=config.retention.delta_properties)
     now, app = datetime.now(UTC), f"forget:{pseudo[:16]}:audit"
     done = last_batch(uri, app)
     append_rows(pa.Table.from_pylist(

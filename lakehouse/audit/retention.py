@@ -1,7 +1,7 @@
 """The two operations that change what time travel can see: ``restore`` (a new version
 with an earlier one's contents, which keeps the one it replaced) and ``vacuum`` (deletes
-the files of versions older than the retention, never inside the audit window unless
-forced, never those a streaming reader has not read yet). Both run on delta-spark and take
+the files of versions older than the retention, never inside the audit horizon but for
+an erasure, never those a streaming reader has not read yet). Both run on delta-spark and take
 a ``SparkSession``, or build the project's one if none is given.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from lakehouse import graph
 from lakehouse.audit.timetravel import (
@@ -155,23 +155,25 @@ def effective_retention(hours: float, log: Sequence[Version], unread: Sequence[i
     return math.ceil(wanted)
 
 
-def vacuum(pipeline: graph.Graph, table: str, retention_hours: float | None, *, force: bool = False,
-           dry_run: bool = False, spark: SparkSession | None = None) -> Vacuumed:
+def vacuum(pipeline: graph.Graph, table: str, retention_hours: float | None, *,
+           erasure: bool = False, dry_run: bool = False,
+           spark: SparkSession | None = None) -> Vacuumed:
     """Delete, with delta-spark, the data files no version younger than the retention
-    still needs, keeping versions inside the audit window unless ``force``, and the files
-    of versions a streaming reader has not read yet always. ``dry_run``: list them only.
-    The retention is counted in whole hours, rounded up (Delta's unit).
-    ``spark``: the session to run it on (default: the project's)."""
+    still needs (default: the audit horizon, and never shorter, except for ``erasure``:
+    ``lakehouse forget``), and the files of versions a streaming reader has not read yet
+    never. ``dry_run``: list them only. The retention is counted in whole hours, rounded up
+    (Delta's unit). ``spark``: the session to run it on (default: the project's)."""
     config = pipeline.config
-    window = config.retention.audit_window_hours
-    hours = window if retention_hours is None else retention_hours
-    if hours < window and not force:
+    horizon = config.retention.horizon_hours
+    hours = horizon if retention_hours is None else retention_hours
+    if hours < horizon and not erasure:
         raise LakehouseError(
-            ErrorCode.TIME_INSIDE_AUDIT_WINDOW,
-            f"a retention of {hours:g} h would remove versions younger than the audit window "
-            f"({window:g} h, retention.audit_window_hours in {config.source_file})",
-            hint="auditors could no longer read those versions; pass --force if that is "
-                 "really meant", table=table)
+            ErrorCode.INSIDE_AUDIT_HORIZON,
+            f"a retention of {hours:g} h would remove versions inside the audit horizon "
+            f"({config.retention.audit_horizon_days:g} days, retention.audit_horizon_days in "
+            f"{config.source_file})",
+            hint="auditors rely on reading every table that far back; a longer retention "
+                 "vacuums less, `lakehouse forget` is the one erasure", table=table)
     log = versions(open_latest(config, table))
     keep = unread_versions(pipeline, table, log)
     if effective_retention(hours, log, keep, datetime.now(UTC)) is None:
@@ -196,3 +198,54 @@ def vacuum(pipeline: graph.Graph, table: str, retention_hours: float | None, *, 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- the audit horizon ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Horizon:
+    """How far back one table can be read, from its log."""
+
+    table: str
+    oldest_version: int
+    """The oldest version still in the log."""
+    oldest_readable: int
+    """The oldest version every file of which is still kept: the one current when the
+    last vacuum's retention began (the oldest in the log if never vacuumed)."""
+    readable_since: datetime
+    last_vacuum: datetime | None
+    retention_kept: bool
+    """The table's Delta retention properties are the horizon's."""
+
+    def row(self) -> dict[str, Any]:
+        return {"table": self.table, "oldest_version": self.oldest_version,
+                "oldest_readable_version": self.oldest_readable,
+                "readable_since": self.readable_since, "last_vacuum": self.last_vacuum,
+                "retention": "horizon" if self.retention_kept
+                else "differs (the next lakehouse run sets it)"}
+
+
+def oldest_readable(log: Sequence[Version]) -> Version:
+    """The oldest version of ``log`` whose files the last VACUUM kept (pure): it deleted
+    only files removed before its retention began, so the version current then, and every
+    later one, is whole."""
+    vacuums = [v for v in log if v.operation == "VACUUM START"]
+    if not vacuums:
+        return log[0]
+    params = vacuums[-1].metadata.get("operationParameters") or {}
+    retained = params.get("specifiedRetentionMillis") or params.get("defaultRetentionMillis")
+    began = vacuums[-1].at - timedelta(milliseconds=int(retained or 0))
+    before = [v for v in log if v.at < began]
+    return before[-1] if before else log[0]
+
+
+def horizon(config: Config, table: str) -> Horizon:
+    """``lakehouse audit horizon`` for one table."""
+    dt = open_latest(config, table)
+    log = versions(dt)
+    readable = oldest_readable(log)
+    vacuums = [v.at for v in log if v.operation == "VACUUM START"]
+    current = dt.metadata().configuration
+    kept = all(current.get(k) == v for k, v in config.retention.delta_properties.items())
+    return Horizon(table, log[0].version, readable.version, readable.at,
+                   vacuums[-1] if vacuums else None, kept)

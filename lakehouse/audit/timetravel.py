@@ -112,8 +112,8 @@ def open_version(config: Config, table: str, latest: RsTable, version: int,
             ErrorCode.TIME_VACUUMED,
             f"{table} version {version} can no longer be read: {len(gone)} of its "
             f"{len(dt.file_uris())} data files were removed by VACUUM",
-            hint=f"versions younger than the audit window "
-                 f"({config.retention.audit_window_hours:g} h) are kept by lakehouse vacuum; "
+            hint=f"versions inside the audit horizon "
+                 f"({config.retention.audit_horizon_days:g} days) are kept by lakehouse vacuum; "
                  f"the latest version is {log[-1].version}", table=table, version=version)
     return dt
 

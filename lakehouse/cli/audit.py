@@ -72,6 +72,23 @@ def cmd_audit_rules(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_horizon(config: Config, args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
+    from lakehouse.audit.retention import horizon
+    from lakehouse.catalog import require_tables, table_names
+    from lakehouse.query import write_result
+    tables = args.table or table_names(config)
+    require_tables(config, tables)
+    if args.format == "table":
+        say(f"audit horizon: {config.retention.audit_horizon_days:g} days "
+            f"(retention.audit_horizon_days); every table below is readable back to its "
+            "oldest readable version")
+    write_result(pa.Table.from_pylist([horizon(config, t).row() for t in tables]), args.format,
+                 None)
+    return 0
+
+
 def cmd_history(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.audit.timetravel import history
     from lakehouse.query import write_result
@@ -232,8 +249,7 @@ def cmd_vacuum(config: Config, args: argparse.Namespace) -> int:
     require_tables(config, tables)
     pipeline = graph.build(config)
     for table in tables:
-        done = vacuum(pipeline, table, args.retention_hours, force=args.force,
-                      dry_run=args.dry_run)
+        done = vacuum(pipeline, table, args.retention_hours, dry_run=args.dry_run)
         verb = "would remove" if done.dry_run else "removed"
         kept = f"; kept the files of versions {done.kept_versions[0]}..{done.kept_versions[-1]}" \
                f" (not yet read by a streaming query)" if done.kept_versions else ""
@@ -305,10 +321,11 @@ def register_quarantine(sub: Any) -> None:
 
 def register_audit(sub: Any) -> None:
     """``lakehouse audit``."""
-    p = sub.add_parser("audit", help="evidence for auditors: the rules in force",
+    p = sub.add_parser("audit", help="evidence for auditors: rules in force, the horizon",
                        description="What an auditor takes away: the contract and suite a "
                                    "table was routed with at a version or an instant, kept in "
-                                   "the warehouse by content hash.")
+                                   "the warehouse by content hash; how far back each table "
+                                   "can be read.")
     actions = p.add_subparsers(dest="action", required=True)
     rules = actions.add_parser(
         "rules", help="the contract and suite in force for a table version",
@@ -324,6 +341,15 @@ def register_audit(sub: Any) -> None:
                             "default: the latest")
     rules.add_argument("--format", choices=["text", "json"], default="text")
     rules.set_defaults(func=cmd_audit_rules)
+    reach = actions.add_parser(
+        "horizon", help="per table, the oldest version still readable",
+        description="Per table: the oldest version in its log, the oldest version the last "
+                    "vacuum kept whole (readable: every version since), when it was vacuumed, "
+                    "and whether its Delta retention is the audit horizon "
+                    "(retention.audit_horizon_days).")
+    reach.add_argument("table", nargs="*", help="layer.table (default: every table)")
+    reach.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    reach.set_defaults(func=cmd_audit_horizon)
 
 
 def register_history(sub: Any) -> None:
@@ -413,15 +439,14 @@ def register_vacuum(sub: Any) -> None:
     p = sub.add_parser("vacuum", help="delete data files old versions no longer need",
                        description="Delete the data files that no version younger than the "
                                    "retention needs. The default retention is the audit "
-                                   "window (retention.audit_window_hours, 168 h): a shorter "
-                                   "one is refused unless --force. Files of versions a "
-                                   "streaming query has not read yet are always kept.")
+                                   "horizon (retention.audit_horizon_days, 7 days): a shorter "
+                                   "one is refused (LH-TIME-004); lakehouse forget is the one "
+                                   "erasure. Files of versions a streaming query has not read "
+                                   "yet are always kept.")
     p.add_argument("table", nargs="*", help="layer.table (default: every table)")
     p.add_argument("--retention-hours", type=float, metavar="H",
-                   help="keep what versions younger than H hours need (default: the audit "
-                        "window)")
-    p.add_argument("--force", action="store_true",
-                   help="allow a retention shorter than the audit window")
+                   help="keep what versions younger than H hours need (default and least: "
+                        "the audit horizon)")
     p.add_argument("--dry-run", action="store_true", help="list the files, delete nothing")
     p.add_argument("--list", type=int, default=0, metavar="N", help="print the first N files")
     p.set_defaults(func=cmd_vacuum)

@@ -175,7 +175,8 @@ def bronze_writer(spark: SparkSession, pipeline: graph.Graph, table: BronzeTable
     out = table.transform(raw)
     uri = pipeline.node(table.qualified_name).uri
     ensure_table(uri, out.schema, table.partition_by, table.description, change_feed=True,
-                 storage_options=config.warehouse.storage_options)
+                 storage_options=config.warehouse.storage_options,
+                 properties=config.retention.delta_properties)
     query_name = table.qualified_name
     topic = kafka_dataset(config.kafka.bootstrap_servers, config.source(table.source).topic)
     writer = BronzeWriter(table, uri, query_name,

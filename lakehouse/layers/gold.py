@@ -75,6 +75,8 @@ class GoldPlan:
     storage_options: dict[str, str] = field(default_factory=dict, repr=False)
     checkpoint: str = ""
     """The checkpoint of the table's streaming query."""
+    table_properties: dict[str, str] = field(default_factory=dict)
+    """Delta properties its tables are created with (the audit horizon's retention)."""
 
     @property
     def progress_uri(self) -> str:
@@ -93,7 +95,7 @@ def load_gold_plan(pipeline: graph.Graph, table: GoldTable) -> GoldPlan:
     return GoldPlan(table, agg, pipeline.node(query.name).uri,
                     wh.table_uri("gold", table.state_name) if agg.rollup else None,
                     pipeline.node(query.input).uri, dict(wh.storage_options),
-                    query.checkpoint)
+                    query.checkpoint, config.retention.delta_properties)
 
 
 # -- pure: the incremental step (Spark, on small frames) -------------------------------
@@ -320,11 +322,12 @@ def read_progress(uri: str, storage_options: dict[str, str]) -> int | None:
 def ensure_gold_tables(plan: GoldPlan, sch: Schemas) -> None:
     """Create the output (and state) tables if missing."""
     ensure_table(plan.uri, with_updated_at(sch.output), (), plan.table.description,
-                 storage_options=plan.storage_options)
+                 storage_options=plan.storage_options, properties=plan.table_properties)
     if plan.state_uri is not None:
         ensure_table(plan.state_uri, with_updated_at(sch.state), (),
                      f"state rows of {plan.table.qualified_name} (one per "
-                     f"{', '.join(plan.agg.keys)})", storage_options=plan.storage_options)
+                     f"{', '.join(plan.agg.keys)})", storage_options=plan.storage_options,
+                     properties=plan.table_properties)
 
 
 def start_gold(spark: SparkSession, pipeline: graph.Graph, table: GoldTable,

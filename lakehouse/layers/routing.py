@@ -98,6 +98,8 @@ class SilverPlan:
     """Where an Avro source's writer schemas are (None: the source is JSON)."""
     checkpoint: str = ""
     """The checkpoint of the table's streaming query."""
+    table_properties: dict[str, str] = field(default_factory=dict)
+    """Delta properties its tables are created with (the audit horizon's retention)."""
 
     @property
     def key(self) -> str:
@@ -130,7 +132,8 @@ def load_plan(pipeline: graph.Graph, table: SilverTable) -> SilverPlan:
                       RulesInForce.read(*files), wh.table_uri("_system", "rules"),
                       dict(wh.storage_options),
                       pii_key(config) if contract.pii_fields else b"", avro,
-                      pipeline.query(table.qualified_name).checkpoint)
+                      pipeline.query(table.qualified_name).checkpoint,
+                      config.retention.delta_properties)
 
 
 # -- pure: classification and routing (Spark) ---------------------------------------------

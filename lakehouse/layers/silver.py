@@ -164,7 +164,8 @@ def commit_change(plan: SilverPlan, change: Change) -> tuple[BatchReport, list[W
     the writer's app and batch id, the bronze versions and the rules in force (kept in the
     archive first), so each part is written once however often the change is retried."""
     first, last = change.versions
-    archive(plan.rules, plan.rules_uri, plan.storage_options)  # what the commits name
+    archive(plan.rules, plan.rules_uri, plan.storage_options,  # what the commits name
+            plan.table_properties)
     commit = change.commit.with_metadata(**{BRONZE_VERSIONS: json.dumps(
         {"from": first, "to": last})}, **plan.rules.metadata())
     query, batch_id = str(commit.metadata.get("lakehouse.query", commit.app_id)), commit.batch_id
@@ -276,15 +277,19 @@ def ensure_tables(plan: SilverPlan, silver_schema: T.StructType) -> None:
     """Create silver, its quarantine, ``_quality`` and ``_batches`` if missing."""
     options = plan.storage_options
     ensure_table(plan.uri, silver_schema, ("event_date",), plan.table.description,
-                 change_feed=True, storage_options=options)
+                 change_feed=True, storage_options=options,
+                 properties=plan.table_properties)
     ensure_table(plan.quarantine_uri, QUARANTINE_SCHEMA, (),
                  f"records rejected by {plan.table.qualified_name}'s contract or suite, with "
-                 "every rule they failed", storage_options=options)
+                 "every rule they failed", storage_options=options,
+                 properties=plan.table_properties)
     ensure_table(plan.quality_uri, QUALITY_SCHEMA, (),
-                 "Great Expectations results per silver micro-batch", storage_options=options)
+                 "Great Expectations results per silver micro-batch", storage_options=options,
+                 properties=plan.table_properties)
     ensure_table(plan.ledger_uri, LEDGER_SCHEMA, (),
                  "per-batch accounting: bronze = silver + quarantined + duplicates",
-                 storage_options=options)
+                 storage_options=options,
+                 properties=plan.table_properties)
 
 
 def evolve(spark: SparkSession, plan: SilverPlan, rows: T.StructType,

@@ -224,7 +224,8 @@ class EventLog:
         self.persist = persist
         self.uri = events_uri(config)
         self.flush_seconds = config.observe.flush_seconds
-        self._log = Appender(self.uri, ("event_date",), config.warehouse.storage_options)
+        self._log = Appender(self.uri, ("event_date",), config.warehouse.storage_options,
+                             config.retention.delta_properties)
         self._write = write or self._log.append
         self._lock = threading.Lock()
         self._rows: list[dict[str, Any]] = []

@@ -72,7 +72,8 @@ _ARCHIVED: set[tuple[str, str, str]] = set()
 """(archive, contract hash, suite hash) this process has kept: nothing to do again."""
 
 
-def archive(rules: RulesInForce, uri: str, storage_options: Mapping[str, str]) -> None:
+def archive(rules: RulesInForce, uri: str, storage_options: Mapping[str, str],
+            properties: Mapping[str, str] | None = None) -> None:
     """Keep both files in the archive table at ``uri`` (once per pair of contents: the
     commit is idempotent under an app id made of the two hashes; a process asks the table
     once per pair)."""
@@ -80,7 +81,7 @@ def archive(rules: RulesInForce, uri: str, storage_options: Mapping[str, str]) -
     if done in _ARCHIVED:
         return
     ensure_table(uri, ARCHIVE_SCHEMA, (), "every contract and suite a silver commit applied, "
-                 "by content hash", storage_options=storage_options)
+                 "by content hash", storage_options=storage_options, properties=properties)
     now = datetime.now(UTC)
     rows = pa.Table.from_pylist(
         [{"sha256": f.sha256, "kind": f.kind, "name": f.name, "text": f.text, "archived_at": now}

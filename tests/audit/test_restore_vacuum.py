@@ -12,12 +12,17 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from lakehouse import graph
-from lakehouse.audit.retention import restore, unread_versions, vacuum
+from lakehouse.audit.retention import horizon, restore, unread_versions, vacuum
 from lakehouse.audit.timetravel import open_as_of, versions
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
 from lakehouse.config import Config, parse_config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.delta import RETENTION_CHECK_CONF, USER_METADATA_CONF, ensure_table
+from lakehouse.io.delta import (
+    RETENTION_CHECK_CONF,
+    USER_METADATA_CONF,
+    ensure_table,
+    keep_properties,
+)
 from lakehouse.io.delta_log import history
 from lakehouse.query import run_query
 
@@ -25,7 +30,7 @@ from lakehouse.query import run_query
 def config(root: Path) -> Config:
     return parse_config({"project": "t", "kafka": {"bootstrap_servers": "127.0.0.1:1"},
                          "warehouse": {"root": str(root)},
-                         "retention": {"audit_window_hours": 24}})
+                         "retention": {"audit_horizon_days": 1}})
 
 
 def write(spark: SparkSession, uri: str, n: int, mode: str = "overwrite",
@@ -43,7 +48,7 @@ def files_of(uri: str, version: int) -> set[str]:
     return {str(Path(f).relative_to(uri)) for f in dt.file_uris()}
 
 
-def test_vacuum_respects_the_audit_window_and_old_versions_fail_clearly(
+def test_vacuum_keeps_the_audit_horizon_and_old_versions_fail_clearly(
         tmp_path: Path, spark: SparkSession) -> None:
     cfg = config(tmp_path)
     uri = str(tmp_path / "gold" / "t")
@@ -53,12 +58,12 @@ def test_vacuum_respects_the_audit_window_and_old_versions_fail_clearly(
 
     with pytest.raises(LakehouseError) as err:
         vacuum(graph.build(cfg), "gold.t", 0, spark=spark)
-    assert err.value.code == ErrorCode.TIME_INSIDE_AUDIT_WINDOW
-    assert vacuum(graph.build(cfg), "gold.t", None, spark=spark).files == []  # the audit window is kept
-    dry = vacuum(graph.build(cfg), "gold.t", 0, force=True, dry_run=True, spark=spark)
+    assert err.value.code == ErrorCode.INSIDE_AUDIT_HORIZON and "1 days" in str(err.value)
+    assert vacuum(graph.build(cfg), "gold.t", None, spark=spark).files == []  # the horizon is kept
+    dry = vacuum(graph.build(cfg), "gold.t", 0, erasure=True, dry_run=True, spark=spark)
     assert sorted(dry.files) == sorted(files_of(uri, 0) | files_of(uri, 1))
     assert run_query(cfg, "SELECT n FROM gold.t", 0).num_rows == 1  # nothing deleted
-    done = vacuum(graph.build(cfg), "gold.t", 0, force=True, spark=spark)
+    done = vacuum(graph.build(cfg), "gold.t", 0, erasure=True, spark=spark)
     assert sorted(done.files) == sorted(dry.files)
     assert not any((Path(uri) / f).exists() for f in done.files)
     with pytest.raises(LakehouseError) as err:
@@ -66,6 +71,17 @@ def test_vacuum_respects_the_audit_window_and_old_versions_fail_clearly(
     assert err.value.code == ErrorCode.TIME_VACUUMED
     assert f"latest version is {DeltaTable(uri).version()}" in err.value.hint  # vacuum commits too
     assert run_query(cfg, "SELECT n FROM gold.t").to_pylist() == [{"n": 2}]
+    # The horizon says how far back the table reads now: from version 2 (the one current
+    # when the erasure's retention began), and its retention is not the horizon's yet.
+    reach = horizon(cfg, "gold.t")
+    assert (reach.oldest_version, reach.oldest_readable) == (0, 2) and reach.last_vacuum
+    assert run_query(cfg, "SELECT n FROM gold.t", reach.oldest_readable).num_rows == 1
+    assert not reach.retention_kept
+    assert keep_properties(uri, cfg.retention.delta_properties) is True
+    assert keep_properties(uri, cfg.retention.delta_properties) is False, "once"
+    assert horizon(cfg, "gold.t").retention_kept
+    assert DeltaTable(uri).metadata().configuration["delta.logRetentionDuration"] == \
+        "interval 24 hours"
     # Delta's own minimum retention is switched off for the call only.
     assert spark.conf.get(RETENTION_CHECK_CONF) == "true"
 
@@ -85,7 +101,7 @@ def test_versions_a_stream_has_not_read_keep_their_files(
     assert unread_versions(graph.build(cfg), "bronze.orders", log) == [2, 3]
 
     # Everything after version 1 was committed within the hour (Delta's unit): kept.
-    done = vacuum(graph.build(cfg), "bronze.orders", 0, force=True, spark=spark)
+    done = vacuum(graph.build(cfg), "bronze.orders", 0, erasure=True, spark=spark)
     assert (done.files, done.kept_versions) == ([], [2, 3])
     # The change feed of versions 2 and 3 reads the files they removed and added.
     changes = (spark.read.format("delta").option("readChangeFeed", "true")
@@ -95,7 +111,7 @@ def test_versions_a_stream_has_not_read_keep_their_files(
 
     # Once silver has read every version, the files only older versions need go.
     write(spark, silver, 1, "append", {BRONZE_VERSIONS: json.dumps({"from": 2, "to": 3})})
-    done = vacuum(graph.build(cfg), "bronze.orders", 0, force=True, spark=spark)
+    done = vacuum(graph.build(cfg), "bronze.orders", 0, erasure=True, spark=spark)
     assert done.kept_versions == []
     assert sorted(done.files) == sorted(files_of(bronze, 1) | files_of(bronze, 2))
     assert run_query(cfg, "SELECT n FROM bronze.orders").to_pylist() == [{"n": 3}]
@@ -111,7 +127,7 @@ def test_nothing_is_vacuumed_before_a_reader_has_read_anything(
     for n in range(3):
         write(spark, bronze, n)
     write(spark, str(tmp_path / "silver" / "orders"), 0)  # records no bronze versions
-    done = vacuum(graph.build(cfg), "bronze.orders", 0, force=True, spark=spark)
+    done = vacuum(graph.build(cfg), "bronze.orders", 0, erasure=True, spark=spark)
     assert (done.files, done.kept_versions) == ([], [0, 1, 2])
     assert run_query(cfg, "SELECT n FROM bronze.orders", 0).to_pylist() == [{"n": 0}]
 
@@ -137,7 +153,7 @@ def test_restore_commits_the_old_contents_and_records_why(
     with pytest.raises(LakehouseError) as err:
         restore(cfg, "gold.t", 4, spark=spark)  # the version it is at
     assert err.value.code == ErrorCode.TIME_NO_VERSION
-    vacuum(graph.build(cfg), "gold.t", 0, force=True, spark=spark)
+    vacuum(graph.build(cfg), "gold.t", 0, erasure=True, spark=spark)
     with pytest.raises(LakehouseError) as err:
         restore(cfg, "gold.t", 1, spark=spark)  # its files are gone
     assert err.value.code == ErrorCode.TIME_VACUUMED

@@ -88,3 +88,12 @@ def test_the_rules_in_force_before_and_after_a_suite_change(
                         str(before.version), timeout=120)
     assert printed.returncode == 0, printed.stderr[-2000:]
     assert before.suite.sha256 in printed.stdout and old_suite.strip() in printed.stdout
+
+    # Every table the pipelines created keeps the audit horizon's retention.
+    listed = lakehouse(w.config, "audit", "horizon", "--format", "json", timeout=120)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    reach = {r["table"]: r for r in json.loads(listed.stdout)}
+    assert {"bronze.orders", "silver.orders", "silver.orders_quarantine", "silver._batches",
+            "gold.revenue_by_category_5m", "_system.rules", "_system.events"} <= set(reach)
+    assert {r["retention"] for r in reach.values()} == {"horizon"}
+    assert all(r["oldest_readable_version"] == 0 for r in reach.values()), "never vacuumed"

@@ -186,7 +186,7 @@ def test_time_travel_restore_replay_vacuum_and_forget_on_the_object_store(
     # Vacuum: the files no retained version needs are gone from the store.
     fs, _ = filesystem(uri)
     before = run_query(config, sql).column("n")[0].as_py()
-    vacuumed = vacuum(pipeline, table, 0, force=True, spark=spark)
+    vacuumed = vacuum(pipeline, table, 0, erasure=True, spark=spark)
     assert vacuumed.files, "the restore and the replay left files behind"
     gone = fs.get_file_info([filesystem(join(uri, f))[1] for f in vacuumed.files])
     assert all(i.type.name == "NotFound" for i in gone)
