@@ -65,11 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-READ_THE_WAREHOUSE = {"audit", "quarantine", "query", "status", "slo", "report", "history", "diff",
+READ_THE_WAREHOUSE = {"quarantine", "query", "status", "slo", "report", "history", "diff",
                       "restore", "replay", "checkpoint", "vacuum", "forget", "verify",
                       "explain", "tables"}
 """Commands that read the warehouse without starting servers: on an object store, each
-checks first that the store answers (``run`` and ``demo`` start the embedded one)."""
+checks first that the store answers (``run`` and ``demo`` start the embedded one). A
+subcommand says so itself (``reads_warehouse``: ``audit rules``, not ``audit check``)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.root.addFilter(_py4j_connection_tracebacks)
     try:
         config = load_config(args.conf)
-        if args.command in READ_THE_WAREHOUSE:
+        if args.command in READ_THE_WAREHOUSE or getattr(args, "reads_warehouse", False):
             servers.ensure_store(config)
         return int(args.func(config, args))
     except LakehouseError as exc:

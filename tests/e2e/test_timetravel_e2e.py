@@ -154,6 +154,9 @@ def test_auditor_notebook_executes(world: World) -> None:
     assert "by window_start, window_end, category" in text  # the diff by key
     assert "Kafka offsets the whole version was built from" in text
     assert "RESTORE" in text
+    assert "routed by silver.orders version" in text and "suite orders.suite.json" in text
+    assert "readable from version 0" in text
+    assert "each as exported" in text  # the evidence bundle, checked
     # The walkthrough restored a version and then the latest: the contents are as before.
     after = DeltaTable(uri).to_pyarrow_table()
     assert compare(after, before.drop_columns(["updated_at"]), KEYS, TABLE, None).equal
