@@ -156,9 +156,10 @@ def keep_properties(uri: str, properties: Mapping[str, str],
     """Set the table's properties to ``properties`` where they differ (one commit by
     delta-rs); whether it had to. Only while no job writes the table: a metadata change
     fails a concurrent writer's commit."""
-    table = open_table(uri, storage_options)
-    if table is None:
+    if latest_version(uri) is None:
         return False
+    table = RsTable(uri, storage_options=dict(storage_options or {}) or None,
+                    without_files=True)  # the metadata only: a start-up cost per table
     current = table.metadata().configuration
     if all(current.get(k) == v for k, v in properties.items()):
         return False
