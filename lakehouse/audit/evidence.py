@@ -74,13 +74,14 @@ def export(pipeline: graph.Graph, table: str, as_of: AsOf | None, output: Path) 
     files: dict[str, bytes] = {"rows.parquet": _parquet(rows), "rows.csv": _csv(rows),
                                "provenance.json": _json(walked.to_json())}
     silver = next((h for h in walked.hops if split_name(h.table)[0] == "silver"), None)
+    bronze = walked.hops[-1]
     run_ids = {str(c.metadata[RUN_ID]) for v, c in table_commits(
         pipeline.node(table).uri, opts).items() if v <= walked.version and RUN_ID in c.metadata}
     if silver is not None:
         commits = {v: c for v, c in table_commits(pipeline.node(silver.table).uri, opts).items()
                    if v <= silver.upto}
         run_ids |= {str(c.metadata[RUN_ID]) for c in commits.values() if RUN_ID in c.metadata}
-        files["batches.json"] = _json(_batches(pipeline, silver.table, silver.upto))
+        files["batches.json"] = _json(_batches(pipeline, silver.table, bronze.upto))
         pairs = {(c.metadata[CONTRACT_SHA256], c.metadata[SUITE_SHA256])
                  for c in commits.values() if CONTRACT_SHA256 in c.metadata}
         kept = archived(config.warehouse.table_uri("_system", "rules"), opts,
@@ -151,24 +152,24 @@ def _altered(path: Path, name: str, what: str) -> LakehouseError:
 
 
 def _batches(pipeline: graph.Graph, silver: str, upto: int) -> dict[str, Any]:
-    """The ledger lines and expectation results of ``silver``'s batches up to its version
-    ``upto``."""
+    """The ledger lines and expectation results of the batches of ``silver`` that routed
+    bronze versions up to ``upto`` (those a version of it, or of gold over it, holds: a
+    batch that added nothing to silver still counts what it quarantined)."""
     from lakehouse.io.delta_log import open_table
     config = pipeline.config
     opts = dict(config.warehouse.storage_options)
-    name = split_name(silver)[1]
     ledger_table = open_table(config.warehouse.table_uri("silver", "_batches"), opts)
     quality_table = open_table(config.warehouse.table_uri("silver", "_quality"), opts)
     if ledger_table is None:
         return {"ledger": [], "quality": []}
     ledger = ledger_table.to_pyarrow_dataset().to_table(
-        filter=(pc.field("table") == name) & (pc.field("silver_version") <= upto))
+        filter=(pc.field("table") == silver) & (pc.field("bronze_to_version") <= upto))
     keys = {(r["app_id"], r["batch_id"]) for r in ledger.select(["app_id", "batch_id"])
             .to_pylist()}
     quality = [] if quality_table is None else [
         r for r in quality_table.to_pyarrow_dataset().to_table(
-            filter=pc.field("table") == name).to_pylist() if (r["app_id"], r["batch_id"]) in keys]
-    return {"table": silver, "upto_version": upto, "ledger": ledger.to_pylist(),
+            filter=pc.field("table") == silver).to_pylist() if (r["app_id"], r["batch_id"]) in keys]
+    return {"table": silver, "bronze_upto_version": upto, "ledger": ledger.to_pylist(),
             "quality": quality}
 
 
