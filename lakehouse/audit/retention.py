@@ -233,8 +233,10 @@ def oldest_readable(log: Sequence[Version]) -> Version:
     if not vacuums:
         return log[0]
     params = vacuums[-1].metadata.get("operationParameters") or {}
-    retained = params.get("specifiedRetentionMillis") or params.get("defaultRetentionMillis")
-    began = vacuums[-1].at - timedelta(milliseconds=int(retained or 0))
+    retained = params.get("specifiedRetentionMillis")  # 0 for an erasure
+    if retained is None:
+        retained = params.get("defaultRetentionMillis", 0)
+    began = vacuums[-1].at - timedelta(milliseconds=int(retained))
     before = [v for v in log if v.at < began]
     return before[-1] if before else log[0]
 
