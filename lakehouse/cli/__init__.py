@@ -2,11 +2,12 @@
 
 One module per command group registers its subcommands and does their parsing and
 printing: ``servers`` (broker, registry, storage, marquez, cluster), ``pipelines`` (contract,
-topics, produce, run, verify, tables, demo, bench), ``audit`` (quarantine, history, diff, audit rules,
-restore, replay, checkpoint, vacuum, forget) and ``observe`` (query, status, slo, report,
-lineage, explain). Every command reads the configuration once (``--conf`` >
-``LAKEHOUSE_CONF`` > ``conf/local.yaml``) and fails with a stable error code before
-starting anything if it is wrong.
+topics, produce, run, verify, tables, demo, bench), ``audit`` (quarantine, history, diff,
+restore, replay, checkpoint, vacuum, forget), ``evidence`` (the ``audit`` group: rules,
+horizon, export, check) and ``observe`` (query, status, slo, report, lineage, explain).
+Every command reads the configuration once (``--conf`` > ``LAKEHOUSE_CONF`` >
+``conf/local.yaml``) and fails with a stable error code before starting anything if it
+is wrong.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from lakehouse.cli import audit, observe, pipelines, servers
+from lakehouse.cli import audit, evidence, observe, pipelines, servers
 from lakehouse.config import load_config
 from lakehouse.errors import LakehouseError
 
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.register_checkpoint(sub)
     audit.register_vacuum(sub)
     audit.register_forget(sub)
-    audit.register_audit(sub)
+    evidence.register_audit(sub)
     pipelines.register_verify(sub)
     observe.register_lineage(sub)
     observe.register_explain(sub)
