@@ -320,6 +320,10 @@ class RetentionConfig(_Section):
     retention (``delta.logRetentionDuration``, ``delta.deletedFileRetentionDuration``) is
     set to it, and ``lakehouse vacuum`` never removes what it keeps (``forget``, the
     erasure, is the one exception)."""
+    tamper_evidence: StrictBool = True
+    """Link every commit in its table's chain (``lakehouse audit verify``): a digest of
+    the rows each commit adds, computed as it writes them. Off only to measure its cost
+    (``lakehouse bench``); the next linking write catches up from the files."""
 
     @property
     def horizon_hours(self) -> int:

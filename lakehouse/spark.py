@@ -45,7 +45,11 @@ def build_session(config: Config, streaming: bool = False) -> SparkSession:
     ``storage:`` section's endpoint and key, set for that bucket only (Spark redacts the
     key in its UI and logs). Delta writes there with its default S3 log store: one
     driver writes each table (this project runs one job per table or per source).
+    Whether this process links its commits in their tables' chains is
+    ``retention.tamper_evidence`` (``lakehouse.io.chain``).
     """
+    from lakehouse.io import chain
+    chain.enable(config.retention.tamper_evidence)
     # Python workers must run the interpreter that has this project installed.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)

@@ -1,5 +1,5 @@
-"""What an auditor takes away: ``audit rules``, ``audit horizon``, ``audit export`` and
-``audit check``."""
+"""What an auditor takes away: ``audit rules``, ``audit horizon``, ``audit export``,
+``audit check`` and ``audit verify``."""
 
 from __future__ import annotations
 
@@ -57,6 +57,26 @@ def cmd_audit_horizon(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(config: Config, args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
+    from lakehouse.audit.integrity import broken, verify
+    from lakehouse.query import write_result
+    progress = say if args.format == "table" else None
+    if progress:
+        say("recomputing each table's chain from its Delta log and data files")
+    checked = verify(config, args.table, progress=progress)
+    write_result(pa.Table.from_pylist([c.row() for c in checked]), args.format, None)
+    if args.format == "table":
+        for c in checked:
+            for found in c.accounted:
+                say(f"  {c.table} {found.describe()}")
+    error = broken(checked)
+    if error is not None:
+        raise error
+    return 0
+
+
 def register_audit(sub: Any) -> None:
     """``lakehouse audit``."""
     p = sub.add_parser("audit", help="evidence for auditors: rules, horizon, bundles",
@@ -111,3 +131,18 @@ def register_audit(sub: Any) -> None:
                     "the one noted at export.")
     checking.add_argument("bundle", help="the zip")
     checking.set_defaults(func=cmd_audit_check)
+    chained = actions.add_parser(
+        "verify", help="recompute each table's chain of digests; name the first break",
+        description="Every version the project commits is linked in its table's chain "
+                    "(<table>/_chain): a SHA-256 over the previous link, the version's log "
+                    "entry, the digest of the rows it added (computed as they were written) "
+                    "and of the whole table. Recompute every link from the Delta log and the "
+                    "data files: LH-AUDIT-004 names, per table, the first version where a "
+                    "log entry was edited, a data file changed or deleted, or another writer "
+                    "committed. Files a vacuum or forget's erasure deleted are listed, not "
+                    "breaks. Note each table's head: a later verify must reach it.",
+        epilog="e.g. lakehouse audit verify gold.revenue_by_category_5m")
+    chained.add_argument("table", nargs="*",
+                         help="layer.table (default: every table but the event log)")
+    chained.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    chained.set_defaults(func=cmd_audit_verify, reads_warehouse=True)

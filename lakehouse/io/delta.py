@@ -24,6 +24,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io import chain
 from lakehouse.io.delta_log import (
     MERGE_KEYS,
     BatchCommit,
@@ -35,6 +36,17 @@ from lakehouse.io.delta_log import (
     relative_path,
     rewriting,
 )
+from lakehouse.io.digest import (
+    ARROW,
+    SPARK,
+    ZERO,
+    RowsDigest,
+    arrow_digest,
+    arrow_file_digests,
+    digest_columns,
+    spark_file_digests,
+)
+from lakehouse.io.storage import delta_options, join, missing
 from lakehouse.steps import step, table_of
 
 
@@ -94,7 +106,9 @@ def ensure_table(uri: str, schema: StructType, partition_by: Sequence[str] = (),
                    description=description or None,
                    configuration={**({CHANGE_FEED: "true"} if change_feed else {}),
                                   **(properties or {})} or None,
-                   storage_options=dict(storage_options or {}) or None)
+                   storage_options=dict(storage_options or {}) or None,
+                   commit_properties=_marked("create"))
+    chain.catch_up(uri, file_digests)
 
 
 def append(df: DataFrame, uri: str, commit: BatchCommit,
@@ -111,11 +125,14 @@ def replace(df: DataFrame, uri: str, commit: BatchCommit, where: str | None = No
 
 
 def _once(uri: str, commit: BatchCommit, mode: str, doing: str,
-          write: Callable[[], object]) -> WriteResult:
+          write: Callable[[], object], observed: Callable[[], RowsDigest] | None = None,
+          scheme: str = SPARK) -> WriteResult:
     """Run ``write`` (one commit of batch ``commit.batch_id``) unless the table holds that
-    batch: the commit it made (a failure is DELTA_WRITE_FAILED, nothing committed)."""
+    batch: the commit it made (a failure is DELTA_WRITE_FAILED, nothing committed), linked
+    in the table's chain (``observed``: the digest of the rows it added, once written)."""
     done, before = already(uri, commit)
     if done is not None:
+        chain.catch_up(uri, file_digests)  # committed before a crash: linked now if not yet
         return done
     try:
         with step(f"{mode} {table_of(uri)}"):
@@ -125,18 +142,36 @@ def _once(uri: str, commit: BatchCommit, mode: str, doing: str,
                              f"{doing} batch {commit.batch_id} into {uri} failed: {exc}",
                              hint="the batch was not committed; restarting the job retries it "
                                   "exactly once", table=uri, batch_id=commit.batch_id) from exc
-    return landed(uri, before, commit)
+    result = landed(uri, before, commit)
+    if result.version is not None:
+        chain.seal(uri, result.version, file_digests, observed() if observed else None, scheme)
+    return result
 
 
 def _write(df: DataFrame, uri: str, commit: BatchCommit, mode: str,
            partition_by: Sequence[str], where: str | None = None) -> WriteResult:
+    observed = None
+    if mode == "append" and chain.enabled():  # a replace's link comes from its files
+        df, observed = observe_digest(df, partition_by)
     writer = (df.write.format("delta").mode(mode)
               .option("userMetadata", commit.user_metadata()))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     if where is not None:
         writer = writer.option("replaceWhere", where)
-    return _once(uri, commit, mode, f"{mode} of", lambda: writer.save(uri))
+    return _once(uri, commit, mode, f"{mode} of", lambda: writer.save(uri), observed)
+
+
+def observe_digest(df: DataFrame, exclude: Sequence[str] = ()
+                   ) -> tuple[DataFrame, Callable[[], RowsDigest]]:
+    """``df`` computing the digest of its rows (but ``exclude``) on the executors as it is
+    written, and the digest once it has been (``lakehouse.io.digest``)."""
+    from uuid import uuid4
+
+    from pyspark.sql import Observation
+    observation = Observation(f"lakehouse_digest_{uuid4().hex}")
+    watched = df.observe(observation, *digest_columns(df.schema, exclude))
+    return watched, lambda: RowsDigest.of(observation.get)
 
 
 def append_rows(rows: pa.Table, uri: str, commit: BatchCommit,
@@ -148,7 +183,8 @@ def append_rows(rows: pa.Table, uri: str, commit: BatchCommit,
     return _once(uri, commit, "append", "append of", lambda: write_deltalake(
         uri, rows, mode="append", storage_options=dict(storage_options or {}) or None,
         commit_properties=CommitProperties(
-            custom_metadata={"userMetadata": commit.user_metadata()})))
+            custom_metadata={"userMetadata": commit.user_metadata()})),
+        lambda: arrow_digest(rows), ARROW)
 
 
 def keep_properties(uri: str, properties: Mapping[str, str],
@@ -163,8 +199,54 @@ def keep_properties(uri: str, properties: Mapping[str, str],
     current = table.metadata().configuration
     if all(current.get(k) == v for k, v in properties.items()):
         return False
-    table.alter.set_table_properties(dict(properties))
+    table.alter.set_table_properties(dict(properties), commit_properties=_marked("properties"))
+    chain.catch_up(uri, file_digests)
     return True
+
+
+def add_columns(spark: SparkSession, uri: str, columns: str) -> None:
+    """``ALTER TABLE ... ADD COLUMNS (columns)`` (SQL column definitions), linked."""
+    with session_conf(spark, {USER_METADATA_CONF: operation_metadata("add columns")}):
+        spark.sql(f"ALTER TABLE delta.`{uri.replace('`', '``')}` ADD COLUMNS ({columns})")
+    chain.catch_up(uri, file_digests)
+
+
+def _marked(operation: str) -> Any:
+    """delta-rs commit properties with the project's mark (``lakehouse.operation``)."""
+    from deltalake import CommitProperties
+    return CommitProperties(custom_metadata={"userMetadata": operation_metadata(operation)})
+
+
+def operation_metadata(operation: str) -> str:
+    """The ``userMetadata`` of a commit the project makes outside a batch (a create, a
+    property change, a vacuum): its mark, so the table's chain links it."""
+    return json.dumps({"lakehouse.operation": operation})
+
+
+def file_digests(uri: str, paths: list[str], scheme: str, checking: bool = False
+                 ) -> dict[str, RowsDigest | None]:
+    """The digest of each data file ``paths`` (relative, as the log names them) of the
+    table at ``uri``, hashed with ``scheme`` (``lakehouse.io.digest``); None for a file
+    that is gone. Spark's scheme reads them in one job of the active session.
+    ``checking``: a file that cannot be read digests to what could be read of it (a
+    corrupt file is a finding of ``verify``, not its failure)."""
+    from urllib.parse import unquote
+
+    from pyspark.sql.pandas.types import from_arrow_schema
+    table = open_table(uri, delta_options(uri))
+    if table is None or not paths:
+        return {}
+    full = {p: p if "://" in p or p.startswith("/") else join(uri, unquote(p)) for p in paths}
+    gone = set(missing(list(full.values())))
+    present = [f for f in full.values() if f not in gone]
+    exclude = table.metadata().partition_columns
+    if scheme == ARROW:
+        each = arrow_file_digests(present, exclude, unreadable=checking)
+    else:
+        spark = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
+        schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))  # type: ignore[arg-type]
+        each = spark_file_digests(spark, present, schema, exclude, unreadable=checking)
+    return {p: None if f in gone else each.get(f, ZERO) for p, f in full.items()}
 
 
 class Appender:
@@ -314,6 +396,7 @@ def restore_version(spark: SparkSession, uri: str, version: int,
     from delta.tables import DeltaTable
     with session_conf(spark, {USER_METADATA_CONF: json.dumps(metadata, sort_keys=True)}):
         DeltaTable.forPath(spark, uri).restoreToVersion(version)
+    chain.catch_up(uri, file_digests)
 
 
 def vacuum_files(spark: SparkSession, uri: str, hours: Callable[[], int],
@@ -323,11 +406,13 @@ def vacuum_files(spark: SparkSession, uri: str, hours: Callable[[], int],
     The caller's own retention rule replaces Delta's minimum retention check."""
     from delta.tables import DeltaTable
     confs = {RETENTION_CHECK_CONF: "false",
-             LISTING_PARALLELISM_CONF: str(max(2, spark.sparkContext.defaultParallelism))}
+             LISTING_PARALLELISM_CONF: str(max(2, spark.sparkContext.defaultParallelism)),
+             USER_METADATA_CONF: operation_metadata("vacuum")}
     with session_conf(spark, confs):
         path = uri.replace("`", "``")
         rows = spark.sql(f"VACUUM delta.`{path}` RETAIN {hours()} HOURS DRY RUN").collect()
         files = [relative_path(str(r["path"]), uri) for r in rows]
         if files and not dry_run:
             DeltaTable.forPath(spark, uri).vacuum(float(hours()))
+    chain.catch_up(uri, file_digests)
     return files

@@ -39,6 +39,16 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(f"{_SCHEMES.get(scheme, scheme)}://{rest}")
 
 
+def delta_options(uri: str) -> dict[str, str]:
+    """delta-rs's storage options for the table at ``uri``: its bucket's store, as
+    ``reach`` was given it (none on local disk)."""
+    if "://" not in uri:
+        return {}
+    scheme, rest = uri.split("://", 1)
+    store = _STORES.get(rest.split("/", 1)[0])
+    return store.delta_rs_options() if scheme in S3_SCHEMES and store else {}
+
+
 @cache
 def _client(store: S3Store) -> pafs.FileSystem:
     return store.filesystem()
@@ -106,3 +116,18 @@ def move(source: str, target: str) -> None:
     _, dst = filesystem(target)
     fs.move(src, dst)
 
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write the file at ``uri`` whole: a reader sees all of it or none (on local disk a
+    temporary file renamed over it; an object store's put is atomic)."""
+    fs, path = filesystem(uri)
+    parent = path.rsplit("/", 1)[0]
+    local = isinstance(fs, pafs.LocalFileSystem)
+    if local:
+        fs.create_dir(parent, recursive=True)
+    target = f"{parent}/.{path.rsplit('/', 1)[1]}.{os.getpid()}.tmp" if local else path
+    with fs.open_output_stream(target) as stream:
+        stream.write(data)
+    if local:
+        fs.move(target, path)

@@ -56,6 +56,7 @@ from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.checkpoints import has_checkpoint
 from lakehouse.io.delta import (
     VERSION_COLUMN,
+    add_columns,
     append,
     append_rows,
     ensure_table,
@@ -309,7 +310,7 @@ def evolve(spark: SparkSession, plan: SilverPlan, rows: T.StructType,
             table=plan.table.qualified_name, file=plan.contract.source_file)
     if added:
         columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in added)
-        spark.sql(f"ALTER TABLE delta.`{plan.uri}` ADD COLUMNS ({columns})")
+        add_columns(spark, plan.uri, columns)
         printer(f"[{plan.table.qualified_name}] the contract adds {columns.replace('`', '')}:"
                 " new columns; rows before have them null (their values stay in extras)")
     return T.StructType([*table.fields, *added])
