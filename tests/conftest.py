@@ -18,6 +18,7 @@ from hypothesis import settings
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from lakehouse.audit.integrity import Integrity
     from lakehouse.servers.seaweedfs import EmbeddedStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,6 +198,17 @@ def quarantine_replay_here(config: Path, spark: SparkSession, table: str,
         return subprocess.CompletedProcess(argv, exc.exit_code, "\n".join(lines),
                                            f"error: {exc}")
     return subprocess.CompletedProcess(argv, 0, "\n".join(lines), "")
+
+
+def assert_chains_verified(config: Path, spark: SparkSession) -> dict[str, Integrity]:
+    """What ``lakehouse audit verify`` checks (every table's chain, recomputed from its log
+    and data files), on the suite's Spark session; each table's result by name."""
+    from lakehouse.audit.integrity import verify
+    from lakehouse.config import load_config
+    checked = verify(load_config(config), spark=spark)
+    broken = [f"{c.table}: {c.broken.describe()}" for c in checked if c.broken]
+    assert not broken, broken
+    return {c.table: c for c in checked}
 
 
 def assert_gold_verified(config: Path, spark: SparkSession,

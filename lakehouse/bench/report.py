@@ -84,6 +84,10 @@ def table(result: Mapping[str, Any]) -> str:
             goal = PEER_TARGETS.get(peer["name"], "")
             rows.append((f"  peer: {peer['name']} ({_n(peer['seconds'], 1)} s) records/s",
                          _n(peer["per_s"]), f"{stage['name']} at {share:.0%} of it ({goal})"))
+    for layer, rate in (result.get("digests") or {}).items():
+        rows.append((f"{layer} again, chain digests off / on (records/s)",
+                     f"{_n(rate['off'])} / {_n(rate['on'])}",
+                     f"the chain costs {rate['cost']:.0%} (tamper evidence, audit verify)"))
     naive = result.get("naive")
     if naive:
         rows.append((f"naive GX pattern vs project silver ({naive['batches']} batches, "

@@ -92,14 +92,17 @@ FULL = Mode("full", 1_000_000, 4, 5_000, 120, (1_000_000, 5_000_000, 20_000_000)
             (5_000, 10_000, 20_000), 30)
 
 
-def bench_config(work: Path, bootstrap: str, store: EmbeddedStore | None = None) -> Config:
+def bench_config(work: Path, bootstrap: str, store: EmbeddedStore | None = None,
+                 warehouse: str = "warehouse", digests: bool = True) -> Config:
     """The project's default settings (``conf/local.yaml``) on this run's broker and
-    warehouse (in ``work``, or on ``store``), with the orders source only, in JSON (what
-    the limit and the naive pattern are measured on)."""
+    warehouse (``warehouse`` in ``work``, or on ``store``), with the orders source only, in
+    JSON (what the limit and the naive pattern are measured on); ``digests``: the tables'
+    chains on (the default) or off (``retention.tamper_evidence``)."""
     doc = yaml.safe_load((PROJECT_ROOT / "conf" / "local.yaml").read_text())
     doc["kafka"] = {"bootstrap_servers": bootstrap, "embedded": {"enabled": False}}
-    doc["warehouse"] = {"root": f"s3a://{store.bucket}/warehouse" if store
-                        else str(work / "warehouse")}
+    doc["warehouse"] = {"root": f"s3a://{store.bucket}/{warehouse}" if store
+                        else str(work / warehouse)}
+    doc["retention"] = {**(doc.get("retention") or {}), "tamper_evidence": digests}
     if store:
         doc["storage"] = {**doc.get("storage", {}), "endpoint": store.endpoint,
                           "embedded": {"enabled": False}}
@@ -248,6 +251,34 @@ class _Bench:
                 stage["peer"] = peer
         self.result["stages"] = stages
         self.result["core_seconds_per_million"] = core_seconds / n * 1_000_000
+        self._digests(spark)
+
+    def _digests(self, spark: Any) -> None:
+        """The chain's cost on the hot path: bronze and silver over the backlog again, on
+        tables of their own, without the digests and then with them (both on the warm
+        JVM, so neither pays the first pass's warm-up)."""
+        from lakehouse.io import chain
+        from lakehouse.runner import run
+        n = self.mode.backlog
+        rates: dict[str, dict[str, float]] = {"bronze": {}, "silver": {}}
+        for digests in (False, True):
+            state = "on" if digests else "off"
+            config = bench_config(self.work, self.broker.bootstrap, self.store,
+                                  f"digests_{state}", digests)
+            chain.enable(digests)
+            try:
+                for layer in rates:
+                    t0 = time.monotonic()
+                    run(graph.build(config), until_idle=True, tables=[f"{layer}.{SOURCE}"],
+                        spark=spark, printer=lambda _: None)
+                    rates[layer][state] = n / (time.monotonic() - t0)
+            finally:
+                chain.enable(self.config.retention.tamper_evidence)
+        for layer, rate in rates.items():
+            rate["cost"] = 1 - rate["on"] / rate["off"]
+            self.say(f"4/7 {layer} again, digests off / on: {rate['off']:,.0f} / "
+                     f"{rate['on']:,.0f} records/s ({rate['cost']:+.1%} for the chain)")
+        self.result["digests"] = rates
 
     def _peer(self, spark: Any, layer: str) -> dict[str, Any] | None:
         """The bare design of ``layer`` over the same records (``lakehouse.bench.peers``)."""

@@ -177,7 +177,14 @@ class _Head:
 
 _ENABLED = [True]
 _HEADS: dict[str, _Head] = {}
-_LOCK = threading.Lock()
+_LOCKS: dict[str, threading.Lock] = {}
+_GUARD = threading.Lock()
+
+
+def _lock(uri: str) -> threading.Lock:
+    """The lock of one table's chain in this process (its queries link in parallel)."""
+    with _GUARD:
+        return _LOCKS.setdefault(uri, threading.Lock())
 
 
 def enable(on: bool) -> None:
@@ -198,8 +205,10 @@ def seal(uri: str, version: int, files: FileDigests, observed: RowsDigest | None
     also removed files, the digests come from the files (``files``)."""
     if not enabled():
         return None
-    with _LOCK:
+    with _lock(uri):
         head = _catch_up(uri, version - 1, files)
+        if head.through >= version:  # another write's catch-up linked it from its files
+            return read_link(uri, version)
         entry = log_bytes(uri, version)
         if entry is None:
             return None
@@ -218,14 +227,14 @@ def catch_up(uri: str, files: FileDigests) -> None:
     latest = latest_version(uri)
     if latest is None:
         return
-    with _LOCK:
+    with _lock(uri):
         _catch_up(uri, latest, files)
 
 
 def _catch_up(uri: str, upto: int, files: FileDigests) -> _Head:
     head = _HEADS.get(uri)
-    if head is None or head.through > upto or \
-            (head.linked >= 0 and not exists(link_uri(uri, head.linked))):  # table made anew
+    if head is None or (head.linked >= 0 and not exists(link_uri(uri, head.linked))):
+        # first use in this process, or the table was made anew
         last = _latest_link(uri)
         head = _Head(-1, "", ZERO) if last is None else \
             _Head(last.version, last.digest, RowsDigest.parse(last.content), last.version)

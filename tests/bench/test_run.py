@@ -19,3 +19,11 @@ def test_the_bench_runs_on_the_shipped_defaults_on_disk_or_on_a_store(tmp_path: 
     assert on_store.store_buckets == ["bench"] and not on_store.storage.embedded.enabled
     assert on_store.storage.endpoint == store.endpoint
     assert on_store.warehouse.storage_options["AWS_ENDPOINT_URL"] == store.endpoint
+
+
+def test_the_digests_cost_is_measured_on_tables_of_its_own(tmp_path: Path) -> None:
+    on = bench_config(tmp_path, "127.0.0.1:9")
+    off = bench_config(tmp_path, "127.0.0.1:9", warehouse="digests_off", digests=False)
+    assert on.retention.tamper_evidence and not off.retention.tamper_evidence
+    assert off.warehouse.root == str(tmp_path / "digests_off")
+    assert off.warehouse.checkpoints != on.warehouse.checkpoints

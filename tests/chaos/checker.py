@@ -4,7 +4,9 @@ It reads the broker and the Delta tables, not the pipeline's own counters, and c
 promise: bronze holds every produced record exactly once and untouched; each bronze record
 is in exactly one place (silver, open quarantine, or a duplicate of an event silver
 holds); silver holds each event id once; gold equals its batch recomputation from silver
-(what ``lakehouse verify gold`` checks, on the suite's Spark session).
+(what ``lakehouse verify gold`` checks, on the suite's Spark session); and every table's
+chain verifies (``lakehouse audit verify``): a kill between a commit and its link leaves
+nothing unlinked once the job has run again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.config import Config, load_config
 from lakehouse.io.delta_log import open_table
-from tests.conftest import assert_gold_verified
+from tests.conftest import assert_chains_verified, assert_gold_verified
 
 Coordinates = tuple[int, int]
 
@@ -99,4 +101,5 @@ def check(config: Path, bootstrap: str, topic: str, spark: SparkSession,
             f"record {c} is nowhere: not in silver, not quarantined, not a duplicate"
 
     assert_gold_verified(config, spark)
+    assert_chains_verified(config, spark)
     return Verdict(len(produced), len(in_silver), len(quarantined), len(rest))

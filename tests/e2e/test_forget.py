@@ -15,7 +15,7 @@ from lakehouse.config import load_config
 from lakehouse.graph import Layer, build
 from lakehouse.layers.ledger import accounting
 from lakehouse.privacy import pseudonym
-from tests.conftest import assert_gold_verified, lakehouse
+from tests.conftest import assert_chains_verified, assert_gold_verified, lakehouse
 from tests.e2e.gold_world import BASE, World, click, order
 
 pytestmark = pytest.mark.integration
@@ -97,6 +97,13 @@ def test_a_forgotten_subject_is_gone_from_every_table_and_version(
         check = accounting(pipeline, query.definition)
         assert check.holds, check.describe()
     assert_gold_verified(w.config, spark)
+    # The erasure is no break in any chain: the files it deleted are listed as erased.
+    chains = assert_chains_verified(w.config, spark)
+    for table in ("bronze.orders", "silver.orders", "silver.orders_quarantine"):
+        assert {f.kind for f in chains[table].accounted} == {"erased"}, table
+    shown = lakehouse(w.config, "audit", "verify", "bronze.orders")
+    assert shown.returncode == 0 and "erased: rows erased by forget" in shown.stdout, \
+        shown.stderr[-2000:]
 
     # The pipelines go on, from where they were.
     w.send([order(n, BASE) for n in range(20, 25)], [click(9, "c-4", "s-c-4", BASE)])
@@ -108,6 +115,7 @@ def test_a_forgotten_subject_is_gone_from_every_table_and_version(
         check = accounting(pipeline, query.definition)
         assert check.holds, check.describe()
     assert_gold_verified(w.config, spark)
+    assert_chains_verified(w.config, spark)
 
 
 def test_an_avro_record_naming_the_subject_is_found_readable_or_not(  # type: ignore[no-untyped-def]

@@ -18,7 +18,13 @@ from pyspark.sql import SparkSession
 
 from lakehouse.batch import BRONZE_VERSIONS, RUN_ID
 from lakehouse.io.delta_log import history
-from tests.conftest import ROOT, assert_gold_verified, replay_here, run_pipelines
+from tests.conftest import (
+    ROOT,
+    assert_chains_verified,
+    assert_gold_verified,
+    replay_here,
+    run_pipelines,
+)
 from tests.e2e.test_silver_e2e import order, orders_accounting, record, run, setup
 
 pytestmark = pytest.mark.integration
@@ -127,6 +133,7 @@ def test_replay_after_changing_the_suite(broker: str, tmp_path: Path, spark: Spa
         if c.get("lakehouse.app_id") == "gold.revenue_by_category_5m:replay"]
     assert sorted(replays) == [0, 1]
     assert_gold_verified(config, spark, ["gold.revenue_by_category_5m"])
+    assert_chains_verified(config, spark)  # replaces and side tables linked like appends
 
 
 def test_bronze_reset_lands_only_what_is_missing(broker: str, tmp_path: Path,
