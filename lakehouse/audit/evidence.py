@@ -9,6 +9,9 @@ The bundle is one zip:
   expectation results of every silver batch the version was built from;
 - ``rules/<sha256>-<file>``: the contracts and suites those batches were routed with;
 - ``lineage.jsonl``: the OpenLineage events of the runs that wrote those commits;
+- ``chain.json``: the version's link in its table's chain (``lakehouse.io.chain``): its
+  digest, which every later ``lakehouse audit verify`` must reach, and the digest of the
+  table's whole content then;
 - ``manifest.json``: what the bundle is (table, version, when, by which lakehouse) and the
   SHA-256 of every other file.
 
@@ -26,7 +29,7 @@ import io
 import json
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ from lakehouse.audit.timetravel import AsOf, open_as_of
 from lakehouse.batch import RUN_ID
 from lakehouse.catalog import split_name
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.chain import read_link
 from lakehouse.lineage.graph import read_events
 from lakehouse.quality.in_force import CONTRACT_SHA256, SUITE_SHA256, archived
 
@@ -92,6 +96,8 @@ def export(pipeline: graph.Graph, table: str, as_of: AsOf | None, output: Path) 
               if _run_ids(e) & run_ids]
     files["lineage.jsonl"] = "".join(json.dumps(e, sort_keys=True) + "\n"
                                      for e in events).encode("utf-8")
+    link = read_link(pipeline.node(table).uri, walked.version)
+    files["chain.json"] = _json({"link": None if link is None else asdict(link)})
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
     manifest = _json({"table": table, "version": walked.version,
                       "committed_at": walked.committed_at,
@@ -117,7 +123,7 @@ class Checked:
 
 
 def check(path: Path) -> Checked:
-    """Verify a bundle from the zip alone; LH-AUDIT-004 naming the first file that was
+    """Verify a bundle from the zip alone; LH-AUDIT-003 naming the first file that was
     changed, added or removed."""
     try:
         with zipfile.ZipFile(path) as bundle:

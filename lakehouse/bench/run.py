@@ -8,6 +8,8 @@ default settings (``conf/local.yaml``) and one source, orders:
 3. bronze, silver and gold each process the whole backlog on one Spark session (its
    start timed apart), every process's CPU and memory sampled from ``/proc``; bronze
    beside the bare bronze peer, silver beside the bare parse (``lakehouse.bench.peers``);
+   then bronze and silver again, with the tables' chain digests off and on
+   (``lakehouse.io.chain``: tamper evidence), their cost on the hot path;
 4. the naive GX pattern and the project's silver route the same batches;
 5. freshness: events produced at a fixed rate while bronze, silver and gold run, once in
    each execution shape (``streaming.shape``: a query per table, then chained), then
@@ -255,25 +257,27 @@ class _Bench:
 
     def _digests(self, spark: Any) -> None:
         """The chain's cost on the hot path: bronze and silver over the backlog again, on
-        tables of their own, without the digests and then with them (both on the warm
-        JVM, so neither pays the first pass's warm-up)."""
+        tables of their own, four times on the warm JVM: without the digests, with, with,
+        without (the order cancels a JVM still warming up); each rate the mean of two."""
         from lakehouse.io import chain
         from lakehouse.runner import run
         n = self.mode.backlog
-        rates: dict[str, dict[str, float]] = {"bronze": {}, "silver": {}}
-        for digests in (False, True):
+        seconds: dict[str, dict[str, float]] = {"bronze": {}, "silver": {}}
+        for round_, digests in enumerate((False, True, True, False)):
             state = "on" if digests else "off"
             config = bench_config(self.work, self.broker.bootstrap, self.store,
-                                  f"digests_{state}", digests)
+                                  f"digests_{round_}", digests)
             chain.enable(digests)
             try:
-                for layer in rates:
+                for layer, spent in seconds.items():
                     t0 = time.monotonic()
                     run(graph.build(config), until_idle=True, tables=[f"{layer}.{SOURCE}"],
                         spark=spark, printer=lambda _: None)
-                    rates[layer][state] = n / (time.monotonic() - t0)
+                    spent[state] = spent.get(state, 0.0) + time.monotonic() - t0
             finally:
                 chain.enable(self.config.retention.tamper_evidence)
+        rates = {layer: {state: 2 * n / s for state, s in spent.items()}
+                 for layer, spent in seconds.items()}
         for layer, rate in rates.items():
             rate["cost"] = 1 - rate["on"] / rate["off"]
             self.say(f"4/7 {layer} again, digests off / on: {rate['off']:,.0f} / "

@@ -351,7 +351,7 @@ def register_bench(sub: Any) -> None:
                                    "Prints a table; --output writes the JSON.")
     p.add_argument("--quick", action="store_true",
                    help="100,000 orders, 20 s of load at 1,000/s, rates up to 5,000/s and "
-                        "up to 1M rows in silver (about 8 minutes) instead of 1,000,000 "
+                        "up to 1M rows in silver (about 9 minutes) instead of 1,000,000 "
                         "orders, 2 minutes at 5,000/s, rates up to 20,000/s and up to 20M rows")
     p.add_argument("--output", help="write the results as JSON to this file")
     p.add_argument("--work-dir", help="where the temporary broker and warehouse go "

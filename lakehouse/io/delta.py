@@ -143,8 +143,10 @@ def _once(uri: str, commit: BatchCommit, mode: str, doing: str,
                              hint="the batch was not committed; restarting the job retries it "
                                   "exactly once", table=uri, batch_id=commit.batch_id) from exc
     result = landed(uri, before, commit)
-    if result.version is not None:
-        chain.seal(uri, result.version, file_digests, observed() if observed else None, scheme)
+    if result.version is not None and chain.enabled():
+        with step(f"link {table_of(uri)}"):
+            chain.seal(uri, result.version, file_digests, observed() if observed else None,
+                       scheme)
     return result
 
 
@@ -194,8 +196,7 @@ def keep_properties(uri: str, properties: Mapping[str, str],
     fails a concurrent writer's commit."""
     if latest_version(uri) is None:
         return False
-    table = RsTable(uri, storage_options=dict(storage_options or {}) or None,
-                    without_files=True)  # the metadata only: a start-up cost per table
+    table = RsTable(uri, storage_options=dict(storage_options or {}) or None)
     current = table.metadata().configuration
     if all(current.get(k) == v for k, v in properties.items()):
         return False

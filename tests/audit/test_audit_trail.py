@@ -9,7 +9,7 @@ import io
 import json
 import shutil
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +25,8 @@ from lakehouse.audit.rules import InForce, in_force, latest_rules
 from lakehouse.audit.timetravel import Version, history, history_table
 from lakehouse.config import load_config
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.chain import links
+from lakehouse.io.digest import RowsDigest
 from lakehouse.quality.in_force import CONTRACT_SHA256, SUITE_SHA256
 from tests.conftest import ROOT, lakehouse
 from tests.e2e.gold_world import BASE, World, order
@@ -136,8 +138,12 @@ def test_an_evidence_bundle_checks_offline_and_names_a_changed_file(
         provenance = json.loads(bundle.read("provenance.json"))
         batches = json.loads(bundle.read("batches.json"))
         rows = pq.read_table(io.BytesIO(bundle.read("rows.parquet")))
+        link = json.loads(bundle.read("chain.json"))["link"]
     assert {"rows.parquet", "rows.csv", "provenance.json", "batches.json", "lineage.jsonl",
-            "manifest.json"} <= names
+            "chain.json", "manifest.json"} <= names
+    # the version's link: its digest is in the chain, its content the rows exported
+    assert link == asdict(links(pipeline.node(gold).uri)[scenario.gold_before.version])
+    assert RowsDigest.parse(link["content"]).rows == rows.num_rows
     rules = {n for n in names if n.startswith("rules/")}
     assert rules == {f"rules/{f.sha256}-{f.name}" for f in
                      (scenario.before.contract, scenario.before.suite)}, "the rules of then"

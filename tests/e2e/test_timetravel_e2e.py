@@ -163,6 +163,8 @@ def test_auditor_notebook_executes(world: World) -> None:
     assert "routed by silver.orders version" in text and "suite orders.suite.json" in text
     assert "readable from version 0" in text
     assert "each as exported" in text  # the evidence bundle, checked
+    assert "gold.revenue_by_category_5m: verified" in text  # the chains, recomputed
+    assert "bronze.orders: verified" in text
     # The walkthrough restored a version and then the latest: the contents are as before.
     after = DeltaTable(uri).to_pyarrow_table()
     assert compare(after, before.drop_columns(["updated_at"]), KEYS, TABLE, None).equal
