@@ -28,19 +28,11 @@ from urllib.parse import unquote
 
 from pyspark.sql import SparkSession
 
+from lakehouse.audit.retention import retained_ms
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.chain import (
-    Link,
-    actions,
-    commit_info,
-    digest_of,
-    is_projects,
-    links,
-    log_bytes,
-    scheme_of,
-)
-from lakehouse.io.delta_log import latest_version
+from lakehouse.io.chain import Link, digest_of, entry_info, is_projects, links, scheme_of
+from lakehouse.io.delta_log import entry_actions, latest_version, log_bytes
 from lakehouse.io.digest import ZERO, RowsDigest
 from lakehouse.printing import Printer
 
@@ -107,11 +99,11 @@ def walk(table: str, entries: Mapping[int, bytes], chain: Mapping[int, Link],
     if not entries:
         return Integrity(table, None, None, None)
     order = sorted(entries)
-    parsed = {v: actions(entries[v]) for v in order}
+    parsed = {v: entry_actions(entries[v]) for v in order}
     removed = {a["remove"]["path"]: (v, int(a["remove"].get("deletionTimestamp") or 0))
                for v in order for a in parsed[v] if "remove" in a}
-    vacuums = [_vacuum(v, commit_info(entries[v])) for v in order
-               if commit_info(entries[v]).get("operation") == "VACUUM START"]
+    vacuums = [_vacuum(v, entry_info(entries[v])) for v in order
+               if entry_info(entries[v]).get("operation") == "VACUUM START"]
     first = order[0]
     anchor = chain.get(first)
     prev = anchor.prev if anchor else ""
@@ -124,7 +116,7 @@ def walk(table: str, entries: Mapping[int, bytes], chain: Mapping[int, Link],
         return Integrity(table, first, order[-1], head or None, broken, accounted)
 
     for v in order:
-        info = commit_info(entries[v])
+        info = entry_info(entries[v])
         here = chain.get(v)
         if here is None:
             kind, who = ("unlinked", "committed by the project but never linked") \
@@ -162,11 +154,7 @@ def walk(table: str, entries: Mapping[int, bytes], chain: Mapping[int, Link],
 
 
 def _vacuum(version: int, info: Mapping[str, Any]) -> Vacuum:
-    params = info.get("operationParameters") or {}
-    retained = params.get("specifiedRetentionMillis")
-    if retained is None:
-        retained = params.get("defaultRetentionMillis", 0)
-    return Vacuum(version, int(info.get("timestamp") or 0), int(retained))
+    return Vacuum(version, int(info.get("timestamp") or 0), retained_ms(info))
 
 
 def _vacuumed(path: str, removed: Mapping[str, tuple[int, int]], vacuums: Sequence[Vacuum],
@@ -243,8 +231,8 @@ def verify_uri(table: str, uri: str, horizon_hours: int) -> Integrity:
     scheme_of_file: dict[str, str] = {}  # each file hashed as the version that added it
     for kind in ("add", "remove"):
         for v, entry in entries.items():
-            scheme = chain[v].scheme if v in chain else scheme_of(commit_info(entry))
-            for a in actions(entry):
+            scheme = chain[v].scheme if v in chain else scheme_of(entry_info(entry))
+            for a in entry_actions(entry):
                 if kind in a:
                     scheme_of_file.setdefault(a[kind]["path"], scheme)
     digests: dict[str, RowsDigest | None] = {}

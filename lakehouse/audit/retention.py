@@ -8,7 +8,7 @@ a ``SparkSession``, or build the project's one if none is given.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -225,6 +225,15 @@ class Horizon:
                 else "differs (the next lakehouse run sets it)"}
 
 
+def retained_ms(commit: Mapping[str, Any]) -> int:
+    """The retention a VACUUM START commit kept, in milliseconds: 0 for an erasure (pure)."""
+    params = commit.get("operationParameters") or {}
+    retained = params.get("specifiedRetentionMillis")
+    if retained is None:
+        retained = params.get("defaultRetentionMillis", 0)
+    return int(retained)
+
+
 def oldest_readable(log: Sequence[Version]) -> Version:
     """The oldest version of ``log`` whose files the last VACUUM kept (pure): it deleted
     only files removed before its retention began, so the version current then, and every
@@ -232,11 +241,7 @@ def oldest_readable(log: Sequence[Version]) -> Version:
     vacuums = [v for v in log if v.operation == "VACUUM START"]
     if not vacuums:
         return log[0]
-    params = vacuums[-1].metadata.get("operationParameters") or {}
-    retained = params.get("specifiedRetentionMillis")  # 0 for an erasure
-    if retained is None:
-        retained = params.get("defaultRetentionMillis", 0)
-    began = vacuums[-1].at - timedelta(milliseconds=int(retained))
+    began = vacuums[-1].at - timedelta(milliseconds=retained_ms(vacuums[-1].metadata))
     before = [v for v in log if v.at < began]
     return before[-1] if before else log[0]
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from lakehouse.io.delta_log import commit_info, entry_actions, latest_version, log_bytes
 from lakehouse.io.digest import ARROW, SPARK, ZERO, RowsDigest
 from lakehouse.io.storage import exists, file_names, filesystem, join, write_bytes
 
@@ -83,14 +84,9 @@ def link(version: int, prev: str, entry: bytes, rows: RowsDigest, content: RowsD
                 digest_of(prev, entry_sha, rows.text(), content.text()))
 
 
-def actions(entry: bytes) -> list[dict[str, Any]]:
-    """A log entry's actions (pure)."""
-    return [json.loads(line) for line in entry.decode().splitlines() if line.strip()]
-
-
-def commit_info(entry: bytes) -> dict[str, Any]:
+def entry_info(entry: bytes) -> dict[str, Any]:
     """A log entry's ``commitInfo`` (pure; empty if it has none)."""
-    return next((a["commitInfo"] for a in actions(entry) if "commitInfo" in a), {})
+    return commit_info(entry_actions(entry)) or {}
 
 
 def is_projects(info: dict[str, Any]) -> bool:
@@ -120,7 +116,7 @@ def read_link(uri: str, version: int) -> Link | None:
     try:
         with fs.open_input_stream(path) as stream:
             return Link.loads(stream.read())
-    except (OSError, FileNotFoundError):
+    except OSError:
         return None
 
 
@@ -133,16 +129,6 @@ def links(uri: str) -> dict[int, Link]:
             if one is not None:
                 found[one.version] = one
     return found
-
-
-def log_bytes(uri: str, version: int) -> bytes | None:
-    """Version ``version``'s log entry as stored; None if the log no longer holds it."""
-    fs, path = filesystem(join(uri, "_delta_log", f"{version:020d}.json"))
-    try:
-        with fs.open_input_stream(path) as stream:
-            return bytes(stream.read())
-    except (OSError, FileNotFoundError):
-        return None
 
 
 def _latest_link(uri: str) -> Link | None:
@@ -221,7 +207,6 @@ def seal(uri: str, version: int, files: FileDigests, observed: RowsDigest | None
 def catch_up(uri: str, files: FileDigests) -> None:
     """Link every version of the table the project committed and nobody linked (after an
     operation with no rows of its own to observe: a create, a vacuum, a restore)."""
-    from lakehouse.io.delta_log import latest_version
     if not enabled():
         return
     latest = latest_version(uri)
@@ -243,10 +228,10 @@ def _catch_up(uri: str, upto: int, files: FileDigests) -> _Head:
         existing = read_link(uri, v)
         if existing is not None:  # linked by another process
             head = _Head(v, existing.digest, RowsDigest.parse(existing.content), v)
-        elif entry is None or not is_projects(commit_info(entry)):
+        elif entry is None or not is_projects(entry_info(entry)):
             head = _Head(v, head.digest, head.content, head.linked)  # left out: it shows
         else:
-            made = _link(uri, v, entry, head, files, None, scheme_of(commit_info(entry)))
+            made = _link(uri, v, entry, head, files, None, scheme_of(entry_info(entry)))
             write_bytes(link_uri(uri, v), made.dumps())
             head = _Head(v, made.digest, RowsDigest.parse(made.content), v)
     _HEADS[uri] = head
@@ -255,7 +240,7 @@ def _catch_up(uri: str, upto: int, files: FileDigests) -> _Head:
 
 def _link(uri: str, version: int, entry: bytes, head: _Head, files: FileDigests,
           observed: RowsDigest | None, scheme: str) -> Link:
-    done = actions(entry)
+    done = entry_actions(entry)
     added = [a["add"]["path"] for a in done if "add" in a]
     removed = [a["remove"]["path"] for a in done if "remove" in a]
     if observed is not None and not removed:

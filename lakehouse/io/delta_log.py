@@ -108,15 +108,24 @@ def latest_version(uri: str) -> int | None:
     return max(versions, default=None)
 
 
-def log_entry(uri: str, version: int) -> list[dict[str, Any]]:
-    """The actions of one commit, from its log file (empty if it was cleaned up)."""
+def log_bytes(uri: str, version: int) -> bytes | None:
+    """One commit's log file as stored; None if the log no longer holds it."""
     fs, path = _log_dir(uri)
     try:
         with fs.open_input_stream(f"{path}/{version:020d}.json") as stream:
-            lines = stream.read().decode("utf-8").splitlines()
+            return bytes(stream.read())
     except OSError:
-        return []
-    return [json.loads(line) for line in lines if line.strip()]
+        return None
+
+
+def entry_actions(entry: bytes) -> list[dict[str, Any]]:
+    """The actions of a log file's contents (pure)."""
+    return [json.loads(line) for line in entry.decode("utf-8").splitlines() if line.strip()]
+
+
+def log_entry(uri: str, version: int) -> list[dict[str, Any]]:
+    """The actions of one commit, from its log file (empty if it was cleaned up)."""
+    return entry_actions(log_bytes(uri, version) or b"")
 
 
 def commit_size(uri: str, version: int) -> tuple[int, int] | None:
@@ -139,7 +148,7 @@ def find_commit(uri: str, after: int | None, match: Callable[[list[dict[str, Any
     for version in range(last, -1 if after is None else after, -1):
         actions = log_entry(uri, version)
         if match(actions):
-            info = _commit_info(actions) or {}
+            info = commit_info(actions) or {}
             metrics = {k: str(v) for k, v in (info.get("operationMetrics") or {}).items()}
             return WriteResult(version, _rows_written(metrics), metrics)
     return WriteResult(None, 0)
@@ -154,7 +163,7 @@ def committed(uri: str, commit: BatchCommit, after: int | None = None) -> WriteR
 
 def _writer_of(actions: list[dict[str, Any]]) -> tuple[str, int] | None:
     """(app id, batch id) a commit's metadata names, if it is one of the project's."""
-    info = _commit_info(actions)
+    info = commit_info(actions)
     if info is None:
         return None
     meta = commit_metadata(info)
@@ -162,7 +171,8 @@ def _writer_of(actions: list[dict[str, Any]]) -> tuple[str, int] | None:
     return (app, int(batch)) if isinstance(app, str) and isinstance(batch, int) else None
 
 
-def _commit_info(actions: list[dict[str, Any]]) -> dict[str, Any] | None:
+def commit_info(actions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A commit's ``commitInfo`` action, if it has one (pure)."""
     return next((a["commitInfo"] for a in actions if "commitInfo" in a), None)
 
 
