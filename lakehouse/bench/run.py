@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import yaml
 
 from lakehouse import graph
+from lakehouse.bench.digests import digest_cost
 from lakehouse.bench.growth import measure
 from lakehouse.bench.limit import consume_to_parquet, kafka_consume
 from lakehouse.bench.load import LagSampler, Paced, produce_paced
@@ -256,33 +257,17 @@ class _Bench:
         self._digests(spark)
 
     def _digests(self, spark: Any) -> None:
-        """The chain's cost on the hot path: bronze and silver over the backlog again, on
-        tables of their own, four times on the warm JVM: without the digests, with, with,
-        without (the order cancels a JVM still warming up); each rate the mean of two."""
-        from lakehouse.io import chain
-        from lakehouse.runner import run
-        n = self.mode.backlog
-        seconds: dict[str, dict[str, float]] = {"bronze": {}, "silver": {}}
-        for round_, digests in enumerate((False, True, True, False)):
-            state = "on" if digests else "off"
-            config = bench_config(self.work, self.broker.bootstrap, self.store,
-                                  f"digests_{round_}", digests)
-            chain.enable(digests)
-            try:
-                for layer, spent in seconds.items():
-                    t0 = time.monotonic()
-                    run(graph.build(config), until_idle=True, tables=[f"{layer}.{SOURCE}"],
-                        spark=spark, printer=lambda _: None)
-                    spent[state] = spent.get(state, 0.0) + time.monotonic() - t0
-            finally:
-                chain.enable(self.config.retention.tamper_evidence)
-        rates = {layer: {state: 2 * n / s for state, s in spent.items()}
-                 for layer, spent in seconds.items()}
-        for layer, rate in rates.items():
-            rate["cost"] = 1 - rate["on"] / rate["off"]
+        """The chain's cost on the hot path (``lakehouse.bench.digests``)."""
+        rates = digest_cost(
+            spark, lambda n, on: bench_config(self.work, self.broker.bootstrap, self.store,
+                                              f"digests_{n}", on),
+            self.mode.backlog, [f"bronze.{SOURCE}", f"silver.{SOURCE}"],
+            self.config.retention.tamper_evidence)
+        for table, rate in rates.items():
+            layer = table.split(".")[0]
             self.say(f"4/7 {layer} again, digests off / on: {rate['off']:,.0f} / "
                      f"{rate['on']:,.0f} records/s ({rate['cost']:+.1%} for the chain)")
-        self.result["digests"] = rates
+        self.result["digests"] = {t.split(".")[0]: r for t, r in rates.items()}
 
     def _peer(self, spark: Any, layer: str) -> dict[str, Any] | None:
         """The bare design of ``layer`` over the same records (``lakehouse.bench.peers``)."""
