@@ -28,7 +28,7 @@ from urllib.parse import unquote
 
 from pyspark.sql import SparkSession
 
-from lakehouse.audit.retention import retained_ms
+from lakehouse.audit.retention import retained_ms, spark_session
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.chain import Link, digest_of, entry_info, is_projects, links, scheme_of
@@ -193,9 +193,7 @@ def verify(config: Config, tables: Sequence[str] = (), spark: SparkSession | Non
     from lakehouse.catalog import require_tables, table_names, table_uri
     names = list(tables) or [t for t in table_names(config) if t not in UNCHAINED]
     require_tables(config, names)
-    if spark is None and SparkSession.getActiveSession() is None:
-        from lakehouse.spark import build_session
-        build_session(config)
+    spark_session(config, spark or SparkSession.getActiveSession())  # file digests run on it
     checked = []
     for name in names:
         found = verify_uri(name, table_uri(config, name), config.retention.horizon_hours)

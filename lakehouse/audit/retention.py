@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-def _session(config: Config, spark: SparkSession | None) -> SparkSession:
+def spark_session(config: Config, spark: SparkSession | None) -> SparkSession:
     """``spark``, else the project's session (created on first use, reused after)."""
     if spark is not None:
         return spark
@@ -78,7 +78,7 @@ def restore(config: Config, table: str, target: AsOf, reason: str = "",
     run_id = str(generate_new_uuid())
     metadata = {RESTORED_TO: version, RESTORED_FROM: previous, REASON: reason, RUN_ID: run_id}
     uri = table_uri(config, table)
-    session = _session(config, spark)
+    session = spark_session(config, spark)
     try:
         restore_version(session, uri, version, metadata)
     except Exception as exc:
@@ -183,7 +183,7 @@ def vacuum(pipeline: graph.Graph, table: str, retention_hours: float | None, *,
         return effective_retention(hours, log, keep, datetime.now(UTC)) or 0
 
     uri = table_uri(config, table)
-    session = _session(config, spark)
+    session = spark_session(config, spark)
     try:
         files = vacuum_files(session, uri, retention, dry_run)
     except Exception as exc:

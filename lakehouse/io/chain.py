@@ -29,9 +29,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import pyarrow.fs as pafs
-
-from lakehouse.io.delta_log import commit_info, entry_actions, latest_version, log_bytes
+from lakehouse.io.delta_log import (
+    commit_info,
+    commit_metadata,
+    entry_actions,
+    latest_version,
+    log_bytes,
+)
 from lakehouse.io.digest import ARROW, SPARK, ZERO, RowsDigest
 from lakehouse.io.storage import exists, file_names, filesystem, join, write_bytes
 
@@ -90,17 +94,14 @@ def entry_info(entry: bytes) -> dict[str, Any]:
 
 
 def is_projects(info: dict[str, Any]) -> bool:
-    """Whether a commit carries the project's mark (pure)."""
-    try:
-        meta = json.loads(info.get("userMetadata") or "{}")
-    except ValueError:
-        return False
-    return isinstance(meta, dict) and any(str(k).startswith(MARK) for k in meta)
+    """Whether a commit carries the project's mark in its ``userMetadata`` (pure)."""
+    return any(str(k).startswith(MARK) for k in commit_metadata(info))
 
 
 def scheme_of(info: dict[str, Any]) -> str:
     """The digest scheme of a commit's rows: delta-rs writes the driver's rows (pure)."""
-    return ARROW if "delta-rs" in json.dumps(info) else SPARK
+    engine = f"{info.get('engineInfo', '')} {info.get('clientVersion', '')}"
+    return ARROW if "delta-rs" in engine else SPARK
 
 
 # -- the links on storage ------------------------------------------------------------------
@@ -120,28 +121,22 @@ def read_link(uri: str, version: int) -> Link | None:
         return None
 
 
+def _linked_versions(uri: str) -> list[int]:
+    """The versions with a link file, oldest first (one listing)."""
+    return sorted(int(name[:20]) for name in file_names(join(uri, CHAIN))
+                  if name.endswith(".json") and name[:20].isdigit())
+
+
 def links(uri: str) -> dict[int, Link]:
     """Every link of the table at ``uri``, by version."""
-    found: dict[int, Link] = {}
-    for name in file_names(join(uri, CHAIN)):
-        if name.endswith(".json") and name[:20].isdigit():
-            one = read_link(uri, int(name[:20]))
-            if one is not None:
-                found[one.version] = one
-    return found
+    found = (read_link(uri, v) for v in _linked_versions(uri))
+    return {one.version: one for one in found if one is not None}
 
 
 def _latest_link(uri: str) -> Link | None:
-    fs, path = filesystem(join(uri, CHAIN))
-    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    versions = sorted((int(i.base_name[:20]) for i in infos
-                       if i.base_name.endswith(".json") and i.base_name[:20].isdigit()),
-                      reverse=True)
-    for v in versions:
-        found = read_link(uri, v)
-        if found is not None:
-            return found
-    return None
+    """The newest readable link (a link file cut short is passed over)."""
+    found = (read_link(uri, v) for v in reversed(_linked_versions(uri)))
+    return next((one for one in found if one is not None), None)
 
 
 # -- linking ---------------------------------------------------------------------------------
@@ -204,12 +199,13 @@ def seal(uri: str, version: int, files: FileDigests, observed: RowsDigest | None
         return made
 
 
-def catch_up(uri: str, files: FileDigests) -> None:
+def catch_up(uri: str, files: FileDigests, latest: int | None = None) -> None:
     """Link every version of the table the project committed and nobody linked (after an
-    operation with no rows of its own to observe: a create, a vacuum, a restore)."""
+    operation with no rows of its own to observe: a create, a vacuum, a restore), up to
+    ``latest`` (default: the log's newest, one listing)."""
     if not enabled():
         return
-    latest = latest_version(uri)
+    latest = latest_version(uri) if latest is None else latest
     if latest is None:
         return
     with _lock(uri):
@@ -224,11 +220,12 @@ def _catch_up(uri: str, upto: int, files: FileDigests) -> _Head:
         head = _Head(-1, "", ZERO) if last is None else \
             _Head(last.version, last.digest, RowsDigest.parse(last.content), last.version)
     for v in range(head.through + 1, upto + 1):
-        entry = log_bytes(uri, v)
         existing = read_link(uri, v)
         if existing is not None:  # linked by another process
             head = _Head(v, existing.digest, RowsDigest.parse(existing.content), v)
-        elif entry is None or not is_projects(entry_info(entry)):
+            continue
+        entry = log_bytes(uri, v)
+        if entry is None or not is_projects(entry_info(entry)):
             head = _Head(v, head.digest, head.content, head.linked)  # left out: it shows
         else:
             made = _link(uri, v, entry, head, files, None, scheme_of(entry_info(entry)))

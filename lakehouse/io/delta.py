@@ -132,7 +132,8 @@ def _once(uri: str, commit: BatchCommit, mode: str, doing: str,
     in the table's chain (``observed``: the digest of the rows it added, once written)."""
     done, before = already(uri, commit)
     if done is not None:
-        chain.catch_up(uri, file_digests)  # committed before a crash: linked now if not yet
+        if before is not None:  # committed before a crash: linked now if not yet
+            chain.catch_up(uri, file_digests, before)
         return done
     try:
         with step(f"{mode} {table_of(uri)}"):
