@@ -31,6 +31,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.certificates import CA_FILE
 from lakehouse.io.object_store import bucket_of
 from lakehouse.io.storage import join, reach
 from lakehouse.quality.contract import COMPATIBILITY_LEVELS as COMPATIBILITY_LEVELS
@@ -218,6 +219,17 @@ class Config:
         """Where the embedded broker keeps its data."""
         return self.kafka.embedded.data_dir or self.local_dir("broker")
 
+    @property
+    def tls_dir(self) -> str:
+        """Where the warehouse's certificate authority and the embedded servers' and
+        clients' certificates live (``lakehouse.io.certificates``)."""
+        return self.local_dir("tls")
+
+    @property
+    def registry_tls(self) -> bool:
+        """Whether the schema registry is reached over TLS (an https URL)."""
+        return self.schema_registry.url.startswith("https://")
+
 
 def default_expectations_dir(package_file: Path, cwd: Path) -> Path:
     """The project's ``expectations/`` folder: beside the ``lakehouse`` package when it is
@@ -282,8 +294,8 @@ def parse_config(
     checkpoints = _absolute(wh.checkpoints) if wh.checkpoints else join(root, "_checkpoints")
     # A warehouse on the object store: every delta-rs reader and writer reaches it with the
     # storage section's endpoint and key (warehouse.storage_options still win).
-    config = dataclasses.replace(config, warehouse=dataclasses.replace(
-        wh, root=root, checkpoints=checkpoints))
+    config = _trusting_own_ca(dataclasses.replace(config, warehouse=dataclasses.replace(
+        wh, root=root, checkpoints=checkpoints)))
     if not config.store_buckets:
         return config
     for bucket in config.store_buckets:  # and every file the project reads or writes there
@@ -291,6 +303,20 @@ def parse_config(
     return dataclasses.replace(config, warehouse=dataclasses.replace(
         config.warehouse, storage_options={**config.storage.store.delta_rs_options(),
                                            **wh.storage_options}))
+
+
+def _trusting_own_ca(config: Config) -> Config:
+    """The clients of the embedded servers on TLS trusting the warehouse's authority unless
+    the file names another CA."""
+    ca = {"ssl.ca.location": join(config.tls_dir, CA_FILE)}
+    kafka, registry = config.kafka, config.schema_registry
+    if kafka.embedded.enabled and kafka.embedded.tls:
+        kafka = dataclasses.replace(kafka, client_properties={
+            **ca, **kafka.client_properties})
+    if registry.embedded.enabled and config.registry_tls:
+        registry = dataclasses.replace(registry, client_properties={
+            **ca, **registry.client_properties})
+    return dataclasses.replace(config, kafka=kafka, schema_registry=registry)
 
 
 _CONFIG = TypeAdapter(Config)

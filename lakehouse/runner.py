@@ -187,8 +187,7 @@ def _run(pipeline: graph.Graph, chosen: Sequence[BronzeTable], silver: Sequence[
         cleanup.callback(stop_session, spark)
     cleanup.callback(spark.streams.removeListener, listener)
     try:
-        cleanup.enter_context(serving(events, config.observe.metrics_host,
-                                      config.observe.metrics_port, printer))
+        cleanup.enter_context(serving(events, config.observe, printer))
         cleanup.callback(events.close)
         cleanup.callback(lineage.close)
         cleanup.callback(_stop_all, queries, driven, lineage, printer)

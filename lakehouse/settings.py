@@ -51,6 +51,18 @@ def _from_env(values: Mapping[str, str], info: ValidationInfo) -> Mapping[str, s
     return {k: _SECRET.sub(lambda m: env[m.group(1)], v) for k, v in values.items()}
 
 
+def _one_key_file(values: Mapping[str, str]) -> Mapping[str, str]:
+    """A client certificate's key and chain in one file: Java's PEM key store reads both
+    from one (librdkafka finds each in it)."""
+    key, cert = values.get("ssl.key.location"), values.get("ssl.certificate.location")
+    if (key or cert) and key != cert:
+        raise bad("Spark's Kafka client reads a client certificate's key and chain from one "
+                  "PEM file: point ssl.key.location and ssl.certificate.location at the same "
+                  "file (cat key.pem cert.pem ca.pem > client.pem; chmod 600 client.pem)",
+                  at="ssl.key.location")
+    return values
+
+
 _HOST_PORT = re.compile(r"\s*\S+:\d+\s*")
 _EMPTY = BeforeValidator(lambda v: {} if v is None else v)
 """A mapping written empty (``sources:`` and nothing under it) is an empty one."""
@@ -83,9 +95,15 @@ class EmbeddedBrokerConfig(_Section):
     startup_timeout_seconds: StrictFloat = 30.0
     sasl_users: Secrets = field(default_factory=dict, repr=False)
     """SASL/PLAIN users and their passwords (write ``${ENV_VAR}`` to take one from the
-    environment). None: the broker takes anyone, unauthenticated. Some: its client
-    listener wants SASL_PLAINTEXT and KRaft's ``StandardAuthorizer`` allows only what
-    ``topic_acls`` grants."""
+    environment). None: the broker takes anyone, unauthenticated (unless ``tls``). Some:
+    its listeners want SASL (SASL_PLAINTEXT, or SASL_SSL with ``tls``) and KRaft's
+    ``StandardAuthorizer`` allows only what ``topic_acls`` grants."""
+    tls: StrictBool = False
+    """Every listener on TLS, with a certificate of the warehouse's own authority
+    (``<warehouse>/_tls/ca.pem``, which clients trust by default) naming the broker's host:
+    SASL_SSL with ``sasl_users``; without, SSL with client certificates, the ``CN`` of each
+    being its user (``broker up`` issues ``<warehouse>/_tls/<user>.pem`` for the admin and
+    every user of ``topic_acls``)."""
     admin_user: str = "admin"
     """The user (one of ``sasl_users``) the broker itself and ``lakehouse broker`` act as:
     a super user."""
@@ -99,8 +117,11 @@ class EmbeddedBrokerConfig(_Section):
             raise bad(f"{self.admin_user!r} is not one of kafka.embedded.sasl_users",
                       at="admin_user")
         for user in self.topic_acls:
-            if user not in self.sasl_users:
+            if self.sasl_users and user not in self.sasl_users:
                 raise bad("names no user of kafka.embedded.sasl_users", at=f"topic_acls.{user}")
+            if not self.sasl_users and not self.tls:
+                raise bad("grants topics, but the broker authenticates no one: set "
+                          "kafka.embedded.sasl_users or tls", at=f"topic_acls.{user}")
         return self
 
 
@@ -112,9 +133,14 @@ class KafkaConfig(_Section):
         lambda v: all(_HOST_PORT.fullmatch(s) for s in v.split(",")),
         "must be host:port, or several separated by commas")]
     embedded: EmbeddedBrokerConfig = field(default_factory=EmbeddedBrokerConfig)
-    client_properties: Secrets = field(default_factory=dict, repr=False)
+    client_properties: Annotated[Mapping[str, str], _EMPTY, AfterValidator(_from_env),
+                                 AfterValidator(_one_key_file)] = \
+        field(default_factory=dict, repr=False)
     """Extra librdkafka properties (security.protocol, sasl.*, ssl.*) for every client;
-    write ``${ENV_VAR}`` for a secret (``sasl.password: ${KAFKA_PASSWORD}``)."""
+    write ``${ENV_VAR}`` for a secret (``sasl.password: ${KAFKA_PASSWORD}``). For TLS:
+    ``ssl.ca.location`` (default, with the embedded broker: the warehouse's CA), and for a
+    client certificate ``ssl.certificate.location`` and ``ssl.key.location`` naming one PEM
+    file holding both (Spark's Java client reads them from one)."""
     unavailable_timeout_seconds: StrictFloat = Field(default=300.0, gt=0)
     """How long a running job waits for a broker that stopped answering (restarting its
     Kafka queries with backoff once it is back) before it stops with LH-KAFKA-004 and exit
@@ -129,6 +155,10 @@ class EmbeddedRegistryConfig(_Section):
     data_dir: str = ""
     """Where it keeps its schemas (an H2 database file); default ``<warehouse>/_registry``."""
     startup_timeout_seconds: StrictFloat = Field(default=90.0, gt=0)
+    users: Secrets = field(default_factory=dict, repr=False)
+    """Users and passwords it wants by HTTP basic auth (write ``${ENV_VAR}``); none: it
+    takes anyone. (An ``https://`` URL makes it serve TLS, with a certificate of the
+    warehouse's authority.)"""
 
 
 @dataclass(frozen=True, config=FILE)
@@ -145,8 +175,9 @@ class SchemaRegistryConfig(_Section):
     nothing until one is set): BACKWARD lets consumers upgrade first; FULL also keeps old
     readers working."""
     client_properties: Secrets = field(default_factory=dict, repr=False)
-    """confluent-kafka's registry client settings (``basic.auth.user.info``, ``ssl.*``);
-    write ``${ENV_VAR}`` for a secret."""
+    """confluent-kafka's registry client settings (``basic.auth.user.info:
+    user:${PASSWORD}``, ``ssl.ca.location``: default, with the embedded registry on https,
+    the warehouse's CA); write ``${ENV_VAR}`` for a secret."""
 
 
 @dataclass(frozen=True, config=FILE)
@@ -363,6 +394,14 @@ class ObserveConfig(_Section):
     """Serve the figures in the Prometheus text format at ``http://<host>:<port>/metrics``
     while ``lakehouse run`` runs; 0: off."""
     metrics_host: str = "127.0.0.1"
+    """The address it binds: the loopback only, unless set (``0.0.0.0``: every interface;
+    then set ``metrics_users`` or ``metrics_certificate``, or both)."""
+    metrics_users: Secrets = field(default_factory=dict, repr=False)
+    """Users and passwords a scrape must give by HTTP basic auth (write ``${ENV_VAR}``);
+    none: anyone who reaches the port reads the figures."""
+    metrics_certificate: str = ""
+    """A PEM file holding the endpoint's private key and certificate chain: serve HTTPS
+    (``https://<host>:<port>/metrics``) instead of HTTP."""
 
 
 @dataclass(frozen=True, config=FILE)

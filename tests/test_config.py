@@ -35,7 +35,8 @@ def test_shipped_configs_parse(name: str) -> None:
     config = load_config(ROOT / "conf" / name, env={"LAKEHOUSE_KAFKA_PASSWORD": "x",
                                                      "SCHEMA_REGISTRY_AUTH": "u:p",
                                                      "LAKEHOUSE_S3_ACCESS_KEY": "k",
-                                                     "LAKEHOUSE_S3_SECRET_KEY": "s"})
+                                                     "LAKEHOUSE_S3_SECRET_KEY": "s",
+                                                     "LAKEHOUSE_METRICS_PASSWORD": "m"})
     assert config.source("orders").topic == "shop.orders.v1"
     if config.warehouse.root.startswith("s3a://"):
         assert config.warehouse.storage_options["AWS_SECRET_ACCESS_KEY"] == "s"
@@ -199,6 +200,11 @@ def test_a_disabled_or_undeclared_source_says_why_and_what_to_do(tmp_path: Path)
      "kafka.embedded.topic_acls.etl"),
     ({"kafka": {"bootstrap_servers": "h:1", "embedded": {"topic_acls": {"etl": "t"}}}},
      "kafka.embedded.topic_acls.etl"),
+    ({"kafka": {"bootstrap_servers": "h:1", "embedded": {"topic_acls": {"etl": ["t"]}}}},
+     "kafka.embedded.topic_acls.etl"),  # grants, but authenticates no one
+    ({"kafka": {"bootstrap_servers": "h:1", "client_properties": {
+        "ssl.key.location": "/etc/etl.key", "ssl.certificate.location": "/etc/etl.crt"}}},
+     "kafka.client_properties.ssl.key.location"),  # Spark's client wants them in one file
 ])
 def test_bad_values(tmp_path: Path, patch: dict, key: str) -> None:
     err = error_of(load_config, write(tmp_path, {**MINIMAL, **patch}), env={})
@@ -276,3 +282,27 @@ def test_secrets_come_from_the_environment_and_stay_out_of_repr(tmp_path: Path) 
     assert config.kafka.client_properties["sasl.password"] == "s3cr3t-etl"
     assert config.kafka.embedded.sasl_users == {"admin": "s3cr3t-admin"}
     assert "s3cr3t" not in repr(config)
+
+
+def test_the_embedded_servers_on_tls_are_trusted_by_their_clients(tmp_path: Path) -> None:
+    doc = {**MINIMAL, "warehouse": {"root": str(tmp_path / "wh")},
+           "kafka": {"bootstrap_servers": "127.0.0.1:9093",
+                     "embedded": {"tls": True, "topic_acls": {"etl": ["t"]}},
+                     "client_properties": {"security.protocol": "SSL"}},
+           "schema_registry": {"url": "https://127.0.0.1:18443/apis/ccompat/v7",
+                               "embedded": {"users": {"etl": "${REGISTRY_PASSWORD}"}}},
+           "observe": {"metrics_users": {"prometheus": "${METRICS_PASSWORD}"}}}
+    config = load_config(write(tmp_path, doc), env={"REGISTRY_PASSWORD": "s3cr3t-reg",
+                                                    "METRICS_PASSWORD": "s3cr3t-met"})
+    ca = str(tmp_path / "wh" / "_tls" / "ca.pem")
+    assert config.tls_dir == str(tmp_path / "wh" / "_tls") and config.registry_tls
+    assert config.kafka.client_properties == {"ssl.ca.location": ca, "security.protocol": "SSL"}
+    assert config.schema_registry.client_properties == {"ssl.ca.location": ca}
+    assert "s3cr3t" not in repr(config)
+    doc["kafka"]["client_properties"]["ssl.ca.location"] = "/etc/ours.pem"  # the file wins
+    doc["kafka"]["embedded"]["enabled"] = False  # a cluster of one's own: one's own CA
+    doc["schema_registry"]["embedded"]["enabled"] = False
+    config = load_config(write(tmp_path, doc), env={"REGISTRY_PASSWORD": "r",
+                                                    "METRICS_PASSWORD": "m"})
+    assert config.kafka.client_properties["ssl.ca.location"] == "/etc/ours.pem"
+    assert config.schema_registry.client_properties == {}

@@ -88,6 +88,10 @@ def table(result: Mapping[str, Any]) -> str:
         rows.append((f"{layer} again, chain digests off / on (records/s)",
                      f"{_n(rate['off'])} / {_n(rate['on'])}",
                      f"the chain costs {rate['cost']:.0%} (tamper evidence, audit verify)"))
+    tls = result.get("tls")
+    if tls:
+        rows.append((f"bronze again, Kafka plaintext / {tls['protocol']} (records/s)",
+                     f"{_n(tls['off'])} / {_n(tls['on'])}: TLS costs {tls['cost']:.0%}", ""))
     naive = result.get("naive")
     if naive:
         rows.append((f"naive GX pattern vs project silver ({naive['batches']} batches, "

@@ -9,7 +9,9 @@ default settings (``conf/local.yaml``) and one source, orders:
    start timed apart), every process's CPU and memory sampled from ``/proc``; bronze
    beside the bare bronze peer, silver beside the bare parse (``lakehouse.bench.peers``);
    then bronze and silver again, with the tables' chain digests off and on
-   (``lakehouse.io.chain``: tamper evidence), their cost on the hot path;
+   (``lakehouse.io.chain``: tamper evidence), and bronze again from a second broker that
+   wants SASL_SSL beside the plaintext one: each one's cost on the hot path
+   (``lakehouse.bench.abba``);
 4. the naive GX pattern and the project's silver route the same batches;
 5. freshness: events produced at a fixed rate while bronze, silver and gold run, once in
    each execution shape (``streaming.shape``: a query per table, then chained), then
@@ -39,7 +41,7 @@ import pyarrow.compute as pc
 import yaml
 
 from lakehouse import graph
-from lakehouse.bench.digests import digest_cost
+from lakehouse.bench.abba import digest_cost, tls_cost
 from lakehouse.bench.growth import measure
 from lakehouse.bench.limit import consume_to_parquet, kafka_consume
 from lakehouse.bench.load import LagSampler, Paced, produce_paced
@@ -96,13 +98,16 @@ FULL = Mode("full", 1_000_000, 4, 5_000, 120, (1_000_000, 5_000_000, 20_000_000)
 
 
 def bench_config(work: Path, bootstrap: str, store: EmbeddedStore | None = None,
-                 warehouse: str = "warehouse", digests: bool = True) -> Config:
-    """The project's default settings (``conf/local.yaml``) on this run's broker and
-    warehouse (``warehouse`` in ``work``, or on ``store``), with the orders source only, in
-    JSON (what the limit and the naive pattern are measured on); ``digests``: the tables'
-    chains on (the default) or off (``retention.tamper_evidence``)."""
+                 warehouse: str = "warehouse", digests: bool = True,
+                 kafka: Mapping[str, str] | None = None) -> Config:
+    """The project's default settings (``conf/local.yaml``) on this run's broker (its
+    client's ``kafka`` properties) and warehouse (``warehouse`` in ``work``, or on
+    ``store``), with the orders source only, in JSON (what the limit and the naive pattern
+    are measured on); ``digests``: the tables' chains on (the default) or off
+    (``retention.tamper_evidence``)."""
     doc = yaml.safe_load((PROJECT_ROOT / "conf" / "local.yaml").read_text())
-    doc["kafka"] = {"bootstrap_servers": bootstrap, "embedded": {"enabled": False}}
+    doc["kafka"] = {"bootstrap_servers": bootstrap, "embedded": {"enabled": False},
+                    "client_properties": dict(kafka or {})}
     doc["warehouse"] = {"root": f"s3a://{store.bucket}/{warehouse}" if store
                         else str(work / warehouse)}
     doc["retention"] = {**(doc.get("retention") or {}), "tamper_evidence": digests}
@@ -255,19 +260,32 @@ class _Bench:
         self.result["stages"] = stages
         self.result["core_seconds_per_million"] = core_seconds / n * 1_000_000
         self._digests(spark)
+        self._tls(spark)
+
+    def _config(self, bootstrap: str, warehouse: str, kafka: Mapping[str, str] | None,
+                digests: bool) -> Config:
+        return bench_config(self.work, bootstrap, self.store, warehouse, digests, kafka)
 
     def _digests(self, spark: Any) -> None:
-        """The chain's cost on the hot path (``lakehouse.bench.digests``)."""
-        rates = digest_cost(
-            spark, lambda n, on: bench_config(self.work, self.broker.bootstrap, self.store,
-                                              f"digests_{n}", on),
-            self.mode.backlog, [f"bronze.{SOURCE}", f"silver.{SOURCE}"],
-            self.config.retention.tamper_evidence)
+        """The chain's cost on the hot path."""
+        rates = digest_cost(spark, self._config, self.broker.bootstrap, self.mode.backlog,
+                            [f"bronze.{SOURCE}", f"silver.{SOURCE}"],
+                            self.config.retention.tamper_evidence)
         for table, rate in rates.items():
             layer = table.split(".")[0]
             self.say(f"4/7 {layer} again, digests off / on: {rate['off']:,.0f} / "
                      f"{rate['on']:,.0f} records/s ({rate['cost']:+.1%} for the chain)")
         self.result["digests"] = {t.split(".")[0]: r for t, r in rates.items()}
+
+    def _tls(self, spark: Any) -> None:
+        """Bronze from a broker that wants SASL_SSL beside the plaintext one."""
+        n = self.mode.backlog
+        protocol, rate = tls_cost(
+            spark, self.work, self._config, self.broker.bootstrap, TOPIC,
+            lambda: generate(self.shape, n, seed=7, faults=0.1), n, f"bronze.{SOURCE}")
+        self.say(f"4/7 bronze again, Kafka plaintext / {protocol}: {rate['off']:,.0f} / "
+                 f"{rate['on']:,.0f} records/s ({rate['cost']:+.1%} for TLS)")
+        self.result["tls"] = {"protocol": protocol, **rate}
 
     def _peer(self, spark: Any, layer: str) -> dict[str, Any] | None:
         """The bare design of ``layer`` over the same records (``lakehouse.bench.peers``)."""

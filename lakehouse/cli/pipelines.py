@@ -44,7 +44,7 @@ def cmd_topics(config: Config, args: argparse.Namespace) -> int:
         say(f"created topic {name}")
     topics = list_topics(admin_client(config.kafka.bootstrap_servers,
                                       config.kafka.client_properties),
-                         config.kafka.bootstrap_servers)
+                         config.kafka.bootstrap_servers, config.kafka.client_properties)
     for name in config.source_names:
         source = config.source(name)
         say(f"{name:<14} {source.topic:<24} {topics.get(source.topic, 0)} partitions")

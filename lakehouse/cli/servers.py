@@ -11,6 +11,7 @@ from lakehouse import graph
 from lakehouse.cli.common import print_accounting, print_tables, say
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.certificates import CA_FILE
 
 if TYPE_CHECKING:
     from lakehouse.servers.apicurio import EmbeddedRegistry
@@ -20,13 +21,15 @@ if TYPE_CHECKING:
 
 def _embedded_broker(config: Config, port: int | None = None) -> EmbeddedBroker:
     """The warehouse's embedded broker, on ``port`` instead of the configured one if given."""
+    from lakehouse.io.certificates import Authority
     from lakehouse.servers.broker import EmbeddedBroker
     bootstrap = config.kafka.bootstrap_servers
     if port is not None:
         bootstrap = f"{bootstrap.rpartition(':')[0]}:{port}"
     embedded = config.kafka.embedded
     return EmbeddedBroker(bootstrap, config.broker_data_dir, embedded.startup_timeout_seconds,
-                          embedded.sasl_users, embedded.admin_user, embedded.topic_acls)
+                          embedded.sasl_users, embedded.admin_user, embedded.topic_acls,
+                          Authority(Path(config.tls_dir)) if embedded.tls else None)
 
 
 def ensure_broker(config: Config) -> str:
@@ -35,7 +38,7 @@ def ensure_broker(config: Config) -> str:
     if config.kafka.embedded.enabled:
         return _embedded_broker(config).up().describe()
     list_topics(admin_client(config.kafka.bootstrap_servers, config.kafka.client_properties),
-                config.kafka.bootstrap_servers)
+                config.kafka.bootstrap_servers, config.kafka.client_properties)
     return f"using the Kafka cluster at {config.kafka.bootstrap_servers}"
 
 
@@ -45,7 +48,12 @@ def cmd_broker(config: Config, args: argparse.Namespace) -> int:
                         config.kafka.bootstrap_servers, args.action,
                         "unset LAKEHOUSE_KAFKA_BOOTSTRAP to use the embedded one")
     broker = _embedded_broker(config, args.port)
-    return _control(broker, args.action, "broker", f"bootstrap servers: {broker.bootstrap}")
+    reach = f"bootstrap servers: {broker.bootstrap} ({broker.protocol})"
+    if config.kafka.embedded.tls:
+        reach += f"\nclients trust {Path(config.tls_dir) / CA_FILE}"
+        if not config.kafka.embedded.sasl_users:
+            reach += f"; each user's certificate: {Path(config.tls_dir)}/<user>.pem"
+    return _control(broker, args.action, "broker", reach)
 
 
 def _external(code: ErrorCode, what: str, where: str, action: str, hint: str
@@ -75,11 +83,15 @@ def _embedded_registry(config: Config) -> EmbeddedRegistry:
     """The warehouse's embedded schema registry, at the configured URL's host and port."""
     from urllib.parse import urlsplit
 
+    from lakehouse.io.certificates import Authority
     from lakehouse.servers.apicurio import EmbeddedRegistry
     url = urlsplit(config.schema_registry.url)
-    return EmbeddedRegistry(url.hostname or "127.0.0.1", url.port or 80,
-                            config.registry_data_dir,
-                            config.schema_registry.embedded.startup_timeout_seconds)
+    embedded = config.schema_registry.embedded
+    return EmbeddedRegistry(url.hostname or "127.0.0.1",
+                            url.port or (443 if config.registry_tls else 80),
+                            config.registry_data_dir, embedded.startup_timeout_seconds,
+                            Authority(Path(config.tls_dir)) if config.registry_tls else None,
+                            embedded.users)
 
 
 def ensure_registry(config: Config, sources: list[str]) -> str | None:

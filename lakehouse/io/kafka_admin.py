@@ -7,6 +7,7 @@ Kafka cluster given its bootstrap servers.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.certificates import common_name
+from lakehouse.io.tls import Trust, diagnose, speaks_tls
 
 log = logging.getLogger(__name__)
 
@@ -25,23 +28,60 @@ own default is 1 MB): records of several MB reach bronze untouched, and silver q
 what is over the contract's ``max_record_bytes``."""
 
 
-_AUTH_FAILED: dict[str, str] = {}
-"""Bootstrap servers -> the last authentication failure a client of this process saw there.
-librdkafka reports it only to the error callback; the call that failed says 'transport
-failure'."""
+_REFUSED: dict[str, KafkaError] = {}
+"""Bootstrap servers -> the last refusal (credentials, a TLS handshake) a client of this
+process met there. librdkafka reports it only to the error callback, and keeps retrying;
+the call that failed says 'transport failure' once its time is up."""
+_TLS = ("SSL", "SASL_SSL")
 
 
-def _remember_auth_failures(bootstrap_servers: str) -> Callable[[KafkaError], None]:
+def _remember_refusals(bootstrap_servers: str) -> Callable[[KafkaError], None]:
     def on_error(err: KafkaError) -> None:
-        if err.code() == KafkaError._AUTHENTICATION:
-            _AUTH_FAILED[bootstrap_servers] = err.str()
+        if err.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL) or (
+                err.code() == KafkaError._TRANSPORT and "certificate" in err.str()):
+            _REFUSED[bootstrap_servers] = err
     return on_error
+
+
+def tls_error(bootstrap_servers: str, properties: Mapping[str, str] | None
+              ) -> LakehouseError | None:
+    """Why the TLS handshake with a bootstrap server fails, if it does (None on a plaintext
+    connection or when each handshake succeeds)."""
+    properties = properties or {}
+    protocol = properties.get("security.protocol", "PLAINTEXT").upper()
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        host = host.strip("[]")
+        if protocol in _TLS:
+            error = diagnose(host, int(port), Trust.of(properties), "the Kafka broker",
+                             "kafka.client_properties")
+            if error is not None:
+                return error
+        elif speaks_tls(host, int(port)):
+            return LakehouseError(
+                ErrorCode.TLS_FAILED,
+                f"the Kafka broker at {host}:{port} wants TLS, and this client connects "
+                f"without it (security.protocol {protocol})",
+                hint="set security.protocol: SASL_SSL (with SASL) or SSL under "
+                     "kafka.client_properties", host=host, port=port)
+    return None
+
+
+def principal(properties: Mapping[str, str] | None) -> str:
+    """The user a client of ``properties`` is to the broker: its SASL user name, else its
+    certificate's CN (as the embedded broker maps it), else ANONYMOUS."""
+    props = properties or {}
+    if "sasl.username" in props:
+        return props["sasl.username"]
+    if "ssl.certificate.location" in props:
+        return common_name(props["ssl.certificate.location"])
+    return "ANONYMOUS"
 
 
 def client_config(bootstrap_servers: str, properties: Mapping[str, str] | None = None) -> dict:
     """librdkafka settings shared by every client the project makes."""
     conf: dict = {"bootstrap.servers": bootstrap_servers, "log_level": 3,
-                  "error_cb": _remember_auth_failures(bootstrap_servers)}
+                  "error_cb": _remember_refusals(bootstrap_servers)}
     conf.update(properties or {})
     return conf
 
@@ -71,36 +111,57 @@ def answers(bootstrap_servers: str, properties: Mapping[str, str] | None = None,
 
 
 def list_topics(admin: AdminClient | Consumer, bootstrap_servers: str,
+                properties: Mapping[str, str] | None = None,
                 timeout: float = METADATA_TIMEOUT_S) -> dict[str, int]:
     """All topics and their partition counts; a clear error if no broker answers.
 
     Asks for the full topic list on purpose: asking for one topic by name makes brokers
-    with auto-creation enabled create it.
+    with auto-creation enabled create it. ``properties``: the client's, to tell a TLS
+    failure's cause (an untrusted, expired or misnamed certificate, a refused client
+    certificate) with its own code.
     """
-    try:
-        md = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        admin.poll(0)  # serves the error callback
-        if (reason := _AUTH_FAILED.pop(bootstrap_servers, None)) is not None:
-            raise LakehouseError(
-                ErrorCode.KAFKA_NOT_AUTHENTICATED,
-                f"the Kafka cluster at {bootstrap_servers} refused this client's "
-                f"credentials: {reason}",
-                hint="check sasl.username and sasl.password (or the environment variable it "
-                     "names) and sasl.mechanism under kafka.client_properties",
-                bootstrap=bootstrap_servers) from exc
-        raise LakehouseError(
-            ErrorCode.BROKER_UNREACHABLE,
-            f"no Kafka broker answered at {bootstrap_servers} within {timeout:.0f}s ({exc})",
-            hint="start the embedded one with `lakehouse broker up`, or set "
-                 "LAKEHOUSE_KAFKA_BOOTSTRAP to a reachable cluster",
-            bootstrap=bootstrap_servers) from exc
+    # Asked in short slices: a refusal (credentials, a certificate) ends the wait at once.
+    deadline = time.monotonic() + timeout
+    _REFUSED.pop(bootstrap_servers, None)
+    while True:
+        try:
+            md = admin.list_topics(timeout=min(1.0, max(deadline - time.monotonic(), 0.1)))
+            break
+        except KafkaException as exc:
+            admin.poll(0)  # serves the error callback
+            if bootstrap_servers not in _REFUSED and time.monotonic() < deadline:
+                continue
+            raise _unanswered(bootstrap_servers, properties, timeout, exc) from exc
     return {name: len(t.partitions) for name, t in md.topics.items() if t.error is None}
 
 
-def topic_partitions(admin: AdminClient | Consumer, bootstrap_servers: str, topic: str) -> list[int]:
+def _unanswered(bootstrap_servers: str, properties: Mapping[str, str] | None, timeout: float,
+                exc: KafkaException) -> LakehouseError:
+    """Why no metadata came: a TLS handshake's cause, refused credentials, or no broker."""
+    if (refused := tls_error(bootstrap_servers, properties)) is not None:
+        return refused
+    reason = _REFUSED.pop(bootstrap_servers, None)
+    if reason is not None and reason.code() == KafkaError._AUTHENTICATION:
+        return LakehouseError(
+            ErrorCode.KAFKA_NOT_AUTHENTICATED,
+            f"the Kafka cluster at {bootstrap_servers} refused this client's "
+            f"credentials: {reason.str()}",
+            hint="check sasl.username and sasl.password (or the environment variable it "
+                 "names) and sasl.mechanism under kafka.client_properties",
+            bootstrap=bootstrap_servers)
+    return LakehouseError(
+        ErrorCode.BROKER_UNREACHABLE,
+        f"no Kafka broker answered at {bootstrap_servers} within {timeout:.0f}s "
+        f"({reason.str() if reason is not None else exc})",
+        hint="start the embedded one with `lakehouse broker up`, or set "
+             "LAKEHOUSE_KAFKA_BOOTSTRAP to a reachable cluster",
+        bootstrap=bootstrap_servers)
+
+
+def topic_partitions(admin: AdminClient | Consumer, bootstrap_servers: str, topic: str,
+                     properties: Mapping[str, str] | None = None) -> list[int]:
     """The partition ids of an existing topic, or TOPIC_NOT_FOUND."""
-    topics = list_topics(admin, bootstrap_servers)
+    topics = list_topics(admin, bootstrap_servers, properties)
     if topic not in topics:
         known = ", ".join(sorted(t for t in topics if not t.startswith("__"))) or "none"
         raise LakehouseError(
@@ -128,7 +189,7 @@ def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec],
     Returns the names of the topics it created. Never shrinks or deletes anything.
     """
     admin = admin_client(bootstrap_servers, properties)
-    existing = list_topics(admin, bootstrap_servers)
+    existing = list_topics(admin, bootstrap_servers, properties)
     specs = list(specs)
     created: list[str] = []
     to_create = [NewTopic(s.name, s.partitions, s.replication_factor)
@@ -143,7 +204,7 @@ def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec],
                 code = exc.args[0].code()
                 if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED,
                             KafkaError.CLUSTER_AUTHORIZATION_FAILED):
-                    user = (properties or {}).get("sasl.username", "ANONYMOUS")
+                    user = principal(properties)
                     raise LakehouseError(
                         ErrorCode.KAFKA_NOT_AUTHORIZED,
                         f"Kafka user {user} may not see or create topic {name!r} on "
@@ -178,7 +239,7 @@ def offsets_at(bootstrap_servers: str, properties: Mapping[str, str] | None, top
     watermark where there is none)."""
     consumer = metadata_consumer(bootstrap_servers, properties)
     try:
-        partitions = topic_partitions(consumer, bootstrap_servers, topic)
+        partitions = topic_partitions(consumer, bootstrap_servers, topic, properties)
         marks = watermarks(consumer, topic, partitions)
         if at_ms is None:
             return marks, {}

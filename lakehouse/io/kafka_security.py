@@ -2,20 +2,24 @@
 
 ``kafka.client_properties`` in the config are librdkafka's names (the project's admin and
 producer use confluent-kafka). Spark's Kafka connector runs the Java client, which names
-a few things differently: credentials go in one ``sasl.jaas.config`` line, and a CA file
-is a PEM trust store. ``jvm_properties`` translates; every other key passes unchanged.
+a few things differently: credentials go in one ``sasl.jaas.config`` line, a CA file is a
+PEM trust store, and a client certificate's file (key and chain in one, which
+``ssl.key.location`` and ``ssl.certificate.location`` both name) a PEM key store.
+``jvm_properties`` translates; every other key passes unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
 _LOGIN_MODULES = {
-    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "PLAIN": PLAIN_LOGIN,
     "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
     "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
 }
-_LIBRDKAFKA_ONLY = ("sasl.username", "sasl.password", "ssl.ca.location")
+_LIBRDKAFKA_ONLY = ("sasl.username", "sasl.password", "ssl.ca.location",
+                    "ssl.certificate.location", "ssl.key.location")
 
 
 def jaas_quoted(value: str) -> str:
@@ -43,4 +47,7 @@ def jvm_properties(props: Mapping[str, str]) -> dict[str, str]:
     if "ssl.ca.location" in props and "ssl.truststore.location" not in props:
         out["ssl.truststore.type"] = "PEM"
         out["ssl.truststore.location"] = props["ssl.ca.location"]
+    if "ssl.key.location" in props and "ssl.keystore.location" not in props:
+        out["ssl.keystore.type"] = "PEM"
+        out["ssl.keystore.location"] = props["ssl.key.location"]
     return out

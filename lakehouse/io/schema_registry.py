@@ -14,13 +14,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.tls import Trust, diagnose, speaks_tls
 
 SUBJECT_NOT_FOUND = 40401
+UNAUTHENTICATED = 401
 INCOMPATIBLE = 409
 INVALID = 422
 _NEEDED = object()
@@ -42,6 +45,7 @@ class SchemaRegistry:
                 f"{exc}", hint="check schema_registry.url and schema_registry.client_properties "
                                "(e.g. basic.auth.user.info: user:password)",
                 key="schema_registry.client_properties") from exc
+        self._properties = dict(properties or {})
         self._by_version: dict[tuple[str, int], tuple[int, str]] = {}
 
     def __repr__(self) -> str:
@@ -131,6 +135,31 @@ class SchemaRegistry:
             raise self._unreachable(what, exc) from exc
 
     def _unreachable(self, what: str, exc: Exception) -> LakehouseError:
+        """The error of a call that failed: refused credentials, a TLS handshake's cause
+        (``tls.diagnose``), or no answer."""
+        if isinstance(exc, SchemaRegistryError) and exc.http_status_code == UNAUTHENTICATED:
+            user = self._properties.get("basic.auth.user.info", "").partition(":")[0]
+            return LakehouseError(
+                ErrorCode.REGISTRY_NOT_AUTHENTICATED,
+                f"the schema registry {self.url} refused "
+                f"{f'user {user!r}' if user else 'a client without credentials'} ({what})",
+                hint="set basic.auth.user.info: <user>:${PASSWORD_VARIABLE} under "
+                     "schema_registry.client_properties, with a user and password the "
+                     "registry knows (the embedded one: schema_registry.embedded.users)",
+                url=self.url, user=user)
+        parts = urlsplit(self.url)
+        if parts.scheme == "https" and not isinstance(exc, SchemaRegistryError):
+            refused = diagnose(parts.hostname or "", parts.port or 443,
+                               Trust.of(self._properties), "the schema registry",
+                               "schema_registry.client_properties")
+            if refused is not None:
+                return refused
+        if parts.scheme == "http" and speaks_tls(parts.hostname or "", parts.port or 80):
+            return LakehouseError(
+                ErrorCode.TLS_FAILED,
+                f"the schema registry at {parts.hostname}:{parts.port} serves HTTPS, and "
+                f"schema_registry.url is http ({what})",
+                hint="write the URL with https://", url=self.url)
         return LakehouseError(
             ErrorCode.REGISTRY_UNREACHABLE,
             f"{what} at the schema registry {self.url} failed: {exc}",

@@ -153,7 +153,8 @@ def resume_offsets(pipeline: graph.Graph, table: BronzeTable, printer: Printer) 
         return None
     topic = config.source(table.source).topic
     admin = admin_client(config.kafka.bootstrap_servers, config.kafka.client_properties)
-    partitions = topic_partitions(admin, config.kafka.bootstrap_servers, topic)
+    partitions = topic_partitions(admin, config.kafka.bootstrap_servers, topic,
+                                  config.kafka.client_properties)
     start = {topic: {str(p): held.get(topic, {}).get(str(p), EARLIEST) for p in partitions}}
     printer(f"[{table.qualified_name}] no checkpoint but the table holds records: "
             f"continuing after them ({len(held.get(topic, {}))} of {len(partitions)} "

@@ -6,21 +6,38 @@ counters since the process started, and gauges of each pipeline's newest batch. 
 follow Prometheus conventions: a ``lakehouse_`` prefix, base units (seconds, records),
 ``_total`` on counters. Freshness is ``time() - lakehouse_newest_event_timestamp_seconds``
 in PromQL.
+
+The endpoint binds the loopback unless ``observe.metrics_host`` says otherwise, and can
+want HTTP basic auth (``metrics_users``) and serve HTTPS (``metrics_certificate``):
+``prometheus_client``'s own server has no basic auth, and handshakes TLS on its one
+accepting thread (one idle connection stalls every scrape), so it is served here by a
+small threading WSGI server that handshakes each connection on its own thread.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
-from collections.abc import Iterator
+import hmac
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.observe.events import EventLog, Totals
+from lakehouse.settings import ObserveConfig
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+HANDSHAKE_TIMEOUT_S = 10.0
 
 LATENCIES = (("50", "latency_p50_ms"), ("95", "latency_p95_ms"),
              ("99", "latency_p99_ms"), ("100", "latency_max_ms"))
@@ -83,24 +100,83 @@ class _Figures(Collector):
         yield from families(self.log.totals())
 
 
+def with_basic_auth(app: Callable[..., Iterable[bytes]], users: Mapping[str, str]
+                    ) -> Callable[..., Iterable[bytes]]:
+    """``app`` answering only requests whose basic auth names one of ``users`` with its
+    password (compared in constant time); 401 otherwise."""
+    accepted = [f"Basic {base64.b64encode(f'{u}:{p}'.encode()).decode()}".encode()
+                for u, p in users.items()]
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        given = environ.get("HTTP_AUTHORIZATION", "").encode()
+        if any(hmac.compare_digest(given, a) for a in accepted):
+            return app(environ, start_response)
+        start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="lakehouse"'),
+                                            ("Content-Type", "text/plain")])
+        return [b"authentication required\n"]
+    return guarded
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not logged."""
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    """One thread per connection; with ``tls``, each handshakes on its own thread."""
+
+    daemon_threads = True
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is not None:
+            request.settimeout(HANDSHAKE_TIMEOUT_S)
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError):
+                return  # no TLS, or a client that never handshakes: that connection only
+        super().finish_request(request, client_address)
+
+
 @contextlib.contextmanager
-def serving(log: EventLog, host: str, port: int, printer: Any) -> Iterator[str | None]:
-    """Serve ``/metrics`` at ``host:port`` while the block runs (port 0: nothing); yields
-    the URL."""
+def serving(log: EventLog, observe: ObserveConfig, printer: Any) -> Iterator[str | None]:
+    """Serve ``/metrics`` at ``observe.metrics_host``:``metrics_port`` while the block runs
+    (port 0: nothing), behind basic auth and TLS if configured; yields the URL."""
+    host, port = observe.metrics_host, observe.metrics_port
     if not port:
         yield None
         return
     registry = CollectorRegistry()
     registry.register(_Figures(log))
+    app = make_wsgi_app(registry)
+    if observe.metrics_users:
+        app = with_basic_auth(app, observe.metrics_users)
     try:
-        server, thread = start_http_server(port, host, registry=registry)
+        tls = None
+        if observe.metrics_certificate:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(observe.metrics_certificate)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        server: WSGIServer = make_server(host, port, app, handler_class=_Quiet, server_class=type(
+            "MetricsServer", (_Server,), {"address_family": family, "tls": tls}))
+    except ssl.SSLError as exc:
+        raise LakehouseError(ErrorCode.CONFIG_BAD_VALUE,
+                             f"observe.metrics_certificate {observe.metrics_certificate}: {exc}",
+                             hint="give one PEM file holding the unencrypted private key and its "
+                                  "certificate chain", key="observe.metrics_certificate") from None
     except OSError as exc:
         raise LakehouseError(ErrorCode.METRICS_PORT_TAKEN,
                              f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}",
                              hint="choose another observe.metrics_port (0 turns the endpoint "
                                   "off)", port=port) from None
-    url = f"http://{host}:{port}/metrics"
-    printer(f"metrics (Prometheus) at {url}")
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    url = f"{'https' if tls else 'http'}://{host}:{port}/metrics"
+    printer(f"metrics (Prometheus) at {url}"
+            + (" (basic auth)" if observe.metrics_users else ""))
+    if host not in LOOPBACK and not (tls or observe.metrics_users):
+        printer(f"warning: metrics at {url} are open to anyone who reaches {host}:{port}: "
+                "set observe.metrics_users and metrics_certificate, or bind the loopback")
     try:
         yield url
     finally:

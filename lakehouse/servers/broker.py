@@ -7,18 +7,21 @@ its data, settings and log file under the warehouse's ``_broker`` folder, kept b
 metadata request does. Nothing here is used when the configuration points at a real
 cluster.
 
-With ``users`` (``kafka.embedded.sasl_users``) the client listener wants SASL/PLAIN
-(``SASL_PLAINTEXT``) and KRaft's ``StandardAuthorizer`` denies what no ACL allows: ``up``
-grants each user of ``topic_acls`` its topics, acting as the admin user (a super user,
-also the broker's own identity between its listeners). The properties file holding the
-passwords is readable by its owner only.
+With ``users`` (``kafka.embedded.sasl_users``) the client listener wants SASL/PLAIN, and
+KRaft's ``StandardAuthorizer`` denies what no ACL allows: ``up`` grants each user of
+``topic_acls`` its topics, acting as the admin user (a super user, also the broker's own
+identity between its listeners, the controller's included). With ``tls``
+(``kafka.embedded.tls``) every listener is TLS, with a certificate from the warehouse's
+authority (``lakehouse.io.certificates``) naming the broker's host: SASL_SSL with users;
+without, SSL where each client shows a certificate of that authority and its ``CN`` is
+its user (``up`` issues one per user of ``topic_acls`` and the admin). The properties file
+holding the passwords and the key files are readable by their owner only.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import stat
 import subprocess
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,8 +38,9 @@ from confluent_kafka.admin import (
 )
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.certificates import Authority, write_private
 from lakehouse.io.kafka_admin import MAX_RECORD_BYTES, admin_client, answers
-from lakehouse.io.kafka_security import jaas_quoted, sasl_properties
+from lakehouse.io.kafka_security import PLAIN_LOGIN, jaas_quoted, sasl_properties
 from lakehouse.io.processes import free_port, last_lines, port_free
 from lakehouse.jvm import JarSet, jars, java
 from lakehouse.servers import supervisor
@@ -88,7 +92,8 @@ class EmbeddedBroker(supervisor.Server[_Record]):
 
     def __init__(self, bootstrap: str, data_dir: str, startup_timeout: float = 30.0,
                  users: Mapping[str, str] | None = None, admin_user: str = "admin",
-                 topic_acls: Mapping[str, Sequence[str]] | None = None) -> None:
+                 topic_acls: Mapping[str, Sequence[str]] | None = None,
+                 tls: Authority | None = None) -> None:
         host, _, port = bootstrap.strip().rpartition(":")
         if "," in bootstrap or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise LakehouseError(
@@ -102,6 +107,7 @@ class EmbeddedBroker(supervisor.Server[_Record]):
         self._users = dict(users or {})
         self._admin = admin_user
         self._acls = {user: tuple(topics) for user, topics in (topic_acls or {}).items()}
+        self._tls = tls
         self._spec = supervisor.Spec(
             title=f"Apache Kafka at {self.bootstrap}", data_dir=self.data_dir,
             record_type=_Record, record_file=STATE_FILE, log_name=LOG_FILE,
@@ -114,9 +120,24 @@ class EmbeddedBroker(supervisor.Server[_Record]):
         return f"EmbeddedBroker({self.bootstrap!r}, {str(self.data_dir)!r})"
 
     @property
+    def protocol(self) -> str:
+        """The client listener's security protocol."""
+        if self._tls:
+            return "SASL_SSL" if self._users else "SSL"
+        return "SASL_PLAINTEXT" if self._users else "PLAINTEXT"
+
+    @property
     def client_properties(self) -> dict[str, str]:
-        """librdkafka properties to connect as the admin user (none without SASL)."""
-        return sasl_properties(self._admin, self._users[self._admin]) if self._users else {}
+        """librdkafka properties to connect as the admin user (none on plaintext without
+        SASL)."""
+        props = sasl_properties(self._admin, self._users[self._admin]) if self._users else {}
+        if self._tls:
+            props |= {"security.protocol": self.protocol,
+                      "ssl.ca.location": str(self._tls.ca_file)}
+            if not self._users:
+                cert = str(self._tls.directory / f"{self._admin}.pem")
+                props |= {"ssl.certificate.location": cert, "ssl.key.location": cert}
+        return props
 
     def answering(self, timeout: float = 2.0) -> bool:
         """Whether a Kafka broker answers a metadata request at the address."""
@@ -190,7 +211,7 @@ class EmbeddedBroker(supervisor.Server[_Record]):
             if not port_free(self.host, controller_port):
                 controller_port = free_port(self.host)
         host, port = self.host, self.port
-        client = "SASL_PLAINTEXT" if self._users else "PLAINTEXT"
+        client = self.protocol
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -199,7 +220,7 @@ class EmbeddedBroker(supervisor.Server[_Record]):
             "advertised.listeners": f"{client}://{host}:{port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": client,
-            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{client}:{client}",
+            "listener.security.protocol.map": f"CONTROLLER:{client},{client}:{client}",
             "log.dirs": str(self.data_dir / STORAGE_DIR),
             "num.partitions": "1",
             "auto.create.topics.enable": "true",
@@ -215,33 +236,51 @@ class EmbeddedBroker(supervisor.Server[_Record]):
             "message.max.bytes": str(MAX_RECORD_BYTES),
             **self._security_properties(),
         }
-        path = self.data_dir / PROPERTIES_FILE
-        path.touch(mode=stat.S_IRUSR | stat.S_IWUSR)
-        path.chmod(stat.S_IRUSR | stat.S_IWUSR)  # it may hold passwords
-        path.write_text("".join(f"{key}={value.replace(chr(92), chr(92) * 2)}\n"
-                                for key, value in properties.items()))
+        write_private(self.data_dir / PROPERTIES_FILE,  # it may hold passwords
+                      "".join(f"{key}={value.replace(chr(92), chr(92) * 2)}\n"
+                              for key, value in properties.items()).encode())
         (self.data_dir / LOG4J_FILE).write_text(LOG4J.format(log=self.log_file))
         return _Record(host, port, controller_port, cluster_id, None)
 
     def _security_properties(self) -> dict[str, str]:
-        """SASL/PLAIN on the client listener, the users, and the authorizer (none without
-        users). The controller listener stays on the loopback, as ANONYMOUS, a super user."""
-        if not self._users:
-            return {}
-        accounts = " ".join(f"user_{user}={jaas_quoted(password)}"
-                            for user, password in self._users.items())
-        return {
-            "sasl.enabled.mechanisms": "PLAIN",
-            "sasl.mechanism.inter.broker.protocol": "PLAIN",
-            "listener.name.sasl_plaintext.plain.sasl.jaas.config":
-                "org.apache.kafka.common.security.plain.PlainLoginModule required "
-                f"username={jaas_quoted(self._admin)} "
-                f"password={jaas_quoted(self._users[self._admin])} "
-                f"{accounts};",
-            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            "super.users": f"User:{self._admin};User:ANONYMOUS",
-            "allow.everyone.if.no.acl.found": "false",
-        }
+        """The users (SASL/PLAIN, on the controller listener too: no one reaches the
+        controller unauthenticated), the TLS key and trust stores and client
+        certificates, and the authorizer (none of it on plaintext without users)."""
+        props: dict[str, str] = {}
+        if self._users:
+            login = (f"{PLAIN_LOGIN} required username={jaas_quoted(self._admin)} "
+                     f"password={jaas_quoted(self._users[self._admin])}")
+            accounts = " ".join(f"user_{user}={jaas_quoted(password)}"
+                                for user, password in self._users.items())
+            props |= {
+                "sasl.enabled.mechanisms": "PLAIN",
+                "sasl.mechanism.inter.broker.protocol": "PLAIN",
+                "sasl.mechanism.controller.protocol": "PLAIN",
+                f"listener.name.{self.protocol.lower()}.plain.sasl.jaas.config":
+                    f"{login} {accounts};",
+                "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+                "listener.name.controller.plain.sasl.jaas.config": f"{login} {accounts};",
+            }
+        if self._tls:
+            keystore = self._tls.server("broker", [self.host])
+            props |= {"ssl.keystore.type": "PEM", "ssl.keystore.location": str(keystore),
+                      "ssl.truststore.type": "PEM",
+                      "ssl.truststore.location": str(self._tls.ca_file),
+                      # A certificate's CN is its user: User:etl, as with SASL.
+                      "ssl.principal.mapping.rules": "RULE:^CN=([^,]+)$/$1/,DEFAULT"}
+            if not self._users:
+                props["ssl.client.auth"] = "required"
+                for user in {self._admin, *self._acls}:
+                    self._tls.client(user)
+        if self._users or self._tls:
+            props |= {
+                "authorizer.class.name":
+                    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                # The broker itself: the admin user by SASL, or by its certificate (CN=broker).
+                "super.users": f"User:{self._admin};User:broker",
+                "allow.everyone.if.no.acl.found": "false",
+            }
+        return props
 
     def _format(self, classpath: str, cluster_id: str) -> None:
         """Format the empty storage as a standalone KRaft quorum (once per warehouse)."""

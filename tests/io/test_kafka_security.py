@@ -22,3 +22,12 @@ def test_plain_is_the_default_mechanism_and_explicit_java_settings_win() -> None
     given = {"sasl.jaas.config": "x required;", "sasl.username": "u", "sasl.password": "p"}
     assert jvm_properties(given) == {"sasl.jaas.config": "x required;"}
     assert jvm_properties({"client.id": "c"}) == {"client.id": "c"}
+
+
+def test_a_client_certificate_file_becomes_a_pem_key_store() -> None:
+    out = jvm_properties({"security.protocol": "SSL", "ssl.ca.location": "/w/_tls/ca.pem",
+                          "ssl.certificate.location": "/w/_tls/etl.pem",
+                          "ssl.key.location": "/w/_tls/etl.pem"})
+    assert out == {"security.protocol": "SSL",
+                   "ssl.truststore.type": "PEM", "ssl.truststore.location": "/w/_tls/ca.pem",
+                   "ssl.keystore.type": "PEM", "ssl.keystore.location": "/w/_tls/etl.pem"}

@@ -3,14 +3,26 @@ with its own data directory."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    ResourcePatternType,
+    ResourceType,
+)
 
 from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.kafka_admin import admin_client
+from lakehouse.jvm import JarSet, jars, java
 from lakehouse.servers.broker import EmbeddedBroker
 from tests.conftest import free_port
 
@@ -108,3 +120,27 @@ def test_missing_jars_are_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(LakehouseError) as missing:
         broker.up()
     assert missing.value.code is ErrorCode.JARS_MISSING
+
+
+def test_the_controller_listener_takes_no_one_unauthenticated(tmp_path: Path) -> None:
+    """With users, no local process reaches the KRaft controller without credentials: an
+    Admin creating an ACL through it (KIP-919) is refused, and no ACL appears."""
+    broker = EmbeddedBroker(f"127.0.0.1:{free_port()}", str(tmp_path / "b"),
+                            users={"admin": "adm-1c9e", "etl": "etl-77d2"},
+                            topic_acls={"etl": ["t"]})
+    broker.up()
+    try:
+        controller = json.loads((tmp_path / "b" / "broker.json").read_text())["controller_port"]
+        probe = subprocess.run(
+            [str(java()), "-cp", os.pathsep.join(map(str, jars(JarSet.BROKER))),
+             str(Path(__file__).parent / "java" / "ControllerAcl.java"),
+             f"127.0.0.1:{controller}"], capture_output=True, text=True, timeout=120)
+        assert probe.stdout.startswith("refused"), probe.stdout + probe.stderr[-2000:]
+        every = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                 AclOperation.ANY, AclPermissionType.ANY)
+        admin = admin_client(broker.bootstrap, broker.client_properties)
+        acls = admin.describe_acls(every, request_timeout=30).result()
+        principals = {acl.principal for acl in acls}
+        assert principals == {"User:etl"}, principals  # what `up` granted, nothing else
+    finally:
+        broker.down()
