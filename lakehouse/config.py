@@ -31,7 +31,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.certificates import CA_FILE
+from lakehouse.io.certificates import Authority
 from lakehouse.io.object_store import bucket_of
 from lakehouse.io.storage import join, reach
 from lakehouse.quality.contract import COMPATIBILITY_LEVELS as COMPATIBILITY_LEVELS
@@ -226,6 +226,12 @@ class Config:
         return self.local_dir("tls")
 
     @property
+    def authority(self) -> Authority:
+        """The warehouse's certificate authority, which issues the embedded servers' and
+        their clients' certificates."""
+        return Authority(Path(self.tls_dir))
+
+    @property
     def registry_tls(self) -> bool:
         """Whether the schema registry is reached over TLS (an https URL)."""
         return self.schema_registry.url.startswith("https://")
@@ -308,7 +314,7 @@ def parse_config(
 def _trusting_own_ca(config: Config) -> Config:
     """The clients of the embedded servers on TLS trusting the warehouse's authority unless
     the file names another CA."""
-    ca = {"ssl.ca.location": join(config.tls_dir, CA_FILE)}
+    ca = {"ssl.ca.location": str(config.authority.ca_file)}
     kafka, registry = config.kafka, config.schema_registry
     if kafka.embedded.enabled and kafka.embedded.tls:
         kafka = dataclasses.replace(kafka, client_properties={

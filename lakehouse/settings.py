@@ -63,6 +63,14 @@ def _one_key_file(values: Mapping[str, str]) -> Mapping[str, str]:
     return values
 
 
+def _plain_names(values: Mapping[str, str]) -> Mapping[str, str]:
+    """User names of letters, digits, ``_`` and ``-`` only (they become property keys)."""
+    for user in values:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", user):
+            raise bad("a user name takes letters, digits, _ and - only", at=user)
+    return values
+
+
 _HOST_PORT = re.compile(r"\s*\S+:\d+\s*")
 _EMPTY = BeforeValidator(lambda v: {} if v is None else v)
 """A mapping written empty (``sources:`` and nothing under it) is an empty one."""
@@ -102,11 +110,11 @@ class EmbeddedBrokerConfig(_Section):
     """Every listener on TLS, with a certificate of the warehouse's own authority
     (``<warehouse>/_tls/ca.pem``, which clients trust by default) naming the broker's host:
     SASL_SSL with ``sasl_users``; without, SSL with client certificates, the ``CN`` of each
-    being its user (``broker up`` issues ``<warehouse>/_tls/<user>.pem`` for the admin and
+    being its user (``broker up`` issues ``<warehouse>/_tls/clients/<user>.pem`` for the admin and
     every user of ``topic_acls``)."""
     admin_user: str = "admin"
-    """The user (one of ``sasl_users``) the broker itself and ``lakehouse broker`` act as:
-    a super user."""
+    """The user the broker itself and ``lakehouse broker`` act as, a super user: one of
+    ``sasl_users``, or with ``tls`` and no users the CN of its client certificate."""
     topic_acls: Annotated[Mapping[str, Annotated[Sequence[str], AfterValidator(tuple)]],
                           _EMPTY] = field(default_factory=dict)
     """User -> the topics it may create, describe, read and write (any consumer group)."""
@@ -116,6 +124,10 @@ class EmbeddedBrokerConfig(_Section):
         if self.sasl_users and self.admin_user not in self.sasl_users:
             raise bad(f"{self.admin_user!r} is not one of kafka.embedded.sasl_users",
                       at="admin_user")
+        if self.tls and not self.sasl_users and "broker" in {self.admin_user, *self.topic_acls}:
+            raise bad("'broker' is the broker's own certificate (CN=broker, a super user): "
+                      "name the user otherwise", at="topic_acls.broker"
+                      if "broker" in self.topic_acls else "admin_user")
         for user in self.topic_acls:
             if self.sasl_users and user not in self.sasl_users:
                 raise bad("names no user of kafka.embedded.sasl_users", at=f"topic_acls.{user}")
@@ -155,7 +167,8 @@ class EmbeddedRegistryConfig(_Section):
     data_dir: str = ""
     """Where it keeps its schemas (an H2 database file); default ``<warehouse>/_registry``."""
     startup_timeout_seconds: StrictFloat = Field(default=90.0, gt=0)
-    users: Secrets = field(default_factory=dict, repr=False)
+    users: Annotated[Secrets, AfterValidator(_plain_names)] = \
+        field(default_factory=dict, repr=False)
     """Users and passwords it wants by HTTP basic auth (write ``${ENV_VAR}``); none: it
     takes anyone. (An ``https://`` URL makes it serve TLS, with a certificate of the
     warehouse's authority.)"""
@@ -391,7 +404,7 @@ class ObserveConfig(_Section):
     flush_seconds: StrictFloat = Field(default=5.0, gt=0)
     """How often the rows are written (one Delta commit each time there are rows)."""
     metrics_port: StrictInt = Field(default=0, ge=0, le=65535)
-    """Serve the figures in the Prometheus text format at ``http://<host>:<port>/metrics``
+    """Serve the figures in the Prometheus text format at ``http(s)://<host>:<port>/metrics``
     while ``lakehouse run`` runs; 0: off."""
     metrics_host: str = "127.0.0.1"
     """The address it binds: the loopback only, unless set (``0.0.0.0``: every interface;

@@ -205,6 +205,11 @@ def test_a_disabled_or_undeclared_source_says_why_and_what_to_do(tmp_path: Path)
     ({"kafka": {"bootstrap_servers": "h:1", "client_properties": {
         "ssl.key.location": "/etc/etl.key", "ssl.certificate.location": "/etc/etl.crt"}}},
      "kafka.client_properties.ssl.key.location"),  # Spark's client wants them in one file
+    ({"kafka": {"bootstrap_servers": "h:1", "embedded": {
+        "tls": True, "topic_acls": {"broker": ["t"]}}}},
+     "kafka.embedded.topic_acls.broker"),  # the broker's own certificate's CN
+    ({"schema_registry": {"embedded": {"users": {"etl.x": "p"}}}},
+     "schema_registry.embedded.users.etl.x"),  # it becomes a property key
 ])
 def test_bad_values(tmp_path: Path, patch: dict, key: str) -> None:
     err = error_of(load_config, write(tmp_path, {**MINIMAL, **patch}), env={})

@@ -31,7 +31,8 @@ def abba(spark: Any, configs: Callable[[int, bool], Config], records: int,
          tables: Sequence[str], switch: Callable[[bool], None] | None = None
          ) -> dict[str, dict[str, float]]:
     """Each of ``tables`` run over ``records`` once per ``ORDER`` round, on the tables of
-    ``configs(round, on)`` (``switch(on)`` called first, for a setting of the process):
+    ``configs(round, on)`` (``switch(on)`` called before the round runs, for a setting of
+    the process):
     per table the records/s off and on (each the mean of two) and the cost of on."""
     from lakehouse.runner import run
     seconds: dict[str, dict[str, float]] = {t: {} for t in tables}
@@ -74,11 +75,11 @@ def tls_cost(spark: Any, work: Path, configs: Configs, bootstrap: str, topic: st
     password = secrets.token_urlsafe(16)
     broker = EmbeddedBroker(f"127.0.0.1:{free_port('127.0.0.1')}", str(work / "tls-broker"),
                             users={"admin": password, "bench": password},
-                            topic_acls={"bench": [topic]}, tls=Authority(work / "tls"))
+                            topic_acls={"bench": [topic]}, tls=Authority(work / "tls-ca"))
     client = {**broker.client_properties, **sasl_properties("bench", password),
               "security.protocol": broker.protocol}
-    broker.up()
     try:
+        broker.up()
         tls = configs(broker.bootstrap, "tls", client, True)
         ensure_source_topics(tls, [table.split(".", 1)[1]])
         produce(broker.bootstrap, topic, backlog(), client)

@@ -11,7 +11,6 @@ from lakehouse import graph
 from lakehouse.cli.common import print_accounting, print_tables, say
 from lakehouse.config import Config
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.certificates import CA_FILE
 
 if TYPE_CHECKING:
     from lakehouse.servers.apicurio import EmbeddedRegistry
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
 
 def _embedded_broker(config: Config, port: int | None = None) -> EmbeddedBroker:
     """The warehouse's embedded broker, on ``port`` instead of the configured one if given."""
-    from lakehouse.io.certificates import Authority
     from lakehouse.servers.broker import EmbeddedBroker
     bootstrap = config.kafka.bootstrap_servers
     if port is not None:
@@ -29,7 +27,7 @@ def _embedded_broker(config: Config, port: int | None = None) -> EmbeddedBroker:
     embedded = config.kafka.embedded
     return EmbeddedBroker(bootstrap, config.broker_data_dir, embedded.startup_timeout_seconds,
                           embedded.sasl_users, embedded.admin_user, embedded.topic_acls,
-                          Authority(Path(config.tls_dir)) if embedded.tls else None)
+                          config.authority if embedded.tls else None)
 
 
 def ensure_broker(config: Config) -> str:
@@ -50,9 +48,9 @@ def cmd_broker(config: Config, args: argparse.Namespace) -> int:
     broker = _embedded_broker(config, args.port)
     reach = f"bootstrap servers: {broker.bootstrap} ({broker.protocol})"
     if config.kafka.embedded.tls:
-        reach += f"\nclients trust {Path(config.tls_dir) / CA_FILE}"
+        reach += f"\nclients trust {config.authority.ca_file}"
         if not config.kafka.embedded.sasl_users:
-            reach += f"; each user's certificate: {Path(config.tls_dir)}/<user>.pem"
+            reach += f"; each user's certificate: {config.authority.client_file('<user>')}"
     return _control(broker, args.action, "broker", reach)
 
 
@@ -83,14 +81,13 @@ def _embedded_registry(config: Config) -> EmbeddedRegistry:
     """The warehouse's embedded schema registry, at the configured URL's host and port."""
     from urllib.parse import urlsplit
 
-    from lakehouse.io.certificates import Authority
     from lakehouse.servers.apicurio import EmbeddedRegistry
     url = urlsplit(config.schema_registry.url)
     embedded = config.schema_registry.embedded
     return EmbeddedRegistry(url.hostname or "127.0.0.1",
                             url.port or (443 if config.registry_tls else 80),
                             config.registry_data_dir, embedded.startup_timeout_seconds,
-                            Authority(Path(config.tls_dir)) if config.registry_tls else None,
+                            config.authority if config.registry_tls else None,
                             embedded.users)
 
 

@@ -8,9 +8,12 @@ store, the Java and librdkafka clients (``ssl.key.location`` and
 Keys are EC P-256, unencrypted (Kafka on Java 17 cannot read the PBES2 keys
 ``cryptography`` encrypts), so every file holding one is its owner's only (mode 0600).
 
-A server certificate names exactly the hosts it is issued for (a client reaching the
-server by another name is refused, as it should be), and is issued again when it is
-missing, names other hosts, or expires within ``RENEW_BEFORE``.
+A server certificate (``<dir>/<name>.pem``) names exactly the hosts it is issued for (a
+client reaching the server by another name is refused, as it should be); a client's
+(``<dir>/clients/<user>.pem``) says ``CN=<user>``. Each is issued again when it is
+missing, names other hosts, was signed by an earlier authority, or expires within
+``RENEW_BEFORE``; a file lock keeps two processes (``broker up`` and ``registry up``) from
+making two authorities.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +32,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from filelock import FileLock
 
 CA_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
+CLIENTS_DIR = "clients"
 CA_DAYS = 3650
 LEAF_DAYS = 365
 RENEW_BEFORE = dt.timedelta(days=30)
@@ -49,18 +55,25 @@ class Authority:
 
     def server(self, name: str, hosts: Sequence[str]) -> Path:
         """``<name>.pem`` (key + certificate + CA) for a server reached at ``hosts``: the
-        one kept, unless it names other hosts or expires soon."""
-        path = self.directory / f"{name}.pem"
-        if not _current(path, hosts):
-            self.issue(path, name, hosts=hosts)
-        return path
+        one kept, unless it no longer fits."""
+        return self._kept(self.directory / f"{name}.pem", name, hosts)
 
     def client(self, user: str) -> Path:
-        """``<user>.pem`` (key + certificate + CA) of a client whose certificate says
-        ``CN=<user>``: the one kept unless it expires soon."""
-        path = self.directory / f"{user}.pem"
-        if not _current(path, None):
-            self.issue(path, user)
+        """``clients/<user>.pem`` (key + certificate + CA) of a client whose certificate
+        says ``CN=<user>``: the one kept, unless it no longer fits."""
+        return self._kept(self.client_file(user), user, None)
+
+    def client_file(self, user: str) -> Path:
+        """Where ``client`` keeps the certificate of ``user``."""
+        return self.directory / CLIENTS_DIR / f"{user}.pem"
+
+    def _kept(self, path: Path, name: str, hosts: Sequence[str] | None) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.chmod(0o700)
+        with FileLock(str(self.directory / ".lock")):
+            _, ca = self._authority()
+            if not _current(path, hosts, ca):
+                self.issue(path, name, hosts=hosts)
         return path
 
     def issue(self, path: Path, name: str, hosts: Sequence[str] | None = None,
@@ -95,12 +108,10 @@ class Authority:
         """The CA's key and certificate, made on first use (and again once it nears
         expiry, which means reissuing every certificate it signed)."""
         key_file = self.directory / CA_KEY_FILE
-        if key_file.is_file() and _current(self.ca_file, None):
+        if key_file.is_file() and _current(self.ca_file, None, None):
             key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
             assert isinstance(key, ec.EllipticCurvePrivateKey)
             return key, x509.load_pem_x509_certificate(self.ca_file.read_bytes())
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.directory.chmod(0o700)
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         cert = (_builder(f"lakehouse CA {uuid.uuid4().hex[:12]}", key, None,
@@ -109,9 +120,7 @@ class Authority:
                 .add_extension(_usage(sign=True), critical=True)
                 .sign(key, hashes.SHA256()))
         write_private(key_file, _key_bytes(key))
-        tmp = self.ca_file.with_suffix(".tmp")
-        tmp.write_bytes(cert.public_bytes(_PEM))
-        tmp.replace(self.ca_file)
+        _write(self.ca_file, cert.public_bytes(_PEM), 0o644)
         return key, cert
 
 
@@ -122,14 +131,17 @@ def common_name(path: str | Path) -> str:
     return str(names[0].value) if names else cert.subject.rfc4514_string()
 
 
-def _current(path: Path, hosts: Sequence[str] | None) -> bool:
-    """Whether the certificate in ``path`` exists, is good for ``RENEW_BEFORE`` more, and
-    (given ``hosts``) names exactly those."""
+def _current(path: Path, hosts: Sequence[str] | None, ca: x509.Certificate | None) -> bool:
+    """Whether the certificate in ``path`` exists, is good for ``RENEW_BEFORE`` more, (given
+    ``ca``) was signed by it, and (given ``hosts``) names exactly those."""
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError):
         return False
     if cert.not_valid_after_utc - dt.datetime.now(dt.UTC) < RENEW_BEFORE:
+        return False
+    if ca is not None and _key_id(cert, x509.AuthorityKeyIdentifier) != _key_id(
+            ca, x509.SubjectKeyIdentifier):
         return False
     if hosts is None:
         return True
@@ -138,6 +150,18 @@ def _current(path: Path, hosts: Sequence[str] | None) -> bool:
     except x509.ExtensionNotFound:
         return False
     return set(names) == {_general_name(h) for h in hosts}
+
+
+def _key_id(cert: x509.Certificate,
+            kind: type[x509.AuthorityKeyIdentifier] | type[x509.SubjectKeyIdentifier]
+            ) -> bytes | None:
+    """The key identifier of ``kind`` in ``cert`` (None if it has none)."""
+    try:
+        value = cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+    return value.key_identifier if isinstance(value, x509.AuthorityKeyIdentifier) \
+        else value.digest
 
 
 def _builder(name: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None,
@@ -171,10 +195,23 @@ def _key_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def write_private(path: Path, data: bytes) -> None:
     """``data`` written to ``path`` readable by its owner only, replacing it whole."""
+    _write(path, data, 0o600)
+
+
+def write_private_properties(path: Path, properties: Mapping[str, str]) -> None:
+    """A Java properties file (a server's settings, which may hold passwords) written
+    readable by its owner only; backslashes escaped, as the format wants."""
+    write_private(path, "".join(f"{key}={value.replace(chr(92), chr(92) * 2)}\n"
+                                for key, value in properties.items()).encode())
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """``data`` written to ``path`` with ``mode`` through a temporary file of this writer's
+    own, renamed over it (a reader sees the old file or the new, never half)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
-    tmp.chmod(0o600)
+    tmp.chmod(mode)
     tmp.replace(path)

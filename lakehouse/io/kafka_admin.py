@@ -11,15 +11,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.certificates import common_name
-from lakehouse.io.tls import Trust, diagnose, speaks_tls
+from lakehouse.io.tls import Trust, diagnose, plaintext_at_tls
 
 log = logging.getLogger(__name__)
+C = TypeVar("C")
 
 METADATA_TIMEOUT_S = 10.0
 MAX_RECORD_BYTES = 16 * 1024 * 1024
@@ -45,8 +47,8 @@ def _remember_refusals(bootstrap_servers: str) -> Callable[[KafkaError], None]:
 
 def tls_error(bootstrap_servers: str, properties: Mapping[str, str] | None
               ) -> LakehouseError | None:
-    """Why the TLS handshake with a bootstrap server fails, if it does (None on a plaintext
-    connection or when each handshake succeeds)."""
+    """Why the TLS handshake with a bootstrap server fails, if it does, or that a plaintext
+    client reached a TLS listener (None when neither is so)."""
     properties = properties or {}
     protocol = properties.get("security.protocol", "PLAINTEXT").upper()
     for server in bootstrap_servers.split(","):
@@ -57,13 +59,11 @@ def tls_error(bootstrap_servers: str, properties: Mapping[str, str] | None
                              "kafka.client_properties")
             if error is not None:
                 return error
-        elif speaks_tls(host, int(port)):
-            return LakehouseError(
-                ErrorCode.TLS_FAILED,
-                f"the Kafka broker at {host}:{port} wants TLS, and this client connects "
-                f"without it (security.protocol {protocol})",
-                hint="set security.protocol: SASL_SSL (with SASL) or SSL under "
-                     "kafka.client_properties", host=host, port=port)
+        elif (plain := plaintext_at_tls(
+                host, int(port), "the Kafka broker",
+                f"set security.protocol: SASL_SSL (with SASL) or SSL under "
+                f"kafka.client_properties (it is {protocol})")) is not None:
+            return plain
     return None
 
 
@@ -74,7 +74,10 @@ def principal(properties: Mapping[str, str] | None) -> str:
     if "sasl.username" in props:
         return props["sasl.username"]
     if "ssl.certificate.location" in props:
-        return common_name(props["ssl.certificate.location"])
+        try:
+            return common_name(props["ssl.certificate.location"])
+        except (OSError, ValueError):
+            return f"the holder of {props['ssl.certificate.location']}"
     return "ANONYMOUS"
 
 
@@ -86,16 +89,31 @@ def client_config(bootstrap_servers: str, properties: Mapping[str, str] | None =
     return conf
 
 
+def made(factory: Callable[[dict], C], conf: dict) -> C:
+    """``factory(conf)``: a librdkafka client, or LH-KAFKA-005 naming the setting it
+    refused (an unknown name, such as a Java client's, or a key or certificate file it
+    cannot load)."""
+    try:
+        return factory(conf)
+    except KafkaException as exc:
+        raise LakehouseError(
+            ErrorCode.KAFKA_BAD_OPTION,
+            f"the Kafka client refused its settings: {exc.args[0].str()}",
+            hint="kafka.client_properties take librdkafka's names (a Java client's "
+                 "ssl.truststore.location is ssl.ca.location there, a PEM file); each ssl.* "
+                 "file must exist, be readable, and hold what its name says") from None
+
+
 def admin_client(bootstrap_servers: str, properties: Mapping[str, str] | None = None) -> AdminClient:
     """An AdminClient for these servers."""
-    return AdminClient(client_config(bootstrap_servers, properties))
+    return made(AdminClient, client_config(bootstrap_servers, properties))
 
 
 def metadata_consumer(bootstrap_servers: str, properties: Mapping[str, str] | None = None) -> Consumer:
     """A consumer used only for metadata and watermarks; it never joins a group."""
-    return Consumer({**client_config(bootstrap_servers, properties),
-                     "group.id": f"lakehouse-metadata-{uuid.uuid4().hex[:8]}",
-                     "enable.auto.commit": False, "enable.auto.offset.store": False})
+    return made(Consumer, {**client_config(bootstrap_servers, properties),
+                           "group.id": f"lakehouse-metadata-{uuid.uuid4().hex[:8]}",
+                           "enable.auto.commit": False, "enable.auto.offset.store": False})
 
 
 def answers(bootstrap_servers: str, properties: Mapping[str, str] | None = None,
@@ -104,7 +122,7 @@ def answers(bootstrap_servers: str, properties: Mapping[str, str] | None = None,
     conf = {**client_config(bootstrap_servers, properties), "log_level": 0,
             "socket.connection.setup.timeout.ms": 1000}
     try:
-        AdminClient(conf).list_topics(timeout=timeout)
+        made(AdminClient, conf).list_topics(timeout=timeout)
         return True
     except KafkaException:
         return False
@@ -120,16 +138,19 @@ def list_topics(admin: AdminClient | Consumer, bootstrap_servers: str,
     failure's cause (an untrusted, expired or misnamed certificate, a refused client
     certificate) with its own code.
     """
-    # Asked in short slices: a refusal (credentials, a certificate) ends the wait at once.
+    # Asked in slices growing from 1 s (a slow broker still answers the longer ones): a
+    # refusal (credentials, a certificate) ends the wait at once.
     deadline = time.monotonic() + timeout
+    slice_s = 1.0
     _REFUSED.pop(bootstrap_servers, None)
     while True:
         try:
-            md = admin.list_topics(timeout=min(1.0, max(deadline - time.monotonic(), 0.1)))
+            md = admin.list_topics(timeout=min(slice_s, max(deadline - time.monotonic(), 0.1)))
             break
         except KafkaException as exc:
             admin.poll(0)  # serves the error callback
             if bootstrap_servers not in _REFUSED and time.monotonic() < deadline:
+                slice_s *= 2
                 continue
             raise _unanswered(bootstrap_servers, properties, timeout, exc) from exc
     return {name: len(t.partitions) for name, t in md.topics.items() if t.error is None}

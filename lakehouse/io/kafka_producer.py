@@ -9,15 +9,15 @@ from confluent_kafka import KafkaError, Producer
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.generator import Record
-from lakehouse.io.kafka_admin import MAX_RECORD_BYTES, client_config
+from lakehouse.io.kafka_admin import MAX_RECORD_BYTES, client_config, made
 
 
 def new_producer(bootstrap: str, properties: Mapping[str, str] | None = None) -> Producer:
     """An idempotent producer (acks from every in-sync replica, lz4 batches, records up to
     ``MAX_RECORD_BYTES``)."""
-    return Producer({**client_config(bootstrap, properties), "enable.idempotence": True,
-                     "acks": "all", "linger.ms": 5, "compression.type": "lz4",
-                     "message.max.bytes": MAX_RECORD_BYTES})
+    return made(Producer, {**client_config(bootstrap, properties), "enable.idempotence": True,
+                           "acks": "all", "linger.ms": 5, "compression.type": "lz4",
+                           "message.max.bytes": MAX_RECORD_BYTES})
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[Record],

@@ -20,7 +20,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.tls import Trust, diagnose, speaks_tls
+from lakehouse.io.tls import Trust, diagnose, plaintext_at_tls
 
 SUBJECT_NOT_FOUND = 40401
 UNAUTHENTICATED = 401
@@ -154,12 +154,11 @@ class SchemaRegistry:
                                "schema_registry.client_properties")
             if refused is not None:
                 return refused
-        if parts.scheme == "http" and speaks_tls(parts.hostname or "", parts.port or 80):
-            return LakehouseError(
-                ErrorCode.TLS_FAILED,
-                f"the schema registry at {parts.hostname}:{parts.port} serves HTTPS, and "
-                f"schema_registry.url is http ({what})",
-                hint="write the URL with https://", url=self.url)
+        if parts.scheme == "http" and not isinstance(exc, SchemaRegistryError) and (
+                plain := plaintext_at_tls(parts.hostname or "", parts.port or 80,
+                                          "the schema registry", "write schema_registry.url "
+                                          "with https://")) is not None:
+            return plain
         return LakehouseError(
             ErrorCode.REGISTRY_UNREACHABLE,
             f"{what} at the schema registry {self.url} failed: {exc}",

@@ -14,7 +14,7 @@ import datetime as dt
 import socket
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -37,25 +37,33 @@ class Trust:
     certificate and key, and whether it checks the server's host name."""
 
     ca_file: str | None = None
+    ca_data: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
-    key_password: str | None = None
+    key_password: str | None = field(default=None, repr=False)
     check_hostname: bool = True
+    verify: bool = True
 
     @classmethod
     def of(cls, properties: Mapping[str, str]) -> Trust:
         """The TLS settings of a client's librdkafka-style ``ssl.*`` properties (Kafka's and
         the schema registry client's)."""
-        return cls(ca_file=properties.get("ssl.ca.location"),
+        location = properties.get("ssl.ca.location")
+        return cls(ca_file=None if location == "probe" else location,
+                   ca_data=properties.get("ssl.ca.pem"),
                    cert_file=properties.get("ssl.certificate.location"),
                    key_file=properties.get("ssl.key.location"),
                    key_password=properties.get("ssl.key.password"),
                    check_hostname=properties.get("ssl.endpoint.identification.algorithm",
-                                                 "https").lower() != "none")
+                                                 "https").lower() != "none",
+                   verify=properties.get("enable.ssl.certificate.verification",
+                                         "true").lower() != "false")
 
     def context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.ca_file)
-        context.check_hostname = self.check_hostname
+        context = ssl.create_default_context(cafile=self.ca_file, cadata=self.ca_data)
+        context.check_hostname = self.check_hostname and self.verify
+        if not self.verify:
+            context.verify_mode = ssl.CERT_NONE
         if self.cert_file:
             context.load_cert_chain(self.cert_file, self.key_file or self.cert_file,
                                     password=self.key_password)
@@ -73,7 +81,7 @@ def diagnose(host: str, port: int, trust: Trust, what: str, setting: str,
             ErrorCode.TLS_EXPIRED,
             f"this client's certificate {trust.cert_file} for {where} expired on {ended}",
             hint=f"renew it, and point ssl.certificate.location under {setting} at the new one "
-                 "(the embedded broker reissues <warehouse>/_tls/<user>.pem when it starts)",
+                 "(the embedded broker reissues <warehouse>/_tls/clients/<user>.pem when it starts)",
             host=host, port=port)
     try:
         context = trust.context()
@@ -101,7 +109,7 @@ def diagnose(host: str, port: int, trust: Trust, what: str, setting: str,
                 f"{where} refused this client's certificate ({exc.reason or exc})",
                 hint=f"set ssl.certificate.location and ssl.key.location under {setting} to a "
                      "certificate issued by an authority the server trusts (for the embedded "
-                     "broker: <warehouse>/_tls/<user>.pem, in both)", host=host, port=port)
+                     "broker: <warehouse>/_tls/clients/<user>.pem, in both)", host=host, port=port)
         return LakehouseError(
             ErrorCode.TLS_FAILED, f"the TLS handshake with {where} failed: {exc}",
             hint="is TLS on at that port? (security.protocol SSL or SASL_SSL, an https:// URL)",
@@ -121,7 +129,18 @@ def _expired(cert_file: str) -> str | None:
     return f"{ends:%Y-%m-%d %H:%M} UTC" if ends < dt.datetime.now(dt.UTC) else None
 
 
-def speaks_tls(host: str, port: int, timeout: float = 5.0) -> bool:
+def plaintext_at_tls(host: str, port: int, what: str, fix: str) -> LakehouseError | None:
+    """The error of a plaintext client of ``what`` at ``host:port`` if the server there
+    speaks TLS (None if it does not, or does not answer); ``fix`` says what to set."""
+    if not speaks_tls(host, port):
+        return None
+    return LakehouseError(
+        ErrorCode.TLS_FAILED,
+        f"{what} at {host}:{port} wants TLS, and this client connects without it",
+        hint=fix, host=host, port=port)
+
+
+def speaks_tls(host: str, port: int, timeout: float = 2.0) -> bool:
     """Whether the server at ``host:port`` completes a TLS handshake (its certificate
     unchecked: only whether TLS is on)."""
     context = ssl.create_default_context()

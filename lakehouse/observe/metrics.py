@@ -129,13 +129,16 @@ class _Server(ThreadingMixIn, WSGIServer):
     tls: ssl.SSLContext | None = None
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.tls is not None:
-            request.settimeout(HANDSHAKE_TIMEOUT_S)
-            try:
-                request = self.tls.wrap_socket(request, server_side=True)
-            except (OSError, ssl.SSLError):
-                return  # no TLS, or a client that never handshakes: that connection only
-        super().finish_request(request, client_address)
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(HANDSHAKE_TIMEOUT_S)
+        try:
+            tls = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return  # no TLS, or a client that never handshakes: that connection only
+        with tls:
+            super().finish_request(tls, client_address)
 
 
 @contextlib.contextmanager
@@ -151,19 +154,21 @@ def serving(log: EventLog, observe: ObserveConfig, printer: Any) -> Iterator[str
     app = make_wsgi_app(registry)
     if observe.metrics_users:
         app = with_basic_auth(app, observe.metrics_users)
-    try:
-        tls = None
-        if observe.metrics_certificate:
-            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls = None
+    if observe.metrics_certificate:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
             tls.load_cert_chain(observe.metrics_certificate)
+        except (OSError, ssl.SSLError) as exc:
+            raise LakehouseError(
+                ErrorCode.CONFIG_BAD_VALUE,
+                f"observe.metrics_certificate {observe.metrics_certificate}: {exc}",
+                hint="give one readable PEM file holding the unencrypted private key and its "
+                     "certificate chain", key="observe.metrics_certificate") from None
+    try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         server: WSGIServer = make_server(host, port, app, handler_class=_Quiet, server_class=type(
             "MetricsServer", (_Server,), {"address_family": family, "tls": tls}))
-    except ssl.SSLError as exc:
-        raise LakehouseError(ErrorCode.CONFIG_BAD_VALUE,
-                             f"observe.metrics_certificate {observe.metrics_certificate}: {exc}",
-                             hint="give one PEM file holding the unencrypted private key and its "
-                                  "certificate chain", key="observe.metrics_certificate") from None
     except OSError as exc:
         raise LakehouseError(ErrorCode.METRICS_PORT_TAKEN,
                              f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}",
@@ -174,9 +179,12 @@ def serving(log: EventLog, observe: ObserveConfig, printer: Any) -> Iterator[str
     url = f"{'https' if tls else 'http'}://{host}:{port}/metrics"
     printer(f"metrics (Prometheus) at {url}"
             + (" (basic auth)" if observe.metrics_users else ""))
-    if host not in LOOPBACK and not (tls or observe.metrics_users):
+    if host not in LOOPBACK and not observe.metrics_users:
         printer(f"warning: metrics at {url} are open to anyone who reaches {host}:{port}: "
-                "set observe.metrics_users and metrics_certificate, or bind the loopback")
+                "set observe.metrics_users (and metrics_certificate), or bind the loopback")
+    elif host not in LOOPBACK and not tls:
+        printer(f"warning: metrics at {url} take passwords in clear over the network: set "
+                "observe.metrics_certificate")
     try:
         yield url
     finally:

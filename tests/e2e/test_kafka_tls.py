@@ -143,6 +143,7 @@ def test_the_pipelines_run_over_sasl_ssl_with_every_refusal_coded_and_no_secret_
                                                   "SASL_PLAINTEXT"}), "LH-TLS-005", {}),
         (edited(config, schema_registry__client_properties={
             "basic.auth.user.info": "etl:not-the-password"}), "LH-REGISTRY-005", {}),
+        (edited(config, schema_registry__client_properties={}), "LH-REGISTRY-005", {}),
     ]
     for case, code, env in cases:
         out, err = refused(case, code, env)
@@ -168,7 +169,7 @@ def test_ssl_with_client_certificates(tmp_path: Path, spark: SparkSession) -> No
     user: the pipelines on etl's certificate; none, an expired one and one no ACL allows
     refused with their codes."""
     bootstrap, warehouse = f"127.0.0.1:{free_port()}", tmp_path / "warehouse"
-    etl = warehouse / "_tls" / "etl.pem"
+    etl = warehouse / "_tls" / "clients" / "etl.pem"
     config = secured_config(tmp_path, bootstrap, warehouse, {
         "security.protocol": "SSL", "ssl.certificate.location": str(etl),
         "ssl.key.location": str(etl)})

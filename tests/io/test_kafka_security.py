@@ -1,7 +1,14 @@
-"""librdkafka client settings translated for Spark's Java Kafka client (pure)."""
+"""librdkafka client settings translated for Spark's Java Kafka client (pure), and the ones
+librdkafka refuses when a client is made (no network)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from lakehouse.errors import ErrorCode, LakehouseError
+from lakehouse.io.kafka_admin import admin_client
 from lakehouse.io.kafka_security import jvm_properties
 
 
@@ -31,3 +38,14 @@ def test_a_client_certificate_file_becomes_a_pem_key_store() -> None:
     assert out == {"security.protocol": "SSL",
                    "ssl.truststore.type": "PEM", "ssl.truststore.location": "/w/_tls/ca.pem",
                    "ssl.keystore.type": "PEM", "ssl.keystore.location": "/w/_tls/etl.pem"}
+
+
+def test_a_setting_librdkafka_refuses_is_a_coded_error(tmp_path: Path) -> None:
+    """A Java client's name, or a key file that is not one: LH-KAFKA-005 naming it."""
+    for props in ({"ssl.truststore.location": "/etc/kafka/truststore.jks"},
+                  {"security.protocol": "SSL", "ssl.key.location": str(tmp_path / "none.pem"),
+                   "ssl.certificate.location": str(tmp_path / "none.pem")}):
+        with pytest.raises(LakehouseError) as caught:
+            admin_client("127.0.0.1:9", props)
+        assert caught.value.code is ErrorCode.KAFKA_BAD_OPTION
+        assert next(iter(props)) in caught.value.message or "ssl" in caught.value.message

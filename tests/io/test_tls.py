@@ -68,6 +68,12 @@ def test_certificates_are_owner_only_and_reissued_when_they_no_longer_fit(tmp_pa
     authority.issue(client, "etl", not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=3))
     soon = client.read_bytes()
     assert authority.client("etl").read_bytes() != soon  # expiring within 30 days: renewed
+    assert client == tmp_path / "tls" / "clients" / "etl.pem"
+    before, old_ca = client.read_bytes(), authority.ca_file.read_bytes()
+    (tmp_path / "tls" / "ca.key").unlink()  # a new authority: what the old one signed goes
+    after = authority.client("etl").read_bytes()
+    assert authority.ca_file.read_bytes() != old_ca and after != before
+    assert authority.ca_file.read_bytes() in after  # signed by, and carrying, the new one
 
 
 def test_a_handshake_with_the_authority_s_certificates_succeeds(tmp_path: Path) -> None:

@@ -105,12 +105,25 @@ def test_an_open_endpoint_on_every_interface_is_warned_of(tmp_path: Path) -> Non
     assert "open to anyone" in said[1]
 
 
-def test_a_certificate_without_its_key_is_a_config_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("what", ["no key", "missing"])
+def test_a_certificate_file_it_cannot_use_is_a_config_error(tmp_path: Path, what: str) -> None:
     authority = Authority(tmp_path / "tls")
     authority.server("metrics", ["127.0.0.1"])
-    cert = tmp_path / "cert.pem"  # a certificate, no key
-    cert.write_bytes(authority.ca_file.read_bytes())
-    log, observe = _log(tmp_path, metrics_port=free_port(), metrics_certificate=str(cert))
+    cert = tmp_path / "cert.pem"
+    if what == "no key":
+        cert.write_bytes(authority.ca_file.read_bytes())
+    port = free_port()
+    log, observe = _log(tmp_path, metrics_port=port, metrics_certificate=str(cert))
     with pytest.raises(LakehouseError) as caught, serving(log, observe, print):  # type: ignore[arg-type]
         pass
     assert caught.value.code is ErrorCode.CONFIG_BAD_VALUE
+    assert caught.value.params["key"] == "observe.metrics_certificate"
+
+
+def test_basic_auth_without_tls_off_the_loopback_is_warned_of(tmp_path: Path) -> None:
+    log, observe = _log(tmp_path, metrics_port=free_port(), metrics_host="0.0.0.0",
+                        metrics_users={"prometheus": "scrape-pw-5e1"})
+    said: list[str] = []
+    with serving(log, observe, said.append):  # type: ignore[arg-type]
+        pass
+    assert "passwords in clear" in said[1] and "scrape-pw-5e1" not in " ".join(said)

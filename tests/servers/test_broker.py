@@ -124,23 +124,36 @@ def test_missing_jars_are_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_the_controller_listener_takes_no_one_unauthenticated(tmp_path: Path) -> None:
     """With users, no local process reaches the KRaft controller without credentials: an
-    Admin creating an ACL through it (KIP-919) is refused, and no ACL appears."""
-    broker = EmbeddedBroker(f"127.0.0.1:{free_port()}", str(tmp_path / "b"),
-                            users={"admin": "adm-1c9e", "etl": "etl-77d2"},
-                            topic_acls={"etl": ["t"]})
-    broker.up()
+    Admin creating an ACL through it (KIP-919) is refused, and no ACL appears; on a broker
+    without users (which takes anyone anyway) the same probe reaches it."""
+    open_broker = EmbeddedBroker(f"127.0.0.1:{free_port()}", str(tmp_path / "open"))
+    secured = EmbeddedBroker(f"127.0.0.1:{free_port()}", str(tmp_path / "secured"),
+                             users={"admin": "adm-1c9e", "etl": "etl-77d2"},
+                             topic_acls={"etl": ["t"]})
     try:
-        controller = json.loads((tmp_path / "b" / "broker.json").read_text())["controller_port"]
-        probe = subprocess.run(
-            [str(java()), "-cp", os.pathsep.join(map(str, jars(JarSet.BROKER))),
-             str(Path(__file__).parent / "java" / "ControllerAcl.java"),
-             f"127.0.0.1:{controller}"], capture_output=True, text=True, timeout=120)
-        assert probe.stdout.startswith("refused"), probe.stdout + probe.stderr[-2000:]
+        for broker in (open_broker, secured):
+            broker.up()
+        assert _controller_acl(tmp_path / "open").startswith("reached ")
+        refused = _controller_acl(tmp_path / "secured")
+        assert refused.startswith("refused") and "reached" not in refused, refused
         every = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
                                  AclOperation.ANY, AclPermissionType.ANY)
-        admin = admin_client(broker.bootstrap, broker.client_properties)
+        admin = admin_client(secured.bootstrap, secured.client_properties)
         acls = admin.describe_acls(every, request_timeout=30).result()
         principals = {acl.principal for acl in acls}
         assert principals == {"User:etl"}, principals  # what `up` granted, nothing else
     finally:
-        broker.down()
+        for broker in (open_broker, secured):
+            broker.down()
+
+
+def _controller_acl(data_dir: Path) -> str:
+    """What Kafka's own Admin says, creating an ACL through the controller listener of the
+    broker of ``data_dir`` without credentials (tests/servers/java/ControllerAcl.java)."""
+    controller = json.loads((data_dir / "broker.json").read_text())["controller_port"]
+    probe = subprocess.run(
+        [str(java()), "-cp", os.pathsep.join(map(str, jars(JarSet.BROKER))),
+         str(Path(__file__).parent / "java" / "ControllerAcl.java"), f"127.0.0.1:{controller}"],
+        capture_output=True, text=True, timeout=120)
+    assert probe.stdout, probe.stderr[-2000:]
+    return probe.stdout.strip()

@@ -1,6 +1,7 @@
-// Tries what any local process could do if the KRaft controller listener took anyone: create
-// an ACL through it without credentials (Kafka's Admin with bootstrap.controllers, KIP-919).
-// Prints "created" or "refused: <why>". Run: java -cp <kafka jars> ControllerAcl.java HOST:PORT
+// Tries what any local process could do if the KRaft controller listener took anyone: reach
+// it without credentials and create an ACL through it (Kafka's Admin with
+// bootstrap.controllers, KIP-919). Prints "reached <cluster id>" once the controller answers,
+// then "created" or "refused: <why>". Run: java -cp <kafka jars> ControllerAcl.java HOST:PORT
 import java.util.List;
 import java.util.Properties;
 import java.util.concurrent.TimeUnit;
@@ -20,6 +21,7 @@ public class ControllerAcl {
         props.put("default.api.timeout.ms", "8000");
         props.put("request.timeout.ms", "4000");
         try (Admin admin = Admin.create(props)) {
+            System.out.println("reached " + admin.describeCluster().clusterId().get(10, TimeUnit.SECONDS));
             AclBinding binding = new AclBinding(
                 new ResourcePattern(ResourceType.TOPIC, "*", PatternType.LITERAL),
                 new AccessControlEntry("User:intruder", "*", AclOperation.ALL, AclPermissionType.ALLOW));
