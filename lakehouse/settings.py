@@ -23,7 +23,6 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
-    ValidationInfo,
     model_validator,
 )
 from pydantic.dataclasses import dataclass
@@ -31,24 +30,7 @@ from pydantic.dataclasses import dataclass
 from lakehouse.io.object_store import S3Store
 from lakehouse.io.storage import join
 from lakehouse.quality.contract import Compatibility, Format
-from lakehouse.validation import FILE, bad, must
-
-_SECRET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _from_env(values: Mapping[str, str], info: ValidationInfo) -> Mapping[str, str]:
-    """Each ``${NAME}`` replaced by environment variable NAME, so no secret needs to live in
-    a config file; an unset one fails, naming the key. (Only while a file is read: the
-    loader passes the environment.)"""
-    env = (info.context or {}).get("env")
-    if env is None:
-        return values
-    for key, value in values.items():
-        for name in _SECRET.findall(value):
-            if name not in env:
-                raise bad(f"takes its value from the environment variable {name}, which is "
-                          "not set", at=key, kind="secret_not_set", variable=name)
-    return {k: _SECRET.sub(lambda m: env[m.group(1)], v) for k, v in values.items()}
+from lakehouse.validation import EMPTY, FILE, Secrets, Size, Strings, Users, bad, must
 
 
 def _one_key_file(values: Mapping[str, str]) -> Mapping[str, str]:
@@ -63,21 +45,7 @@ def _one_key_file(values: Mapping[str, str]) -> Mapping[str, str]:
     return values
 
 
-def _plain_names(values: Mapping[str, str]) -> Mapping[str, str]:
-    """User names of letters, digits, ``_`` and ``-`` only (they become property keys)."""
-    for user in values:
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", user):
-            raise bad("a user name takes letters, digits, _ and - only", at=user)
-    return values
-
-
 _HOST_PORT = re.compile(r"\s*\S+:\d+\s*")
-_EMPTY = BeforeValidator(lambda v: {} if v is None else v)
-"""A mapping written empty (``sources:`` and nothing under it) is an empty one."""
-Strings = Annotated[Mapping[str, str], _EMPTY]
-Secrets = Annotated[Mapping[str, str], _EMPTY, AfterValidator(_from_env)]
-Size = Annotated[str, must(lambda v: re.fullmatch(r"[1-9][0-9]*[kmg]?", v.strip().lower()),
-                           "must be a size such as 64m, 512k or 1g")]
 SHAPES = ("tables", "chained")
 """How the streaming queries are laid out (``streaming.shape``)."""
 
@@ -101,7 +69,7 @@ class EmbeddedBrokerConfig(_Section):
     data_dir: str = ""
     """Where the broker keeps its log; default ``<warehouse>/_broker``."""
     startup_timeout_seconds: StrictFloat = 30.0
-    sasl_users: Secrets = field(default_factory=dict, repr=False)
+    sasl_users: Users = field(default_factory=dict, repr=False)
     """SASL/PLAIN users and their passwords (write ``${ENV_VAR}`` to take one from the
     environment). None: the broker takes anyone, unauthenticated (unless ``tls``). Some:
     its listeners want SASL (SASL_PLAINTEXT, or SASL_SSL with ``tls``) and KRaft's
@@ -116,7 +84,7 @@ class EmbeddedBrokerConfig(_Section):
     """The user the broker itself and ``lakehouse broker`` act as, a super user: one of
     ``sasl_users``, or with ``tls`` and no users the CN of its client certificate."""
     topic_acls: Annotated[Mapping[str, Annotated[Sequence[str], AfterValidator(tuple)]],
-                          _EMPTY] = field(default_factory=dict)
+                          EMPTY] = field(default_factory=dict)
     """User -> the topics it may create, describe, read and write (any consumer group)."""
 
     @model_validator(mode="after")
@@ -145,8 +113,7 @@ class KafkaConfig(_Section):
         lambda v: all(_HOST_PORT.fullmatch(s) for s in v.split(",")),
         "must be host:port, or several separated by commas")]
     embedded: EmbeddedBrokerConfig = field(default_factory=EmbeddedBrokerConfig)
-    client_properties: Annotated[Mapping[str, str], _EMPTY, AfterValidator(_from_env),
-                                 AfterValidator(_one_key_file)] = \
+    client_properties: Annotated[Secrets, AfterValidator(_one_key_file)] = \
         field(default_factory=dict, repr=False)
     """Extra librdkafka properties (security.protocol, sasl.*, ssl.*) for every client;
     write ``${ENV_VAR}`` for a secret (``sasl.password: ${KAFKA_PASSWORD}``). For TLS:
@@ -167,8 +134,7 @@ class EmbeddedRegistryConfig(_Section):
     data_dir: str = ""
     """Where it keeps its schemas (an H2 database file); default ``<warehouse>/_registry``."""
     startup_timeout_seconds: StrictFloat = Field(default=90.0, gt=0)
-    users: Annotated[Secrets, AfterValidator(_plain_names)] = \
-        field(default_factory=dict, repr=False)
+    users: Users = field(default_factory=dict, repr=False)
     """Users and passwords it wants by HTTP basic auth (write ``${ENV_VAR}``); none: it
     takes anyone. (An ``https://`` URL makes it serve TLS, with a certificate of the
     warehouse's authority.)"""
@@ -409,7 +375,7 @@ class ObserveConfig(_Section):
     metrics_host: str = "127.0.0.1"
     """The address it binds: the loopback only, unless set (``0.0.0.0``: every interface;
     then set ``metrics_users`` or ``metrics_certificate``, or both)."""
-    metrics_users: Secrets = field(default_factory=dict, repr=False)
+    metrics_users: Users = field(default_factory=dict, repr=False)
     """Users and passwords a scrape must give by HTTP basic auth (write ``${ENV_VAR}``);
     none: anyone who reaches the port reads the figures."""
     metrics_certificate: str = ""
@@ -469,4 +435,4 @@ class SourceConfig:
     derived from the contract and registered under ``<topic>-value``)."""
 
 
-Sources = Annotated[Mapping[str, SourceSettings], _EMPTY]
+Sources = Annotated[Mapping[str, SourceSettings], EMPTY]

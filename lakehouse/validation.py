@@ -12,11 +12,12 @@ is no bool, ``"2"`` no integer. Each module turns the first ``Problem`` into its
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, ConfigDict, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 FILE = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
@@ -43,6 +44,43 @@ def must(test: Callable[[Any], object], message: str) -> AfterValidator:
             raise bad(f"{message}, got {value!r}")
         return value
     return AfterValidator(check)
+
+
+_SECRET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _from_env(values: Mapping[str, str], info: ValidationInfo) -> Mapping[str, str]:
+    """Each ``${NAME}`` replaced by environment variable NAME, so no secret needs to live in
+    a config file; an unset one fails, naming the key. (Only while a file is read: the
+    loader passes the environment.)"""
+    env = (info.context or {}).get("env")
+    if env is None:
+        return values
+    for key, value in values.items():
+        for name in _SECRET.findall(value):
+            if name not in env:
+                raise bad(f"takes its value from the environment variable {name}, which is "
+                          "not set", at=key, kind="secret_not_set", variable=name)
+    return {k: _SECRET.sub(lambda m: env[m.group(1)], v) for k, v in values.items()}
+
+
+def _plain_names(values: Mapping[str, str]) -> Mapping[str, str]:
+    """User names of letters, digits, ``_`` and ``-`` only (they become property keys)."""
+    for user in values:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", user):
+            raise bad("a user name takes letters, digits, _ and - only", at=user)
+    return values
+
+
+EMPTY = BeforeValidator(lambda v: {} if v is None else v)
+"""A mapping written empty (``sources:`` and nothing under it) is an empty one."""
+Strings = Annotated[Mapping[str, str], EMPTY]
+Secrets = Annotated[Mapping[str, str], EMPTY, AfterValidator(_from_env)]
+"""A mapping whose values may be written ``${ENV_VAR}``."""
+Users = Annotated[Secrets, AfterValidator(_plain_names)]
+"""User name -> password (``${ENV_VAR}``)."""
+Size = Annotated[str, must(lambda v: re.fullmatch(r"[1-9][0-9]*[kmg]?", v.strip().lower()),
+                           "must be a size such as 64m, 512k or 1g")]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from lakehouse import graph
+from lakehouse.bench.setup import SOURCE, TOPIC, bench_config
 from lakehouse.config import Config
 from lakehouse.io.certificates import Authority
 from lakehouse.io.kafka_producer import produce
 from lakehouse.io.kafka_security import sasl_properties
 from lakehouse.io.processes import free_port
 from lakehouse.servers.broker import EmbeddedBroker
-
-Configs = Callable[[str, str, Mapping[str, str] | None, bool], Config]
-"""(bootstrap, warehouse, client properties, digests) -> the bench's config."""
+from lakehouse.servers.seaweedfs import EmbeddedStore
 
 ORDER = (False, True, True, False)
 """Off, on, on, off."""
@@ -53,39 +52,39 @@ def abba(spark: Any, configs: Callable[[int, bool], Config], records: int,
     return rates
 
 
-def digest_cost(spark: Any, configs: Configs, bootstrap: str, records: int,
-                tables: Sequence[str], restore: bool) -> dict[str, dict[str, float]]:
+def digest_cost(spark: Any, work: Path, bootstrap: str, store: EmbeddedStore | None,
+                records: int, tables: Sequence[str], restore: bool
+                ) -> dict[str, dict[str, float]]:
     """``tables`` with the tables' chain digests off and on; linking is ``restore``
     afterwards."""
     from lakehouse.io import chain
     try:
-        return abba(spark, lambda n, on: configs(bootstrap, f"digests_{n}", None, on),
+        return abba(spark, lambda n, on: bench_config(work, bootstrap, store, f"digests_{n}", on),
                     records, tables, chain.enable)
     finally:
         chain.enable(restore)
 
 
-def tls_cost(spark: Any, work: Path, configs: Configs, bootstrap: str, topic: str,
-             backlog: Callable[[], Iterable[Any]], records: int, table: str
-             ) -> tuple[str, dict[str, float]]:
-    """``table`` reading the same ``backlog`` from the plaintext broker at ``bootstrap``
-    and from a second one that wants SASL_SSL (a certificate of the run's own authority, a
+def tls_cost(spark: Any, work: Path, bootstrap: str, store: EmbeddedStore | None,
+             backlog: Callable[[], Iterable[Any]], records: int) -> tuple[str, dict[str, float]]:
+    """Bronze reading the same ``backlog`` from the plaintext broker at ``bootstrap`` and
+    from a second one that wants SASL_SSL (a certificate of the run's own authority, a
     SASL/PLAIN user and its ACL): the protocol and the rates."""
     from lakehouse.runner import ensure_source_topics
     password = secrets.token_urlsafe(16)
     broker = EmbeddedBroker(f"127.0.0.1:{free_port('127.0.0.1')}", str(work / "tls-broker"),
                             users={"admin": password, "bench": password},
-                            topic_acls={"bench": [topic]}, tls=Authority(work / "tls-ca"))
+                            topic_acls={"bench": [TOPIC]}, tls=Authority(work / "tls-ca"))
     client = {**broker.client_properties, **sasl_properties("bench", password),
               "security.protocol": broker.protocol}
+    table = f"bronze.{SOURCE}"
     try:
         broker.up()
-        tls = configs(broker.bootstrap, "tls", client, True)
-        ensure_source_topics(tls, [table.split(".", 1)[1]])
-        produce(broker.bootstrap, topic, backlog(), client)
-        rates = abba(spark, lambda n, on: configs(broker.bootstrap if on else bootstrap,
-                                                  f"tls_{n}", client if on else None, True),
-                     records, [table])
+        ensure_source_topics(bench_config(work, broker.bootstrap, kafka=client), [SOURCE])
+        produce(broker.bootstrap, TOPIC, backlog(), client)
+        rates = abba(spark, lambda n, on: bench_config(
+            work, broker.bootstrap if on else bootstrap, store, f"tls_{n}",
+            kafka=client if on else None), records, [table])
     finally:
         broker.down()
     return broker.protocol, rates[table]

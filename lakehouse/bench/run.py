@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
-import yaml
 
 from lakehouse import graph
 from lakehouse.bench.abba import digest_cost, tls_cost
@@ -50,27 +49,24 @@ from lakehouse.bench.peers import bare_bronze, bare_chained, bare_parse
 from lakehouse.bench.probe import Probe, Roles, python_workers
 from lakehouse.bench.profile import breakdown, without_listener
 from lakehouse.bench.report import percentiles
-from lakehouse.config import SHAPES, Config, parse_config
+from lakehouse.bench.setup import SOURCE, TOPIC, bench_config, own_store
+from lakehouse.config import SHAPES
 from lakehouse.generator import generate, load_shape
 from lakehouse.io.delta_log import open_table
 from lakehouse.io.kafka_producer import produce
 from lakehouse.io.processes import free_port
 from lakehouse.io.storage import join
-from lakehouse.jvm import PROJECT_ROOT
 from lakehouse.observe.events import WRITES as EVENT_LOG_WRITES
 from lakehouse.observe.figures import read_events
 from lakehouse.printing import Printer
 from lakehouse.registry import GoldTable, SilverTable
 from lakehouse.servers.broker import EmbeddedBroker
-from lakehouse.servers.seaweedfs import EmbeddedStore
 from lakehouse.steps import background_totals
 
-SOURCE = "orders"
 SUSTAINED_P95_S = 30.0
 """A rate is sustained when produce -> gold p95 stays within this (and lag with it)."""
 GROWTH_BATCH = 5_000
 """Bronze records in the batch the growth measurement times."""
-TOPIC = "bench.orders.v1"
 
 
 @dataclass(frozen=True)
@@ -97,28 +93,6 @@ FULL = Mode("full", 1_000_000, 4, 5_000, 120, (1_000_000, 5_000_000, 20_000_000)
             (5_000, 10_000, 20_000), 30)
 
 
-def bench_config(work: Path, bootstrap: str, store: EmbeddedStore | None = None,
-                 warehouse: str = "warehouse", digests: bool = True,
-                 kafka: Mapping[str, str] | None = None) -> Config:
-    """The project's default settings (``conf/local.yaml``) on this run's broker (its
-    client's ``kafka`` properties) and warehouse (``warehouse`` in ``work``, or on
-    ``store``), with the orders source only, in JSON (what the limit and the naive pattern
-    are measured on); ``digests``: the tables' chains on (the default) or off
-    (``retention.tamper_evidence``)."""
-    doc = yaml.safe_load((PROJECT_ROOT / "conf" / "local.yaml").read_text())
-    doc["kafka"] = {"bootstrap_servers": bootstrap, "embedded": {"enabled": False},
-                    "client_properties": dict(kafka or {})}
-    doc["warehouse"] = {"root": f"s3a://{store.bucket}/{warehouse}" if store
-                        else str(work / warehouse)}
-    doc["retention"] = {**(doc.get("retention") or {}), "tamper_evidence": digests}
-    if store:
-        doc["storage"] = {**doc.get("storage", {}), "endpoint": store.endpoint,
-                          "embedded": {"enabled": False}}
-    doc["sources"] = {SOURCE: {**(doc.get("sources") or {}).get(SOURCE, {}), "topic": TOPIC,
-                               "format": "json"}}
-    return parse_config(doc)
-
-
 def run_bench(mode: Mode, printer: Printer, work_dir: Path | None = None,
               object_store: bool = False) -> dict[str, Any]:
     """Run every measurement of ``mode``; the results (see ``report.table``).
@@ -137,7 +111,7 @@ class _Bench:
         self.say = printer
         self.broker = EmbeddedBroker(f"127.0.0.1:{free_port('127.0.0.1')}",
                                      str(work / "broker"))
-        self.store = _store(work) if object_store else None
+        self.store = own_store(work) if object_store else None
         self.config = bench_config(work, self.broker.bootstrap, self.store)
         self.scratch = join(self.config.warehouse.root, "_bench")
         """Where the peers and the growth measurement write their tables."""
@@ -262,14 +236,10 @@ class _Bench:
         self._digests(spark)
         self._tls(spark)
 
-    def _config(self, bootstrap: str, warehouse: str, kafka: Mapping[str, str] | None,
-                digests: bool) -> Config:
-        return bench_config(self.work, bootstrap, self.store, warehouse, digests, kafka)
-
     def _digests(self, spark: Any) -> None:
         """The chain's cost on the hot path."""
-        rates = digest_cost(spark, self._config, self.broker.bootstrap, self.mode.backlog,
-                            [f"bronze.{SOURCE}", f"silver.{SOURCE}"],
+        rates = digest_cost(spark, self.work, self.broker.bootstrap, self.store,
+                            self.mode.backlog, [f"bronze.{SOURCE}", f"silver.{SOURCE}"],
                             self.config.retention.tamper_evidence)
         for table, rate in rates.items():
             layer = table.split(".")[0]
@@ -280,9 +250,8 @@ class _Bench:
     def _tls(self, spark: Any) -> None:
         """Bronze from a broker that wants SASL_SSL beside the plaintext one."""
         n = self.mode.backlog
-        protocol, rate = tls_cost(
-            spark, self.work, self._config, self.broker.bootstrap, TOPIC,
-            lambda: generate(self.shape, n, seed=7, faults=0.1), n, f"bronze.{SOURCE}")
+        protocol, rate = tls_cost(spark, self.work, self.broker.bootstrap, self.store,
+                                  lambda: generate(self.shape, n, seed=7, faults=0.1), n)
         self.say(f"4/7 bronze again, Kafka plaintext / {protocol}: {rate['off']:,.0f} / "
                  f"{rate['on']:,.0f} records/s ({rate['cost']:+.1%} for TLS)")
         self.result["tls"] = {"protocol": protocol, **rate}
@@ -451,14 +420,6 @@ class _Bench:
                                  "accounting_holds": acc.holds,
                                  "accounting": acc.describe()}
         self.say(f"checks: {duplicates} duplicate event ids in silver; {acc.describe()}")
-
-
-def _store(work: Path) -> EmbeddedStore:
-    """An S3 store of the run's own, with conf/local.yaml's local-only key."""
-    storage = yaml.safe_load((PROJECT_ROOT / "conf" / "local.yaml").read_text())["storage"]
-    key = storage["credentials"]
-    return EmbeddedStore("127.0.0.1", free_port("127.0.0.1"), str(work / "storage"), "bench",
-                         storage.get("region", "us-east-1"), key["access_key"], key["secret_key"])
 
 
 def _machine() -> Mapping[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lakehouse.bench.run import SOURCE, TOPIC, bench_config
+from lakehouse.bench.setup import SOURCE, TOPIC, bench_config
 from lakehouse.servers.seaweedfs import EmbeddedStore
 
 
