@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from lakehouse.errors import ErrorCode, LakehouseError
 from lakehouse.io.certificates import common_name
-from lakehouse.io.tls import Trust, diagnose, plaintext_at_tls
+from lakehouse.io.tls import Trust, refusal
 
 log = logging.getLogger(__name__)
 C = TypeVar("C")
@@ -51,19 +51,15 @@ def tls_error(bootstrap_servers: str, properties: Mapping[str, str] | None
     client reached a TLS listener (None when neither is so)."""
     properties = properties or {}
     protocol = properties.get("security.protocol", "PLAINTEXT").upper()
+    trust = Trust.of(properties) if protocol in _TLS else None
     for server in bootstrap_servers.split(","):
         host, _, port = server.strip().rpartition(":")
-        host = host.strip("[]")
-        if protocol in _TLS:
-            error = diagnose(host, int(port), Trust.of(properties), "the Kafka broker",
-                             "kafka.client_properties")
-            if error is not None:
-                return error
-        elif (plain := plaintext_at_tls(
-                host, int(port), "the Kafka broker",
-                f"set security.protocol: SASL_SSL (with SASL) or SSL under "
-                f"kafka.client_properties (it is {protocol})")) is not None:
-            return plain
+        error = refusal(host.strip("[]"), int(port), trust, "the Kafka broker",
+                        "kafka.client_properties",
+                        f"set security.protocol: SASL_SSL (with SASL) or SSL under "
+                        f"kafka.client_properties (it is {protocol})")
+        if error is not None:
+            return error
     return None
 
 

@@ -20,7 +20,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from lakehouse.errors import ErrorCode, LakehouseError
-from lakehouse.io.tls import Trust, diagnose, plaintext_at_tls
+from lakehouse.io.tls import Trust, refusal
 
 SUBJECT_NOT_FOUND = 40401
 UNAUTHENTICATED = 401
@@ -148,17 +148,13 @@ class SchemaRegistry:
                      "registry knows (the embedded one: schema_registry.embedded.users)",
                 url=self.url, user=user)
         parts = urlsplit(self.url)
-        if parts.scheme == "https" and not isinstance(exc, SchemaRegistryError):
-            refused = diagnose(parts.hostname or "", parts.port or 443,
-                               Trust.of(self._properties), "the schema registry",
-                               "schema_registry.client_properties")
-            if refused is not None:
-                return refused
-        if parts.scheme == "http" and not isinstance(exc, SchemaRegistryError) and (
-                plain := plaintext_at_tls(parts.hostname or "", parts.port or 80,
-                                          "the schema registry", "write schema_registry.url "
-                                          "with https://")) is not None:
-            return plain
+        https = parts.scheme == "https"
+        if not isinstance(exc, SchemaRegistryError) and (refused := refusal(
+                parts.hostname or "", parts.port or (443 if https else 80),
+                Trust.of(self._properties) if https else None, "the schema registry",
+                "schema_registry.client_properties",
+                "write schema_registry.url with https://")) is not None:
+            return refused
         return LakehouseError(
             ErrorCode.REGISTRY_UNREACHABLE,
             f"{what} at the schema registry {self.url} failed: {exc}",

@@ -129,9 +129,17 @@ def _expired(cert_file: str) -> str | None:
     return f"{ends:%Y-%m-%d %H:%M} UTC" if ends < dt.datetime.now(dt.UTC) else None
 
 
-def plaintext_at_tls(host: str, port: int, what: str, fix: str) -> LakehouseError | None:
-    """The error of a plaintext client of ``what`` at ``host:port`` if the server there
-    speaks TLS (None if it does not, or does not answer); ``fix`` says what to set."""
+def refusal(host: str, port: int, trust: Trust | None, what: str, setting: str,
+            plaintext_fix: str) -> LakehouseError | None:
+    """Where TLS is why a client of ``what`` at ``host:port`` failed, the coded cause: for a
+    TLS client (``trust``), ``diagnose``; for a plaintext one (None), that the server wants
+    TLS (``plaintext_fix`` says what to set). None when TLS is not to blame."""
+    if trust is not None:
+        return diagnose(host, port, trust, what, setting)
+    return _plaintext_at_tls(host, port, what, plaintext_fix)
+
+
+def _plaintext_at_tls(host: str, port: int, what: str, fix: str) -> LakehouseError | None:
     if not speaks_tls(host, port):
         return None
     return LakehouseError(
